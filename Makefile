@@ -1,0 +1,51 @@
+# The verbs people type. `make test` is what CI runs (through .ci/run).
+PYTHON ?= python3
+PYTEST ?= $(PYTHON) -m pytest
+
+.PHONY: help install test test-unit test-haproxy test-e2e lint typecheck format golden run cluster-up cluster-down clean
+
+help:
+	@echo "make run          run the controller (starts a local control plane and HAProxy when KUBECONFIG is unset)"
+	@echo "make test         lint, type-check and run every test (unit, real HAProxy, real API server)"
+	@echo "make test-unit    pure tests only (seconds)"
+	@echo "make lint         ruff + mypy --strict"
+	@echo "make golden       regenerate the golden render files after an intended change"
+	@echo "make cluster-up   start the local control plane (built once per machine)"
+
+install:
+	$(PYTHON) -m pip install -e '.[test]'
+
+test: lint
+	$(PYTEST) -q
+
+test-unit:
+	$(PYTEST) -q tests/unit
+
+test-haproxy:
+	$(PYTEST) -q tests/haproxy
+
+test-e2e:
+	$(PYTEST) -q tests/e2e
+
+lint: typecheck
+	$(PYTHON) -m ruff check operator tests hack
+	$(PYTHON) -m ruff format --check operator tests hack
+
+typecheck:
+	$(PYTHON) -m mypy
+
+format:
+	$(PYTHON) -m ruff format operator tests hack
+	$(PYTHON) -m ruff check --fix operator tests hack
+
+golden:
+	$(PYTEST) -q tests/unit/test_render_golden.py --update-golden
+
+cluster-up:
+	$(PYTHON) hack/localcluster.py up
+
+cluster-down:
+	$(PYTHON) hack/localcluster.py down
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist

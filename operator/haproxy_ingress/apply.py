@@ -1,0 +1,170 @@
+"""Plan → HAProxy: write files, reload when the plan says so, run runtime operations.
+
+The only stage that drives the HAProxy adapter. It keeps the applied state
+(what HAProxy runs) so that the next plan is a diff against reality, and it
+falls back to a reload when the runtime API refuses an operation: a reload
+from freshly written files always converges.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from haproxy_ingress.haproxy import runtime
+from haproxy_ingress.haproxy.config import (
+    ALPN,
+    Rendered,
+    RenderOptions,
+    certificate_path,
+    map_path,
+    render,
+)
+from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
+from haproxy_ingress.haproxy.process import HAProxyProcess, check_config
+from haproxy_ingress.haproxy.runtime import Command, RuntimeClient, RuntimeCommandError
+from haproxy_ingress.model import ServerState
+from haproxy_ingress.plan import (
+    AppliedState,
+    Operation,
+    Plan,
+    PutCertificate,
+    RemoveCertificate,
+    ReplaceMap,
+    SetServer,
+    plan_full_sync,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    reloaded: bool
+    reload_reasons: tuple[str, ...]
+    operations: int  # runtime operations executed
+    runtime_fallback: bool  # the runtime API refused something; a reload fixed it
+    seconds: float
+
+
+class Applier:
+    """Owns HAProxy's files and process, and remembers what HAProxy runs."""
+
+    def __init__(
+        self,
+        process: HAProxyProcess,
+        client: RuntimeClient,
+        options: RenderOptions,
+        *,
+        binary: str = "haproxy",
+    ) -> None:
+        self._process = process
+        self._client = client
+        self._options = options
+        self._binary = binary
+        self.applied: AppliedState | None = None
+
+    async def apply(self, plan: Plan) -> ApplyResult:
+        """Bring HAProxy to ``plan.target``.
+
+        Raises ConfigCheckError (nothing swapped in, the old config keeps serving)
+        or ReloadError.
+        """
+        started = time.monotonic()
+        rendered = render(plan.target, self._options)
+        if plan.reload:
+            await self._reload(rendered, plan.reload_reasons)
+            await self._execute(plan.operations)
+            self.applied = plan.target
+            return ApplyResult(
+                True, plan.reload_reasons, len(plan.operations), False,
+                time.monotonic() - started,
+            )
+        self._write(rendered, config=True)
+        try:
+            await self._execute(plan.operations)
+        except RuntimeCommandError as error:
+            reason = f"runtime API refused {' '.join(error.command.words[:3])!r}: {error.reply}"
+            logger.warning("runtime operation failed, falling back to a reload: %s", reason)
+            full = plan_full_sync(plan.target)
+            await self._reload(rendered, (reason,))
+            await self._execute(full)
+            self.applied = plan.target
+            return ApplyResult(
+                True, (reason,), len(plan.operations) + len(full), True,
+                time.monotonic() - started,
+            )
+        self._remove_stale_certificates(plan.target)
+        self.applied = plan.target
+        return ApplyResult(False, (), len(plan.operations), False, time.monotonic() - started)
+
+    async def _reload(self, rendered: Rendered, reasons: Sequence[str]) -> None:
+        self._write(rendered, config=False)
+        candidate = self._options.paths.config.with_suffix(".cfg.next")
+        atomic_write(candidate, rendered.config.content, mode=rendered.config.mode)
+        await check_config(candidate, binary=self._binary)
+        candidate.replace(self._options.paths.config)
+        logger.info("reloading HAProxy: %s", "; ".join(reasons))
+        if self._process.running:
+            await self._process.reload()
+        else:
+            await self._process.start()
+
+    def _write(self, rendered: Rendered, *, config: bool) -> None:
+        for file in rendered.files:
+            atomic_write(file.path, file.content, mode=file.mode)
+        if config:
+            atomic_write(rendered.config.path, rendered.config.content, mode=rendered.config.mode)
+
+    def _remove_stale_certificates(self, target: AppliedState) -> None:
+        keep = {certificate_path(self._options.paths, c.name) for c in target.certificates}
+        for pem in self._options.paths.certs.glob("*.pem"):
+            if pem not in keep and pem.name != "default.pem":
+                remove_if_exists(pem)
+
+    async def _execute(self, operations: Sequence[Operation]) -> None:
+        paths = self._options.paths
+        servers: list[Command] = []
+        for operation in operations:
+            if isinstance(operation, SetServer):
+                servers.extend(server_commands(operation))
+        if servers:
+            await self._client.execute(servers)
+        for operation in operations:
+            if isinstance(operation, ReplaceMap):
+                await self._client.replace_map(map_path(paths, operation.name), operation.entries)
+            elif isinstance(operation, PutCertificate):
+                cert = operation.certificate
+                pem_path = certificate_path(paths, cert.name)
+                await self._client.replace_cert(pem_path, cert.pem)
+                if operation.hosts_changed:
+                    if operation.loaded:
+                        await self._client.del_crt_list_entries(paths.crt_list, pem_path)
+                    for host in cert.hosts:
+                        await self._client.add_crt_list_entry(paths.crt_list, pem_path, host, ALPN)
+            elif isinstance(operation, RemoveCertificate):
+                pem_path = certificate_path(paths, operation.name)
+                await self._client.del_crt_list_entries(paths.crt_list, pem_path)
+                await self._client.del_cert(pem_path)
+
+
+def server_commands(operation: SetServer) -> list[Command]:
+    """The runtime commands for one slot change (address first, then state)."""
+    backend, server = operation.backend, operation.server
+    endpoint = operation.endpoint
+    if endpoint is None:
+        return [runtime.set_server_state(backend, server, ServerState.MAINT.value)]
+    commands = []
+    previous = operation.previous
+    if previous is None or previous.key != endpoint.key:
+        commands.append(
+            runtime.set_server_addr(
+                backend, server, ipaddress.ip_address(endpoint.address), endpoint.port
+            )
+        )
+    commands.append(runtime.set_server_state(backend, server, endpoint.state.value))
+    return commands
+

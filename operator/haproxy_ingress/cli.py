@@ -1,0 +1,148 @@
+"""The ``haproxy-ingress`` command.
+
+``render`` is the offline debugging tool: Kubernetes YAML in, the exact files the
+controller would give HAProxy out, and one line per rejected object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from haproxy_ingress.cluster import (
+    DEFAULT_CONFIGMAP,
+    DEFAULT_CONTROLLER_NAME,
+    DEFAULT_INGRESS_CLASS,
+    DEFAULT_NAMESPACE,
+    ClusterView,
+    TranslateOptions,
+)
+from haproxy_ingress.haproxy.config import RenderOptions, default_certificate_path, render
+from haproxy_ingress.haproxy.files import atomic_write
+from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.loader import LoadError, load_objects
+from haproxy_ingress.plan import plan
+from haproxy_ingress.settings import parse_service_ref
+from haproxy_ingress.tls import generate_default_certificate
+from haproxy_ingress.translate import translate
+from haproxy_ingress.validate import Invalid
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_UNUSABLE = 2
+
+
+def _add_controller_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--controller-name",
+        default=DEFAULT_CONTROLLER_NAME,
+        help="IngressClass spec.controller this controller answers to (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ingress-class",
+        default=DEFAULT_INGRESS_CLASS,
+        help="class named by the legacy kubernetes.io/ingress.class annotation "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--configmap",
+        default=f"{DEFAULT_NAMESPACE}/{DEFAULT_CONFIGMAP}",
+        help="namespace/name of the controller's ConfigMap (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--default-backend",
+        metavar="NAMESPACE/SERVICE:PORT",
+        help="Service for requests no rule matches (default: a plain 404)",
+    )
+    parser.add_argument(
+        "--http-bind", action="append", help="HTTP listen address (default: *:80), repeatable"
+    )
+    parser.add_argument(
+        "--https-bind", action="append", help="HTTPS listen address (default: *:443), repeatable"
+    )
+
+
+def translate_options(args: argparse.Namespace) -> TranslateOptions:
+    namespace, _, name = str(args.configmap).partition("/")
+    default_backend = (
+        parse_service_ref(args.default_backend, "--default-backend")
+        if args.default_backend
+        else None
+    )
+    return TranslateOptions(
+        controller_name=args.controller_name,
+        ingress_class=args.ingress_class,
+        configmap_namespace=namespace,
+        configmap_name=name,
+        default_backend=default_backend,
+    )
+
+
+def render_options(args: argparse.Namespace, paths: HAProxyPaths) -> RenderOptions:
+    return RenderOptions(
+        paths=paths,
+        http_binds=tuple(args.http_bind or ("*:80",)),
+        https_binds=tuple(args.https_bind or ("*:443",)),
+    )
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    try:
+        options = translate_options(args)
+        objects = load_objects(Path(p) for p in args.filename)
+    except (LoadError, Invalid) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    view, _ = ClusterView.from_objects(objects, options)
+    desired = translate(view, options)
+    paths = HAProxyPaths(Path(args.out).resolve())
+    paths.ensure()
+    rendered = render(plan(None, desired).target, render_options(args, paths))
+    default_cert = default_certificate_path(paths)
+    if not default_cert.exists():
+        now = datetime.datetime.now(datetime.UTC)
+        atomic_write(default_cert, generate_default_certificate(now).encode(), mode=0o600)
+    for file in rendered.all:
+        atomic_write(file.path, file.content, mode=file.mode)
+    for problem in desired.problems:
+        print(f"{problem.source}: {problem.message}", file=sys.stderr)
+    return EXIT_REJECTED if desired.problems else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="haproxy-ingress",
+        description="A Kubernetes Ingress controller that drives HAProxy.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    render_parser = commands.add_parser(
+        "render",
+        help="render HAProxy's files from Kubernetes YAML, offline",
+        description="Read Ingresses, IngressClasses, Services, EndpointSlices, TLS Secrets "
+        "and the controller ConfigMap from YAML files and write the haproxy.cfg, maps "
+        "and certificates the controller would use. Rejected objects are listed on "
+        "stderr. Exit status: 0 all accepted, 1 some rejected, 2 unusable input.",
+    )
+    render_parser.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        help="YAML/JSON file or directory (repeatable; '-' is not supported)",
+    )
+    render_parser.add_argument("--out", required=True, help="directory to write into")
+    _add_controller_flags(render_parser)
+    render_parser.set_defaults(handler=cmd_render)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

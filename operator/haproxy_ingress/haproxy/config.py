@@ -1,0 +1,187 @@
+"""Applied state → the files HAProxy reads: haproxy.cfg, maps, certificates.
+
+Rendering is deterministic (sorted input, no clock), so an unchanged cluster
+gives identical bytes. Every dynamic value placed in a file passes
+:func:`safe_token` at the point of rendering: validation already happened in
+translate, and this is the second lock on the same door.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.model import BackendSettings, Certificate, Endpoint, ServerState
+from haproxy_ingress.plan import AppliedState, BackendLayout
+
+TEMPLATE = "haproxy.cfg.j2"
+# Placeholder address of a free slot; `disabled` keeps it out of traffic and checks.
+FREE_SLOT_ADDRESS = "127.0.0.1:1"
+ALPN = "h2,http/1.1"
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:/@*\[\]%,=~!$&'()+-]+")
+
+
+class UnsafeValueError(ValueError):
+    """A value that would change the meaning of a rendered line."""
+
+
+def safe_token(value: object) -> str:
+    """One whitespace-free token with no character that HAProxy's parser treats specially."""
+    text = str(value)
+    if not _SAFE_TOKEN.fullmatch(text):
+        raise UnsafeValueError(f"refusing to render {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Where HAProxy listens and keeps its files (controller flags, not user input)."""
+
+    paths: HAProxyPaths
+    http_binds: tuple[str, ...] = ("*:80",)
+    https_binds: tuple[str, ...] = ("*:443",)
+    log_target: str | None = None  # e.g. "stdout"; None: HAProxy logs nothing
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: Path
+    content: bytes
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class Rendered:
+    config: RenderedFile
+    files: tuple[RenderedFile, ...] = field(default=())  # maps, certificates, crt-list
+
+    @property
+    def all(self) -> tuple[RenderedFile, ...]:
+        return (*self.files, self.config)
+
+
+@dataclass(frozen=True)
+class _Server:
+    name: str
+    address: str
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class _BackendView:
+    name: str
+    settings: BackendSettings
+    servers: tuple[_Server, ...]
+
+
+def templates_dir() -> Path:
+    """The repository's ``templates/`` (source checkout) or the installed copy."""
+    here = Path(__file__).resolve()
+    for candidate in (
+        here.parents[3] / "templates",
+        Path(sys.prefix) / "share" / "haproxy-ingress" / "templates",
+    ):
+        if (candidate / TEMPLATE).is_file():
+            return candidate
+    raise FileNotFoundError(f"{TEMPLATE} not found next to the source or under {sys.prefix}")
+
+
+def environment(directory: Path | None = None) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_finalize,
+    )
+
+
+def _finalize(value: object) -> str:
+    return safe_token(value)
+
+
+def map_path(paths: HAProxyPaths, name: str) -> Path:
+    return paths.maps / f"{safe_token(name)}.map"
+
+
+def certificate_path(paths: HAProxyPaths, name: str) -> Path:
+    return paths.certs / f"{safe_token(name)}.pem"
+
+
+def default_certificate_path(paths: HAProxyPaths) -> Path:
+    return paths.certs / "default.pem"
+
+
+def render(
+    target: AppliedState, options: RenderOptions, env: jinja2.Environment | None = None
+) -> Rendered:
+    """All files for ``target``; paths inside point into ``options.paths``."""
+    env = env or environment()
+    paths = options.paths
+    config = env.get_template(TEMPLATE).render(
+        paths=paths,
+        options=options,
+        settings=target.structure.settings,
+        structure=target.structure,
+        default_certificate=default_certificate_path(paths),
+        exact_map=map_path(paths, "exact"),
+        prefix_map=map_path(paths, "prefix"),
+        backends=[
+            _backend_view(b, target.servers.get(b.name, ())) for b in target.structure.backends
+        ],
+    )
+    files = [
+        RenderedFile(map_path(paths, "exact"), map_file(target.maps.exact)),
+        RenderedFile(map_path(paths, "prefix"), map_file(target.maps.prefix)),
+        RenderedFile(paths.crt_list, crt_list(paths, target.certificates)),
+    ]
+    files.extend(
+        RenderedFile(certificate_path(paths, cert.name), cert.pem.encode("ascii"), 0o600)
+        for cert in target.certificates
+    )
+    return Rendered(RenderedFile(paths.config, config.encode("utf-8")), tuple(files))
+
+
+def map_file(entries: Iterable[tuple[str, str]]) -> bytes:
+    return "".join(f"{safe_token(key)} {safe_token(value)}\n" for key, value in entries).encode()
+
+
+def crt_list_line(paths: HAProxyPaths, cert: Certificate) -> str:
+    """``<pem> [alpn …] <sni>…``: the same words the runtime ``add ssl crt-list`` takes."""
+    hosts = " ".join(safe_token(host) for host in cert.hosts)
+    return f"{certificate_path(paths, cert.name)} [alpn {ALPN}] {hosts}"
+
+
+def crt_list(paths: HAProxyPaths, certificates: Iterable[Certificate]) -> bytes:
+    return "".join(crt_list_line(paths, cert) + "\n" for cert in certificates).encode()
+
+
+def server_address(endpoint: Endpoint) -> str:
+    """``addr:port`` as haproxy.cfg wants it (IPv6 in brackets)."""
+    address = ipaddress.ip_address(endpoint.address)
+    host = f"[{address}]" if address.version == 6 else str(address)
+    return f"{host}:{endpoint.port}"
+
+
+def _backend_view(layout: BackendLayout, slots: tuple[Endpoint | None, ...]) -> _BackendView:
+    servers = []
+    for index in range(layout.slots):
+        endpoint = slots[index] if index < len(slots) else None
+        if endpoint is None:
+            servers.append(_Server(f"s{index + 1}", FREE_SLOT_ADDRESS, True))
+        else:
+            servers.append(
+                _Server(
+                    f"s{index + 1}",
+                    server_address(endpoint),
+                    endpoint.state is ServerState.MAINT,
+                )
+            )
+    return _BackendView(layout.name, layout.settings, tuple(servers))

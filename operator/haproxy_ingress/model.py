@@ -1,0 +1,178 @@
+"""The desired state: what HAProxy should do, as frozen, sorted, serialisable data.
+
+This is the intermediate representation between :mod:`translate` (Kubernetes
+objects in) and :mod:`plan` / :mod:`render` (HAProxy out). Every collection is a
+sorted tuple so that the same cluster always yields equal values and the same
+rendered bytes. Nothing here is user text that has not passed :mod:`validate`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ServerState(enum.StrEnum):
+    """A server slot's administrative state, in HAProxy's runtime-API words."""
+
+    READY = "ready"  # takes new traffic
+    DRAIN = "drain"  # finishes what it has (and sticky clients), takes no new clients
+    MAINT = "maint"  # takes nothing
+
+
+class PathType(enum.StrEnum):
+    EXACT = "Exact"
+    PREFIX = "Prefix"
+    IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """A Kubernetes object that a problem or a route comes from."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind} {self.namespace}/{self.name}"
+            if self.namespace
+            else (f"{self.kind} {self.name}")
+        )
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """Why (part of) an object was left out or cannot be served as written."""
+
+    source: ObjectRef
+    field: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """One pod address a backend sends traffic to."""
+
+    address: str
+    port: int
+    state: ServerState = ServerState.READY
+    target: str = field(default="", compare=False)  # the pod name, for logs only
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.address, self.port)
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """Per-backend HAProxy tuning; structural (a change needs a reload)."""
+
+    balance: str = "leastconn"
+    timeout_connect: str = "5s"
+    timeout_server: str = "60s"
+    retries: int = 3
+    retry_on: tuple[str, ...] = ("conn-failure", "empty-response", "response-timeout")
+    redispatch: bool = True
+    health_check: bool = True
+    check_inter: str = "2s"
+    check_fall: int = 3
+    check_rise: int = 2
+    slowstart: str | None = None
+    maxconn: int | None = None
+
+
+@dataclass(frozen=True, order=True)
+class ServiceRef:
+    """A Service port that Ingress backends point to; identifies one HAProxy backend."""
+
+    namespace: str
+    name: str
+    port: str  # a port number as decimal text, or a port name
+
+    @property
+    def backend_name(self) -> str:
+        # Namespaces, Service names and port names never contain '_', so this
+        # is injective: two different ServiceRefs can never share a backend.
+        return f"be_{self.namespace}_{self.name}_{self.port}"
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    service: ServiceRef
+    settings: BackendSettings
+    endpoints: tuple[Endpoint, ...]  # sorted by (address, port)
+
+
+@dataclass(frozen=True, order=True)
+class Route:
+    """One host + path of an Ingress rule, sent to one backend."""
+
+    host: str  # "" matches any host; "*.example.com" one extra label
+    path: str
+    path_type: PathType
+    backend: str
+    source: ObjectRef = field(compare=False)
+
+
+@dataclass(frozen=True)
+class RoutingMaps:
+    """The contents of the map files the frontend consults, in lookup order.
+
+    Keys are ``<host><path>`` where host is an exact host, ``*.<parent>`` for
+    wildcards, or empty for rules without a host. ``exact`` is looked up with
+    ``map_str`` (whole-key match) and ``prefix`` with ``map_beg`` (HAProxy keeps
+    prefix maps in a tree and returns the longest matching key).
+    """
+
+    exact: tuple[tuple[str, str], ...] = ()
+    prefix: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, order=True)
+class Certificate:
+    """A TLS certificate and key, served for ``hosts`` by SNI."""
+
+    name: str  # file stem, "<namespace>_<secret>"; injective like backend names
+    pem: str = field(compare=False)  # re-serialised chain + key, never user bytes verbatim
+    hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GlobalSettings:
+    """Controller-wide settings from the controller's ConfigMap; structural."""
+
+    timeout_client: str = "60s"
+    timeout_http_request: str = "10s"
+    timeout_http_keep_alive: str = "60s"
+    timeout_queue: str = "30s"
+    hard_stop_after: str = "30m"
+    maxconn: int = 20000
+    slots_min: int = 8
+    backend: BackendSettings = BackendSettings()
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything HAProxy should serve, derived from the cluster by :func:`translate`."""
+
+    settings: GlobalSettings
+    backends: tuple[Backend, ...]
+    default_backend: str | None  # a backend name, or None for the built-in 404
+    routes: tuple[Route, ...]
+    maps: RoutingMaps
+    certificates: tuple[Certificate, ...]
+    problems: tuple[Problem, ...] = ()
+
+    def backend(self, name: str) -> Backend | None:
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        return None

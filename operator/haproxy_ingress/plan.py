@@ -1,0 +1,245 @@
+"""Applied state + desired state → what to do to HAProxy (pure).
+
+HAProxy's runtime API can change a server slot's address, port and state, the
+contents of a map and the TLS certificates, all without a reload. What it
+cannot change (in 2.6) is the set of backends, their settings, the number of
+server slots and the global settings: that is the *structure*, and only a
+change to it costs a reload. :func:`plan` keeps the structure whenever it can,
+so endpoint churn and route changes are runtime operations only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from haproxy_ingress.model import (
+    BackendSettings,
+    Certificate,
+    DesiredState,
+    Endpoint,
+    GlobalSettings,
+    RoutingMaps,
+)
+
+Slots = tuple[Endpoint | None, ...]  # slot i is HAProxy server "s{i+1}"; None = free
+
+
+@dataclass(frozen=True)
+class BackendLayout:
+    """A backend as haproxy.cfg declares it."""
+
+    name: str
+    settings: BackendSettings
+    slots: int
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Everything in haproxy.cfg that only a reload can change."""
+
+    settings: GlobalSettings
+    backends: tuple[BackendLayout, ...]  # sorted by name
+    default_backend: str | None
+
+
+@dataclass(frozen=True)
+class AppliedState:
+    """What HAProxy runs (or will run once a plan is applied)."""
+
+    structure: Structure
+    servers: Mapping[str, Slots]  # backend name → slots
+    maps: RoutingMaps
+    certificates: tuple[Certificate, ...]  # sorted by name
+
+
+@dataclass(frozen=True)
+class SetServer:
+    """Point a slot at an endpoint (address, port, state), or free it (maintenance)."""
+
+    backend: str
+    slot: int  # 1-based, as in the server name "s<slot>"
+    endpoint: Endpoint | None
+    previous: Endpoint | None = None
+
+    @property
+    def server(self) -> str:
+        return f"s{self.slot}"
+
+
+@dataclass(frozen=True)
+class ReplaceMap:
+    """Swap a map's whole content atomically (prepare / add / commit)."""
+
+    name: str  # "exact" or "prefix": the map file's stem
+    entries: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class PutCertificate:
+    """Load a new certificate or renew one, and serve it for its hosts."""
+
+    certificate: Certificate
+    loaded: bool  # already in HAProxy's memory (renewal) or not (new)
+    hosts_changed: bool
+
+
+@dataclass(frozen=True)
+class RemoveCertificate:
+    name: str
+
+
+Operation = SetServer | ReplaceMap | PutCertificate | RemoveCertificate
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: AppliedState
+    reload_reasons: tuple[str, ...]  # empty: runtime operations suffice
+    operations: tuple[Operation, ...]  # after the reload, if there is one
+
+    @property
+    def reload(self) -> bool:
+        return bool(self.reload_reasons)
+
+    @property
+    def empty(self) -> bool:
+        return not self.reload_reasons and not self.operations
+
+
+def plan(current: AppliedState | None, desired: DesiredState) -> Plan:
+    """The cheapest way from ``current`` to ``desired``.
+
+    ``current`` is None when nothing is known to run (first start): then the
+    plan is a reload with every slot filled from scratch.
+    """
+    reasons: list[str] = []
+    old_layouts = {b.name: b for b in current.structure.backends} if current else {}
+    old_servers: Mapping[str, Slots] = current.servers if current else {}
+    if current is None:
+        reasons.append("initial configuration")
+    else:
+        if current.structure.settings != desired.settings:
+            reasons.append("global settings changed")
+        if current.structure.default_backend != desired.default_backend:
+            reasons.append("default backend changed")
+
+    layouts: dict[str, BackendLayout] = {}
+    servers: dict[str, Slots] = {}
+    for backend in desired.backends:
+        old_layout = old_layouts.get(backend.name)
+        slots, needed = assign_slots(
+            old_servers.get(backend.name, ()), backend.endpoints, desired.settings.slots_min
+        )
+        layouts[backend.name] = BackendLayout(backend.name, backend.settings, len(slots))
+        servers[backend.name] = slots
+        if old_layout is None:
+            if current is not None:
+                reasons.append(f"backend {backend.name} added")
+        elif old_layout.settings != backend.settings:
+            reasons.append(f"backend {backend.name} settings changed")
+        elif needed:
+            reasons.append(
+                f"backend {backend.name} needs {len(backend.endpoints)} server slots, "
+                f"has {old_layout.slots}"
+            )
+
+    # A backend no route uses any more is harmless: keep it (all slots free)
+    # until something else forces a reload, so deleting an Ingress is free.
+    leftovers = sorted(set(old_layouts) - set(layouts))
+    if not reasons:
+        for name in leftovers:
+            layouts[name] = old_layouts[name]
+            servers[name] = tuple(None for _ in old_servers.get(name, ()))
+
+    target = AppliedState(
+        structure=Structure(
+            settings=desired.settings,
+            backends=tuple(layouts[name] for name in sorted(layouts)),
+            default_backend=desired.default_backend,
+        ),
+        servers=servers,
+        maps=desired.maps,
+        certificates=desired.certificates,
+    )
+    if reasons:
+        return Plan(target, tuple(reasons), plan_full_sync(target))
+    assert current is not None
+    operations: list[Operation] = []
+    operations.extend(_certificate_changes(current.certificates, target.certificates))
+    for name in sorted(target.servers):
+        operations.extend(_slot_changes(name, current.servers.get(name, ()), target.servers[name]))
+    if current.maps.exact != target.maps.exact:
+        operations.append(ReplaceMap("exact", target.maps.exact))
+    if current.maps.prefix != target.maps.prefix:
+        operations.append(ReplaceMap("prefix", target.maps.prefix))
+    return Plan(target, (), tuple(operations))
+
+
+def assign_slots(
+    current: Slots, endpoints: Sequence[Endpoint], minimum: int
+) -> tuple[Slots, bool]:
+    """Place endpoints in slots; returns the slots and whether they had to grow.
+
+    An endpoint keeps its slot for as long as it exists, so a state change is one
+    runtime command and sticky sessions stay on their server. New endpoints go
+    to slots that were already free before slots freed just now: a just-freed
+    slot may still hold the old pod's idle connections.
+    """
+    wanted = {endpoint.key: endpoint for endpoint in endpoints}
+    slots: list[Endpoint | None] = [
+        wanted.get(slot.key) if slot is not None else None for slot in current
+    ]
+    placed = {slot.key for slot in slots if slot is not None}
+    pending = [endpoint for endpoint in endpoints if endpoint.key not in placed]
+    free = [i for i, slot in enumerate(current) if slot is None]
+    free += [i for i, slot in enumerate(current) if slot is not None and slots[i] is None]
+    grown = len(pending) > len(free)
+    if grown or not current:
+        size = max(minimum, _next_power_of_two(len(endpoints)), 2 * len(current))
+        free += list(range(len(current), size))
+        slots.extend([None] * (size - len(current)))
+    for endpoint, index in zip(pending, free, strict=False):
+        slots[index] = endpoint
+    return tuple(slots), grown and bool(current)
+
+
+def _next_power_of_two(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def _slot_changes(backend: str, current: Slots, target: Slots) -> list[SetServer]:
+    changes = []
+    for index, endpoint in enumerate(target):
+        previous = current[index] if index < len(current) else None
+        if endpoint != previous:
+            changes.append(SetServer(backend, index + 1, endpoint, previous))
+    return changes
+
+
+def plan_full_sync(target: AppliedState) -> tuple[Operation, ...]:
+    """After a reload: set every slot, whatever the state file restored."""
+    return tuple(
+        SetServer(name, index + 1, endpoint)
+        for name in sorted(target.servers)
+        for index, endpoint in enumerate(target.servers[name])
+    )
+
+
+def _certificate_changes(
+    current: Sequence[Certificate], target: Sequence[Certificate]
+) -> list[Operation]:
+    old = {cert.name: cert for cert in current}
+    new = {cert.name: cert for cert in target}
+    changes: list[Operation] = [RemoveCertificate(name) for name in sorted(set(old) - set(new))]
+    for name in sorted(new):
+        cert = new[name]
+        before = old.get(name)
+        if before is None:
+            changes.append(PutCertificate(cert, loaded=False, hosts_changed=True))
+        elif before.pem != cert.pem or before.hosts != cert.hosts:
+            changes.append(
+                PutCertificate(cert, loaded=True, hosts_changed=before.hosts != cert.hosts)
+            )
+    return changes
+

@@ -1,0 +1,76 @@
+"""Routes → the map files the frontend looks up (pure).
+
+The frontend looks up, in this order, for the request's exact host, then its
+wildcard form (``*.`` + the host without its first label), then no host:
+the exact map with ``map_str`` (whole key), then the prefix map with ``map_beg``
+(longest key first). The first hit picks the backend. So the most specific host
+with a matching path wins, and within a host the longest path wins with
+``Exact`` beating ``Prefix`` at equal length, as the Ingress spec asks.
+
+Path types map to keys this way (``h`` is the host key):
+
+* ``Exact /p``            → exact ``h/p``
+* ``Prefix /p`` (or /p/)  → exact ``h/p`` and prefix ``h/p/``: element-wise, so
+  ``/p`` matches ``/p``, ``/p/`` and ``/p/q`` but never ``/pq``
+* ``Prefix /``            → prefix ``h/``
+* ``ImplementationSpecific /p`` → prefix ``h/p``: a plain string prefix, so
+  ``/p`` also matches ``/pq`` (what ``path_beg`` users expect)
+
+When two route kinds produce the same key, ``Exact`` beats ``Prefix`` in the
+exact map and ``Prefix`` beats ``ImplementationSpecific`` in the prefix map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from haproxy_ingress.model import PathType, Route, RoutingMaps
+
+# Lower wins when two routes produce the same key.
+_EXACT_PRIORITY = {PathType.EXACT: 0, PathType.PREFIX: 1}
+_PREFIX_PRIORITY = {PathType.PREFIX: 0, PathType.IMPLEMENTATION_SPECIFIC: 1}
+
+
+def routing_maps(routes: Iterable[Route]) -> RoutingMaps:
+    """Build both maps; ``routes`` must come oldest-first (the older claim wins)."""
+    exact: dict[str, tuple[int, str]] = {}
+    prefix: dict[str, tuple[int, str]] = {}
+
+    def claim(table: dict[str, tuple[int, str]], key: str, priority: int, backend: str) -> None:
+        if key not in table or priority < table[key][0]:
+            table[key] = (priority, backend)
+
+    for route in routes:
+        host = route.host
+        if route.path_type is PathType.EXACT:
+            claim(exact, host + route.path, _EXACT_PRIORITY[PathType.EXACT], route.backend)
+        elif route.path_type is PathType.PREFIX:
+            trimmed = route.path.rstrip("/")
+            if trimmed:
+                claim(exact, host + trimmed, _EXACT_PRIORITY[PathType.PREFIX], route.backend)
+            claim(prefix, host + trimmed + "/", _PREFIX_PRIORITY[PathType.PREFIX], route.backend)
+        else:
+            claim(
+                prefix,
+                host + route.path,
+                _PREFIX_PRIORITY[PathType.IMPLEMENTATION_SPECIFIC],
+                route.backend,
+            )
+    return RoutingMaps(
+        exact=tuple(sorted((key, backend) for key, (_, backend) in exact.items())),
+        prefix=_longest_first((key, backend) for key, (_, backend) in prefix.items()),
+    )
+
+
+def _longest_first(entries: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    # HAProxy indexes map_beg keys in a prefix tree (longest match wins whatever
+    # the order), but a file read top-down by a human should say the same.
+    return tuple(sorted(entries, key=lambda entry: (-len(entry[0]), entry[0])))
+
+
+def route_key(route: Route) -> tuple[str, str, PathType]:
+    """What two Ingresses must not both claim: host, path and path type."""
+    path = route.path
+    if route.path_type is PathType.PREFIX:
+        path = path.rstrip("/") or "/"
+    return (route.host, path, route.path_type)

@@ -1,0 +1,51 @@
+"""The reconciler: cluster view → translate → plan → apply, one run at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from haproxy_ingress.apply import Applier, ApplyResult
+from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.model import DesiredState
+from haproxy_ingress.plan import Plan, plan
+from haproxy_ingress.translate import translate
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    desired: DesiredState
+    plan: Plan
+    result: ApplyResult | None  # None: nothing to do
+
+
+class Reconciler:
+    """Applies cluster views in order; never two at once."""
+
+    def __init__(self, options: TranslateOptions, applier: Applier) -> None:
+        self._options = options
+        self._applier = applier
+        self._lock = asyncio.Lock()
+
+    @property
+    def applier(self) -> Applier:
+        return self._applier
+
+    async def reconcile(self, view: ClusterView) -> Outcome:
+        async with self._lock:
+            desired = translate(view, self._options)
+            step = plan(self._applier.applied, desired)
+            if step.empty:
+                return Outcome(desired, step, None)
+            result = await self._applier.apply(step)
+            logger.info(
+                "applied: reload=%s operations=%d seconds=%.3f reasons=%s",
+                result.reloaded,
+                result.operations,
+                result.seconds,
+                "; ".join(result.reload_reasons) or "-",
+            )
+            return Outcome(desired, step, result)

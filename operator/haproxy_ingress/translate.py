@@ -1,0 +1,459 @@
+"""Cluster view → desired state (pure: no I/O, no clock, no globals).
+
+One processor per kind, as in Contour's DAG builder: ingress classes decide which
+Ingresses are ours; each Ingress becomes routes and TLS claims; Services and
+EndpointSlices become backends; TLS Secrets become certificates. Anything that
+cannot be served as written becomes a :class:`Problem` on its object, and only
+that object (or that rule) is left out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from haproxy_ingress import validate
+from haproxy_ingress.cluster import ClusterView, KubeObject, TranslateOptions
+from haproxy_ingress.model import (
+    Backend,
+    BackendSettings,
+    Certificate,
+    DesiredState,
+    Endpoint,
+    ObjectRef,
+    PathType,
+    Problem,
+    Route,
+    ServerState,
+    ServiceRef,
+)
+from haproxy_ingress.routing import route_key, routing_maps
+from haproxy_ingress.settings import parse_configmap
+from haproxy_ingress.tls import certificate_from_secret
+from haproxy_ingress.validate import Invalid
+
+LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+def translate(view: ClusterView, options: TranslateOptions) -> DesiredState:
+    """The whole desired state of HAProxy for this cluster view."""
+    settings, configured_default, problems = parse_configmap(view.configmap)
+    services = _by_name(view.services)
+    slices = _slices_by_service(view.endpoint_slices)
+    secrets = _by_name(view.secrets)
+
+    ingresses = sorted(
+        (ing for ing in view.ingresses if _is_ours(ing, view.ingress_classes, options)),
+        key=_age_key,
+    )
+    routes: list[Route] = []
+    claims: dict[tuple[str, str, PathType], ObjectRef] = {}
+    tls_claims: list[_TlsClaim] = []
+    service_refs: dict[ServiceRef, ObjectRef] = {}
+    for ingress in ingresses:
+        source = _ref("Ingress", ingress)
+        try:
+            parsed = _parse_ingress(ingress)
+        except Invalid as error:
+            problems.append(Problem(source, error.field, error.reason))
+            continue
+        for route, service in parsed.routes:
+            if not _service_usable(service, services, source, route, problems):
+                continue
+            key = route_key(route)
+            owner = claims.setdefault(key, source)
+            if owner != source:
+                problems.append(
+                    Problem(
+                        source,
+                        "spec.rules",
+                        f"host {route.host or '*'!r} path {route.path!r} ({route.path_type}) "
+                        f"is already served by Ingress {owner.namespace}/{owner.name}",
+                    )
+                )
+                continue
+            routes.append(route)
+            service_refs.setdefault(service, source)
+        tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
+
+    default_ref = configured_default or options.default_backend
+    if default_ref is not None:
+        service_refs.setdefault(
+            default_ref,
+            ObjectRef("ConfigMap", options.configmap_namespace, options.configmap_name),
+        )
+    backends = tuple(
+        _backend(
+            ref,
+            services=services,
+            slices=slices,
+            settings=settings.backend,
+            problems=problems,
+            reported_on=reported_on,
+        )
+        for ref, reported_on in sorted(service_refs.items())
+    )
+    certificates = _certificates(tls_claims, secrets, problems)
+    return DesiredState(
+        settings=settings,
+        backends=backends,
+        default_backend=default_ref.backend_name if default_ref else None,
+        routes=tuple(sorted(routes)),
+        maps=routing_maps(routes),
+        certificates=certificates,
+        problems=tuple(sorted(set(problems))),
+    )
+
+
+# --- ingress classes ---------------------------------------------------------
+
+
+def _is_ours(ingress: KubeObject, classes: Iterable[KubeObject], options: TranslateOptions) -> bool:
+    """Whether this controller serves the Ingress, by the Kubernetes rules.
+
+    ``spec.ingressClassName`` naming one of our IngressClasses wins; then the
+    legacy annotation naming our class; an Ingress with neither is ours only if
+    one of our IngressClasses is marked as the cluster default.
+    """
+    ours: dict[str, bool] = {}
+    for ingress_class in classes:
+        spec = ingress_class.get("spec") or {}
+        if isinstance(spec, Mapping) and spec.get("controller") == options.controller_name:
+            meta = ingress_class.get("metadata") or {}
+            annotations = meta.get("annotations") or {}
+            ours[str(meta.get("name"))] = (
+                str(annotations.get(DEFAULT_CLASS_ANNOTATION, "")).lower() == "true"
+            )
+    spec = ingress.get("spec") or {}
+    class_name = spec.get("ingressClassName") if isinstance(spec, Mapping) else None
+    if class_name is not None:
+        return bool(class_name in ours)
+    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
+    legacy = annotations.get(LEGACY_CLASS_ANNOTATION) if isinstance(annotations, Mapping) else None
+    if legacy is not None:
+        return bool(legacy == options.ingress_class)
+    return any(ours.values())
+
+
+# --- ingresses -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ParsedIngress:
+    routes: list[tuple[Route, ServiceRef]] = field(default_factory=list)
+    tls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+
+def _parse_ingress(ingress: KubeObject) -> _ParsedIngress:
+    """Validate the whole Ingress; one bad field rejects it (no half-served Ingress)."""
+    source = _ref("Ingress", ingress)
+    namespace = source.namespace
+    spec = validate.mapping(ingress.get("spec"), "spec")
+    parsed = _ParsedIngress()
+    explicit_roots: set[str] = set()
+    hosts: list[str] = []
+    for rule_field, rule in validate.objects(spec.get("rules"), "spec.rules"):
+        host = validate.host(rule["host"], f"{rule_field}.host") if rule.get("host") else ""
+        hosts.append(host)
+        http = validate.mapping(rule.get("http"), f"{rule_field}.http")
+        for path_field, item in validate.objects(http.get("paths"), f"{rule_field}.http.paths"):
+            path_type = _path_type(item.get("pathType"), f"{path_field}.pathType")
+            path = validate.path(item.get("path", "/") or "/", f"{path_field}.path")
+            service = _service_ref(namespace, item.get("backend"), f"{path_field}.backend")
+            if path_type is not PathType.EXACT and path.rstrip("/") == "":
+                explicit_roots.add(host)
+            parsed.routes.append(
+                (Route(host, path, path_type, service.backend_name, source), service)
+            )
+    if spec.get("defaultBackend") is not None:
+        service = _service_ref(namespace, spec["defaultBackend"], "spec.defaultBackend")
+        # An Ingress's default backend serves the paths its hosts do not match;
+        # without rules it serves any host.
+        for host in sorted(set(hosts or [""]) - explicit_roots):
+            parsed.routes.append(
+                (Route(host, "/", PathType.PREFIX, service.backend_name, source), service)
+            )
+    for tls_field, entry in validate.objects(spec.get("tls"), "spec.tls"):
+        secret = validate.dns_subdomain(entry.get("secretName"), f"{tls_field}.secretName")
+        tls_hosts = tuple(
+            validate.host(h, f"{tls_field}.hosts[{i}]")
+            for i, h in enumerate(validate.sequence(entry.get("hosts"), f"{tls_field}.hosts"))
+        )
+        parsed.tls.append((secret, tls_hosts))
+    if not parsed.routes and not parsed.tls:
+        raise Invalid("spec", "has neither rules with paths nor a defaultBackend")
+    return parsed
+
+
+def _path_type(value: object, field: str) -> PathType:
+    for path_type in PathType:
+        if value == path_type.value:
+            return path_type
+    raise Invalid(field, f"must be Exact, Prefix or ImplementationSpecific, got {value!r}")
+
+
+def _service_ref(namespace: str, backend: object, field: str) -> ServiceRef:
+    backend = validate.mapping(backend, field)
+    if backend.get("resource") is not None:
+        raise Invalid(f"{field}.resource", "resource backends are not supported by HAProxy")
+    service = validate.mapping(backend.get("service"), f"{field}.service")
+    if not service:
+        raise Invalid(f"{field}.service", "is missing")
+    name = validate.service_name(service.get("name"), f"{field}.service.name")
+    port = validate.mapping(service.get("port"), f"{field}.service.port")
+    if port.get("number") is not None:
+        number = validate.port_number(port["number"], f"{field}.service.port.number")
+        return ServiceRef(namespace, name, str(number))
+    if port.get("name") is not None:
+        return ServiceRef(
+            namespace, name, validate.port_name(port["name"], f"{field}.service.port.name")
+        )
+    raise Invalid(f"{field}.service.port", "needs a number or a name")
+
+
+def _service_usable(
+    ref: ServiceRef,
+    services: Mapping[tuple[str, str], KubeObject],
+    source: ObjectRef,
+    route: Route,
+    problems: list[Problem],
+) -> bool:
+    """False for Services HAProxy cannot reach by pod address (route left out)."""
+    service = services.get((ref.namespace, ref.name))
+    if service is None:
+        return True  # served as 503 until it exists; reported with the backend
+    spec = service.get("spec") or {}
+    if isinstance(spec, Mapping) and spec.get("type") == "ExternalName":
+        problems.append(
+            Problem(
+                source,
+                "spec.rules",
+                f"Service {ref.namespace}/{ref.name} is of type ExternalName, which this "
+                f"controller does not proxy; path {route.path!r} left out",
+            )
+        )
+        return False
+    return True
+
+
+# --- services and endpoints ------------------------------------------------------
+
+
+def _backend(
+    ref: ServiceRef,
+    *,
+    services: Mapping[tuple[str, str], KubeObject],
+    slices: Mapping[tuple[str, str], list[KubeObject]],
+    settings: BackendSettings,
+    problems: list[Problem],
+    reported_on: ObjectRef,
+) -> Backend:
+    service = services.get((ref.namespace, ref.name))
+    endpoints: tuple[Endpoint, ...] = ()
+    if service is None:
+        problems.append(
+            Problem(
+                reported_on,
+                "backend",
+                f"Service {ref.namespace}/{ref.name} not found; its paths answer 503",
+            )
+        )
+    else:
+        port_name = _service_port_name(service, ref)
+        if port_name is None:
+            problems.append(
+                Problem(
+                    reported_on,
+                    "backend",
+                    f"Service {ref.namespace}/{ref.name} has no port {ref.port}; "
+                    "its paths answer 503",
+                )
+            )
+        else:
+            endpoints = _endpoints(slices.get((ref.namespace, ref.name), []), port_name, problems)
+    return Backend(ref.backend_name, ref, settings, endpoints)
+
+
+def _service_port_name(service: KubeObject, ref: ServiceRef) -> str | None:
+    """The name EndpointSlices give the referenced Service port ("" if unnamed)."""
+    spec = service.get("spec") or {}
+    ports = spec.get("ports") if isinstance(spec, Mapping) else None
+    for port in ports if isinstance(ports, list) else []:
+        if not isinstance(port, Mapping):
+            continue
+        if ref.port.isdigit() and port.get("port") == int(ref.port):
+            return str(port.get("name") or "")
+        if not ref.port.isdigit() and port.get("name") == ref.port:
+            return ref.port
+    return None
+
+
+_STATE_RANK = {ServerState.READY: 0, ServerState.DRAIN: 1, ServerState.MAINT: 2}
+
+
+def _endpoints(
+    slices: list[KubeObject], port_name: str, problems: list[Problem]
+) -> tuple[Endpoint, ...]:
+    """All addresses of the Service port, one per address:port, best state first.
+
+    During a slice hand-over an address can sit in two slices; the best
+    condition wins so a pod is never drained because of bookkeeping.
+    """
+    found: dict[tuple[str, int], Endpoint] = {}
+    for endpoint_slice in slices:
+        source = _ref("EndpointSlice", endpoint_slice)
+        if endpoint_slice.get("addressType") not in {"IPv4", "IPv6"}:
+            continue
+        try:
+            port = _slice_port(endpoint_slice, port_name)
+            if port is None:
+                continue
+            for item_field, item in validate.objects(endpoint_slice.get("endpoints"), "endpoints"):
+                addresses = validate.sequence(item.get("addresses"), f"{item_field}.addresses")
+                if not addresses:
+                    continue
+                # Consumers use the first address: the others are duplicates of it.
+                address = validate.ip_address(addresses[0], f"{item_field}.addresses[0]")
+                target = item.get("targetRef") or {}
+                endpoint = Endpoint(
+                    address,
+                    port,
+                    _endpoint_state(validate.mapping(item.get("conditions"), "conditions")),
+                    str(target.get("name", "")) if isinstance(target, Mapping) else "",
+                )
+                known = found.get(endpoint.key)
+                if known is None or _STATE_RANK[endpoint.state] < _STATE_RANK[known.state]:
+                    found[endpoint.key] = endpoint
+        except Invalid as error:
+            problems.append(Problem(source, error.field, error.reason))
+    return tuple(sorted(found.values()))
+
+
+def _slice_port(endpoint_slice: KubeObject, port_name: str) -> int | None:
+    for port_field, port in validate.objects(endpoint_slice.get("ports"), "ports"):
+        if (port.get("name") or "") == port_name and port.get("protocol", "TCP") == "TCP":
+            return validate.port_number(port.get("port"), f"{port_field}.port")
+    return None
+
+
+def _endpoint_state(conditions: Mapping[str, Any]) -> ServerState:
+    """EndpointSlice conditions → slot state (unset ready/serving mean true)."""
+    ready = conditions.get("ready") is not False
+    serving = conditions.get("serving", ready) is not False
+    terminating = conditions.get("terminating") is True
+    if ready and not terminating:
+        return ServerState.READY
+    if serving and terminating:
+        return ServerState.DRAIN
+    return ServerState.MAINT
+
+
+# --- TLS ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TlsClaim:
+    source: ObjectRef
+    secret: str
+    hosts: tuple[str, ...]
+
+
+def _certificates(
+    claims: list[_TlsClaim],
+    secrets: Mapping[tuple[str, str], KubeObject],
+    problems: list[Problem],
+) -> tuple[Certificate, ...]:
+    """One certificate per Secret; a host served by two Secrets goes to the older Ingress."""
+    host_owner: dict[str, tuple[str, str]] = {}
+    pems: dict[tuple[str, str], str] = {}
+    hosts_of: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for claim in claims:
+        key = (claim.source.namespace, claim.secret)
+        if key not in pems:
+            secret = secrets.get(key)
+            if secret is None:
+                problems.append(
+                    Problem(
+                        claim.source,
+                        "spec.tls",
+                        f"TLS Secret {key[0]}/{key[1]} not found; its hosts get the "
+                        "default certificate",
+                    )
+                )
+                continue
+            try:
+                pems[key] = certificate_from_secret(secret).pem
+            except Invalid as error:
+                problems.append(
+                    Problem(
+                        claim.source,
+                        "spec.tls",
+                        f"TLS Secret {key[0]}/{key[1]} {error.field} {error.reason}; its "
+                        "hosts get the default certificate",
+                    )
+                )
+                problems.append(Problem(_ref("Secret", secret), error.field, error.reason))
+                continue
+        for host in claim.hosts:
+            owner = host_owner.setdefault(host, key)
+            if owner != key:
+                problems.append(
+                    Problem(
+                        claim.source,
+                        "spec.tls",
+                        f"host {host!r} already has the certificate of Secret "
+                        f"{owner[0]}/{owner[1]}",
+                    )
+                )
+                continue
+            hosts_of[key].add(host)
+    return tuple(
+        sorted(
+            Certificate(f"{namespace}_{name}", pem, tuple(sorted(hosts_of[(namespace, name)])))
+            for (namespace, name), pem in pems.items()
+            if hosts_of[(namespace, name)]
+        )
+    )
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def _ref(kind: str, obj: KubeObject) -> ObjectRef:
+    meta = obj.get("metadata") or {}
+    return ObjectRef(
+        kind, str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
+    )
+
+
+def _age_key(obj: KubeObject) -> tuple[str, str, str]:
+    meta = obj.get("metadata") or {}
+    # RFC 3339 UTC timestamps sort chronologically as strings.
+    return (
+        str(meta.get("creationTimestamp", "")),
+        str(meta.get("namespace", "")),
+        str(meta.get("name", "")),
+    )
+
+
+def _by_name(objects: Iterable[KubeObject]) -> dict[tuple[str, str], KubeObject]:
+    result: dict[tuple[str, str], KubeObject] = {}
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        result[(str(meta.get("namespace", "")), str(meta.get("name", "")))] = obj
+    return result
+
+
+def _slices_by_service(slices: Iterable[KubeObject]) -> dict[tuple[str, str], list[KubeObject]]:
+    result: dict[tuple[str, str], list[KubeObject]] = defaultdict(list)
+    for endpoint_slice in sorted(slices, key=lambda s: _age_key(s)[1:]):
+        meta = endpoint_slice.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        service = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, Mapping) else None
+        if isinstance(service, str):
+            result[(str(meta.get("namespace", "")), service)].append(endpoint_slice)
+    return result

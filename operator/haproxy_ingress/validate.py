@@ -1,0 +1,196 @@
+"""Strict validators for every user-controlled string that can reach HAProxy.
+
+Each validator either returns a normalised value that is safe to place into
+haproxy.cfg, a map file or a runtime command, or raises :class:`Invalid` naming
+why. They are allow-lists: a value is accepted because every character of it is
+known to be harmless in every place we put it, never because it "looks fine".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+
+class Invalid(ValueError):
+    """A user-supplied value was refused; ``field`` is the path to it in the object."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+_DNS_LABEL_RE = re.compile(_DNS_LABEL)
+_DNS1035_LABEL_RE = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN_RE = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_PORT_NAME_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,13}[a-z0-9])?")
+# RFC 3986 path characters (pchar and '/'), minus ';' and with '%' only as a
+# percent-encoding: no whitespace, '#', '?', quotes, backslashes or control
+# characters, so a path can be a map key and a runtime-command payload word.
+_PATH_RE = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,=:@/]|%[0-9A-Fa-f]{2})*")
+_DURATION_RE = re.compile(r"([0-9]{1,9})(us|ms|s|m|h|d)?")
+MAX_PATH_LENGTH = 1024
+
+
+def dns_label(value: object, field: str) -> str:
+    """A Kubernetes namespace or object name segment (RFC 1123 label)."""
+    if not isinstance(value, str) or not _DNS_LABEL_RE.fullmatch(value):
+        raise Invalid(field, f"must be a lowercase RFC 1123 label, got {_show(value)}")
+    return value
+
+
+def service_name(value: object, field: str) -> str:
+    """A Service name (RFC 1035 label, as the API server enforces)."""
+    if not isinstance(value, str) or not _DNS1035_LABEL_RE.fullmatch(value):
+        raise Invalid(field, f"must be a lowercase RFC 1035 label, got {_show(value)}")
+    return value
+
+
+def dns_subdomain(value: object, field: str) -> str:
+    """An object name such as a Secret's (RFC 1123 subdomain, at most 253 characters)."""
+    if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(value):
+        raise Invalid(field, f"must be a lowercase RFC 1123 subdomain, got {_show(value)}")
+    return value
+
+
+def port_number(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise Invalid(field, f"must be a port number 1-65535, got {_show(value)}")
+    return value
+
+
+def port_name(value: object, field: str) -> str:
+    """An IANA service name as Kubernetes uses for named ports."""
+    if (
+        not isinstance(value, str)
+        or not _PORT_NAME_RE.fullmatch(value)
+        or "--" in value
+        or not any(c.isalpha() for c in value)
+    ):
+        raise Invalid(field, f"must be an IANA service port name, got {_show(value)}")
+    return value
+
+
+def host(value: object, field: str) -> str:
+    """An Ingress host: a DNS name, optionally with one leading ``*.`` label.
+
+    Hosts are case-insensitive, so they are lowered here and everywhere they are
+    compared. IP addresses are refused, as the Ingress spec does.
+    """
+    if not isinstance(value, str):
+        raise Invalid(field, f"must be a string, got {_show(value)}")
+    lowered = value.lower()
+    name = lowered[2:] if lowered.startswith("*.") else lowered
+    if len(lowered) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(name):
+        raise Invalid(
+            field,
+            f"must be a DNS name with at most one leading '*.' label, got {_show(value)}",
+        )
+    if _is_ip_address(name):
+        raise Invalid(field, f"must be a DNS name, not an IP address, got {_show(value)}")
+    return lowered
+
+
+def path(value: object, field: str) -> str:
+    """An HTTP path as an Ingress rule may name it."""
+    if not isinstance(value, str) or len(value) > MAX_PATH_LENGTH or not _PATH_RE.fullmatch(value):
+        raise Invalid(
+            field,
+            "must start with '/' and contain only RFC 3986 path characters "
+            f"(no spaces, ';', '#', '?', quotes or control characters), got {_show(value)}",
+        )
+    return value
+
+
+def ip_address(value: object, field: str) -> str:
+    """An endpoint address, normalised (``ipaddress`` refuses anything else)."""
+    if not isinstance(value, str):
+        raise Invalid(field, f"must be an IP address, got {_show(value)}")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise Invalid(field, f"must be an IP address, got {_show(value)}") from None
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1, "": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+# HAProxy keeps timers in signed 32-bit milliseconds (24.8 days).
+MAX_DURATION_MS = 2**31 - 1
+
+
+def duration(value: object, field: str) -> str:
+    """A time in HAProxy's format (``500ms``, ``5s``, ``1m``; a bare number is ms)."""
+    match = _DURATION_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise Invalid(field, f"must be a duration such as 500ms, 5s or 1m, got {_show(value)}")
+    if int(match[1]) * _UNIT_MS[match[2] or ""] > MAX_DURATION_MS:
+        raise Invalid(field, f"must be at most 24 days, got {_show(value)}")
+    return match[0]
+
+
+def integer(value: object, field: str, *, minimum: int, maximum: int) -> int:
+    """An integer given as a number or as a decimal string (ConfigMap and annotation values)."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,10}", value.strip()):
+        number = int(value.strip())
+    if number is None or not minimum <= number <= maximum:
+        raise Invalid(field, f"must be an integer from {minimum} to {maximum}, got {_show(value)}")
+    return number
+
+
+def boolean(value: object, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    raise Invalid(field, f"must be true or false, got {_show(value)}")
+
+
+def choice(value: object, field: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise Invalid(field, f"must be one of {', '.join(allowed)}, got {_show(value)}")
+    return value
+
+
+def mapping(value: object, field: str) -> Mapping[str, Any]:
+    """A nested object of a Kubernetes resource (absent means empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise Invalid(field, f"must be an object, got {_show(value)}")
+    return value
+
+
+def sequence(value: object, field: str) -> list[Any]:
+    """A list field of a Kubernetes resource (absent means empty)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Invalid(field, f"must be a list, got {_show(value)}")
+    return value
+
+
+def objects(value: object, field: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The objects of a list field, each with its own field path for problems."""
+    for index, item in enumerate(sequence(value, field)):
+        item_field = f"{field}[{index}]"
+        yield item_field, mapping(item, item_field)
+
+
+def _is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _show(value: object, limit: int = 60) -> str:
+    """A short, printable rendering of a refused value for problem messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,81 @@
+"""Real HTTP backends for tests: tiny asyncio servers on 127.0.0.x, one per "pod".
+
+Each answers every request with ``<name> <path>`` and counts what it served, so
+a test can tell which pod HAProxy picked. HTTP/1.1 keep-alive is supported
+because HAProxy reuses server connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass, field
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Backend:
+    name: str
+    host: str
+    port: int
+    delay: float = 0.0  # seconds before answering: a "long request"
+    served: int = 0
+    _server: asyncio.Server | None = field(default=None, repr=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+
+    async def start(self) -> Backend:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        return self
+
+    async def stop(self) -> None:
+        """Stop listening and drop open connections: a pod whose process died."""
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                _method, target, _ = lines[0].split(" ", 2)
+                headers = {
+                    k.strip().lower(): v.strip()
+                    for k, _, v in (line.partition(":") for line in lines[1:] if line)
+                }
+                length = int(headers.get("content-length", "0"))
+                if length:
+                    await reader.readexactly(length)
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                self.served += 1
+                body = f"{self.name} {target}".encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                    + f"Content-Length: {len(body)}\r\n".encode()
+                    + f"X-Backend: {self.name}\r\n".encode()
+                    + f"X-Forwarded-Proto-Seen: {headers.get('x-forwarded-proto', '')}\r\n".encode()
+                    + b"\r\n"
+                    + body
+                )
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
+            writer.close()

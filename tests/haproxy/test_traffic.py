@@ -1,0 +1,333 @@
+"""The whole pipeline against a real HAProxy with real HTTP backends on 127.0.0.x.
+
+Reload counts come from the master CLI's ``show proc``, never from our own
+bookkeeping, so "no reload" is HAProxy's word, not ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from cryptography import x509
+from haproxy_ingress.haproxy.process import ConfigCheckError
+from haproxy_ingress.haproxy.runtime import parse_csv_stat
+
+from haproxy_ingress.apply import Applier
+from haproxy_ingress.haproxy.config import RenderOptions
+from haproxy_ingress.plan import plan
+from haproxy_ingress.translate import translate
+from tests.backends import Backend, free_port
+from tests.haproxy.stack import OPTIONS, Stack, get, wait_for
+from tests.kube import (
+    endpoint,
+    endpoint_slice,
+    ingress,
+    ingress_class,
+    path,
+    rule,
+    service,
+    tls_secret,
+)
+from tests.unit.test_translate import make_cert
+
+pytestmark = pytest.mark.haproxy
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    result = Stack(tmp_path / "haproxy")
+    result.put(ingress_class(default=True))
+    yield result
+    await result.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as result:
+        yield result
+
+
+async def start_pods(prefix: str, count: int, port: int, first: int = 1) -> list[Backend]:
+    """``count`` backends on 127.0.0.<first…>: one address per pod, like a cluster."""
+    return [
+        await Backend(f"{prefix}-{n}", f"127.0.0.{n}", port).start()
+        for n in range(first, first + count)
+    ]
+
+
+def slice_for(name: str, pods: list[Backend], **kwargs: object) -> dict[str, object]:
+    return endpoint_slice(
+        name,
+        *(endpoint(p.host, pod=p.name) for p in pods),
+        ports=[{"name": "http", "port": pods[0].port if pods else 1}],
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def server_rows(stack: Stack, backend: str) -> list[dict[str, str]]:
+    text = await stack.client.run("show", "stat", backend, "4", "-1")
+    return [row for row in parse_csv_stat(text) if row["svname"] not in {"BACKEND", "FRONTEND"}]
+
+
+async def test_routing_by_host_path_wildcard_and_default(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    web = await start_pods("web", 1, port, first=11)
+    api = await start_pods("api", 1, port, first=21)
+    stack.put(
+        service("web"),
+        service("api"),
+        slice_for("web", web),
+        slice_for("api", api),
+        ingress(
+            "site",
+            rule(
+                "shop.example.com",
+                path("/", "web"),
+                path("/api", "api"),
+                path("/exact", "api", path_type="Exact"),
+            ),
+            rule("*.apps.example.com", path("/", "api")),
+            rule(None, path("/anyhost", "web", path_type="Exact")),
+        ),
+    )
+    outcome = await stack.sync()
+    assert outcome.result is not None and outcome.result.reloaded
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+    await wait_for(lambda: _ready(stack, "be_default_api_80", 1))
+
+    cases = [
+        ("shop.example.com", "/", 200, "web-11"),
+        ("SHOP.example.com:8080", "/cart", 200, "web-11"),
+        ("shop.example.com", "/api", 200, "api-21"),
+        ("shop.example.com", "/api/v1/x", 200, "api-21"),
+        ("shop.example.com", "/apis", 200, "web-11"),  # element-wise prefix
+        ("shop.example.com", "/exact", 200, "api-21"),
+        ("shop.example.com", "/exact/more", 200, "web-11"),
+        ("x.apps.example.com", "/", 200, "api-21"),
+        ("x.y.apps.example.com", "/", 404, ""),  # one label only
+        ("apps.example.com", "/", 404, ""),
+        ("other.example.com", "/anyhost", 200, "web-11"),
+        ("other.example.com", "/nothing", 404, ""),
+    ]
+    for host, request_path, status, who in cases:
+        code, body = await get(session, stack.http_port, request_path, host)
+        assert code == status, (host, request_path, code, body)
+        if who:
+            assert body.startswith(who + " "), (host, request_path, body)
+
+
+async def _ready(stack: Stack, backend: str, count: int) -> bool:
+    rows = await server_rows(stack, backend)
+    return sum(row["status"].startswith("UP") for row in rows) >= count
+
+
+async def test_tls_sni_serves_the_right_certificate(stack: Stack) -> None:
+    port = free_port()
+    web = await start_pods("web", 1, port, first=31)
+    crt, key = make_cert("secure.example.com")
+    stack.put(
+        service("web"),
+        slice_for("web", web),
+        tls_secret("secure-tls", crt, key),
+        ingress(
+            "secure",
+            rule("secure.example.com", path("/")),
+            rule("plain.example.com", path("/")),
+            tls=[{"hosts": ["secure.example.com"], "secretName": "secure-tls"}],
+        ),
+    )
+    await stack.sync()
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+    assert await _peer_cn(stack.https_port, "secure.example.com") == "secure.example.com"
+    assert (
+        await _peer_cn(stack.https_port, "plain.example.com")
+        == "haproxy-ingress default certificate"
+    )
+    # A new certificate for another host arrives through the runtime API.
+    crt2, key2 = make_cert("plain.example.com")
+    reloads = (await stack.proc()).reloads
+    stack.put(
+        tls_secret("plain-tls", crt2, key2),
+        ingress(
+            "secure",
+            rule("secure.example.com", path("/")),
+            rule("plain.example.com", path("/")),
+            tls=[
+                {"hosts": ["secure.example.com"], "secretName": "secure-tls"},
+                {"hosts": ["plain.example.com"], "secretName": "plain-tls"},
+            ],
+        ),
+    )
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded
+    assert await _peer_cn(stack.https_port, "plain.example.com") == "plain.example.com"
+    assert (await stack.proc()).reloads == reloads
+    # And the request itself is proxied over TLS.
+    async with aiohttp.ClientSession() as session:
+        code, body = await get(session, stack.https_port, "/", "secure.example.com", https=True)
+    assert code == 200 and body.startswith("web-31")
+
+
+async def _peer_cn(port: int, server_name: str) -> str:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=context, server_hostname=server_name
+    )
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    cert = x509.load_der_x509_certificate(der)
+    return str(cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value)
+
+
+async def test_default_backend_answers_unmatched_requests(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    await stack.sync()
+    code, body = await get(session, stack.http_port, "/", "nothing.example.com")
+    assert (code, body) == (404, "404 page not found")
+
+
+async def test_scale_1_8_1_under_traffic_without_reload(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    pods = await start_pods("web", 8, port, first=41)
+    stack.put(
+        service("web"), slice_for("web", pods[:1]), ingress("a", rule("s.example.com", path("/")))
+    )
+    await stack.sync()
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+    reloads = (await stack.proc()).reloads
+
+    results: list[int] = []
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        while not stop.is_set():
+            code, _ = await get(session, stack.http_port, "/", "s.example.com")
+            results.append(code)
+
+    loaders = [asyncio.create_task(load()) for _ in range(4)]
+    try:
+        for count in [*range(2, 9), *range(7, 0, -1)]:
+            stack.put(slice_for("web", pods[:count]))
+            outcome = await stack.sync()
+            assert outcome.result is not None and not outcome.result.reloaded
+            await asyncio.sleep(0.1)
+        served_before = {p.name: p.served for p in pods}
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await asyncio.gather(*loaders)
+    assert results and all(code == 200 for code in results), set(results)
+    assert (await stack.proc()).reloads == reloads
+    assert all(pod.served > 0 for pod in pods)  # every pod took traffic at 8
+    # Scaled back to one: only the first pod still serves.
+    assert all(pods[n].served == served_before[pods[n].name] for n in range(1, 8))
+
+
+async def test_new_route_to_existing_backend_needs_no_reload(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    web = await start_pods("web", 1, port, first=51)
+    stack.put(service("web"), slice_for("web", web), ingress("a", rule("a.example.com", path("/"))))
+    await stack.sync()
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+    reloads = (await stack.proc()).reloads
+    assert (await get(session, stack.http_port, "/", "b.example.com"))[0] == 404
+    stack.put(ingress("b", rule("b.example.com", path("/"))))
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded
+    assert (await get(session, stack.http_port, "/", "b.example.com"))[0] == 200
+    # Deleting an Ingress is a map change too: its route goes, no reload.
+    stack.delete("Ingress", "default", "b")
+    await stack.sync()
+    assert (await get(session, stack.http_port, "/", "b.example.com"))[0] == 404
+    assert (await stack.proc()).reloads == reloads
+
+
+async def test_new_backend_costs_exactly_one_reload(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    web = await start_pods("web", 1, port, first=61)
+    api = await start_pods("api", 1, port, first=71)
+    stack.put(service("web"), slice_for("web", web), ingress("a", rule("a.example.com", path("/"))))
+    await stack.sync()
+    before = await stack.proc()
+    stack.put(
+        service("api"),
+        slice_for("api", api),
+        ingress("a", rule("a.example.com", path("/"), path("/api", "api"))),
+    )
+    outcome = await stack.sync()
+    assert outcome.plan.reload_reasons == ("backend be_default_api_80 added",)
+    after = await stack.proc()
+    assert after.reloads == before.reloads + 1
+    assert after.worker_pids != before.worker_pids
+    await wait_for(lambda: _ready(stack, "be_default_api_80", 1))
+    code, body = await get(session, stack.http_port, "/api", "a.example.com")
+    assert code == 200 and body.startswith("api-71")
+
+
+async def test_slot_exhaustion_grows_slots_with_one_reload(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    pods = await start_pods("web", 9, port, first=81)
+    stack.put(
+        service("web"), slice_for("web", pods[:8]), ingress("a", rule("a.example.com", path("/")))
+    )
+    await stack.sync()
+    assert len(await server_rows(stack, "be_default_web_80")) == 8
+    before = await stack.proc()
+    stack.put(slice_for("web", pods))
+    outcome = await stack.sync()
+    assert outcome.plan.reload_reasons == ("backend be_default_web_80 needs 9 server slots, has 8",)
+    assert (await stack.proc()).reloads == before.reloads + 1
+    rows = await server_rows(stack, "be_default_web_80")
+    assert len(rows) == 16
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 9))
+    # Nothing runtime set was lost across the reload: all nine pods take traffic.
+    for _ in range(60):
+        assert (await get(session, stack.http_port, "/", "a.example.com"))[0] == 200
+    assert all(pod.served > 0 for pod in pods)
+
+
+async def test_broken_config_is_never_swapped_in(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    web = await start_pods("web", 1, port, first=91)
+    stack.put(service("web"), slice_for("web", web), ingress("a", rule("a.example.com", path("/"))))
+    await stack.sync()
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+    before = await stack.proc()
+    good_config = stack.paths.config.read_bytes()
+    broken = Applier(
+        stack.process,
+        stack.client,
+        RenderOptions(stack.paths, http_binds=("127.0.0.1:70000",), https_binds=()),
+    )
+    broken.applied = stack.applier.applied
+    assert stack.applier.applied is not None
+    step = plan(None, translate(stack.view(), OPTIONS))
+    assert step.reload
+    with pytest.raises(ConfigCheckError) as error:
+        await broken.apply(step)
+    assert "70000" in error.value.output
+    assert stack.paths.config.read_bytes() == good_config
+    after = await stack.proc()
+    assert (after.reloads, after.worker_pids) == (before.reloads, before.worker_pids)
+    code, body = await get(session, stack.http_port, "/", "a.example.com")
+    assert code == 200 and body.startswith("web-91")

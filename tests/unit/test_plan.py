@@ -1,0 +1,181 @@
+"""Plan: which changes are runtime operations, which need a reload, and why."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from haproxy_ingress.model import (
+    Backend,
+    BackendSettings,
+    Certificate,
+    DesiredState,
+    Endpoint,
+    GlobalSettings,
+    RoutingMaps,
+    ServerState,
+    ServiceRef,
+)
+from haproxy_ingress.plan import (
+    PutCertificate,
+    RemoveCertificate,
+    ReplaceMap,
+    SetServer,
+    assign_slots,
+    plan,
+)
+
+SETTINGS = GlobalSettings(slots_min=4)
+NO_ROUTES = RoutingMaps()
+
+
+def ep(n: int, state: ServerState = ServerState.READY) -> Endpoint:
+    return Endpoint(f"10.0.0.{n}", 8080, state)
+
+
+def backend(name: str, *endpoints: Endpoint, settings: BackendSettings | None = None) -> Backend:
+    return Backend(
+        f"be_{name}", ServiceRef("default", name, "80"), settings or SETTINGS.backend, endpoints
+    )
+
+
+def desired(
+    *backends: Backend,
+    maps: RoutingMaps = NO_ROUTES,
+    certificates: tuple[Certificate, ...] = (),
+    settings: GlobalSettings = SETTINGS,
+) -> DesiredState:
+    return DesiredState(
+        settings=settings,
+        backends=tuple(sorted(backends, key=lambda b: b.name)),
+        default_backend=None,
+        routes=(),
+        maps=maps,
+        certificates=certificates,
+    )
+
+
+def test_first_plan_is_a_reload_that_fills_every_slot() -> None:
+    result = plan(None, desired(backend("web", ep(1), ep(2))))
+    assert result.reload_reasons == ("initial configuration",)
+    assert result.target.servers["be_web"] == (ep(1), ep(2), None, None)
+    assert result.operations == (
+        SetServer("be_web", 1, ep(1)),
+        SetServer("be_web", 2, ep(2)),
+        SetServer("be_web", 3, None),
+        SetServer("be_web", 4, None),
+    )
+
+
+def test_unchanged_cluster_plans_nothing() -> None:
+    state = desired(backend("web", ep(1)), maps=RoutingMaps(exact=(("h/", "be_web"),)))
+    first = plan(None, state)
+    assert plan(first.target, state).empty
+
+
+def test_scale_up_within_slots_is_runtime_only() -> None:
+    first = plan(None, desired(backend("web", ep(1))))
+    result = plan(first.target, desired(backend("web", ep(1), ep(2), ep(3))))
+    assert not result.reload
+    assert result.operations == (
+        SetServer("be_web", 2, ep(2)),
+        SetServer("be_web", 3, ep(3)),
+    )
+
+
+def test_endpoints_keep_their_slots_and_freed_slots_go_to_maintenance() -> None:
+    first = plan(None, desired(backend("web", ep(1), ep(2), ep(3))))
+    result = plan(first.target, desired(backend("web", ep(1), ep(3))))
+    assert result.target.servers["be_web"] == (ep(1), None, ep(3), None)
+    assert result.operations == (SetServer("be_web", 2, None, ep(2)),)
+
+
+def test_state_change_is_one_operation_on_the_same_slot() -> None:
+    first = plan(None, desired(backend("web", ep(1), ep(2))))
+    result = plan(first.target, desired(backend("web", ep(1), ep(2, ServerState.DRAIN))))
+    assert result.operations == (SetServer("be_web", 2, ep(2, ServerState.DRAIN), ep(2)),)
+
+
+def test_slot_exhaustion_grows_geometrically_with_one_named_reload() -> None:
+    first = plan(None, desired(backend("web", *(ep(n) for n in range(1, 5)))))
+    assert len(first.target.servers["be_web"]) == 4
+    result = plan(first.target, desired(backend("web", *(ep(n) for n in range(1, 6)))))
+    assert result.reload_reasons == ("backend be_web needs 5 server slots, has 4",)
+    assert len(result.target.servers["be_web"]) == 8
+    # existing endpoints stay where they were
+    assert result.target.servers["be_web"][:5] == tuple(ep(n) for n in range(1, 6))
+
+
+def test_scaling_to_a_thousand_costs_a_handful_of_reloads() -> None:
+    applied = plan(None, desired(backend("web", ep(1)))).target
+    reloads = 0
+    for count in range(2, 1001):
+        endpoints = [Endpoint(f"10.{n // 250}.{n % 250}.1", 80) for n in range(count)]
+        step = plan(applied, desired(backend("web", *endpoints)))
+        reloads += step.reload
+        applied = step.target
+    assert reloads == 8  # 4 → 8 → 16 → … → 1024
+    assert len(applied.servers["be_web"]) == 1024
+
+
+def test_new_slots_prefer_long_free_slots_over_just_freed_ones() -> None:
+    slots, grown = assign_slots((ep(1), ep(2), None, None), [ep(1), ep(5)], 4)
+    assert not grown
+    assert slots == (ep(1), None, ep(5), None)
+
+
+def test_new_backend_reloads_and_removed_backend_lingers() -> None:
+    first = plan(None, desired(backend("web", ep(1))))
+    added = plan(first.target, desired(backend("web", ep(1)), backend("api", ep(2))))
+    assert added.reload_reasons == ("backend be_api added",)
+    removed = plan(added.target, desired(backend("web", ep(1))))
+    assert not removed.reload
+    assert [b.name for b in removed.target.structure.backends] == ["be_api", "be_web"]
+    assert removed.operations == (SetServer("be_api", 1, None, ep(2)),)
+    # The next reload for another reason drops it.
+    later = plan(removed.target, desired(backend("web", ep(1)), backend("new", ep(3))))
+    assert [b.name for b in later.target.structure.backends] == ["be_new", "be_web"]
+    # ... and re-adding a lingering backend needs no reload at all.
+    back = plan(removed.target, desired(backend("web", ep(1)), backend("api", ep(4))))
+    assert not back.reload
+
+
+def test_settings_changes_reload_with_reasons() -> None:
+    first = plan(None, desired(backend("web", ep(1))))
+    tuned = BackendSettings(balance="roundrobin")
+    result = plan(first.target, desired(backend("web", ep(1), settings=tuned)))
+    assert result.reload_reasons == ("backend be_web settings changed",)
+    result = plan(
+        first.target, desired(backend("web", ep(1)), settings=replace(SETTINGS, maxconn=100))
+    )
+    assert result.reload_reasons == ("global settings changed",)
+
+
+def test_route_changes_are_map_replacements() -> None:
+    first = plan(None, desired(backend("web", ep(1))))
+    maps = RoutingMaps(exact=(("h/a", "be_web"),), prefix=(("h/a/", "be_web"),))
+    result = plan(first.target, desired(backend("web", ep(1)), maps=maps))
+    assert not result.reload
+    assert result.operations == (
+        ReplaceMap("exact", maps.exact),
+        ReplaceMap("prefix", maps.prefix),
+    )
+
+
+def test_certificate_changes_are_runtime_operations() -> None:
+    one = Certificate("default_one", "PEM1", ("a.example.com",))
+    first = plan(None, desired(certificates=(one,)))
+    renewed = replace(one, pem="PEM2")
+    rehosted = replace(one, hosts=("a.example.com", "b.example.com"))
+    two = Certificate("default_two", "PEM3", ("c.example.com",))
+    assert plan(first.target, desired(certificates=(renewed,))).operations == (
+        PutCertificate(renewed, loaded=True, hosts_changed=False),
+    )
+    assert plan(first.target, desired(certificates=(rehosted,))).operations == (
+        PutCertificate(rehosted, loaded=True, hosts_changed=True),
+    )
+    result = plan(first.target, desired(certificates=(two,)))
+    assert not result.reload
+    assert result.operations == (
+        RemoveCertificate("default_one"),
+        PutCertificate(two, loaded=False, hosts_changed=True),
+    )

@@ -1,0 +1,74 @@
+"""Golden render tests (Envoy Gateway style): fixture cluster in, expected files out.
+
+Run ``pytest tests/unit/test_render_golden.py --update-golden`` to regenerate the
+expected files after an intended change, then read the diff. Every fixture
+cluster's output is also checked by a real ``haproxy -c`` in
+tests/haproxy/test_config_check.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.haproxy.config import RenderOptions, render
+from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.loader import load_objects
+from haproxy_ingress.plan import plan
+from haproxy_ingress.translate import translate
+
+CLUSTERS = Path(__file__).resolve().parent.parent / "fixtures" / "clusters"
+GOLDEN_BASE = Path("/var/lib/haproxy-ingress")
+
+
+def cluster_names() -> list[str]:
+    return sorted(p.name for p in CLUSTERS.iterdir() if p.is_dir())
+
+
+def render_cluster(directory: Path, base: Path) -> dict[str, bytes]:
+    """The files the controller would write for the cluster, by path relative to base."""
+    options = TranslateOptions()
+    inputs = sorted(p for p in directory.glob("*.yaml"))
+    view, _ = ClusterView.from_objects(load_objects(inputs), options)
+    desired = translate(view, options)
+    rendered = render(
+        plan(None, desired).target,
+        RenderOptions(HAProxyPaths(base), http_binds=("*:8080",), https_binds=("*:8443",)),
+    )
+    files = {
+        str(f.path.relative_to(base)): f.content
+        for f in rendered.all
+        if f.path.suffix in {".cfg", ".map", ".txt"}
+    }
+    files["problems.txt"] = "".join(
+        f"{p.source}: {p.message}\n" for p in desired.problems
+    ).encode()
+    return files
+
+
+@pytest.mark.parametrize("name", cluster_names())
+def test_golden(name: str, request: pytest.FixtureRequest) -> None:
+    directory = CLUSTERS / name
+    expected_dir = directory / "expected"
+    actual = render_cluster(directory, GOLDEN_BASE)
+    if request.config.getoption("--update-golden"):
+        for relative, content in actual.items():
+            target = expected_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+    expected = {
+        str(p.relative_to(expected_dir)): p.read_bytes()
+        for p in expected_dir.rglob("*")
+        if p.is_file()
+    }
+    assert sorted(actual) == sorted(expected)
+    for relative in sorted(actual):
+        assert actual[relative].decode() == expected[relative].decode(), relative
+
+
+def test_rendering_is_deterministic() -> None:
+    for name in cluster_names():
+        first = render_cluster(CLUSTERS / name, GOLDEN_BASE)
+        assert render_cluster(CLUSTERS / name, GOLDEN_BASE) == first

@@ -1,0 +1,656 @@
+"""Ingress semantics: literal Kubernetes objects in, desired state out (Contour-style tables)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.model import DesiredState, Endpoint, PathType, ServerState, ServiceRef
+from haproxy_ingress.translate import translate
+from tests.kube import (
+    backend,
+    configmap,
+    endpoint,
+    endpoint_slice,
+    ingress,
+    ingress_class,
+    path,
+    rule,
+    service,
+    tls_secret,
+)
+
+OPTIONS = TranslateOptions()
+
+
+def run(*objects: dict[str, Any], options: TranslateOptions = OPTIONS) -> DesiredState:
+    view, unknown = ClusterView.from_objects(objects, options)
+    assert not unknown
+    return translate(view, options)
+
+
+def with_defaults(*objects: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """Our IngressClass plus a Service web:80(http→8080) with one ready pod."""
+    return (
+        ingress_class(),
+        service("web"),
+        endpoint_slice("web", endpoint("10.0.0.1")),
+        *objects,
+    )
+
+
+def routes(state: DesiredState) -> set[tuple[str, str, str, str]]:
+    return {(r.host, r.path, r.path_type.value, r.backend) for r in state.routes}
+
+
+def messages(state: DesiredState) -> list[str]:
+    return [f"{p.source}: {p.message}" for p in state.problems]
+
+
+# --- ingress class -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("objects", "ours"),
+    [
+        pytest.param([ingress_class()], True, id="class-name-ours"),
+        pytest.param(
+            [ingress_class(controller="k8s.io/ingress-nginx")], False, id="class-name-other"
+        ),
+        pytest.param([], False, id="class-name-missing-class"),
+    ],
+)
+def test_ingress_class_name(objects: list[dict[str, Any]], ours: bool) -> None:
+    state = run(*objects, service("web"), ingress("a", rule("a.example.com", path("/"))))
+    assert bool(state.routes) is ours
+
+
+@pytest.mark.parametrize(
+    ("annotation", "default_class", "ours"),
+    [
+        ("haproxy", False, True),
+        ("nginx", False, False),
+        ("nginx", True, False),  # an explicit other class beats our default
+        (None, True, True),  # no class at all: the default class takes it
+        (None, False, False),
+    ],
+)
+def test_legacy_annotation_and_default_class(
+    annotation: str | None, default_class: bool, ours: bool
+) -> None:
+    annotations = {"kubernetes.io/ingress.class": annotation} if annotation else {}
+    state = run(
+        ingress_class(default=default_class),
+        service("web"),
+        ingress("a", rule("a.example.com", path("/")), class_name=None, annotations=annotations),
+    )
+    assert bool(state.routes) is ours
+
+
+def test_class_name_beats_legacy_annotation() -> None:
+    state = run(
+        ingress_class(),
+        service("web"),
+        ingress(
+            "a",
+            rule("a.example.com", path("/")),
+            class_name="other",
+            annotations={"kubernetes.io/ingress.class": "haproxy"},
+        ),
+    )
+    assert state.routes == ()
+
+
+# --- hosts -----------------------------------------------------------------------
+
+
+def test_hosts_are_lowered_and_wildcards_kept() -> None:
+    state = run(
+        *with_defaults(
+            ingress(
+                "a",
+                rule("Foo.Example.COM", path("/")),
+                rule("*.Example.com", path("/")),
+                rule(None, path("/any")),
+            )
+        )
+    )
+    assert routes(state) == {
+        ("foo.example.com", "/", "Prefix", "be_default_web_80"),
+        ("*.example.com", "/", "Prefix", "be_default_web_80"),
+        ("", "/any", "Prefix", "be_default_web_80"),
+    }
+    assert state.maps.prefix == (
+        ("foo.example.com/", "be_default_web_80"),
+        ("*.example.com/", "be_default_web_80"),
+        ("/any/", "be_default_web_80"),
+    )
+    assert ("/any", "be_default_web_80") in state.maps.exact
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "exa mple.com",
+        "example.com\nbackend evil",
+        "*.*.example.com",
+        "foo.*.example.com",
+        "*",
+        "10.0.0.1",
+        "-bad.example.com",
+        "a" * 64 + ".example.com",
+        "example.com:80",
+        "exämple.com",
+        "%[src].example.com",
+    ],
+)
+def test_invalid_hosts_reject_the_ingress(host: str) -> None:
+    state = run(
+        *with_defaults(
+            ingress("bad", rule(host, path("/"))),
+            ingress("good", rule("good.example.com", path("/"))),
+        )
+    )
+    assert routes(state) == {("good.example.com", "/", "Prefix", "be_default_web_80")}
+    assert len(state.problems) == 1
+    assert state.problems[0].source.name == "bad"
+    assert state.problems[0].field == "spec.rules[0].host"
+
+
+# --- paths -------------------------------------------------------------------------
+
+
+def test_path_types_to_map_keys() -> None:
+    state = run(
+        *with_defaults(
+            ingress(
+                "a",
+                rule(
+                    "h.example.com",
+                    path("/exact", path_type="Exact"),
+                    path("/prefix/", path_type="Prefix"),
+                    path("/impl", path_type="ImplementationSpecific"),
+                    path("/", path_type="Prefix"),
+                ),
+            )
+        )
+    )
+    be = "be_default_web_80"
+    assert set(state.maps.exact) == {("h.example.com/exact", be), ("h.example.com/prefix", be)}
+    assert state.maps.prefix == (
+        ("h.example.com/prefix/", be),
+        ("h.example.com/impl", be),
+        ("h.example.com/", be),
+    )
+
+
+def test_missing_path_means_root() -> None:
+    state = run(*with_defaults(ingress("a", rule("h.example.com", path(None)))))
+    assert routes(state) == {("h.example.com", "/", "Prefix", "be_default_web_80")}
+
+
+def test_exact_beats_prefix_on_the_same_key() -> None:
+    state = run(
+        *with_defaults(
+            service("other"),
+            ingress(
+                "a",
+                rule(
+                    "h.example.com",
+                    path("/foo", "web", 80, "Prefix"),
+                    path("/foo", "other", 80, "Exact"),
+                ),
+            ),
+        )
+    )
+    assert ("h.example.com/foo", "be_default_other_80") in state.maps.exact
+    assert ("h.example.com/foo/", "be_default_web_80") in state.maps.prefix
+
+
+@pytest.mark.parametrize(
+    "bad_path",
+    [
+        "relative",
+        "/with space",
+        "/semi;colon",
+        "/hash#frag",
+        "/query?x=1",
+        '/quote"',
+        "/back\\slash",
+        "/new\nline",
+        "/nul\x00",
+        "/pct%zz",
+        "/" + "a" * 1100,
+        "/uni\u00e9",
+    ],
+)
+def test_invalid_paths_reject_the_ingress(bad_path: str) -> None:
+    state = run(*with_defaults(ingress("bad", rule("h.example.com", path(bad_path)))))
+    assert state.routes == ()
+    assert [p.field for p in state.problems] == ["spec.rules[0].http.paths[0].path"]
+
+
+def test_invalid_path_type() -> None:
+    state = run(*with_defaults(ingress("bad", rule("h.example.com", path("/", path_type="Regex")))))
+    assert state.routes == ()
+    assert state.problems[0].field == "spec.rules[0].http.paths[0].pathType"
+
+
+# --- backends ----------------------------------------------------------------------
+
+
+def test_port_by_name_and_number_resolve_to_target_ports() -> None:
+    state = run(
+        ingress_class(),
+        service(
+            "web",
+            {"name": "http", "port": 80, "targetPort": "web"},
+            {"name": "admin", "port": 81, "targetPort": 9090},
+        ),
+        endpoint_slice(
+            "web",
+            endpoint("10.0.0.1"),
+            endpoint("10.0.0.2"),
+            ports=[{"name": "http", "port": 8080}, {"name": "admin", "port": 9090}],
+        ),
+        ingress(
+            "a",
+            rule("h.example.com", path("/", "web", 80), path("/admin", "web", "admin")),
+        ),
+    )
+    by_name = {b.name: b for b in state.backends}
+    assert [e.key for e in by_name["be_default_web_80"].endpoints] == [
+        ("10.0.0.1", 8080),
+        ("10.0.0.2", 8080),
+    ]
+    assert [e.key for e in by_name["be_default_web_admin"].endpoints] == [
+        ("10.0.0.1", 9090),
+        ("10.0.0.2", 9090),
+    ]
+    assert state.problems == ()
+
+
+def test_unnamed_single_port_service() -> None:
+    state = run(
+        ingress_class(),
+        service("api", {"port": 8000, "targetPort": 9000}),
+        endpoint_slice("api", endpoint("10.0.0.9"), ports=[{"port": 9000, "protocol": "TCP"}]),
+        ingress("a", rule("h.example.com", path("/", "api", 8000))),
+    )
+    assert state.backends[0].endpoints == (Endpoint("10.0.0.9", 9000),)
+
+
+def test_endpoints_from_several_slices_are_merged_best_state_first() -> None:
+    state = run(
+        ingress_class(),
+        service("web"),
+        endpoint_slice("web", endpoint("10.0.0.1", ready=False), name="web-a"),
+        endpoint_slice("web", endpoint("10.0.0.1"), endpoint("10.0.0.2"), name="web-b"),
+        endpoint_slice("web", endpoint("fd00::1"), name="web-c", address_type="IPv6"),
+        endpoint_slice("web", endpoint("db.example.com"), name="web-d", address_type="FQDN"),
+        ingress("a", rule("h.example.com", path("/"))),
+    )
+    assert state.backends[0].endpoints == (
+        Endpoint("10.0.0.1", 8080, ServerState.READY),
+        Endpoint("10.0.0.2", 8080, ServerState.READY),
+        Endpoint("fd00::1", 8080, ServerState.READY),
+    )
+
+
+@pytest.mark.parametrize(
+    ("conditions", "state"),
+    [
+        ({"ready": True}, ServerState.READY),
+        ({}, ServerState.READY),  # unset conditions mean ready
+        ({"ready": False, "serving": True, "terminating": True}, ServerState.DRAIN),
+        ({"ready": False, "serving": False, "terminating": True}, ServerState.MAINT),
+        ({"ready": False}, ServerState.MAINT),
+        ({"ready": False, "serving": True}, ServerState.MAINT),
+    ],
+)
+def test_endpoint_conditions_to_state(conditions: dict[str, bool], state: ServerState) -> None:
+    state_ = run(
+        ingress_class(),
+        service("web"),
+        endpoint_slice("web", {"addresses": ["10.0.0.1"], "conditions": conditions}),
+        ingress("a", rule("h.example.com", path("/"))),
+    )
+    assert state_.backends[0].endpoints[0].state is state
+
+
+def test_missing_service_is_a_problem_and_answers_503() -> None:
+    state = run(ingress_class(), ingress("a", rule("h.example.com", path("/", "ghost", 80))))
+    assert routes(state) == {("h.example.com", "/", "Prefix", "be_default_ghost_80")}
+    assert state.backends[0].endpoints == ()
+    assert messages(state) == [
+        "Ingress default/a: backend: Service default/ghost not found; its paths answer 503"
+    ]
+
+
+def test_missing_service_port_is_a_problem() -> None:
+    state = run(*with_defaults(ingress("a", rule("h.example.com", path("/", "web", 81)))))
+    assert state.backends[0].endpoints == ()
+    assert "has no port 81" in messages(state)[0]
+
+
+def test_external_name_service_is_left_out() -> None:
+    state = run(
+        ingress_class(),
+        service("ext", type_="ExternalName"),
+        service("web"),
+        ingress("a", rule("h.example.com", path("/ext", "ext", 80), path("/", "web", 80))),
+    )
+    assert routes(state) == {("h.example.com", "/", "Prefix", "be_default_web_80")}
+    assert "ExternalName" in messages(state)[0]
+
+
+def test_resource_backend_rejects_the_ingress() -> None:
+    bad = ingress("a", rule("h.example.com"))
+    bad["spec"]["rules"][0]["http"]["paths"] = [
+        {
+            "path": "/",
+            "pathType": "Prefix",
+            "backend": {"resource": {"apiGroup": "x", "kind": "Bucket", "name": "b"}},
+        }
+    ]
+    state = run(*with_defaults(bad))
+    assert state.routes == ()
+    assert "resource backends are not supported" in messages(state)[0]
+
+
+def test_invalid_endpoint_address_is_reported_on_the_slice() -> None:
+    state = run(
+        ingress_class(),
+        service("web"),
+        endpoint_slice("web", endpoint("10.0.0.1; rm -rf"), name="evil"),
+        ingress("a", rule("h.example.com", path("/"))),
+    )
+    assert state.backends[0].endpoints == ()
+    assert state.problems[0].source.kind == "EndpointSlice"
+
+
+# --- default backends ----------------------------------------------------------------
+
+
+def test_ingress_default_backend_covers_its_hosts() -> None:
+    state = run(
+        *with_defaults(
+            service("fallback"),
+            ingress(
+                "a",
+                rule("h.example.com", path("/app")),
+                default_backend=backend("fallback", 80),
+            ),
+        )
+    )
+    assert routes(state) == {
+        ("h.example.com", "/app", "Prefix", "be_default_web_80"),
+        ("h.example.com", "/", "Prefix", "be_default_fallback_80"),
+    }
+
+
+def test_ingress_with_only_default_backend_serves_any_host() -> None:
+    state = run(*with_defaults(ingress("a", default_backend=backend("web", 80))))
+    assert routes(state) == {("", "/", "Prefix", "be_default_web_80")}
+
+
+def test_controller_default_backend_from_configmap_and_flag() -> None:
+    state = run(*with_defaults(configmap({"default-backend-service": "default/web:80"})))
+    assert state.default_backend == "be_default_web_80"
+    flag = TranslateOptions(default_backend=ServiceRef("default", "web", "http"))
+    assert run(*with_defaults(), options=flag).default_backend == "be_default_web_http"
+    assert run(*with_defaults()).default_backend is None
+
+
+def test_empty_ingress_is_rejected() -> None:
+    state = run(*with_defaults(ingress("a")))
+    assert messages(state) == [
+        "Ingress default/a: spec: has neither rules with paths nor a defaultBackend"
+    ]
+
+
+# --- conflicts ---------------------------------------------------------------------
+
+
+def test_conflicting_path_goes_to_the_older_ingress() -> None:
+    state = run(
+        *with_defaults(
+            service("other"),
+            ingress(
+                "young",
+                rule("h.example.com", path("/", "other", 80)),
+                created="2026-02-01T00:00:00Z",
+            ),
+            ingress(
+                "old", rule("h.example.com", path("/", "web", 80)), created="2026-01-01T00:00:00Z"
+            ),
+        )
+    )
+    assert routes(state) == {("h.example.com", "/", "Prefix", "be_default_web_80")}
+    assert messages(state) == [
+        "Ingress default/young: spec.rules: host 'h.example.com' path '/' (Prefix) is "
+        "already served by Ingress default/old"
+    ]
+
+
+def test_same_age_conflict_is_decided_by_namespace_then_name() -> None:
+    state = run(
+        *with_defaults(
+            service("web", namespace="b"),
+            service("web", namespace="a"),
+            ingress("z", rule("h.example.com", path("/")), namespace="b"),
+            ingress("z", rule("h.example.com", path("/")), namespace="a"),
+        )
+    )
+    assert {r.backend for r in state.routes} == {"be_a_web_80"}
+
+
+def test_same_path_with_other_type_is_no_conflict() -> None:
+    state = run(
+        *with_defaults(
+            ingress("one", rule("h.example.com", path("/foo", path_type="Exact"))),
+            ingress("two", rule("h.example.com", path("/foo", path_type="Prefix"))),
+        )
+    )
+    assert state.problems == ()
+    assert len(state.routes) == 2
+
+
+def test_trailing_slash_prefix_conflicts_with_plain_prefix() -> None:
+    state = run(
+        *with_defaults(
+            ingress("one", rule("h.example.com", path("/foo"))),
+            ingress("two", rule("h.example.com", path("/foo/")), created="2026-03-01T00:00:00Z"),
+        )
+    )
+    assert [p.source.name for p in state.problems] == ["two"]
+
+
+# --- TLS -----------------------------------------------------------------------------
+
+
+def make_cert(host: str) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    crt = cert.public_bytes(serialization.Encoding.PEM)
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    return base64.b64encode(crt).decode(), base64.b64encode(pem_key).decode()
+
+
+def test_tls_secret_becomes_a_certificate_for_its_hosts() -> None:
+    crt, key = make_cert("h.example.com")
+    state = run(
+        *with_defaults(
+            tls_secret("h-tls", crt, key),
+            ingress(
+                "a",
+                rule("h.example.com", path("/")),
+                tls=[{"hosts": ["H.example.com", "*.h.example.com"], "secretName": "h-tls"}],
+            ),
+        )
+    )
+    assert state.problems == ()
+    (cert,) = state.certificates
+    assert cert.name == "default_h-tls"
+    assert cert.hosts == ("*.h.example.com", "h.example.com")
+    assert "BEGIN CERTIFICATE" in cert.pem
+    assert "BEGIN PRIVATE KEY" in cert.pem  # re-serialised as PKCS#8, not the user's bytes
+
+
+@pytest.mark.parametrize(
+    ("secret_data", "reason"),
+    [
+        ({"tls.crt": "!!!", "tls.key": "x"}, "not valid base64"),
+        (
+            {"tls.crt": base64.b64encode(b"garbage").decode(), "tls.key": "eA=="},
+            "not a PEM certificate",
+        ),
+        ({}, "is missing"),
+    ],
+)
+def test_broken_tls_secret_falls_back_to_default_certificate(
+    secret_data: dict[str, str], reason: str
+) -> None:
+    secret = tls_secret("h-tls", "", "")
+    secret["data"] = secret_data
+    state = run(
+        *with_defaults(
+            secret,
+            ingress(
+                "a",
+                rule("h.example.com", path("/")),
+                tls=[{"hosts": ["h.example.com"], "secretName": "h-tls"}],
+            ),
+        )
+    )
+    assert state.certificates == ()
+    assert routes(state)  # the Ingress still serves, over the default certificate
+    assert any(reason in m for m in messages(state)), messages(state)
+    assert {p.source.kind for p in state.problems} == {"Ingress", "Secret"}
+
+
+def test_mismatched_key_is_refused() -> None:
+    crt, _ = make_cert("h.example.com")
+    _, other_key = make_cert("h.example.com")
+    state = run(
+        *with_defaults(
+            tls_secret("h-tls", crt, other_key),
+            ingress(
+                "a",
+                rule("h.example.com", path("/")),
+                tls=[{"hosts": ["h.example.com"], "secretName": "h-tls"}],
+            ),
+        )
+    )
+    assert state.certificates == ()
+    assert any("does not match the certificate" in m for m in messages(state))
+
+
+def test_missing_tls_secret() -> None:
+    state = run(
+        *with_defaults(
+            ingress(
+                "a",
+                rule("h.example.com", path("/")),
+                tls=[{"hosts": ["h.example.com"], "secretName": "nope"}],
+            ),
+        )
+    )
+    assert "TLS Secret default/nope not found" in messages(state)[0]
+
+
+def test_host_with_two_certificates_goes_to_the_older_ingress() -> None:
+    crt1, key1 = make_cert("h.example.com")
+    crt2, key2 = make_cert("h.example.com")
+    state = run(
+        *with_defaults(
+            tls_secret("one", crt1, key1),
+            tls_secret("two", crt2, key2),
+            ingress(
+                "a",
+                rule("h.example.com", path("/a")),
+                tls=[{"hosts": ["h.example.com"], "secretName": "one"}],
+            ),
+            ingress(
+                "b",
+                rule("h.example.com", path("/b")),
+                tls=[{"hosts": ["h.example.com"], "secretName": "two"}],
+                created="2026-05-01T00:00:00Z",
+            ),
+        )
+    )
+    assert [c.name for c in state.certificates] == ["default_one"]
+    assert [p.source.name for p in state.problems] == ["b"]
+
+
+# --- configmap and determinism -------------------------------------------------------
+
+
+def test_configmap_settings_and_bad_keys() -> None:
+    state = run(
+        *with_defaults(
+            configmap(
+                {
+                    "timeout-server": "30s",
+                    "balance": "roundrobin",
+                    "server-slots": "16",
+                    "retries": "lots",
+                    "timeout-client": "5 s\n",
+                    "bogus": "1",
+                }
+            )
+        )
+    )
+    assert state.settings.backend.timeout_server == "30s"
+    assert state.settings.backend.balance == "roundrobin"
+    assert state.settings.slots_min == 16
+    assert state.settings.backend.retries == 3
+    assert sorted(p.field for p in state.problems) == [
+        "data.bogus",
+        "data.retries",
+        "data.timeout-client",
+    ]
+
+
+def test_configmap_of_another_name_is_ignored() -> None:
+    state = run(*with_defaults(configmap({"balance": "first"}, name="other")))
+    assert state.settings.backend.balance == "leastconn"
+
+
+def test_output_does_not_depend_on_input_order() -> None:
+    objects = list(
+        with_defaults(
+            service("api"),
+            endpoint_slice("api", endpoint("10.0.1.2"), endpoint("10.0.1.1")),
+            ingress("a", rule("a.example.com", path("/", "api", 80))),
+            ingress("b", rule("b.example.com", path("/x", path_type="Exact"))),
+        )
+    )
+    assert run(*objects) == run(*reversed(objects))
+
+
+def test_path_type_enum_values_match_the_api() -> None:
+    assert {t.value for t in PathType} == {"Exact", "Prefix", "ImplementationSpecific"}
