@@ -83,7 +83,6 @@ class Applier:
                 True, plan.reload_reasons, len(plan.operations), False,
                 time.monotonic() - started,
             )
-        self._write(rendered, config=True)
         try:
             await self._execute(plan.operations)
         except RuntimeCommandError as error:
@@ -97,6 +96,9 @@ class Applier:
                 True, (reason,), len(plan.operations) + len(full), True,
                 time.monotonic() - started,
             )
+        # Files after the runtime: they matter at the next reload, and traffic
+        # should not wait for an fsync.
+        self._write(rendered, config=True)
         self._remove_stale_certificates(plan.target)
         self.applied = plan.target
         return ApplyResult(False, (), len(plan.operations), False, time.monotonic() - started)

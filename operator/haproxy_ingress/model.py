@@ -154,7 +154,7 @@ class GlobalSettings:
     timeout_http_keep_alive: str = "60s"
     timeout_queue: str = "30s"
     hard_stop_after: str = "30m"
-    maxconn: int = 20000
+    maxconn: int | None = None  # None: HAProxy derives it from the file-descriptor limit
     slots_min: int = 8
     backend: BackendSettings = BackendSettings()
 

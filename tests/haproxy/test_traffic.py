@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from cryptography import x509
 from haproxy_ingress.haproxy.process import ConfigCheckError
-from haproxy_ingress.haproxy.runtime import parse_csv_stat
+from haproxy_ingress.haproxy.runtime import parse_csv_stat, parse_servers_state
 
 from haproxy_ingress.apply import Applier
 from haproxy_ingress.haproxy.config import RenderOptions
@@ -331,3 +331,37 @@ async def test_broken_config_is_never_swapped_in(
     assert (after.reloads, after.worker_pids) == (before.reloads, before.worker_pids)
     code, body = await get(session, stack.http_port, "/", "a.example.com")
     assert code == 200 and body.startswith("web-91")
+
+
+async def test_runtime_state_survives_a_reload(stack: Stack) -> None:
+    port = free_port()
+    web = await start_pods("web", 3, port, first=101)
+    api = await start_pods("api", 1, port, first=111)
+    draining = endpoint(web[1].host, ready=False, serving=True, terminating=True)
+    stack.put(
+        service("web"),
+        endpoint_slice(
+            "web",
+            endpoint(web[0].host),
+            draining,
+            endpoint(web[2].host, ready=False),
+            ports=[{"name": "http", "port": port}],
+        ),
+        ingress("a", rule("a.example.com", path("/"))),
+    )
+    await stack.sync()
+    # A new backend forces a reload; the slots' runtime state must come through.
+    stack.put(
+        service("api"),
+        slice_for("api", api),
+        ingress("a", rule("a.example.com", path("/"), path("/api", "api"))),
+    )
+    outcome = await stack.sync()
+    assert outcome.result is not None and outcome.result.reloaded
+    text = await stack.client.run("show", "servers", "state", "be_default_web_80")
+    rows = {row["srv_name"]: row for row in parse_servers_state(text)}
+    assert (rows["s1"]["srv_addr"], rows["s1"]["srv_port"]) == (web[0].host, str(port))
+    assert int(rows["s1"]["srv_admin_state"]) & 0x9 == 0  # neither maint nor drain
+    assert int(rows["s2"]["srv_admin_state"]) & 0x8  # drain
+    assert int(rows["s3"]["srv_admin_state"]) & 0x1  # forced maintenance (not ready)
+    assert int(rows["s4"]["srv_admin_state"]) & 0x5  # a free slot stays out of traffic

@@ -1,0 +1,105 @@
+"""The offline ``haproxy-ingress render`` command: files out, problems on stderr, exit codes."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from haproxy_ingress.cli import main
+from haproxy_ingress.cluster import DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS
+from tests.unit.test_render_golden import CLUSTERS
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+
+
+def test_render_writes_config_maps_and_private_certificates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["render", "-f", str(CLUSTERS / "basic"), "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == ""
+    config = (tmp_path / "haproxy.cfg").read_text()
+    assert f"map_str({tmp_path}/maps/exact.map)" in config
+    assert "shop.example.com/api/ be_shop_api_8000" in (tmp_path / "maps/prefix.map").read_text()
+    pem = tmp_path / "certs" / "shop_shop-tls.pem"
+    assert stat.S_IMODE(pem.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "certs" / "default.pem").stat().st_mode) == 0o600
+    assert str(pem) in (tmp_path / "certs" / "crt-list.txt").read_text()
+
+
+def test_rejected_objects_are_listed_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["render", "-f", str(CLUSTERS / "conflicts" / "all.yaml"), "--out", str(tmp_path)])
+    assert code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("Ingress team/hostile: spec.rules[0].host: must be a DNS name")
+    assert lines[1].startswith("Ingress team/newer: spec.rules: host 'app.example.com'")
+    assert len(lines) == 2
+    assert (tmp_path / "haproxy.cfg").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("kind: [unclosed", "not valid YAML"),
+        ("- just\n- a list\n", "is not a Kubernetes object"),
+    ],
+)
+def test_unusable_input_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    source = tmp_path / "in.yaml"
+    source.write_text(content)
+    assert main(["render", "-f", str(source), "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_file_and_bad_flag_exit_2(tmp_path: Path) -> None:
+    assert main(["render", "-f", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            ["render", "-f", str(CLUSTERS / "basic"), "--out", str(tmp_path),
+             "--default-backend", "not a ref"]
+        )
+        == 2
+    )
+
+
+def test_flags_override_class_and_controller(tmp_path: Path) -> None:
+    source = tmp_path / "in.yaml"
+    source.write_text(
+        yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "IngressClass",
+                    "metadata": {"name": "edge"},
+                    "spec": {"controller": "example.com/edge"},
+                },
+                {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "Ingress",
+                    "metadata": {"name": "a", "namespace": "default"},
+                    "spec": {
+                        "ingressClassName": "edge",
+                        "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}},
+                    },
+                },
+            ]
+        )
+    )
+    out = tmp_path / "out"
+    main(["render", "-f", str(source), "--out", str(out)])
+    assert "be_default_web_80" not in (out / "haproxy.cfg").read_text()
+    main(["render", "-f", str(source), "--out", str(out), "--controller-name", "example.com/edge"])
+    assert "be_default_web_80" in (out / "haproxy.cfg").read_text()
+
+
+def test_defaults_match_the_shipped_ingress_class() -> None:
+    shipped = yaml.safe_load((MANIFESTS / "10-ingressclass.yaml").read_text())
+    assert shipped["metadata"]["name"] == DEFAULT_INGRESS_CLASS
+    assert shipped["spec"]["controller"] == DEFAULT_CONTROLLER_NAME
