@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import kopf
+
+from haproxy_ingress import config as controller_config
 from haproxy_ingress.cluster import (
     DEFAULT_CONFIGMAP,
     DEFAULT_CONTROLLER_NAME,
@@ -112,6 +116,22 @@ def cmd_render(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if desired.problems else EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    config = controller_config.from_arguments(args)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.watch_namespace,
+        namespaces=args.watch_namespace or (),
+        liveness_endpoint=args.liveness,
+        memo=kopf.Memo(config=config),
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="haproxy-ingress",
@@ -136,6 +156,28 @@ def build_parser() -> argparse.ArgumentParser:
     render_parser.add_argument("--out", required=True, help="directory to write into")
     _add_controller_flags(render_parser)
     render_parser.set_defaults(handler=cmd_render)
+
+    run_parser = commands.add_parser(
+        "run",
+        help="run the controller and its HAProxy against the current kubeconfig",
+        description="Watch the cluster (the in-cluster ServiceAccount, or KUBECONFIG) and "
+        "drive a local HAProxy in master-worker mode. Every flag also reads a "
+        "HAPROXY_INGRESS_* environment variable, which is how `kopf run -m "
+        "haproxy_ingress` is configured.",
+    )
+    controller_config.add_arguments(run_parser)
+    run_parser.add_argument(
+        "--watch-namespace",
+        action="append",
+        help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    run_parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="Kopf liveness endpoint (default: %(default)s)",
+    )
+    run_parser.add_argument("-v", "--verbose", action="store_true")
+    run_parser.set_defaults(handler=cmd_run)
     return parser
 
 

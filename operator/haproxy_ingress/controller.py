@@ -1,0 +1,291 @@
+"""One replica's runtime: HAProxy, the debounced sync loop, feedback and metrics.
+
+Created by the Kopf startup handler with a function that snapshots the
+indexes into a :class:`ClusterView`. Bursts of watch events set one
+``asyncio.Event``; the loop waits for quiet (the debounce window), takes one
+snapshot and reconciles it. A periodic full resync guards against missed
+events (objects deleted while a watch was down get no DELETED event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
+from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
+
+from haproxy_ingress.apply import Applier
+from haproxy_ingress.cluster import ClusterView, KubeObject, trim
+from haproxy_ingress.config import ControllerConfig
+from haproxy_ingress.haproxy.config import default_certificate_path
+from haproxy_ingress.haproxy.files import atomic_write
+from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyError, HAProxyProcess
+from haproxy_ingress.haproxy.runtime import RuntimeClient
+from haproxy_ingress.metrics import Metrics, reason_label
+from haproxy_ingress.model import ObjectRef, Problem
+from haproxy_ingress.plan import PutCertificate, RemoveCertificate, ReplaceMap, SetServer
+from haproxy_ingress.status import EventReporter, IngressStatusWriter
+from haproxy_ingress.sync import Outcome, Reconciler
+from haproxy_ingress.tls import generate_default_certificate
+
+logger = logging.getLogger(__name__)
+
+ViewSource = Callable[[KubeObject | None], ClusterView]
+
+
+class Controller:
+    def __init__(self, config: ControllerConfig, view: ViewSource) -> None:
+        self.config = config
+        self._view = view
+        self.metrics = Metrics()
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._configmap: KubeObject | None = None
+        self._leader = False
+        self._api: client.ApiClient | None = None
+        self._events: EventReporter | None = None
+        self._status: IngressStatusWriter | None = None
+        self._metrics_runner: Any = None
+        paths = config.paths
+        self.process = HAProxyProcess(paths, binary=config.haproxy_binary)
+        self.client = RuntimeClient(paths.runtime_socket)
+        self.applier = Applier(
+            self.process, self.client, config.render_options(), binary=config.haproxy_binary
+        )
+        self.reconciler = Reconciler(config.translate_options(), self.applier)
+        self.last_outcome: Outcome | None = None
+
+    async def start(self) -> None:
+        paths = self.config.paths
+        paths.ensure()
+        default_cert = default_certificate_path(paths)
+        if not default_cert.exists():
+            now = datetime.datetime.now(datetime.UTC)
+            atomic_write(default_cert, generate_default_certificate(now).encode(), mode=0o600)
+        await self._connect_api()
+        if self.config.metrics_bind:
+            self._metrics_runner = await self.metrics.serve(self.config.metrics_bind)
+        self._spawn(self._sync_loop(), "sync")
+        self._spawn(self._resync_timer(), "resync")
+        self._spawn(self._watch_configmap(), "configmap")
+        if self.config.publish_address:
+            self._spawn(self._lead(), "leader-election")
+        logger.info("controller started: state_dir=%s", paths.base)
+
+    def trigger(self) -> None:
+        self._changed.set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+        await self.client.close()
+        await self.process.stop()
+        if self._api is not None:
+            await self._api.close()
+
+    # --- the loop -----------------------------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        # Event handlers run only once every index is populated; if no object
+        # matches anything, no event ever comes, so start anyway after a while.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), self.config.startup_timeout)
+        while True:
+            await asyncio.sleep(self.config.debounce)
+            self._changed.clear()
+            await self.sync_once()
+            await self._changed.wait()
+
+    async def sync_once(self) -> Outcome | None:
+        started = time.monotonic()
+        try:
+            outcome = await self.reconciler.reconcile(self._view(self._configmap))
+        except ConfigCheckError as error:
+            self.metrics.syncs.labels("config-rejected").inc()
+            logger.error(
+                "rendered configuration rejected by haproxy -c; the last good one "
+                "keeps serving: %s",
+                error.output,
+            )
+            await self._report(
+                [
+                    Problem(
+                        ObjectRef("ConfigMap", self.config.namespace, self.config.configmap),
+                        "",
+                        f"HAProxy rejected the rendered configuration: {error.output[:500]}",
+                    )
+                ]
+            )
+            return None
+        except (HAProxyError, OSError) as error:
+            self.metrics.syncs.labels("error").inc()
+            logger.exception("sync failed: %s", error)
+            self._changed.set()  # try again after the next debounce window
+            await asyncio.sleep(1.0)
+            return None
+        self.last_outcome = outcome
+        self.metrics.sync_seconds.observe(time.monotonic() - started)
+        self.metrics.syncs.labels("ok").inc()
+        self._record(outcome)
+        await self._report(outcome.desired.problems)
+        if self._leader and self._status is not None:
+            await self._update_status(outcome)
+        return outcome
+
+    def _record(self, outcome: Outcome) -> None:
+        result = outcome.result
+        if result is not None:
+            if result.reloaded:
+                for reason in result.reload_reasons:
+                    self.metrics.reloads.labels(reason_label(reason)).inc()
+            if result.runtime_fallback:
+                self.metrics.runtime_fallbacks.inc()
+            if not result.reloaded:
+                for operation in outcome.plan.operations:
+                    kind = {
+                        SetServer: "server",
+                        ReplaceMap: "map",
+                        PutCertificate: "cert",
+                        RemoveCertificate: "cert",
+                    }[type(operation)]
+                    self.metrics.runtime_operations.labels(kind).inc()
+        kinds: dict[str, int] = {}
+        for problem in outcome.desired.problems:
+            kinds[problem.source.kind] = kinds.get(problem.source.kind, 0) + 1
+        for kind in ("Ingress", "Service", "EndpointSlice", "Secret", "ConfigMap"):
+            self.metrics.problems.labels(kind).set(kinds.get(kind, 0))
+        states: dict[str, int] = {"ready": 0, "drain": 0, "maint": 0}
+        for backend in outcome.desired.backends:
+            for endpoint in backend.endpoints:
+                states[endpoint.state.value] += 1
+        for state, count in states.items():
+            self.metrics.endpoints.labels(state).set(count)
+        self.metrics.slots.set(sum(len(s) for s in outcome.plan.target.servers.values()))
+
+    async def _report(self, problems: Any) -> None:
+        if self._events is not None:
+            await self._events.report(problems)
+
+    async def _update_status(self, outcome: Outcome) -> None:
+        assert self._status is not None
+        served = {route.source for route in outcome.desired.routes}
+        current: dict[ObjectRef, Mapping[str, Any]] = {}
+        for ingress in self._view(self._configmap).ingresses:
+            meta = ingress.get("metadata") or {}
+            ref = ObjectRef("Ingress", meta.get("namespace", ""), meta.get("name", ""))
+            current[ref] = (ingress.get("status") or {}).get("loadBalancer") or {}
+        await self._status.update(
+            (ObjectRef(r.kind, r.namespace, r.name) for r in served), current.get
+        )
+
+    async def _resync_timer(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.resync_interval)
+            self.trigger()
+
+    # --- the Kubernetes API, beyond Kopf's watches ------------------------------------
+
+    async def _connect_api(self) -> None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            configuration = client.Configuration.get_default_copy()
+        except config.ConfigException:
+            configuration = client.Configuration()
+            await config.load_kube_config(client_configuration=configuration)
+        self._api = client.ApiClient(configuration)
+        self._events = EventReporter(self._api, host=self.config.pod_name)
+        self._status = IngressStatusWriter(self._api, self.config.publish_address)
+
+    async def _watch_configmap(self) -> None:
+        """The controller's own ConfigMap: one object in one namespace (least privilege)."""
+        assert self._api is not None
+        core = client.CoreV1Api(self._api)
+        selector = f"metadata.name={self.config.configmap}"
+        while True:
+            try:
+                listing = await core.list_namespaced_config_map(
+                    self.config.namespace, field_selector=selector
+                )
+                items = listing.items
+                self._set_configmap(
+                    self._api.sanitize_for_serialization(items[0]) if items else None
+                )
+                watcher = watch.Watch()
+                try:
+                    async for event in watcher.stream(
+                        core.list_namespaced_config_map,
+                        self.config.namespace,
+                        field_selector=selector,
+                        resource_version=listing.metadata.resource_version,
+                        timeout_seconds=300,
+                    ):
+                        obj = self._api.sanitize_for_serialization(event["object"])
+                        self._set_configmap(None if event["type"] == "DELETED" else obj)
+                finally:
+                    watcher.stop()
+            except asyncio.CancelledError:
+                raise
+            except (ApiException, OSError, ValueError) as error:
+                logger.warning("ConfigMap watch interrupted (%s); retrying", error)
+                await asyncio.sleep(2.0)
+
+    def _set_configmap(self, obj: KubeObject | None) -> None:
+        trimmed = trim(obj) if obj is not None else None
+        if trimmed != self._configmap:
+            self._configmap = trimmed
+            self.trigger()
+
+    async def _lead(self) -> None:
+        """Hold the status Lease; only the holder writes Ingress status."""
+        assert self._api is not None
+
+        async def started() -> None:
+            logger.info("leading: this replica writes Ingress status")
+            self._leader = True
+            self.trigger()
+
+        async def stopped() -> None:
+            logger.info("no longer leading")
+            self._leader = False
+
+        while True:
+            lock = LeaseLock(
+                self.config.lease_name, self.config.namespace, self.config.pod_name, self._api
+            )
+            election = leaderelection.LeaderElection(
+                electionconfig.Config(
+                    lock,
+                    lease_duration=15,
+                    renew_deadline=10,
+                    retry_period=2,
+                    onstarted_leading=started,
+                    onstopped_leading=stopped,
+                )
+            )
+            await election.run()  # returns when leadership is lost
+            self._leader = False
+            await asyncio.sleep(2.0)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=f"haproxy-ingress:{name}")
+        task.add_done_callback(self._crashed)
+        self._tasks.append(task)
+
+    @staticmethod
+    def _crashed(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("task %s crashed", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,86 @@
+"""Crash-safe file replacement for everything HAProxy reads at (re)load time.
+
+HAProxy re-reads haproxy.cfg, map files, PEM files and the crt-list on every
+reload, and a reload can happen at any moment after a write. A reader must
+therefore see either the old bytes or the new bytes, never a torn file, and a
+full or read-only disk must leave the previous (working) file in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
+    """Replace ``path`` with ``data`` atomically; return False if nothing changed.
+
+    Identical content is not rewritten, so an unchanged render never bumps
+    mtimes or costs an fsync; only a wrong permission is corrected in place
+    (a PEM must never stay world-readable just because its bytes match).
+
+    The temporary file lives in the same directory so ``os.replace`` is a
+    rename within one filesystem (atomic), it is created private and chmod-ed
+    before any byte is written (a key is never readable by others, even
+    briefly), and it is fsync-ed before the rename so a crash cannot leave a
+    renamed-but-empty file. Any OSError (ENOSPC, EROFS, ...) propagates with
+    the old file untouched and the temporary file removed.
+    """
+    try:
+        current = path.read_bytes()
+    except FileNotFoundError:
+        current = None
+    if current == data:
+        if path.stat().st_mode & 0o7777 != mode:
+            os.chmod(path, mode)
+        return False
+
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_directory(path.parent)
+    logger.debug("file written path=%s bytes=%d", path, len(data), extra={"path": str(path)})
+    return True
+
+
+def remove_if_exists(path: Path) -> bool:
+    """Delete ``path``; return False if it was already gone (idempotent cleanup)."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    _fsync_directory(path.parent)
+    return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename/unlink is only durable once the directory entry is on disk.
+    # Some filesystems refuse fsync on a directory; durability is then the
+    # filesystem's business and not worth failing the write for.
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

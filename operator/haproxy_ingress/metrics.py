@@ -1,0 +1,89 @@
+"""Prometheus metrics of the controller (``prometheus_client``, one registry per instance)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.sync_seconds = Histogram(
+            "haproxy_ingress_sync_duration_seconds",
+            "Time from the start of a sync (translate, plan, apply) to its end.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.syncs = Counter(
+            "haproxy_ingress_syncs_total", "Syncs, by result.", ["result"], registry=r
+        )
+        self.reloads = Counter(
+            "haproxy_ingress_reloads_total",
+            "HAProxy reloads, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.runtime_operations = Counter(
+            "haproxy_ingress_runtime_operations_total",
+            "Runtime API operations applied instead of reloads, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.runtime_fallbacks = Counter(
+            "haproxy_ingress_runtime_fallbacks_total",
+            "Times the runtime API refused an operation and a reload was used instead.",
+            registry=r,
+        )
+        self.problems = Gauge(
+            "haproxy_ingress_problems",
+            "Objects currently left out or degraded, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.endpoints = Gauge(
+            "haproxy_ingress_endpoints",
+            "Endpoints in HAProxy server slots, by state.",
+            ["state"],
+            registry=r,
+        )
+        self.slots = Gauge(
+            "haproxy_ingress_server_slots", "Server slots rendered in total.", registry=r
+        )
+
+    async def serve(self, bind: str) -> web.AppRunner:
+        """Serve ``/metrics`` on ``host:port`` in this loop; stop with ``runner.cleanup()``."""
+
+        async def handle(_: web.Request) -> web.Response:
+            body = generate_latest(self.registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.router.add_get("/metrics", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        host, _, port = bind.rpartition(":")
+        await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+        return runner
+
+
+def reason_label(reason: str) -> str:
+    """A bounded label value: the reason's kind, not its backend name."""
+    for kind in ("added", "removed", "settings changed", "server slots", "refused"):
+        if kind in reason:
+            return {"server slots": "slots exhausted", "refused": "runtime refused"}.get(
+                kind, "backend " + kind
+            )
+    return reason

@@ -1,0 +1,127 @@
+"""Feedback to users through the Kubernetes API: Events and Ingress status.
+
+The only module that writes to the API server. Problems become Warning Events
+on the offending object, once per distinct problem (not on every sync); the
+published address goes into ``status.loadBalancer`` of served Ingresses, by
+the one replica that holds the Lease, and only when it differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from haproxy_ingress.model import ObjectRef, Problem
+
+logger = logging.getLogger(__name__)
+
+COMPONENT = "haproxy-ingress"
+API_VERSIONS = {
+    "Ingress": "networking.k8s.io/v1",
+    "IngressClass": "networking.k8s.io/v1",
+    "EndpointSlice": "discovery.k8s.io/v1",
+    "Service": "v1",
+    "Secret": "v1",
+    "ConfigMap": "v1",
+}
+MAX_MESSAGE = 1024
+
+
+class EventReporter:
+    """Posts each distinct problem once, as a Warning Event on its object."""
+
+    def __init__(
+        self, api: client.ApiClient, *, component: str = COMPONENT, host: str = ""
+    ) -> None:
+        self._core = client.CoreV1Api(api)
+        self._component = component
+        self._host = host
+        self._posted: set[Problem] = set()
+
+    async def report(self, problems: Iterable[Problem]) -> int:
+        """Post the problems not posted yet; forget the ones that went away."""
+        current = set(problems)
+        posted = 0
+        for problem in sorted(current - self._posted):
+            if await self._post(problem):
+                self._posted.add(problem)
+                posted += 1
+        self._posted &= current  # a problem that comes back is news again
+        return posted
+
+    async def _post(self, problem: Problem) -> bool:
+        ref = problem.source
+        namespace = ref.namespace or "default"
+        now = datetime.datetime.now(datetime.UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{ref.name or 'object'}."),
+            involved_object=client.V1ObjectReference(
+                kind=ref.kind,
+                namespace=ref.namespace or None,
+                name=ref.name,
+                uid=ref.uid or None,
+                api_version=API_VERSIONS.get(ref.kind),
+            ),
+            reason="Rejected" if ref.kind == "Ingress" else "InvalidConfiguration",
+            message=problem.message[:MAX_MESSAGE],
+            type="Warning",
+            source=client.V1EventSource(component=self._component, host=self._host or None),
+            reporting_component=self._component,
+            reporting_instance=self._host or None,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        try:
+            await self._core.create_namespaced_event(namespace, body)
+        except ApiException as error:
+            logger.warning("could not post an Event on %s: %s %s", ref, error.status, error.reason)
+            return False
+        logger.info("event posted on %s: %s", ref, problem.message)
+        return True
+
+
+def load_balancer_status(address: str | None) -> dict[str, Any]:
+    """``status.loadBalancer`` for a published IP or hostname (empty when none)."""
+    if not address:
+        return {"ingress": None}
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return {"ingress": [{"hostname": address}]}
+    return {"ingress": [{"ip": address}]}
+
+
+class IngressStatusWriter:
+    """Writes the published address into served Ingresses (leader only)."""
+
+    def __init__(self, api: client.ApiClient, address: str | None) -> None:
+        self._networking = client.NetworkingV1Api(api)
+        self._wanted = load_balancer_status(address)
+
+    async def update(
+        self, served: Iterable[ObjectRef], current: Callable[[ObjectRef], Mapping[str, Any] | None]
+    ) -> int:
+        """Patch the Ingresses whose ``status.loadBalancer`` differs; returns how many."""
+        patched = 0
+        for ref in sorted(set(served)):
+            have = current(ref) or {}
+            if (have.get("ingress") or None) == self._wanted["ingress"]:
+                continue
+            try:
+                await self._networking.patch_namespaced_ingress_status(
+                    ref.name, ref.namespace, {"status": {"loadBalancer": self._wanted}}
+                )
+                patched += 1
+            except ApiException as error:
+                if error.status != 404:  # deleted meanwhile: nothing to report
+                    logger.warning("could not update status of %s: %s", ref, error.reason)
+            await asyncio.sleep(0)
+        return patched
