@@ -80,7 +80,10 @@ class Applier:
             await self._execute(plan.operations)
             self.applied = plan.target
             return ApplyResult(
-                True, plan.reload_reasons, len(plan.operations), False,
+                True,
+                plan.reload_reasons,
+                len(plan.operations),
+                False,
                 time.monotonic() - started,
             )
         try:
@@ -93,7 +96,10 @@ class Applier:
             await self._execute(full)
             self.applied = plan.target
             return ApplyResult(
-                True, (reason,), len(plan.operations) + len(full), True,
+                True,
+                (reason,),
+                len(plan.operations) + len(full),
+                True,
                 time.monotonic() - started,
             )
         # Files after the runtime: they matter at the next reload, and traffic
@@ -110,10 +116,12 @@ class Applier:
         await check_config(candidate, binary=self._binary)
         candidate.replace(self._options.paths.config)
         logger.info("reloading HAProxy: %s", "; ".join(reasons))
-        if self._process.running:
-            await self._process.reload()
-        else:
+        if not self._process.running and await self._process.adopt() is None:
             await self._process.start()
+        else:
+            # A running master (ours, or one a previous controller left) loads
+            # the new files; clients keep their connections.
+            await self._process.reload()
 
     def _write(self, rendered: Rendered, *, config: bool) -> None:
         for file in rendered.files:
@@ -169,4 +177,3 @@ def server_commands(operation: SetServer) -> list[Command]:
         )
     commands.append(runtime.set_server_state(backend, server, endpoint.state.value))
     return commands
-

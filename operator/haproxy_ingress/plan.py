@@ -176,9 +176,7 @@ def plan(current: AppliedState | None, desired: DesiredState) -> Plan:
     return Plan(target, (), tuple(operations))
 
 
-def assign_slots(
-    current: Slots, endpoints: Sequence[Endpoint], minimum: int
-) -> tuple[Slots, bool]:
+def assign_slots(current: Slots, endpoints: Sequence[Endpoint], minimum: int) -> tuple[Slots, bool]:
     """Place endpoints in slots; returns the slots and whether they had to grow.
 
     An endpoint keeps its slot for as long as it exists, so a state change is one
@@ -242,4 +240,3 @@ def _certificate_changes(
                 PutCertificate(cert, loaded=True, hosts_changed=before.hosts != cert.hosts)
             )
     return changes
-

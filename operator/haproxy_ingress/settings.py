@@ -148,4 +148,3 @@ def parse_configmap(
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason))
     return settings, default_backend, problems
-

@@ -14,11 +14,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 from cryptography import x509
-from haproxy_ingress.haproxy.process import ConfigCheckError
-from haproxy_ingress.haproxy.runtime import parse_csv_stat, parse_servers_state
 
 from haproxy_ingress.apply import Applier
 from haproxy_ingress.haproxy.config import RenderOptions
+from haproxy_ingress.haproxy.process import ConfigCheckError
+from haproxy_ingress.haproxy.runtime import parse_csv_stat, parse_servers_state
 from haproxy_ingress.plan import plan
 from haproxy_ingress.translate import translate
 from tests.backends import Backend, free_port

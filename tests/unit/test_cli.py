@@ -62,8 +62,15 @@ def test_missing_file_and_bad_flag_exit_2(tmp_path: Path) -> None:
     assert main(["render", "-f", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert (
         main(
-            ["render", "-f", str(CLUSTERS / "basic"), "--out", str(tmp_path),
-             "--default-backend", "not a ref"]
+            [
+                "render",
+                "-f",
+                str(CLUSTERS / "basic"),
+                "--out",
+                str(tmp_path),
+                "--default-backend",
+                "not a ref",
+            ]
         )
         == 2
     )

@@ -42,9 +42,7 @@ def render_cluster(directory: Path, base: Path) -> dict[str, bytes]:
         for f in rendered.all
         if f.path.suffix in {".cfg", ".map", ".txt"}
     }
-    files["problems.txt"] = "".join(
-        f"{p.source}: {p.message}\n" for p in desired.problems
-    ).encode()
+    files["problems.txt"] = "".join(f"{p.source}: {p.message}\n" for p in desired.problems).encode()
     return files
 
 

@@ -26,23 +26,56 @@ def test_host_accepts(value: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "*", "*.", ".example.com", "example..com", "ex_ample.com", "1.2.3.4", "::1",
-     "a.*.b", "**.a", "a b", "a\tb", "é.com", None, 5, "a" * 254],
+    [
+        "",
+        "*",
+        "*.",
+        ".example.com",
+        "example..com",
+        "ex_ample.com",
+        "1.2.3.4",
+        "::1",
+        "a.*.b",
+        "**.a",
+        "a b",
+        "a\tb",
+        "é.com",
+        None,
+        5,
+        "a" * 254,
+    ],
 )
 def test_host_refuses(value: object) -> None:
     with pytest.raises(Invalid):
         validate.host(value, "f")
 
 
-@pytest.mark.parametrize(
-    "value", ["/", "/a/b", "/a-b_c.d~e", "/%41%2f", "/a:b@c", "/!$&'()*+,="]
-)
+@pytest.mark.parametrize("value", ["/", "/a/b", "/a-b_c.d~e", "/%41%2f", "/a:b@c", "/!$&'()*+,="])
 def test_path_accepts(value: str) -> None:
     assert validate.path(value, "f") == value
 
 
-@pytest.mark.parametrize("value", ["", "a", "/a b", "/a;b", "/a#b", "/a?b", "/%4", "/%zz",
-                                   "/\x7f", "/a\rb", '/"', "/<", "/{", "/|", "/`", "/^"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "a",
+        "/a b",
+        "/a;b",
+        "/a#b",
+        "/a?b",
+        "/%4",
+        "/%zz",
+        "/\x7f",
+        "/a\rb",
+        '/"',
+        "/<",
+        "/{",
+        "/|",
+        "/`",
+        "/^",
+    ],
+)
 def test_path_refuses(value: str) -> None:
     with pytest.raises(Invalid):
         validate.path(value, "f")

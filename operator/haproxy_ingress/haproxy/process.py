@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ipaddress
 import logging
 import os
 import re
@@ -140,6 +141,91 @@ async def check_config(config: Path, *, binary: str = "haproxy") -> None:
         extra={"config": str(config), "alerts": output},
     )
     raise ConfigCheckError(f"haproxy -c rejected {config}", output)
+
+
+def filter_server_state(state: str, config: str) -> tuple[str, list[str]]:
+    """Keep only the state rows the new configuration agrees with.
+
+    Measured on 2.6.12 with ``load-server-state-from-file``:
+
+    * the state file's *address* is not applied to servers configured with an
+      IP address (only to ones with a host name and ``init-addr last``), but
+      its *port* is: a slot re-rendered as ``127.0.0.1:1 disabled`` comes back
+      as 127.0.0.1:<old port>;
+    * a slot that was enabled at runtime and is rendered ``disabled`` again
+      comes back READY (the saved admin state lacks the forced-maintenance
+      bit), i.e. live traffic to 127.0.0.1:<old port>.
+
+    So the configuration wins wherever it says something else: rows of servers
+    rendered ``disabled``, rendered with a different address or port, or not
+    rendered at all are dropped. The remaining rows carry drain, maintenance,
+    weight and check state of the very same endpoint across the reload.
+    Returns the filtered file content and the dropped ``backend/server`` names.
+    """
+    rendered = _rendered_servers(config)
+    lines = state.rstrip("\n").splitlines()
+    header = lines[1][2:].split()
+    kept = lines[:2]
+    dropped = []
+    for line in lines[2:]:
+        row = dict(zip(header, line.split(), strict=False))
+        key = (row.get("be_name", ""), row.get("srv_name", ""))
+        server = rendered.get(key)
+        if server is not None and not server.disabled and server.matches(row):
+            kept.append(line)
+        else:
+            dropped.append("/".join(key))
+    return "\n".join(kept) + "\n", dropped
+
+
+@dataclass(frozen=True)
+class _RenderedServer:
+    address: str
+    disabled: bool
+
+    def matches(self, row: dict[str, str]) -> bool:
+        host, port = _split_address(self.address)
+        if host is None:
+            return True  # a host name: HAProxy's own init-addr logic applies
+        try:
+            same_host = ipaddress.ip_address(row.get("srv_addr", "")) == host
+        except ValueError:
+            return False
+        return same_host and (port is None or row.get("srv_port") == port)
+
+
+def _split_address(
+    address: str,
+) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address | None, str | None]:
+    for prefix in ("ipv4@", "ipv6@"):
+        address = address.removeprefix(prefix)
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+    elif address.count(":") == 1:
+        host, _, port_text = address.partition(":")
+        port = port_text or None
+    else:
+        host, port = address, None
+    try:
+        return ipaddress.ip_address(host), port
+    except ValueError:
+        return None, port
+
+
+def _rendered_servers(config: str) -> dict[tuple[str, str], _RenderedServer]:
+    """``server`` lines per backend/listen section of a rendered configuration."""
+    servers = {}
+    section: str | None = None
+    for raw in config.splitlines():
+        words = raw.split("#", 1)[0].split()
+        if not words:
+            continue
+        if not raw[0].isspace():
+            section = words[1] if words[0] in ("backend", "listen") and len(words) > 1 else None
+        elif section is not None and words[0] == "server" and len(words) >= 3:
+            servers[(section, words[1])] = _RenderedServer(words[2], "disabled" in words[3:])
+    return servers
 
 
 class HAProxyProcess:
@@ -293,10 +379,14 @@ class HAProxyProcess:
 
         Order matters: the configuration is checked before anything else (a
         broken one raises ConfigCheckError with the old worker untouched); the
-        runtime state of the servers is saved to the server-state file, which
-        the master reads while loading the new configuration; then the master
-        re-executes. The state file is removed afterwards because it is only
-        true for this instant.
+        runtime state of the servers is saved to the server-state file (minus
+        the rows the new configuration contradicts, see
+        :func:`filter_server_state`), which the master reads while loading the
+        new configuration; then the master re-executes. The state file is
+        removed afterwards because it is only true for this instant.
+
+        Render every filled slot with its current ``addr:port``: 2.6.12 does not
+        restore addresses of IP-configured servers from the state file.
         """
         if self._master_pid is None:
             raise HAProxyError("no HAProxy to reload: start() or adopt() first")
@@ -344,7 +434,14 @@ class HAProxyProcess:
             ) from error
         if not text.startswith("1\n# be_id"):
             raise ReloadError(f"unexpected show servers state output {text[:200]!r}")
-        atomic_write(paths.server_state, text.rstrip("\n").encode() + b"\n", mode=0o600)
+        kept, dropped = filter_server_state(text, paths.config.read_text())
+        atomic_write(paths.server_state, kept.encode(), mode=0o600)
+        if dropped:
+            logger.info(
+                "server state not carried over for servers=%s",
+                ",".join(dropped),
+                extra={"servers": dropped},
+            )
 
     async def _wait_for_new_worker(self, before: ProcInfo) -> ProcInfo:
         loop = asyncio.get_running_loop()

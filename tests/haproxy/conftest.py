@@ -1,0 +1,287 @@
+"""Helpers for tests that run a real HAProxy: configs, certificates, backends.
+
+Fixture names are prefixed (``hx_``) because this directory is shared with
+the controller-level traffic tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from haproxy_ingress.haproxy.paths import HAProxyPaths
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+requires_haproxy = pytest.mark.skipif(
+    shutil.which(HAPROXY) is None, reason="the haproxy binary is not installed"
+)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def global_section(paths: HAProxyPaths, *, cli_timeout: str = "10s") -> str:
+    """The same runtime-relevant global lines the controller renders."""
+    return f"""\
+global
+    stats socket {paths.runtime_socket} mode 600 level admin expose-fd listeners
+    stats timeout {cli_timeout}
+    server-state-file {paths.server_state}
+    hard-stop-after 5s
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+    load-server-state-from-file global
+"""
+
+
+def slots(count: int, extra: str = "") -> str:
+    """Pre-allocated server slots, filled at runtime."""
+    return "".join(
+        f"    server s{i} 127.0.0.1:1 disabled{(' ' + extra) if extra else ''}\n"
+        for i in range(1, count + 1)
+    )
+
+
+def make_cert(common_name: str) -> str:
+    """A self-signed certificate + key PEM for ``common_name`` (EC: fast to make)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return (cert_pem + key_pem).decode()
+
+
+@dataclass(frozen=True)
+class PeerCert:
+    common_name: str
+    serial: int
+    alpn: str | None
+
+
+async def tls_handshake(port: int, server_name: str, alpn: tuple[str, ...] = ()) -> PeerCert:
+    """Which certificate HAProxy presents for ``server_name`` (SNI)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=context, server_hostname=server_name
+    )
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True)
+        negotiated = ssl_object.selected_alpn_protocol()
+    finally:
+        writer.close()
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            await writer.wait_closed()
+    cert = x509.load_der_x509_certificate(der)
+    common_name = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    return PeerCert(str(common_name), cert.serial_number, negotiated)
+
+
+class HttpBackend:
+    """A tiny HTTP server answering every request with its own name."""
+
+    def __init__(self, name: str, host: str) -> None:
+        self.name = name
+        self.host = host
+        self.port = 0
+        self.hits = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> HttpBackend:
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            self.hits += 1
+            body = self.name.encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def http_get(port: int, host: str, path: str = "/") -> tuple[int, str]:
+    """One HTTP/1.1 request through HAProxy; returns (status, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        data = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, body.decode()
+
+
+@pytest.fixture
+async def hx_backends() -> AsyncIterator[list[HttpBackend]]:
+    """Two backends on distinct loopback addresses (127.0.0.2 and 127.0.0.3)."""
+    backends = [
+        await HttpBackend("alpha", "127.0.0.2").start(),
+        await HttpBackend("beta", "127.0.0.3").start(),
+    ]
+    yield backends
+    for backend in backends:
+        await backend.stop()
+
+
+# --- one plain HAProxy shared by the runtime API tests ------------------------------
+
+
+@dataclass(frozen=True)
+class RuntimeInstance:
+    paths: HAProxyPaths
+    http_port: int
+    tls_port: int
+    default_cert: Path
+
+    @property
+    def hosts_map(self) -> Path:
+        return self.paths.maps / "hosts.map"
+
+    @property
+    def nets_map(self) -> Path:
+        return self.paths.maps / "nets.map"
+
+
+def runtime_config(instance: RuntimeInstance) -> str:
+    paths = instance.paths
+    return (
+        global_section(paths)
+        + f"""
+frontend fe_http
+    bind 127.0.0.1:{instance.http_port}
+    http-request set-header X-Net %[src,map_ip({instance.nets_map},none)]
+    use_backend %[req.hdr(host),host_only,lower,map({instance.hosts_map},be_default)]
+
+frontend fe_tls
+    bind 127.0.0.1:{instance.tls_port} ssl crt-list {paths.crt_list}
+    default_backend be_default
+
+backend be_default
+    http-request return status 404 content-type text/plain string nobody
+
+backend be_a
+{slots(2)}
+backend be_b
+{slots(2)}
+backend be_pipe
+{slots(4)}
+backend be_state
+{slots(4)}
+"""
+    )
+
+
+@pytest.fixture(scope="session")
+def hx_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeInstance]:
+    """A plain (not master-worker) HAProxy for the runtime API tests.
+
+    Session-scoped to keep the suite lean; each test uses its own backends,
+    maps and certificate names, so tests do not depend on each other's state.
+    """
+    if shutil.which(HAPROXY) is None:
+        pytest.skip("the haproxy binary is not installed")
+    paths = HAProxyPaths(tmp_path_factory.mktemp("hx-runtime"))
+    paths.ensure()
+    instance = RuntimeInstance(paths, free_port(), free_port(), paths.certs / "default.pem")
+    instance.default_cert.write_text(make_cert("default.invalid"))
+    instance.default_cert.chmod(0o600)
+    paths.crt_list.write_text(f"{instance.default_cert}\n")
+    instance.hosts_map.write_text("")
+    instance.nets_map.write_text("")
+    paths.config.write_text(runtime_config(instance))
+    log = paths.base / "haproxy.log"
+    with log.open("wb") as output:
+        # A file, not a pipe: nobody reads it during the session.
+        proc = subprocess.Popen(
+            [HAPROXY, "-db", "-f", str(paths.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not _answers(paths.runtime_socket):
+            if proc.poll() is not None:
+                pytest.fail(f"haproxy exited: {log.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail("haproxy runtime socket never answered")
+            time.sleep(0.05)
+        yield instance
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _answers(path: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(path))
+            sock.sendall(b"show version\n")
+            return bool(sock.recv(100))
+    except OSError:
+        return False
