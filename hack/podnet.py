@@ -31,12 +31,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-DEFAULT_SUBNET = ipaddress.ip_network("198.18.0.0/24")
+DEFAULT_SUBNET = ipaddress.IPv4Network("198.18.0.0/24")
 POD_PORT = 8080
 
 
@@ -250,9 +249,8 @@ async def serve(name: str, bind: str) -> None:
     print("ready", flush=True)
     await stopping.wait()
     server.close()  # no new connections
-    deadline = time.monotonic() + 30
-    while in_flight and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    if in_flight:
+        await asyncio.wait(set(in_flight), timeout=30)
 
 
 def main() -> None:

@@ -150,3 +150,78 @@ def namespace(cluster: Kube) -> Iterator[str]:
     )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def suffix() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+@pytest.fixture
+def node(cluster: Kube) -> Iterator[str]:
+    """A Node object (cluster-scoped) for Pods to be bound to; no kubelet behind it."""
+    name = f"e2e-node-{suffix()}"
+    cluster.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+    yield name
+    cluster.kubectl("delete", "node", name, "--wait=false", check=False)
+
+
+def service_manifest(ns: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "selector": {"app": name},
+            # A named service port whose targetPort names a container port, so the
+            # controller has to resolve the number from the Pod.
+            "ports": [{"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"}],
+        },
+    }
+
+
+def pod_manifest(ns: str, name: str, app: str, node: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
+        "spec": {
+            "nodeName": node,
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.invalid/never-pulled:0",
+                    "ports": [{"name": "web", "containerPort": 8080, "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+
+
+def set_pod_status(cluster: Kube, ns: str, pod: str, ip: str, ready: bool) -> None:
+    """Play the kubelet: report the Pod running at ``ip`` and (not) Ready."""
+    status = "True" if ready else "False"
+    patch = {
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "hostIP": "198.19.255.1",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Initialized", "status": "True"},
+                {"type": "ContainersReady", "status": status},
+                {"type": "Ready", "status": status},
+            ],
+        }
+    }
+    cluster.kubectl(
+        "patch",
+        "pod",
+        pod,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+    )

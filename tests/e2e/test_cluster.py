@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Kube, wait_for
+from tests.e2e.conftest import Kube, pod_manifest, service_manifest, set_pod_status, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -30,77 +29,6 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 def _suffix() -> str:
     return uuid.uuid4().hex[:6]
-
-
-@pytest.fixture
-def node(cluster: Kube) -> Iterator[str]:
-    """A Node object (cluster-scoped) for Pods to be bound to; no kubelet behind it."""
-    name = f"e2e-node-{_suffix()}"
-    cluster.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
-    yield name
-    cluster.kubectl("delete", "node", name, "--wait=false", check=False)
-
-
-def _service(ns: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "selector": {"app": name},
-            # A named service port whose targetPort names a container port, so the
-            # controller has to resolve the number from the Pod.
-            "ports": [{"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"}],
-        },
-    }
-
-
-def _pod(ns: str, name: str, app: str, node: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
-        "spec": {
-            "nodeName": node,
-            "containers": [
-                {
-                    "name": "app",
-                    "image": "registry.invalid/never-pulled:0",
-                    "ports": [{"name": "web", "containerPort": 8080, "protocol": "TCP"}],
-                }
-            ],
-        },
-    }
-
-
-def _set_pod_status(cluster: Kube, ns: str, pod: str, ip: str, ready: bool) -> None:
-    """Play the kubelet: report the Pod running at ``ip`` and (not) Ready."""
-    status = "True" if ready else "False"
-    patch = {
-        "status": {
-            "phase": "Running",
-            "podIP": ip,
-            "podIPs": [{"ip": ip}],
-            "hostIP": "198.19.255.1",
-            "conditions": [
-                {"type": "PodScheduled", "status": "True"},
-                {"type": "Initialized", "status": "True"},
-                {"type": "ContainersReady", "status": status},
-                {"type": "Ready", "status": status},
-            ],
-        }
-    }
-    cluster.kubectl(
-        "patch",
-        "pod",
-        pod,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(patch),
-    )
 
 
 def _slices(cluster: Kube, ns: str, service: str) -> list[dict[str, Any]]:
@@ -135,8 +63,8 @@ def test_control_plane_is_ready_and_versions_match(cluster: Kube) -> None:
 def test_pod_endpoints_follow_pod_lifecycle(cluster: Kube, namespace: str, node: str) -> None:
     """Ready Pod -> ready endpoint; graceful delete -> terminating; force delete -> gone."""
     ns, svc, pod, ip = namespace, "web", "web-0", "198.19.0.10"
-    cluster.apply(_service(ns, svc), _pod(ns, pod, svc, node))
-    _set_pod_status(cluster, ns, pod, ip, ready=True)
+    cluster.apply(service_manifest(ns, svc), pod_manifest(ns, pod, svc, node))
+    set_pod_status(cluster, ns, pod, ip, ready=True)
 
     def ready_endpoint() -> dict[str, Any] | None:
         eps = [ep for ep in _endpoints(cluster, ns, svc) if ip in ep["addresses"]]
@@ -166,7 +94,7 @@ def test_pod_endpoints_follow_pod_lifecycle(cluster: Kube, namespace: str, node:
     assert terminating["conditions"] == {"ready": False, "serving": True, "terminating": True}
 
     # The kubelet would next fail readiness: the endpoint stops serving too.
-    _set_pod_status(cluster, ns, pod, ip, ready=False)
+    set_pod_status(cluster, ns, pod, ip, ready=False)
     wait_for(
         lambda: (
             [ep["conditions"] for ep in _endpoints(cluster, ns, svc)]
@@ -212,8 +140,8 @@ def test_loopback_pod_ip_never_reaches_an_endpointslice(
     on the Service, so e2e backends must listen on a non-loopback local address.
     """
     ns, svc, pod = namespace, "loop", "loop-0"
-    cluster.apply(_service(ns, svc), _pod(ns, pod, svc, node))
-    _set_pod_status(cluster, ns, pod, "127.0.0.5", ready=True)
+    cluster.apply(service_manifest(ns, svc), pod_manifest(ns, pod, svc, node))
+    set_pod_status(cluster, ns, pod, "127.0.0.5", ready=True)
     assert cluster.get_json("pod", pod, "-n", ns)["status"]["podIP"] == "127.0.0.5"
 
     def failure_event() -> str | None:

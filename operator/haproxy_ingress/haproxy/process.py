@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 _MASTER_LINE_RE: Final = re.compile(r"(\d+)\s+master\s+(\d+)\s+\[failed:\s*(\d+)\]")
 _PROCESS_LINE_RE: Final = re.compile(r"(\d+)\s+(\S+)\s+(\d+)\s")
+_ADOPT_RETRY_SECONDS = 2.0
 _POLL_INTERVAL: Final = 0.05
 _OUTPUT_LINES_KEPT: Final = 40
 # `haproxy -c` of even a huge configuration takes seconds; a hang is a bug.
@@ -351,11 +352,22 @@ class HAProxyProcess:
             await asyncio.sleep(_POLL_INTERVAL)
 
     async def adopt(self) -> ProcInfo | None:
-        """Attach to a master already running on our socket (controller restart)."""
-        try:
-            info = await self.show_proc()
-        except HAProxyError:
-            return None
+        """Attach to a master already running on our socket (controller restart).
+
+        A master that is re-executing (a reload) refuses connections for a
+        moment, so an existing socket is retried briefly before giving up.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _ADOPT_RETRY_SECONDS
+        while True:
+            try:
+                info = await self.show_proc()
+                break
+            except HAProxyError as error:
+                if not self._paths.master_socket.exists() or loop.time() >= deadline:
+                    logger.debug("nothing to adopt: %s", error)
+                    return None
+                await asyncio.sleep(_POLL_INTERVAL)
         self._master_pid = info.master_pid
         logger.info(
             "adopted running haproxy master_pid=%d workers=%s",

@@ -1,0 +1,207 @@
+"""Run the controller as users do: a process with the ServiceAccount's own identity.
+
+``kubectl apply -f manifests/`` installs the RBAC; the controller then runs
+with a TokenRequest token of the shipped ServiceAccount, so every e2e test
+also proves the shipped RBAC is enough. Pods are real processes in a network
+namespace (hack/podnet.py) with non-loopback addresses.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.e2e.conftest import REPO_ROOT, Kube, pod_manifest, set_pod_status, wait_for
+
+sys.path.insert(0, str(REPO_ROOT / "hack"))
+from podnet import Pod, PodNetwork
+
+SERVICE_ACCOUNT = "system:serviceaccount:haproxy-ingress:haproxy-ingress"
+PUBLISHED_ADDRESS = "203.0.113.7"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_account_kubeconfig(cluster: Kube, path: Path) -> Path:
+    """A kubeconfig holding a TokenRequest token of the controller's ServiceAccount."""
+    token = cluster.kubectl(
+        "create", "token", "haproxy-ingress", "-n", "haproxy-ingress", "--duration=2h"
+    ).stdout.strip()
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    ca = admin["clusters"][0]["cluster"]["certificate-authority-data"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "e2e", "cluster": {"server": cluster.server, "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": "controller", "user": {"token": token}}],
+        "contexts": [{"name": "controller", "context": {"cluster": "e2e", "user": "controller"}}],
+        "current-context": "controller",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class RunningController:
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    http_port: int
+    metrics_port: int
+    log: Path
+
+    def get(self, host: str, path: str = "/") -> tuple[int, str]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}{path}", headers={"Host": host}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def metrics(self) -> dict[str, float]:
+        """``name{labels}`` → value, from /metrics."""
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as response:
+            text = response.read().decode()
+        result = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                result[key] = float(value)
+        return result
+
+    def total(self, name: str) -> float:
+        return sum(v for k, v in self.metrics().items() if k.split("{")[0] == name)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_controller(cluster: Kube, workdir: Path, *extra: str) -> RunningController:
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests"))
+    kubeconfig = service_account_kubeconfig(cluster, workdir / "controller.kubeconfig")
+    http_port, https_port, metrics_port, liveness_port = (free_port() for _ in range(4))
+    log = workdir / "controller.log"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "haproxy_ingress.cli",
+            "run",
+            "--state-dir",
+            str(workdir / "haproxy"),
+            "--http-bind",
+            f"127.0.0.1:{http_port}",
+            "--https-bind",
+            f"127.0.0.1:{https_port}",
+            "--metrics-bind",
+            f"127.0.0.1:{metrics_port}",
+            "--liveness",
+            f"http://127.0.0.1:{liveness_port}/healthz",
+            "--publish-address",
+            PUBLISHED_ADDRESS,
+            *extra,
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+    )
+    controller = RunningController(process, workdir / "haproxy", http_port, metrics_port, log)
+
+    def synced() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"controller exited:\n{controller.log_tail()}")
+        try:
+            return controller.total("haproxy_ingress_syncs_total") >= 1
+        except OSError:
+            return False
+
+    wait_for(synced, timeout=60, what="the controller's first sync")
+    return controller
+
+
+@dataclass
+class Workload:
+    """A Service's pods: processes in the pod network plus their Pod objects."""
+
+    cluster: Kube
+    network: PodNetwork
+    namespace: str
+    app: str
+    node: str
+
+    def add_pod(self, name: str) -> Pod:
+        pod = self.network.start_pod(f"{self.namespace}-{name}")
+        self.cluster.apply(pod_manifest(self.namespace, name, self.app, self.node))
+        set_pod_status(self.cluster, self.namespace, name, pod.address, ready=True)
+        return pod
+
+
+def ingress(
+    namespace: str,
+    name: str,
+    host: str,
+    service: str,
+    *,
+    path: str = "/",
+    path_type: str = "Prefix",
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "ingressClassName": "haproxy",
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": path,
+                                "pathType": path_type,
+                                "backend": {"service": {"name": service, "port": {"name": "http"}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+
+
+def events_for(cluster: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = cluster.get_json(
+        "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    return items
