@@ -41,6 +41,9 @@ format:
 golden:
 	$(PYTEST) -q tests/unit/test_render_golden.py --update-golden
 
+run:
+	$(PYTHON) hack/run.py
+
 cluster-up:
 	$(PYTHON) hack/localcluster.py up
 

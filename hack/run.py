@@ -1,0 +1,219 @@
+"""``make run``: the controller against your cluster, or against a local one.
+
+With ``KUBECONFIG`` set, it runs the controller against that cluster. Without
+it, it starts the local control plane (hack/localcluster.py; built once per
+machine), applies manifests/ and manifests/examples/, starts a real HTTP pod
+for the example in a network namespace (hack/podnet.py), runs the controller
+and prints the ``curl`` line that reaches the pod through HAProxy. Ctrl-C
+stops the controller and the pod; ``make cluster-down`` stops the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import localcluster  # noqa: E402
+from podnet import PodNetwork, PodNetworkError  # noqa: E402
+
+HTTP_PORT = int(os.environ.get("HTTP_PORT", "8080"))
+HTTPS_PORT = int(os.environ.get("HTTPS_PORT", "8443"))
+METRICS_PORT = int(os.environ.get("METRICS_PORT", "9101"))
+HEALTH_PORT = int(os.environ.get("HEALTH_PORT", "8081"))
+EXAMPLE_HOST = "echo.example.com"
+
+
+def say(message: str) -> None:
+    print(f"[make run] {message}", flush=True)
+
+
+def controller_command(state_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "haproxy_ingress.cli",
+        "run",
+        "--state-dir",
+        str(state_dir),
+        "--http-bind",
+        f"127.0.0.1:{HTTP_PORT}",
+        "--https-bind",
+        f"127.0.0.1:{HTTPS_PORT}",
+        "--metrics-bind",
+        f"127.0.0.1:{METRICS_PORT}",
+        "--liveness",
+        f"http://127.0.0.1:{HEALTH_PORT}/healthz",
+        "--publish-address",
+        "127.0.0.1",
+    ]
+
+
+def run_against(kubeconfig: str) -> int:
+    say(f"running the controller against KUBECONFIG={kubeconfig}")
+    state_dir = REPO / ".run" / "haproxy"
+    return subprocess.call(controller_command(state_dir), cwd=REPO)
+
+
+def kubectl(cluster: localcluster.LocalCluster, *args: str, stdin: str | None = None) -> str:
+    return str(cluster.kubectl(*args, input=stdin).stdout)
+
+
+def start_example_pod(cluster: localcluster.LocalCluster, network: PodNetwork) -> str:
+    pod = network.start_pod("echo-1")
+    kubectl(
+        cluster,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "local-node"}}),
+    )
+    kubectl(
+        cluster,
+        "delete",
+        "pod",
+        "echo-1",
+        "-n",
+        "demo",
+        "--ignore-not-found",
+        "--grace-period=0",
+        "--force",
+    )
+    kubectl(
+        cluster,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "echo-1", "namespace": "demo", "labels": {"app": "echo"}},
+                "spec": {
+                    "nodeName": "local-node",
+                    "containers": [
+                        {
+                            "name": "echo",
+                            "image": "registry.invalid/played-by-make-run:0",
+                            "ports": [{"name": "web", "containerPort": pod.port}],
+                        }
+                    ],
+                },
+            }
+        ),
+    )
+    status = {
+        "status": {
+            "phase": "Running",
+            "podIP": pod.address,
+            "podIPs": [{"ip": pod.address}],
+            "conditions": [
+                {"type": t, "status": "True"}
+                for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+            ],
+        }
+    }
+    kubectl(
+        cluster,
+        "patch",
+        "pod",
+        "echo-1",
+        "-n",
+        "demo",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
+    return pod.address
+
+
+def wait_for_route(controller: subprocess.Popen[bytes], seconds: float = 60) -> bool:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{HTTP_PORT}/", headers={"Host": EXAMPLE_HOST}
+    )
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and controller.poll() is None:
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def run_local() -> int:
+    say("no KUBECONFIG: starting the local control plane (the first time builds it)")
+    if localcluster.main(["up"]) != 0:
+        return 1
+    cluster = localcluster.LocalCluster.attach(localcluster.DEFAULT_STATE_DIR)
+    if cluster is None:
+        say("the local control plane did not come up")
+        return 1
+    kubectl(cluster, "apply", "-f", str(REPO / "manifests"))
+    kubectl(cluster, "apply", "-f", str(REPO / "manifests" / "examples"))
+    try:
+        network = PodNetwork("hi-run").__enter__()
+    except PodNetworkError as error:
+        say(f"cannot start the example pod: {error}")
+        say(
+            "the example pod needs root (a network namespace); run as root, or set "
+            "KUBECONFIG to run the controller against your own cluster"
+        )
+        return 1
+    controller: subprocess.Popen[bytes] | None = None
+    try:
+        address = start_example_pod(cluster, network)
+        say(f"example pod demo/echo-1 serves on {address}:8080")
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+        controller = subprocess.Popen(
+            controller_command(REPO / ".run" / "haproxy"), cwd=REPO, env=env
+        )
+        if wait_for_route(controller):
+            say("ready. Try:")
+            print(
+                f"\n    curl -H 'Host: {EXAMPLE_HOST}' http://127.0.0.1:{HTTP_PORT}/\n", flush=True
+            )
+            say(
+                f"metrics: http://127.0.0.1:{METRICS_PORT}/metrics; "
+                f"kubectl: export KUBECONFIG={cluster.kubeconfig}; Ctrl-C stops"
+            )
+        else:
+            say("the example route did not come up; see the controller's log above")
+        return controller.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if controller is not None and controller.poll() is None:
+            controller.send_signal(signal.SIGTERM)
+            controller.wait(30)
+        network.destroy()
+        say("stopped; the local control plane keeps running (make cluster-down stops it)")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up on `kill` as on Ctrl-C
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if kubeconfig:
+        return run_against(kubeconfig)
+    return run_local()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
