@@ -36,6 +36,11 @@ from pathlib import Path
 from types import TracebackType
 
 DEFAULT_SUBNET = ipaddress.IPv4Network("198.18.0.0/24")
+# The whole benchmarking range is blackholed on the host and the route is left
+# in place on purpose: when a namespace is gone (or not yet there), traffic to
+# a stale pod address (a health check, a slow test) is dropped here instead
+# of following the default route off the machine.
+GUARD_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 POD_PORT = 8080
 
 
@@ -51,6 +56,11 @@ def _ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     return result.stdout
 
 
+def guard_blackhole() -> None:
+    """Drop traffic to the benchmarking range unless a pod network serves it."""
+    _ip("route", "replace", "blackhole", str(GUARD_RANGE))
+
+
 def _subnet_in_use(subnet: ipaddress.IPv4Network) -> str | None:
     """What on this machine already uses addresses of ``subnet``, if anything."""
     for line in _ip("-4", "-o", "addr", "show").splitlines():
@@ -60,7 +70,10 @@ def _subnet_in_use(subnet: ipaddress.IPv4Network) -> str | None:
             if network.overlaps(subnet):
                 return f"address {words[words.index('inet') + 1]} on {words[1]}"
     for line in _ip("-4", "route", "show").splitlines():
-        target = line.split()[0]
+        words = line.split()
+        if words[0] == "blackhole" and ipaddress.ip_network(words[1]) == GUARD_RANGE:
+            continue  # our own guard
+        target = words[1] if words[0] in {"blackhole", "unreachable", "prohibit"} else words[0]
         if target != "default" and ipaddress.ip_network(target, strict=False).overlaps(subnet):
             return f"route {line.strip()}"
     return None
@@ -123,6 +136,7 @@ class PodNetwork:
         used = _subnet_in_use(self.subnet)
         if used is not None:
             raise PodNetworkError(f"{self.subnet} is already in use here ({used})")
+        guard_blackhole()
         host, pods = f"{self.name}-h", f"{self.name}-p"
         _ip("netns", "add", self.name)
         try:

@@ -199,6 +199,19 @@ def run_local() -> int:
         if controller is not None and controller.poll() is None:
             controller.send_signal(signal.SIGTERM)
             controller.wait(30)
+        # The Pod must not outlive its process: a Ready Pod at a dead address
+        # would be routed to by any controller started later.
+        cluster.kubectl(
+            "delete",
+            "pod",
+            "echo-1",
+            "-n",
+            "demo",
+            "--ignore-not-found",
+            "--grace-period=0",
+            "--force",
+            check=False,
+        )
         network.destroy()
         say("stopped; the local control plane keeps running (make cluster-down stops it)")
 

@@ -42,6 +42,7 @@ class ControllerConfig:
     debounce: float = 0.05  # seconds of quiet before a sync: bursts coalesce
     resync_interval: float = 300.0  # full resync safety net
     startup_timeout: float = 2.0  # first sync even if no object ever arrives
+    always_reload: bool = False  # a benchmark baseline: reload on every change
     lease_name: str = "haproxy-ingress-status"
     pod_name: str = field(default_factory=lambda: os.environ.get("POD_NAME", os.uname().nodename))
 
@@ -99,6 +100,8 @@ def _convert(current: object, raw: str) -> object:
         return tuple(item.strip() for item in raw.split(",") if item.strip())
     if isinstance(current, Path):
         return Path(raw)
+    if isinstance(current, bool):
+        return raw.strip().lower() in {"1", "true", "yes"}
     if isinstance(current, float):
         return float(raw)
     return raw or None
@@ -139,6 +142,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--debounce", type=float, default=base.debounce)
     parser.add_argument("--resync-interval", type=float, default=base.resync_interval)
+    parser.add_argument(
+        "--always-reload",
+        action="store_true",
+        default=base.always_reload,
+        help="reload HAProxy on every change instead of using the runtime API "
+        "(a benchmark baseline, not for production)",
+    )
 
 
 def from_arguments(args: argparse.Namespace) -> ControllerConfig:
@@ -158,6 +168,7 @@ def from_arguments(args: argparse.Namespace) -> ControllerConfig:
         metrics_bind=args.metrics_bind or None,
         debounce=args.debounce,
         resync_interval=args.resync_interval,
+        always_reload=args.always_reload,
         startup_timeout=base.startup_timeout,
         lease_name=base.lease_name,
         pod_name=base.pod_name,

@@ -60,7 +60,9 @@ class Controller:
         self.applier = Applier(
             self.process, self.client, config.render_options(), binary=config.haproxy_binary
         )
-        self.reconciler = Reconciler(config.translate_options(), self.applier)
+        self.reconciler = Reconciler(
+            config.translate_options(), self.applier, always_reload=config.always_reload
+        )
         self.last_outcome: Outcome | None = None
 
     async def start(self) -> None:

@@ -80,10 +80,15 @@ class BackendSettings:
     retries: int = 3
     retry_on: tuple[str, ...] = ("conn-failure", "empty-response", "response-timeout")
     redispatch: bool = True
+    drain: bool = True  # terminating-but-serving endpoints drain (else: maintenance)
     health_check: bool = True
     check_inter: str = "2s"
     check_fall: int = 3
     check_rise: int = 2
+    # Passive checks: real traffic errors count against a server (nginx's max_fails).
+    observe: str = "layer4"  # none | layer4 (connection errors) | layer7 (also 5xx)
+    error_limit: int = 3
+    on_error: str = "mark-down"
     slowstart: str | None = None
     maxconn: int | None = None
 

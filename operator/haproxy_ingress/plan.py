@@ -107,11 +107,15 @@ class Plan:
         return not self.reload_reasons and not self.operations
 
 
-def plan(current: AppliedState | None, desired: DesiredState) -> Plan:
+def plan(
+    current: AppliedState | None, desired: DesiredState, *, always_reload: bool = False
+) -> Plan:
     """The cheapest way from ``current`` to ``desired``.
 
     ``current`` is None when nothing is known to run (first start): then the
-    plan is a reload with every slot filled from scratch.
+    plan is a reload with every slot filled from scratch. ``always_reload``
+    turns every change into a reload, the way template-and-reload controllers
+    work; it exists as a benchmark baseline.
     """
     reasons: list[str] = []
     old_layouts = {b.name: b for b in current.structure.backends} if current else {}
@@ -165,6 +169,8 @@ def plan(current: AppliedState | None, desired: DesiredState) -> Plan:
     if reasons:
         return Plan(target, tuple(reasons), plan_full_sync(target))
     assert current is not None
+    if always_reload and target != current:
+        return Plan(target, ("reload on every change",), plan_full_sync(target))
     operations: list[Operation] = []
     operations.extend(_certificate_changes(current.certificates, target.certificates))
     for name in sorted(target.servers):

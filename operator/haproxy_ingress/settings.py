@@ -12,12 +12,14 @@ from dataclasses import replace
 from typing import Any
 
 from haproxy_ingress import validate
-from haproxy_ingress.model import GlobalSettings, ObjectRef, Problem, ServiceRef
+from haproxy_ingress.model import BackendSettings, GlobalSettings, ObjectRef, Problem, ServiceRef
 from haproxy_ingress.validate import Invalid
 
 BALANCE_ALGORITHMS = ("leastconn", "roundrobin", "random", "source", "first")
 # The retry-on keywords of HAProxy 2.6 that never resend a request a server may
 # have processed unless the failure proves it was not (see the README).
+OBSERVE_MODES = ("none", "layer4", "layer7")
+ON_ERROR = ("fastinter", "fail-check", "sudden-death", "mark-down")
 RETRY_ON_KEYWORDS = (
     "none",
     "conn-failure",
@@ -35,13 +37,6 @@ RETRY_ON_KEYWORDS = (
     "504",
     "all-retryable-errors",
 )
-
-
-def _backend(**changes: Any) -> Callable[[GlobalSettings], GlobalSettings]:
-    def apply(settings: GlobalSettings) -> GlobalSettings:
-        return replace(settings, backend=replace(settings.backend, **changes))
-
-    return apply
 
 
 def _retry_on(value: str, field: str) -> tuple[str, ...]:
@@ -62,8 +57,37 @@ def _optional_int(value: str, field: str) -> int | None:
     return number or None
 
 
-# key → (parser, how the parsed value lands in the settings)
-_KEYS: dict[str, Callable[[GlobalSettings, str, str], GlobalSettings]] = {
+def _count(value: str, field: str) -> int:
+    return validate.integer(value, field, minimum=1, maximum=100)
+
+
+_BackendKey = Callable[[BackendSettings, str, str], BackendSettings]
+_GlobalKey = Callable[[GlobalSettings, str, str], GlobalSettings]
+
+# Keys that tune one backend: from the ConfigMap (every backend's default) or
+# from an Ingress annotation ``haproxy-ingress.kopf.dev/<key>`` (its backends).
+BACKEND_KEYS: dict[str, _BackendKey] = {
+    "balance": lambda b, v, f: replace(b, balance=validate.choice(v, f, BALANCE_ALGORITHMS)),
+    "timeout-connect": lambda b, v, f: replace(b, timeout_connect=validate.duration(v, f)),
+    "timeout-server": lambda b, v, f: replace(b, timeout_server=validate.duration(v, f)),
+    "retries": lambda b, v, f: replace(b, retries=validate.integer(v, f, minimum=0, maximum=100)),
+    "retry-on": lambda b, v, f: replace(b, retry_on=_retry_on(v, f)),
+    "redispatch": lambda b, v, f: replace(b, redispatch=validate.boolean(v, f)),
+    "drain-terminating": lambda b, v, f: replace(b, drain=validate.boolean(v, f)),
+    "health-check": lambda b, v, f: replace(b, health_check=validate.boolean(v, f)),
+    "health-check-interval": lambda b, v, f: replace(b, check_inter=validate.duration(v, f)),
+    "health-check-fall": lambda b, v, f: replace(b, check_fall=_count(v, f)),
+    "health-check-rise": lambda b, v, f: replace(b, check_rise=_count(v, f)),
+    "health-check-observe": lambda b, v, f: replace(
+        b, observe=validate.choice(v, f, OBSERVE_MODES)
+    ),
+    "health-check-error-limit": lambda b, v, f: replace(b, error_limit=_count(v, f)),
+    "health-check-on-error": lambda b, v, f: replace(b, on_error=validate.choice(v, f, ON_ERROR)),
+    "slowstart": lambda b, v, f: replace(b, slowstart=_optional_duration(v, f)),
+    "server-maxconn": lambda b, v, f: replace(b, maxconn=_optional_int(v, f)),
+}
+
+GLOBAL_KEYS: dict[str, _GlobalKey] = {
     "timeout-client": lambda s, v, f: replace(s, timeout_client=validate.duration(v, f)),
     "timeout-http-request": lambda s, v, f: replace(
         s, timeout_http_request=validate.duration(v, f)
@@ -79,23 +103,8 @@ _KEYS: dict[str, Callable[[GlobalSettings, str, str], GlobalSettings]] = {
     "server-slots": lambda s, v, f: replace(
         s, slots_min=validate.integer(v, f, minimum=1, maximum=1024)
     ),
-    "balance": lambda s, v, f: _backend(balance=validate.choice(v, f, BALANCE_ALGORITHMS))(s),
-    "timeout-connect": lambda s, v, f: _backend(timeout_connect=validate.duration(v, f))(s),
-    "timeout-server": lambda s, v, f: _backend(timeout_server=validate.duration(v, f))(s),
-    "retries": lambda s, v, f: _backend(retries=validate.integer(v, f, minimum=0, maximum=100))(s),
-    "retry-on": lambda s, v, f: _backend(retry_on=_retry_on(v, f))(s),
-    "redispatch": lambda s, v, f: _backend(redispatch=validate.boolean(v, f))(s),
-    "health-check": lambda s, v, f: _backend(health_check=validate.boolean(v, f))(s),
-    "health-check-interval": lambda s, v, f: _backend(check_inter=validate.duration(v, f))(s),
-    "health-check-fall": lambda s, v, f: _backend(
-        check_fall=validate.integer(v, f, minimum=1, maximum=100)
-    )(s),
-    "health-check-rise": lambda s, v, f: _backend(
-        check_rise=validate.integer(v, f, minimum=1, maximum=100)
-    )(s),
-    "slowstart": lambda s, v, f: _backend(slowstart=_optional_duration(v, f))(s),
-    "server-maxconn": lambda s, v, f: _backend(maxconn=_optional_int(v, f))(s),
 }
+ANNOTATION_PREFIX = "haproxy-ingress.kopf.dev/"
 DEFAULT_BACKEND_KEY = "default-backend-service"
 
 
@@ -112,6 +121,33 @@ def parse_service_ref(value: object, field: str) -> ServiceRef:
     else:
         validate.port_name(port, field)
     return ServiceRef(namespace, name, port)
+
+
+def backend_annotations(
+    annotations: Mapping[str, Any], base: BackendSettings
+) -> tuple[BackendSettings, list[Invalid]]:
+    """An Ingress's ``haproxy-ingress.kopf.dev/*`` annotations applied to ``base``.
+
+    Unknown keys under our prefix are refused (a typo must not pass silently);
+    other annotations are none of our business.
+    """
+    settings = base
+    errors: list[Invalid] = []
+    for name in sorted(annotations):
+        if not name.startswith(ANNOTATION_PREFIX):
+            continue
+        key = name[len(ANNOTATION_PREFIX) :]
+        field = f"metadata.annotations[{name}]"
+        value = annotations[name]
+        try:
+            if key not in BACKEND_KEYS:
+                raise Invalid(field, "unknown annotation")
+            if not isinstance(value, str):
+                raise Invalid(field, "must be a string")
+            settings = BACKEND_KEYS[key](settings, value, field)
+        except Invalid as error:
+            errors.append(error)
+    return settings, errors
 
 
 def parse_configmap(
@@ -141,8 +177,12 @@ def parse_configmap(
                 raise Invalid(field, "must be a string")
             if key == DEFAULT_BACKEND_KEY:
                 default_backend = parse_service_ref(value.strip(), field)
-            elif key in _KEYS:
-                settings = _KEYS[key](settings, value, field)
+            elif key in GLOBAL_KEYS:
+                settings = GLOBAL_KEYS[key](settings, value, field)
+            elif key in BACKEND_KEYS:
+                settings = replace(
+                    settings, backend=BACKEND_KEYS[key](settings.backend, value, field)
+                )
             else:
                 raise Invalid(field, "unknown setting (ignored)")
         except Invalid as error:

@@ -25,8 +25,11 @@ class Outcome:
 class Reconciler:
     """Applies cluster views in order; never two at once."""
 
-    def __init__(self, options: TranslateOptions, applier: Applier) -> None:
+    def __init__(
+        self, options: TranslateOptions, applier: Applier, *, always_reload: bool = False
+    ) -> None:
         self._options = options
+        self._always_reload = always_reload
         self._applier = applier
         self._lock = asyncio.Lock()
 
@@ -37,7 +40,7 @@ class Reconciler:
     async def reconcile(self, view: ClusterView) -> Outcome:
         async with self._lock:
             desired = translate(view, self._options)
-            step = plan(self._applier.applied, desired)
+            step = plan(self._applier.applied, desired, always_reload=self._always_reload)
             if step.empty:
                 return Outcome(desired, step, None)
             result = await self._applier.apply(step)

@@ -30,7 +30,7 @@ from haproxy_ingress.model import (
     ServiceRef,
 )
 from haproxy_ingress.routing import route_key, routing_maps
-from haproxy_ingress.settings import parse_configmap
+from haproxy_ingress.settings import backend_annotations, parse_configmap
 from haproxy_ingress.tls import certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
@@ -54,12 +54,19 @@ def translate(view: ClusterView, options: TranslateOptions) -> DesiredState:
     claims: dict[tuple[str, str, PathType], ObjectRef] = {}
     tls_claims: list[_TlsClaim] = []
     service_refs: dict[ServiceRef, ObjectRef] = {}
+    tuning: dict[ServiceRef, tuple[BackendSettings, ObjectRef]] = {}
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
+        annotations = validate.mapping(
+            (ingress.get("metadata") or {}).get("annotations"), "metadata.annotations"
+        )
+        backend_settings, errors = backend_annotations(annotations, settings.backend)
         try:
+            if errors:
+                raise errors[0]
             parsed = _parse_ingress(ingress)
         except Invalid as error:
-            problems.append(Problem(source, error.field, error.reason))
+            problems.extend(Problem(source, e.field, e.reason) for e in errors or [error])
             continue
         for route, service in parsed.routes:
             if not _service_usable(service, services, source, route, problems):
@@ -78,6 +85,17 @@ def translate(view: ClusterView, options: TranslateOptions) -> DesiredState:
                 continue
             routes.append(route)
             service_refs.setdefault(service, source)
+            tuned, tuned_by = tuning.setdefault(service, (backend_settings, source))
+            if tuned != backend_settings and tuned_by != source:
+                problems.append(
+                    Problem(
+                        source,
+                        "metadata.annotations",
+                        f"Service {service.namespace}/{service.name} port {service.port} is "
+                        f"tuned differently by Ingress {tuned_by.namespace}/{tuned_by.name}, "
+                        "whose settings apply",
+                    )
+                )
         tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
 
     default_ref = configured_default or options.default_backend
@@ -91,7 +109,7 @@ def translate(view: ClusterView, options: TranslateOptions) -> DesiredState:
             ref,
             services=services,
             slices=slices,
-            settings=settings.backend,
+            settings=tuning[ref][0] if ref in tuning else settings.backend,
             problems=problems,
             reported_on=reported_on,
         )
@@ -274,7 +292,9 @@ def _backend(
                 )
             )
         else:
-            endpoints = _endpoints(slices.get((ref.namespace, ref.name), []), port_name, problems)
+            endpoints = _endpoints(
+                slices.get((ref.namespace, ref.name), []), port_name, settings.drain, problems
+            )
     return Backend(ref.backend_name, ref, settings, endpoints)
 
 
@@ -296,7 +316,7 @@ _STATE_RANK = {ServerState.READY: 0, ServerState.DRAIN: 1, ServerState.MAINT: 2}
 
 
 def _endpoints(
-    slices: list[KubeObject], port_name: str, problems: list[Problem]
+    slices: list[KubeObject], port_name: str, drain: bool, problems: list[Problem]
 ) -> tuple[Endpoint, ...]:
     """All addresses of the Service port, one per address:port, best state first.
 
@@ -319,10 +339,13 @@ def _endpoints(
                 # Consumers use the first address: the others are duplicates of it.
                 address = validate.ip_address(addresses[0], f"{item_field}.addresses[0]")
                 target = item.get("targetRef") or {}
+                state = _endpoint_state(validate.mapping(item.get("conditions"), "conditions"))
+                if state is ServerState.DRAIN and not drain:
+                    state = ServerState.MAINT
                 endpoint = Endpoint(
                     address,
                     port,
-                    _endpoint_state(validate.mapping(item.get("conditions"), "conditions")),
+                    state,
                     str(target.get("name", "")) if isinstance(target, Mapping) else "",
                 )
                 known = found.get(endpoint.key)

@@ -39,8 +39,10 @@ def pod_network() -> Iterator[PodNetwork]:
 
 @pytest.fixture(scope="module")
 def controller(
-    cluster: Kube, tmp_path_factory: pytest.TempPathFactory
+    cluster: Kube, pod_network: PodNetwork, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningController]:
+    # Depends on the pod network so that it stops first: no health check may
+    # outlive the addresses it probes.
     running = start_controller(cluster, tmp_path_factory.mktemp("controller"))
     yield running
     running.stop()

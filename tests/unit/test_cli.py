@@ -10,6 +10,7 @@ import yaml
 
 from haproxy_ingress.cli import main
 from haproxy_ingress.cluster import DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS
+from haproxy_ingress.config import ControllerConfig
 from tests.unit.test_render_golden import CLUSTERS
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
@@ -110,3 +111,21 @@ def test_defaults_match_the_shipped_ingress_class() -> None:
     shipped = yaml.safe_load((MANIFESTS / "10-ingressclass.yaml").read_text())
     assert shipped["metadata"]["name"] == DEFAULT_INGRESS_CLASS
     assert shipped["spec"]["controller"] == DEFAULT_CONTROLLER_NAME
+
+
+def test_controller_config_from_environment() -> None:
+    config = ControllerConfig.from_env(
+        {
+            "HAPROXY_INGRESS_STATE_DIR": "/tmp/x",
+            "HAPROXY_INGRESS_HTTP_BINDS": "127.0.0.1:80, 127.0.0.2:80",
+            "HAPROXY_INGRESS_DEBOUNCE": "0.2",
+            "HAPROXY_INGRESS_ALWAYS_RELOAD": "true",
+            "HAPROXY_INGRESS_PUBLISH_ADDRESS": "",
+        }
+    )
+    assert str(config.state_dir) == "/tmp/x"
+    assert config.http_binds == ("127.0.0.1:80", "127.0.0.2:80")
+    assert config.debounce == 0.2
+    assert config.always_reload is True
+    assert config.publish_address is None
+    assert ControllerConfig.from_env(config.to_env()) == config

@@ -179,3 +179,10 @@ def test_certificate_changes_are_runtime_operations() -> None:
         RemoveCertificate("default_one"),
         PutCertificate(two, loaded=False, hosts_changed=True),
     )
+
+
+def test_always_reload_baseline_turns_runtime_changes_into_reloads() -> None:
+    first = plan(None, desired(backend("web", ep(1))))
+    result = plan(first.target, desired(backend("web", ep(1), ep(2))), always_reload=True)
+    assert result.reload_reasons == ("reload on every change",)
+    assert plan(first.target, desired(backend("web", ep(1))), always_reload=True).empty

@@ -654,3 +654,103 @@ def test_output_does_not_depend_on_input_order() -> None:
 
 def test_path_type_enum_values_match_the_api() -> None:
     assert {t.value for t in PathType} == {"Exact", "Prefix", "ImplementationSpecific"}
+
+
+# --- per-Ingress tuning (annotations) ----------------------------------------------
+
+
+def test_annotations_tune_the_backends_of_their_ingress() -> None:
+    state = run(
+        *with_defaults(
+            service("api"),
+            ingress(
+                "tuned",
+                rule("a.example.com", path("/", "web")),
+                annotations={
+                    "haproxy-ingress.kopf.dev/balance": "roundrobin",
+                    "haproxy-ingress.kopf.dev/retries": "5",
+                    "haproxy-ingress.kopf.dev/health-check-observe": "layer7",
+                    "haproxy-ingress.kopf.dev/slowstart": "30s",
+                    "other.example.com/ignored": "whatever",
+                },
+            ),
+            ingress("plain", rule("b.example.com", path("/", "api"))),
+        )
+    )
+    by_name = {b.name: b.settings for b in state.backends}
+    assert by_name["be_default_web_80"].balance == "roundrobin"
+    assert by_name["be_default_web_80"].retries == 5
+    assert by_name["be_default_web_80"].observe == "layer7"
+    assert by_name["be_default_web_80"].slowstart == "30s"
+    assert by_name["be_default_api_80"].balance == "leastconn"
+    assert state.problems == ()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("balance", "roundrobin\n    http-request return status 200"),
+        ("retries", "3; reload"),
+        ("timeout-server", "%[src]"),
+        ("retry-on", "conn-failure all"),
+        ("health-check-on-error", "explode"),
+        ("snippet", "anything"),
+    ],
+)
+def test_hostile_or_unknown_annotation_rejects_the_ingress(key: str, value: str) -> None:
+    state = run(
+        *with_defaults(
+            ingress(
+                "bad",
+                rule("a.example.com", path("/")),
+                annotations={f"haproxy-ingress.kopf.dev/{key}": value},
+            ),
+            ingress("good", rule("b.example.com", path("/"))),
+        )
+    )
+    assert {r.host for r in state.routes} == {"b.example.com"}
+    assert [(p.source.name, p.field) for p in state.problems] == [
+        ("bad", f"metadata.annotations[haproxy-ingress.kopf.dev/{key}]")
+    ]
+
+
+def test_conflicting_tuning_of_a_shared_service_goes_to_the_older_ingress() -> None:
+    state = run(
+        *with_defaults(
+            ingress(
+                "old",
+                rule("a.example.com", path("/")),
+                annotations={"haproxy-ingress.kopf.dev/balance": "first"},
+            ),
+            ingress(
+                "new",
+                rule("b.example.com", path("/")),
+                annotations={"haproxy-ingress.kopf.dev/balance": "random"},
+                created="2026-09-01T00:00:00Z",
+            ),
+        )
+    )
+    assert state.backends[0].settings.balance == "first"
+    assert len(state.routes) == 2  # both still serve
+    assert [p.source.name for p in state.problems] == ["new"]
+    assert "tuned differently by Ingress default/old" in state.problems[0].reason
+
+
+def test_drain_can_be_switched_off() -> None:
+    terminating = endpoint("10.0.0.2", ready=False, serving=True, terminating=True)
+    objects = (
+        ingress_class(),
+        service("web"),
+        endpoint_slice("web", endpoint("10.0.0.1"), terminating),
+    )
+    drained = run(*objects, ingress("a", rule("a.example.com", path("/"))))
+    assert drained.backends[0].endpoints[1].state is ServerState.DRAIN
+    off = run(
+        *objects,
+        ingress(
+            "a",
+            rule("a.example.com", path("/")),
+            annotations={"haproxy-ingress.kopf.dev/drain-terminating": "false"},
+        ),
+    )
+    assert off.backends[0].endpoints[1].state is ServerState.MAINT
