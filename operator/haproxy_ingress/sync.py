@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from dataclasses import dataclass
 
@@ -39,7 +40,7 @@ class Reconciler:
 
     async def reconcile(self, view: ClusterView) -> Outcome:
         async with self._lock:
-            desired = translate(view, self._options)
+            desired = translate(view, self._options, now=datetime.datetime.now(datetime.UTC))
             step = plan(self._applier.applied, desired, always_reload=self._always_reload)
             if step.empty:
                 return Outcome(desired, step, None)

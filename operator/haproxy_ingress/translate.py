@@ -9,6 +9,7 @@ that object (or that rule) is left out.
 
 from __future__ import annotations
 
+import datetime
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,8 +40,14 @@ DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
-def translate(view: ClusterView, options: TranslateOptions) -> DesiredState:
-    """The whole desired state of HAProxy for this cluster view."""
+def translate(
+    view: ClusterView, options: TranslateOptions, *, now: datetime.datetime | None = None
+) -> DesiredState:
+    """The whole desired state of HAProxy for this cluster view.
+
+    ``now`` (the caller's clock: translate reads none) enables warnings for
+    certificates outside their validity period; they are still served.
+    """
     settings, configured_default, problems = parse_configmap(view.configmap)
     services = _by_name(view.services)
     slices = _slices_by_service(view.endpoint_slices)
@@ -115,7 +122,7 @@ def translate(view: ClusterView, options: TranslateOptions) -> DesiredState:
         )
         for ref, reported_on in sorted(service_refs.items())
     )
-    certificates = _certificates(tls_claims, secrets, problems)
+    certificates = _certificates(tls_claims, secrets, problems, now)
     return DesiredState(
         settings=settings,
         backends=backends,
@@ -389,6 +396,7 @@ def _certificates(
     claims: list[_TlsClaim],
     secrets: Mapping[tuple[str, str], KubeObject],
     problems: list[Problem],
+    now: datetime.datetime | None,
 ) -> tuple[Certificate, ...]:
     """One certificate per Secret; a host served by two Secrets goes to the older Ingress."""
     host_owner: dict[str, tuple[str, str]] = {}
@@ -409,7 +417,19 @@ def _certificates(
                 )
                 continue
             try:
-                pems[key] = certificate_from_secret(secret).pem
+                checked = certificate_from_secret(secret)
+                pems[key] = checked.pem
+                if now is not None and not checked.not_before <= now <= checked.not_after:
+                    when = "expired on" if now > checked.not_after else "is not valid before"
+                    date = checked.not_after if now > checked.not_after else checked.not_before
+                    problems.append(
+                        Problem(
+                            _ref("Secret", secret),
+                            "data[tls.crt]",
+                            f"certificate {checked.subject} {when} {date:%Y-%m-%d %H:%M} UTC; "
+                            "served anyway",
+                        )
+                    )
             except Invalid as error:
                 problems.append(
                     Problem(

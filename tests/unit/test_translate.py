@@ -754,3 +754,26 @@ def test_drain_can_be_switched_off() -> None:
         ),
     )
     assert off.backends[0].endpoints[1].state is ServerState.MAINT
+
+
+def test_expired_and_future_certificates_are_served_with_a_warning() -> None:
+    crt, key = make_cert("h.example.com")  # valid 2026-01-01 .. 2035-12-30
+    objects = with_defaults(
+        tls_secret("h-tls", crt, key),
+        ingress(
+            "a",
+            rule("h.example.com", path("/")),
+            tls=[{"hosts": ["h.example.com"], "secretName": "h-tls"}],
+        ),
+    )
+    view = ClusterView.from_objects(objects, OPTIONS)[0]
+    valid = translate(view, OPTIONS, now=datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC))
+    assert valid.problems == ()
+    for now, words in [
+        (datetime.datetime(2040, 1, 1, tzinfo=datetime.UTC), "expired on 2035-12-30"),
+        (datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC), "is not valid before 2026-01-01"),
+    ]:
+        state = translate(view, OPTIONS, now=now)
+        assert [c.name for c in state.certificates] == ["default_h-tls"]
+        assert [(p.source.kind, p.field) for p in state.problems] == [("Secret", "data[tls.crt]")]
+        assert words in state.problems[0].reason

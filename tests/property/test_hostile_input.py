@@ -1,0 +1,183 @@
+"""Property tests: arbitrary and hostile objects are rejected, or rendered safely.
+
+For every generated cluster: each Ingress is either served or has a problem;
+the rendered haproxy.cfg passes a real ``haproxy -c``; and parsing the
+rendered files shows only what the templates intend — the frontend, global
+and defaults sections are byte-identical to an empty cluster's, backends hold
+only their allowed keywords and exactly their slots, map lines are exactly a
+key and a backend. The runtime-command encoder gets the same treatment.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.haproxy.config import RenderOptions, default_certificate_path, render
+from haproxy_ingress.haproxy.files import atomic_write
+from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.haproxy.runtime import Command, UnsafeArgumentError
+from haproxy_ingress.model import DesiredState
+from haproxy_ingress.plan import AppliedState, plan
+from haproxy_ingress.tls import generate_default_certificate
+from haproxy_ingress.translate import translate
+from tests.property.strategies import HOSTILE_FRAGMENTS, clusters
+
+OPTIONS = TranslateOptions()
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+DEFAULT_CERT = generate_default_certificate(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+BACKEND_KEYWORDS = {
+    "balance",
+    "timeout",
+    "retries",
+    "retry-on",
+    "option",
+    "default-server",
+    "server",
+}
+
+
+def sections(text: str) -> dict[str, list[str]]:
+    """``"backend be_x"`` → its lines (stripped, comments and blanks dropped)."""
+    result: dict[str, list[str]] = {}
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not raw.startswith((" ", "\t")):
+            current = line
+            assert current not in result, f"section {current!r} twice"
+            result[current] = []
+        else:
+            result[current].append(line)
+    return result
+
+
+def render_files(desired: DesiredState, base: Path) -> tuple[AppliedState, dict[str, str]]:
+    target = plan(None, desired).target
+    paths = HAProxyPaths(base)
+    paths.ensure()
+    atomic_write(default_certificate_path(paths), DEFAULT_CERT.encode(), mode=0o600)
+    rendered = render(target, RenderOptions(paths, ("127.0.0.1:8080",), ("127.0.0.1:8443",)))
+    for file in rendered.all:
+        atomic_write(file.path, file.content, mode=file.mode)
+    # The directory differs per example; the shape must not.
+    return target, {
+        str(f.path.relative_to(base)): f.content.decode().replace(str(base), "BASE")
+        for f in rendered.all
+    }
+
+
+def empty_sections(base: Path) -> dict[str, list[str]]:
+    view = ClusterView.from_objects([], OPTIONS)[0]
+    _, files = render_files(translate(view, OPTIONS), base)
+    return sections(files["haproxy.cfg"])
+
+
+def check_shape(target: AppliedState, files: dict[str, str], empty: dict[str, list[str]]) -> None:
+    found = sections(files["haproxy.cfg"])
+    for fixed in ("global", "defaults", "frontend fe_http", "backend be_default_404"):
+        assert found[fixed] == empty[fixed], fixed
+    expected = {f"backend {b.name}": b for b in target.structure.backends}
+    assert set(found) - set(empty) == set(expected)
+    for header, layout in expected.items():
+        lines = found[header]
+        assert {line.split()[0] for line in lines} <= BACKEND_KEYWORDS, lines
+        servers = [line.split() for line in lines if line.startswith("server ")]
+        assert [words[1] for words in servers] == [f"s{i}" for i in range(1, layout.slots + 1)]
+        for words in servers:
+            assert len(words) in {3, 4} and words[3:] in ([], ["disabled"]), words
+            host, _, port = words[2].rpartition(":")
+            ipaddress.ip_address(host.strip("[]"))
+            assert 1 <= int(port) <= 65535
+    for name, entries in (("exact", target.maps.exact), ("prefix", target.maps.prefix)):
+        lines = files[f"maps/{name}.map"].splitlines()
+        assert [tuple(line.split(" ")) for line in lines] == list(entries)
+
+
+def served_or_reported(objects: Iterable[dict[str, Any]], desired: DesiredState) -> None:
+    served = {route.source.name for route in desired.routes}
+    reported = {p.source.name for p in desired.problems if p.source.kind == "Ingress"}
+    for obj in objects:
+        if obj["kind"] == "Ingress":
+            name = obj["metadata"]["name"]
+            assert name in served or name in reported, name
+
+
+@pytest.fixture(scope="module")
+def empty() -> dict[str, list[str]]:
+    with tempfile.TemporaryDirectory() as directory:
+        return empty_sections(Path(directory))
+
+
+@pytest.mark.haproxy
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(objects=clusters())
+def test_hostile_clusters_render_only_intended_config(
+    objects: list[dict[str, Any]], empty: dict[str, list[str]]
+) -> None:
+    view = ClusterView.from_objects(objects, OPTIONS)[0]
+    desired = translate(view, OPTIONS)
+    served_or_reported(objects, desired)
+    event(f"routes served: {min(len(desired.routes), 3)}+")
+    event(f"servers filled: {min(sum(len(b.endpoints) for b in desired.backends), 2)}+")
+    event(f"certificates: {len(desired.certificates)}")
+    with tempfile.TemporaryDirectory() as directory:
+        target, files = render_files(desired, Path(directory))
+        check_shape(target, files, empty)
+        result = subprocess.run(
+            [HAPROXY, "-c", "-f", str(Path(directory) / "haproxy.cfg")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+words = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(HOSTILE_FRAGMENTS),
+    st.from_regex(r"[a-z_/.0-9]{1,20}", fullmatch=True),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    command=st.lists(words, min_size=1, max_size=5),
+    payload=st.one_of(st.none(), st.lists(words, min_size=1, max_size=4)),
+)
+def test_runtime_encoder_sends_one_command_or_refuses(
+    command: list[str], payload: list[str] | None
+) -> None:
+    candidate = Command(tuple(command), None if payload is None else tuple(payload))
+    try:
+        data = candidate.encode()
+    except UnsafeArgumentError:
+        return
+    text = data.decode("ascii")
+    if payload is None:
+        assert text == " ".join(command) + "\n"
+        assert text.count("\n") == 1
+        assert ";" not in text and "<<" not in text and "#" not in text
+    else:
+        head, _, rest = text.partition("\n")
+        assert head == " ".join(command) + " <<"
+        assert rest == "\n".join(payload) + "\n\n"
+        assert all(line and "\x00" not in line for line in payload)
+        assert ";" not in head and "#" not in head
