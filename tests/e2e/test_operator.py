@@ -9,14 +9,17 @@ are cross-checked with HAProxy's own ``show proc``.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import HAProxyProcess
-from tests.e2e.conftest import Kube, service_manifest, suffix, wait_for
+from tests.e2e.conftest import REPO_ROOT, Kube, service_manifest, suffix, wait_for
 from tests.e2e.operator import (
     PUBLISHED_ADDRESS,
     SERVICE_ACCOUNT,
@@ -29,6 +32,7 @@ from tests.e2e.operator import (
 )
 
 pytestmark = pytest.mark.e2e
+CORPUS = REPO_ROOT / "tests" / "fixtures" / "hostile" / "corpus.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +202,45 @@ def test_controller_state_dir_is_private(controller: RunningController) -> None:
         assert path.stat().st_mode & 0o077 == 0, path
     for pem in Path(paths.certs).glob("*.pem"):
         assert pem.stat().st_mode & 0o077 == 0, pem
+
+
+def test_hostile_corpus_through_the_operator(cluster: Kube, controller: RunningController) -> None:
+    """What the API server lets in reaches the controller, which reports it and serves on."""
+    corpus = yaml.safe_load(CORPUS.read_text())
+    for obj in corpus["base"]:
+        if obj["kind"] != "IngressClass":  # installed by manifests/ already
+            cluster.apply(obj)
+    accepted: list[dict[str, Any]] = []
+    for case in corpus["cases"]:
+        admitted = all(
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(obj), check=False).returncode == 0
+            for obj in case["objects"]
+        )
+        if admitted:
+            accepted.append(case)
+        if admitted and any(obj["kind"] == "ConfigMap" for obj in case["objects"]):
+            # One ConfigMap: check each bad value before the next replaces it.
+            wait_for(lambda case=case: _reported(cluster, case), what=case["description"])
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "20-configmap.yaml"))
+    print(f"hostile corpus: the API server admitted {len(accepted)} of {len(corpus['cases'])}")
+    assert len(accepted) >= 30, [c["description"] for c in accepted]
+    for case in accepted:
+        wait_for(lambda case=case: _reported(cluster, case), what=case["description"])
+    # The good Ingress kept its route all along: 503 (no pods), not the 404 of no route.
+    assert controller.get("good.example.com")[0] == 503
+
+
+def _reported(cluster: Kube, case: dict[str, Any]) -> bool:
+    """Every expected problem of the case is a Warning Event on its object."""
+    for expected in case["expect"]:
+        ref, _, field = expected.partition(": ")
+        kind, _, name = ref.partition(" ")
+        namespace, _, name = name.partition("/")
+        messages = [
+            str(event.get("message"))
+            for event in events_for(cluster, namespace, name)
+            if event["type"] == "Warning" and event["involvedObject"]["kind"] == kind
+        ]
+        if not any(message.startswith(field) for message in messages):
+            return False
+    return True

@@ -1,0 +1,76 @@
+"""The hostile corpus through the offline ``render`` command and a real ``haproxy -c``.
+
+Each case must produce exactly its expected problems, leave the good Ingress
+serving, and change nothing in the rendered files that a rejected object
+could have touched: a case whose objects are all rejected renders the very
+same bytes as the base cluster alone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from haproxy_ingress.cli import main
+from tests.haproxy.test_config_check import HAPROXY
+
+pytestmark = pytest.mark.haproxy
+CORPUS = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "fixtures" / "hostile" / "corpus.yaml").read_text()
+)
+COMPARED = ("haproxy.cfg", "maps/exact.map", "maps/prefix.map", "certs/crt-list.txt")
+
+
+def render(
+    objects: list[dict[str, Any]], out: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, list[str], dict[str, bytes]]:
+    source = out.parent / f"{out.name}.yaml"
+    source.write_text(yaml.safe_dump_all(objects))
+    code = main(["render", "-f", str(source), "--out", str(out)])
+    lines = capsys.readouterr().err.splitlines()
+    # The output directory is the one difference two renders may have.
+    files = {
+        name: (out / name).read_bytes().replace(str(out).encode(), b"OUT") for name in COMPARED
+    }
+    return code, lines, files
+
+
+def test_corpus_is_big_enough() -> None:
+    assert len(CORPUS["cases"]) >= 50
+    assert sum(bool(case["expect"]) for case in CORPUS["cases"]) >= 50
+
+
+@pytest.mark.parametrize(
+    "case", CORPUS["cases"], ids=[case["description"] for case in CORPUS["cases"]]
+)
+def test_hostile_case(
+    case: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base_code, base_lines, base_files = render(CORPUS["base"], tmp_path / "base", capsys)
+    assert (base_code, base_lines) == (0, [])
+    code, lines, files = render(CORPUS["base"] + case["objects"], tmp_path / "case", capsys)
+    assert code == (1 if case["expect"] else 0)
+    assert [line.split(": ")[0] + ": " + line.split(": ")[1] for line in lines] == case["expect"]
+    assert b"good.example.com/ be_hostile_web_80" in files["maps/prefix.map"]
+    rejected_only = all(
+        not line.endswith(": spec.tls") and not line.startswith("Secret ")
+        for line in case["expect"]
+    )
+    if case["expect"] and rejected_only:
+        assert files == base_files
+    else:
+        assert files["certs/crt-list.txt"] == base_files["certs/crt-list.txt"] or all(
+            b"http-request" not in pem.read_bytes()
+            for pem in (tmp_path / "case" / "certs").glob("*.pem")
+        )
+    check = subprocess.run(
+        [HAPROXY, "-c", "-f", str(tmp_path / "case" / "haproxy.cfg")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
