@@ -13,7 +13,9 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from haproxy_ingress import state
 from haproxy_ingress.haproxy import runtime
 from haproxy_ingress.haproxy.config import (
     ALPN,
@@ -78,7 +80,7 @@ class Applier:
         if plan.reload:
             await self._reload(rendered, plan.reload_reasons)
             await self._execute(plan.operations)
-            self.applied = plan.target
+            self._remember(plan.target)
             return ApplyResult(
                 True,
                 plan.reload_reasons,
@@ -94,7 +96,7 @@ class Applier:
             full = plan_full_sync(plan.target)
             await self._reload(rendered, (reason,))
             await self._execute(full)
-            self.applied = plan.target
+            self._remember(plan.target)
             return ApplyResult(
                 True,
                 (reason,),
@@ -106,8 +108,59 @@ class Applier:
         # should not wait for an fsync.
         self._write(rendered, config=True)
         self._remove_stale_certificates(plan.target)
-        self.applied = plan.target
+        self._remember(plan.target)
         return ApplyResult(False, (), len(plan.operations), False, time.monotonic() - started)
+
+    async def adopt(self) -> bool:
+        """Take over a HAProxy that outlived its controller; True if one runs.
+
+        If the applied state saved by the previous controller still matches
+        the configuration HAProxy runs, it becomes ours and the next plan is
+        a diff (no reload); every runtime-controlled value is re-asserted, in
+        case the previous controller died half-way through an apply.
+        Otherwise the applied state stays unknown and the next plan reloads.
+        """
+        if await self._process.adopt() is None:
+            return False
+        paths = self._options.paths
+        try:
+            saved = state.load(self._state_path.read_bytes())
+            running = paths.config.read_bytes()
+        except OSError:
+            saved = None
+        if saved is None or render(saved, self._options).config.content != running:
+            logger.info("adopted a running HAProxy with unknown state; the next sync reloads")
+            return True
+        await self._execute(
+            (
+                *plan_full_sync(saved),
+                ReplaceMap("exact", saved.maps.exact),
+                ReplaceMap("prefix", saved.maps.prefix),
+            )
+        )
+        self.applied = saved
+        logger.info("adopted a running HAProxy and its applied state; no reload needed")
+        return True
+
+    async def healthy(self) -> bool:
+        """False (and the applied state forgotten) when our HAProxy is gone.
+
+        A killed worker takes its master down (exit-on-failure), so the master
+        being alive is the whole check; the next apply starts HAProxy afresh.
+        """
+        if self.applied is not None and not self._process.running:
+            logger.error("HAProxy is gone; the next sync starts it and re-applies everything")
+            self.applied = None
+            return False
+        return True
+
+    @property
+    def _state_path(self) -> Path:
+        return self._options.paths.base / "applied.json"
+
+    def _remember(self, target: AppliedState) -> None:
+        self.applied = target
+        atomic_write(self._state_path, state.dump(target), mode=0o600)
 
     async def _reload(self, rendered: Rendered, reasons: Sequence[str]) -> None:
         self._write(rendered, config=False)

@@ -73,10 +73,12 @@ class Controller:
             now = datetime.datetime.now(datetime.UTC)
             atomic_write(default_cert, generate_default_certificate(now).encode(), mode=0o600)
         await self._connect_api()
+        await self.applier.adopt()
         if self.config.metrics_bind:
             self._metrics_runner = await self.metrics.serve(self.config.metrics_bind)
         self._spawn(self._sync_loop(), "sync")
         self._spawn(self._resync_timer(), "resync")
+        self._spawn(self._watch_haproxy(), "haproxy-watchdog")
         self._spawn(self._watch_configmap(), "configmap")
         if self.config.publish_address:
             self._spawn(self._lead(), "leader-election")
@@ -193,6 +195,14 @@ class Controller:
         await self._status.update(
             (ObjectRef(r.kind, r.namespace, r.name) for r in served), current.get
         )
+
+    async def _watch_haproxy(self) -> None:
+        """Restart HAProxy within seconds if its master or worker dies."""
+        while True:
+            await asyncio.sleep(1.0)
+            if not await self.applier.healthy():
+                self.metrics.haproxy_restarts.inc()
+                self.trigger()
 
     async def _resync_timer(self) -> None:
         while True:

@@ -47,6 +47,11 @@ class Metrics:
             "Times the runtime API refused an operation and a reload was used instead.",
             registry=r,
         )
+        self.haproxy_restarts = Counter(
+            "haproxy_ingress_haproxy_restarts_total",
+            "Times HAProxy was found dead (master or worker killed) and started again.",
+            registry=r,
+        )
         self.problems = Gauge(
             "haproxy_ingress_problems",
             "Objects currently left out or degraded, by kind.",

@@ -244,3 +244,21 @@ def _reported(cluster: Kube, case: dict[str, Any]) -> bool:
         if not any(message.startswith(field) for message in messages):
             return False
     return True
+
+
+def test_no_secret_material_in_the_controller_log(
+    cluster: Kube, controller: RunningController
+) -> None:
+    """TLS keys reach HAProxy's files (0600), never the log."""
+    log = controller.log.read_text(errors="replace")
+    corpus = yaml.safe_load(CORPUS.read_text())
+    keys = [
+        obj["data"]["tls.key"]
+        for case in corpus["cases"]
+        for obj in case["objects"]
+        if obj["kind"] == "Secret" and "tls.key" in obj.get("data", {})
+    ]
+    assert keys
+    for key in keys:
+        assert key[:40] not in log
+    assert "PRIVATE KEY" not in log

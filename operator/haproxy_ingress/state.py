@@ -1,0 +1,90 @@
+"""The applied state on disk, so a restarted controller can adopt a running HAProxy.
+
+The applied state is plain frozen data; it is written as JSON next to the
+files it was rendered into, after every successful apply. A controller that
+finds HAProxy still running (it restarted, HAProxy did not) reads it back and
+plans against it instead of reloading. Anything unreadable means "unknown",
+which costs one reload, never a wrong plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from haproxy_ingress.model import (
+    BackendSettings,
+    Certificate,
+    Endpoint,
+    GlobalSettings,
+    RoutingMaps,
+    ServerState,
+)
+from haproxy_ingress.plan import AppliedState, BackendLayout, Slots, Structure
+
+FORMAT = 1
+
+
+def dump(state: AppliedState) -> bytes:
+    body = {
+        "format": FORMAT,
+        "structure": dataclasses.asdict(state.structure),
+        "servers": {
+            name: [None if s is None else dataclasses.asdict(s) for s in slots]
+            for name, slots in sorted(state.servers.items())
+        },
+        "maps": dataclasses.asdict(state.maps),
+        "certificates": [dataclasses.asdict(c) for c in state.certificates],
+    }
+    return json.dumps(body, sort_keys=True, indent=1).encode()
+
+
+def load(data: bytes) -> AppliedState | None:
+    """The state, or None if it is not one this version wrote."""
+    try:
+        body = json.loads(data)
+        if body.get("format") != FORMAT:
+            return None
+        return _state(body)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _state(body: dict[str, Any]) -> AppliedState:
+    structure = body["structure"]
+    settings = dict(structure["settings"])
+    settings["backend"] = _backend_settings(settings["backend"])
+    return AppliedState(
+        structure=Structure(
+            settings=GlobalSettings(**settings),
+            backends=tuple(
+                BackendLayout(b["name"], _backend_settings(b["settings"]), int(b["slots"]))
+                for b in structure["backends"]
+            ),
+            default_backend=structure["default_backend"],
+        ),
+        servers={name: _slots(slots) for name, slots in body["servers"].items()},
+        maps=RoutingMaps(
+            exact=tuple((k, v) for k, v in body["maps"]["exact"]),
+            prefix=tuple((k, v) for k, v in body["maps"]["prefix"]),
+        ),
+        certificates=tuple(
+            Certificate(c["name"], c["pem"], tuple(c["hosts"])) for c in body["certificates"]
+        ),
+    )
+
+
+def _backend_settings(raw: dict[str, Any]) -> BackendSettings:
+    return BackendSettings(**{**raw, "retry_on": tuple(raw["retry_on"])})
+
+
+def _slots(raw: list[dict[str, Any] | None]) -> Slots:
+    return tuple(
+        None
+        if slot is None
+        else Endpoint(
+            slot["address"], int(slot["port"]), ServerState(slot["state"]), slot.get("target", "")
+        )
+        for slot in raw
+    )

@@ -1,0 +1,172 @@
+"""Faults against a real HAProxy: killed processes, refused commands, full disks, restarts.
+
+Each test breaks something the way production does and checks that traffic
+comes back (or never stopped) and that nothing was reloaded needlessly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from haproxy_ingress.plan import BackendLayout, Structure
+from tests.backends import free_port
+from tests.haproxy.stack import Stack, get, wait_for
+from tests.haproxy.test_traffic import slice_for, start_pods
+from tests.kube import ingress, ingress_class, path, rule, service
+
+pytestmark = pytest.mark.haproxy
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    result = Stack(tmp_path / "haproxy")
+    result.put(ingress_class(default=True))
+    yield result
+    await result.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as result:
+        yield result
+
+
+async def serving(stack: Stack, session: aiohttp.ClientSession, first: int) -> str:
+    """A Service with one pod behind a.example.com; returns the pod's name."""
+    pods = await start_pods("web", 1, free_port(), first=first)
+    stack.put(
+        service("web"), slice_for("web", pods), ingress("a", rule("a.example.com", path("/")))
+    )
+    await stack.sync()
+
+    async def answers() -> bool:
+        try:
+            return (await get(session, stack.http_port, "/", "a.example.com"))[0] == 200
+        except aiohttp.ClientError:
+            return False
+
+    await wait_for(answers)
+    return pods[0].name
+
+
+@pytest.mark.parametrize("victim", ["master", "worker"])
+async def test_killed_haproxy_is_restarted_and_fully_reapplied(
+    stack: Stack, session: aiohttp.ClientSession, victim: str
+) -> None:
+    await serving(stack, session, first=121)
+    before = await stack.proc()
+    pid = before.master_pid if victim == "master" else before.worker_pids[0]
+    os.kill(pid, signal.SIGKILL)
+    await wait_for(lambda: _gone(stack))
+    assert stack.applier.applied is None  # forgotten: the next plan starts from scratch
+    outcome = await stack.sync()
+    assert outcome.plan.reload_reasons == ("initial configuration",)
+    after = await stack.proc()
+    assert after.master_pid != before.master_pid
+    code, body = await get(session, stack.http_port, "/", "a.example.com")
+    assert code == 200 and body.startswith("web-121")
+
+
+async def _gone(stack: Stack) -> bool:
+    return not await stack.applier.healthy()
+
+
+async def test_refused_runtime_command_falls_back_to_a_reload(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    await serving(stack, session, first=131)
+    applied = stack.applier.applied
+    assert applied is not None
+    # Someone else's reload dropped a backend we believe in: commands for it fail.
+    phantom = BackendLayout("be_default_phantom_80", applied.structure.backends[0].settings, 1)
+    stack.applier.applied = dataclasses.replace(
+        applied,
+        structure=Structure(
+            applied.structure.settings,
+            (*applied.structure.backends, phantom),
+            applied.structure.default_backend,
+        ),
+        servers={**applied.servers, phantom.name: (applied.servers["be_default_web_80"][0],)},
+    )
+    before = await stack.proc()
+    stack.delete("Ingress", "default", "a")  # plans "free the phantom's slot" + a map change
+    outcome = await stack.sync()
+    assert outcome.result is not None
+    assert outcome.result.runtime_fallback
+    assert "runtime API refused" in outcome.result.reload_reasons[0]
+    assert (await stack.proc()).reloads == before.reloads + 1
+    assert (await get(session, stack.http_port, "/", "a.example.com"))[0] == 404
+
+
+async def test_restarted_controller_adopts_haproxy_without_reload(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    pod = await serving(stack, session, first=141)
+    before = await stack.proc()
+    await stack.client.close()
+    # A new controller on the same state directory, same cluster.
+    successor = Stack(stack.base, http_port=stack.http_port, https_port=stack.https_port)
+    successor.objects = dict(stack.objects)
+    try:
+        assert await successor.applier.adopt()
+        assert successor.applier.applied == stack.applier.applied
+        outcome = await successor.sync()
+        assert outcome.plan.empty
+        after = await successor.proc()
+        assert (after.reloads, after.worker_pids) == (before.reloads, before.worker_pids)
+        code, body = await get(session, stack.http_port, "/", "a.example.com")
+        assert code == 200 and body.startswith(pod)
+    finally:
+        await successor.client.close()
+
+
+async def test_adoption_with_unknown_state_reloads_once(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    await serving(stack, session, first=151)
+    await stack.client.close()
+    (stack.base / "applied.json").write_text("garbage")
+    successor = Stack(stack.base, http_port=stack.http_port, https_port=stack.https_port)
+    successor.objects = dict(stack.objects)
+    try:
+        before = await successor.proc()
+        assert await successor.applier.adopt()
+        assert successor.applier.applied is None
+        await successor.sync()
+        assert (await successor.proc()).reloads == before.reloads + 1
+        assert (await get(session, stack.http_port, "/", "a.example.com"))[0] == 200
+    finally:
+        await successor.client.close()
+
+
+async def test_full_disk_leaves_files_untouched_and_traffic_flowing(
+    stack: Stack, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await serving(stack, session, first=161)
+    config = stack.paths.config.read_bytes()
+    exact_map = (stack.paths.maps / "exact.map").read_bytes()
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    stack.put(ingress("b", rule("b.example.com", path("/"))))
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError) as error:
+        await stack.sync()
+    monkeypatch.undo()
+    assert error.value.errno == errno.ENOSPC
+    assert stack.paths.config.read_bytes() == config
+    assert (stack.paths.maps / "exact.map").read_bytes() == exact_map
+    assert not [p for p in stack.base.rglob("*.tmp")]
+    assert (await get(session, stack.http_port, "/", "a.example.com"))[0] == 200
+    # With space again, the same change goes through.
+    await stack.sync()
+    assert (await get(session, stack.http_port, "/", "b.example.com"))[0] == 200
