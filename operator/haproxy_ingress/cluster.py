@@ -106,3 +106,37 @@ def trim(obj: KubeObject) -> KubeObject:
     else:
         kept["metadata"] = meta
     return kept
+
+
+def uids(view: ClusterView) -> set[str]:
+    """The uids of every object in the view (the ConfigMap has its own watch)."""
+    return {
+        str((obj.get("metadata") or {}).get("uid"))
+        for objects in (
+            view.ingresses,
+            view.ingress_classes,
+            view.services,
+            view.endpoint_slices,
+            view.secrets,
+        )
+        for obj in objects
+        if (obj.get("metadata") or {}).get("uid")
+    }
+
+
+def without(view: ClusterView, removed: set[str]) -> ClusterView:
+    """The view minus objects whose uid is in ``removed`` (known to be deleted)."""
+    if not removed:
+        return view
+
+    def keep(objects: tuple[KubeObject, ...]) -> tuple[KubeObject, ...]:
+        return tuple(o for o in objects if (o.get("metadata") or {}).get("uid") not in removed)
+
+    return ClusterView(
+        ingresses=keep(view.ingresses),
+        ingress_classes=keep(view.ingress_classes),
+        services=keep(view.services),
+        endpoint_slices=keep(view.endpoint_slices),
+        secrets=keep(view.secrets),
+        configmap=view.configmap,
+    )

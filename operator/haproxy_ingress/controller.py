@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
 from haproxy_ingress.apply import Applier
-from haproxy_ingress.cluster import ClusterView, KubeObject, trim
+from haproxy_ingress.cluster import ClusterView, KubeObject, trim, uids, without
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.haproxy.config import default_certificate_path
 from haproxy_ingress.haproxy.files import atomic_write
@@ -49,6 +50,9 @@ class Controller:
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._configmap: KubeObject | None = None
+        # uids of objects still in Kopf's indexes that the API server no longer
+        # has: deleted during a watch gap (a 410 re-list sends no DELETED event).
+        self._deleted: set[str] = set()
         self._leader = False
         self._api: client.ApiClient | None = None
         self._events: EventReporter | None = None
@@ -84,6 +88,9 @@ class Controller:
             self._spawn(self._lead(), "leader-election")
         logger.info("controller started: state_dir=%s", paths.base)
 
+    def snapshot(self) -> ClusterView:
+        return without(self._view(self._configmap), self._deleted)
+
     def trigger(self) -> None:
         self._changed.set()
 
@@ -117,7 +124,7 @@ class Controller:
     async def sync_once(self) -> Outcome | None:
         started = time.monotonic()
         try:
-            outcome = await self.reconciler.reconcile(self._view(self._configmap))
+            outcome = await self.reconciler.reconcile(self.snapshot())
         except ConfigCheckError as error:
             self.metrics.syncs.labels("config-rejected").inc()
             logger.error(
@@ -188,7 +195,7 @@ class Controller:
         assert self._status is not None
         served = {route.source for route in outcome.desired.routes}
         current: dict[ObjectRef, Mapping[str, Any]] = {}
-        for ingress in self._view(self._configmap).ingresses:
+        for ingress in self.snapshot().ingresses:
             meta = ingress.get("metadata") or {}
             ref = ObjectRef("Ingress", meta.get("namespace", ""), meta.get("name", ""))
             current[ref] = (ingress.get("status") or {}).get("loadBalancer") or {}
@@ -207,7 +214,47 @@ class Controller:
     async def _resync_timer(self) -> None:
         while True:
             await asyncio.sleep(self.config.resync_interval)
+            try:
+                await self.verify_indexes()
+            except (ApiException, OSError) as error:
+                logger.warning("resync could not list the cluster: %s", error)
             self.trigger()
+
+    async def verify_indexes(self) -> int:
+        """LIST every watched kind; forget indexed objects the API server no longer has.
+
+        Returns how many indexed objects turned out to be deleted.
+        """
+        assert self._api is not None
+        indexed = uids(self._view(self._configmap))
+        networking = client.NetworkingV1Api(self._api)
+        core = client.CoreV1Api(self._api)
+        discovery = client.DiscoveryV1Api(self._api)
+        live: set[str] = set()
+        listers: list[Callable[..., Any]] = [
+            networking.list_ingress_for_all_namespaces,
+            networking.list_ingress_class,
+            core.list_service_for_all_namespaces,
+            discovery.list_endpoint_slice_for_all_namespaces,
+            functools.partial(
+                core.list_secret_for_all_namespaces, field_selector="type=kubernetes.io/tls"
+            ),
+        ]
+        for lister in listers:
+            token: str | None = None
+            while True:
+                page = await lister(limit=500, _continue=token)
+                live.update(item.metadata.uid for item in page.items)
+                token = page.metadata._continue
+                if not token:
+                    break
+        self._deleted = indexed - live
+        if self._deleted:
+            logger.warning(
+                "%d indexed objects were deleted during a watch gap; dropping them",
+                len(self._deleted),
+            )
+        return len(self._deleted)
 
     # --- the Kubernetes API, beyond Kopf's watches ------------------------------------
 

@@ -192,8 +192,14 @@ def test_status_address_and_no_marks_on_users_objects(
     assert all(subresource == "status" for _, subresource in writes), (managers, writes)
 
 
-def test_controller_log_has_no_tracebacks(controller: RunningController) -> None:
-    assert "Traceback" not in controller.log.read_text(errors="replace"), controller.log_tail()
+def test_controller_log_has_no_tracebacks_or_failed_resyncs(
+    controller: RunningController,
+) -> None:
+    log = controller.log.read_text(errors="replace")
+    assert "Traceback" not in log, controller.log_tail()
+    # The periodic LIST of every watched kind ran with the ServiceAccount's rights.
+    assert "resync could not list" not in log
+    assert "deleted during a watch gap" not in log
 
 
 def test_controller_state_dir_is_private(controller: RunningController) -> None:

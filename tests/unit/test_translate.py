@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView, TranslateOptions, uids, without
 from haproxy_ingress.model import DesiredState, Endpoint, PathType, ServerState, ServiceRef
 from haproxy_ingress.translate import translate
 from tests.kube import (
@@ -777,3 +777,15 @@ def test_expired_and_future_certificates_are_served_with_a_warning() -> None:
         assert [c.name for c in state.certificates] == ["default_h-tls"]
         assert [(p.source.kind, p.field) for p in state.problems] == [("Secret", "data[tls.crt]")]
         assert words in state.problems[0].reason
+
+
+def test_objects_deleted_during_a_watch_gap_are_left_out() -> None:
+    objects = with_defaults(
+        ingress("gone", rule("gone.example.com", path("/")), uid="u-gone"),
+        ingress("kept", rule("kept.example.com", path("/")), uid="u-kept"),
+    )
+    view = ClusterView.from_objects(objects, OPTIONS)[0]
+    assert {"u-gone", "u-kept"} <= uids(view)
+    state = translate(without(view, {"u-gone"}), OPTIONS)
+    assert {r.host for r in state.routes} == {"kept.example.com"}
+    assert without(view, set()) is view
