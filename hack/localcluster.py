@@ -1024,6 +1024,49 @@ class LocalCluster:
 
     # -- start / stop ----------------------------------------------------------------------
 
+    def _apiserver_argv(self, bins: Binaries, etcd_url: str) -> list[str]:
+        pki = self.pki
+        return [
+            str(bins.kube_apiserver),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            # Since 1.37 the API server refuses to start when it would publish a
+            # loopback address as the `kubernetes` Service's endpoint; nothing in
+            # this cluster dials that Service, so publish none.
+            "--endpoint-reconciler-type=none",
+            f"--secure-port={self.ports['apiserver']}",
+            f"--cert-dir={self.state_dir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki.crt('apiserver')}",
+            f"--tls-private-key-file={pki.key('apiserver')}",
+            f"--client-ca-file={pki.ca_crt}",
+            "--authorization-mode=RBAC",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--allow-privileged=true",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--profiling=false",
+        ]
+
+    def restart_apiserver(
+        self, while_down: Callable[[str], None] | None = None, timeout: float = 60.0
+    ) -> None:
+        """Stop kube-apiserver, call ``while_down(etcd_url)``, start it again on its port.
+
+        Lets a test change etcd behind the API server's back (an object deleted
+        while clients could not watch), as a real outage plus restart does: the
+        new API server's watch cache starts afresh, so old watches get 410 Gone.
+        """
+        etcd_url = f"http://127.0.0.1:{self.ports['etcd']}"
+        self.processes["kube-apiserver"].stop()
+        if while_down is not None:
+            while_down(etcd_url)
+        apiserver = self._spawn("kube-apiserver", self._apiserver_argv(self.binaries, etcd_url))
+        self._wait(
+            "kube-apiserver /readyz", apiserver, lambda: self.api_get("/readyz")[0] == 200, timeout
+        )
+
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
@@ -1121,36 +1164,12 @@ class LocalCluster:
 
         self._wait("etcd /health", etcd, etcd_ok, timeout)
 
-        pki = self.pki
-        apiserver = self._spawn(
-            "kube-apiserver",
-            [
-                str(bins.kube_apiserver),
-                f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                # Since 1.37 the API server refuses to start when it would publish a
-                # loopback address as the `kubernetes` Service's endpoint; nothing in
-                # this cluster dials that Service, so publish none.
-                "--endpoint-reconciler-type=none",
-                f"--secure-port={self.ports['apiserver']}",
-                f"--cert-dir={self.state_dir / 'apiserver-certs'}",
-                f"--tls-cert-file={pki.crt('apiserver')}",
-                f"--tls-private-key-file={pki.key('apiserver')}",
-                f"--client-ca-file={pki.ca_crt}",
-                "--authorization-mode=RBAC",
-                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-                "--allow-privileged=true",
-                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-                f"--service-account-key-file={pki.sa_pub}",
-                f"--service-account-signing-key-file={pki.sa_key}",
-                "--profiling=false",
-            ],
-        )
+        apiserver = self._spawn("kube-apiserver", self._apiserver_argv(bins, etcd_url))
         self._wait(
             "kube-apiserver /readyz", apiserver, lambda: self.api_get("/readyz")[0] == 200, timeout
         )
 
+        pki = self.pki
         kcm = self._spawn(
             "kube-controller-manager",
             [

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client, config, watch
-from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
@@ -33,7 +32,12 @@ from haproxy_ingress.haproxy.runtime import RuntimeClient
 from haproxy_ingress.metrics import Metrics, reason_label
 from haproxy_ingress.model import ObjectRef, Problem
 from haproxy_ingress.plan import PutCertificate, RemoveCertificate, ReplaceMap, SetServer
-from haproxy_ingress.status import EventReporter, IngressStatusWriter
+from haproxy_ingress.status import (
+    API_ERRORS,
+    REQUEST_TIMEOUT,
+    EventReporter,
+    IngressStatusWriter,
+)
 from haproxy_ingress.sync import Outcome, Reconciler
 from haproxy_ingress.tls import generate_default_certificate
 
@@ -216,8 +220,8 @@ class Controller:
             await asyncio.sleep(self.config.resync_interval)
             try:
                 await self.verify_indexes()
-            except (ApiException, OSError) as error:
-                logger.warning("resync could not list the cluster: %s", error)
+            except API_ERRORS as error:
+                logger.warning("resync could not list the cluster: %r", error)
             self.trigger()
 
     async def verify_indexes(self) -> int:
@@ -243,12 +247,13 @@ class Controller:
         for lister in listers:
             token: str | None = None
             while True:
-                page = await lister(limit=500, _continue=token)
+                page = await lister(limit=500, _continue=token, _request_timeout=REQUEST_TIMEOUT)
                 live.update(item.metadata.uid for item in page.items)
                 token = page.metadata._continue
                 if not token:
                     break
         self._deleted = indexed - live
+        logger.debug("index verified: %d indexed, %d live", len(indexed), len(live))
         if self._deleted:
             logger.warning(
                 "%d indexed objects were deleted during a watch gap; dropping them",
@@ -298,8 +303,8 @@ class Controller:
                     watcher.stop()
             except asyncio.CancelledError:
                 raise
-            except (ApiException, OSError, ValueError) as error:
-                logger.warning("ConfigMap watch interrupted (%s); retrying", error)
+            except (*API_ERRORS, ValueError) as error:
+                logger.warning("ConfigMap watch interrupted (%r); retrying", error)
                 await asyncio.sleep(2.0)
 
     def _set_configmap(self, obj: KubeObject | None) -> None:
@@ -335,7 +340,10 @@ class Controller:
                     onstopped_leading=stopped,
                 )
             )
-            await election.run()  # returns when leadership is lost
+            try:
+                await election.run()  # returns when leadership is lost
+            except API_ERRORS as error:
+                logger.warning("leader election interrupted (%r); retrying", error)
             self._leader = False
             await asyncio.sleep(2.0)
 

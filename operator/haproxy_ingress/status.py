@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -32,6 +33,9 @@ API_VERSIONS = {
     "ConfigMap": "v1",
 }
 MAX_MESSAGE = 1024
+REQUEST_TIMEOUT = 10.0
+# What a call to an API server that is down, restarting or slow can raise.
+API_ERRORS = (ApiException, aiohttp.ClientError, OSError, TimeoutError)
 
 
 class EventReporter:
@@ -80,9 +84,11 @@ class EventReporter:
             count=1,
         )
         try:
-            await self._core.create_namespaced_event(namespace, body)
-        except ApiException as error:
-            logger.warning("could not post an Event on %s: %s %s", ref, error.status, error.reason)
+            await self._core.create_namespaced_event(
+                namespace, body, _request_timeout=REQUEST_TIMEOUT
+            )
+        except API_ERRORS as error:
+            logger.warning("could not post an Event on %s (retried next sync): %r", ref, error)
             return False
         logger.info("event posted on %s: %s", ref, problem.message)
         return True
@@ -117,11 +123,17 @@ class IngressStatusWriter:
                 continue
             try:
                 await self._networking.patch_namespaced_ingress_status(
-                    ref.name, ref.namespace, {"status": {"loadBalancer": self._wanted}}
+                    ref.name,
+                    ref.namespace,
+                    {"status": {"loadBalancer": self._wanted}},
+                    _request_timeout=REQUEST_TIMEOUT,
                 )
                 patched += 1
             except ApiException as error:
                 if error.status != 404:  # deleted meanwhile: nothing to report
                     logger.warning("could not update status of %s: %s", ref, error.reason)
+            except API_ERRORS as error:
+                logger.warning("could not update status of %s (retried next sync): %r", ref, error)
+                return patched
             await asyncio.sleep(0)
         return patched

@@ -129,6 +129,9 @@ def start_controller(cluster: Kube, workdir: Path, *extra: str) -> RunningContro
             f"http://127.0.0.1:{liveness_port}/healthz",
             "--publish-address",
             PUBLISHED_ADDRESS,
+            # Short, so the LIST-based index verification runs during the tests.
+            "--resync-interval",
+            "3",
             *extra,
         ],
         env=env,
