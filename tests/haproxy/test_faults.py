@@ -10,12 +10,16 @@ import dataclasses
 import errno
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.config import ControllerConfig
+from haproxy_ingress.controller import Controller
+from haproxy_ingress.model import Problem
 from haproxy_ingress.plan import BackendLayout, Structure
 from tests.backends import free_port
 from tests.haproxy.stack import Stack, get, wait_for
@@ -170,3 +174,36 @@ async def test_full_disk_leaves_files_untouched_and_traffic_flowing(
     # With space again, the same change goes through.
     await stack.sync()
     assert (await get(session, stack.http_port, "/", "b.example.com"))[0] == 200
+
+
+class RecordingReporter:
+    """Stands in for the Events API: records what the controller would post."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    async def report(self, problems: Iterable[Problem]) -> int:
+        self.problems.extend(problems)
+        return 0
+
+
+async def test_rejected_config_is_reported_as_a_warning_naming_the_cause(tmp_path: Path) -> None:
+    config = ControllerConfig(
+        state_dir=tmp_path / "haproxy",
+        http_binds=("127.0.0.1:70000",),  # haproxy -c refuses the port
+        https_binds=(),
+        metrics_bind=None,
+    )
+    config.paths.ensure()
+    controller = Controller(config, lambda configmap: ClusterView())
+    reporter = RecordingReporter()
+    controller._events = reporter  # type: ignore[assignment]
+    try:
+        assert await controller.sync_once() is None
+    finally:
+        await controller.stop()
+    (problem,) = reporter.problems
+    assert (problem.source.kind, problem.source.name) == ("ConfigMap", "haproxy-ingress")
+    assert "HAProxy rejected the rendered configuration" in problem.reason
+    assert "70000" in problem.reason
+    assert not config.paths.config.exists()  # nothing swapped in
