@@ -365,3 +365,47 @@ async def test_runtime_state_survives_a_reload(stack: Stack) -> None:
     assert int(rows["s2"]["srv_admin_state"]) & 0x8  # drain
     assert int(rows["s3"]["srv_admin_state"]) & 0x1  # forced maintenance (not ready)
     assert int(rows["s4"]["srv_admin_state"]) & 0x5  # a free slot stays out of traffic
+
+
+async def test_only_idempotent_requests_are_resent_after_reaching_a_server(
+    stack: Stack,
+) -> None:
+    """A server that closes without answering: GET is retried, POST is sent once."""
+    received: list[str] = []
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        received.append(head.split(b" ", 1)[0].decode())
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(hang_up, "127.0.0.171", port)
+    try:
+        stack.put(
+            service("web"),
+            endpoint_slice("web", endpoint("127.0.0.171"), ports=[{"name": "http", "port": port}]),
+            ingress("a", rule("a.example.com", path("/"))),
+        )
+        await stack.sync()
+        await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+        assert await _status_of(stack.http_port, b"GET / HTTP/1.1") == 502
+        gets = received.count("GET")
+        assert await _status_of(stack.http_port, b"POST / HTTP/1.1", b"charge=1") == 502
+    finally:
+        server.close()
+    assert gets == 4  # the first try and 3 retries
+    assert received.count("POST") == 1
+
+
+async def _status_of(port: int, request_line: bytes, body: bytes = b"") -> int:
+    """One request on its own connection; the status code HAProxy answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        request_line
+        + b"\r\nHost: a.example.com\r\nConnection: close\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    status = await reader.readline()
+    writer.close()
+    return int(status.split()[1])

@@ -45,6 +45,7 @@ BACKEND_KEYWORDS = {
     "option",
     "default-server",
     "server",
+    "http-request",
 }
 
 
