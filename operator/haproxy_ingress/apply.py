@@ -22,6 +22,7 @@ from haproxy_ingress.haproxy.config import (
     Rendered,
     RenderOptions,
     certificate_path,
+    environment,
     map_path,
     render,
 )
@@ -67,6 +68,7 @@ class Applier:
         self._client = client
         self._options = options
         self._binary = binary
+        self._templates = environment()  # compiled once, rendered on every apply
         self.applied: AppliedState | None = None
 
     async def apply(self, plan: Plan) -> ApplyResult:
@@ -76,9 +78,8 @@ class Applier:
         or ReloadError.
         """
         started = time.monotonic()
-        rendered = render(plan.target, self._options)
         if plan.reload:
-            await self._reload(rendered, plan.reload_reasons)
+            await self._reload(self._render(plan.target), plan.reload_reasons)
             await self._execute(plan.operations)
             self._remember(plan.target)
             return ApplyResult(
@@ -94,7 +95,7 @@ class Applier:
             reason = f"runtime API refused {' '.join(error.command.words[:3])!r}: {error.reply}"
             logger.warning("runtime operation failed, falling back to a reload: %s", reason)
             full = plan_full_sync(plan.target)
-            await self._reload(rendered, (reason,))
+            await self._reload(self._render(plan.target), (reason,))
             await self._execute(full)
             self._remember(plan.target)
             return ApplyResult(
@@ -105,8 +106,8 @@ class Applier:
                 time.monotonic() - started,
             )
         # Files after the runtime: they matter at the next reload, and traffic
-        # should not wait for an fsync.
-        self._write(rendered, config=True)
+        # should not wait for rendering and fsyncs.
+        self._write(self._render(plan.target), config=True)
         self._remove_stale_certificates(plan.target)
         self._remember(plan.target)
         return ApplyResult(False, (), len(plan.operations), False, time.monotonic() - started)
@@ -128,7 +129,7 @@ class Applier:
             running = paths.config.read_bytes()
         except OSError:
             saved = None
-        if saved is None or render(saved, self._options).config.content != running:
+        if saved is None or self._render(saved).config.content != running:
             logger.info("adopted a running HAProxy with unknown state; the next sync reloads")
             return True
         await self._execute(
@@ -153,6 +154,9 @@ class Applier:
             self.applied = None
             return False
         return True
+
+    def _render(self, target: AppliedState) -> Rendered:
+        return render(target, self._options, self._templates)
 
     @property
     def _state_path(self) -> Path:

@@ -52,11 +52,15 @@ class Controller:
         self._view = view
         self.metrics = Metrics()
         self._changed = asyncio.Event()
+        # What changed since the last sync: everything (None), or only the
+        # EndpointSlices of these Services (the fast path).
+        self._changed_services: set[tuple[str, str]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._configmap: KubeObject | None = None
         # uids of objects still in Kopf's indexes that the API server no longer
         # has: deleted during a watch gap (a 410 re-list sends no DELETED event).
         self._deleted: set[str] = set()
+        self._full_sync_pending = True
         self._leader = False
         self._api: client.ApiClient | None = None
         self._events: EventReporter | None = None
@@ -96,6 +100,15 @@ class Controller:
         return without(self._view(self._configmap), self._deleted)
 
     def trigger(self) -> None:
+        """Anything changed: the next sync translates the whole view."""
+        self._changed_services = None
+        self._full_sync_pending = True
+        self._changed.set()
+
+    def trigger_endpoints(self, namespace: str, service: str) -> None:
+        """Only a Service's EndpointSlices changed: the next sync can take the fast path."""
+        if not self._full_sync_pending:
+            self._changed_services = (self._changed_services or set()) | {(namespace, service)}
         self._changed.set()
 
     async def stop(self) -> None:
@@ -128,8 +141,13 @@ class Controller:
     async def sync_once(self) -> Outcome | None:
         started = time.monotonic()
         try:
-            outcome = await self.reconciler.reconcile(self.snapshot())
+            services, self._changed_services = self._changed_services, None
+            full, self._full_sync_pending = self._full_sync_pending, False
+            outcome = await self.reconciler.reconcile(
+                self.snapshot(), endpoints_of=None if full else services or set()
+            )
         except ConfigCheckError as error:
+            self._full_sync_pending = True  # whatever comes next starts from scratch
             self.metrics.syncs.labels("config-rejected").inc()
             logger.error(
                 "rendered configuration rejected by haproxy -c; the last good one "
@@ -149,7 +167,7 @@ class Controller:
         except (HAProxyError, OSError) as error:
             self.metrics.syncs.labels("error").inc()
             logger.exception("sync failed: %s", error)
-            self._changed.set()  # try again after the next debounce window
+            self.trigger()  # try again, in full, after the next debounce window
             await asyncio.sleep(1.0)
             return None
         self.last_outcome = outcome

@@ -105,5 +105,15 @@ async def _changed(memo: kopf.Memo, **_: Any) -> None:
         controller.trigger()
 
 
-for _group, _version, _plural in INDEXES.values():
-    kopf.on.event(_group, _version, _plural)(_changed)
+@kopf.on.event(*INDEXES["endpoint_slices"])
+async def _endpoints_changed(
+    memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> None:
+    controller: Controller | None = memo.get("controller")
+    service = labels.get("kubernetes.io/service-name")
+    if controller is not None and service:
+        controller.trigger_endpoints(namespace or "", service)
+
+
+for _name in ("ingresses", "ingress_classes", "services", "secrets"):
+    kopf.on.event(*INDEXES[_name])(_changed)

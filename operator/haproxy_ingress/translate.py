@@ -9,9 +9,10 @@ that object (or that rule) is left out.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,55 @@ def translate(
         routes=tuple(sorted(routes)),
         maps=routing_maps(routes),
         certificates=certificates,
+        problems=tuple(sorted(set(problems))),
+    )
+
+
+def refresh_endpoints(
+    previous: DesiredState, view: ClusterView, services: Collection[tuple[str, str]]
+) -> DesiredState:
+    """``previous`` with only the endpoints of ``services`` re-derived: the fast path.
+
+    For EndpointSlice changes alone (scaling, rolling updates, pods dying):
+    nothing but those backends' servers can change, so the Ingresses, TLS and
+    routing maps are not translated again. Any other change takes the full
+    :func:`translate`. Problems of the affected Services' slices are replaced;
+    those of a slice that was deleted outright go at the next full translate.
+    """
+    wanted = set(services)
+    affected = [b for b in previous.backends if (b.service.namespace, b.service.name) in wanted]
+    if not affected:
+        return previous
+    service_objects = _by_name(view.services)
+    slices = _slices_by_service(s for s in view.endpoint_slices if _slice_service(s) in wanted)
+    stale = {
+        (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        for endpoint_slice in view.endpoint_slices
+        if _slice_service(endpoint_slice) in wanted
+        for meta in [endpoint_slice.get("metadata") or {}]
+    }
+    problems = [
+        p
+        for p in previous.problems
+        if not (p.source.kind == "EndpointSlice" and (p.source.namespace, p.source.name) in stale)
+    ]
+    refreshed = {}
+    for backend in affected:
+        ref = backend.service
+        service = service_objects.get((ref.namespace, ref.name))
+        port_name = _service_port_name(service, ref) if service is not None else None
+        endpoints: tuple[Endpoint, ...] = ()
+        if port_name is not None:
+            endpoints = _endpoints(
+                slices.get((ref.namespace, ref.name), []),
+                port_name,
+                backend.settings.drain,
+                problems,
+            )
+        refreshed[backend.name] = dataclasses.replace(backend, endpoints=endpoints)
+    return dataclasses.replace(
+        previous,
+        backends=tuple(refreshed.get(b.name, b) for b in previous.backends),
         problems=tuple(sorted(set(problems))),
     )
 
@@ -491,12 +541,18 @@ def _by_name(objects: Iterable[KubeObject]) -> dict[tuple[str, str], KubeObject]
     return result
 
 
+def _slice_service(endpoint_slice: KubeObject) -> tuple[str, str] | None:
+    """The (namespace, Service name) an EndpointSlice belongs to, by its label."""
+    meta = endpoint_slice.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    service = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, Mapping) else None
+    return (str(meta.get("namespace", "")), service) if isinstance(service, str) else None
+
+
 def _slices_by_service(slices: Iterable[KubeObject]) -> dict[tuple[str, str], list[KubeObject]]:
     result: dict[tuple[str, str], list[KubeObject]] = defaultdict(list)
     for endpoint_slice in sorted(slices, key=lambda s: _age_key(s)[1:]):
-        meta = endpoint_slice.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        service = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, Mapping) else None
-        if isinstance(service, str):
-            result[(str(meta.get("namespace", "")), service)].append(endpoint_slice)
+        key = _slice_service(endpoint_slice)
+        if key is not None:
+            result[key].append(endpoint_slice)
     return result

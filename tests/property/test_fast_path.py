@@ -1,0 +1,39 @@
+"""The endpoint fast path gives exactly what a full translation gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.translate import refresh_endpoints, translate
+from tests.property.strategies import clusters, endpoint_slices
+
+OPTIONS = TranslateOptions()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(objects=clusters(), data=st.data())
+def test_refreshing_endpoints_equals_translating_again(
+    objects: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    before = translate(ClusterView.from_objects(objects, OPTIONS)[0], OPTIONS)
+    changed = data.draw(st.sampled_from(["web", "api"]))
+    # The Service's slice is replaced by a new one: pods came, went, changed state.
+    after_objects = [
+        obj
+        for obj in objects
+        if not (
+            obj["kind"] == "EndpointSlice"
+            and obj["metadata"]["labels"]["kubernetes.io/service-name"] == changed
+        )
+    ] + [data.draw(endpoint_slices(changed))]
+    view = ClusterView.from_objects(after_objects, OPTIONS)[0]
+    assert refresh_endpoints(before, view, {("default", changed)}) == translate(view, OPTIONS)
+
+
+def test_untouched_services_return_the_same_state() -> None:
+    state = translate(ClusterView(), OPTIONS)
+    assert refresh_endpoints(state, ClusterView(), {("default", "nothing")}) is state
