@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -21,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from tests.backends import free_port
 from tests.e2e.conftest import REPO_ROOT, Kube, pod_manifest, set_pod_status, wait_for
 
 sys.path.insert(0, str(REPO_ROOT / "hack"))
@@ -28,12 +28,6 @@ from podnet import Pod, PodNetwork
 
 SERVICE_ACCOUNT = "system:serviceaccount:haproxy-ingress:haproxy-ingress"
 PUBLISHED_ADDRESS = "203.0.113.7"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def service_account_kubeconfig(cluster: Kube, path: Path) -> Path:

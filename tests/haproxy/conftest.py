@@ -18,26 +18,22 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from haproxy_ingress.haproxy.paths import HAProxyPaths
+from tests.backends import free_port
+from tests.certs import self_signed
+from tests.haproxy.stack import Stack
+from tests.kube import ingress_class
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
 requires_haproxy = pytest.mark.skipif(
     shutil.which(HAPROXY) is None, reason="the haproxy binary is not installed"
 )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def global_section(paths: HAProxyPaths, *, cli_timeout: str = "10s") -> str:
@@ -67,28 +63,14 @@ def slots(count: int, extra: str = "") -> str:
 
 
 def make_cert(common_name: str) -> str:
-    """A self-signed certificate + key PEM for ``common_name`` (EC: fast to make)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    """A self-signed certificate + key PEM for ``common_name``, valid now."""
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-        .sign(key, hashes.SHA256())
+    cert, key = self_signed(
+        common_name,
+        not_before=now - datetime.timedelta(days=1),
+        not_after=now + datetime.timedelta(days=30),
     )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return (cert_pem + key_pem).decode()
+    return (cert + key).decode()
 
 
 @dataclass(frozen=True)
@@ -285,3 +267,18 @@ def _answers(path: Path) -> bool:
             return bool(sock.recv(100))
     except OSError:
         return False
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """The pipeline without Kopf, with a default IngressClass, on a real HAProxy."""
+    result = Stack(tmp_path / "haproxy")
+    result.put(ingress_class(default=True))
+    yield result
+    await result.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as result:
+        yield result

@@ -10,7 +10,7 @@ import dataclasses
 import errno
 import os
 import signal
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import aiohttp
@@ -24,23 +24,9 @@ from haproxy_ingress.plan import BackendLayout, Structure
 from tests.backends import free_port
 from tests.haproxy.stack import Stack, get, wait_for
 from tests.haproxy.test_traffic import slice_for, start_pods
-from tests.kube import ingress, ingress_class, path, rule, service
+from tests.kube import ingress, path, rule, service
 
 pytestmark = pytest.mark.haproxy
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    result = Stack(tmp_path / "haproxy")
-    result.put(ingress_class(default=True))
-    yield result
-    await result.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as result:
-        yield result
 
 
 async def serving(stack: Stack, session: aiohttp.ClientSession, first: int) -> str:

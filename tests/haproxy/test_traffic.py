@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -27,7 +25,6 @@ from tests.kube import (
     endpoint,
     endpoint_slice,
     ingress,
-    ingress_class,
     path,
     rule,
     service,
@@ -36,20 +33,6 @@ from tests.kube import (
 from tests.unit.test_translate import make_cert
 
 pytestmark = pytest.mark.haproxy
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    result = Stack(tmp_path / "haproxy")
-    result.put(ingress_class(default=True))
-    yield result
-    await result.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as result:
-        yield result
 
 
 async def start_pods(prefix: str, count: int, port: int, first: int = 1) -> list[Backend]:

@@ -7,15 +7,11 @@ long values, and valid values with such text appended.
 
 from __future__ import annotations
 
-import base64
-import datetime
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import strategies as st
+
+from tests.certs import secret_data
 
 HOSTILE_FRAGMENTS = [
     "\n",
@@ -43,28 +39,8 @@ HOSTILE_FRAGMENTS = [
 
 
 def _valid_tls() -> dict[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "property.example")])
-    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(7)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .sign(key, hashes.SHA256())
-    )
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return {
-        "tls.crt": base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode(),
-        "tls.key": base64.b64encode(pem_key).decode(),
-    }
+    crt, key = secret_data("property.example")
+    return {"tls.crt": crt, "tls.key": key}
 
 
 VALID_TLS = _valid_tls()

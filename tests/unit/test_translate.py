@@ -7,14 +7,11 @@ import datetime
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from haproxy_ingress.cluster import ClusterView, TranslateOptions, uids, without
 from haproxy_ingress.model import DesiredState, Endpoint, PathType, ServerState, ServiceRef
 from haproxy_ingress.translate import translate
+from tests.certs import secret_data
 from tests.kube import (
     backend,
     configmap,
@@ -478,26 +475,8 @@ def test_trailing_slash_prefix_conflicts_with_plain_prefix() -> None:
 
 
 def make_cert(host: str) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .sign(key, hashes.SHA256())
-    )
-    crt = cert.public_bytes(serialization.Encoding.PEM)
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    return base64.b64encode(crt).decode(), base64.b64encode(pem_key).decode()
+    """Base64 ``tls.crt``/``tls.key`` valid from 2026-01-01 to 2035-12-30."""
+    return secret_data(host)
 
 
 def test_tls_secret_becomes_a_certificate_for_its_hosts() -> None:
