@@ -132,6 +132,11 @@ class PodNetwork:
     def create(self) -> None:
         if os.geteuid() != 0:
             raise PodNetworkError("a pod network needs root (network namespaces, veth)")
+        in_use = _ip("netns", "pids", self.name, check=False).split()
+        if in_use:
+            # Another run (a test, a benchmark) owns it: deleting it would cut
+            # that run's pods off mid-flight.
+            raise PodNetworkError(f"network namespace {self.name} is in use by pids {in_use}")
         self.destroy()  # leftovers of an interrupted run
         used = _subnet_in_use(self.subnet)
         if used is not None:
