@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
 
-.PHONY: help install test test-unit test-haproxy test-e2e lint typecheck format golden run cluster-up cluster-down clean
+.PHONY: help install test test-unit test-haproxy test-e2e lint typecheck format golden run cluster-up cluster-down clean bench-churn
 
 help:
 	@echo "make run          run the controller (starts a local control plane and HAProxy when KUBECONFIG is unset)"
@@ -43,6 +43,11 @@ golden:
 
 run:
 	$(PYTHON) hack/run.py
+
+# Endpoint churn under load: one JSON line per mode and scenario (see bench/README.md).
+# BENCH_ARGS passes flags, e.g. make bench-churn BENCH_ARGS="--rate 2000 --modes controller"
+bench-churn:
+	$(PYTHON) bench/churn.py $(BENCH_ARGS)
 
 cluster-up:
 	$(PYTHON) hack/localcluster.py up

@@ -1,0 +1,1 @@
+"""Benchmarks: they measure and print numbers; the tests under tests/ assert behaviour."""
