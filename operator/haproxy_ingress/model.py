@@ -77,7 +77,9 @@ class BackendSettings:
     balance: str = "leastconn"
     timeout_connect: str = "5s"
     timeout_server: str = "60s"
-    retries: int = 3
+    # 9 of 10 pods gone at once: each retry may pick another dead pod until
+    # passive checks mark them down (measured with bench/churn.py, see README).
+    retries: int = 5
     retry_on: tuple[str, ...] = ("conn-failure", "empty-response", "response-timeout")
     redispatch: bool = True
     drain: bool = True  # terminating-but-serving endpoints drain (else: maintenance)
@@ -87,7 +89,7 @@ class BackendSettings:
     check_rise: int = 2
     # Passive checks: real traffic errors count against a server (nginx's max_fails).
     observe: str = "layer4"  # none | layer4 (connection errors) | layer7 (also 5xx)
-    error_limit: int = 3
+    error_limit: int = 1  # one refused connection marks a pod down; checks bring it back
     on_error: str = "mark-down"
     slowstart: str | None = None
     maxconn: int | None = None

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from haproxy_ingress.cluster import ClusterView, TranslateOptions, uids, without
-from haproxy_ingress.model import DesiredState, Endpoint, PathType, ServerState, ServiceRef
+from haproxy_ingress.model import (
+    BackendSettings,
+    DesiredState,
+    Endpoint,
+    PathType,
+    ServerState,
+    ServiceRef,
+)
 from haproxy_ingress.translate import translate
 from tests.certs import secret_data
 from tests.kube import (
@@ -606,7 +613,7 @@ def test_configmap_settings_and_bad_keys() -> None:
     assert state.settings.backend.timeout_server == "30s"
     assert state.settings.backend.balance == "roundrobin"
     assert state.settings.slots_min == 16
-    assert state.settings.backend.retries == 3
+    assert state.settings.backend.retries == BackendSettings().retries  # bad value: default kept
     assert sorted(p.field for p in state.problems) == [
         "data.bogus",
         "data.retries",

@@ -302,8 +302,11 @@ class HAProxyProcess:
             "-p",
             str(paths.pid_file),
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            # Traffic logs (`log stdout`) go straight to our own stdout: passing
+            # thousands of lines a second through Python would delay syncs.
+            # HAProxy's own messages (stderr) are read, logged and kept for errors.
+            stdout=None,
+            stderr=asyncio.subprocess.PIPE,
             # Its own session: a Ctrl-C aimed at `kopf run` must not kill the
             # data plane behind the controller's back; stop() does that.
             start_new_session=True,
@@ -582,9 +585,9 @@ class HAProxyProcess:
         return await _oneshot(self._paths.master_socket, command, self._timeout)
 
     async def _forward_output(self, child: asyncio.subprocess.Process) -> None:
-        assert child.stdout is not None
+        assert child.stderr is not None
         extra = {"master_pid": child.pid}
-        while line_bytes := await child.stdout.readline():
+        while line_bytes := await child.stderr.readline():
             line = line_bytes.decode("utf-8", errors="replace").rstrip()
             if not line:
                 continue
