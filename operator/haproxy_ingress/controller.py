@@ -160,6 +160,7 @@ class Controller:
                         ObjectRef("ConfigMap", self.config.namespace, self.config.configmap),
                         "",
                         f"HAProxy rejected the rendered configuration: {error.output[:500]}",
+                        "ConfigRejected",
                     )
                 ]
             )

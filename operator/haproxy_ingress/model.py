@@ -50,6 +50,8 @@ class Problem:
     source: ObjectRef
     field: str
     reason: str
+    # The Kubernetes Event reason users filter on (`kubectl get events`).
+    event: str = "Invalid"
 
     @property
     def message(self) -> str:

@@ -168,7 +168,11 @@ def parse_configmap(
     default_backend: ServiceRef | None = None
     data = configmap.get("data") or {}
     if not isinstance(data, Mapping):
-        return settings, None, [Problem(source, "data", "must be a map of strings")]
+        return (
+            settings,
+            None,
+            [Problem(source, "data", "must be a map of strings", "InvalidSetting")],
+        )
     for key in sorted(data):
         field = f"data.{key}"
         value = data[key]
@@ -186,5 +190,5 @@ def parse_configmap(
             else:
                 raise Invalid(field, "unknown setting (ignored)")
         except Invalid as error:
-            problems.append(Problem(source, error.field, error.reason))
+            problems.append(Problem(source, error.field, error.reason, "InvalidSetting"))
     return settings, default_backend, problems

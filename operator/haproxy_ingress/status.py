@@ -73,7 +73,7 @@ class EventReporter:
                 uid=ref.uid or None,
                 api_version=API_VERSIONS.get(ref.kind),
             ),
-            reason="Rejected" if ref.kind == "Ingress" else "InvalidConfiguration",
+            reason=problem.event,
             message=problem.message[:MAX_MESSAGE],
             type="Warning",
             source=client.V1EventSource(component=self._component, host=self._host or None),

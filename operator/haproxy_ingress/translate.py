@@ -74,7 +74,9 @@ def translate(
                 raise errors[0]
             parsed = _parse_ingress(ingress)
         except Invalid as error:
-            problems.extend(Problem(source, e.field, e.reason) for e in errors or [error])
+            problems.extend(
+                Problem(source, e.field, e.reason, "Rejected") for e in errors or [error]
+            )
             continue
         for route, service in parsed.routes:
             if not _service_usable(service, services, source, route, problems):
@@ -88,6 +90,7 @@ def translate(
                         "spec.rules",
                         f"host {route.host or '*'!r} path {route.path!r} ({route.path_type}) "
                         f"is already served by Ingress {owner.namespace}/{owner.name}",
+                        "Conflict",
                     )
                 )
                 continue
@@ -102,6 +105,7 @@ def translate(
                         f"Service {service.namespace}/{service.name} port {service.port} is "
                         f"tuned differently by Ingress {tuned_by.namespace}/{tuned_by.name}, "
                         "whose settings apply",
+                        "Conflict",
                     )
                 )
         tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
@@ -309,6 +313,7 @@ def _service_usable(
                 "spec.rules",
                 f"Service {ref.namespace}/{ref.name} is of type ExternalName, which this "
                 f"controller does not proxy; path {route.path!r} left out",
+                "Unsupported",
             )
         )
         return False
@@ -335,6 +340,7 @@ def _backend(
                 reported_on,
                 "backend",
                 f"Service {ref.namespace}/{ref.name} not found; its paths answer 503",
+                "BackendNotFound",
             )
         )
     else:
@@ -346,6 +352,7 @@ def _backend(
                     "backend",
                     f"Service {ref.namespace}/{ref.name} has no port {ref.port}; "
                     "its paths answer 503",
+                    "BackendNotFound",
                 )
             )
         else:
@@ -463,6 +470,7 @@ def _certificates(
                         "spec.tls",
                         f"TLS Secret {key[0]}/{key[1]} not found; its hosts get the "
                         "default certificate",
+                        "SecretNotFound",
                     )
                 )
                 continue
@@ -478,6 +486,7 @@ def _certificates(
                             "data[tls.crt]",
                             f"certificate {checked.subject} {when} {date:%Y-%m-%d %H:%M} UTC; "
                             "served anyway",
+                            "CertificateNotValidNow",
                         )
                     )
             except Invalid as error:
@@ -487,9 +496,12 @@ def _certificates(
                         "spec.tls",
                         f"TLS Secret {key[0]}/{key[1]} {error.field} {error.reason}; its "
                         "hosts get the default certificate",
+                        "InvalidCertificate",
                     )
                 )
-                problems.append(Problem(_ref("Secret", secret), error.field, error.reason))
+                problems.append(
+                    Problem(_ref("Secret", secret), error.field, error.reason, "InvalidCertificate")
+                )
                 continue
         for host in claim.hosts:
             owner = host_owner.setdefault(host, key)
@@ -500,6 +512,7 @@ def _certificates(
                         "spec.tls",
                         f"host {host!r} already has the certificate of Secret "
                         f"{owner[0]}/{owner[1]}",
+                        "Conflict",
                     )
                 )
                 continue

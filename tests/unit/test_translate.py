@@ -775,3 +775,31 @@ def test_objects_deleted_during_a_watch_gap_are_left_out() -> None:
     state = translate(without(view, {"u-gone"}), OPTIONS)
     assert {r.host for r in state.routes} == {"kept.example.com"}
     assert without(view, set()) is view
+
+
+def test_problems_carry_the_event_reason_users_filter_on() -> None:
+    secret = tls_secret("bad", "!!!", "!!!")
+    state = run(
+        *with_defaults(
+            configmap({"balance": "nope"}),
+            secret,
+            ingress("rejected", rule("Bad Host", path("/"))),
+            ingress("old", rule("c.example.com", path("/"))),
+            ingress("new", rule("c.example.com", path("/")), created="2026-06-01T00:00:00Z"),
+            ingress("ghost", rule("g.example.com", path("/", "ghost"))),
+            ingress(
+                "tls",
+                rule("t.example.com", path("/")),
+                tls=[{"hosts": ["t.example.com"], "secretName": "bad"}],
+            ),
+        )
+    )
+    reasons = {(p.source.kind, p.source.name, p.event) for p in state.problems}
+    assert reasons == {
+        ("ConfigMap", "haproxy-ingress", "InvalidSetting"),
+        ("Ingress", "rejected", "Rejected"),
+        ("Ingress", "new", "Conflict"),
+        ("Ingress", "ghost", "BackendNotFound"),
+        ("Ingress", "tls", "InvalidCertificate"),
+        ("Secret", "bad", "InvalidCertificate"),
+    }
