@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
 
-.PHONY: help install test test-unit test-haproxy test-e2e lint typecheck format golden run cluster-up cluster-down clean bench-churn
+.PHONY: help install test test-unit test-haproxy test-e2e lint typecheck format golden run cluster-up cluster-down clean bench-churn bench-translate
 
 help:
 	@echo "make run          run the controller (starts a local control plane and HAProxy when KUBECONFIG is unset)"
@@ -43,6 +43,10 @@ golden:
 
 run:
 	$(PYTHON) hack/run.py
+
+# The pure stages at scale (full translation vs endpoint fast path, plan, render).
+bench-translate:
+	$(PYTHON) bench/translate.py $(BENCH_ARGS)
 
 # Endpoint churn under load: one JSON line per mode and scenario (see bench/README.md).
 # BENCH_ARGS passes flags, e.g. make bench-churn BENCH_ARGS="--rate 2000 --modes controller"
