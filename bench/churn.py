@@ -51,6 +51,7 @@ from tests.e2e.conftest import (  # noqa: E402
     Kube,
     localcluster,
     pod_manifest,
+    pod_status_patch,
     service_manifest,
 )
 
@@ -663,21 +664,7 @@ class Bench:
         return pods
 
     def set_ready(self, name: str, address: str, *, ready: bool) -> None:
-        status = "True" if ready else "False"
-        patch = {
-            "status": {
-                "phase": "Running",
-                "podIP": address,
-                "podIPs": [{"ip": address}],
-                "hostIP": "198.19.255.1",
-                "conditions": [
-                    {"type": "PodScheduled", "status": "True"},
-                    {"type": "Initialized", "status": "True"},
-                    {"type": "ContainersReady", "status": status},
-                    {"type": "Ready", "status": status},
-                ],
-            }
-        }
+        patch = pod_status_patch(address, ready)
         self.api.call(
             "PATCH",
             f"{self.api.pods(self.namespace)}/{name}/status",

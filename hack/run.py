@@ -69,6 +69,20 @@ def kubectl(cluster: localcluster.LocalCluster, *args: str, stdin: str | None = 
     return str(cluster.kubectl(*args, input=stdin).stdout)
 
 
+def delete_example_pod(cluster: localcluster.LocalCluster) -> None:
+    cluster.kubectl(
+        "delete",
+        "pod",
+        "echo-1",
+        "-n",
+        "demo",
+        "--ignore-not-found",
+        "--grace-period=0",
+        "--force",
+        check=False,
+    )
+
+
 def start_example_pod(cluster: localcluster.LocalCluster, network: PodNetwork) -> str:
     pod = network.start_pod("echo-1")
     kubectl(
@@ -78,17 +92,7 @@ def start_example_pod(cluster: localcluster.LocalCluster, network: PodNetwork) -
         "-",
         stdin=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "local-node"}}),
     )
-    kubectl(
-        cluster,
-        "delete",
-        "pod",
-        "echo-1",
-        "-n",
-        "demo",
-        "--ignore-not-found",
-        "--grace-period=0",
-        "--force",
-    )
+    delete_example_pod(cluster)
     kubectl(
         cluster,
         "apply",
@@ -201,17 +205,7 @@ def run_local() -> int:
             controller.wait(30)
         # The Pod must not outlive its process: a Ready Pod at a dead address
         # would be routed to by any controller started later.
-        cluster.kubectl(
-            "delete",
-            "pod",
-            "echo-1",
-            "-n",
-            "demo",
-            "--ignore-not-found",
-            "--grace-period=0",
-            "--force",
-            check=False,
-        )
+        delete_example_pod(cluster)
         network.destroy()
         say("stopped; the local control plane keeps running (make cluster-down stops it)")
 

@@ -197,10 +197,10 @@ def pod_manifest(ns: str, name: str, app: str, node: str) -> dict[str, Any]:
     }
 
 
-def set_pod_status(cluster: Kube, ns: str, pod: str, ip: str, ready: bool) -> None:
-    """Play the kubelet: report the Pod running at ``ip`` and (not) Ready."""
+def pod_status_patch(ip: str, ready: bool) -> dict[str, Any]:
+    """What a kubelet reports for a running Pod at ``ip``, (not) Ready."""
     status = "True" if ready else "False"
-    patch = {
+    return {
         "status": {
             "phase": "Running",
             "podIP": ip,
@@ -214,6 +214,11 @@ def set_pod_status(cluster: Kube, ns: str, pod: str, ip: str, ready: bool) -> No
             ],
         }
     }
+
+
+def set_pod_status(cluster: Kube, ns: str, pod: str, ip: str, ready: bool) -> None:
+    """Play the kubelet: report the Pod running at ``ip`` and (not) Ready."""
+    patch = pod_status_patch(ip, ready)
     cluster.kubectl(
         "patch",
         "pod",
