@@ -95,6 +95,7 @@ class BackendSettings:
     on_error: str = "mark-down"
     slowstart: str | None = None
     maxconn: int | None = None
+    allow_sources: tuple[str, ...] = ()  # CIDR networks; empty: everyone
 
 
 @dataclass(frozen=True, order=True)

@@ -85,6 +85,7 @@ BACKEND_KEYS: dict[str, _BackendKey] = {
     "health-check-on-error": lambda b, v, f: replace(b, on_error=validate.choice(v, f, ON_ERROR)),
     "slowstart": lambda b, v, f: replace(b, slowstart=_optional_duration(v, f)),
     "server-maxconn": lambda b, v, f: replace(b, maxconn=_optional_int(v, f)),
+    "allowlist-source-range": lambda b, v, f: replace(b, allow_sources=validate.cidr_list(v, f)),
 }
 
 GLOBAL_KEYS: dict[str, _GlobalKey] = {

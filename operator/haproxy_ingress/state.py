@@ -76,7 +76,13 @@ def _state(body: dict[str, Any]) -> AppliedState:
 
 
 def _backend_settings(raw: dict[str, Any]) -> BackendSettings:
-    return BackendSettings(**{**raw, "retry_on": tuple(raw["retry_on"])})
+    return BackendSettings(
+        **{
+            **raw,
+            "retry_on": tuple(raw["retry_on"]),
+            "allow_sources": tuple(raw.get("allow_sources", ())),
+        }
+    )
 
 
 def _slots(raw: list[dict[str, Any] | None]) -> Slots:

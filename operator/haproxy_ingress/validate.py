@@ -131,6 +131,25 @@ def duration(value: object, field: str) -> str:
     return match[0]
 
 
+MAX_CIDRS = 256
+
+
+def cidr_list(value: object, field: str) -> tuple[str, ...]:
+    """Comma- or space-separated networks (``10.0.0.0/8, 2001:db8::/32``), normalised."""
+    if not isinstance(value, str):
+        raise Invalid(field, f"must be a list of CIDR networks, got {_show(value)}")
+    words = [w for w in re.split(r"[,\s]+", value.strip()) if w]
+    if not words or len(words) > MAX_CIDRS:
+        raise Invalid(field, f"must list 1 to {MAX_CIDRS} CIDR networks, got {_show(value)}")
+    networks = []
+    for word in words:
+        try:
+            networks.append(str(ipaddress.ip_network(word, strict=False)))
+        except ValueError:
+            raise Invalid(field, f"{_show(word)} is not a CIDR network") from None
+    return tuple(sorted(set(networks)))
+
+
 def integer(value: object, field: str, *, minimum: int, maximum: int) -> int:
     """An integer given as a number or as a decimal string (ConfigMap and annotation values)."""
     number: int | None = None

@@ -393,3 +393,29 @@ async def _status_of(port: int, request_line: bytes, body: bytes = b"") -> int:
     status = await reader.readline()
     writer.close()
     return int(status.split()[1])
+
+
+async def test_source_allowlist_annotation(stack: Stack, session: aiohttp.ClientSession) -> None:
+    port = free_port()
+    web = await start_pods("web", 1, port, first=181)
+    api = await start_pods("api", 1, port, first=182)
+    allow = "haproxy-ingress.kopf.dev/allowlist-source-range"
+    stack.put(
+        service("web"),
+        service("api"),
+        slice_for("web", web),
+        slice_for("api", api),
+        ingress(
+            "open", rule("open.example.com", path("/", "web")), annotations={allow: "127.0.0.0/8"}
+        ),
+        ingress(
+            "closed",
+            rule("closed.example.com", path("/", "api")),
+            annotations={allow: "10.0.0.0/8, 192.168.0.0/16"},
+        ),
+    )
+    await stack.sync()
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+    assert (await get(session, stack.http_port, "/", "open.example.com"))[0] == 200
+    assert (await get(session, stack.http_port, "/", "closed.example.com"))[0] == 403
+    assert api[0].served == 0

@@ -92,6 +92,7 @@ ANNOTATIONS = {
     "health-check-observe": "layer7",
     "server-maxconn": "100",
     "drain-terminating": "true",
+    "allowlist-source-range": "10.0.0.0/8, 192.168.0.0/16",
     "snippet": "server x 1.2.3.4:80",  # never a known key: always refused
 }
 annotations = st.sampled_from(sorted(ANNOTATIONS)).flatmap(

@@ -138,3 +138,25 @@ def test_renderer_refuses_unsafe_tokens(value: str) -> None:
 def test_renderer_accepts_what_validators_produce() -> None:
     for token in ["*.example.com/a/%41", "be_ns_svc_80", "/var/lib/x.map", "[fd00::1]:80"]:
         assert safe_token(token) == token
+
+
+def test_cidr_lists_are_normalised_and_hostile_ones_refused() -> None:
+    assert validate.cidr_list("10.0.0.0/8, 192.168.1.7/24 2001:db8::/32", "f") == (
+        "10.0.0.0/8",
+        "192.168.1.0/24",
+        "2001:db8::/32",
+    )
+    assert validate.cidr_list("127.0.0.1", "f") == ("127.0.0.1/32",)
+    for bad in [
+        "",
+        "10.0.0.0/33",
+        "10.0.0.0/8 }",
+        "any",
+        "10.0.0.0/8\nserver x",
+        None,
+        "1.2.3.4/8#",
+    ]:
+        with pytest.raises(Invalid):
+            validate.cidr_list(bad, "f")
+    with pytest.raises(Invalid):
+        validate.cidr_list(" ".join(f"10.0.{i // 256}.{i % 256}" for i in range(300)), "f")
