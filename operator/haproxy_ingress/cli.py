@@ -118,10 +118,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = controller_config.from_arguments(args)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    # Kopf's own logging set-up, as `kopf run` does it: plain, full or JSON lines.
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     if not args.verbose:
         # Kopf logs every event handler call at INFO: one line per watch event.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -180,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Kopf liveness endpoint (default: %(default)s)",
     )
     run_parser.add_argument("-v", "--verbose", action="store_true")
+    run_parser.add_argument(
+        "--log-format",
+        choices=("plain", "full", "json"),
+        default="full",
+        help="log lines as Kopf writes them; json for log collectors (default: %(default)s)",
+    )
     run_parser.set_defaults(handler=cmd_run)
     return parser
 
