@@ -135,8 +135,7 @@ class Applier:
         await self._execute(
             (
                 *plan_full_sync(saved),
-                ReplaceMap("exact", saved.maps.exact),
-                ReplaceMap("prefix", saved.maps.prefix),
+                *(ReplaceMap(name, entries) for name, entries in saved.maps.files()),
             )
         )
         self.applied = saved

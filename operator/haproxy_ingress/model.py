@@ -144,6 +144,12 @@ class RoutingMaps:
 
     exact: tuple[tuple[str, str], ...] = ()
     prefix: tuple[tuple[str, str], ...] = ()
+    # Hosts (exact or ``*.parent``) whose plain-HTTP requests get a 308 to https.
+    redirect: tuple[tuple[str, str], ...] = ()
+
+    def files(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+        """Each map file's stem and entries."""
+        return (("exact", self.exact), ("prefix", self.prefix), ("redirect", self.redirect))
 
 
 @dataclass(frozen=True, order=True)

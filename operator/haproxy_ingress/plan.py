@@ -71,7 +71,7 @@ class SetServer:
 class ReplaceMap:
     """Swap a map's whole content atomically (prepare / add / commit)."""
 
-    name: str  # "exact" or "prefix": the map file's stem
+    name: str  # the map file's stem (RoutingMaps.files)
     entries: tuple[tuple[str, str], ...]
 
 
@@ -175,10 +175,9 @@ def plan(
     operations.extend(_certificate_changes(current.certificates, target.certificates))
     for name in sorted(target.servers):
         operations.extend(_slot_changes(name, current.servers.get(name, ()), target.servers[name]))
-    if current.maps.exact != target.maps.exact:
-        operations.append(ReplaceMap("exact", target.maps.exact))
-    if current.maps.prefix != target.maps.prefix:
-        operations.append(ReplaceMap("prefix", target.maps.prefix))
+    for (name, entries), (_, before) in zip(target.maps.files(), current.maps.files(), strict=True):
+        if entries != before:
+            operations.append(ReplaceMap(name, entries))
     return Plan(target, (), tuple(operations))
 
 

@@ -31,8 +31,11 @@ _EXACT_PRIORITY = {PathType.EXACT: 0, PathType.PREFIX: 1}
 _PREFIX_PRIORITY = {PathType.PREFIX: 0, PathType.IMPLEMENTATION_SPECIFIC: 1}
 
 
-def routing_maps(routes: Iterable[Route]) -> RoutingMaps:
-    """Build both maps; ``routes`` must come oldest-first (the older claim wins)."""
+def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> RoutingMaps:
+    """Build the maps; ``routes`` must come oldest-first (the older claim wins).
+
+    ``redirects``: TLS hosts whose plain-HTTP requests are redirected to https.
+    """
     exact: dict[str, tuple[int, str]] = {}
     prefix: dict[str, tuple[int, str]] = {}
 
@@ -59,6 +62,7 @@ def routing_maps(routes: Iterable[Route]) -> RoutingMaps:
     return RoutingMaps(
         exact=tuple(sorted((key, backend) for key, (_, backend) in exact.items())),
         prefix=_longest_first((key, backend) for key, (_, backend) in prefix.items()),
+        redirect=tuple((host, "https") for host in sorted(set(redirects))),
     )
 
 

@@ -106,6 +106,7 @@ GLOBAL_KEYS: dict[str, _GlobalKey] = {
     ),
 }
 ANNOTATION_PREFIX = "haproxy-ingress.kopf.dev/"
+SSL_REDIRECT_KEY = "ssl-redirect"  # about the Ingress's hosts, not its backends
 DEFAULT_BACKEND_KEY = "default-backend-service"
 
 
@@ -141,6 +142,9 @@ def backend_annotations(
         field = f"metadata.annotations[{name}]"
         value = annotations[name]
         try:
+            if key == SSL_REDIRECT_KEY:
+                validate.boolean(value, field)
+                continue
             if key not in BACKEND_KEYS:
                 raise Invalid(field, "unknown annotation")
             if not isinstance(value, str):
@@ -149,6 +153,12 @@ def backend_annotations(
         except Invalid as error:
             errors.append(error)
     return settings, errors
+
+
+def ssl_redirect(annotations: Mapping[str, Any]) -> bool:
+    """Whether the Ingress's TLS hosts redirect plain HTTP to https (default: yes)."""
+    value = annotations.get(ANNOTATION_PREFIX + SSL_REDIRECT_KEY, "true")
+    return validate.boolean(value, f"metadata.annotations[{ANNOTATION_PREFIX}{SSL_REDIRECT_KEY}]")
 
 
 def parse_configmap(

@@ -68,6 +68,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
         maps=RoutingMaps(
             exact=tuple((k, v) for k, v in body["maps"]["exact"]),
             prefix=tuple((k, v) for k, v in body["maps"]["prefix"]),
+            redirect=tuple((k, v) for k, v in body["maps"].get("redirect", ())),
         ),
         certificates=tuple(
             Certificate(c["name"], c["pem"], tuple(c["hosts"])) for c in body["certificates"]

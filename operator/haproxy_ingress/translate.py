@@ -32,7 +32,7 @@ from haproxy_ingress.model import (
     ServiceRef,
 )
 from haproxy_ingress.routing import route_key, routing_maps
-from haproxy_ingress.settings import backend_annotations, parse_configmap
+from haproxy_ingress.settings import backend_annotations, parse_configmap, ssl_redirect
 from haproxy_ingress.tls import certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
@@ -63,6 +63,7 @@ def translate(
     tls_claims: list[_TlsClaim] = []
     service_refs: dict[ServiceRef, ObjectRef] = {}
     tuning: dict[ServiceRef, tuple[BackendSettings, ObjectRef]] = {}
+    redirects: set[str] = set()
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         annotations = validate.mapping(
@@ -109,6 +110,8 @@ def translate(
                     )
                 )
         tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
+        if ssl_redirect(annotations):
+            redirects.update(host for _, hosts in parsed.tls for host in hosts)
 
     default_ref = configured_default or options.default_backend
     if default_ref is not None:
@@ -133,7 +136,7 @@ def translate(
         backends=backends,
         default_backend=default_ref.backend_name if default_ref else None,
         routes=tuple(sorted(routes)),
-        maps=routing_maps(routes),
+        maps=routing_maps(routes, redirects),
         certificates=certificates,
         problems=tuple(sorted(set(problems))),
     )

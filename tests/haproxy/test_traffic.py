@@ -419,3 +419,40 @@ async def test_source_allowlist_annotation(stack: Stack, session: aiohttp.Client
     assert (await get(session, stack.http_port, "/", "open.example.com"))[0] == 200
     assert (await get(session, stack.http_port, "/", "closed.example.com"))[0] == 403
     assert api[0].served == 0
+
+
+async def test_plain_http_to_tls_hosts_is_redirected(stack: Stack) -> None:
+    port = free_port()
+    web = await start_pods("web", 1, port, first=191)
+    crt, key = make_cert("secure.example.com")
+    stack.put(
+        service("web"),
+        slice_for("web", web),
+        tls_secret("tls", crt, key),
+        ingress(
+            "secure",
+            rule("secure.example.com", path("/")),
+            rule("x.apps.example.com", path("/")),
+            tls=[{"hosts": ["secure.example.com", "*.apps.example.com"], "secretName": "tls"}],
+        ),
+        ingress(
+            "plain",
+            rule("plain.example.com", path("/")),
+            tls=[{"hosts": ["plain.example.com"], "secretName": "tls"}],
+            annotations={"haproxy-ingress.kopf.dev/ssl-redirect": "false"},
+        ),
+    )
+    await stack.sync()
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+    async with aiohttp.ClientSession() as session:
+        for host in ("secure.example.com", "x.apps.example.com"):
+            async with session.get(
+                f"http://127.0.0.1:{stack.http_port}/cart?id=1",
+                headers={"Host": host},
+                allow_redirects=False,
+            ) as response:
+                assert response.status == 308
+                assert response.headers["Location"] == f"https://{host}/cart?id=1"
+        code, body = await get(session, stack.https_port, "/", "secure.example.com", https=True)
+        assert code == 200 and body.startswith("web-191")
+        assert (await get(session, stack.http_port, "/", "plain.example.com"))[0] == 200

@@ -803,3 +803,30 @@ def test_problems_carry_the_event_reason_users_filter_on() -> None:
         ("Ingress", "tls", "InvalidCertificate"),
         ("Secret", "bad", "InvalidCertificate"),
     }
+
+
+def test_tls_hosts_redirect_plain_http_unless_switched_off() -> None:
+    crt, key = make_cert("a.example.com")
+    state = run(
+        *with_defaults(
+            tls_secret("tls", crt, key),
+            ingress(
+                "secure",
+                rule("a.example.com", path("/")),
+                tls=[{"hosts": ["a.example.com", "*.b.example.com"], "secretName": "tls"}],
+            ),
+            ingress(
+                "opt-out",
+                rule("c.example.com", path("/")),
+                tls=[{"hosts": ["c.example.com"], "secretName": "tls"}],
+                annotations={"haproxy-ingress.kopf.dev/ssl-redirect": "false"},
+            ),
+            ingress(
+                "bad",
+                rule("d.example.com", path("/")),
+                annotations={"haproxy-ingress.kopf.dev/ssl-redirect": "sometimes"},
+            ),
+        )
+    )
+    assert state.maps.redirect == (("*.b.example.com", "https"), ("a.example.com", "https"))
+    assert [(p.source.name, p.event) for p in state.problems] == [("bad", "Rejected")]

@@ -133,15 +133,16 @@ def render(
         default_certificate=default_certificate_path(paths),
         exact_map=map_path(paths, "exact"),
         prefix_map=map_path(paths, "prefix"),
+        redirect_map=map_path(paths, "redirect"),
         backends=[
             _backend_view(b, target.servers.get(b.name, ())) for b in target.structure.backends
         ],
     )
     files = [
-        RenderedFile(map_path(paths, "exact"), map_file(target.maps.exact)),
-        RenderedFile(map_path(paths, "prefix"), map_file(target.maps.prefix)),
-        RenderedFile(paths.crt_list, crt_list(paths, target.certificates)),
+        RenderedFile(map_path(paths, name), map_file(entries))
+        for name, entries in target.maps.files()
     ]
+    files.append(RenderedFile(paths.crt_list, crt_list(paths, target.certificates)))
     files.extend(
         RenderedFile(certificate_path(paths, cert.name), cert.pem.encode("ascii"), 0o600)
         for cert in target.certificates
