@@ -98,40 +98,51 @@ class RunningController:
                 self.process.kill()
 
 
-def start_controller(cluster: Kube, workdir: Path, *extra: str) -> RunningController:
+def start_controller(
+    cluster: Kube, workdir: Path, *extra: str, via_kopf: bool = False
+) -> RunningController:
+    """The controller as ``haproxy-ingress run`` (flags), or as ``kopf run`` (environment)."""
     cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests"))
     kubeconfig = service_account_kubeconfig(cluster, workdir / "controller.kubeconfig")
     http_port, https_port, metrics_port, liveness_port = (free_port() for _ in range(4))
     log = workdir / "controller.log"
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     env.pop("KUBERNETES_SERVICE_HOST", None)
-    process = subprocess.Popen(
-        [
+    settings = {
+        "state-dir": str(workdir / "haproxy"),
+        "http-bind": f"127.0.0.1:{http_port}",
+        "https-bind": f"127.0.0.1:{https_port}",
+        "metrics-bind": f"127.0.0.1:{metrics_port}",
+        "publish-address": PUBLISHED_ADDRESS,
+        # Short, so the LIST-based index verification runs during the tests.
+        "resync-interval": "3",
+    }
+    liveness = f"http://127.0.0.1:{liveness_port}/healthz"
+    if via_kopf:
+        plural = {"http-bind": "http-binds", "https-bind": "https-binds"}
+        for key, value in settings.items():
+            name = plural.get(key, key).upper().replace("-", "_")
+            env[f"HAPROXY_INGRESS_{name}"] = value
+        command = [
             sys.executable,
             "-m",
-            "haproxy_ingress.cli",
+            "kopf",
             "run",
-            "--state-dir",
-            str(workdir / "haproxy"),
-            "--http-bind",
-            f"127.0.0.1:{http_port}",
-            "--https-bind",
-            f"127.0.0.1:{https_port}",
-            "--metrics-bind",
-            f"127.0.0.1:{metrics_port}",
-            "--liveness",
-            f"http://127.0.0.1:{liveness_port}/healthz",
-            "--publish-address",
-            PUBLISHED_ADDRESS,
-            # Short, so the LIST-based index verification runs during the tests.
-            "--resync-interval",
-            "3",
+            "-m",
+            "haproxy_ingress",
+            "--standalone",
+            "-A",
+            "--verbose",
+            f"--liveness={liveness}",
             *extra,
-        ],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=workdir,
+        ]
+    else:
+        command = [sys.executable, "-m", "haproxy_ingress.cli", "run", "--liveness", liveness]
+        for key, value in settings.items():
+            command += [f"--{key}", value]
+        command += extra
+    process = subprocess.Popen(
+        command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=workdir
     )
     controller = RunningController(process, workdir / "haproxy", http_port, metrics_port, log)
 

@@ -88,3 +88,19 @@ def test_api_server_restart_resumes_watches_without_stale_routes_or_reloads(
     wait_for(lambda: controller.get(new)[0] == 503, what="a route created after the restart")
     assert controller.total("haproxy_ingress_reloads_total") == reloads
     assert "Traceback" not in controller.log.read_text(errors="replace")
+
+
+def test_kopf_run_works_as_documented(
+    cluster: Kube, namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``kopf run -m haproxy_ingress --standalone -A --verbose``, configured by environment."""
+    running = start_controller(cluster, tmp_path_factory.mktemp("kopf-run"), via_kopf=True)
+    try:
+        host = f"kopf-{suffix()}.example.com"
+        cluster.apply(service_manifest(namespace, "web"))
+        cluster.apply(ingress(namespace, "web", host, "web"))
+        wait_for(lambda: running.get(host)[0] == 503, what="the route (no pods: 503)")
+        assert running.get("nothing.example.com")[0] == 404
+        assert "Traceback" not in running.log.read_text(errors="replace")
+    finally:
+        running.stop()
