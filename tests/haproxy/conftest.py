@@ -31,10 +31,6 @@ from tests.kube import ingress_class
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
-requires_haproxy = pytest.mark.skipif(
-    shutil.which(HAPROXY) is None, reason="the haproxy binary is not installed"
-)
-
 
 def global_section(paths: HAProxyPaths, *, cli_timeout: str = "10s") -> str:
     """The same runtime-relevant global lines the controller renders."""
@@ -221,8 +217,6 @@ def hx_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeInst
     Session-scoped to keep the suite lean; each test uses its own backends,
     maps and certificate names, so tests do not depend on each other's state.
     """
-    if shutil.which(HAPROXY) is None:
-        pytest.skip("the haproxy binary is not installed")
     paths = HAProxyPaths(tmp_path_factory.mktemp("hx-runtime"))
     paths.ensure()
     instance = RuntimeInstance(paths, free_port(), free_port(), paths.certs / "default.pem")

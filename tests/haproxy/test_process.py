@@ -36,11 +36,10 @@ from tests.haproxy.conftest import (
     free_port,
     global_section,
     http_get,
-    requires_haproxy,
     slots,
 )
 
-pytestmark = [pytest.mark.haproxy, requires_haproxy]
+pytestmark = [pytest.mark.haproxy]
 
 
 def write_config(
