@@ -11,6 +11,8 @@ help:
 	@echo "make lint         ruff + mypy --strict"
 	@echo "make golden       regenerate the golden render files after an intended change"
 	@echo "make cluster-up   start the local control plane (built once per machine)"
+	@echo "make bench-churn  failed requests, reloads and convergence under endpoint churn"
+	@echo "make bench-translate  the pure stages at scale"
 
 install:
 	$(PYTHON) -m pip install -e '.[test]'
@@ -28,15 +30,15 @@ test-e2e:
 	$(PYTEST) -q tests/e2e
 
 lint: typecheck
-	$(PYTHON) -m ruff check operator tests hack
-	$(PYTHON) -m ruff format --check operator tests hack
+	$(PYTHON) -m ruff check operator tests hack bench
+	$(PYTHON) -m ruff format --check operator tests hack bench
 
 typecheck:
 	$(PYTHON) -m mypy
 
 format:
-	$(PYTHON) -m ruff format operator tests hack
-	$(PYTHON) -m ruff check --fix operator tests hack
+	$(PYTHON) -m ruff format operator tests hack bench
+	$(PYTHON) -m ruff check --fix operator tests hack bench
 
 golden:
 	$(PYTEST) -q tests/unit/test_render_golden.py --update-golden
