@@ -90,7 +90,7 @@ _KEPT_METADATA = ("name", "namespace", "uid", "creationTimestamp", "labels", "an
 
 
 def trim(obj: KubeObject) -> KubeObject:
-    """Keep only what translation reads: memory stays flat on big clusters."""
+    """Keep only what the controller reads: memory stays flat on big clusters."""
     meta = obj.get("metadata")
     kept: dict[str, Any] = {k: v for k, v in obj.items() if k not in {"metadata", "status"}}
     if isinstance(meta, Mapping):
@@ -105,6 +105,10 @@ def trim(obj: KubeObject) -> KubeObject:
             }
     else:
         kept["metadata"] = meta
+    status = obj.get("status")
+    if obj.get("kind") == "Ingress" and isinstance(status, Mapping) and "loadBalancer" in status:
+        # The one status field we read: it is written only when it differs.
+        kept["status"] = {"loadBalancer": status["loadBalancer"]}
     return kept
 
 

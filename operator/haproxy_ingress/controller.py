@@ -216,15 +216,16 @@ class Controller:
 
     async def _update_status(self, outcome: Outcome) -> None:
         assert self._status is not None
-        served = {route.source for route in outcome.desired.routes}
+        served = {
+            ObjectRef(r.kind, r.namespace, r.name)
+            for r in (route.source for route in outcome.desired.routes)
+        }
         current: dict[ObjectRef, Mapping[str, Any]] = {}
         for ingress in self.snapshot().ingresses:
             meta = ingress.get("metadata") or {}
             ref = ObjectRef("Ingress", meta.get("namespace", ""), meta.get("name", ""))
             current[ref] = (ingress.get("status") or {}).get("loadBalancer") or {}
-        await self._status.update(
-            (ObjectRef(r.kind, r.namespace, r.name) for r in served), current.get
-        )
+        await self._status.update(served, current)
 
     async def _watch_haproxy(self) -> None:
         """Restart HAProxy within seconds if its master or worker dies."""

@@ -12,7 +12,7 @@ import asyncio
 import datetime
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -113,19 +113,35 @@ class IngressStatusWriter:
         self._wanted = load_balancer_status(address)
 
     async def update(
-        self, served: Iterable[ObjectRef], current: Callable[[ObjectRef], Mapping[str, Any] | None]
+        self,
+        served: Iterable[ObjectRef],
+        current: Mapping[ObjectRef, Mapping[str, Any]],
     ) -> int:
-        """Patch the Ingresses whose ``status.loadBalancer`` differs; returns how many."""
+        """Patch Ingresses whose ``status.loadBalancer`` is not what it should be.
+
+        ``current`` holds every Ingress in the view with its status; served ones
+        get the published address, and an Ingress that still shows our address
+        but is no longer served (its class changed, it became invalid) is
+        cleared. Returns how many were patched.
+        """
+        wanted = set(served)
+        empty = load_balancer_status(None)
         patched = 0
-        for ref in sorted(set(served)):
-            have = current(ref) or {}
-            if (have.get("ingress") or None) == self._wanted["ingress"]:
+        for ref in sorted(set(current) | wanted):
+            have = (current.get(ref) or {}).get("ingress") or None
+            if ref in wanted:
+                target = self._wanted
+            elif have is not None and have == self._wanted["ingress"]:
+                target = empty
+            else:
+                continue
+            if have == target["ingress"]:
                 continue
             try:
                 await self._networking.patch_namespaced_ingress_status(
                     ref.name,
                     ref.namespace,
-                    {"status": {"loadBalancer": self._wanted}},
+                    {"status": {"loadBalancer": target}},
                     _request_timeout=REQUEST_TIMEOUT,
                 )
                 patched += 1

@@ -190,6 +190,23 @@ def test_status_address_and_no_marks_on_users_objects(
         if entry["manager"] != "e2e"
     }
     assert all(subresource == "status" for _, subresource in writes), (managers, writes)
+    # Handed to another class: no longer ours, so our address is taken back.
+    cluster.kubectl(
+        "patch",
+        "ingress",
+        "site",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"ingressClassName": "other"}}',
+    )
+
+    def cleared() -> bool:
+        status = cluster.get_json("ingress", "site", "-n", namespace).get("status") or {}
+        return not (status.get("loadBalancer") or {}).get("ingress")
+
+    wait_for(cleared, what="the published address to be removed")
 
 
 def test_controller_log_has_no_tracebacks_or_failed_resyncs(
