@@ -1,6 +1,9 @@
 # The verbs people type. `make test` is what CI runs (through .ci/run).
 PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
+# `make run` and `make test` work on a fresh machine: the first run installs
+# HAProxy (Debian's package) and the Python dependencies, then remembers it.
+DEPS := .make/deps.stamp
 
 .PHONY: help install test test-unit test-haproxy test-e2e lint typecheck format golden run cluster-up cluster-down clean bench-churn bench-translate
 
@@ -14,45 +17,59 @@ help:
 	@echo "make bench-churn  failed requests, reloads and convergence under endpoint churn"
 	@echo "make bench-translate  the pure stages at scale"
 
-install:
-	$(PYTHON) -m pip install -e '.[test]'
+install: $(DEPS)
 
-test: lint
+$(DEPS): pyproject.toml
+	@mkdir -p .make
+	@if ! command -v haproxy >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "== installing haproxy and iproute2 (Debian packages)"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy iproute2 >/dev/null; \
+		else \
+			echo "haproxy is missing: sudo apt-get install haproxy iproute2" >&2; exit 1; \
+		fi; \
+	fi
+	@echo "== installing the Python dependencies"
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+test: $(DEPS) lint
 	$(PYTEST) -q
 
-test-unit:
+test-unit: $(DEPS)
 	$(PYTEST) -q tests/unit
 
-test-haproxy:
+test-haproxy: $(DEPS)
 	$(PYTEST) -q tests/haproxy
 
-test-e2e:
+test-e2e: $(DEPS)
 	$(PYTEST) -q tests/e2e
 
-lint: typecheck
+lint: $(DEPS) typecheck
 	$(PYTHON) -m ruff check operator tests hack bench
 	$(PYTHON) -m ruff format --check operator tests hack bench
 
-typecheck:
+typecheck: $(DEPS)
 	$(PYTHON) -m mypy
 
 format:
 	$(PYTHON) -m ruff format operator tests hack bench
 	$(PYTHON) -m ruff check --fix operator tests hack bench
 
-golden:
+golden: $(DEPS)
 	$(PYTEST) -q tests/unit/test_render_golden.py --update-golden
 
-run:
+run: $(DEPS)
 	$(PYTHON) hack/run.py
 
 # The pure stages at scale (full translation vs endpoint fast path, plan, render).
-bench-translate:
+bench-translate: $(DEPS)
 	$(PYTHON) bench/translate.py $(BENCH_ARGS)
 
 # Endpoint churn under load: one JSON line per mode and scenario (see bench/README.md).
 # BENCH_ARGS passes flags, e.g. make bench-churn BENCH_ARGS="--rate 2000 --modes controller"
-bench-churn:
+bench-churn: $(DEPS)
 	$(PYTHON) bench/churn.py $(BENCH_ARGS)
 
 cluster-up:
