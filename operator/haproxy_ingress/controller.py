@@ -75,7 +75,7 @@ class Controller:
         self.reconciler = Reconciler(
             config.translate_options(), self.applier, always_reload=config.always_reload
         )
-        self.last_outcome: Outcome | None = None
+        self._reported: tuple[Problem, ...] = ()  # the problems of the last good sync
 
     async def start(self) -> None:
         paths = self.config.paths
@@ -135,7 +135,15 @@ class Controller:
         while True:
             await asyncio.sleep(self.config.debounce)
             self._changed.clear()
-            await self.sync_once()
+            try:
+                await self.sync_once()
+            except Exception:
+                # Whatever went wrong (a runtime command refused after a reload,
+                # the API gone mid-report), the loop must live: retry in full.
+                logger.exception("sync failed unexpectedly; retrying")
+                self.metrics.syncs.labels("error").inc()
+                self.trigger()
+                await asyncio.sleep(1.0)
             await self._changed.wait()
 
     async def sync_once(self) -> Outcome | None:
@@ -156,12 +164,13 @@ class Controller:
             )
             await self._report(
                 [
+                    *self._reported,
                     Problem(
                         ObjectRef("ConfigMap", self.config.namespace, self.config.configmap),
                         "",
                         f"HAProxy rejected the rendered configuration: {error.output[:500]}",
                         "ConfigRejected",
-                    )
+                    ),
                 ]
             )
             return None
@@ -171,10 +180,10 @@ class Controller:
             self.trigger()  # try again, in full, after the next debounce window
             await asyncio.sleep(1.0)
             return None
-        self.last_outcome = outcome
         self.metrics.sync_seconds.observe(time.monotonic() - started)
         self.metrics.syncs.labels("ok").inc()
         self._record(outcome)
+        self._reported = outcome.desired.problems
         await self._report(outcome.desired.problems)
         if self._leader and self._status is not None:
             await self._update_status(outcome)
