@@ -81,6 +81,8 @@ class Applier:
         if plan.reload:
             await self._reload(self._render(plan.target), plan.reload_reasons)
             await self._execute(plan.operations)
+            # Keys of Secrets no longer served must not stay on disk.
+            self._remove_stale_certificates(plan.target)
             self._remember(plan.target)
             return ApplyResult(
                 True,

@@ -456,3 +456,23 @@ async def test_plain_http_to_tls_hosts_is_redirected(stack: Stack) -> None:
         code, body = await get(session, stack.https_port, "/", "secure.example.com", https=True)
         assert code == 200 and body.startswith("web-191")
         assert (await get(session, stack.http_port, "/", "plain.example.com"))[0] == 200
+
+
+async def test_keys_of_removed_certificates_leave_the_disk(stack: Stack) -> None:
+    crt, key = make_cert("gone.example.com")
+    stack.put(
+        service("web"),
+        tls_secret("gone-tls", crt, key),
+        ingress(
+            "a",
+            rule("gone.example.com", path("/")),
+            tls=[{"hosts": ["gone.example.com"], "secretName": "gone-tls"}],
+        ),
+    )
+    await stack.sync()
+    pem = stack.paths.certs / "default_gone-tls.pem"
+    assert pem.exists()
+    stack.put(ingress("a", rule("gone.example.com", path("/"))))  # TLS dropped
+    await stack.sync()
+    assert not pem.exists()
+    assert (stack.paths.certs / "default.pem").exists()
