@@ -1,0 +1,68 @@
+"""Plan invariants over random endpoint histories (pure, many cases)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from haproxy_ingress.model import (
+    Backend,
+    DesiredState,
+    Endpoint,
+    GlobalSettings,
+    RoutingMaps,
+    ServerState,
+    ServiceRef,
+)
+from haproxy_ingress.plan import AppliedState, SetServer, plan
+
+SETTINGS = GlobalSettings(slots_min=2)
+endpoints = st.builds(
+    Endpoint,
+    address=st.sampled_from([f"10.0.0.{n}" for n in range(1, 40)]),
+    port=st.just(8080),
+    state=st.sampled_from(list(ServerState)),
+)
+histories = st.lists(
+    st.lists(endpoints, max_size=24, unique_by=lambda e: e.key), min_size=1, max_size=12
+)
+
+
+def desired(step: list[Endpoint]) -> DesiredState:
+    backend = Backend(
+        "be_web", ServiceRef("default", "web", "80"), SETTINGS.backend, tuple(sorted(step))
+    )
+    return DesiredState(SETTINGS, (backend,), None, (), RoutingMaps(), ())
+
+
+def applied_after(current: AppliedState, operations: tuple[object, ...]) -> list[Endpoint | None]:
+    slots = list(current.servers["be_web"])
+    for operation in operations:
+        assert isinstance(operation, SetServer)
+        slots[operation.slot - 1] = operation.endpoint
+    return slots
+
+
+@settings(max_examples=400, deadline=None)
+@given(history=histories)
+def test_slots_hold_exactly_the_endpoints_and_endpoints_keep_their_slot(
+    history: list[list[Endpoint]],
+) -> None:
+    current: AppliedState | None = None
+    for step in history:
+        result = plan(current, desired(step))
+        slots = result.target.servers["be_web"]
+        assert sorted(e for e in slots if e is not None) == sorted(step)
+        if current is not None:
+            before = {e.key: i for i, e in enumerate(current.servers["be_web"]) if e}
+            after = {e.key: i for i, e in enumerate(slots) if e}
+            for key in before.keys() & after.keys():
+                assert before[key] == after[key]  # never moved: sticky, one command
+            grew = len(slots) > len(current.servers["be_web"])
+            assert result.reload == grew
+            if not result.reload:
+                # The runtime operations take HAProxy exactly to the target.
+                assert applied_after(current, result.operations) == list(slots)
+        assert len(slots) >= SETTINGS.slots_min
+        assert len(slots) & (len(slots) - 1) == 0  # a power of two
+        current = result.target
