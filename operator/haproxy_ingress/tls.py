@@ -73,31 +73,47 @@ def certificate_from_secret(secret: Mapping[str, Any]) -> CheckedCertificate:
     )
 
 
-def generate_default_certificate(
-    now: datetime.datetime, common_name: str = "haproxy-ingress default certificate"
-) -> str:
-    """A self-signed certificate for hosts that have none of their own."""
+def self_signed(
+    common_name: str,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    *,
+    dns_names: tuple[str, ...] = (),
+) -> tuple[bytes, bytes]:
+    """A self-signed certificate (EC P-256) and its PKCS#8 key, as PEM."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
     )
-    return (
-        cert.public_bytes(serialization.Encoding.PEM)
-        + key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+    if dns_names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
         )
-    ).decode("ascii")
+    cert = builder.sign(key, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def generate_default_certificate(
+    now: datetime.datetime, common_name: str = "haproxy-ingress default certificate"
+) -> str:
+    """A self-signed certificate + key for hosts that have none of their own."""
+    cert, key = self_signed(
+        common_name, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=3650)
+    )
+    return (cert + key).decode("ascii")
 
 
 def _decode(value: object, field: str) -> bytes:
