@@ -22,14 +22,12 @@ from haproxy_ingress.cluster import (
     DEFAULT_INGRESS_CLASS,
     DEFAULT_NAMESPACE,
     ClusterView,
-    TranslateOptions,
 )
-from haproxy_ingress.haproxy.config import RenderOptions, default_certificate_path, render
+from haproxy_ingress.config import ControllerConfig
+from haproxy_ingress.haproxy.config import default_certificate_path, render
 from haproxy_ingress.haproxy.files import atomic_write
-from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.loader import LoadError, load_objects
 from haproxy_ingress.plan import plan
-from haproxy_ingress.settings import parse_service_ref
 from haproxy_ingress.tls import generate_default_certificate
 from haproxy_ingress.translate import translate
 from haproxy_ingress.validate import Invalid
@@ -69,42 +67,35 @@ def _add_controller_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def translate_options(args: argparse.Namespace) -> TranslateOptions:
+def render_config(args: argparse.Namespace) -> ControllerConfig:
+    """The controller configuration the ``render`` flags describe (no HAProxy log)."""
     namespace, _, name = str(args.configmap).partition("/")
-    default_backend = (
-        parse_service_ref(args.default_backend, "--default-backend")
-        if args.default_backend
-        else None
-    )
-    return TranslateOptions(
+    return ControllerConfig(
         controller_name=args.controller_name,
         ingress_class=args.ingress_class,
-        configmap_namespace=namespace,
-        configmap_name=name,
-        default_backend=default_backend,
-    )
-
-
-def render_options(args: argparse.Namespace, paths: HAProxyPaths) -> RenderOptions:
-    return RenderOptions(
-        paths=paths,
-        http_binds=tuple(args.http_bind or ("*:80",)),
-        https_binds=tuple(args.https_bind or ("*:443",)),
+        namespace=namespace,
+        configmap=name,
+        default_backend=args.default_backend,
+        state_dir=Path(args.out).resolve(),
+        http_binds=tuple(args.http_bind or ControllerConfig.http_binds),
+        https_binds=tuple(args.https_bind or ControllerConfig.https_binds),
+        haproxy_log=None,
     )
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    config = render_config(args)
     try:
-        options = translate_options(args)
+        options = config.translate_options()
         objects = load_objects(Path(p) for p in args.filename)
     except (LoadError, Invalid) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNUSABLE
     view, _ = ClusterView.from_objects(objects, options)
     desired = translate(view, options)
-    paths = HAProxyPaths(Path(args.out).resolve())
+    paths = config.paths
     paths.ensure()
-    rendered = render(plan(None, desired).target, render_options(args, paths))
+    rendered = render(plan(None, desired).target, config.render_options())
     default_cert = default_certificate_path(paths)
     if not default_cert.exists():
         now = datetime.datetime.now(datetime.UTC)

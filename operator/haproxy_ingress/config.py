@@ -6,6 +6,7 @@ command line, so each flag has a ``HAPROXY_INGRESS_*`` variable too).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -152,8 +153,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_arguments(args: argparse.Namespace) -> ControllerConfig:
+    """The environment's configuration with the flags applied over it."""
     base = ControllerConfig.from_env()
-    return ControllerConfig(
+    return dataclasses.replace(
+        base,
         controller_name=args.controller_name,
         ingress_class=args.ingress_class,
         namespace=args.namespace,
@@ -163,13 +166,9 @@ def from_arguments(args: argparse.Namespace) -> ControllerConfig:
         http_binds=tuple(args.http_binds or base.http_binds),
         https_binds=tuple(args.https_binds or base.https_binds),
         haproxy_binary=args.haproxy_binary,
-        haproxy_log=base.haproxy_log,
         publish_address=args.publish_address or None,
         metrics_bind=args.metrics_bind or None,
         debounce=args.debounce,
         resync_interval=args.resync_interval,
         always_reload=args.always_reload,
-        startup_timeout=base.startup_timeout,
-        lease_name=base.lease_name,
-        pod_name=base.pod_name,
     )

@@ -151,8 +151,9 @@ class Controller:
         try:
             services, self._changed_services = self._changed_services, None
             full, self._full_sync_pending = self._full_sync_pending, False
+            view = self.snapshot()
             outcome = await self.reconciler.reconcile(
-                self.snapshot(), endpoints_of=None if full else services or set()
+                view, endpoints_of=None if full else services or set()
             )
         except ConfigCheckError as error:
             self._full_sync_pending = True  # whatever comes next starts from scratch
@@ -186,7 +187,7 @@ class Controller:
         self._reported = outcome.desired.problems
         await self._report(outcome.desired.problems)
         if self._leader and self._status is not None:
-            await self._update_status(outcome)
+            await self._update_status(outcome, view)
         return outcome
 
     def _record(self, outcome: Outcome) -> None:
@@ -223,14 +224,11 @@ class Controller:
         if self._events is not None:
             await self._events.report(problems)
 
-    async def _update_status(self, outcome: Outcome) -> None:
+    async def _update_status(self, outcome: Outcome, view: ClusterView) -> None:
         assert self._status is not None
-        served = {
-            ObjectRef(r.kind, r.namespace, r.name)
-            for r in (route.source for route in outcome.desired.routes)
-        }
+        served = {route.source for route in outcome.desired.routes}  # uid is not compared
         current: dict[ObjectRef, Mapping[str, Any]] = {}
-        for ingress in self.snapshot().ingresses:
+        for ingress in view.ingresses:
             meta = ingress.get("metadata") or {}
             ref = ObjectRef("Ingress", meta.get("namespace", ""), meta.get("name", ""))
             current[ref] = (ingress.get("status") or {}).get("loadBalancer") or {}

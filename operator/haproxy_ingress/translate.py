@@ -159,17 +159,8 @@ def refresh_endpoints(
         return previous
     service_objects = _by_name(view.services)
     slices = _slices_by_service(s for s in view.endpoint_slices if _slice_service(s) in wanted)
-    stale = {
-        (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        for endpoint_slice in view.endpoint_slices
-        if _slice_service(endpoint_slice) in wanted
-        for meta in [endpoint_slice.get("metadata") or {}]
-    }
-    problems = [
-        p
-        for p in previous.problems
-        if not (p.source.kind == "EndpointSlice" and (p.source.namespace, p.source.name) in stale)
-    ]
+    stale = {_ref("EndpointSlice", s) for group in slices.values() for s in group}
+    problems = [p for p in previous.problems if p.source not in stale]
     refreshed = {}
     for backend in affected:
         ref = backend.service
