@@ -9,6 +9,7 @@ rendered bytes. Nothing here is user text that has not passed :mod:`validate`.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 
 
@@ -95,7 +96,6 @@ class BackendSettings:
     on_error: str = "mark-down"
     slowstart: str | None = None
     maxconn: int | None = None
-    allow_sources: tuple[str, ...] = ()  # CIDR networks; empty: everyone
 
 
 @dataclass(frozen=True, order=True)
@@ -122,14 +122,34 @@ class Backend:
 
 
 @dataclass(frozen=True, order=True)
+class AccessPolicy:
+    """Who may use a route: checked in the frontend, per route, before any backend.
+
+    Access rules belong to routes, not to backends: two Ingresses may send
+    different paths to one Service with different rules, and neither can drop
+    or weaken the other's (a backend-scoped rule would be lost to a conflict).
+    A policy is named by a hash of its content, so the same rule written in
+    two Ingresses is one policy, and a route's map entry names it.
+    """
+
+    allow_sources: tuple[str, ...] = ()  # CIDR networks, normalised and sorted
+
+    @property
+    def name(self) -> str:
+        digest = hashlib.sha256(repr(self.allow_sources).encode()).hexdigest()
+        return f"p{digest[:16]}"
+
+
+@dataclass(frozen=True, order=True)
 class Route:
     """One host + path of an Ingress rule, sent to one backend."""
 
     host: str  # "" matches any host; "*.example.com" one extra label
-    path: str
+    path: str  # canonical (canonical.canonical_path), as requests are matched
     path_type: PathType
     backend: str
     source: ObjectRef = field(compare=False)
+    policy: str = ""  # an AccessPolicy name; "" lets everyone in
 
 
 @dataclass(frozen=True)
@@ -146,10 +166,19 @@ class RoutingMaps:
     prefix: tuple[tuple[str, str], ...] = ()
     # Hosts (exact or ``*.parent``) whose plain-HTTP requests get a 308 to https.
     redirect: tuple[tuple[str, str], ...] = ()
+    # Hosts (exact or ``*.parent``) that have rules: such a host owns its
+    # requests, which are matched against its rules only (as ingress-nginx's
+    # server blocks do), never against another Ingress's wildcard or host-less rules.
+    hosts: tuple[tuple[str, str], ...] = ()
 
     def files(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
         """Each map file's stem and entries."""
-        return (("exact", self.exact), ("prefix", self.prefix), ("redirect", self.redirect))
+        return (
+            ("exact", self.exact),
+            ("prefix", self.prefix),
+            ("redirect", self.redirect),
+            ("hosts", self.hosts),
+        )
 
 
 @dataclass(frozen=True, order=True)
@@ -172,6 +201,13 @@ class GlobalSettings:
     hard_stop_after: str = "30m"
     maxconn: int | None = None  # None: HAProxy derives it from the file-descriptor limit
     slots_min: int = 8
+    # Trust X-Forwarded-* from clients whose address is in proxy_real_ip_cidr
+    # (ingress-nginx's use-forwarded-headers); otherwise they are replaced.
+    use_forwarded_headers: bool = False
+    proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0", "::/0")
+    use_proxy_protocol: bool = False  # binds accept the PROXY protocol
+    # Every route without an allow-list of its own, and the default backend.
+    default_policy: AccessPolicy | None = None
     backend: BackendSettings = BackendSettings()
 
 
@@ -186,6 +222,7 @@ class DesiredState:
     maps: RoutingMaps
     certificates: tuple[Certificate, ...]
     problems: tuple[Problem, ...] = ()
+    policies: tuple[AccessPolicy, ...] = ()  # every policy a route or the default names
 
     def backend(self, name: str) -> Backend | None:
         for backend in self.backends:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from haproxy_ingress.model import (
+    AccessPolicy,
     BackendSettings,
     Certificate,
     DesiredState,
@@ -41,6 +42,9 @@ class Structure:
     settings: GlobalSettings
     backends: tuple[BackendLayout, ...]  # sorted by name
     default_backend: str | None
+    # The access policies the frontend checks (sorted): a map entry may name
+    # only these, so a new policy reloads before any route refers to it.
+    policies: tuple[AccessPolicy, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,19 +152,28 @@ def plan(
                 f"has {old_layout.slots}"
             )
 
+    old_policies = set(current.structure.policies) if current else set()
+    policies = set(desired.policies)
+    for policy in sorted(policies - old_policies):
+        if current is not None:
+            reasons.append(f"access policy {policy.name} added")
+
     # A backend no route uses any more is harmless: keep it (all slots free)
     # until something else forces a reload, so deleting an Ingress is free.
+    # The same holds for an access policy no route names any more.
     leftovers = sorted(set(old_layouts) - set(layouts))
     if not reasons:
         for name in leftovers:
             layouts[name] = old_layouts[name]
             servers[name] = tuple(None for _ in old_servers.get(name, ()))
+        policies |= old_policies
 
     target = AppliedState(
         structure=Structure(
             settings=desired.settings,
             backends=tuple(layouts[name] for name in sorted(layouts)),
             default_backend=desired.default_backend,
+            policies=tuple(sorted(policies)),
         ),
         servers=servers,
         maps=desired.maps,

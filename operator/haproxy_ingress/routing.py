@@ -18,6 +18,16 @@ Path types map to keys this way (``h`` is the host key):
 
 When two route kinds produce the same key, ``Exact`` beats ``Prefix`` in the
 exact map and ``Prefix`` beats ``ImplementationSpecific`` in the prefix map.
+
+A host that has rules owns its requests: the frontend first picks the scope
+(the exact host if the ``hosts`` map has it, else its wildcard form if that
+has rules, else no host) and then looks up paths in that scope only. So a
+request for ``a.example.com`` never reaches a backend of a ``*.example.com``
+or host-less rule because ``a.example.com``'s own rules missed its path; it
+gets the default backend, as in ingress-nginx.
+
+A map value is the backend name, followed by ``~`` and the route's access
+policy when it has one (the frontend splits it; ``~`` never occurs in names).
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> Rout
     """
     exact: dict[str, tuple[int, str]] = {}
     prefix: dict[str, tuple[int, str]] = {}
+    hosts: set[str] = set()
 
     def claim(table: dict[str, tuple[int, str]], key: str, priority: int, backend: str) -> None:
         if key not in table or priority < table[key][0]:
@@ -45,24 +56,28 @@ def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> Rout
 
     for route in routes:
         host = route.host
+        if host:
+            hosts.add(host)
+        value = f"{route.backend}~{route.policy}" if route.policy else route.backend
         if route.path_type is PathType.EXACT:
-            claim(exact, host + route.path, _EXACT_PRIORITY[PathType.EXACT], route.backend)
+            claim(exact, host + route.path, _EXACT_PRIORITY[PathType.EXACT], value)
         elif route.path_type is PathType.PREFIX:
             trimmed = route.path.rstrip("/")
             if trimmed:
-                claim(exact, host + trimmed, _EXACT_PRIORITY[PathType.PREFIX], route.backend)
-            claim(prefix, host + trimmed + "/", _PREFIX_PRIORITY[PathType.PREFIX], route.backend)
+                claim(exact, host + trimmed, _EXACT_PRIORITY[PathType.PREFIX], value)
+            claim(prefix, host + trimmed + "/", _PREFIX_PRIORITY[PathType.PREFIX], value)
         else:
             claim(
                 prefix,
                 host + route.path,
                 _PREFIX_PRIORITY[PathType.IMPLEMENTATION_SPECIFIC],
-                route.backend,
+                value,
             )
     return RoutingMaps(
         exact=tuple(sorted((key, backend) for key, (_, backend) in exact.items())),
         prefix=_longest_first((key, backend) for key, (_, backend) in prefix.items()),
         redirect=tuple((host, "https") for host in sorted(set(redirects))),
+        hosts=tuple((host, "rules") for host in sorted(hosts)),
     )
 
 

@@ -12,7 +12,14 @@ from dataclasses import replace
 from typing import Any
 
 from haproxy_ingress import validate
-from haproxy_ingress.model import BackendSettings, GlobalSettings, ObjectRef, Problem, ServiceRef
+from haproxy_ingress.model import (
+    AccessPolicy,
+    BackendSettings,
+    GlobalSettings,
+    ObjectRef,
+    Problem,
+    ServiceRef,
+)
 from haproxy_ingress.validate import Invalid
 
 BALANCE_ALGORITHMS = ("leastconn", "roundrobin", "random", "source", "first")
@@ -85,7 +92,6 @@ BACKEND_KEYS: dict[str, _BackendKey] = {
     "health-check-on-error": lambda b, v, f: replace(b, on_error=validate.choice(v, f, ON_ERROR)),
     "slowstart": lambda b, v, f: replace(b, slowstart=_optional_duration(v, f)),
     "server-maxconn": lambda b, v, f: replace(b, maxconn=_optional_int(v, f)),
-    "allowlist-source-range": lambda b, v, f: replace(b, allow_sources=validate.cidr_list(v, f)),
 }
 
 GLOBAL_KEYS: dict[str, _GlobalKey] = {
@@ -104,9 +110,22 @@ GLOBAL_KEYS: dict[str, _GlobalKey] = {
     "server-slots": lambda s, v, f: replace(
         s, slots_min=validate.integer(v, f, minimum=1, maximum=1024)
     ),
+    "use-forwarded-headers": lambda s, v, f: replace(
+        s, use_forwarded_headers=validate.boolean(v, f)
+    ),
+    "proxy-real-ip-cidr": lambda s, v, f: replace(s, proxy_real_ip_cidr=validate.cidr_list(v, f)),
+    "use-proxy-protocol": lambda s, v, f: replace(s, use_proxy_protocol=validate.boolean(v, f)),
+    # Every route's allow-list unless its Ingress sets one (ingress-nginx's
+    # global whitelist-source-range); it also guards the default backend.
+    "allowlist-source-range": lambda s, v, f: replace(
+        s, default_policy=AccessPolicy(validate.cidr_list(v, f))
+    ),
 }
 ANNOTATION_PREFIX = "haproxy-ingress.kopf.dev/"
 SSL_REDIRECT_KEY = "ssl-redirect"  # about the Ingress's hosts, not its backends
+# About who may use the Ingress's routes: an access rule is per route, never
+# per backend, so that no other Ingress can drop or weaken it (model.AccessPolicy).
+ALLOWLIST_KEY = "allowlist-source-range"
 DEFAULT_BACKEND_KEY = "default-backend-service"
 
 
@@ -145,6 +164,8 @@ def backend_annotations(
             if key == SSL_REDIRECT_KEY:
                 validate.boolean(value, field)
                 continue
+            if key == ALLOWLIST_KEY:
+                continue  # route scope: route_policy
             if key not in BACKEND_KEYS:
                 raise Invalid(field, "unknown annotation")
             if not isinstance(value, str):
@@ -153,6 +174,20 @@ def backend_annotations(
         except Invalid as error:
             errors.append(error)
     return settings, errors
+
+
+def route_policy(
+    annotations: Mapping[str, Any], default: AccessPolicy | None
+) -> AccessPolicy | None:
+    """The access policy of an Ingress's routes: its own allow-list, else the default.
+
+    Raises :class:`Invalid` for a bad value: the Ingress is then rejected whole,
+    never served without the rule its author wrote (fail closed).
+    """
+    name = ANNOTATION_PREFIX + ALLOWLIST_KEY
+    if name not in annotations:
+        return default
+    return AccessPolicy(validate.cidr_list(annotations[name], f"metadata.annotations[{name}]"))
 
 
 def ssl_redirect(annotations: Mapping[str, Any]) -> bool:

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from haproxy_ingress.model import (
+    AccessPolicy,
     BackendSettings,
     Certificate,
     Endpoint,
@@ -23,7 +24,7 @@ from haproxy_ingress.model import (
 )
 from haproxy_ingress.plan import AppliedState, BackendLayout, Slots, Structure
 
-FORMAT = 1
+FORMAT = 2
 
 
 def dump(state: AppliedState) -> bytes:
@@ -55,6 +56,9 @@ def _state(body: dict[str, Any]) -> AppliedState:
     structure = body["structure"]
     settings = dict(structure["settings"])
     settings["backend"] = _backend_settings(settings["backend"])
+    settings["proxy_real_ip_cidr"] = tuple(settings["proxy_real_ip_cidr"])
+    if settings["default_policy"] is not None:
+        settings["default_policy"] = _policy(settings["default_policy"])
     return AppliedState(
         structure=Structure(
             settings=GlobalSettings(**settings),
@@ -63,12 +67,14 @@ def _state(body: dict[str, Any]) -> AppliedState:
                 for b in structure["backends"]
             ),
             default_backend=structure["default_backend"],
+            policies=tuple(_policy(p) for p in structure["policies"]),
         ),
         servers={name: _slots(slots) for name, slots in body["servers"].items()},
         maps=RoutingMaps(
             exact=tuple((k, v) for k, v in body["maps"]["exact"]),
             prefix=tuple((k, v) for k, v in body["maps"]["prefix"]),
-            redirect=tuple((k, v) for k, v in body["maps"].get("redirect", ())),
+            redirect=tuple((k, v) for k, v in body["maps"]["redirect"]),
+            hosts=tuple((k, v) for k, v in body["maps"]["hosts"]),
         ),
         certificates=tuple(
             Certificate(c["name"], c["pem"], tuple(c["hosts"])) for c in body["certificates"]
@@ -77,13 +83,11 @@ def _state(body: dict[str, Any]) -> AppliedState:
 
 
 def _backend_settings(raw: dict[str, Any]) -> BackendSettings:
-    return BackendSettings(
-        **{
-            **raw,
-            "retry_on": tuple(raw["retry_on"]),
-            "allow_sources": tuple(raw.get("allow_sources", ())),
-        }
-    )
+    return BackendSettings(**{**raw, "retry_on": tuple(raw["retry_on"])})
+
+
+def _policy(raw: dict[str, Any]) -> AccessPolicy:
+    return AccessPolicy(tuple(raw["allow_sources"]))
 
 
 def _slots(raw: list[dict[str, Any] | None]) -> Slots:

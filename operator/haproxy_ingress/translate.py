@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from haproxy_ingress import validate
+from haproxy_ingress.canonical import canonical_path
 from haproxy_ingress.cluster import ClusterView, KubeObject, TranslateOptions
 from haproxy_ingress.model import (
+    AccessPolicy,
     Backend,
     BackendSettings,
     Certificate,
@@ -32,7 +34,12 @@ from haproxy_ingress.model import (
     ServiceRef,
 )
 from haproxy_ingress.routing import route_key, routing_maps
-from haproxy_ingress.settings import backend_annotations, parse_configmap, ssl_redirect
+from haproxy_ingress.settings import (
+    backend_annotations,
+    parse_configmap,
+    route_policy,
+    ssl_redirect,
+)
 from haproxy_ingress.tls import certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
@@ -64,6 +71,9 @@ def translate(
     service_refs: dict[ServiceRef, ObjectRef] = {}
     tuning: dict[ServiceRef, tuple[BackendSettings, ObjectRef]] = {}
     redirects: set[str] = set()
+    policies: set[AccessPolicy] = set()
+    if settings.default_policy is not None:
+        policies.add(settings.default_policy)
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         annotations = validate.mapping(
@@ -73,7 +83,8 @@ def translate(
         try:
             if errors:
                 raise errors[0]
-            parsed = _parse_ingress(ingress)
+            policy = route_policy(annotations, settings.default_policy)
+            parsed = _parse_ingress(ingress, policy.name if policy else "")
         except Invalid as error:
             problems.extend(
                 Problem(source, e.field, e.reason, "Rejected") for e in errors or [error]
@@ -96,6 +107,8 @@ def translate(
                 )
                 continue
             routes.append(route)
+            if policy is not None:
+                policies.add(policy)
             service_refs.setdefault(service, source)
             tuned, tuned_by = tuning.setdefault(service, (backend_settings, source))
             if tuned != backend_settings and tuned_by != source:
@@ -139,6 +152,7 @@ def translate(
         maps=routing_maps(routes, redirects),
         certificates=certificates,
         problems=tuple(sorted(set(problems))),
+        policies=tuple(sorted(policies)),
     )
 
 
@@ -221,8 +235,11 @@ class _ParsedIngress:
     tls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
 
-def _parse_ingress(ingress: KubeObject) -> _ParsedIngress:
-    """Validate the whole Ingress; one bad field rejects it (no half-served Ingress)."""
+def _parse_ingress(ingress: KubeObject, policy: str = "") -> _ParsedIngress:
+    """Validate the whole Ingress; one bad field rejects it (no half-served Ingress).
+
+    ``policy`` names the access policy every route of the Ingress carries.
+    """
     source = _ref("Ingress", ingress)
     namespace = source.namespace
     spec = validate.mapping(ingress.get("spec"), "spec")
@@ -235,12 +252,12 @@ def _parse_ingress(ingress: KubeObject) -> _ParsedIngress:
         http = validate.mapping(rule.get("http"), f"{rule_field}.http")
         for path_field, item in validate.objects(http.get("paths"), f"{rule_field}.http.paths"):
             path_type = _path_type(item.get("pathType"), f"{path_field}.pathType")
-            path = validate.path(item.get("path", "/") or "/", f"{path_field}.path")
+            path = _route_path(item.get("path", "/") or "/", f"{path_field}.path")
             service = _service_ref(namespace, item.get("backend"), f"{path_field}.backend")
             if path_type is not PathType.EXACT and path.rstrip("/") == "":
                 explicit_roots.add(host)
             parsed.routes.append(
-                (Route(host, path, path_type, service.backend_name, source), service)
+                (Route(host, path, path_type, service.backend_name, source, policy), service)
             )
     if spec.get("defaultBackend") is not None:
         service = _service_ref(namespace, spec["defaultBackend"], "spec.defaultBackend")
@@ -248,7 +265,7 @@ def _parse_ingress(ingress: KubeObject) -> _ParsedIngress:
         # without rules it serves any host.
         for host in sorted(set(hosts or [""]) - explicit_roots):
             parsed.routes.append(
-                (Route(host, "/", PathType.PREFIX, service.backend_name, source), service)
+                (Route(host, "/", PathType.PREFIX, service.backend_name, source, policy), service)
             )
     for tls_field, entry in validate.objects(spec.get("tls"), "spec.tls"):
         secret = validate.dns_subdomain(entry.get("secretName"), f"{tls_field}.secretName")
@@ -260,6 +277,20 @@ def _parse_ingress(ingress: KubeObject) -> _ParsedIngress:
     if not parsed.routes and not parsed.tls:
         raise Invalid("spec", "has neither rules with paths nor a defaultBackend")
     return parsed
+
+
+def _route_path(value: object, field: str) -> str:
+    """The rule's path in the canonical form requests are matched in (see canonical.py).
+
+    ``/a/./b`` and ``/a//b`` are the rule ``/a/b``: a request for either is
+    matched as ``/a/b`` too, so the rule means what its author sees.
+    """
+    path = canonical_path(validate.path(value, field))
+    if path is None:
+        raise Invalid(
+            field, f"does not resolve to a path ('..' above the root, or %00), got {value!r:.60}"
+        )
+    return path
 
 
 def _path_type(value: object, field: str) -> PathType:

@@ -40,7 +40,7 @@ def render_cluster(directory: Path, base: Path) -> dict[str, bytes]:
     files = {
         str(f.path.relative_to(base)): f.content
         for f in rendered.all
-        if f.path.suffix in {".cfg", ".map", ".txt"}
+        if f.path.suffix in {".cfg", ".map", ".txt", ".acl"}
     }
     files["problems.txt"] = "".join(f"{p.source}: {p.message}\n" for p in desired.problems).encode()
     return files

@@ -18,10 +18,18 @@ from pathlib import Path
 import jinja2
 
 from haproxy_ingress.haproxy.paths import HAProxyPaths
-from haproxy_ingress.model import BackendSettings, Certificate, Endpoint, ServerState
+from haproxy_ingress.model import (
+    AccessPolicy,
+    BackendSettings,
+    Certificate,
+    Endpoint,
+    ServerState,
+)
 from haproxy_ingress.plan import AppliedState, BackendLayout
 
 TEMPLATE = "haproxy.cfg.j2"
+# The request canonicaliser (see canonical.py), copied next to haproxy.cfg.
+LUA = "ingress.lua"
 # Placeholder address of a free slot; `disabled` keeps it out of traffic and checks.
 FREE_SLOT_ADDRESS = "127.0.0.1:1"
 ALPN = "h2,http/1.1"
@@ -119,12 +127,22 @@ def default_certificate_path(paths: HAProxyPaths) -> Path:
     return paths.certs / "default.pem"
 
 
+def policy_path(paths: HAProxyPaths, policy: AccessPolicy) -> Path:
+    """The networks an access policy lets in, one per line (no line-length limit)."""
+    return paths.maps / f"{safe_token(policy.name)}.acl"
+
+
+def networks_file(networks: Iterable[str]) -> bytes:
+    return "".join(f"{safe_token(network)}\n" for network in networks).encode()
+
+
 def render(
     target: AppliedState, options: RenderOptions, env: jinja2.Environment | None = None
 ) -> Rendered:
     """All files for ``target``; paths inside point into ``options.paths``."""
     env = env or environment()
     paths = options.paths
+    structure = target.structure
     config = env.get_template(TEMPLATE).render(
         paths=paths,
         options=options,
@@ -134,6 +152,12 @@ def render(
         exact_map=map_path(paths, "exact"),
         prefix_map=map_path(paths, "prefix"),
         redirect_map=map_path(paths, "redirect"),
+        hosts_map=map_path(paths, "hosts"),
+        policies_map=map_path(paths, "policies"),
+        trusted_proxies=paths.maps / "trusted-proxies.acl",
+        lua=paths.base / LUA,
+        policies=[(policy.name, policy_path(paths, policy)) for policy in structure.policies],
+        default_policy=structure.settings.default_policy,
         backends=[
             _backend_view(b, target.servers.get(b.name, ())) for b in target.structure.backends
         ],
@@ -143,11 +167,36 @@ def render(
         for name, entries in target.maps.files()
     ]
     files.append(RenderedFile(paths.crt_list, crt_list(paths, target.certificates)))
+    files.append(
+        RenderedFile(
+            map_path(paths, "policies"),
+            map_file((policy.name, "known") for policy in structure.policies),
+        )
+    )
+    files.extend(
+        RenderedFile(policy_path(paths, policy), networks_file(policy.allow_sources))
+        for policy in structure.policies
+    )
+    files.append(
+        RenderedFile(
+            paths.maps / "trusted-proxies.acl",
+            networks_file(structure.settings.proxy_real_ip_cidr),
+        )
+    )
+    files.append(RenderedFile(paths.base / LUA, lua_source(env)))
     files.extend(
         RenderedFile(certificate_path(paths, cert.name), cert.pem.encode("ascii"), 0o600)
         for cert in target.certificates
     )
     return Rendered(RenderedFile(paths.config, config.encode("utf-8")), tuple(files))
+
+
+def lua_source(env: jinja2.Environment) -> bytes:
+    """``ingress.lua`` as shipped: a static file, not a template (nothing is interpolated)."""
+    loader = env.loader
+    assert loader is not None
+    source, _, _ = loader.get_source(env, LUA)
+    return source.encode()
 
 
 def map_file(entries: Iterable[tuple[str, str]]) -> bytes:

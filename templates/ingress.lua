@@ -1,0 +1,124 @@
+-- haproxy-ingress: the canonical host and path a request is routed by.
+-- Generated into the state directory with haproxy.cfg; do not edit there.
+-- The reference implementation, with the rules and why, is
+-- operator/haproxy_ingress/canonical.py; property tests hold the two equal.
+-- Sets txn.host and txn.path, or txn.invalid (the frontend answers 400).
+
+local MAX_HOST_LENGTH = 253
+
+local function canonical_host(value)
+  if value == nil or value == "" then
+    return ""
+  end
+  if value:find("[^\33-\126]") then
+    return nil
+  end
+  if value:sub(1, 1) == "[" then
+    local inner, port = value:match("^%[([0-9A-Fa-f:.]+)%](.*)$")
+    if inner == nil or #inner < 2 or #inner > 45 then
+      return nil
+    end
+    if port ~= "" and not port:match("^:[0-9]*$") or #port > 6 then
+      return nil
+    end
+    return "[" .. inner:lower() .. "]"
+  end
+  local name, port = value:match("^([^:]*)(.*)$")
+  if port ~= "" and (not port:match("^:[0-9]*$") or #port > 6) then
+    return nil
+  end
+  if name:sub(-1) == "." then
+    name = name:sub(1, -2)
+  end
+  if name == "" or #name > MAX_HOST_LENGTH then
+    return nil
+  end
+  for label in (name .. "."):gmatch("([^.]*)%.") do
+    if #label == 0 or #label > 63 or label:find("[^A-Za-z0-9-]")
+        or label:sub(1, 1) == "-" or label:sub(-1) == "-" then
+      return nil
+    end
+  end
+  return name:lower()
+end
+
+local function percent_decode(raw)
+  local out = {}
+  local index = 1
+  local length = #raw
+  while index <= length do
+    local position = raw:find("%", index, true)
+    if position == nil then
+      out[#out + 1] = raw:sub(index)
+      break
+    end
+    out[#out + 1] = raw:sub(index, position - 1)
+    local pair = raw:sub(position + 1, position + 2)
+    if not pair:match("^%x%x$") then
+      return nil
+    end
+    out[#out + 1] = string.char(tonumber(pair, 16))
+    index = position + 3
+  end
+  return table.concat(out)
+end
+
+local function encode_byte(c)
+  return string.format("%%%02X", c:byte())
+end
+
+local function canonical_path(raw)
+  if raw == nil or raw == "" then
+    return "/"
+  end
+  if raw:sub(1, 1) ~= "/" then
+    return nil
+  end
+  local decoded = percent_decode(raw)
+  if decoded == nil or decoded:find("\0", 1, true) then
+    return nil
+  end
+  decoded = decoded:gsub("\\", "/")
+  local segments = {}
+  for segment in (decoded:sub(2) .. "/"):gmatch("([^/]*)/") do
+    segments[#segments + 1] = segment
+  end
+  local out = {}
+  local trailing = false
+  for index, segment in ipairs(segments) do
+    local last = index == #segments
+    local core = segment:match("^[^;]*")
+    if core == ".." then
+      if #out == 0 then
+        return nil
+      end
+      out[#out] = nil
+      trailing = last
+    elseif core == "." or segment == "" then
+      trailing = last
+    else
+      out[#out + 1] = (segment:gsub("[^A-Za-z0-9%-%._~!%$&'%(%)%*%+,=:@]", encode_byte))
+      trailing = false
+    end
+  end
+  local path = "/" .. table.concat(out, "/")
+  if trailing and #out > 0 then
+    path = path .. "/"
+  end
+  return path
+end
+
+core.register_action("ingress_canonical", { "http-req" }, function(txn)
+  local host = canonical_host(txn.f:req_fhdr("host"))
+  local url = txn.f:url()
+  local path = nil
+  if url ~= "*" then
+    path = canonical_path(txn.f:path())
+  end
+  if host == nil or path == nil then
+    txn:set_var("txn.invalid", 1)
+    return
+  end
+  txn:set_var("txn.host", host)
+  txn:set_var("txn.path", path)
+end)
