@@ -85,16 +85,16 @@ local function canonical_path(raw)
   end
   local out = {}
   local trailing = false
-  for index, segment in ipairs(segments) do
+  for index, parameterised in ipairs(segments) do
     local last = index == #segments
-    local core = segment:match("^[^;]*")
-    if core == ".." then
+    local segment = parameterised:match("^[^;]*")
+    if segment == ".." then
       if #out == 0 then
         return nil
       end
       out[#out] = nil
       trailing = last
-    elseif core == "." or segment == "" then
+    elseif segment == "." or segment == "" then
       trailing = last
     else
       out[#out + 1] = (segment:gsub("[^A-Za-z0-9%-%._~!%$&'%(%)%*%+,=:@]", encode_byte))

@@ -26,6 +26,9 @@ class Backend:
     port: int
     delay: float = 0.0  # seconds before answering: a "long request"
     served: int = 0
+    # Every request's target and header lines (name lowered, value as sent),
+    # in order: what a real application would see.
+    seen: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list, repr=False)
     _server: asyncio.Server | None = field(default=None, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
@@ -52,16 +55,18 @@ class Backend:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 _method, target, _ = lines[0].split(" ", 2)
-                headers = {
-                    k.strip().lower(): v.strip()
+                fields = [
+                    (k.strip().lower(), v.strip())
                     for k, _, v in (line.partition(":") for line in lines[1:] if line)
-                }
+                ]
+                headers = dict(fields)
                 length = int(headers.get("content-length", "0"))
                 if length:
                     await reader.readexactly(length)
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 self.served += 1
+                self.seen.append((target, fields))
                 body = f"{self.name} {target}".encode()
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"

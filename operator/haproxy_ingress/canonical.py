@@ -20,11 +20,14 @@ Path (as nginx matches locations, which ingress-nginx users rely on)
      decoded NUL, → invalid (400);
   2. a backslash counts as ``/`` (some backends treat it so);
   3. empty segments are dropped (``//`` → ``/``);
-  4. ``.`` and ``..`` segments are resolved (RFC 3986 5.2.4); a segment whose
-     part before ``;`` is ``.`` or ``..`` counts as one, because servlet
-     containers read ``..;x`` as ``..``; ``..`` above the root → invalid (400);
-  5. a trailing slash is kept (``/a/`` ≠ ``/a`` for ``Exact`` rules);
-  6. every byte outside the RFC 3986 path characters (and ``%``, ``;``) is
+  4. path parameters are dropped (``/admin;x=1`` → ``/admin``, ``/..;/`` →
+     ``/../``): servlet containers and others ignore them, so ``/admin;x`` is
+     ``/admin`` to the backend and must meet ``/admin``'s rule (stricter than
+     nginx, which matches ``;`` literally; Ingress paths cannot contain ``;``);
+  5. ``.`` and ``..`` segments are resolved (RFC 3986 5.2.4); ``..`` above the
+     root → invalid (400);
+  6. a trailing slash is kept (``/a/`` ≠ ``/a`` for ``Exact`` rules);
+  7. every byte outside the RFC 3986 path characters (and ``%``, ``;``) is
      percent-encoded with upper-case hex, so the result is a safe map key.
 
 The request itself goes to the backend unchanged, as ingress-nginx sends
@@ -37,7 +40,8 @@ from __future__ import annotations
 
 import re
 
-# Bytes kept as they are in a canonical path; everything else is %XX-encoded.
+# Bytes kept as they are in a canonical path; everything else is %XX-encoded
+# (the RFC 3986 path characters, less ';' which step 4 removes, and '%').
 PATH_SAFE = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@"
 )
@@ -82,15 +86,15 @@ def canonical_path(value: str | bytes | None) -> str | None:
     segments = decoded.replace(b"\\", b"/").split(b"/")[1:]
     out: list[bytes] = []
     trailing = False
-    for index, segment in enumerate(segments):
+    for index, parameterised in enumerate(segments):
         last = index == len(segments) - 1
-        core = segment.split(b";", 1)[0]
-        if core == b"..":
+        segment = parameterised.split(b";", 1)[0]
+        if segment == b"..":
             if not out:
                 return None
             out.pop()
             trailing = last
-        elif core == b"." or not segment:
+        elif segment == b"." or not segment:
             trailing = last
         else:
             out.append(segment)

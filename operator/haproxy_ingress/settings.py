@@ -190,6 +190,11 @@ def route_policy(
     return AccessPolicy(validate.cidr_list(annotations[name], f"metadata.annotations[{name}]"))
 
 
+def has_access_rule(annotations: Mapping[str, Any]) -> bool:
+    """Whether the Ingress sets an access rule of its own (valid or not)."""
+    return ANNOTATION_PREFIX + ALLOWLIST_KEY in annotations
+
+
 def ssl_redirect(annotations: Mapping[str, Any]) -> bool:
     """Whether the Ingress's TLS hosts redirect plain HTTP to https (default: yes)."""
     value = annotations.get(ANNOTATION_PREFIX + SSL_REDIRECT_KEY, "true")

@@ -36,6 +36,7 @@ from haproxy_ingress.model import (
 from haproxy_ingress.routing import route_key, routing_maps
 from haproxy_ingress.settings import (
     backend_annotations,
+    has_access_rule,
     parse_configmap,
     route_policy,
     ssl_redirect,
@@ -44,6 +45,12 @@ from haproxy_ingress.tls import certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+# Lets nobody in: the paths of an Ingress whose access rule cannot be honoured.
+DENY_ALL = AccessPolicy(())
+DENIED_REASON = (
+    "the Ingress has an access rule but cannot be served as written; "
+    "its paths answer 403 until it is fixed"
+)
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -81,15 +88,30 @@ def translate(
         )
         backend_settings, errors = backend_annotations(annotations, settings.backend)
         try:
-            if errors:
-                raise errors[0]
             policy = route_policy(annotations, settings.default_policy)
+        except Invalid as error:
+            errors.append(error)
+            policy = None
+        try:
             parsed = _parse_ingress(ingress, policy.name if policy else "")
         except Invalid as error:
             problems.extend(
-                Problem(source, e.field, e.reason, "Rejected") for e in errors or [error]
+                Problem(source, e.field, e.reason, "Rejected") for e in [*errors, error]
             )
             continue
+        if errors:
+            problems.extend(Problem(source, e.field, e.reason, "Rejected") for e in errors)
+            if not has_access_rule(annotations):
+                continue
+            # Fail closed: an Ingress that guards its paths but cannot be
+            # served as written keeps its paths, and they deny everyone; left
+            # out, they would fall through to another rule (a catch-all "/").
+            problems.append(Problem(source, "metadata.annotations", DENIED_REASON, "AccessDenied"))
+            policy = DENY_ALL
+            parsed = _ParsedIngress(
+                routes=[(dataclasses.replace(r, policy=policy.name), s) for r, s in parsed.routes]
+            )
+            backend_settings = settings.backend
         for route, service in parsed.routes:
             if not _service_usable(service, services, source, route, problems):
                 continue
