@@ -18,11 +18,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.config import ControllerConfig
+from haproxy_ingress.controller import Controller
 from haproxy_ingress.model import Problem
 from haproxy_ingress.plan import BackendLayout, Structure
 from tests.backends import free_port
 from tests.haproxy.conftest import HAPROXY
 from tests.haproxy.stack import Stack, get, wait_for
+from tests.haproxy.test_faults import RecordingReporter
 from tests.haproxy.test_traffic import slice_for, start_pods
 from tests.kube import ingress, ingress_class, path, rule, service
 
@@ -231,3 +235,36 @@ async def test_a_value_haproxy_refuses_never_blocks_another_ingress(
     assert (await answers(session, stack, "b.example.com"))[0] == 200
     for pod in pods:
         await pod.stop()
+
+
+async def test_the_controller_reports_the_culprit_not_its_configmap(tmp_path: Path) -> None:
+    wrapper = tmp_path / "haproxy-refusing"
+    wrapper.write_text(WRAPPER)
+    wrapper.chmod(0o755)
+    config = ControllerConfig(
+        state_dir=tmp_path / "haproxy",
+        http_binds=(f"127.0.0.1:{free_port()}",),
+        https_binds=(),
+        metrics_bind=None,
+        haproxy_binary=str(wrapper),
+    )
+    config.paths.ensure()
+    bad = {"haproxy-ingress.kopf.dev/health-check-interval": REFUSED_INTERVAL}
+    objects = [
+        ingress_class(default=True),
+        service("web"),
+        ingress("a", rule("a.example.com", path("/")), annotations=bad),
+    ]
+    view, _ = ClusterView.from_objects(objects, config.translate_options())
+    controller = Controller(config, lambda configmap: view)
+    reporter = RecordingReporter()
+    controller._events = reporter  # type: ignore[assignment]
+    try:
+        outcome = await controller.sync_once()
+        assert outcome is not None  # applied, without the culprit
+    finally:
+        await controller.stop()
+    (problem,) = reporter.problems
+    assert (problem.source.kind, problem.source.name) == ("Ingress", "a")
+    assert problem.event == "ConfigRejected" and "test marker refused" in problem.reason
+    assert controller.metrics.quarantined._value.get() == 1
