@@ -273,6 +273,8 @@ class Quarantine:
         it is tried again. Entries left out unproven are released too, unless
         ``retry_unproven`` is False (right after the search that left them out).
         """
+        if not self._entries:
+            return view, ()  # the common case costs nothing per sync
         current = objects(view)
         kept: dict[ObjectKey, Entry] = {}
         for key, entry in self._entries.items():
