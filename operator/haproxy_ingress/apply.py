@@ -8,8 +8,11 @@ from freshly written files always converges.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,12 +25,14 @@ from haproxy_ingress.haproxy.config import (
     Rendered,
     RenderOptions,
     certificate_path,
+    default_certificate_path,
     environment,
     map_path,
     render,
 )
 from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
-from haproxy_ingress.haproxy.process import HAProxyProcess, check_config
+from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyProcess, check_config
 from haproxy_ingress.haproxy.runtime import Command, RuntimeClient, RuntimeCommandError
 from haproxy_ingress.model import ServerState
 from haproxy_ingress.plan import (
@@ -97,7 +102,14 @@ class Applier:
             reason = f"runtime API refused {' '.join(error.command.words[:3])!r}: {error.reply}"
             logger.warning("runtime operation failed, falling back to a reload: %s", reason)
             full = plan_full_sync(plan.target)
-            await self._reload(self._render(plan.target), (reason,))
+            try:
+                await self._reload(self._render(plan.target), (reason,))
+            except ConfigCheckError:
+                # Part of the plan already runs (the operations before the
+                # refused one), so HAProxy is neither at `applied` nor at the
+                # target: forget what it runs, and the next plan reloads all.
+                self.applied = None
+                raise
             await self._execute(full)
             self._remember(plan.target)
             return ApplyResult(
@@ -155,6 +167,35 @@ class Applier:
             self.applied = None
             return False
         return True
+
+    async def check(self, target: AppliedState) -> None:
+        """``haproxy -c`` on ``target``'s files, written to a scratch directory.
+
+        Raises ConfigCheckError as :meth:`apply` would, with the scratch
+        directory cut out of the alerts. The live files are never touched, so
+        candidates can be tried while HAProxy serves. The scratch directory
+        sits in the state directory (private, writable even with a read-only
+        root filesystem); sockets and the server-state file keep their live
+        paths, since `haproxy -c` limits a socket path's length but binds nothing.
+        """
+        live = self._options.paths
+        with tempfile.TemporaryDirectory(prefix=".check-", dir=live.base) as scratch:
+            paths = _ScratchPaths(Path(scratch), live=live)
+            paths.ensure()
+            default_certificate_path(paths).symlink_to(default_certificate_path(live))
+            rendered = render(
+                target, dataclasses.replace(self._options, paths=paths), self._templates
+            )
+            for file in rendered.all:
+                # Private directory, thrown away: no atomic rename, no fsync.
+                descriptor = os.open(file.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file.mode)
+                with os.fdopen(descriptor, "wb") as output:
+                    output.write(file.content)
+            try:
+                await check_config(rendered.config.path, binary=self._binary)
+            except ConfigCheckError as error:
+                alerts = error.output.replace(f"{scratch}/", "")
+                raise ConfigCheckError("haproxy -c rejected a candidate", alerts) from None
 
     def _render(self, target: AppliedState) -> Rendered:
         return render(target, self._options, self._templates)
@@ -217,6 +258,29 @@ class Applier:
                 pem_path = certificate_path(paths, operation.name)
                 await self._client.del_crt_list_entries(paths.crt_list, pem_path)
                 await self._client.del_cert(pem_path)
+
+
+@dataclass(frozen=True)
+class _ScratchPaths(HAProxyPaths):
+    """Files under a scratch directory, sockets and server state where HAProxy has them."""
+
+    live: HAProxyPaths
+
+    @property
+    def runtime_socket(self) -> Path:
+        return self.live.runtime_socket
+
+    @property
+    def master_socket(self) -> Path:
+        return self.live.master_socket
+
+    @property
+    def pid_file(self) -> Path:
+        return self.live.pid_file
+
+    @property
+    def server_state(self) -> Path:
+        return self.live.server_state
 
 
 def server_commands(operation: SetServer) -> list[Command]:

@@ -158,9 +158,12 @@ class Controller:
         except ConfigCheckError as error:
             self._full_sync_pending = True  # whatever comes next starts from scratch
             self.metrics.syncs.labels("config-rejected").inc()
+            # The reconciler already left out every user's object that could
+            # be the cause: this one is the controller's (its ConfigMap, flags).
             logger.error(
-                "rendered configuration rejected by haproxy -c; the last good one "
-                "keeps serving: %s",
+                "rendered configuration rejected by haproxy -c, even without the users' "
+                "objects changed since the last accepted one; the last good one keeps "
+                "serving: %s",
                 error.output,
             )
             await self._report(
@@ -212,6 +215,7 @@ class Controller:
             kinds[problem.source.kind] = kinds.get(problem.source.kind, 0) + 1
         for kind in ("Ingress", "Service", "EndpointSlice", "Secret", "ConfigMap"):
             self.metrics.problems.labels(kind).set(kinds.get(kind, 0))
+        self.metrics.quarantined.set(len(self.reconciler.quarantine.entries))
         states: dict[str, int] = {"ready": 0, "drain": 0, "maint": 0}
         for backend in outcome.desired.backends:
             for endpoint in backend.endpoints:

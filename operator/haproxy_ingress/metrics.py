@@ -58,6 +58,11 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.quarantined = Gauge(
+            "haproxy_ingress_quarantined_objects",
+            "Objects left out because HAProxy refused the configuration with them.",
+            registry=r,
+        )
         self.endpoints = Gauge(
             "haproxy_ingress_endpoints",
             "Endpoints in HAProxy server slots, by state.",

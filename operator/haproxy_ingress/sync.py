@@ -1,17 +1,34 @@
-"""The reconciler: cluster view → translate → plan → apply, one run at a time."""
+"""The reconciler: cluster view → translate → plan → apply, one run at a time.
+
+When ``haproxy -c`` refuses a candidate, the objects responsible are found
+and quarantined (:mod:`haproxy_ingress.quarantine`), and everything else is
+applied: one tenant's mistake never holds back another tenant's change.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
-from collections.abc import Collection
+import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from haproxy_ingress.apply import Applier, ApplyResult
 from haproxy_ingress.cluster import ClusterView, TranslateOptions
-from haproxy_ingress.model import DesiredState
+from haproxy_ingress.haproxy.process import ConfigCheckError
+from haproxy_ingress.model import DesiredState, Problem
 from haproxy_ingress.plan import Plan, plan
+from haproxy_ingress.quarantine import (
+    MAX_CHECKS,
+    NotASuspect,
+    ObjectKey,
+    Quarantine,
+    find_culprits,
+    first_alert,
+    leave_out,
+)
 from haproxy_ingress.translate import refresh_endpoints, translate
 
 logger = logging.getLogger(__name__)
@@ -28,41 +45,142 @@ class Reconciler:
     """Applies cluster views in order; never two at once."""
 
     def __init__(
-        self, options: TranslateOptions, applier: Applier, *, always_reload: bool = False
+        self,
+        options: TranslateOptions,
+        applier: Applier,
+        *,
+        always_reload: bool = False,
+        max_checks: int = MAX_CHECKS,
     ) -> None:
         self._options = options
         self._always_reload = always_reload
         self._applier = applier
+        self._max_checks = max_checks
         self._lock = asyncio.Lock()
         self._last: DesiredState | None = None
+        self._quarantine = Quarantine()
 
     @property
     def applier(self) -> Applier:
         return self._applier
 
+    @property
+    def quarantine(self) -> Quarantine:
+        return self._quarantine
+
     async def reconcile(
         self, view: ClusterView, *, endpoints_of: Collection[tuple[str, str]] | None = None
     ) -> Outcome:
-        """Bring HAProxy to the view.
+        """Bring HAProxy to the view, less the objects HAProxy refuses.
 
         ``endpoints_of``: only these Services' EndpointSlices changed since the
         last reconcile, so only their servers are re-derived (the fast path).
+
+        Raises ConfigCheckError only when the configuration is refused even
+        without every object changed since HAProxy last accepted one (the
+        cause is the controller's ConfigMap or the controller itself).
         """
         async with self._lock:
-            if endpoints_of is not None and self._last is not None:
-                desired = refresh_endpoints(self._last, view, endpoints_of)
-            else:
-                desired = translate(view, self._options, now=datetime.datetime.now(datetime.UTC))
-            step = plan(self._applier.applied, desired, always_reload=self._always_reload)
-            self._last = desired
-            if step.empty:
-                return Outcome(desired, step, None)
-            result = await self._applier.apply(step)
-            logger.info(
-                "applied: reload=%s operations=%d seconds=%.3f reasons=%s",
-                result.reloaded,
-                result.operations,
-                result.seconds,
-                "; ".join(result.reload_reasons) or "-",
+            served, held = self._quarantine.screen(view)
+            fast = endpoints_of if self._last is not None else None
+            try:
+                return await self._apply(served, held, fast)
+            except ConfigCheckError as error:
+                refused = error
+            await self._isolate(served, refused)
+            # The culprits (and any suspect left unresolved) are out; whatever
+            # the fast path would have done, a full translation is due now.
+            served, held = self._quarantine.screen(view, retry_unproven=False)
+            return await self._apply(served, held, None)
+
+    async def _apply(
+        self,
+        served: ClusterView,
+        held: tuple[Problem, ...],
+        endpoints_of: Collection[tuple[str, str]] | None,
+    ) -> Outcome:
+        if endpoints_of is not None and self._last is not None:
+            desired = refresh_endpoints(self._last, served, endpoints_of)
+        else:
+            desired = self._translate(served)
+        if held:
+            desired = dataclasses.replace(
+                desired, problems=tuple(sorted({*desired.problems, *held}))
             )
-            return Outcome(desired, step, result)
+        step = plan(self._applier.applied, desired, always_reload=self._always_reload)
+        self._last = desired
+        if step.empty:
+            return Outcome(desired, step, None)
+        result = await self._applier.apply(step)
+        logger.info(
+            "applied: reload=%s operations=%d seconds=%.3f reasons=%s",
+            result.reloaded,
+            result.operations,
+            result.seconds,
+            "; ".join(result.reload_reasons) or "-",
+        )
+        if result.reloaded and endpoints_of is None:
+            # `haproxy -c` passed on this view: the baseline of later searches.
+            # (Runtime-only changes were never checked, so they stay suspects.)
+            self._quarantine.accepted(served)
+        return Outcome(desired, step, result)
+
+    def _translate(self, view: ClusterView) -> DesiredState:
+        return translate(view, self._options, now=datetime.datetime.now(datetime.UTC))
+
+    async def _isolate(self, served: ClusterView, refused: ConfigCheckError) -> None:
+        """Quarantine the objects that make HAProxy refuse ``served``; else re-raise."""
+        candidates = self._quarantine.suspects(served)
+        if not candidates:
+            raise refused
+        started = time.monotonic()
+        logger.warning(
+            "haproxy -c refused the configuration (%s); searching %d objects changed since "
+            "the last accepted one",
+            first_alert(refused.output),
+            len(candidates),
+        )
+
+        async def check(included: Sequence[ObjectKey]) -> str | None:
+            kept = set(included)
+            return await self._check(leave_out(served, [k for k in candidates if k not in kept]))
+
+        try:
+            search = await find_culprits(candidates, check, max_checks=self._max_checks)
+        except NotASuspect as error:
+            logger.error(
+                "haproxy -c refuses the configuration even without the %d changed objects "
+                "(checks=%d): the cause is not a user's object",
+                len(candidates),
+                error.checks,
+            )
+            raise refused from None
+        for key, refusal in search.culprits:
+            logger.warning("quarantined %s: %s", key.ref, first_alert(refusal))
+        if search.unresolved:
+            logger.error(
+                "gave up after %d haproxy -c runs; %d objects left out unproven until the "
+                "next sync: %s",
+                search.checks,
+                len(search.unresolved),
+                ", ".join(str(key.ref) for key in search.unresolved[:10]),
+            )
+        logger.info(
+            "quarantine search: suspects=%d culprits=%d unresolved=%d checks=%d seconds=%.3f",
+            len(candidates),
+            len(search.culprits),
+            len(search.unresolved),
+            search.checks,
+            time.monotonic() - started,
+        )
+        self._quarantine.add(served, search)
+
+    async def _check(self, view: ClusterView) -> str | None:
+        """None if HAProxy accepts what ``view`` would be applied as, else its refusal."""
+        desired = self._translate(view)
+        target = plan(self._applier.applied, desired, always_reload=self._always_reload).target
+        try:
+            await self._applier.check(target)
+        except ConfigCheckError as error:
+            return error.output or str(error)
+        return None

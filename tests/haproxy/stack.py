@@ -36,6 +36,7 @@ class Stack:
     http_port: int = field(default_factory=free_port)
     https_port: int = field(default_factory=free_port)
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    binary: str = "haproxy"  # tests may wrap the real one (see test_quarantine.py)
 
     def __post_init__(self) -> None:
         self.paths = HAProxyPaths(self.base)
@@ -45,14 +46,14 @@ class Stack:
             generate_default_certificate(datetime.datetime.now(datetime.UTC)).encode(),
             mode=0o600,
         )
-        self.process = HAProxyProcess(self.paths)
+        self.process = HAProxyProcess(self.paths, binary=self.binary)
         self.client = RuntimeClient(self.paths.runtime_socket)
         render_options = RenderOptions(
             self.paths,
             http_binds=(f"127.0.0.1:{self.http_port}",),
             https_binds=(f"127.0.0.1:{self.https_port}",),
         )
-        self.applier = Applier(self.process, self.client, render_options)
+        self.applier = Applier(self.process, self.client, render_options, binary=self.binary)
         self.reconciler = Reconciler(OPTIONS, self.applier)
 
     # --- the "API server" -------------------------------------------------------
