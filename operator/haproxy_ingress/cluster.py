@@ -55,7 +55,8 @@ class ClusterView:
         for obj in objects:
             kind = (str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
             if kind == ("v1", "ConfigMap"):
-                meta = obj.get("metadata") or {}
+                meta = obj.get("metadata")
+                meta = meta if isinstance(meta, Mapping) else {}  # offline input may be anything
                 if (meta.get("namespace"), meta.get("name")) == (
                     options.configmap_namespace,
                     options.configmap_name,

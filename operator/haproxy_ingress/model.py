@@ -113,6 +113,31 @@ class ServiceRef:
         return f"be_{self.namespace}_{self.name}_{self.port}"
 
 
+# Certificate file stems longer than this get a hashed form. A file name is at
+# most 255 bytes (NAME_MAX); "<stem>.pem" must fit, and so must the temporary
+# ".<stem>.pem.XXXXXXXX.tmp" that atomic_write renames into place (+18).
+MAX_CERTIFICATE_STEM = 200
+_HASHED_PREFIX = 64
+
+
+def certificate_name(namespace: str, secret: str) -> str:
+    """The file stem of a Secret's certificate, injective and at most MAX_CERTIFICATE_STEM.
+
+    Short names stay readable: ``<namespace>_<secret>``. A namespace (63) and
+    a Secret name (253) can make that 317 characters, so longer ones become
+    ``<namespace>_<first 64 of secret>_<sha256 of namespace/secret>``.
+    Kubernetes names never contain '_': a readable stem has exactly one, a
+    hashed one exactly two, so the two forms cannot meet, readable stems
+    are injective by construction, and two hashed ones would need a SHA-256
+    collision.
+    """
+    readable = f"{namespace}_{secret}"
+    if len(readable) <= MAX_CERTIFICATE_STEM:
+        return readable
+    digest = hashlib.sha256(f"{namespace}/{secret}".encode()).hexdigest()
+    return f"{namespace}_{secret[:_HASHED_PREFIX]}_{digest}"
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -185,7 +210,7 @@ class RoutingMaps:
 class Certificate:
     """A TLS certificate and key, served for ``hosts`` by SNI."""
 
-    name: str  # file stem, "<namespace>_<secret>"; injective like backend names
+    name: str  # file stem from certificate_name(); injective like backend names
     pem: str = field(compare=False)  # re-serialised chain + key, never user bytes verbatim
     hosts: tuple[str, ...] = ()
 

@@ -7,6 +7,7 @@ haproxy.cfg that fails to load. A bad key is reported and its default kept.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -47,16 +48,25 @@ RETRY_ON_KEYWORDS = (
 
 
 def _retry_on(value: str, field: str) -> tuple[str, ...]:
-    words = tuple(value.split())
+    words = value.split()
     if not words:
         raise Invalid(field, "must list at least one retry-on keyword")
     for word in words:
         validate.choice(word, field, RETRY_ON_KEYWORDS)
-    return words
+    # Duplicates are harmless to HAProxy but each is a word of a line limited
+    # to 64 (haproxy -c: "too many words"); keep the first of each.
+    unique = tuple(dict.fromkeys(words))
+    if "none" in unique and len(unique) > 1:
+        # haproxy -c: "'retry-on' 'none' keyworld only usable alone".
+        raise Invalid(field, f"none cannot be combined with other keywords, got {value!r}")
+    return unique
 
 
 def _optional_duration(value: str, field: str) -> str | None:
-    return None if value.strip() in {"", "0"} else validate.duration(value, field)
+    """A duration where zero (in any unit) or nothing means "off"."""
+    if value.strip() == "" or validate.is_zero_duration(value):
+        return None
+    return validate.duration(value, field)
 
 
 def _optional_int(value: str, field: str) -> int | None:
@@ -65,6 +75,7 @@ def _optional_int(value: str, field: str) -> int | None:
 
 
 def _count(value: str, field: str) -> int:
+    # fall, rise and error-limit: haproxy -c refuses 0 ("has to be > 0").
     return validate.integer(value, field, minimum=1, maximum=100)
 
 
@@ -137,7 +148,9 @@ def parse_service_ref(value: object, field: str) -> ServiceRef:
     name, _, port = rest.partition(":")
     validate.dns_label(namespace, field)
     validate.service_name(name, field)
-    if port.isdigit():
+    # ASCII digits only: str.isdigit() is true for '٣' and '²', and int()
+    # raises on '²' and on more than 4,300 digits.
+    if re.fullmatch(r"[0-9]{1,5}", port):
         port = str(validate.port_number(int(port), field))
     else:
         validate.port_name(port, field)
@@ -154,7 +167,9 @@ def backend_annotations(
     """
     settings = base
     errors: list[Invalid] = []
-    for name in sorted(annotations):
+    # Offline input may have non-string keys (YAML `1: x`), which neither sort
+    # with strings nor can be ours.
+    for name in sorted(k for k in annotations if isinstance(k, str)):
         if not name.startswith(ANNOTATION_PREFIX):
             continue
         key = name[len(ANNOTATION_PREFIX) :]
@@ -209,10 +224,11 @@ def parse_configmap(
     if configmap is None:
         return settings, None, []
     meta = configmap.get("metadata") or {}
+    meta = meta if isinstance(meta, Mapping) else {}
     source = ObjectRef(
         "ConfigMap",
-        str(meta.get("namespace", "")),
-        str(meta.get("name", "")),
+        validate.printable(meta.get("namespace", "")),
+        validate.printable(meta.get("name", "")),
         str(meta.get("uid", "")),
     )
     problems: list[Problem] = []
@@ -224,8 +240,8 @@ def parse_configmap(
             None,
             [Problem(source, "data", "must be a map of strings", "InvalidSetting")],
         )
-    for key in sorted(data):
-        field = f"data.{key}"
+    for key in sorted(data, key=str):
+        field = f"data.{validate.printable(key)}"
         value = data[key]
         try:
             if not isinstance(value, str):

@@ -15,14 +15,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from haproxy_ingress.validate import Invalid
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 MAX_PEM_BYTES = 256 * 1024
+# What OpenSSL 3.0 at HAProxy's default security level (2: 112-bit security)
+# loads, checked with `crt` on haproxy 2.6.12: RSA-1024 keys, secp192r1 keys,
+# SHA-1/MD5 signatures on a CA-signed certificate and an RSA-1024 CA in the
+# chain all fail haproxy -c ("unable to load SSL certificate"). This is an
+# allow-list, slightly stricter than OpenSSL: curves other than the three
+# that TLS clients offer (secp224r1, secp256k1, brainpool load but no
+# browser can use them), DSA (no TLS 1.3 signature scheme) and SHA-1/MD5
+# even on self-signed certificates (clients refuse them) are refused too.
+MIN_RSA_BITS = 2048
+EC_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+WEAK_SIGNATURE_HASHES = ("md5", "sha1")
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,8 @@ def certificate_from_secret(secret: Mapping[str, Any]) -> CheckedCertificate:
         private_key = serialization.load_pem_private_key(key, password=None)
     except (ValueError, TypeError):
         raise Invalid("data[tls.key]", "is not an unencrypted PEM private key") from None
+    for index, cert in enumerate(chain):
+        _check_strength(cert, "data[tls.crt]" if index == 0 else f"data[tls.crt] chain[{index}]")
     leaf = chain[0]
     public = private_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -71,6 +85,27 @@ def certificate_from_secret(secret: Mapping[str, Any]) -> CheckedCertificate:
         not_after=leaf.not_valid_after_utc,
         subject=leaf.subject.rfc4514_string(),
     )
+
+
+def _check_strength(cert: x509.Certificate, field: str) -> None:
+    """Refuse a key or signature that OpenSSL would not load (see EC_CURVES)."""
+    try:
+        key = cert.public_key()
+        digest = cert.signature_hash_algorithm
+    except (UnsupportedAlgorithm, ValueError):
+        raise Invalid(field, "uses a key or signature algorithm OpenSSL cannot use") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise Invalid(field, f"has an RSA-{key.key_size} key; at least {MIN_RSA_BITS} bits")
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in EC_CURVES:
+            raise Invalid(
+                field, f"has an EC key on {key.curve.name}; use one of {', '.join(EC_CURVES)}"
+            )
+    elif not isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        raise Invalid(field, "has a key type HAProxy cannot serve (use RSA or ECDSA)")
+    if digest is not None and digest.name in WEAK_SIGNATURE_HASHES:
+        raise Invalid(field, f"is signed with {digest.name.upper()}, which OpenSSL 3 refuses")
 
 
 def self_signed(

@@ -32,6 +32,7 @@ from haproxy_ingress.model import (
     Route,
     ServerState,
     ServiceRef,
+    certificate_name,
 )
 from haproxy_ingress.routing import route_key, routing_maps
 from haproxy_ingress.settings import (
@@ -64,6 +65,7 @@ def translate(
     certificates outside their validity period; they are still served.
     """
     settings, configured_default, problems = parse_configmap(view.configmap)
+    view = _well_named(view, problems)
     services = _by_name(view.services)
     slices = _slices_by_service(view.endpoint_slices)
     secrets = _by_name(view.secrets)
@@ -83,9 +85,13 @@ def translate(
         policies.add(settings.default_policy)
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
-        annotations = validate.mapping(
-            (ingress.get("metadata") or {}).get("annotations"), "metadata.annotations"
-        )
+        try:
+            annotations = validate.mapping(
+                (ingress.get("metadata") or {}).get("annotations"), "metadata.annotations"
+            )
+        except Invalid as error:
+            problems.append(Problem(source, error.field, error.reason, "Rejected"))
+            continue
         backend_settings, errors = backend_annotations(annotations, settings.backend)
         try:
             policy = route_policy(annotations, settings.default_policy)
@@ -190,6 +196,7 @@ def refresh_endpoints(
     those of a slice that was deleted outright go at the next full translate.
     """
     wanted = set(services)
+    view = _well_named(view, [])  # their problems were reported by the full translate
     affected = [b for b in previous.backends if (b.service.namespace, b.service.name) in wanted]
     if not affected:
         return previous
@@ -234,13 +241,18 @@ def _is_ours(ingress: KubeObject, classes: Iterable[KubeObject], options: Transl
         if isinstance(spec, Mapping) and spec.get("controller") == options.controller_name:
             meta = ingress_class.get("metadata") or {}
             annotations = meta.get("annotations") or {}
-            ours[str(meta.get("name"))] = (
-                str(annotations.get(DEFAULT_CLASS_ANNOTATION, "")).lower() == "true"
+            default = (
+                annotations.get(DEFAULT_CLASS_ANNOTATION)
+                if isinstance(annotations, Mapping)
+                else ""
             )
+            ours[str(meta.get("name"))] = str(default).lower() == "true"
     spec = ingress.get("spec") or {}
     class_name = spec.get("ingressClassName") if isinstance(spec, Mapping) else None
     if class_name is not None:
-        return bool(class_name in ours)
+        # A class name that is not a string (offline input only) is claimed so
+        # that _parse_ingress reports it instead of it vanishing silently.
+        return not isinstance(class_name, str) or class_name in ours
     annotations = (ingress.get("metadata") or {}).get("annotations") or {}
     legacy = annotations.get(LEGACY_CLASS_ANNOTATION) if isinstance(annotations, Mapping) else None
     if legacy is not None:
@@ -265,6 +277,8 @@ def _parse_ingress(ingress: KubeObject, policy: str = "") -> _ParsedIngress:
     source = _ref("Ingress", ingress)
     namespace = source.namespace
     spec = validate.mapping(ingress.get("spec"), "spec")
+    if not isinstance(spec.get("ingressClassName", ""), str | None):
+        raise Invalid("spec.ingressClassName", "must be a string")
     parsed = _ParsedIngress()
     explicit_roots: set[str] = set()
     hosts: list[str] = []
@@ -437,7 +451,8 @@ def _endpoints(
     found: dict[tuple[str, int], Endpoint] = {}
     for endpoint_slice in slices:
         source = _ref("EndpointSlice", endpoint_slice)
-        if endpoint_slice.get("addressType") not in {"IPv4", "IPv6"}:
+        # A tuple, not a set: a malformed (unhashable) value must compare unequal, not raise.
+        if endpoint_slice.get("addressType") not in ("IPv4", "IPv6"):
             continue
         try:
             port = _slice_port(endpoint_slice, port_name)
@@ -566,7 +581,9 @@ def _certificates(
             hosts_of[key].add(host)
     return tuple(
         sorted(
-            Certificate(f"{namespace}_{name}", pem, tuple(sorted(hosts_of[(namespace, name)])))
+            Certificate(
+                certificate_name(namespace, name), pem, tuple(sorted(hosts_of[(namespace, name)]))
+            )
             for (namespace, name), pem in pems.items()
             if hosts_of[(namespace, name)]
         )
@@ -574,6 +591,42 @@ def _certificates(
 
 
 # --- helpers -------------------------------------------------------------------
+
+
+def _well_named(view: ClusterView, problems: list[Problem]) -> ClusterView:
+    """The view without objects whose metadata the API server would refuse.
+
+    Names become file and backend names and go into log lines and Events, so
+    an object with a malformed one (possible in offline input) is left out
+    with a problem whose reference shows the name only as a short repr.
+    """
+
+    def keep(kind: str, objects: tuple[KubeObject, ...]) -> tuple[KubeObject, ...]:
+        kept = []
+        for obj in objects:
+            try:
+                validate.object_metadata(kind, obj)
+            except Invalid as error:
+                meta = obj.get("metadata")
+                meta = meta if isinstance(meta, Mapping) else {}
+                ref = ObjectRef(
+                    kind,
+                    validate.printable(meta.get("namespace", "")),
+                    validate.printable(meta["name"]) if "name" in meta else "(unnamed)",
+                )
+                problems.append(Problem(ref, error.field, error.reason, "Rejected"))
+            else:
+                kept.append(obj)
+        return tuple(kept)
+
+    return dataclasses.replace(
+        view,
+        ingresses=keep("Ingress", view.ingresses),
+        ingress_classes=keep("IngressClass", view.ingress_classes),
+        services=keep("Service", view.services),
+        endpoint_slices=keep("EndpointSlice", view.endpoint_slices),
+        secrets=keep("Secret", view.secrets),
+    )
 
 
 def _ref(kind: str, obj: KubeObject) -> ObjectRef:

@@ -34,6 +34,9 @@ _PORT_NAME_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,13}[a-z0-9])?")
 _PATH_RE = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,=:@/]|%[0-9A-Fa-f]{2})*")
 _DURATION_RE = re.compile(r"([0-9]{1,9})(us|ms|s|m|h|d)?")
 MAX_PATH_LENGTH = 1024
+# The characters of IPv4/IPv6 addresses and networks: no '%' (scope ids).
+_IP_CHARS_RE = re.compile(r"[0-9A-Fa-f:.]{2,45}")
+_CIDR_CHARS_RE = re.compile(r"[0-9A-Fa-f:.]{2,45}(?:/[0-9.]{1,15})?")
 
 
 def dns_label(value: object, field: str) -> str:
@@ -55,6 +58,35 @@ def dns_subdomain(value: object, field: str) -> str:
     if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(value):
         raise Invalid(field, f"must be a lowercase RFC 1123 subdomain, got {_show(value)}")
     return value
+
+
+def object_metadata(kind: str, obj: Mapping[str, Any]) -> tuple[str, str]:
+    """An object's (namespace, name), checked as the API server checks them.
+
+    Offline ``render`` input has no API server in front of it, and a name ends
+    up in file names, backend names, log lines and Events: a newline in one
+    must never split a line there.
+    """
+    meta = mapping(obj.get("metadata"), "metadata")
+    namespace = meta.get("namespace", "")
+    if kind != "IngressClass":
+        dns_label(namespace, "metadata.namespace")
+    elif namespace not in ("", None):
+        raise Invalid("metadata.namespace", "IngressClasses are not namespaced")
+    # The API server's formats: Services are RFC 1035 labels, Ingresses,
+    # IngressClasses, EndpointSlices and Secrets RFC 1123 subdomains.
+    check_name = service_name if kind == "Service" else dns_subdomain
+    name = check_name(meta.get("name"), "metadata.name")
+    return str(namespace or ""), name
+
+
+def printable(value: object, limit: int = 60) -> str:
+    """``value`` for an ObjectRef or a log line: itself if a safe name, else a short repr."""
+    if value == "" or (
+        isinstance(value, str) and len(value) <= 253 and _DNS_SUBDOMAIN_RE.fullmatch(value)
+    ):
+        return str(value)
+    return _show(value, limit)
 
 
 def port_number(value: object, field: str) -> int:
@@ -83,6 +115,11 @@ def host(value: object, field: str) -> str:
     """
     if not isinstance(value, str):
         raise Invalid(field, f"must be a string, got {_show(value)}")
+    if not value.isascii():
+        # Checked before lowering: str.lower() maps some non-ASCII letters to
+        # ASCII ones (the Kelvin sign U+212A becomes 'k'), which would accept
+        # a host that HAProxy and the client see as different bytes.
+        raise Invalid(field, f"must be an ASCII DNS name, got {_show(value)}")
     lowered = value.lower()
     name = lowered[2:] if lowered.startswith("*.") else lowered
     if len(lowered) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(name):
@@ -108,8 +145,10 @@ def path(value: object, field: str) -> str:
 
 def ip_address(value: object, field: str) -> str:
     """An endpoint address, normalised (``ipaddress`` refuses anything else)."""
-    if not isinstance(value, str):
-        raise Invalid(field, f"must be an IP address, got {_show(value)}")
+    if not isinstance(value, str) or not _IP_CHARS_RE.fullmatch(value):
+        # ipaddress accepts IPv6 scope ids ("fe80::1%eth0") whose zone is any
+        # text, quotes and braces included; HAProxy takes no scope id at all.
+        raise Invalid(field, f"must be an IP address without a scope id, got {_show(value)}")
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
@@ -117,21 +156,42 @@ def ip_address(value: object, field: str) -> str:
 
 
 _UNIT_MS = {"us": 0.001, "ms": 1, "": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-# HAProxy keeps timers in signed 32-bit milliseconds (24.8 days).
+# HAProxy keeps timers in signed 32-bit milliseconds: 2147483648 (or 25d) is
+# refused with "timer overflow" by every timeout, inter, slowstart and
+# hard-stop-after (checked with haproxy -c on 2.6.12).
 MAX_DURATION_MS = 2**31 - 1
 
 
 def duration(value: object, field: str) -> str:
-    """A time in HAProxy's format (``500ms``, ``5s``, ``1m``; a bare number is ms)."""
+    """A positive time in HAProxy's format (``500ms``, ``5s``, ``1m``; a bare number is ms).
+
+    Zero is refused: ``inter 0`` fails ``haproxy -c``, and a zero timeout means
+    "wait forever" (accepted with only a warning), which no tenant should be
+    able to ask for. Settings where zero means "off" handle it themselves.
+    """
     match = _DURATION_RE.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
         raise Invalid(field, f"must be a duration such as 500ms, 5s or 1m, got {_show(value)}")
-    if int(match[1]) * _UNIT_MS[match[2] or ""] > MAX_DURATION_MS:
+    milliseconds = int(match[1]) * _UNIT_MS[match[2] or ""]
+    if milliseconds > MAX_DURATION_MS:
         raise Invalid(field, f"must be at most 24 days, got {_show(value)}")
+    if milliseconds == 0:
+        raise Invalid(field, f"must be more than zero, got {_show(value)}")
     return match[0]
 
 
-MAX_CIDRS = 256
+def is_zero_duration(value: str) -> bool:
+    """Whether ``value`` is a duration of zero in any unit (``0``, ``0s``, ``000ms``)."""
+    match = _DURATION_RE.fullmatch(value.strip())
+    return match is not None and int(match[1]) == 0
+
+
+# Allow-lists are rendered today as one `http-request deny ... if !{ src N... }`
+# line: HAProxy splits a line into at most 64 words ("too many words,
+# truncating after word 64" fails haproxy -c), and the line's own words take 8.
+MAX_CIDRS = 56
+# Words in the raw value, before duplicates are merged: bounds the work.
+MAX_CIDR_WORDS = 1024
 
 
 def cidr_list(value: object, field: str) -> tuple[str, ...]:
@@ -139,15 +199,21 @@ def cidr_list(value: object, field: str) -> tuple[str, ...]:
     if not isinstance(value, str):
         raise Invalid(field, f"must be a list of CIDR networks, got {_show(value)}")
     words = [w for w in re.split(r"[,\s]+", value.strip()) if w]
-    if not words or len(words) > MAX_CIDRS:
+    if not words or len(words) > MAX_CIDR_WORDS:
         raise Invalid(field, f"must list 1 to {MAX_CIDRS} CIDR networks, got {_show(value)}")
-    networks = []
+    networks = set()
     for word in words:
+        if not _CIDR_CHARS_RE.fullmatch(word):
+            # Before ipaddress, which accepts scope ids ("fe80::%eth0/64")
+            # with any text in them and leaves the scope in the network.
+            raise Invalid(field, f"{_show(word)} is not a CIDR network (no scope ids)")
         try:
-            networks.append(str(ipaddress.ip_network(word, strict=False)))
+            networks.add(str(ipaddress.ip_network(word, strict=False)))
         except ValueError:
             raise Invalid(field, f"{_show(word)} is not a CIDR network") from None
-    return tuple(sorted(set(networks)))
+    if len(networks) > MAX_CIDRS:
+        raise Invalid(field, f"must list 1 to {MAX_CIDRS} CIDR networks, got {len(networks)}")
+    return tuple(sorted(networks))
 
 
 def integer(value: object, field: str, *, minimum: int, maximum: int) -> int:
@@ -165,7 +231,7 @@ def integer(value: object, field: str, *, minimum: int, maximum: int) -> int:
 def boolean(value: object, field: str) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+    if isinstance(value, str) and value.isascii() and value.strip().lower() in {"true", "false"}:
         return value.strip().lower() == "true"
     raise Invalid(field, f"must be true or false, got {_show(value)}")
 

@@ -160,3 +160,108 @@ def test_cidr_lists_are_normalised_and_hostile_ones_refused() -> None:
             validate.cidr_list(bad, "f")
     with pytest.raises(Invalid):
         validate.cidr_list(" ".join(f"10.0.{i // 256}.{i % 256}" for i in range(300)), "f")
+
+
+# --- values the old validators accepted and HAProxy 2.6.12 refuses (issue class 3) ---
+
+
+@pytest.mark.parametrize("value", ["0", "0ms", "000s", "0us", "0d"])
+def test_durations_refuse_zero(value: str) -> None:
+    # haproxy -c: "invalid value 0 for argument 'inter'"; a zero timeout means
+    # "forever" (accepted with a warning only).
+    with pytest.raises(Invalid, match="more than zero"):
+        validate.duration(value, "f")
+
+
+def test_durations_accept_haproxy_limits() -> None:
+    # 1us rounds up to 1 ms; 2147483647 ms (24d) is HAProxy's largest timer.
+    assert validate.duration("1us", "f") == "1us"
+    assert validate.duration("24d", "f") == "24d"
+    assert validate.duration("596h", "f") == "596h"
+    for over in ["25d", "597h", "35792m", "2147484s"]:
+        with pytest.raises(Invalid):
+            validate.duration(over, "f")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["fe80::%eth0", "fe80::1%'", "fe80::1%}", "fe80::1%25", "\uff11.2.3.4", "10.0.0.1/32"],
+)
+def test_ip_address_refuses_scope_ids_and_non_ascii(value: str) -> None:
+    with pytest.raises(Invalid):
+        validate.ip_address(value, "f")
+
+
+@pytest.mark.parametrize("word", ["fe80::%eth0/64", "fe80::%'/64", "fe80::%}/64", "fe80::1%1"])
+def test_cidr_list_refuses_scope_ids(word: str) -> None:
+    with pytest.raises(Invalid, match="scope"):
+        validate.cidr_list(f"10.0.0.0/8 {word}", "f")
+
+
+def test_cidr_list_counts_distinct_networks_against_one_line_of_words() -> None:
+    # 56 networks + the line's 8 own words = HAProxy's 64 words per line.
+    fits = " ".join(f"10.0.0.{i}" for i in range(validate.MAX_CIDRS))
+    assert len(validate.cidr_list(fits, "f")) == validate.MAX_CIDRS
+    assert validate.cidr_list(" ".join(["10.0.0.1"] * 500), "f") == ("10.0.0.1/32",)
+    with pytest.raises(Invalid):
+        validate.cidr_list(fits + " 10.0.1.0", "f")
+    assert validate.cidr_list("10.0.0.0/255.0.0.0", "f") == ("10.0.0.0/8",)
+
+
+@pytest.mark.parametrize(
+    "value", ["\u212aelvin.example.com", "ex\u0130.com", "caf\u00e9.example", "a\u2028b.com"]
+)
+def test_host_refuses_non_ascii_before_lowering(value: str) -> None:
+    # U+212A KELVIN SIGN lowers to ASCII 'k': the check must come first.
+    with pytest.raises(Invalid, match="ASCII"):
+        validate.host(value, "f")
+
+
+def test_boolean_is_ascii_strict() -> None:
+    assert validate.boolean(" TRUE ", "f") is True
+    with pytest.raises(Invalid):
+        validate.boolean("\u0442rue", "f")  # Cyrillic te
+
+
+@pytest.mark.parametrize("port", ["\u0663", "\u00b2", "8" * 5000, "0" * 6 + "80", "65536"])
+def test_service_ref_ports_are_ascii_digits(port: str) -> None:
+    with pytest.raises(Invalid):
+        parse_service_ref(f"ns/name:{port}", "f")
+
+
+@pytest.mark.parametrize(
+    ("kind", "metadata"),
+    [
+        ("Ingress", {"name": "a", "namespace": "x\ny"}),
+        ("Ingress", {"name": "a\nb", "namespace": "ns"}),
+        ("Ingress", {"name": "a", "namespace": "a.b"}),  # namespaces are labels
+        ("Ingress", {"name": "a" * 254, "namespace": "ns"}),
+        ("Ingress", {"name": ["a"], "namespace": "ns"}),
+        ("Ingress", {"name": "a"}),
+        ("Service", {"name": "a.b", "namespace": "ns"}),  # Services are RFC 1035 labels
+        ("Service", {"name": "1a", "namespace": "ns"}),
+        ("Secret", {"name": "A", "namespace": "ns"}),
+        ("EndpointSlice", {"name": "a_b", "namespace": "ns"}),
+        ("IngressClass", {"name": "a", "namespace": "ns"}),
+        ("IngressClass", "x"),
+    ],
+)
+def test_object_metadata_refuses_what_the_api_server_refuses(kind: str, metadata: object) -> None:
+    with pytest.raises(Invalid, match=r"^metadata"):
+        validate.object_metadata(kind, {"metadata": metadata})
+
+
+def test_object_metadata_accepts_maximal_names() -> None:
+    name = ".".join(["a" * 63] * 3) + "." + "a" * 61  # 253 characters
+    assert validate.object_metadata("Secret", {"metadata": {"name": name, "namespace": "n"}}) == (
+        "n",
+        name,
+    )
+    assert validate.object_metadata("IngressClass", {"metadata": {"name": "c"}}) == ("", "c")
+
+
+def test_printable_keeps_names_and_escapes_the_rest() -> None:
+    assert validate.printable("ns") == "ns"
+    assert validate.printable("") == ""
+    assert "\n" not in validate.printable("a\nb")
+    assert len(validate.printable("x" * 10_000)) <= 60

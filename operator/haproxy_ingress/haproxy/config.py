@@ -203,14 +203,40 @@ def map_file(entries: Iterable[tuple[str, str]]) -> bytes:
     return "".join(f"{safe_token(key)} {safe_token(value)}\n" for key, value in entries).encode()
 
 
-def crt_list_line(paths: HAProxyPaths, cert: Certificate) -> str:
-    """``<pem> [alpn …] <sni>…``: the same words the runtime ``add ssl crt-list`` takes."""
-    hosts = " ".join(safe_token(host) for host in cert.hosts)
-    return f"{certificate_path(paths, cert.name)} [alpn {ALPN}] {hosts}"
+# Limits of one crt-list line, measured on haproxy 2.6.12: more than 2,048
+# words ("too many args", so about 2,045 SNI filters) or 65,535 characters
+# ("line too long") fail haproxy -c, so 2,100 Ingresses sharing a wildcard
+# Secret broke the whole configuration. The same PEM may appear on several
+# lines (checked), so a certificate's hosts are spread over as many lines as
+# needed, each short enough to be replayed as one runtime `add ssl crt-list`
+# payload too (HAProxy drops commands near 16 KB, see runtime.MAX_COMMAND_BYTES).
+CRT_LIST_MAX_HOSTS = 1000
+CRT_LIST_MAX_LINE = 12_000
+
+
+def crt_list_lines(paths: HAProxyPaths, cert: Certificate) -> list[str]:
+    """``<pem> [alpn …] <sni>…`` lines: the same words the runtime ``add ssl crt-list`` takes."""
+    head = f"{certificate_path(paths, cert.name)} [alpn {ALPN}]"
+    lines: list[str] = []
+    current: list[str] = []
+    size = len(head)
+    for host in cert.hosts:
+        word = safe_token(host)
+        if current and (
+            len(current) >= CRT_LIST_MAX_HOSTS or size + 1 + len(word) > CRT_LIST_MAX_LINE
+        ):
+            lines.append(" ".join([head, *current]))
+            current, size = [], len(head)
+        current.append(word)
+        size += 1 + len(word)
+    lines.append(" ".join([head, *current]))
+    return lines
 
 
 def crt_list(paths: HAProxyPaths, certificates: Iterable[Certificate]) -> bytes:
-    return "".join(crt_list_line(paths, cert) + "\n" for cert in certificates).encode()
+    return "".join(
+        line + "\n" for cert in certificates for line in crt_list_lines(paths, cert)
+    ).encode()
 
 
 def server_address(endpoint: Endpoint) -> str:
