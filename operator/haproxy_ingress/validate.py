@@ -186,10 +186,10 @@ def is_zero_duration(value: str) -> bool:
     return match is not None and int(match[1]) == 0
 
 
-# Allow-lists are rendered today as one `http-request deny ... if !{ src N... }`
-# line: HAProxy splits a line into at most 64 words ("too many words,
-# truncating after word 64" fails haproxy -c), and the line's own words take 8.
-MAX_CIDRS = 56
+# Allow-lists are pattern files, one network per line (haproxy/config.py
+# policy_path), so HAProxy's 64 words per line do not bound them; this only
+# bounds the work and the file.
+MAX_CIDRS = 1024
 # Words in the raw value, before duplicates are merged: bounds the work.
 MAX_CIDR_WORDS = 1024
 

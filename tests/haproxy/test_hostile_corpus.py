@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from haproxy_ingress.cli import main
+from haproxy_ingress.translate import DENY_ALL
 from tests.haproxy.test_config_check import HAPROXY
 
 pytestmark = pytest.mark.haproxy
@@ -60,7 +61,15 @@ def test_hostile_case(
         not line.endswith(": spec.tls") and not line.startswith("Secret ")
         for line in case["expect"]
     )
-    if case["expect"] and rejected_only:
+    denied = any(line.endswith("allowlist-source-range]") for line in case["expect"])
+    if denied:
+        # Fail closed: an Ingress whose access rule is refused keeps its paths,
+        # and every one of them names the deny-all policy.
+        for name in ("maps/exact.map", "maps/prefix.map"):
+            added = set(files[name].splitlines()) - set(base_files[name].splitlines())
+            assert all(line.endswith(b"~" + DENY_ALL.name.encode()) for line in added), added
+        assert DENY_ALL.name.encode() in files["haproxy.cfg"]
+    elif case["expect"] and rejected_only:
         assert files == base_files
     else:
         assert files["certs/crt-list.txt"] == base_files["certs/crt-list.txt"] or all(

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 import yaml
 
+from haproxy_ingress import validate
 from haproxy_ingress.cli import main
 from tests.haproxy.test_config_check import haproxy_check
 
 pytestmark = pytest.mark.haproxy
 
-# The most extreme values accepted, all at once (allow-list on one line:
-# MAX_CIDRS = 56 full-length IPv6 networks).
+# The most extreme values accepted, all at once (the allow-list: MAX_CIDRS
+# full-length IPv6 networks, read from a file).
 EXTREMES = {
     "timeout-connect": "24d",
     "timeout-server": "1us",
@@ -39,7 +40,7 @@ EXTREMES = {
     "retries": "100",
     "retry-on": " ".join(["all-retryable-errors", "404", "none"][:2] * 40),
     "allowlist-source-range": " ".join(
-        f"ffff:ffff:ffff:ffff:ffff:ffff:ffff:{i:04x}/128" for i in range(56)
+        f"ffff:ffff:ffff:ffff:ffff:ffff:ffff:{i:04x}/128" for i in range(validate.MAX_CIDRS)
     ),
 }
 

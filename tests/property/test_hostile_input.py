@@ -89,8 +89,23 @@ def empty_sections(base: Path) -> dict[str, list[str]]:
 
 def check_shape(target: AppliedState, files: dict[str, str], empty: dict[str, list[str]]) -> None:
     found = sections(files["haproxy.cfg"])
-    for fixed in ("global", "defaults", "frontend fe_http", "backend be_default_404"):
+    for fixed in ("global", "defaults", "backend be_default_404"):
         assert found[fixed] == empty[fixed], fixed
+    # The frontend is the empty cluster's plus exactly one deny line per access
+    # policy, naming it and its own networks file, and nothing else.
+    policy_lines = [
+        "http-request deny deny_status 403 if { var(txn.policy) -m str "
+        f"{p.name} }} !{{ var(txn.client) -m ip -f BASE/maps/{p.name}.acl }}"
+        for p in target.structure.policies
+    ]
+    frontend = empty["frontend fe_http"]
+    at = frontend.index("use_backend %[var(txn.backend)] if { var(txn.backend) -m found }")
+    assert found["frontend fe_http"] == [*frontend[:at], *policy_lines, *frontend[at:]]
+    for policy in target.structure.policies:
+        networks = files[f"maps/{policy.name}.acl"].splitlines()
+        assert networks == list(policy.allow_sources)
+        for network in networks:
+            ipaddress.ip_network(network)
     expected = {f"backend {b.name}": b for b in target.structure.backends}
     assert set(found) - set(empty) == set(expected)
     for header, layout in expected.items():
