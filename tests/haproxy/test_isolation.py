@@ -118,6 +118,9 @@ async def test_host_that_is_not_a_dns_name_gets_400(
         b"app.example.com%2f",
         b"[::1",
         b"a" * 64 + b".example.com",
+        b"app.example.com:80@evil.example",
+        b"app.example.com#x",
+        b"app.example.com?x",
     ]
     before = served(tenants.values())
     for host in bad_hosts:
@@ -206,6 +209,10 @@ async def test_a_host_with_rules_owns_its_requests(
         b"/admin;jsessionid=1",
         b"///admin//secret",
         b"http://app.example.com/x/../admin",
+        b"/admin%2f",
+        b"/admin%2F..%2Fadmin",
+        b"/x;/../admin",
+        b"/%2fadmin",
     ],
 )
 async def test_paths_are_matched_canonically(
