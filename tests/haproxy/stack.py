@@ -8,6 +8,7 @@ plan → apply → haproxy. Traffic goes through HAProxy to real HTTP backends.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import ssl
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import HAProxyProcess, ProcInfo
 from haproxy_ingress.haproxy.runtime import RuntimeClient
+from haproxy_ingress.plan import BackendLayout
 from haproxy_ingress.sync import Outcome, Reconciler
 from haproxy_ingress.tls import generate_default_certificate
 from tests.backends import free_port
@@ -104,3 +106,19 @@ async def wait_for(predicate: Any, limit: float = 10.0) -> None:
         if loop.time() > deadline:
             raise TimeoutError("condition not met")
         await asyncio.sleep(0.05)
+
+
+def add_phantom_backend(stack: Stack) -> None:
+    """Make the applier believe in a backend HAProxy lacks (as if someone else's
+    reload dropped it): runtime commands for it fail, so the next runtime-only
+    change falls back to a reload."""
+    applied = stack.applier.applied
+    assert applied is not None
+    phantom = BackendLayout("be_default_phantom_80", applied.structure.backends[0].settings, 1)
+    stack.applier.applied = dataclasses.replace(
+        applied,
+        structure=dataclasses.replace(
+            applied.structure, backends=(*applied.structure.backends, phantom)
+        ),
+        servers={**applied.servers, phantom.name: (applied.servers["be_default_web_80"][0],)},
+    )

@@ -6,7 +6,6 @@ comes back (or never stopped) and that nothing was reloaded needlessly.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import signal
@@ -20,9 +19,8 @@ from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.controller import Controller
 from haproxy_ingress.model import Problem
-from haproxy_ingress.plan import BackendLayout, Structure
 from tests.backends import free_port
-from tests.haproxy.stack import Stack, get, wait_for
+from tests.haproxy.stack import Stack, add_phantom_backend, get, wait_for
 from tests.haproxy.test_traffic import slice_for, start_pods
 from tests.kube import ingress, path, rule, service
 
@@ -73,19 +71,8 @@ async def test_refused_runtime_command_falls_back_to_a_reload(
     stack: Stack, session: aiohttp.ClientSession
 ) -> None:
     await serving(stack, session, first=131)
-    applied = stack.applier.applied
-    assert applied is not None
     # Someone else's reload dropped a backend we believe in: commands for it fail.
-    phantom = BackendLayout("be_default_phantom_80", applied.structure.backends[0].settings, 1)
-    stack.applier.applied = dataclasses.replace(
-        applied,
-        structure=Structure(
-            applied.structure.settings,
-            (*applied.structure.backends, phantom),
-            applied.structure.default_backend,
-        ),
-        servers={**applied.servers, phantom.name: (applied.servers["be_default_web_80"][0],)},
-    )
+    add_phantom_backend(stack)
     before = await stack.proc()
     stack.delete("Ingress", "default", "a")  # plans "free the phantom's slot" + a map change
     outcome = await stack.sync()

@@ -9,7 +9,6 @@ binary for everything else (the master, its reloads, the traffic).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -22,10 +21,9 @@ from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.controller import Controller
 from haproxy_ingress.model import Problem
-from haproxy_ingress.plan import BackendLayout, Structure
 from tests.backends import free_port
 from tests.haproxy.conftest import HAPROXY
-from tests.haproxy.stack import Stack, get, wait_for
+from tests.haproxy.stack import Stack, add_phantom_backend, get, wait_for
 from tests.haproxy.test_faults import RecordingReporter
 from tests.haproxy.test_traffic import slice_for, start_pods
 from tests.kube import ingress, ingress_class, path, rule, service
@@ -173,20 +171,9 @@ async def test_a_refused_runtime_command_whose_reload_is_refused_quarantines_the
         service("web"), slice_for("web", pods), ingress("a", rule("a.example.com", path("/")))
     )
     await stack.sync()
-    applied = stack.applier.applied
-    assert applied is not None
     # Someone else's reload dropped a backend we believe in: its commands fail,
     # so the next runtime-only change falls back to a reload (see test_faults).
-    phantom = BackendLayout("be_default_phantom_80", applied.structure.backends[0].settings, 1)
-    stack.applier.applied = dataclasses.replace(
-        applied,
-        structure=Structure(
-            applied.structure.settings,
-            (*applied.structure.backends, phantom),
-            applied.structure.default_backend,
-        ),
-        servers={**applied.servers, phantom.name: (applied.servers["be_default_web_80"][0],)},
-    )
+    add_phantom_backend(stack)
     # Two new routes to an existing backend (map changes only): one of them
     # lands in a map file that `haproxy -c` refuses.
     stack.put(
