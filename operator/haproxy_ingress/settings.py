@@ -1,18 +1,20 @@
-"""The controller's ConfigMap → :class:`GlobalSettings` (pure).
+"""The controller's ConfigMap and an Ingress's annotations → settings (pure).
 
-Only the cluster admin can write the ConfigMap in the controller's namespace, but
-its values still pass the validators: a typo must become a clear Event, not a
-haproxy.cfg that fails to load. A bad key is reported and its default kept.
+What each key means, its validator and default are declared once in
+:mod:`registry`; this module reads the ConfigMap and the annotations with
+those declarations. Only the cluster admin can write the ConfigMap in the
+controller's namespace, but its values still pass the validators: a typo must
+become a clear Event, not a haproxy.cfg that fails to load. A bad key is
+reported and its default kept.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
-from haproxy_ingress import validate
+from haproxy_ingress import registry, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -21,149 +23,36 @@ from haproxy_ingress.model import (
     Problem,
     ServiceRef,
 )
+from haproxy_ingress.registry import ANNOTATION_PREFIX, Scope, parse_service_ref
 from haproxy_ingress.validate import Invalid
 
-BALANCE_ALGORITHMS = ("leastconn", "roundrobin", "random", "source", "first")
-# The retry-on keywords of HAProxy 2.6 that never resend a request a server may
-# have processed unless the failure proves it was not (see the README).
-OBSERVE_MODES = ("none", "layer4", "layer7")
-ON_ERROR = ("fastinter", "fail-check", "sudden-death", "mark-down")
-RETRY_ON_KEYWORDS = (
-    "none",
-    "conn-failure",
-    "empty-response",
-    "junk-response",
-    "response-timeout",
-    "0rtt-rejected",
-    "404",
-    "408",
-    "425",
-    "500",
-    "501",
-    "502",
-    "503",
-    "504",
-    "all-retryable-errors",
-)
+__all__ = [
+    "ANNOTATION_PREFIX",
+    "backend_annotations",
+    "has_access_rule",
+    "parse_configmap",
+    "parse_service_ref",
+    "route_policy",
+    "ssl_redirect",
+]
+
+_ALLOWLIST = registry.BY_KEY["allowlist-source-range"]
+_SSL_REDIRECT = registry.BY_KEY["ssl-redirect"]
+_DEFAULT_BACKEND = registry.BY_KEY["default-backend-service"]
 
 
-def _retry_on(value: str, field: str) -> tuple[str, ...]:
-    words = value.split()
-    if not words:
-        raise Invalid(field, "must list at least one retry-on keyword")
-    for word in words:
-        validate.choice(word, field, RETRY_ON_KEYWORDS)
-    # Duplicates are harmless to HAProxy but each is a word of a line limited
-    # to 64 (haproxy -c: "too many words"); keep the first of each.
-    unique = tuple(dict.fromkeys(words))
-    if "none" in unique and len(unique) > 1:
-        # haproxy -c: "'retry-on' 'none' keyworld only usable alone".
-        raise Invalid(field, f"none cannot be combined with other keywords, got {value!r}")
-    return unique
-
-
-def _optional_duration(value: str, field: str) -> str | None:
-    """A duration where zero (in any unit) or nothing means "off"."""
-    if value.strip() == "" or validate.is_zero_duration(value):
-        return None
-    return validate.duration(value, field)
-
-
-def _optional_int(value: str, field: str) -> int | None:
-    number = validate.integer(value, field, minimum=0, maximum=1_000_000)
-    return number or None
-
-
-def _count(value: str, field: str) -> int:
-    # fall, rise and error-limit: haproxy -c refuses 0 ("has to be > 0").
-    return validate.integer(value, field, minimum=1, maximum=100)
-
-
-_BackendKey = Callable[[BackendSettings, str, str], BackendSettings]
-_GlobalKey = Callable[[GlobalSettings, str, str], GlobalSettings]
-
-# Keys that tune one backend: from the ConfigMap (every backend's default) or
-# from an Ingress annotation ``haproxy-ingress.kopf.dev/<key>`` (its backends).
-BACKEND_KEYS: dict[str, _BackendKey] = {
-    "balance": lambda b, v, f: replace(b, balance=validate.choice(v, f, BALANCE_ALGORITHMS)),
-    "timeout-connect": lambda b, v, f: replace(b, timeout_connect=validate.duration(v, f)),
-    "timeout-server": lambda b, v, f: replace(b, timeout_server=validate.duration(v, f)),
-    "retries": lambda b, v, f: replace(b, retries=validate.integer(v, f, minimum=0, maximum=100)),
-    "retry-on": lambda b, v, f: replace(b, retry_on=_retry_on(v, f)),
-    "redispatch": lambda b, v, f: replace(b, redispatch=validate.boolean(v, f)),
-    "drain-terminating": lambda b, v, f: replace(b, drain=validate.boolean(v, f)),
-    "health-check": lambda b, v, f: replace(b, health_check=validate.boolean(v, f)),
-    "health-check-interval": lambda b, v, f: replace(b, check_inter=validate.duration(v, f)),
-    "health-check-fall": lambda b, v, f: replace(b, check_fall=_count(v, f)),
-    "health-check-rise": lambda b, v, f: replace(b, check_rise=_count(v, f)),
-    "health-check-observe": lambda b, v, f: replace(
-        b, observe=validate.choice(v, f, OBSERVE_MODES)
-    ),
-    "health-check-error-limit": lambda b, v, f: replace(b, error_limit=_count(v, f)),
-    "health-check-on-error": lambda b, v, f: replace(b, on_error=validate.choice(v, f, ON_ERROR)),
-    "slowstart": lambda b, v, f: replace(b, slowstart=_optional_duration(v, f)),
-    "server-maxconn": lambda b, v, f: replace(b, maxconn=_optional_int(v, f)),
-}
-
-GLOBAL_KEYS: dict[str, _GlobalKey] = {
-    "timeout-client": lambda s, v, f: replace(s, timeout_client=validate.duration(v, f)),
-    "timeout-http-request": lambda s, v, f: replace(
-        s, timeout_http_request=validate.duration(v, f)
-    ),
-    "timeout-http-keep-alive": lambda s, v, f: replace(
-        s, timeout_http_keep_alive=validate.duration(v, f)
-    ),
-    "timeout-queue": lambda s, v, f: replace(s, timeout_queue=validate.duration(v, f)),
-    "hard-stop-after": lambda s, v, f: replace(s, hard_stop_after=validate.duration(v, f)),
-    "maxconn": lambda s, v, f: replace(
-        s, maxconn=validate.integer(v, f, minimum=100, maximum=1_000_000)
-    ),
-    "server-slots": lambda s, v, f: replace(
-        s, slots_min=validate.integer(v, f, minimum=1, maximum=1024)
-    ),
-    "use-forwarded-headers": lambda s, v, f: replace(
-        s, use_forwarded_headers=validate.boolean(v, f)
-    ),
-    "proxy-real-ip-cidr": lambda s, v, f: replace(s, proxy_real_ip_cidr=validate.cidr_list(v, f)),
-    "use-proxy-protocol": lambda s, v, f: replace(s, use_proxy_protocol=validate.boolean(v, f)),
-    # Every route's allow-list unless its Ingress sets one (ingress-nginx's
-    # global whitelist-source-range); it also guards the default backend.
-    "allowlist-source-range": lambda s, v, f: replace(
-        s, default_policy=AccessPolicy(validate.cidr_list(v, f))
-    ),
-}
-ANNOTATION_PREFIX = "haproxy-ingress.kopf.dev/"
-SSL_REDIRECT_KEY = "ssl-redirect"  # about the Ingress's hosts, not its backends
-# About who may use the Ingress's routes: an access rule is per route, never
-# per backend, so that no other Ingress can drop or weaken it (model.AccessPolicy).
-ALLOWLIST_KEY = "allowlist-source-range"
-DEFAULT_BACKEND_KEY = "default-backend-service"
-
-
-def parse_service_ref(value: object, field: str) -> ServiceRef:
-    """``namespace/name:port`` (port a number or a name), as flags and the ConfigMap give it."""
-    if not isinstance(value, str) or "/" not in value or ":" not in value:
-        raise Invalid(field, f"must be namespace/name:port, got {value!r}")
-    namespace, _, rest = value.partition("/")
-    name, _, port = rest.partition(":")
-    validate.dns_label(namespace, field)
-    validate.service_name(name, field)
-    # ASCII digits only: str.isdigit() is true for '٣' and '²', and int()
-    # raises on '²' and on more than 4,300 digits.
-    if re.fullmatch(r"[0-9]{1,5}", port):
-        port = str(validate.port_number(int(port), field))
-    else:
-        validate.port_name(port, field)
-    return ServiceRef(namespace, name, port)
+def _field(name: str) -> str:
+    return f"metadata.annotations[{name}]"
 
 
 def backend_annotations(
     annotations: Mapping[str, Any], base: BackendSettings
 ) -> tuple[BackendSettings, list[Invalid]]:
-    """An Ingress's ``haproxy-ingress.kopf.dev/*`` annotations applied to ``base``.
+    """An Ingress's backend-scope annotations applied to ``base``.
 
     Unknown keys under our prefix are refused (a typo must not pass silently);
-    other annotations are none of our business.
+    other annotations are none of our business. Route-scope keys are checked
+    here too (a bad value rejects the Ingress) and read by their own functions.
     """
     settings = base
     errors: list[Invalid] = []
@@ -172,20 +61,21 @@ def backend_annotations(
     for name in sorted(k for k in annotations if isinstance(k, str)):
         if not name.startswith(ANNOTATION_PREFIX):
             continue
-        key = name[len(ANNOTATION_PREFIX) :]
-        field = f"metadata.annotations[{name}]"
+        setting = registry.BY_KEY.get(name[len(ANNOTATION_PREFIX) :])
+        field = _field(name)
         value = annotations[name]
         try:
-            if key == SSL_REDIRECT_KEY:
+            if setting is None or not setting.annotation:
+                raise Invalid(field, "unknown annotation")
+            if setting is _SSL_REDIRECT:
+                # Booleans may arrive unquoted from offline YAML.
                 validate.boolean(value, field)
                 continue
-            if key == ALLOWLIST_KEY:
-                continue  # route scope: route_policy
-            if key not in BACKEND_KEYS:
-                raise Invalid(field, "unknown annotation")
+            if setting.scope is Scope.ROUTE:
+                continue  # read by route_policy, which rejects what is bad
             if not isinstance(value, str):
                 raise Invalid(field, "must be a string")
-            settings = BACKEND_KEYS[key](settings, value, field)
+            settings = registry.apply(settings, setting, value, field)
         except Invalid as error:
             errors.append(error)
     return settings, errors
@@ -199,28 +89,29 @@ def route_policy(
     Raises :class:`Invalid` for a bad value: the Ingress is then rejected whole,
     never served without the rule its author wrote (fail closed).
     """
-    name = ANNOTATION_PREFIX + ALLOWLIST_KEY
+    name = _ALLOWLIST.annotation_name
     if name not in annotations:
         return default
-    return AccessPolicy(validate.cidr_list(annotations[name], f"metadata.annotations[{name}]"))
+    policy: AccessPolicy = _ALLOWLIST.parse(annotations[name], _field(name))
+    return policy
 
 
 def has_access_rule(annotations: Mapping[str, Any]) -> bool:
     """Whether the Ingress sets an access rule of its own (valid or not)."""
-    return ANNOTATION_PREFIX + ALLOWLIST_KEY in annotations
+    return _ALLOWLIST.annotation_name in annotations
 
 
 def ssl_redirect(annotations: Mapping[str, Any]) -> bool:
     """Whether the Ingress's TLS hosts redirect plain HTTP to https (default: yes)."""
-    value = annotations.get(ANNOTATION_PREFIX + SSL_REDIRECT_KEY, "true")
-    return validate.boolean(value, f"metadata.annotations[{ANNOTATION_PREFIX}{SSL_REDIRECT_KEY}]")
+    name = _SSL_REDIRECT.annotation_name
+    return validate.boolean(annotations.get(name, _SSL_REDIRECT.default), _field(name))
 
 
 def parse_configmap(
     configmap: Mapping[str, Any] | None,
 ) -> tuple[GlobalSettings, ServiceRef | None, list[Problem]]:
     """Settings, the default backend it names (if any), and problems with its keys."""
-    settings = GlobalSettings()
+    settings = registry.defaults()
     if configmap is None:
         return settings, None, []
     meta = configmap.get("metadata") or {}
@@ -243,19 +134,19 @@ def parse_configmap(
     for key in sorted(data, key=str):
         field = f"data.{validate.printable(key)}"
         value = data[key]
+        setting = registry.BY_KEY.get(key) if isinstance(key, str) else None
         try:
             if not isinstance(value, str):
                 raise Invalid(field, "must be a string")
-            if key == DEFAULT_BACKEND_KEY:
-                default_backend = parse_service_ref(value.strip(), field)
-            elif key in GLOBAL_KEYS:
-                settings = GLOBAL_KEYS[key](settings, value, field)
-            elif key in BACKEND_KEYS:
-                settings = replace(
-                    settings, backend=BACKEND_KEYS[key](settings.backend, value, field)
-                )
-            else:
+            if setting is None or not setting.configmap:
                 raise Invalid(field, "unknown setting (ignored)")
+            if setting is _DEFAULT_BACKEND:
+                default_backend = setting.parse(value, field)
+            elif setting.scope is Scope.BACKEND:
+                backend = registry.apply(settings.backend, setting, value, field)
+                settings = dataclasses.replace(settings, backend=backend)
+            else:
+                settings = registry.apply(settings, setting, value, field)
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason, "InvalidSetting"))
     return settings, default_backend, problems
