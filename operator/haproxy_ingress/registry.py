@@ -19,10 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from haproxy_ingress import validate
-from haproxy_ingress.model import AccessPolicy, BackendSettings, GlobalSettings, ServiceRef
+from haproxy_ingress.model import (
+    AccessPolicy,
+    BackendSettings,
+    GlobalSettings,
+    RouteOptions,
+    ServiceRef,
+)
 from haproxy_ingress.validate import Invalid
 
 ANNOTATION_PREFIX = "haproxy-ingress.kopf.dev/"
+# ingress-nginx's prefix: its users' Ingresses work unchanged (see NGINX notes).
+NGINX_PREFIX = "nginx.ingress.kubernetes.io/"
 
 
 class Scope(enum.StrEnum):
@@ -42,6 +50,8 @@ class Scope(enum.StrEnum):
 # A validator: (value as written, field path for the problem) → the value the
 # settings dataclass holds. Raises validate.Invalid.
 Parse = Callable[[str, str], Any]
+# How a parsed value lands on the settings dataclass (default: sets ``field``).
+Apply = Callable[[Any, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,14 @@ class Setting:
     configmap: bool = True  # accepted in the controller's ConfigMap
     # Shown in the README instead of the default (e.g. "from the fd limit").
     default_doc: str = ""
+    # ingress-nginx's names for it: NGINX_PREFIX + name on an Ingress, and
+    # the bare name in the ConfigMap when ``nginx_configmap``.
+    nginx: tuple[str, ...] = ()
+    nginx_parse: Parse | None = None  # ingress-nginx's value syntax, if not ours
+    nginx_configmap: bool = False
+    # Where HAProxy 2.6 differs from ingress-nginx (README table).
+    difference: str = ""
+    apply_value: Apply | None = None
 
     @property
     def annotation(self) -> bool:
@@ -68,6 +86,13 @@ class Setting:
     @property
     def annotation_name(self) -> str:
         return ANNOTATION_PREFIX + self.key
+
+    @property
+    def nginx_annotations(self) -> tuple[str, ...]:
+        return tuple(NGINX_PREFIX + name for name in self.nginx)
+
+    def parse_nginx(self, value: str, field: str) -> Any:
+        return (self.nginx_parse or self.parse)(value, field)
 
 
 # --- validators that are about one setting's meaning -------------------------
@@ -157,6 +182,126 @@ def parse_service_ref(value: object, field: str) -> ServiceRef:
     return ServiceRef(namespace, name, port)
 
 
+# --- ingress-nginx's value syntax --------------------------------------------
+
+
+def nginx_seconds(value: str, field: str) -> str:
+    """ingress-nginx's timeouts: whole seconds (``"60"``) → an HAProxy duration."""
+    seconds = validate.integer(value, field, minimum=1, maximum=validate.MAX_DURATION_MS // 1000)
+    return f"{seconds}s"
+
+
+# ingress-nginx's load-balance → HAProxy's balance. ewma (peak latency) has no
+# HAProxy equivalent: leastconn is the closest (both favour a fast pod).
+NGINX_BALANCE = {"round_robin": "roundrobin", "ewma": "leastconn"}
+
+# proxy-next-upstream cases → retry-on keywords. "error" and "timeout" on
+# connecting are conn-failure; after the request was sent, only idempotent
+# requests are resent (the backend's disable-l7-retry), whatever
+# non_idempotent says. http_403 and http_429 are not retry-on codes in
+# HAProxy 2.6: dropped (documented).
+NGINX_NEXT_UPSTREAM = {
+    "error": ("conn-failure", "empty-response"),
+    "timeout": ("conn-failure", "response-timeout"),
+    "invalid_header": ("junk-response",),
+    "http_500": ("500",),
+    "http_502": ("502",),
+    "http_503": ("503",),
+    "http_504": ("504",),
+    "http_404": ("404",),
+    "http_403": (),
+    "http_429": (),
+    "non_idempotent": (),
+}
+
+
+def nginx_next_upstream(value: str, field: str) -> tuple[str, ...]:
+    words = value.split()
+    if words == ["off"]:
+        return ("none",)
+    if not words or len(words) > 32:
+        raise Invalid(field, f"must list proxy_next_upstream cases or be off, got {value!r:.60}")
+    keywords: list[str] = []
+    for word in words:
+        validate.choice(word, field, tuple(NGINX_NEXT_UPSTREAM))
+        keywords.extend(NGINX_NEXT_UPSTREAM[word])
+    return tuple(dict.fromkeys(keywords)) or ("none",)
+
+
+def nginx_tries(value: str, field: str) -> int:
+    """proxy-next-upstream-tries counts every try, the first included."""
+    return validate.integer(value, field, minimum=1, maximum=101) - 1
+
+
+def nginx_balance(value: str, field: str) -> str:
+    return NGINX_BALANCE[validate.choice(value, field, tuple(NGINX_BALANCE))]
+
+
+BACKEND_PROTOCOLS = ("HTTP", "HTTPS", "GRPC", "GRPCS", "H2C")
+
+
+def backend_protocol(value: str, field: str) -> str:
+    return validate.choice(value.strip().upper(), field, BACKEND_PROTOCOLS)
+
+
+def body_size(value: str, field: str) -> int | None:
+    """nginx's client_max_body_size: 0 is no limit."""
+    return validate.size(value, field) or None
+
+
+def rewrite_target(value: str, field: str) -> str:
+    if "$" in value:
+        raise Invalid(field, "capture groups ($1…) need use-regex, which is not supported yet")
+    return validate.path(value, field)
+
+
+def use_regex(value: str, field: str) -> bool:
+    if validate.boolean(value, field):
+        raise Invalid(field, "regular-expression paths are not supported yet")
+    return False
+
+
+def redirect_code(value: str, field: str) -> int:
+    # HAProxy's redirect takes 301, 302, 303, 307 and 308 only.
+    code = validate.integer(value, field, minimum=300, maximum=308)
+    if code not in (301, 302, 303, 307, 308):
+        raise Invalid(field, f"must be 301, 302, 303, 307 or 308, got {value!r:.60}")
+    return code
+
+
+def cookie_domain(value: str, field: str) -> str:
+    return (
+        "." + validate.host(value[1:], field)
+        if value.startswith(".")
+        else validate.host(value, field)
+    )
+
+
+def upstream_vhost(value: str, field: str) -> str:
+    host, _, port = value.partition(":")
+    checked = validate.host(host, field)
+    if port:
+        validate.port_number(int(port) if port.isascii() and port.isdigit() else 0, field)
+        return f"{checked}:{int(port)}"
+    return checked
+
+
+def _send_timeout(target: Any, value: str) -> Any:
+    """nginx has read and send timeouts, HAProxy one: the longer of the two."""
+    current = validate.duration_ms(target.timeout_server)
+    return (
+        target
+        if current >= validate.duration_ms(value)
+        else dataclasses.replace(target, timeout_server=value)
+    )
+
+
+def _max_age_if_unset(target: Any, value: int) -> Any:
+    if target.cookie_max_age is not None:
+        return target
+    return dataclasses.replace(target, cookie_max_age=value)
+
+
 _B = Scope.BACKEND
 _G = Scope.GLOBAL
 _R = Scope.ROUTE
@@ -178,6 +323,9 @@ SETTINGS: tuple[Setting, ...] = (
         "10s",
         "time to receive a request's headers",
         "timeout_http_request",
+        nginx=("client-header-timeout",),
+        nginx_parse=nginx_seconds,
+        nginx_configmap=True,
     ),
     Setting(
         "timeout-http-keep-alive",
@@ -186,6 +334,9 @@ SETTINGS: tuple[Setting, ...] = (
         "60s",
         "idle time between two requests of a connection",
         "timeout_http_keep_alive",
+        nginx=("keep-alive",),
+        nginx_parse=nginx_seconds,
+        nginx_configmap=True,
     ),
     Setting(
         "timeout-queue",
@@ -227,6 +378,8 @@ SETTINGS: tuple[Setting, ...] = (
         "false",
         "trust `X-Forwarded-*` from clients in `proxy-real-ip-cidr`",
         "use_forwarded_headers",
+        nginx=("use-forwarded-headers",),
+        nginx_configmap=True,
     ),
     Setting(
         "proxy-real-ip-cidr",
@@ -235,6 +388,8 @@ SETTINGS: tuple[Setting, ...] = (
         "0.0.0.0/0,::/0",
         "the proxies `use-forwarded-headers` trusts",
         "proxy_real_ip_cidr",
+        nginx=("proxy-real-ip-cidr",),
+        nginx_configmap=True,
     ),
     Setting(
         "use-proxy-protocol",
@@ -243,6 +398,8 @@ SETTINGS: tuple[Setting, ...] = (
         "false",
         "binds expect the PROXY protocol",
         "use_proxy_protocol",
+        nginx=("use-proxy-protocol",),
+        nginx_configmap=True,
     ),
     # --- backend: a Service port ---
     Setting(
@@ -252,6 +409,10 @@ SETTINGS: tuple[Setting, ...] = (
         "leastconn",
         "`leastconn`, `roundrobin`, `random`, `source`, `first`",
         "balance",
+        nginx=("load-balance",),
+        nginx_parse=nginx_balance,
+        nginx_configmap=True,
+        difference="`round_robin` → `roundrobin`; `ewma` → `leastconn` (HAProxy has no EWMA)",
     ),
     Setting(
         "timeout-connect",
@@ -260,6 +421,9 @@ SETTINGS: tuple[Setting, ...] = (
         "5s",
         "time to connect to a pod",
         "timeout_connect",
+        nginx=("proxy-connect-timeout",),
+        nginx_parse=nginx_seconds,
+        nginx_configmap=True,
     ),
     Setting(
         "timeout-server",
@@ -268,8 +432,34 @@ SETTINGS: tuple[Setting, ...] = (
         "60s",
         "pod inactivity (reading or writing)",
         "timeout_server",
+        nginx=("proxy-read-timeout",),
+        nginx_parse=nginx_seconds,
+        nginx_configmap=True,
     ),
-    Setting("retries", _B, _integer(0, 100), "5", "retries after a failed attempt", "retries"),
+    Setting(
+        "proxy-send-timeout",
+        _B,
+        nginx_seconds,
+        None,
+        "seconds; raises `timeout-server` if longer",
+        nginx=("proxy-send-timeout",),
+        nginx_configmap=True,
+        apply_value=_send_timeout,
+        default_doc="`60`",
+        difference="HAProxy has one pod inactivity timeout: the longer of read and send",
+    ),
+    Setting(
+        "retries",
+        _B,
+        _integer(0, 100),
+        "5",
+        "retries after a failed attempt",
+        "retries",
+        nginx=("proxy-next-upstream-tries",),
+        nginx_parse=nginx_tries,
+        nginx_configmap=True,
+        difference="counts the first try (tries 3 = retries 2); 0 (unlimited) refused",
+    ),
     Setting(
         "retry-on",
         _B,
@@ -277,6 +467,11 @@ SETTINGS: tuple[Setting, ...] = (
         "conn-failure empty-response response-timeout",
         "HAProxy `retry-on` keywords (non-idempotent requests that reached a pod: never)",
         "retry_on",
+        nginx=("proxy-next-upstream",),
+        nginx_parse=nginx_next_upstream,
+        nginx_configmap=True,
+        difference="`error`/`timeout`/`invalid_header`/`http_5xx`/`http_404` mapped; "
+        "`http_403`, `http_429`, `non_idempotent` ignored",
     ),
     Setting(
         "redispatch",
@@ -356,6 +551,121 @@ SETTINGS: tuple[Setting, ...] = (
         "maxconn",
         default_doc="off",
     ),
+    Setting(
+        "backend-protocol",
+        _B,
+        backend_protocol,
+        "HTTP",
+        "`HTTP`, `HTTPS`, `GRPC`, `GRPCS`, `H2C` to the pods (TLS not verified)",
+        "protocol",
+        configmap=False,
+        nginx=("backend-protocol",),
+        difference="`AUTO_HTTP` and `FCGI` refused",
+    ),
+    Setting(
+        "affinity",
+        _B,
+        _choice(("cookie",)),
+        None,
+        "`cookie`: sticky sessions by a cookie HAProxy derives from the pod's address",
+        "affinity",
+        configmap=False,
+        nginx=("affinity",),
+        default_doc="none",
+    ),
+    Setting(
+        "affinity-mode",
+        _B,
+        _choice(("balanced", "persistent")),
+        "balanced",
+        "accepted; clients stay on their pod in both modes",
+        configmap=False,
+        nginx=("affinity-mode",),
+        difference="`balanced` does not move clients when pods are added",
+    ),
+    Setting(
+        "session-cookie-name",
+        _B,
+        validate.token,
+        "INGRESSCOOKIE",
+        "the affinity cookie's name",
+        "cookie_name",
+        configmap=False,
+        nginx=("session-cookie-name",),
+    ),
+    Setting(
+        "session-cookie-path",
+        _B,
+        validate.path,
+        None,
+        "the cookie's `Path`",
+        "cookie_path",
+        configmap=False,
+        nginx=("session-cookie-path",),
+        default_doc="`/`",
+        difference="default `/`, not the Ingress path",
+    ),
+    Setting(
+        "session-cookie-domain",
+        _B,
+        cookie_domain,
+        None,
+        "the cookie's `Domain`",
+        "cookie_domain",
+        configmap=False,
+        nginx=("session-cookie-domain",),
+    ),
+    Setting(
+        "session-cookie-samesite",
+        _B,
+        _choice(("None", "Lax", "Strict")),
+        None,
+        "the cookie's `SameSite`",
+        "cookie_samesite",
+        configmap=False,
+        nginx=("session-cookie-samesite",),
+    ),
+    Setting(
+        "session-cookie-secure",
+        _B,
+        validate.boolean,
+        "false",
+        "the cookie's `Secure`",
+        "cookie_secure",
+        configmap=False,
+        nginx=("session-cookie-secure",),
+    ),
+    Setting(
+        "session-cookie-max-age",
+        _B,
+        _integer(1, 2**31 - 1),
+        None,
+        "seconds: the cookie's `Max-Age` (else a session cookie)",
+        "cookie_max_age",
+        configmap=False,
+        nginx=("session-cookie-max-age",),
+    ),
+    Setting(
+        "session-cookie-expires",
+        _B,
+        _integer(1, 2**31 - 1),
+        None,
+        "seconds: a `Max-Age` when `session-cookie-max-age` is unset",
+        configmap=False,
+        nginx=("session-cookie-expires",),
+        apply_value=_max_age_if_unset,
+        difference="sent as `Max-Age` (same lifetime), no `Expires` date",
+    ),
+    Setting(
+        "session-cookie-change-on-failure",
+        _B,
+        validate.boolean,
+        "false",
+        "accepted; a client whose pod fails is sent to another and gets its cookie",
+        configmap=False,
+        nginx=("session-cookie-change-on-failure",),
+        difference="always true (HAProxy redispatches and re-issues the cookie)",
+    ),
     # --- route: the paths of the Ingress that sets it ---
     Setting(
         "allowlist-source-range",
@@ -363,8 +673,9 @@ SETTINGS: tuple[Setting, ...] = (
         _policy,
         None,
         "CIDR networks let in (others: 403); the ConfigMap's also guards the default backend",
-        "default_policy",
         default_doc="everyone",
+        nginx=("allowlist-source-range", "whitelist-source-range"),
+        nginx_configmap=True,
     ),
     Setting(
         "ssl-redirect",
@@ -374,10 +685,139 @@ SETTINGS: tuple[Setting, ...] = (
         "plain HTTP to the Ingress's TLS hosts gets a 308 to https",
         reload=False,
         configmap=False,
+        nginx=("ssl-redirect",),
+        difference="per host: any Ingress of a TLS host with it on redirects the host",
+    ),
+    Setting(
+        "force-ssl-redirect",
+        _R,
+        validate.boolean,
+        "false",
+        "plain HTTP to these paths gets a 308 to https, with or without `spec.tls`",
+        "force_https",
+        reload=False,
+        nginx=("force-ssl-redirect",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "permanent-redirect",
+        _R,
+        validate.url,
+        None,
+        "every request answered with a redirect to this URL",
+        "permanent_redirect",
+        reload=False,
+        configmap=False,
+        nginx=("permanent-redirect",),
+    ),
+    Setting(
+        "permanent-redirect-code",
+        _R,
+        redirect_code,
+        "301",
+        "its status",
+        "permanent_redirect_code",
+        reload=False,
+        configmap=False,
+        nginx=("permanent-redirect-code",),
+        difference="300 and 304-306 refused (HAProxy redirects with 301-303, 307, 308)",
+    ),
+    Setting(
+        "temporal-redirect",
+        _R,
+        validate.url,
+        None,
+        "every request answered with a redirect to this URL",
+        "temporal_redirect",
+        reload=False,
+        configmap=False,
+        nginx=("temporal-redirect",),
+    ),
+    Setting(
+        "temporal-redirect-code",
+        _R,
+        redirect_code,
+        "302",
+        "its status",
+        "temporal_redirect_code",
+        reload=False,
+        configmap=False,
+        nginx=("temporal-redirect-code",),
+    ),
+    Setting(
+        "app-root",
+        _R,
+        validate.path,
+        None,
+        "requests for `/` get a 302 to this path",
+        "app_root",
+        reload=False,
+        configmap=False,
+        nginx=("app-root",),
+    ),
+    Setting(
+        "rewrite-target",
+        _R,
+        rewrite_target,
+        None,
+        "the path the pod receives instead of the request's (query kept)",
+        "rewrite_target",
+        reload=False,
+        configmap=False,
+        nginx=("rewrite-target",),
+        difference="capture groups (`/$2`) refused until `use-regex` is supported",
+    ),
+    Setting(
+        "use-regex",
+        _R,
+        use_regex,
+        "false",
+        "`true` is refused (regular-expression paths are not supported yet)",
+        reload=False,
+        configmap=False,
+        nginx=("use-regex",),
+        difference="not supported: an Ingress with `true` is rejected, never served literally",
+    ),
+    Setting(
+        "upstream-vhost",
+        _R,
+        upstream_vhost,
+        None,
+        "the `Host` header the pod receives",
+        "upstream_vhost",
+        reload=False,
+        configmap=False,
+        nginx=("upstream-vhost",),
+    ),
+    Setting(
+        "x-forwarded-prefix",
+        _R,
+        validate.path,
+        None,
+        "an `X-Forwarded-Prefix` header to the pod",
+        "x_forwarded_prefix",
+        reload=False,
+        configmap=False,
+        nginx=("x-forwarded-prefix",),
+    ),
+    Setting(
+        "proxy-body-size",
+        _R,
+        body_size,
+        "0",
+        "largest request body (`8m`, `512k`; 0: no limit); larger gets 413",
+        "body_max",
+        reload=False,
+        nginx=("proxy-body-size",),
+        nginx_configmap=True,
+        difference="default no limit (nginx: 1m); checked on `Content-Length`, "
+        "so a chunked body is not limited",
     ),
 )
 
 BY_KEY: Mapping[str, Setting] = {setting.key: setting for setting in SETTINGS}
+# ingress-nginx's names (annotation suffix or ConfigMap key) → the setting.
+BY_NGINX: Mapping[str, Setting] = {name: s for s in SETTINGS for name in s.nginx}
 
 
 def scoped(scope: Scope) -> tuple[Setting, ...]:
@@ -386,21 +826,28 @@ def scoped(scope: Scope) -> tuple[Setting, ...]:
 
 def defaults() -> GlobalSettings:
     """The settings with nothing configured, built from the declarations."""
-    backend: dict[str, Any] = {
-        s.field: s.parse(s.default, "default") if s.default is not None else None
-        for s in scoped(Scope.BACKEND)
-    }
-    top: dict[str, Any] = {
-        s.field: s.parse(s.default, "default") if s.default is not None else None
-        for s in SETTINGS
-        if s.field and s.scope is not Scope.BACKEND and s.configmap
-    }
-    return GlobalSettings(**top, backend=BackendSettings(**backend))
+
+    def values(scope: Scope) -> dict[str, Any]:
+        return {
+            s.field: s.parse(s.default, "default") if s.default is not None else None
+            for s in scoped(scope)
+            if s.field
+        }
+
+    return GlobalSettings(
+        **values(Scope.GLOBAL),
+        backend=BackendSettings(**values(Scope.BACKEND)),
+        route=RouteOptions(**values(Scope.ROUTE)),
+    )
 
 
-def apply(target: Any, setting: Setting, value: str, field: str) -> Any:
-    """``target`` (a settings dataclass) with ``setting`` set from ``value``."""
-    return dataclasses.replace(target, **{setting.field: setting.parse(value, field)})
+def apply(target: Any, setting: Setting, value: Any) -> Any:
+    """``target`` (a settings dataclass) with ``setting`` set to a parsed ``value``."""
+    if setting.apply_value is not None:
+        return setting.apply_value(target, value)
+    if not setting.field:
+        return target  # validated, and documented as having no effect here
+    return dataclasses.replace(target, **{setting.field: value})
 
 
 # --- the README's table (written by ``python -m haproxy_ingress.readme``) ------
@@ -411,8 +858,9 @@ TABLE_END = "<!-- end of settings table -->"
 
 def markdown_table(settings: Iterable[Setting] = SETTINGS) -> str:
     lines = [
-        "| key | scope | where | default | reload | meaning |",
-        "|---|---|---|---|---|---|",
+        "| key | ingress-nginx name | scope | where | default | reload | meaning "
+        "| difference from ingress-nginx |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in settings:
         where = " + ".join(
@@ -420,7 +868,11 @@ def markdown_table(settings: Iterable[Setting] = SETTINGS) -> str:
         )
         default = s.default_doc or (f"`{s.default}`" if s.default is not None else "—")
         reload = "yes" if s.reload else "no"
-        lines.append(f"| `{s.key}` | {s.scope} | {where} | {default} | {reload} | {s.doc} |")
+        nginx = ", ".join(f"`{name}`" for name in s.nginx) or "—"
+        lines.append(
+            f"| `{s.key}` | {nginx} | {s.scope} | {where} | {default} | {reload} | {s.doc} "
+            f"| {s.difference} |"
+        )
     return "\n".join(lines) + "\n"
 
 

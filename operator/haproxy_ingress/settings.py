@@ -2,16 +2,18 @@
 
 What each key means, its validator and default are declared once in
 :mod:`registry`; this module reads the ConfigMap and the annotations with
-those declarations. Only the cluster admin can write the ConfigMap in the
-controller's namespace, but its values still pass the validators: a typo must
-become a clear Event, not a haproxy.cfg that fails to load. A bad key is
-reported and its default kept.
+those declarations, under our prefix and ingress-nginx's. Only the cluster
+admin can write the ConfigMap in the controller's namespace, but its values
+still pass the validators: a typo must become a clear Event, not a
+haproxy.cfg that fails to load. A bad key is reported and its default kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from haproxy_ingress import registry, validate
@@ -21,90 +23,175 @@ from haproxy_ingress.model import (
     GlobalSettings,
     ObjectRef,
     Problem,
+    RouteOptions,
     ServiceRef,
 )
-from haproxy_ingress.registry import ANNOTATION_PREFIX, Scope, parse_service_ref
+from haproxy_ingress.registry import ANNOTATION_PREFIX, NGINX_PREFIX, Scope, parse_service_ref
 from haproxy_ingress.validate import Invalid
 
 __all__ = [
     "ANNOTATION_PREFIX",
-    "backend_annotations",
-    "has_access_rule",
+    "NGINX_PREFIX",
+    "IngressSettings",
+    "Notice",
+    "ingress_settings",
     "parse_configmap",
     "parse_service_ref",
-    "route_policy",
-    "ssl_redirect",
 ]
 
 _ALLOWLIST = registry.BY_KEY["allowlist-source-range"]
 _SSL_REDIRECT = registry.BY_KEY["ssl-redirect"]
 _DEFAULT_BACKEND = registry.BY_KEY["default-backend-service"]
 
+# ingress-nginx keys whose absence would open access or weaken TLS: an
+# Ingress that sets one we do not honour is not served as if it had not
+# (its paths answer 403 until the key is removed or supported).
+_ACCESS_FAMILIES = re.compile(r"auth-.*|.*-source-range|limit-.*|satisfy|denylist-.*")
+# Text that ingress-nginx pasted into nginx.conf. Never pasted here.
+_SNIPPET = re.compile(r".*-snippet")
+# nginx directives that grant or refuse access: a snippet holding one is an
+# access rule we cannot honour, so the Ingress fails closed.
+_ACCESS_DIRECTIVES = re.compile(
+    r"(?:^|[\s;{}])(deny|allow|auth_[a-z_]+|satisfy|limit_req|limit_conn|limit_except|return)\b"
+)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A Warning about an annotation that does not stop the Ingress being served."""
+
+    field: str
+    reason: str
+    event: str
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    """What an Ingress's annotations ask for."""
+
+    backend: BackendSettings
+    options: RouteOptions
+    policy: AccessPolicy | None
+    ssl_redirect: bool
+    errors: tuple[Invalid, ...] = ()  # the Ingress cannot be served as written
+    notices: tuple[Notice, ...] = ()  # served; the author should know
+    # It sets an access rule of its own (valid or not, honoured or not): on
+    # any error its paths are kept and deny everyone (fail closed).
+    access_rule: bool = False
+
 
 def _field(name: str) -> str:
     return f"metadata.annotations[{name}]"
 
 
-def backend_annotations(
-    annotations: Mapping[str, Any], base: BackendSettings
-) -> tuple[BackendSettings, list[Invalid]]:
-    """An Ingress's backend-scope annotations applied to ``base``.
+def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -> IngressSettings:
+    """An Ingress's annotations under both prefixes, over the ConfigMap's ``defaults``.
 
-    Unknown keys under our prefix are refused (a typo must not pass silently);
-    other annotations are none of our business. Route-scope keys are checked
-    here too (a bad value rejects the Ingress) and read by their own functions.
+    Unknown keys under our prefix are refused (a typo must not pass
+    silently); unknown ingress-nginx keys get a Warning and are ignored,
+    except access and TLS ones, which fail closed. If both prefixes set a
+    key, ours wins, with a Warning.
     """
-    settings = base
     errors: list[Invalid] = []
+    notices: list[Notice] = []
+    access_rule = False
     # Offline input may have non-string keys (YAML `1: x`), which neither sort
     # with strings nor can be ours.
     for name in sorted(k for k in annotations if isinstance(k, str)):
-        if not name.startswith(ANNOTATION_PREFIX):
+        field = _field(name)
+        if name.startswith(ANNOTATION_PREFIX):
+            setting = registry.BY_KEY.get(name[len(ANNOTATION_PREFIX) :])
+            if setting is None or not setting.annotation:
+                errors.append(Invalid(field, "unknown annotation"))
+            elif setting is _ALLOWLIST:
+                access_rule = True
+        elif name.startswith(NGINX_PREFIX):
+            key = name[len(NGINX_PREFIX) :]
+            setting = registry.BY_NGINX.get(key)
+            if setting is not None and setting.annotation:
+                access_rule = access_rule or setting is _ALLOWLIST
+                continue
+            refusal = _unsupported_nginx(key, annotations[name])
+            if refusal is None:
+                notices.append(
+                    Notice(field, "not supported by this controller; ignored", "Unsupported")
+                )
+            elif isinstance(refusal, Notice):
+                notices.append(dataclasses.replace(refusal, field=field))
+            else:
+                access_rule = access_rule or refusal[1]
+                errors.append(Invalid(field, refusal[0]))
+
+    backend = defaults.backend
+    options = defaults.route
+    policy = defaults.default_policy
+    ssl_redirect = True
+    for setting in registry.SETTINGS:
+        if not setting.annotation:
             continue
-        setting = registry.BY_KEY.get(name[len(ANNOTATION_PREFIX) :])
+        theirs = [n for n in setting.nginx_annotations if n in annotations]
+        ours = setting.annotation_name if setting.annotation_name in annotations else None
+        if ours is not None and theirs:
+            notices.append(
+                Notice(
+                    _field(theirs[0]),
+                    f"also set as {ours}, which wins",
+                    "Conflict",
+                )
+            )
+        if ours is None and not theirs:
+            continue
+        name = ours or theirs[0]
         field = _field(name)
         value = annotations[name]
         try:
-            if setting is None or not setting.annotation:
-                raise Invalid(field, "unknown annotation")
-            if setting is _SSL_REDIRECT:
-                # Booleans may arrive unquoted from offline YAML.
-                validate.boolean(value, field)
-                continue
-            if setting.scope is Scope.ROUTE:
-                continue  # read by route_policy, which rejects what is bad
+            if setting is _SSL_REDIRECT and isinstance(value, bool):
+                value = str(value).lower()  # unquoted in offline YAML
             if not isinstance(value, str):
                 raise Invalid(field, "must be a string")
-            settings = registry.apply(settings, setting, value, field)
+            parsed = setting.parse(value, field) if ours else setting.parse_nginx(value, field)
+            if setting.scope is Scope.BACKEND:
+                backend = registry.apply(backend, setting, parsed)
+            elif setting is _ALLOWLIST:
+                policy = parsed
+            elif setting is _SSL_REDIRECT:
+                ssl_redirect = parsed
+            else:
+                options = registry.apply(options, setting, parsed)
         except Invalid as error:
             errors.append(error)
-    return settings, errors
+    return IngressSettings(
+        backend=backend,
+        options=options,
+        policy=policy,
+        ssl_redirect=ssl_redirect,
+        errors=tuple(errors),
+        notices=tuple(notices),
+        access_rule=access_rule,
+    )
 
 
-def route_policy(
-    annotations: Mapping[str, Any], default: AccessPolicy | None
-) -> AccessPolicy | None:
-    """The access policy of an Ingress's routes: its own allow-list, else the default.
+def _unsupported_nginx(key: str, value: object) -> Notice | tuple[str, bool] | None:
+    """Why an ingress-nginx key we do not honour matters.
 
-    Raises :class:`Invalid` for a bad value: the Ingress is then rejected whole,
-    never served without the rule its author wrote (fail closed).
+    None: ignored with a Warning. A Notice: ignored with that Warning.
+    (reason, fails closed): the Ingress is not served as written.
     """
-    name = _ALLOWLIST.annotation_name
-    if name not in annotations:
-        return default
-    policy: AccessPolicy = _ALLOWLIST.parse(annotations[name], _field(name))
-    return policy
-
-
-def has_access_rule(annotations: Mapping[str, Any]) -> bool:
-    """Whether the Ingress sets an access rule of its own (valid or not)."""
-    return _ALLOWLIST.annotation_name in annotations
-
-
-def ssl_redirect(annotations: Mapping[str, Any]) -> bool:
-    """Whether the Ingress's TLS hosts redirect plain HTTP to https (default: yes)."""
-    name = _SSL_REDIRECT.annotation_name
-    return validate.boolean(annotations.get(name, _SSL_REDIRECT.default), _field(name))
+    if _SNIPPET.fullmatch(key):
+        if isinstance(value, str) and _ACCESS_DIRECTIVES.search(value):
+            return (
+                "an nginx snippet holding an access rule is never pasted nor honoured; "
+                "the Ingress fails closed",
+                True,
+            )
+        return Notice("", "nginx snippets are never pasted into HAProxy; ignored", "Refused")
+    if _ACCESS_FAMILIES.fullmatch(key):
+        return (f"{key} is an access rule this controller does not honour yet", True)
+    if key == "canary" and str(value).strip().lower() == "true":
+        # Served as a plain Ingress, the canary would take the main one's
+        # path (or conflict with it): left out instead.
+        return ("canary Ingresses are not supported yet; this one is left out", False)
+    return None
 
 
 def parse_configmap(
@@ -131,22 +218,56 @@ def parse_configmap(
             None,
             [Problem(source, "data", "must be a map of strings", "InvalidSetting")],
         )
+    # Each setting once: ours if set, else one of ingress-nginx's names for it.
+    picked: dict[str, str] = {}
     for key in sorted(data, key=str):
-        field = f"data.{validate.printable(key)}"
+        setting = _configmap_setting(key)
+        if setting is None:
+            field = f"data.{validate.printable(key)}"
+            problems.append(Problem(source, field, "unknown setting (ignored)", "InvalidSetting"))
+            continue
+        other = picked.setdefault(setting.key, key)
+        if other != key:
+            winner, loser = (key, other) if key == setting.key else (other, key)
+            picked[setting.key] = winner
+            problems.append(
+                Problem(
+                    source, f"data.{loser}", f"also set as {winner}, which wins", "InvalidSetting"
+                )
+            )
+    for setting in registry.SETTINGS:
+        if setting.key not in picked:
+            continue
+        key = picked[setting.key]
+        ours = key == setting.key
+        field = f"data.{key}"
         value = data[key]
-        setting = registry.BY_KEY.get(key) if isinstance(key, str) else None
         try:
             if not isinstance(value, str):
                 raise Invalid(field, "must be a string")
-            if setting is None or not setting.configmap:
-                raise Invalid(field, "unknown setting (ignored)")
+            parsed = setting.parse(value, field) if ours else setting.parse_nginx(value, field)
             if setting is _DEFAULT_BACKEND:
-                default_backend = setting.parse(value, field)
+                default_backend = parsed
             elif setting.scope is Scope.BACKEND:
-                backend = registry.apply(settings.backend, setting, value, field)
+                backend = registry.apply(settings.backend, setting, parsed)
                 settings = dataclasses.replace(settings, backend=backend)
+            elif setting is _ALLOWLIST:
+                settings = dataclasses.replace(settings, default_policy=parsed)
+            elif setting.scope is Scope.ROUTE:
+                route = registry.apply(settings.route, setting, parsed)
+                settings = dataclasses.replace(settings, route=route)
             else:
-                settings = registry.apply(settings, setting, value, field)
+                settings = registry.apply(settings, setting, parsed)
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason, "InvalidSetting"))
     return settings, default_backend, problems
+
+
+def _configmap_setting(key: object) -> registry.Setting | None:
+    if not isinstance(key, str):
+        return None
+    setting = registry.BY_KEY.get(key)
+    if setting is not None and setting.configmap:
+        return setting
+    setting = registry.BY_NGINX.get(key)
+    return setting if setting is not None and setting.nginx_configmap else None

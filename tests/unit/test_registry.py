@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from haproxy_ingress import registry
-from haproxy_ingress.model import BackendSettings, GlobalSettings
+from haproxy_ingress.model import BackendSettings, GlobalSettings, RouteOptions
 from haproxy_ingress.readme import main as readme_main
 from haproxy_ingress.registry import ANNOTATION_PREFIX, SETTINGS, Scope
-from haproxy_ingress.settings import backend_annotations, parse_configmap
+from haproxy_ingress.settings import ingress_settings, parse_configmap
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -50,10 +50,15 @@ def _fields(cls: type) -> set[str]:
 
 
 def test_every_settings_field_is_declared_once() -> None:
-    backend = [s.field for s in SETTINGS if s.scope is Scope.BACKEND]
-    top = [s.field for s in SETTINGS if s.scope is not Scope.BACKEND and s.field]
-    assert sorted(backend) == sorted(_fields(BackendSettings))
-    assert sorted(top) == sorted(_fields(GlobalSettings) - {"backend"})
+    def declared(scope: Scope) -> list[str]:
+        return sorted(s.field for s in SETTINGS if s.scope is scope and s.field)
+
+    assert declared(Scope.BACKEND) == sorted(_fields(BackendSettings))
+    assert declared(Scope.ROUTE) == sorted(_fields(RouteOptions))
+    # default_policy: the ConfigMap's allow-list (a route key read apart).
+    assert declared(Scope.GLOBAL) == sorted(
+        _fields(GlobalSettings) - {"backend", "route", "default_policy"}
+    )
 
 
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if s.default is not None], ids=str)
@@ -80,6 +85,19 @@ UNSET_SAMPLES = {
     "slowstart": "10s",
     "server-maxconn": "100",
     "allowlist-source-range": "10.0.0.0/8",
+    "proxy-send-timeout": "30",
+    "affinity": "cookie",
+    "session-cookie-path": "/app",
+    "session-cookie-domain": ".example.com",
+    "session-cookie-samesite": "Lax",
+    "session-cookie-max-age": "3600",
+    "session-cookie-expires": "3600",
+    "permanent-redirect": "https://example.com/a?b=c",
+    "temporal-redirect": "/elsewhere",
+    "app-root": "/app",
+    "rewrite-target": "/",
+    "upstream-vhost": "internal.example.com",
+    "x-forwarded-prefix": "/api",
 }
 
 
@@ -89,16 +107,14 @@ def test_annotations_are_accepted_exactly_for_non_global_keys(
 ) -> None:
     value = UNSET_SAMPLES.get(setting.key, setting.default)
     assert value is not None, f"add a sample value for {setting.key}"
-    _, errors = backend_annotations({ANNOTATION_PREFIX + setting.key: value}, BackendSettings())
+    asked = ingress_settings({ANNOTATION_PREFIX + setting.key: value}, GlobalSettings())
     if setting.annotation:
-        assert errors == []
+        assert asked.errors == ()
     else:
-        assert [e.reason for e in errors] == ["unknown annotation"]
+        assert [e.reason for e in asked.errors] == ["unknown annotation"]
 
 
 def test_a_backend_annotation_sets_its_field() -> None:
-    settings, errors = backend_annotations(
-        {ANNOTATION_PREFIX + "drain-terminating": "false"}, BackendSettings()
-    )
-    assert errors == []
-    assert settings == dataclasses.replace(BackendSettings(), drain=False)
+    asked = ingress_settings({ANNOTATION_PREFIX + "drain-terminating": "false"}, GlobalSettings())
+    assert asked.errors == ()
+    assert asked.backend == dataclasses.replace(BackendSettings(), drain=False)
