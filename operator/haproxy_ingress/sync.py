@@ -29,6 +29,7 @@ from haproxy_ingress.quarantine import (
     first_alert,
     leave_out,
 )
+from haproxy_ingress.tls import CertificateCache
 from haproxy_ingress.translate import refresh_endpoints, translate
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self._last: DesiredState | None = None
         self._quarantine = Quarantine()
+        self._certificates = CertificateCache()
 
     @property
     def applier(self) -> Applier:
@@ -103,6 +105,7 @@ class Reconciler:
             desired = refresh_endpoints(self._last, served, endpoints_of)
         else:
             desired = self._translate(served)
+            self._certificates.sweep()  # keep only the Secrets this view serves
         if held:
             desired = dataclasses.replace(
                 desired, problems=tuple(sorted({*desired.problems, *held}))
@@ -126,7 +129,12 @@ class Reconciler:
         return Outcome(desired, step, result)
 
     def _translate(self, view: ClusterView) -> DesiredState:
-        return translate(view, self._options, now=datetime.datetime.now(datetime.UTC))
+        return translate(
+            view,
+            self._options,
+            now=datetime.datetime.now(datetime.UTC),
+            certificate_cache=self._certificates,
+        )
 
     async def _isolate(self, served: ClusterView, refused: ConfigCheckError) -> None:
         """Quarantine the objects that make HAProxy refuse ``served``; else re-raise."""
