@@ -7,6 +7,10 @@ ingress-nginx's (what migrating users have) and ours.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import ssl
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,6 +20,7 @@ from tests.backends import Backend, free_port
 from tests.haproxy.stack import Stack, wait_for
 from tests.haproxy.test_traffic import _ready, slice_for, start_pods
 from tests.kube import endpoint, endpoint_slice, ingress, path, rule, service
+from tests.unit.test_translate import make_cert
 
 pytestmark = pytest.mark.haproxy
 
@@ -302,3 +307,31 @@ async def test_unhonoured_access_annotation_fails_closed(
     # A snippet is never pasted: the Ingress is served without it.
     status, headers, _, _ = await request(session, stack, "/", "snippet.example.com")
     assert status == 200 and "X-A" not in headers
+
+
+async def test_backend_protocol_https_speaks_tls_to_the_pod(
+    stack: Stack, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """backendprotocol.go: HTTPS → the pod is reached over TLS (not verified, as nginx)."""
+    crt, key = make_cert("pod.internal")
+    (tmp_path / "pod.crt").write_bytes(base64.b64decode(crt))
+    (tmp_path / "pod.key").write_bytes(base64.b64decode(key))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "pod.crt", tmp_path / "pod.key")
+    port = free_port()
+    pod = Backend("tls-71", "127.0.0.71", port)
+    pod._server = await asyncio.start_server(pod._handle, pod.host, pod.port, ssl=context)
+    try:
+        assert not await serve(
+            stack,
+            [pod],
+            ingress(
+                "tls",
+                rule("tls.example.com", path("/")),
+                annotations={NGINX + "backend-protocol": "HTTPS"},
+            ),
+        )
+        status, _, body, _ = await request(session, stack, "/x", "tls.example.com")
+        assert (status, body) == (200, "tls-71 /x")
+    finally:
+        await pod.stop()
