@@ -16,6 +16,7 @@ from pathlib import Path
 import kopf
 
 from haproxy_ingress import config as controller_config
+from haproxy_ingress import handlers as handlers  # registers the Kopf handlers kopf.run runs
 from haproxy_ingress.cluster import (
     DEFAULT_CONFIGMAP,
     DEFAULT_CONTROLLER_NAME,
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch the cluster (the in-cluster ServiceAccount, or KUBECONFIG) and "
         "drive a local HAProxy in master-worker mode. Every flag also reads a "
         "HAPROXY_INGRESS_* environment variable, which is how `kopf run -m "
-        "haproxy_ingress` is configured.",
+        "haproxy_ingress.handlers` is configured.",
     )
     controller_config.add_arguments(run_parser)
     run_parser.add_argument(

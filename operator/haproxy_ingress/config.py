@@ -1,5 +1,5 @@
 """The controller's own configuration: flags of ``haproxy-ingress run``, or the
-environment when started as ``kopf run -m haproxy_ingress`` (Kopf owns that
+environment when started as ``kopf run -m haproxy_ingress.handlers`` (Kopf owns that
 command line, so each flag has a ``HAPROXY_INGRESS_*`` variable too).
 """
 
