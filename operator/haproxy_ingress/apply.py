@@ -34,9 +34,8 @@ from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyProcess, check_config
 from haproxy_ingress.haproxy.runtime import Command, RuntimeClient, RuntimeCommandError
-from haproxy_ingress.model import ServerState
+from haproxy_ingress.model import AppliedState, ServerState
 from haproxy_ingress.plan import (
-    AppliedState,
     Operation,
     Plan,
     PutCertificate,

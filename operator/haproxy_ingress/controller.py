@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +22,15 @@ from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
 from haproxy_ingress.apply import Applier
-from haproxy_ingress.cluster import ClusterView, KubeObject, trim, uids, without
+from haproxy_ingress.cluster import (
+    WATCHED,
+    ClusterView,
+    KubeObject,
+    WatchedKind,
+    trim,
+    uids,
+    without,
+)
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.haproxy.config import default_certificate_path
 from haproxy_ingress.haproxy.files import atomic_write
@@ -262,27 +269,9 @@ class Controller:
         """
         assert self._api is not None
         indexed = uids(self._view(self._configmap))
-        networking = client.NetworkingV1Api(self._api)
-        core = client.CoreV1Api(self._api)
-        discovery = client.DiscoveryV1Api(self._api)
         live: set[str] = set()
-        listers: list[Callable[..., Any]] = [
-            networking.list_ingress_for_all_namespaces,
-            networking.list_ingress_class,
-            core.list_service_for_all_namespaces,
-            discovery.list_endpoint_slice_for_all_namespaces,
-            functools.partial(
-                core.list_secret_for_all_namespaces, field_selector="type=kubernetes.io/tls"
-            ),
-        ]
-        for lister in listers:
-            token: str | None = None
-            while True:
-                page = await lister(limit=500, _continue=token, _request_timeout=REQUEST_TIMEOUT)
-                live.update(item.metadata.uid for item in page.items)
-                token = page.metadata._continue
-                if not token:
-                    break
+        for kind in WATCHED:
+            live |= await list_uids(self._api, kind)
         self._deleted = indexed - live
         logger.debug("index verified: %d indexed, %d live", len(indexed), len(live))
         if self._deleted:
@@ -387,3 +376,31 @@ class Controller:
     def _crashed(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             logger.error("task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+_METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+
+async def list_uids(api: client.ApiClient, kind: WatchedKind) -> set[str]:
+    """The uids of every object of ``kind`` the API server has (paginated LIST)."""
+    query: list[tuple[str, object]] = [("limit", 500)]
+    if kind.field_selector:
+        query.append(("fieldSelector", kind.field_selector))
+    live: set[str] = set()
+    token: str | None = None
+    while True:
+        page = await api.call_api(
+            kind.list_path,
+            "GET",
+            query_params=[*query, ("continue", token)] if token else query,
+            # Only the metadata (uids), not whole objects: Secrets hold keys.
+            header_params={"Accept": f"{_METADATA_ONLY},application/json"},
+            response_types_map={200: "object"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        live.update(str(item["metadata"]["uid"]) for item in page.get("items") or ())
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return live

@@ -15,14 +15,17 @@ from typing import Any
 
 from haproxy_ingress.model import (
     AccessPolicy,
+    AppliedState,
+    BackendLayout,
     BackendSettings,
     Certificate,
     Endpoint,
     GlobalSettings,
     RoutingMaps,
     ServerState,
+    Slots,
+    Structure,
 )
-from haproxy_ingress.plan import AppliedState, BackendLayout, Slots, Structure
 
 FORMAT = 2
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from haproxy_ingress import validate
 from haproxy_ingress.canonical import canonical_path
-from haproxy_ingress.cluster import ClusterView, KubeObject, TranslateOptions
+from haproxy_ingress.cluster import ClusterView, KubeObject
 from haproxy_ingress.model import (
     AccessPolicy,
     Backend,
@@ -32,6 +32,7 @@ from haproxy_ingress.model import (
     Route,
     ServerState,
     ServiceRef,
+    TranslateOptions,
     certificate_name,
 )
 from haproxy_ingress.routing import route_key, routing_maps

@@ -22,7 +22,9 @@ OPERATOR_LAYER = ("kopf", "kubernetes_asyncio", "aiohttp")
 
 @pytest.mark.parametrize("module", PURE)
 def test_pure_module_imports_without_the_operator_layer(module: str) -> None:
-    probe = f"import sys, {module}; print(sorted(m for m in {OPERATOR_LAYER!r} if m in sys.modules))"
+    probe = (
+        f"import sys, {module}; print(sorted(m for m in {OPERATOR_LAYER!r} if m in sys.modules))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe],
         env={**os.environ, "PYTHONPATH": str(OPERATOR)},

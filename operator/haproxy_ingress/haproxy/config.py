@@ -20,12 +20,13 @@ import jinja2
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import (
     AccessPolicy,
+    AppliedState,
+    BackendLayout,
     BackendSettings,
     Certificate,
     Endpoint,
     ServerState,
 )
-from haproxy_ingress.plan import AppliedState, BackendLayout
 
 TEMPLATE = "haproxy.cfg.j2"
 # The request canonicaliser (see canonical.py), copied next to haproxy.cfg.
