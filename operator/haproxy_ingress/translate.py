@@ -18,7 +18,7 @@ from typing import Any
 
 from haproxy_ingress import validate
 from haproxy_ingress.canonical import canonical_path
-from haproxy_ingress.cluster import ClusterView, KubeObject
+from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
 from haproxy_ingress.model import (
     AccessPolicy,
     Backend,
@@ -620,13 +620,8 @@ def _well_named(view: ClusterView, problems: list[Problem]) -> ClusterView:
                 kept.append(obj)
         return tuple(kept)
 
-    return dataclasses.replace(
-        view,
-        ingresses=keep("Ingress", view.ingresses),
-        ingress_classes=keep("IngressClass", view.ingress_classes),
-        services=keep("Service", view.services),
-        endpoint_slices=keep("EndpointSlice", view.endpoint_slices),
-        secrets=keep("Secret", view.secrets),
+    return ClusterView.of(
+        {kind.field: keep(kind.kind, view.objects(kind)) for kind in WATCHED}, view.configmap
     )
 
 
