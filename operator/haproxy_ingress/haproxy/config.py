@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -28,6 +28,7 @@ from haproxy_ingress.model import (
     ServerState,
 )
 
+TEMPLATES_PACKAGE = "haproxy_ingress.templates"
 TEMPLATE = "haproxy.cfg.j2"
 # The request canonicaliser (see canonical.py), copied next to haproxy.cfg.
 LUA = "ingress.lua"
@@ -90,21 +91,14 @@ class _BackendView:
     servers: tuple[_Server, ...]
 
 
-def templates_dir() -> Path:
-    """The repository's ``templates/`` (source checkout) or the installed copy."""
-    here = Path(__file__).resolve()
-    for candidate in (
-        here.parents[3] / "templates",
-        Path(sys.prefix) / "share" / "haproxy-ingress" / "templates",
-    ):
-        if (candidate / TEMPLATE).is_file():
-            return candidate
-    raise FileNotFoundError(f"{TEMPLATE} not found next to the source or under {sys.prefix}")
+def template_source(name: str) -> str:
+    """A shipped template's text (package data of :mod:`haproxy_ingress.templates`)."""
+    return resources.files(TEMPLATES_PACKAGE).joinpath(name).read_text(encoding="utf-8")
 
 
-def environment(directory: Path | None = None) -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
+        loader=jinja2.FunctionLoader(template_source),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -184,7 +178,7 @@ def render(
             networks_file(structure.settings.proxy_real_ip_cidr),
         )
     )
-    files.append(RenderedFile(paths.base / LUA, lua_source(env)))
+    files.append(RenderedFile(paths.base / LUA, lua_source()))
     files.extend(
         RenderedFile(certificate_path(paths, cert.name), cert.pem.encode("ascii"), 0o600)
         for cert in target.certificates
@@ -192,12 +186,9 @@ def render(
     return Rendered(RenderedFile(paths.config, config.encode("utf-8")), tuple(files))
 
 
-def lua_source(env: jinja2.Environment) -> bytes:
+def lua_source() -> bytes:
     """``ingress.lua`` as shipped: a static file, not a template (nothing is interpolated)."""
-    loader = env.loader
-    assert loader is not None
-    source, _, _ = loader.get_source(env, LUA)
-    return source.encode()
+    return template_source(LUA).encode()
 
 
 def map_file(entries: Iterable[tuple[str, str]]) -> bytes:
