@@ -232,6 +232,9 @@ class GlobalSettings:
     use_forwarded_headers: bool = False
     proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0", "::/0")
     use_proxy_protocol: bool = False  # binds accept the PROXY protocol
+    # Sent as Server on every response that has none (the backend's wins);
+    # the Ingress conformance tests expect one, as ingress-nginx sends. None: off.
+    server_header: str | None = "haproxy-ingress"
     # Every route without an allow-list of its own, and the default backend.
     default_policy: AccessPolicy | None = None
     backend: BackendSettings = BackendSettings()

@@ -126,6 +126,10 @@ GLOBAL_KEYS: dict[str, _GlobalKey] = {
     ),
     "proxy-real-ip-cidr": lambda s, v, f: replace(s, proxy_real_ip_cidr=validate.cidr_list(v, f)),
     "use-proxy-protocol": lambda s, v, f: replace(s, use_proxy_protocol=validate.boolean(v, f)),
+    # The Server header of responses whose backend sent none; empty: none added.
+    "server-header": lambda s, v, f: replace(
+        s, server_header=validate.product(v, f) if v.strip() else None
+    ),
     # Every route's allow-list unless its Ingress sets one (ingress-nginx's
     # global whitelist-source-range); it also guards the default backend.
     "allowlist-source-range": lambda s, v, f: replace(

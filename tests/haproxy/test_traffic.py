@@ -23,6 +23,7 @@ from haproxy_ingress.translate import translate
 from tests.backends import Backend, free_port
 from tests.haproxy.stack import OPTIONS, Stack, get, wait_for
 from tests.kube import (
+    configmap,
     endpoint,
     endpoint_slice,
     ingress,
@@ -476,3 +477,47 @@ async def test_keys_of_removed_certificates_leave_the_disk(stack: Stack) -> None
     await stack.sync()
     assert not pem.exists()
     assert (stack.paths.certs / "default.pem").exists()
+
+
+async def test_server_header_is_added_unless_the_backend_sent_one(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    plain = await Backend("plain", "127.0.0.71", port).start()
+    branded = await Backend("branded", "127.0.0.72", port, headers=(("Server", "app/2"),)).start()
+    stack.put(
+        service("plain"),
+        service("branded"),
+        slice_for("plain", [plain]),
+        slice_for("branded", [branded]),
+        ingress(
+            "site",
+            rule("plain.example.com", path("/", "plain")),
+            rule("branded.example.com", path("/", "branded")),
+        ),
+    )
+
+    async def servers(host: str) -> tuple[int, list[str]]:
+        async with session.get(
+            f"http://127.0.0.1:{stack.http_port}/", headers={"Host": host}
+        ) as response:
+            return response.status, response.headers.getall("Server", [])
+
+    try:
+        await stack.sync()
+        await wait_for(lambda: _ready(stack, "be_default_plain_80", 1))
+        await wait_for(lambda: _ready(stack, "be_default_branded_80", 1))
+        assert await servers("plain.example.com") == (200, ["haproxy-ingress"])
+        assert await servers("branded.example.com") == (200, ["app/2"])
+        assert await servers("nothing.example.com") == (404, ["haproxy-ingress"])
+
+        stack.put(configmap({"server-header": "edge/1.0"}))
+        await stack.sync()
+        assert await servers("plain.example.com") == (200, ["edge/1.0"])
+        stack.put(configmap({"server-header": ""}))
+        await stack.sync()
+        assert await servers("plain.example.com") == (200, [])
+        assert await servers("branded.example.com") == (200, ["app/2"])
+    finally:
+        await plain.stop()
+        await branded.stop()
