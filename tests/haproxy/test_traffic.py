@@ -14,9 +14,9 @@ import pytest
 from cryptography import x509
 
 from haproxy_ingress.apply import Applier
+from haproxy_ingress.haproxy.commands import parse_csv_stat, parse_servers_state
 from haproxy_ingress.haproxy.config import RenderOptions
 from haproxy_ingress.haproxy.process import ConfigCheckError
-from haproxy_ingress.haproxy.runtime import parse_csv_stat, parse_servers_state
 from haproxy_ingress.model import BackendSettings
 from haproxy_ingress.plan import plan
 from haproxy_ingress.translate import translate
@@ -344,7 +344,7 @@ async def test_runtime_state_survives_a_reload(stack: Stack) -> None:
     outcome = await stack.sync()
     assert outcome.result is not None and outcome.result.reloaded
     text = await stack.client.run("show", "servers", "state", "be_default_web_80")
-    rows = {row["srv_name"]: row for row in parse_servers_state(text)}
+    rows = {row["srv_name"]: row for row in parse_servers_state(text).rows}
     assert (rows["s1"]["srv_addr"], rows["s1"]["srv_port"]) == (web[0].host, str(port))
     assert int(rows["s1"]["srv_admin_state"]) & 0x9 == 0  # neither maint nor drain
     assert int(rows["s2"]["srv_admin_state"]) & 0x8  # drain

@@ -16,6 +16,7 @@ PURE = (
     "haproxy_ingress.plan",
     "haproxy_ingress.state",
     "haproxy_ingress.haproxy.config",
+    "haproxy_ingress.haproxy.commands",
 )
 OPERATOR_LAYER = ("kopf", "kubernetes_asyncio", "aiohttp")
 

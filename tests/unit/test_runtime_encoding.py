@@ -12,20 +12,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from haproxy_ingress.haproxy.process import parse_show_proc
-from haproxy_ingress.haproxy.runtime import (
+from haproxy_ingress.haproxy.commands import (
     MAX_COMMAND_BYTES,
     Command,
-    RuntimeClient,
-    RuntimeConnectionError,
     UnsafeArgumentError,
     parse_crt_list,
     parse_csv_stat,
     parse_servers_state,
     set_server_addr,
     set_server_state,
-    set_server_weight,
 )
+from haproxy_ingress.haproxy.process import parse_show_proc
+from haproxy_ingress.haproxy.runtime import RuntimeClient, RuntimeConnectionError
 
 NOWHERE = Path("/nonexistent/haproxy.sock")
 
@@ -208,17 +206,12 @@ def test_server_builders_refuse_bad_names(backend: str, server: str) -> None:
         set_server_state(backend, server, "ready")
 
 
-def test_state_and_weight_expect_empty_replies() -> None:
+def test_state_expects_an_empty_reply() -> None:
     state = set_server_state("be_x", "s1", "drain")
     assert state.encode() == b"set server be_x/s1 state drain\n"
     assert state.accepts("")
     assert not state.accepts("No such server.")
     assert not state.accepts("'set server <srv> state' expects 'ready', 'drain' and 'maint'.")
-    weight = set_server_weight("be_x", "s1", 256)
-    assert weight.encode() == b"set server be_x/s1 weight 256\n"
-    assert not weight.accepts("Absolute weight can only be between 0 and 256 inclusive.")
-    with pytest.raises(UnsafeArgumentError):
-        set_server_weight("be_x", "s1", 257)
     with pytest.raises(UnsafeArgumentError):
         set_server_state("be_x", "s1", "up")  # type: ignore[arg-type]
 
@@ -288,7 +281,9 @@ srv_check_port srv_check_addr srv_agent_addr srv_agent_port
 
 
 def test_parse_servers_state() -> None:
-    rows = parse_servers_state(SERVERS_STATE)
+    state = parse_servers_state(SERVERS_STATE)
+    rows = state.rows
+    assert state.file(rows) == SERVERS_STATE
     assert [(r["srv_name"], r["srv_addr"], r["srv_port"], r["srv_admin_state"]) for r in rows] == [
         ("s1", "10.0.0.5", "8080", "4"),
         ("s2", "127.0.0.1", "1", "5"),

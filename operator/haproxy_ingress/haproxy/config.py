@@ -238,18 +238,35 @@ def server_address(endpoint: Endpoint) -> str:
     return f"{host}:{endpoint.port}"
 
 
-def _backend_view(layout: BackendLayout, slots: tuple[Endpoint | None, ...]) -> _BackendView:
-    servers = []
+def enabled_servers(target: AppliedState) -> dict[tuple[str, str], tuple[str, int]]:
+    """(backend, server) → (address, port) of every slot haproxy.cfg renders enabled.
+
+    What a reload may carry runtime state over for (process.filter_server_state).
+    """
+    return {
+        (view.name, server.name): (endpoint.address, endpoint.port)
+        for layout in target.structure.backends
+        for view, server, endpoint in _servers(layout, target.servers.get(layout.name, ()))
+        if endpoint is not None and not server.disabled
+    }
+
+
+def _servers(
+    layout: BackendLayout, slots: tuple[Endpoint | None, ...]
+) -> list[tuple[BackendLayout, _Server, Endpoint | None]]:
+    result = []
     for index in range(layout.slots):
         endpoint = slots[index] if index < len(slots) else None
         if endpoint is None:
-            servers.append(_Server(f"s{index + 1}", FREE_SLOT_ADDRESS, True))
+            server = _Server(f"s{index + 1}", FREE_SLOT_ADDRESS, True)
         else:
-            servers.append(
-                _Server(
-                    f"s{index + 1}",
-                    server_address(endpoint),
-                    endpoint.state is ServerState.MAINT,
-                )
+            server = _Server(
+                f"s{index + 1}", server_address(endpoint), endpoint.state is ServerState.MAINT
             )
-    return _BackendView(layout.name, layout.settings, tuple(servers))
+        result.append((layout, server, endpoint))
+    return result
+
+
+def _backend_view(layout: BackendLayout, slots: tuple[Endpoint | None, ...]) -> _BackendView:
+    servers = tuple(server for _, server, _ in _servers(layout, slots))
+    return _BackendView(layout.name, layout.settings, servers)
