@@ -22,7 +22,7 @@ from haproxy_ingress.haproxy.commands import (
     set_server_addr,
     set_server_state,
 )
-from haproxy_ingress.haproxy.process import parse_show_proc
+from haproxy_ingress.haproxy.process import filter_server_state, parse_show_proc
 from haproxy_ingress.haproxy.runtime import RuntimeClient, RuntimeConnectionError
 
 NOWHERE = Path("/nonexistent/haproxy.sock")
@@ -329,3 +329,39 @@ def test_parse_show_proc() -> None:
     assert (info.master_pid, info.reloads, info.failed) == (3912, 5, 1)
     assert info.worker_pids == (21656,)
     assert info.old_worker_pids == (21490,)
+
+
+def test_filter_server_state_lets_the_config_win() -> None:
+    header = (
+        "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight"
+        " srv_iweight srv_time_since_last_change srv_check_status srv_check_result"
+        " srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id"
+        " srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr"
+        " srv_agent_addr srv_agent_port\n"
+    )
+
+    def row(backend: str, server: str, addr: str, port: int, admin: int = 4) -> str:
+        return f"3 {backend} 1 {server} {addr} 2 {admin} 1 1 0 1 0 0 8 0 0 0 - {port} - 0 0 - - 0"
+
+    rows = [
+        row("be", "same", "10.0.0.5", 8080, admin=12),
+        row("be", "freed", "10.0.0.6", 8080),
+        row("be", "moved", "10.0.0.7", 8080),
+        row("be", "reported", "10.0.0.8", 8080),
+        row("be", "gone", "10.0.0.9", 8080),
+        row("be", "six", "2001:db8::7", 82),
+        row("named", "web", "10.1.1.1", 80),
+    ]
+    # The enabled slots of the new configuration: "freed" is free, "moved" and
+    # "reported" now point elsewhere, "gone" does not exist any more.
+    layout = {
+        ("be", "same"): ("10.0.0.5", 8080),
+        ("be", "moved"): ("10.0.0.70", 8080),
+        ("be", "reported"): ("10.0.0.8", 9090),
+        ("be", "six"): ("2001:db8:0::7", 82),
+        ("named", "web"): ("10.1.1.1", 80),
+    }
+    state = parse_servers_state(header + "\n".join(rows) + "\n")
+    kept, dropped = filter_server_state(state, layout)
+    assert kept == header + "\n".join([rows[0], rows[5], rows[6]]) + "\n"
+    assert dropped == ["be/freed", "be/moved", "be/reported", "be/gone"]
