@@ -214,9 +214,8 @@ async def test_rejected_config_is_reported_as_a_warning_naming_the_cause(tmp_pat
         metrics_bind=None,
     )
     config.paths.ensure()
-    controller = Controller(config, lambda configmap: ClusterView())
     reporter = RecordingReporter()
-    controller._events = reporter  # type: ignore[assignment]
+    controller = Controller(config, lambda configmap: ClusterView(), events=reporter)
     try:
         assert await controller.sync_once() is None
     finally:

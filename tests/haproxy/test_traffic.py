@@ -521,3 +521,31 @@ async def test_server_header_is_added_unless_the_backend_sent_one(
     finally:
         await plain.stop()
         await branded.stop()
+
+
+async def test_endpoint_fast_path_moves_traffic_without_a_reload(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    old, new = await start_pods("web", 2, port, first=81)
+    stack.put(
+        service("web"), slice_for("web", [old]), ingress("a", rule("a.example.com", path("/")))
+    )
+    await stack.sync()
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+    before = await stack.proc()
+    try:
+        # A rollout: only the Service's EndpointSlice changed, so only its
+        # servers are re-derived from the last translation.
+        stack.put(slice_for("web", [new]))
+        outcome = await stack.reconciler.reconcile(stack.view(), endpoints_of={("default", "web")})
+        assert outcome.result is not None and not outcome.result.reloaded
+        assert {type(op).__name__ for op in outcome.plan.operations} == {"SetServer"}
+        await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+        for _ in range(4):
+            code, body = await get(session, stack.http_port, "/", "a.example.com")
+            assert code == 200 and body.startswith("web-82 "), body
+        assert (await stack.proc()).reloads == before.reloads
+    finally:
+        await old.stop()
+        await new.stop()
