@@ -30,7 +30,7 @@ from podnet import PodNetwork, PodNetworkError  # noqa: E402
 HTTP_PORT = int(os.environ.get("HTTP_PORT", "8080"))
 HTTPS_PORT = int(os.environ.get("HTTPS_PORT", "8443"))
 METRICS_PORT = int(os.environ.get("METRICS_PORT", "9101"))
-HEALTH_PORT = int(os.environ.get("HEALTH_PORT", "8081"))
+HEALTH_PORT = int(os.environ.get("HEALTH_PORT", "10254"))
 EXAMPLE_HOST = "echo.example.com"
 
 
@@ -52,8 +52,8 @@ def controller_command(state_dir: Path) -> list[str]:
         f"127.0.0.1:{HTTPS_PORT}",
         "--metrics-bind",
         f"127.0.0.1:{METRICS_PORT}",
-        "--liveness",
-        f"http://127.0.0.1:{HEALTH_PORT}/healthz",
+        "--health-bind",
+        f"127.0.0.1:{HEALTH_PORT}",
         "--publish-address",
         "127.0.0.1",
     ]
@@ -192,7 +192,17 @@ def run_local() -> int:
             )
             say(
                 f"metrics: http://127.0.0.1:{METRICS_PORT}/metrics; "
-                f"kubectl: export KUBECONFIG={cluster.kubeconfig}; Ctrl-C stops"
+                f"health: http://127.0.0.1:{HEALTH_PORT}/healthz and /readyz"
+            )
+            # The system's kubectl may be versions away from this server (and
+            # warns about skew on every call): name the one built with it.
+            say(
+                f"kubectl: export KUBECONFIG={cluster.kubeconfig}; "
+                f"use {cluster.binaries.kubectl} (the server's version)"
+            )
+            say(
+                "no kubelet here: the shipped Deployment stays 0/2 and other Pods stay "
+                "Pending; Ctrl-C stops"
             )
         else:
             say("the example route did not come up; see the controller's log above")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import kopf
 
 from haproxy_ingress import config as controller_config
+from haproxy_ingress import logs
 from haproxy_ingress.cluster import (
     DEFAULT_CONFIGMAP,
     DEFAULT_CONTROLLER_NAME,
@@ -111,9 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = controller_config.from_arguments(args)
     # Kopf's own logging set-up, as `kopf run` does it: plain, full or JSON lines.
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
-    if not args.verbose:
-        # Kopf logs every event handler call at INFO: one line per watch event.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logs.quiet_defaults(verbose=args.verbose, api_bodies=args.log_api_bodies)
     kopf.run(
         standalone=True,
         clusterwide=not args.watch_namespace,
@@ -161,19 +159,36 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--watch-namespace",
         action="append",
-        help="watch only this namespace (repeatable; default: all namespaces)",
+        help="watch only this namespace, repeatable (default: all namespaces; "
+        "no env: kopf run's --namespace)",
     )
     run_parser.add_argument(
         "--liveness",
-        default="http://0.0.0.0:8080/healthz",
-        help="Kopf liveness endpoint (default: %(default)s)",
+        default=None,
+        metavar="URL",
+        help="Kopf's own liveness endpoint, which only says the event loop runs "
+        "(default: off, /healthz on --health-bind checks HAProxy; no env: kopf run's "
+        "--liveness)",
     )
-    run_parser.add_argument("-v", "--verbose", action="store_true")
+    run_parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="DEBUG logs (default: INFO; no env: kopf run's --verbose)",
+    )
+    run_parser.add_argument(
+        "--log-api-bodies",
+        action="store_true",
+        default=logs.api_bodies_wanted(),
+        help="with --verbose, also log every Kubernetes API response body (default: off; "
+        f"env {logs.API_BODIES_ENV})",
+    )
     run_parser.add_argument(
         "--log-format",
         choices=("plain", "full", "json"),
         default="full",
-        help="log lines as Kopf writes them; json for log collectors (default: %(default)s)",
+        help="log lines as Kopf writes them; json for log collectors "
+        "(default: %(default)s; no env: kopf run's --log-format)",
     )
     run_parser.set_defaults(handler=cmd_run)
     return parser

@@ -22,6 +22,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
+from haproxy_ingress import serving
 from haproxy_ingress.apply import Applier
 from haproxy_ingress.cluster import ClusterView, KubeObject, trim, uids, without
 from haproxy_ingress.config import ControllerConfig
@@ -29,6 +30,8 @@ from haproxy_ingress.haproxy.config import default_certificate_path
 from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyError, HAProxyProcess
 from haproxy_ingress.haproxy.runtime import RuntimeClient
+from haproxy_ingress.health import Health, Status, summarize
+from haproxy_ingress.health import serve as serve_health
 from haproxy_ingress.metrics import Metrics, reason_label
 from haproxy_ingress.model import ObjectRef, Problem
 from haproxy_ingress.plan import PutCertificate, RemoveCertificate, ReplaceMap, SetServer
@@ -66,6 +69,9 @@ class Controller:
         self._events: EventReporter | None = None
         self._status: IngressStatusWriter | None = None
         self._metrics_runner: Any = None
+        self._health_runner: Any = None
+        self._unusable: dict[str, str] = {}  # backend → why it has no usable server
+        self.health = Health()
         paths = config.paths
         self.process = HAProxyProcess(paths, binary=config.haproxy_binary)
         self.client = RuntimeClient(paths.runtime_socket)
@@ -88,6 +94,8 @@ class Controller:
         await self.applier.adopt()
         if self.config.metrics_bind:
             self._metrics_runner = await self.metrics.serve(self.config.metrics_bind)
+        if self.config.health_bind:
+            self._health_runner = await serve_health(self.config.health_bind, self.status)
         self._spawn(self._sync_loop(), "sync")
         self._spawn(self._resync_timer(), "resync")
         self._spawn(self._watch_haproxy(), "haproxy-watchdog")
@@ -95,6 +103,9 @@ class Controller:
         if self.config.publish_address:
             self._spawn(self._lead(), "leader-election")
         logger.info("controller started: state_dir=%s", paths.base)
+
+    def status(self) -> Status:
+        return self.health.status(self.process.running)
 
     def snapshot(self) -> ClusterView:
         return without(self._view(self._configmap), self._deleted)
@@ -118,8 +129,9 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
+        for runner in (self._metrics_runner, self._health_runner):
+            if runner is not None:
+                await runner.cleanup()
         await self.client.close()
         await self.process.stop()
         if self._api is not None:
@@ -151,6 +163,7 @@ class Controller:
         try:
             services, self._changed_services = self._changed_services, None
             full, self._full_sync_pending = self._full_sync_pending, False
+            indexed = self.health.indexed  # read before the snapshot it vouches for
             view = self.snapshot()
             outcome = await self.reconciler.reconcile(
                 view, endpoints_of=None if full else services or set()
@@ -180,12 +193,16 @@ class Controller:
             return None
         except (HAProxyError, OSError) as error:
             self.metrics.syncs.labels("error").inc()
-            logger.exception("sync failed: %s", error)
+            # One line, not a traceback: the cause is HAProxy's or the host's.
+            line = summarize(error)
+            level = logging.ERROR if self.health.failed(line) else logging.DEBUG
+            logger.log(level, "HAProxy does not run the wanted configuration: %s", line)
             self.trigger()  # try again, in full, after the next debounce window
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.health.backoff())
             return None
         self.metrics.sync_seconds.observe(time.monotonic() - started)
         self.metrics.syncs.labels("ok").inc()
+        self.health.applied(full=full and indexed)
         self._record(outcome)
         self._reported = outcome.desired.problems
         await self._report(outcome.desired.problems)
@@ -216,13 +233,21 @@ class Controller:
         for kind in ("Ingress", "Service", "EndpointSlice", "Secret", "ConfigMap"):
             self.metrics.problems.labels(kind).set(kinds.get(kind, 0))
         self.metrics.quarantined.set(len(self.reconciler.quarantine.entries))
-        states: dict[str, int] = {"ready": 0, "drain": 0, "maint": 0}
-        for backend in outcome.desired.backends:
-            for endpoint in backend.endpoints:
-                states[endpoint.state.value] += 1
-        for state, count in states.items():
+        for state, count in serving.endpoint_counts(outcome.desired.backends).items():
             self.metrics.endpoints.labels(state).set(count)
+        self._log_unusable(outcome)
         self.metrics.slots.set(sum(len(s) for s in outcome.plan.target.servers.values()))
+
+    def _log_unusable(self, outcome: Outcome) -> None:
+        """Say why a backend answers 503, once per change (the 503 itself is silent)."""
+        present = {backend.name for backend in outcome.desired.backends}
+        before = {k: v for k, v in self._unusable.items() if k in present}
+        self._unusable = serving.unusable(outcome.desired.backends)
+        for backend, reason in serving.changes(before, self._unusable):
+            if reason is None:
+                logger.info("backend %s has a ready server again", backend)
+            else:
+                logger.warning("backend %s has no usable server: %s", backend, reason)
 
     async def _report(self, problems: Any) -> None:
         if self._events is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 
+from haproxy_ingress import logs
 from haproxy_ingress.cluster import ClusterView, trim
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.controller import Controller
@@ -33,6 +34,8 @@ INDEXES = {
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     config = memo.get("config") or ControllerConfig.from_env()
+    if "config" not in memo:  # `kopf run -m haproxy_ingress`: Kopf set the levels
+        logs.quiet_defaults(verbose=None, api_bodies=logs.api_bodies_wanted())
     settings.peering.standalone = True  # every replica is its own data plane
     settings.scanning.disabled = True  # no CRDs: no cluster-wide CRD/namespace watching
     settings.posting.enabled = False  # our Events come from status.py, on problems only
@@ -102,6 +105,7 @@ async def secrets_index(namespace: str | None, name: str, body: kopf.Body, **_: 
 async def _changed(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
     if controller is not None:
+        controller.health.mark_indexed()  # Kopf calls event handlers once all are listed
         controller.trigger()
 
 
@@ -111,6 +115,8 @@ async def _endpoints_changed(
 ) -> None:
     controller: Controller | None = memo.get("controller")
     service = labels.get("kubernetes.io/service-name")
+    if controller is not None:
+        controller.health.mark_indexed()
     if controller is not None and service:
         controller.trigger_endpoints(namespace or "", service)
 

@@ -14,6 +14,25 @@ from prometheus_client import (
     generate_latest,
 )
 
+# Every label value the controller can produce, created at zero on start so
+# that dashboards and alerts (rate(), absent()) see the series before the
+# first increment.
+SYNC_RESULTS = ("ok", "error", "config-rejected")
+RELOAD_REASONS = (
+    "initial configuration",
+    "global settings changed",
+    "default backend changed",
+    "backend added",
+    "backend settings changed",
+    "slots exhausted",
+    "access policy added",
+    "runtime refused",
+    "reload on every change",
+)
+RUNTIME_KINDS = ("server", "map", "cert")
+PROBLEM_KINDS = ("Ingress", "Service", "EndpointSlice", "Secret", "ConfigMap")
+ENDPOINT_STATES = ("ready", "drain", "maint")
+
 
 @dataclass
 class Metrics:
@@ -72,6 +91,15 @@ class Metrics:
         self.slots = Gauge(
             "haproxy_ingress_server_slots", "Server slots rendered in total.", registry=r
         )
+        for family, values in (
+            (self.syncs, SYNC_RESULTS),
+            (self.reloads, RELOAD_REASONS),
+            (self.runtime_operations, RUNTIME_KINDS),
+            (self.problems, PROBLEM_KINDS),
+            (self.endpoints, ENDPOINT_STATES),
+        ):
+            for value in values:
+                family.labels(value)
 
     async def serve(self, bind: str) -> web.AppRunner:
         """Serve ``/metrics`` on ``host:port`` in this loop; stop with ``runner.cleanup()``."""
@@ -91,7 +119,9 @@ class Metrics:
 
 def reason_label(reason: str) -> str:
     """A bounded label value: the reason's kind, not its backend name."""
-    for kind in ("added", "removed", "settings changed", "server slots", "refused"):
+    if reason.startswith("access policy "):
+        return "access policy added"
+    for kind in ("refused", "added", "removed", "settings changed", "server slots"):
         if kind in reason:
             return {"server slots": "slots exhausted", "refused": "runtime refused"}.get(
                 kind, "backend " + kind

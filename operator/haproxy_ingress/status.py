@@ -48,11 +48,16 @@ class EventReporter:
         self._component = component
         self._host = host
         self._posted: set[Problem] = set()
+        self._logged: set[Problem] = set()
 
     async def report(self, problems: Iterable[Problem]) -> int:
         """Post the problems not posted yet; forget the ones that went away."""
         current = set(problems)
         posted = 0
+        for problem in sorted(current - self._logged):
+            # A user's object left out or degraded: WARNING, once (not per retry).
+            logger.warning("%s %s: %s", problem.source, problem.event, problem.message)
+        self._logged = current
         for problem in sorted(current - self._posted):
             if await self._post(problem):
                 self._posted.add(problem)
@@ -90,7 +95,7 @@ class EventReporter:
         except API_ERRORS as error:
             logger.warning("could not post an Event on %s (retried next sync): %r", ref, error)
             return False
-        logger.info("event posted on %s: %s", ref, problem.message)
+        logger.debug("event posted on %s: %s", ref, problem.message)
         return True
 
 

@@ -446,7 +446,7 @@ class RuntimeClient:
             ]
             await self._execute_locked(adds)
             await self._execute_locked([Command(("commit", "map", version, path_word))])
-        logger.info(
+        logger.debug(
             "map replaced path=%s version=%s entries=%d chunks=%d",
             map_path,
             version,
@@ -509,7 +509,7 @@ class RuntimeClient:
                         [Command(("del", "ssl", "cert", word), ok=ANY_REPLY)]
                     )
                 raise
-        logger.info(
+        logger.debug(
             "certificate loaded path=%s created=%s",
             path,
             created.startswith("New empty"),
@@ -603,7 +603,7 @@ class RuntimeClient:
                 if entry.cert == cert and entry.options == options and entry.sni_filters == (sni,):
                     return False
             await self._execute_locked([command])
-        logger.info(
+        logger.debug(
             "crt-list entry added list=%s cert=%s sni=%s",
             crt_list,
             cert,
@@ -632,7 +632,7 @@ class RuntimeClient:
                 ]
             )
         if lines:
-            logger.info(
+            logger.debug(
                 "crt-list entries deleted list=%s cert=%s count=%d",
                 crt_list,
                 cert,
@@ -735,7 +735,7 @@ class RuntimeClient:
             else:
                 if not info.stopping:
                     return
-                logger.info(
+                logger.debug(
                     "runtime connection is on a stopping worker pid=%d, reconnecting",
                     info.pid,
                     extra={"worker_pid": info.pid},
