@@ -15,7 +15,7 @@ from pathlib import Path
 import kopf
 
 from haproxy_ingress import config as controller_config
-from haproxy_ingress import logs
+from haproxy_ingress import ingress_class, logs
 from haproxy_ingress.cluster import (
     DEFAULT_CONFIGMAP,
     DEFAULT_CONTROLLER_NAME,
@@ -27,6 +27,7 @@ from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.haproxy.config import default_certificate_path, render
 from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.loader import LoadError, load_objects
+from haproxy_ingress.model import Problem
 from haproxy_ingress.plan import plan
 from haproxy_ingress.tls import generate_default_certificate
 from haproxy_ingress.translate import translate
@@ -104,7 +105,35 @@ def cmd_render(args: argparse.Namespace) -> int:
         atomic_write(file.path, file.content, mode=file.mode)
     for problem in desired.problems:
         print(f"{problem.source}: {problem.message}", file=sys.stderr)
-    return EXIT_REJECTED if desired.problems else EXIT_OK
+    left = ingress_class.all_left_out(view.ingresses, view.ingress_classes, options)
+    for item in left:
+        hint = (
+            " (add the file that defines it with -f)"
+            if item.kind == ingress_class.UNDEFINED
+            else ""
+        )
+        print(f"{item.ingress}: left out ({item.kind}): {item.reason}{hint}", file=sys.stderr)
+    print(summary(view, desired.problems, left), file=sys.stderr)
+    undefined = any(item.kind == ingress_class.UNDEFINED for item in left)
+    return EXIT_REJECTED if desired.problems or undefined else EXIT_OK
+
+
+def summary(
+    view: ClusterView, problems: Sequence[Problem], left: Sequence[ingress_class.LeftOut]
+) -> str:
+    """``Ingresses: N served, M ignored (foreign class), K rejected``, and the rest."""
+    ignored = {item.ingress for item in left}
+    rejected = {p.source for p in problems if p.source.kind == "Ingress" and p.event == "Rejected"}
+    total = len(view.ingresses)
+    by_kind: dict[str, int] = {}
+    for item in left:
+        by_kind[item.kind] = by_kind.get(item.kind, 0) + 1
+    detail = ", ".join(f"{count} {kind}" for kind, count in sorted(by_kind.items()))
+    return (
+        f"Ingresses: {total - len(ignored) - len(rejected)} served, {len(ignored)} ignored"
+        + (f" ({detail})" if detail else "")
+        + f", {len(rejected)} rejected"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
-from haproxy_ingress import serving
+from haproxy_ingress import ingress_class, publish, serving
 from haproxy_ingress.apply import Applier
 from haproxy_ingress.cluster import ClusterView, KubeObject, trim, uids, without
 from haproxy_ingress.config import ControllerConfig
@@ -67,6 +67,9 @@ class Controller:
         self._leader = False
         self._api: client.ApiClient | None = None
         self._events: EventReporter | None = None
+        self._notices: EventReporter | None = None
+        self._publish: publish.ServiceAddress | None = None
+        self._published: list[dict[str, str]] | None = None
         self._status: IngressStatusWriter | None = None
         self._metrics_runner: Any = None
         self._health_runner: Any = None
@@ -100,7 +103,7 @@ class Controller:
         self._spawn(self._resync_timer(), "resync")
         self._spawn(self._watch_haproxy(), "haproxy-watchdog")
         self._spawn(self._watch_configmap(), "configmap")
-        if self.config.publish_address:
+        if self.config.publish_address or self.config.publish_service:
             self._spawn(self._lead(), "leader-election")
         logger.info("controller started: state_dir=%s", paths.base)
 
@@ -206,7 +209,17 @@ class Controller:
         self._record(outcome)
         self._reported = outcome.desired.problems
         await self._report(outcome.desired.problems)
+        if full and self._notices is not None:
+            left = ingress_class.all_left_out(
+                view.ingresses, view.ingress_classes, self.config.translate_options()
+            )
+            await self._notices.report(ingress_class.notices(left))
         if self._leader and self._status is not None:
+            if self._publish is not None and (full or self._published is None):
+                # The Service's own events are full syncs: resolve only then.
+                self._published = await self._publish.resolve(view.endpoint_slices)
+                if self._published is not None:
+                    self._status.publish(self._published)
             await self._update_status(outcome, view)
         return outcome
 
@@ -328,7 +341,12 @@ class Controller:
             await config.load_kube_config(client_configuration=configuration)
         self._api = client.ApiClient(configuration)
         self._events = EventReporter(self._api, host=self.config.pod_name)
+        # Apart from _events: an Ingress nobody serves is not one of our problems.
+        self._notices = EventReporter(self._api, host=self.config.pod_name)
         self._status = IngressStatusWriter(self._api, self.config.publish_address)
+        if self.config.publish_service:
+            namespace, name = publish.parse(self.config.publish_service, self.config.namespace)
+            self._publish = publish.ServiceAddress(self._api, namespace, name)
 
     async def _watch_configmap(self) -> None:
         """The controller's own ConfigMap: one object in one namespace (least privilege)."""

@@ -117,6 +117,10 @@ class IngressStatusWriter:
         self._networking = client.NetworkingV1Api(api)
         self._wanted = load_balancer_status(address)
 
+    def publish(self, entries: list[dict[str, str]]) -> None:
+        """Publish these ``status.loadBalancer.ingress`` entries from now on (--publish-service)."""
+        self._wanted = {"ingress": entries or None}
+
     async def update(
         self,
         served: Iterable[ObjectRef],
