@@ -83,6 +83,32 @@ def delete_example_pod(cluster: localcluster.LocalCluster) -> None:
     )
 
 
+def wait_slice_forgets(cluster: localcluster.LocalCluster, address: str) -> bool:
+    """Until no EndpointSlice of demo/echo lists ``address`` (the controller-manager's job)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        result = cluster.kubectl(
+            "get",
+            "endpointslices",
+            "-n",
+            "demo",
+            "-l",
+            "kubernetes.io/service-name=echo",
+            "-o",
+            "json",
+            check=False,
+        )
+        if result.returncode == 0:
+            items = json.loads(result.stdout).get("items") or []
+            listed = {
+                a for s in items for e in s.get("endpoints") or () for a in e.get("addresses", ())
+            }
+            if address not in listed:
+                return True
+        time.sleep(0.3)
+    return False
+
+
 def start_example_pod(cluster: localcluster.LocalCluster, network: PodNetwork) -> str:
     pod = network.start_pod("echo-1")
     kubectl(
@@ -178,6 +204,7 @@ def run_local() -> int:
         )
         return 1
     controller: subprocess.Popen[bytes] | None = None
+    address: str | None = None
     try:
         address = start_example_pod(cluster, network)
         say(f"example pod demo/echo-1 serves on {address}:8080")
@@ -217,6 +244,8 @@ def run_local() -> int:
         # would be routed to by any controller started later.
         delete_example_pod(cluster)
         network.destroy()
+        if address is not None and not wait_slice_forgets(cluster, address):
+            say(f"the EndpointSlice of demo/echo still lists {address}; a later run replaces it")
         say("stopped; the local control plane keeps running (make cluster-down stops it)")
 
 
