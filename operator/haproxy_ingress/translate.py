@@ -43,7 +43,7 @@ from haproxy_ingress.settings import (
     route_policy,
     ssl_redirect,
 )
-from haproxy_ingress.tls import certificate_from_secret
+from haproxy_ingress.tls import CertificateCache, certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
 # Lets nobody in: the paths of an Ingress whose access rule cannot be honoured.
@@ -56,12 +56,18 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 def translate(
-    view: ClusterView, options: TranslateOptions, *, now: datetime.datetime | None = None
+    view: ClusterView,
+    options: TranslateOptions,
+    *,
+    now: datetime.datetime | None = None,
+    certificate_cache: CertificateCache | None = None,
 ) -> DesiredState:
     """The whole desired state of HAProxy for this cluster view.
 
     ``now`` (the caller's clock: translate reads none) enables warnings for
     certificates outside their validity period; they are still served.
+    ``certificate_cache`` memoises the parsing of TLS Secrets across calls (the
+    result is the same with or without it).
     """
     settings, configured_default, problems = parse_configmap(view.configmap)
     view = _well_named(view, problems)
@@ -170,7 +176,7 @@ def translate(
         )
         for ref, reported_on in sorted(service_refs.items())
     )
-    certificates = _certificates(tls_claims, secrets, problems, now)
+    certificates = _certificates(tls_claims, secrets, problems, now, certificate_cache)
     return DesiredState(
         settings=settings,
         backends=backends,
@@ -488,6 +494,7 @@ def _certificates(
     secrets: Mapping[tuple[str, str], KubeObject],
     problems: list[Problem],
     now: datetime.datetime | None,
+    cache: CertificateCache | None,
 ) -> tuple[Certificate, ...]:
     """One certificate per Secret; a host served by two Secrets goes to the older Ingress."""
     host_owner: dict[str, tuple[str, str]] = {}
@@ -509,7 +516,9 @@ def _certificates(
                 )
                 continue
             try:
-                checked = certificate_from_secret(secret)
+                checked = (
+                    cache.get(secret) if cache is not None else certificate_from_secret(secret)
+                )
                 pems[key] = checked.pem
                 if now is not None and not checked.not_before <= now <= checked.not_after:
                     when = "expired on" if now > checked.not_after else "is not valid before"
