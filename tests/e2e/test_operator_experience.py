@@ -85,7 +85,9 @@ def test_a_taken_port_is_one_error_line_and_failing_probes(
 def test_one_sync_with_a_rejected_object_and_a_reload_logs_at_the_right_levels(
     cluster: Kube, namespace: str, tmp_path: Path, own_lease: None
 ) -> None:
-    controller = start_controller(cluster, tmp_path)
+    # Only this test's namespace: objects other modules left behind (a hostile
+    # corpus, quarantined configurations) must not speak in this log.
+    controller = start_controller(cluster, tmp_path, "--watch-namespace", namespace)
     try:
         wait_for(lambda: controller.probe("/readyz")[0] == 200, what="ready")
         start = len(controller.log.read_text(errors="replace"))
