@@ -31,18 +31,13 @@ from haproxy_ingress.model import (
     PathType,
     Problem,
     Route,
+    RouteOptions,
     ServerState,
     ServiceRef,
     certificate_name,
 )
 from haproxy_ingress.routing import route_key, routing_maps
-from haproxy_ingress.settings import (
-    backend_annotations,
-    has_access_rule,
-    parse_configmap,
-    route_policy,
-    ssl_redirect,
-)
+from haproxy_ingress.settings import ingress_settings, parse_configmap
 from haproxy_ingress.tls import CertificateCache, certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
@@ -52,6 +47,7 @@ DENIED_REASON = (
     "the Ingress has an access rule but cannot be served as written; "
     "its paths answer 403 until it is fixed"
 )
+NO_OPTIONS = RouteOptions()
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
@@ -97,14 +93,14 @@ def translate(
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason, "Rejected"))
             continue
-        backend_settings, errors = backend_annotations(annotations, settings.backend)
+        asked = ingress_settings(annotations, settings)
+        problems.extend(Problem(source, n.field, n.reason, n.event) for n in asked.notices)
+        errors = list(asked.errors)
+        backend_settings = asked.backend
+        # A bad access rule is no rule: nothing below may serve it.
+        policy = asked.policy if not (errors and asked.access_rule) else None
         try:
-            policy = route_policy(annotations, settings.default_policy)
-        except Invalid as error:
-            errors.append(error)
-            policy = None
-        try:
-            parsed = _parse_ingress(ingress, policy.name if policy else "")
+            parsed = _parse_ingress(ingress, policy.name if policy else "", asked.options)
         except Invalid as error:
             problems.extend(
                 Problem(source, e.field, e.reason, "Rejected") for e in [*errors, error]
@@ -112,7 +108,7 @@ def translate(
             continue
         if errors:
             problems.extend(Problem(source, e.field, e.reason, "Rejected") for e in errors)
-            if not has_access_rule(annotations):
+            if not asked.access_rule:
                 continue
             # Fail closed: an Ingress that guards its paths but cannot be
             # served as written keeps its paths, and they deny everyone; left
@@ -120,7 +116,10 @@ def translate(
             problems.append(Problem(source, "metadata.annotations", DENIED_REASON, "AccessDenied"))
             policy = DENY_ALL
             parsed = _ParsedIngress(
-                routes=[(dataclasses.replace(r, policy=policy.name), s) for r, s in parsed.routes]
+                routes=[
+                    (dataclasses.replace(r, policy=policy.name, options=NO_OPTIONS), s)
+                    for r, s in parsed.routes
+                ]
             )
             backend_settings = settings.backend
         for route, service in parsed.routes:
@@ -156,7 +155,7 @@ def translate(
                     )
                 )
         tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
-        if ssl_redirect(annotations):
+        if asked.ssl_redirect:
             redirects.update(host for _, hosts in parsed.tls for host in hosts)
 
     default_ref = configured_default or options.default_backend
@@ -247,10 +246,13 @@ class _ParsedIngress:
     tls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
 
-def _parse_ingress(ingress: KubeObject, policy: str = "") -> _ParsedIngress:
+def _parse_ingress(
+    ingress: KubeObject, policy: str = "", options: RouteOptions = NO_OPTIONS
+) -> _ParsedIngress:
     """Validate the whole Ingress; one bad field rejects it (no half-served Ingress).
 
-    ``policy`` names the access policy every route of the Ingress carries.
+    ``policy`` names the access policy every route of the Ingress carries,
+    ``options`` what its routes do besides choosing a backend.
     """
     source = _ref("Ingress", ingress)
     namespace = source.namespace
@@ -271,7 +273,10 @@ def _parse_ingress(ingress: KubeObject, policy: str = "") -> _ParsedIngress:
             if path_type is not PathType.EXACT and path.rstrip("/") == "":
                 explicit_roots.add(host)
             parsed.routes.append(
-                (Route(host, path, path_type, service.backend_name, source, policy), service)
+                (
+                    Route(host, path, path_type, service.backend_name, source, policy, options),
+                    service,
+                )
             )
     if spec.get("defaultBackend") is not None:
         service = _service_ref(namespace, spec["defaultBackend"], "spec.defaultBackend")
@@ -279,7 +284,12 @@ def _parse_ingress(ingress: KubeObject, policy: str = "") -> _ParsedIngress:
         # without rules it serves any host.
         for host in sorted(set(hosts or [""]) - explicit_roots):
             parsed.routes.append(
-                (Route(host, "/", PathType.PREFIX, service.backend_name, source, policy), service)
+                (
+                    Route(
+                        host, "/", PathType.PREFIX, service.backend_name, source, policy, options
+                    ),
+                    service,
+                )
             )
     for tls_field, entry in validate.objects(spec.get("tls"), "spec.tls"):
         secret = validate.dns_subdomain(entry.get("secretName"), f"{tls_field}.secretName")

@@ -99,7 +99,8 @@ def check_shape(target: AppliedState, files: dict[str, str], empty: dict[str, li
         for p in target.structure.policies
     ]
     frontend = empty["frontend fe_http"]
-    at = frontend.index("use_backend %[var(txn.backend)] if { var(txn.backend) -m found }")
+    # (right after the policies' own check, before the route options).
+    at = next(i for i, line in enumerate(frontend) if "opt-https.map" in line)
     assert found["frontend fe_http"] == [*frontend[:at], *policy_lines, *frontend[at:]]
     for policy in target.structure.policies:
         networks = files[f"maps/{policy.name}.acl"].splitlines()

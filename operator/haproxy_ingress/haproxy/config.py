@@ -19,6 +19,7 @@ import jinja2
 
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import (
+    ROUTE_OPTION_MAPS,
     AccessPolicy,
     BackendSettings,
     Certificate,
@@ -33,6 +34,8 @@ LUA = "ingress.lua"
 # Placeholder address of a free slot; `disabled` keeps it out of traffic and checks.
 FREE_SLOT_ADDRESS = "127.0.0.1:1"
 ALPN = "h2,http/1.1"
+# The statuses HAProxy's redirect can answer with.
+REDIRECT_CODES = (301, 302, 303, 307, 308)
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:/@*\[\]%,=~!$&'()+-]+")
 
 
@@ -154,6 +157,8 @@ def render(
         redirect_map=map_path(paths, "redirect"),
         hosts_map=map_path(paths, "hosts"),
         policies_map=map_path(paths, "policies"),
+        option_maps={name: map_path(paths, name) for name in ROUTE_OPTION_MAPS},
+        redirect_codes=REDIRECT_CODES,
         trusted_proxies=paths.maps / "trusted-proxies.acl",
         lua=paths.base / LUA,
         policies=[(policy.name, policy_path(paths, policy)) for policy in structure.policies],
