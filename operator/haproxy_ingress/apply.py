@@ -209,7 +209,7 @@ class Applier:
         await asyncio.to_thread(write)
         await check_config(candidate, binary=self._binary)
         candidate.replace(self._options.paths.config)
-        logger.info("reloading HAProxy: %s", "; ".join(reasons))
+        logger.debug("reloading HAProxy: %s", "; ".join(reasons))
         if not self._process.running and await self._process.adopt() is None:
             await self._process.start()
         else:

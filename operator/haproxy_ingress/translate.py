@@ -19,6 +19,7 @@ from typing import Any
 from haproxy_ingress import validate
 from haproxy_ingress.canonical import canonical_path
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
+from haproxy_ingress.ingress_class import left_out
 from haproxy_ingress.model import (
     AccessPolicy,
     Backend,
@@ -41,7 +42,6 @@ from haproxy_ingress.settings import ingress_settings, parse_configmap
 from haproxy_ingress.tls import CertificateCache, certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
-LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 # Lets nobody in: the paths of an Ingress whose access rule cannot be honoured.
 DENY_ALL = AccessPolicy(())
 DENIED_REASON = (
@@ -49,7 +49,6 @@ DENIED_REASON = (
     "its paths answer 403 until it is fixed"
 )
 NO_OPTIONS = RouteOptions()
-DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
@@ -235,35 +234,8 @@ def refresh_endpoints(
 
 
 def _is_ours(ingress: KubeObject, classes: Iterable[KubeObject], options: TranslateOptions) -> bool:
-    """Whether this controller serves the Ingress, by the Kubernetes rules.
-
-    ``spec.ingressClassName`` naming one of our IngressClasses wins; then the
-    legacy annotation naming our class; an Ingress with neither is ours only if
-    one of our IngressClasses is marked as the cluster default.
-    """
-    ours: dict[str, bool] = {}
-    for ingress_class in classes:
-        spec = ingress_class.get("spec") or {}
-        if isinstance(spec, Mapping) and spec.get("controller") == options.controller_name:
-            meta = ingress_class.get("metadata") or {}
-            annotations = meta.get("annotations") or {}
-            default = (
-                annotations.get(DEFAULT_CLASS_ANNOTATION)
-                if isinstance(annotations, Mapping)
-                else ""
-            )
-            ours[str(meta.get("name"))] = str(default).lower() == "true"
-    spec = ingress.get("spec") or {}
-    class_name = spec.get("ingressClassName") if isinstance(spec, Mapping) else None
-    if class_name is not None:
-        # A class name that is not a string (offline input only) is claimed so
-        # that _parse_ingress reports it instead of it vanishing silently.
-        return not isinstance(class_name, str) or class_name in ours
-    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
-    legacy = annotations.get(LEGACY_CLASS_ANNOTATION) if isinstance(annotations, Mapping) else None
-    if legacy is not None:
-        return bool(legacy == options.ingress_class)
-    return any(ours.values())
+    """Whether this controller serves the Ingress (ingress_class.left_out says why not)."""
+    return left_out(ingress, classes, options) is None
 
 
 # --- ingresses -----------------------------------------------------------------
