@@ -15,6 +15,8 @@ from typing import Any
 
 from haproxy_ingress.model import (
     AccessPolicy,
+    AppliedState,
+    BackendLayout,
     BackendSettings,
     Canary,
     Certificate,
@@ -23,8 +25,9 @@ from haproxy_ingress.model import (
     RouteOptions,
     RoutingMaps,
     ServerState,
+    Slots,
+    Structure,
 )
-from haproxy_ingress.plan import AppliedState, BackendLayout, Slots, Structure
 
 FORMAT = 3  # 3: regex map, canary and regex-rewrite option maps
 
