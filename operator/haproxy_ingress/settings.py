@@ -20,6 +20,7 @@ from haproxy_ingress import registry, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
+    Canary,
     GlobalSettings,
     ObjectRef,
     Problem,
@@ -42,6 +43,7 @@ __all__ = [
 _ALLOWLIST = registry.BY_KEY["allowlist-source-range"]
 _SSL_REDIRECT = registry.BY_KEY["ssl-redirect"]
 _DEFAULT_BACKEND = registry.BY_KEY["default-backend-service"]
+_USE_REGEX = registry.BY_KEY["use-regex"]
 
 # ingress-nginx keys whose absence would open access or weaken TLS: an
 # Ingress that sets one we do not honour is not served as if it had not
@@ -78,6 +80,10 @@ class IngressSettings:
     # It sets an access rule of its own (valid or not, honoured or not): on
     # any error its paths are kept and deny everyone (fail closed).
     access_rule: bool = False
+    # Its paths are regular expressions: use-regex, or a rewrite-target
+    # that names capture groups (ingress-nginx implies use-regex then).
+    use_regex: bool = False
+    canary: Canary | None = None  # canary: "true" — see translate
 
 
 def _field(name: str) -> str:
@@ -126,6 +132,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     options = defaults.route
     policy = defaults.default_policy
     ssl_redirect = True
+    use_regex = False
+    canary = Canary()
     for setting in registry.SETTINGS:
         if not setting.annotation:
             continue
@@ -156,6 +164,10 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 policy = parsed
             elif setting is _SSL_REDIRECT:
                 ssl_redirect = parsed
+            elif setting is _USE_REGEX:
+                use_regex = parsed
+            elif setting in registry.CANARY:
+                canary = registry.apply(canary, setting, parsed)
             else:
                 options = registry.apply(options, setting, parsed)
         except Invalid as error:
@@ -168,6 +180,9 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         errors=tuple(errors),
         notices=tuple(notices),
         access_rule=access_rule,
+        use_regex=use_regex
+        or bool(options.rewrite_target and registry.CAPTURE.search(options.rewrite_target)),
+        canary=canary if canary.enabled else None,
     )
 
 
@@ -187,10 +202,6 @@ def _unsupported_nginx(key: str, value: object) -> Notice | tuple[str, bool] | N
         return Notice("", "nginx snippets are never pasted into HAProxy; ignored", "Refused")
     if _ACCESS_FAMILIES.fullmatch(key):
         return (f"{key} is an access rule this controller does not honour yet", True)
-    if key == "canary" and str(value).strip().lower() == "true":
-        # Served as a plain Ingress, the canary would take the main one's
-        # path (or conflict with it): left out instead.
-        return ("canary Ingresses are not supported yet; this one is left out", False)
     return None
 
 
