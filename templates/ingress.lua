@@ -209,3 +209,176 @@ core.register_action("ingress_canary", { "http-req" }, function(txn)
     end
   end
 end)
+
+-- Basic auth for $apr1$ hashes (auth.py): libcrypt, which HAProxy's
+-- userlists call, does not know Apache's MD5 variant, and a hash cannot be
+-- converted, so it is verified here: a pure-Lua MD5 (RFC 1321) and the
+-- apr1 algorithm (Apache's apr_md5.c: crypt-md5 with the "$apr1$" magic).
+
+local MD5_SHIFT = {
+  7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
+  5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
+  4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
+  6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+}
+local MD5_K = {}
+for i = 1, 64 do
+  MD5_K[i] = math.floor(math.abs(math.sin(i)) * 4294967296) & 0xffffffff
+end
+
+local function md5(message)
+  local length = #message
+  message = message .. "\128" .. string.rep("\0", (55 - length) % 64)
+    .. string.pack("<I8", length * 8)
+  local a0, b0, c0, d0 = 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476
+  for chunk = 1, #message, 64 do
+    local m = { string.unpack("<I4I4I4I4I4I4I4I4I4I4I4I4I4I4I4I4", message, chunk) }
+    local a, b, c, d = a0, b0, c0, d0
+    for i = 0, 63 do
+      local f, g
+      if i < 16 then
+        f = (b & c) | (~b & d)
+        g = i
+      elseif i < 32 then
+        f = (d & b) | (~d & c)
+        g = (5 * i + 1) % 16
+      elseif i < 48 then
+        f = b ~ c ~ d
+        g = (3 * i + 5) % 16
+      else
+        f = c ~ (b | ~d)
+        g = (7 * i) % 16
+      end
+      f = (f + a + MD5_K[i + 1] + m[g + 1]) & 0xffffffff
+      local s = MD5_SHIFT[i + 1]
+      a, d, c = d, c, b
+      b = (b + (((f << s) | (f >> (32 - s))) & 0xffffffff)) & 0xffffffff
+    end
+    a0 = (a0 + a) & 0xffffffff
+    b0 = (b0 + b) & 0xffffffff
+    c0 = (c0 + c) & 0xffffffff
+    d0 = (d0 + d) & 0xffffffff
+  end
+  return string.pack("<I4I4I4I4", a0, b0, c0, d0)
+end
+
+local ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+local function to64(value, count)
+  local out = {}
+  for i = 1, count do
+    local index = (value & 0x3f) + 1
+    out[i] = ITOA64:sub(index, index)
+    value = value >> 6
+  end
+  return table.concat(out)
+end
+
+local function apr1(password, salt)
+  local magic = "$apr1$"
+  local final = md5(password .. salt .. password)
+  local context = { password, magic, salt }
+  for left = #password, 1, -16 do
+    context[#context + 1] = final:sub(1, math.min(left, 16))
+  end
+  local bits = #password
+  while bits > 0 do
+    context[#context + 1] = (bits & 1 == 1) and "\0" or password:sub(1, 1)
+    bits = bits >> 1
+  end
+  final = md5(table.concat(context))
+  for i = 0, 999 do
+    local odd = i & 1 == 1
+    local parts = { odd and password or final }
+    if i % 3 ~= 0 then
+      parts[#parts + 1] = salt
+    end
+    if i % 7 ~= 0 then
+      parts[#parts + 1] = password
+    end
+    parts[#parts + 1] = odd and final or password
+    final = md5(table.concat(parts))
+  end
+  local f = { final:byte(1, 16) }
+  return magic .. salt .. "$"
+    .. to64((f[1] << 16) | (f[7] << 8) | f[13], 4)
+    .. to64((f[2] << 16) | (f[8] << 8) | f[14], 4)
+    .. to64((f[3] << 16) | (f[9] << 8) | f[15], 4)
+    .. to64((f[4] << 16) | (f[10] << 8) | f[16], 4)
+    .. to64((f[5] << 16) | (f[11] << 8) | f[6], 4)
+    .. to64(f[12], 2)
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local B64_VALUE = {}
+for i = 1, 64 do
+  B64_VALUE[B64:byte(i)] = i - 1
+end
+
+local function base64_decode(text)
+  if #text % 4 ~= 0 or #text > 1024 or not text:match("^[A-Za-z0-9+/]*=?=?$") then
+    return nil
+  end
+  local out = {}
+  for i = 1, #text, 4 do
+    local n, pad = 0, 0
+    for j = i, i + 3 do
+      local value = B64_VALUE[text:byte(j)]
+      if value == nil then
+        value = 0
+        pad = pad + 1
+      end
+      n = (n << 6) | value
+    end
+    local chunk = string.char((n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+    out[#out + 1] = chunk:sub(1, 3 - pad)
+  end
+  return table.concat(out)
+end
+
+-- The user and password of "Authorization: Basic …", or nil.
+local function credentials(txn)
+  local header = txn.f:req_fhdr("authorization")
+  if header == nil then
+    return nil
+  end
+  local encoded = header:match("^[Bb][Aa][Ss][Ii][Cc] +([A-Za-z0-9+/=]+) *$")
+  if encoded == nil then
+    return nil
+  end
+  local decoded = base64_decode(encoded)
+  if decoded == nil then
+    return nil
+  end
+  local user, password = decoded:match("^([^:]*):(.*)$")
+  -- The user names auth.py accepts (USER_RE); others are nobody.
+  if user == nil or not user:match("^[A-Za-z0-9][A-Za-z0-9_.@+-]*$") or #user > 64 then
+    return nil
+  end
+  return user, password
+end
+
+-- Sets txn.auth_key ("<policy>/<user>") for the $apr1$ map lookup.
+core.register_action("ingress_auth_user", { "http-req" }, function(txn)
+  local policy = txn:get_var("txn.auth")
+  local user = credentials(txn)
+  if policy ~= nil and user ~= nil then
+    txn:set_var("txn.auth_key", policy .. "/" .. user)
+  end
+end)
+
+-- Sets txn.auth_ok when the password matches the user's $apr1$ hash (txn.apr1).
+core.register_action("ingress_apr1", { "http-req" }, function(txn)
+  local hashed = txn:get_var("txn.apr1")
+  local user, password = credentials(txn)
+  if hashed == nil or user == nil then
+    return
+  end
+  local salt = hashed:match("^%$apr1%$([./0-9A-Za-z]+)%$[./0-9A-Za-z]+$")
+  if salt == nil or #password > 1024 then
+    return
+  end
+  if apr1(password, salt) == hashed then
+    txn:set_var("txn.auth_ok", "1")
+  end
+end)

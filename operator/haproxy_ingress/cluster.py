@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from haproxy_ingress.model import TranslateOptions
-from haproxy_ingress.tls import TLS_SECRET_TYPE
+from haproxy_ingress.tls import OPAQUE_SECRET_TYPE, TLS_SECRET_TYPE
 
 KubeObject = Mapping[str, Any]
 
@@ -27,9 +27,11 @@ class WatchedKind:
     version: str
     plural: str
     kind: str
-    # Only objects whose field has this value matter: filtered by the API
-    # server (watch and list alike), so the others never reach the controller.
-    only: tuple[str, str] | None = None
+    # Only objects whose field has one of these values matter (Kopf filters).
+    only: tuple[str, tuple[str, ...]] | None = None
+    # What the API server filters out first (watch and list alike), so most
+    # of the others never reach the controller.
+    selector: str | None = None
 
     @property
     def api_version(self) -> str:
@@ -37,7 +39,7 @@ class WatchedKind:
 
     @property
     def field_selector(self) -> str | None:
-        return f"{self.only[0]}={self.only[1]}" if self.only else None
+        return self.selector
 
     @property
     def list_path(self) -> str:
@@ -52,7 +54,18 @@ WATCHED: tuple[WatchedKind, ...] = (
     WatchedKind("ingress_classes", "networking.k8s.io", "v1", "ingressclasses", "IngressClass"),
     WatchedKind("services", "", "v1", "services", "Service"),
     WatchedKind("endpoint_slices", "discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
-    WatchedKind("secrets", "", "v1", "secrets", "Secret", only=("type", TLS_SECRET_TYPE)),
+    # TLS Secrets (certificates) and Opaque ones (basic-auth users, auth.py).
+    # A field selector cannot say "one of", so the API server drops the
+    # kinds that are many and never ours, and Kopf keeps the two types.
+    WatchedKind(
+        "secrets",
+        "",
+        "v1",
+        "secrets",
+        "Secret",
+        only=("type", (TLS_SECRET_TYPE, OPAQUE_SECRET_TYPE)),
+        selector="type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token",
+    ),
 )
 
 

@@ -101,7 +101,12 @@ def _register(kind: WatchedKind) -> None:
         return {key: trim(body)} if key is not None else None
 
     resource = (kind.group, kind.version, kind.plural)
-    field, value = kind.only or (None, None)
+    field, values = kind.only or (None, ())
+
+    def wanted(value: Any, **_: Any) -> bool:
+        return value in values
+
+    value = wanted if field else None
     kopf.index(*resource, id=_index_id(kind), field=field, value=value)(index)
     on_event = _endpoints_changed if kind.kind == "EndpointSlice" else _changed
     kopf.on.event(*resource, id=f"{kind.field}_changed", field=field, value=value)(on_event)

@@ -173,11 +173,32 @@ class AccessPolicy:
     """
 
     allow_sources: tuple[str, ...] = ()  # CIDR networks, normalised and sorted
+    # Networks refused even when allowed or authenticated (denylist-source-range).
+    deny_sources: tuple[str, ...] = ()
+    # Basic authentication (auth-type: basic). With no users nobody gets in.
+    basic_auth: bool = False
+    realm: str = ""  # checked by auth.realm: printable, no quotes or backslashes
+    # (user, crypt hash) verified by an HAProxy userlist (libcrypt: bcrypt,
+    # SHA-256/512 crypt, MD5 crypt, yescrypt) ...
+    users: tuple[tuple[str, str], ...] = ()
+    # ... and Apache's $apr1$ hashes, which libcrypt lacks: verified in Lua.
+    apr1_users: tuple[tuple[str, str], ...] = ()
+    # satisfy: any — an allowed source OR valid credentials (else both).
+    satisfy_any: bool = False
 
     @property
     def name(self) -> str:
-        digest = hashlib.sha256(repr(self.allow_sources).encode()).hexdigest()
+        if self == AccessPolicy(self.allow_sources):
+            # An allow-list alone keeps the name it had before the other fields.
+            digest = hashlib.sha256(repr(self.allow_sources).encode()).hexdigest()
+        else:
+            digest = hashlib.sha256(repr(self).encode()).hexdigest()
         return f"p{digest[:16]}"
+
+    @property
+    def userlist(self) -> str:
+        """The HAProxy userlist of this policy's crypt users."""
+        return f"ul_{self.name}"
 
 
 @dataclass(frozen=True, order=True)
@@ -284,6 +305,9 @@ class RoutingMaps:
     # Regular-expression routes (map_reg: the first key that matches, in
     # order), keyed by ``^<escaped scope>(?i:<pattern>)``.
     regex: tuple[tuple[str, str], ...] = ()
+    # The ConfigMap's denylist-source-range (map_ip: network → "1"), checked
+    # before routing; a map, so a change needs no reload.
+    deny: tuple[tuple[str, str], ...] = ()
 
     def files(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
         """Each map file's stem and entries."""
@@ -294,6 +318,7 @@ class RoutingMaps:
             ("redirect", self.redirect),
             ("hosts", self.hosts),
             ("regex", self.regex),
+            ("deny", self.deny),
             *zip(ROUTE_OPTION_MAPS, options, strict=True),
         )
 
@@ -348,6 +373,8 @@ class GlobalSettings:
     server_header: str | None = "haproxy-ingress"
     # Every route without an allow-list of its own, and the default backend.
     default_policy: AccessPolicy | None = None
+    # Networks refused everywhere, before routing (denylist-source-range).
+    deny_sources: tuple[str, ...] = ()
     backend: BackendSettings = BackendSettings()
     route: RouteOptions = RouteOptions()  # every route's options unless its Ingress sets them
 

@@ -10,6 +10,7 @@ so endpoint churn and route changes are runtime operations only.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from haproxy_ingress.model import (
     Certificate,
     DesiredState,
     Endpoint,
+    GlobalSettings,
     Slots,
     Structure,
 )
@@ -78,6 +80,11 @@ class Plan:
         return not self.reload_reasons and not self.operations
 
 
+def _structural(settings: GlobalSettings) -> GlobalSettings:
+    """The settings that haproxy.cfg holds: the global deny-list is a map (maps.deny)."""
+    return dataclasses.replace(settings, deny_sources=())
+
+
 def plan(
     current: AppliedState | None, desired: DesiredState, *, always_reload: bool = False
 ) -> Plan:
@@ -94,7 +101,7 @@ def plan(
     if current is None:
         reasons.append("initial configuration")
     else:
-        if current.structure.settings != desired.settings:
+        if _structural(current.structure.settings) != _structural(desired.settings):
             reasons.append("global settings changed")
         if current.structure.default_backend != desired.default_backend:
             reasons.append("default backend changed")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress import regex, validate
+from haproxy_ingress import auth, regex, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -704,6 +704,73 @@ SETTINGS: tuple[Setting, ...] = (
         nginx_configmap=True,
     ),
     Setting(
+        "denylist-source-range",
+        _R,
+        validate.cidr_list,
+        None,
+        "CIDR networks refused (403), even with credentials; the ConfigMap's refuses them "
+        "everywhere, before routing, and changes without a reload",
+        field="deny_sources",
+        default_doc="nobody",
+        nginx=("denylist-source-range",),
+        nginx_configmap=True,
+        difference="a denied address is refused even under `satisfy: any`",
+    ),
+    Setting(
+        "auth-type",
+        _R,
+        auth.auth_type,
+        None,
+        "`basic`: the paths ask for a user of `auth-secret` (401 with `auth-realm`)",
+        field="auth_type",
+        configmap=False,
+        nginx=("auth-type",),
+        difference="`digest` refused (the paths answer 403)",
+    ),
+    Setting(
+        "auth-secret",
+        _R,
+        auth.secret_name,
+        None,
+        "Secret (this namespace) with the users: htpasswd file or one key per user",
+        field="auth_secret",
+        configmap=False,
+        nginx=("auth-secret",),
+        difference="another namespace's Secret refused; bcrypt, `$6$`, `$5$`, `$1$`, `$y$` "
+        "and `$apr1$` verify, other formats are left out with a Warning",
+    ),
+    Setting(
+        "auth-secret-type",
+        _R,
+        auth.secret_type,
+        "auth-file",
+        "`auth-file` (key `auth`, htpasswd lines) or `auth-map` (key: user, value: hash)",
+        field="secret_type",
+        configmap=False,
+        nginx=("auth-secret-type",),
+    ),
+    Setting(
+        "auth-realm",
+        _R,
+        auth.realm,
+        "",
+        "the realm of the 401's `WWW-Authenticate: Basic`",
+        field="realm",
+        configmap=False,
+        nginx=("auth-realm",),
+        difference="no quotes or backslashes",
+    ),
+    Setting(
+        "satisfy",
+        _R,
+        auth.satisfy,
+        "all",
+        "`any`: an address of the allow-list OR valid credentials let in; `all`: both",
+        field="satisfy_any",
+        configmap=False,
+        nginx=("satisfy",),
+    ),
+    Setting(
         "ssl-redirect",
         _R,
         validate.boolean,
@@ -925,6 +992,18 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_KEY: Mapping[str, Setting] = {setting.key: setting for setting in SETTINGS}
+# Fields of auth.AccessAsk: translate reads the Secrets they name.
+ACCESS = frozenset(
+    BY_KEY[k]
+    for k in (
+        "denylist-source-range",
+        "auth-type",
+        "auth-secret",
+        "auth-secret-type",
+        "auth-realm",
+        "satisfy",
+    )
+)
 # The canary-* keys: they set the fields of a model.Canary, not of RouteOptions.
 CANARY = frozenset(s for s in SETTINGS if s.key.startswith("canary"))
 # ingress-nginx's names (annotation suffix or ConfigMap key) → the setting.
@@ -942,7 +1021,7 @@ def defaults() -> GlobalSettings:
         return {
             s.field: s.parse(s.default, "default") if s.default is not None else None
             for s in scoped(scope)
-            if s.field and s not in CANARY
+            if s.field and s not in CANARY and s not in ACCESS
         }
 
     return GlobalSettings(

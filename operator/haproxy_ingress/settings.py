@@ -13,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from haproxy_ingress import registry, validate
+from haproxy_ingress.auth import AccessAsk
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -44,6 +45,7 @@ _ALLOWLIST = registry.BY_KEY["allowlist-source-range"]
 _SSL_REDIRECT = registry.BY_KEY["ssl-redirect"]
 _DEFAULT_BACKEND = registry.BY_KEY["default-backend-service"]
 _USE_REGEX = registry.BY_KEY["use-regex"]
+_DENYLIST = registry.BY_KEY["denylist-source-range"]
 
 # ingress-nginx keys whose absence would open access or weaken TLS: an
 # Ingress that sets one we do not honour is not served as if it had not
@@ -84,6 +86,8 @@ class IngressSettings:
     # that names capture groups (ingress-nginx implies use-regex then).
     use_regex: bool = False
     canary: Canary | None = None  # canary: "true" — see translate
+    # Deny-list, basic auth and satisfy (auth.AccessAsk): translate reads the Secret.
+    access: AccessAsk = field(default_factory=AccessAsk)
 
 
 def _field(name: str) -> str:
@@ -109,13 +113,13 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
             setting = registry.BY_KEY.get(name[len(ANNOTATION_PREFIX) :])
             if setting is None or not setting.annotation:
                 errors.append(Invalid(field, "unknown annotation"))
-            elif setting is _ALLOWLIST:
+            elif setting is _ALLOWLIST or setting in registry.ACCESS:
                 access_rule = True
         elif name.startswith(NGINX_PREFIX):
             key = name[len(NGINX_PREFIX) :]
             setting = registry.BY_NGINX.get(key)
             if setting is not None and setting.annotation:
-                access_rule = access_rule or setting is _ALLOWLIST
+                access_rule = access_rule or setting is _ALLOWLIST or setting in registry.ACCESS
                 continue
             refusal = _unsupported_nginx(key, annotations[name])
             if refusal is None:
@@ -134,6 +138,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     ssl_redirect = True
     use_regex = False
     canary = Canary()
+    access = AccessAsk()
     for setting in registry.SETTINGS:
         if not setting.annotation:
             continue
@@ -168,6 +173,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 use_regex = parsed
             elif setting in registry.CANARY:
                 canary = registry.apply(canary, setting, parsed)
+            elif setting in registry.ACCESS:
+                access = registry.apply(access, setting, parsed)
             else:
                 options = registry.apply(options, setting, parsed)
         except Invalid as error:
@@ -183,6 +190,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         use_regex=use_regex
         or bool(options.rewrite_target and registry.CAPTURE.search(options.rewrite_target)),
         canary=canary if canary.enabled else None,
+        access=access,
     )
 
 
@@ -264,6 +272,8 @@ def parse_configmap(
                 settings = dataclasses.replace(settings, backend=backend)
             elif setting is _ALLOWLIST:
                 settings = dataclasses.replace(settings, default_policy=parsed)
+            elif setting is _DENYLIST:
+                settings = dataclasses.replace(settings, deny_sources=parsed)
             elif setting.scope is Scope.ROUTE:
                 route = registry.apply(settings.route, setting, parsed)
                 settings = dataclasses.replace(settings, route=route)

@@ -29,7 +29,7 @@ from haproxy_ingress.model import (
     Structure,
 )
 
-FORMAT = 3  # 3: regex map, canary and regex-rewrite option maps
+FORMAT = 4  # 3: regex map, canary and regex-rewrite option maps; 4: access control
 
 
 def dump(state: AppliedState) -> bytes:
@@ -68,6 +68,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
         route["canary"] = Canary(**route["canary"])
     settings["route"] = RouteOptions(**route)
     settings["proxy_real_ip_cidr"] = tuple(settings["proxy_real_ip_cidr"])
+    settings["deny_sources"] = tuple(settings["deny_sources"])
     if settings["default_policy"] is not None:
         settings["default_policy"] = _policy(settings["default_policy"])
     return AppliedState(
@@ -87,6 +88,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             redirect=tuple((k, v) for k, v in body["maps"]["redirect"]),
             hosts=tuple((k, v) for k, v in body["maps"]["hosts"]),
             regex=tuple((k, v) for k, v in body["maps"]["regex"]),
+            deny=tuple((k, v) for k, v in body["maps"]["deny"]),
             options=tuple(tuple((k, v) for k, v in entries) for entries in body["maps"]["options"]),
         ),
         certificates=tuple(
@@ -100,7 +102,15 @@ def _backend_settings(raw: dict[str, Any]) -> BackendSettings:
 
 
 def _policy(raw: dict[str, Any]) -> AccessPolicy:
-    return AccessPolicy(tuple(raw["allow_sources"]))
+    return AccessPolicy(
+        allow_sources=tuple(raw["allow_sources"]),
+        deny_sources=tuple(raw["deny_sources"]),
+        basic_auth=bool(raw["basic_auth"]),
+        realm=str(raw["realm"]),
+        users=tuple((str(u), str(h)) for u, h in raw["users"]),
+        apr1_users=tuple((str(u), str(h)) for u, h in raw["apr1_users"]),
+        satisfy_any=bool(raw["satisfy_any"]),
+    )
 
 
 def _slots(raw: list[dict[str, Any] | None]) -> Slots:

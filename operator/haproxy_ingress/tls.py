@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from haproxy_ingress.validate import Invalid
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
+OPAQUE_SECRET_TYPE = "Opaque"
 MAX_PEM_BYTES = 256 * 1024
 # What OpenSSL 3.0 at HAProxy's default security level (2: 112-bit security)
 # loads, checked with `crt` on haproxy 2.6.12: RSA-1024 keys, secp192r1 keys,

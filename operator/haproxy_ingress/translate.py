@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from haproxy_ingress import regex, validate
+from haproxy_ingress import auth, regex, validate
 from haproxy_ingress.canonical import canonical_path
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
 from haproxy_ingress.ingress_class import left_out
@@ -39,12 +39,18 @@ from haproxy_ingress.model import (
 )
 from haproxy_ingress.registry import CAPTURE
 from haproxy_ingress.routing import route_key, routing_maps
-from haproxy_ingress.settings import IngressSettings, ingress_settings, parse_configmap
+from haproxy_ingress.settings import (
+    ANNOTATION_PREFIX,
+    IngressSettings,
+    ingress_settings,
+    parse_configmap,
+)
 from haproxy_ingress.tls import CertificateCache, certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
 # Lets nobody in: the paths of an Ingress whose access rule cannot be honoured.
 DENY_ALL = AccessPolicy(())
+EVERYONE = ("0.0.0.0/0", "::/0")  # an allow-list that lets every address in
 DENIED_REASON = (
     "the Ingress has an access rule but cannot be served as written; "
     "its paths answer 403 until it is fixed"
@@ -105,8 +111,10 @@ def translate(
                 canaries.append((source, asked, parsed_canary))
             continue
         backend_settings = asked.backend
+        policy = _access_policy(asked, source, secrets, errors, problems)
         # A bad access rule is no rule: nothing below may serve it.
-        policy = asked.policy if not (errors and asked.access_rule) else None
+        if errors and asked.access_rule:
+            policy = None
         try:
             parsed = _parse_ingress(
                 ingress, policy.name if policy else "", asked.options, regex=asked.use_regex
@@ -199,7 +207,10 @@ def translate(
         backends=backends,
         default_backend=default_ref.backend_name if default_ref else None,
         routes=tuple(sorted(routes)),
-        maps=routing_maps(routes, redirects),
+        maps=dataclasses.replace(
+            routing_maps(routes, redirects),
+            deny=tuple((network, "1") for network in settings.deny_sources),
+        ),
         certificates=certificates,
         problems=tuple(sorted(set(problems))),
         policies=tuple(sorted(policies)),
@@ -245,6 +256,74 @@ def refresh_endpoints(
         backends=tuple(refreshed.get(b.name, b) for b in previous.backends),
         problems=tuple(sorted(set(problems))),
     )
+
+
+# --- access control ----------------------------------------------------------------
+
+
+def _access_policy(
+    asked: IngressSettings,
+    source: ObjectRef,
+    secrets: Mapping[tuple[str, str], KubeObject],
+    errors: list[Invalid],
+    problems: list[Problem],
+) -> AccessPolicy | None:
+    """The policy of the Ingress's routes: allow- and deny-lists, basic auth, satisfy.
+
+    An annotation that cannot be honoured goes to ``errors`` (the Ingress's
+    paths then deny everyone); a Secret or user that cannot be used is a
+    Warning, and the paths ask for credentials nobody has (401).
+    """
+    allow = asked.policy
+    ask = asked.access
+    if ask.auth_type is None and ask.auth_secret is not None:
+        errors.append(
+            Invalid(_annotation("auth-secret"), "is set without auth-type: basic; not honoured")
+        )
+    if allow is None and not ask.deny_sources and not ask.basic:
+        return None
+    policy = AccessPolicy(
+        allow_sources=allow.allow_sources if allow is not None else EVERYONE,
+        deny_sources=ask.deny_sources,
+    )
+    if not ask.basic:
+        return policy
+    field = _annotation("auth-secret")
+    users = auth.Users((), (), (Invalid("", "is missing: nobody can log in"),))
+    if ask.auth_secret is not None:
+        namespace, _, name = ask.auth_secret.rpartition("/")
+        if namespace and namespace != source.namespace:
+            errors.append(Invalid(field, "must name a Secret in the Ingress's own namespace"))
+            return None
+        users = auth.users_from_secret(secrets.get((source.namespace, name)), ask.secret_type)
+    for problem in users.problems:
+        where = f"Secret {ask.auth_secret} " if ask.auth_secret is not None else ""
+        problems.append(
+            Problem(
+                source,
+                field,
+                f"{where}{problem.field + ': ' if problem.field else ''}{problem.reason}",
+                "AuthSecretInvalid",
+            )
+        )
+    if not users.crypt and not users.apr1:
+        problems.append(
+            Problem(source, field, "no usable user: the paths answer 401", "AuthSecretInvalid")
+        )
+    return dataclasses.replace(
+        policy,
+        basic_auth=True,
+        realm=ask.realm,
+        users=users.crypt,
+        apr1_users=users.apr1,
+        # ingress-nginx: satisfy any means the allow-list OR the credentials;
+        # with no allow-list of its own there is nothing to satisfy instead.
+        satisfy_any=ask.satisfy_any and allow is not None,
+    )
+
+
+def _annotation(key: str) -> str:
+    return f"metadata.annotations[{ANNOTATION_PREFIX}{key}]"
 
 
 # --- ingress classes ---------------------------------------------------------

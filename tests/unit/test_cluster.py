@@ -32,4 +32,7 @@ def test_every_watched_kind_lands_in_its_own_field_and_back_out() -> None:
 def test_list_paths_follow_the_api_groups() -> None:
     paths = {kind.kind: (kind.list_path, kind.field_selector) for kind in WATCHED}
     assert paths["Ingress"] == ("/apis/networking.k8s.io/v1/ingresses", None)
-    assert paths["Secret"] == ("/api/v1/secrets", "type=kubernetes.io/tls")
+    assert paths["Secret"] == (
+        "/api/v1/secrets",
+        "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token",
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from haproxy_ingress import registry
+from haproxy_ingress.auth import AccessAsk
 from haproxy_ingress.model import BackendSettings, Canary, GlobalSettings, RouteOptions
 from haproxy_ingress.readme import main as readme_main
 from haproxy_ingress.registry import ANNOTATION_PREFIX, SETTINGS, Scope
@@ -56,12 +57,15 @@ def test_every_settings_field_is_declared_once() -> None:
     assert declared(Scope.BACKEND) == sorted(_fields(BackendSettings))
     canary = sorted(s.field for s in registry.CANARY)
     assert canary == sorted(_fields(Canary) - {"backend"})
-    assert sorted(set(declared(Scope.ROUTE)) - set(canary)) == sorted(
+    access = sorted(s.field for s in registry.ACCESS)
+    assert access == sorted(_fields(AccessAsk))
+    assert sorted(set(declared(Scope.ROUTE)) - set(canary) - set(access)) == sorted(
         _fields(RouteOptions) - {"path_regex", "canary"}
     )
-    # default_policy: the ConfigMap's allow-list (a route key read apart).
+    # default_policy and deny_sources: the ConfigMap's allow- and deny-lists
+    # (route keys read apart).
     assert declared(Scope.GLOBAL) == sorted(
-        _fields(GlobalSettings) - {"backend", "route", "default_policy"}
+        _fields(GlobalSettings) - {"backend", "route", "default_policy", "deny_sources"}
     )
 
 
@@ -93,6 +97,9 @@ UNSET_SAMPLES = {
     "slowstart": "10s",
     "server-maxconn": "100",
     "allowlist-source-range": "10.0.0.0/8",
+    "denylist-source-range": "10.0.0.0/8",
+    "auth-type": "basic",
+    "auth-secret": "users",
     "proxy-send-timeout": "30",
     "affinity": "cookie",
     "session-cookie-path": "/app",

@@ -8,6 +8,7 @@ translate, and this is the second lock on the same door.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -130,6 +131,42 @@ def policy_path(paths: HAProxyPaths, policy: AccessPolicy) -> Path:
     return paths.maps / f"{safe_token(policy.name)}.acl"
 
 
+def deny_path(paths: HAProxyPaths, policy: AccessPolicy) -> Path:
+    """The networks an access policy refuses, one per line."""
+    return paths.maps / f"{safe_token(policy.name)}.deny.acl"
+
+
+@dataclass(frozen=True)
+class _PolicyView:
+    name: str
+    allow: Path
+    deny: Path | None
+    policy: AccessPolicy
+
+
+def _policy_view(paths: HAProxyPaths, policy: AccessPolicy) -> _PolicyView:
+    return _PolicyView(
+        policy.name,
+        policy_path(paths, policy),
+        deny_path(paths, policy) if policy.deny_sources else None,
+        policy,
+    )
+
+
+def _realm_entries(policies: Iterable[AccessPolicy]) -> list[tuple[str, str]]:
+    """policy → base64 realm: it reaches the 401's header through a map, never the config."""
+    return [
+        (p.name, base64.b64encode(p.realm.encode()).decode())
+        for p in policies
+        if p.basic_auth and p.realm
+    ]
+
+
+def _apr1_entries(policies: Iterable[AccessPolicy]) -> list[tuple[str, str]]:
+    """``<policy>/<user>`` → ``$apr1$`` hash, which ingress.lua verifies."""
+    return [(f"{p.name}/{user}", hashed) for p in policies for user, hashed in p.apr1_users]
+
+
 def networks_file(networks: Iterable[str]) -> bytes:
     return "".join(f"{safe_token(network)}\n" for network in networks).encode()
 
@@ -157,7 +194,11 @@ def render(
         redirect_codes=REDIRECT_CODES,
         trusted_proxies=paths.maps / "trusted-proxies.acl",
         lua=paths.base / LUA,
-        policies=[(policy.name, policy_path(paths, policy)) for policy in structure.policies],
+        policies=[_policy_view(paths, policy) for policy in structure.policies],
+        userlists=[p for p in structure.policies if p.basic_auth],
+        realm_map=map_path(paths, "realms"),
+        apr1_map=map_path(paths, "apr1"),
+        deny_map=map_path(paths, "deny"),
         default_policy=structure.settings.default_policy,
         backends=[
             _backend_view(b, target.servers.get(b.name, ())) for b in target.structure.backends
@@ -178,6 +219,18 @@ def render(
         RenderedFile(policy_path(paths, policy), networks_file(policy.allow_sources))
         for policy in structure.policies
     )
+    files.extend(
+        RenderedFile(deny_path(paths, policy), networks_file(policy.deny_sources))
+        for policy in structure.policies
+        if policy.deny_sources
+    )
+    files.append(
+        RenderedFile(map_path(paths, "realms"), map_file(_realm_entries(structure.policies)))
+    )
+    # Password hashes: readable by HAProxy only (as certificate keys are).
+    files.append(
+        RenderedFile(map_path(paths, "apr1"), map_file(_apr1_entries(structure.policies)), 0o600)
+    )
     files.append(
         RenderedFile(
             paths.maps / "trusted-proxies.acl",
@@ -189,7 +242,8 @@ def render(
         RenderedFile(certificate_path(paths, cert.name), cert.pem.encode("ascii"), 0o600)
         for cert in target.certificates
     )
-    return Rendered(RenderedFile(paths.config, config.encode("utf-8")), tuple(files))
+    # haproxy.cfg holds the userlists' password hashes: private like the keys.
+    return Rendered(RenderedFile(paths.config, config.encode("utf-8"), 0o600), tuple(files))
 
 
 def lua_source() -> bytes:
