@@ -22,6 +22,7 @@ from haproxy_ingress.plan import (
     SetServer,
     assign_slots,
     plan,
+    slot_count,
 )
 
 SETTINGS = GlobalSettings(slots_min=4)
@@ -113,8 +114,16 @@ def test_scaling_to_a_thousand_costs_a_handful_of_reloads() -> None:
         step = plan(applied, desired(backend("web", *endpoints)))
         reloads += step.reload
         applied = step.target
-    assert reloads == 8  # 4 → 8 → 16 → … → 1024
-    assert len(applied.servers["be_web"]) == 1024
+    # Doubling up to 256 slots (8 → 16 → … → 256), then a quarter more each
+    # time (336 → 432 → 544 → 688 → 864 → 1088).
+    assert reloads == 12
+    assert 1000 < len(applied.servers["be_web"]) <= 1000 * 5 // 4 + 16
+
+
+def test_huge_backends_grow_by_a_quarter_not_by_doubling() -> None:
+    assert [slot_count(n) for n in (1, 3, 8, 9, 200, 256)] == [1, 4, 8, 16, 256, 256]
+    assert slot_count(257) == 336  # 257 + 64, rounded up to 16
+    assert slot_count(10_000) == 12_512  # not 16,384
 
 
 def test_new_slots_prefer_long_free_slots_over_just_freed_ones() -> None:
