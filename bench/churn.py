@@ -79,6 +79,7 @@ RunningController: TypeAlias = Any  # tests/e2e/operator.py RunningController
 SERVICE = "web"
 PORT_NAME = "http"
 POD_GRACE_SECONDS = 30
+SLOW_SECONDS = 0.1  # latency_ms.over_100ms counts successful requests slower than this
 ALL_MODES = ("controller", "no-retries", "always-reload")
 ALL_SCENARIOS = ("scale", "rolling", "race-a", "race-b", "kill", "long")
 # ConfigMap data on top of manifests/20-configmap.yaml for each mode.
@@ -553,6 +554,7 @@ def summarize(records: list[Record]) -> dict[str, Any]:
     starts = [r.started for r in sent]
     span = max(starts) - min(starts) if len(starts) > 1 else 0.0
     ok_latencies = [r.latency for r in sent if r.outcome == "ok"]
+    slow = sum(1 for latency in ok_latencies if latency > SLOW_SECONDS)
     return {
         "requests": len(sent),
         "ok": outcomes["ok"],
@@ -566,6 +568,9 @@ def summarize(records: list[Record]) -> dict[str, Any]:
             "p50": _ms(percentile(ok_latencies, 50)),
             "p99": _ms(percentile(ok_latencies, 99)),
             "max": _ms(max(ok_latencies, default=None)),
+            # A stall is rarer than 1 %: p99 hides it, max and this show it.
+            "over_100ms": slow,
+            "over_100ms_pct": round(100 * slow / len(ok_latencies), 3) if ok_latencies else None,
         },
         "client_lag_ms_p99": _ms(percentile([r.started - r.scheduled for r in sent], 99)),
     }
@@ -825,6 +830,8 @@ class Bench:
                 "superseded": sum(1 for s in samples if s.superseded),
                 "unconverged": self.monitor.unconverged_since(start) + (0 if converged else 1),
             },
+            # Other work on the machine shows in latency tails: keep the load with them.
+            "loadavg": machine()["loadavg"],
         }
         if long_rate:
             long_summary = summarize([r for r in records if r.stream == 1])
