@@ -97,6 +97,31 @@ class BackendSettings:
     slowstart: str | None = None
     maxconn: int | None = None
 
+    @property
+    def twins(self) -> bool:
+        """Whether each slot ``sN`` has a twin ``tN``: same address, ``track sN``, no check.
+
+        HAProxy 2.6 waits min(timeout connect, 1 s) before retrying after a
+        refused connection whenever at most one server is left up, even when
+        the retry goes to another server (src/backend.c, back_handle_st_cer:
+        ``srv_act <= 1``). A passive check marks the refusing pod down before
+        that test, so a request meeting the last-but-one pod as it dies waited
+        ~1 s. With twins, one live pod is two servers up, the retry goes to it
+        at once, and ``timeout connect`` stays long enough for slow backends.
+        ``track`` needs the tracked server to have a check; a server maxconn of
+        1 cannot be split between a slot and its twin.
+        """
+        return self.health_check and self.maxconn != 1
+
+    @property
+    def slot_maxconn(self) -> tuple[int, int] | None:
+        """Server maxconn of a slot and of its twin: together, the pod's limit."""
+        if self.maxconn is None:
+            return None
+        if not self.twins:
+            return (self.maxconn, 0)
+        return ((self.maxconn + 1) // 2, self.maxconn // 2)
+
 
 @dataclass(frozen=True, order=True)
 class ServiceRef:

@@ -280,6 +280,7 @@ def test_filter_server_state_lets_the_config_win() -> None:
         row("be", "gone", "10.0.0.9", 8080),
         row("be", "six", "2001:db8::7", 82),
         row("named", "web", "10.1.1.1", 80),
+        row("be", "twin", "10.0.0.5", 8080, admin=16),
     ]
     config = """\
 global
@@ -294,12 +295,14 @@ backend be
     server reported 10.0.0.8:9090
     # server gone 10.0.0.9:8080
     server six [2001:db8::7]:82
+    server twin 10.0.0.5:8080 track same no-check
 backend named
     server web web.internal:80 init-addr last,libc,none
 """
     kept, dropped = filter_server_state(header + "\n".join(rows) + "\n", config)
     assert kept == header + "\n".join([rows[0], rows[5], rows[6]]) + "\n"
-    assert dropped == ["be/freed", "be/moved", "be/reported", "be/gone"]
+    # A tracking server (a slot's twin) takes its state from the server it tracks.
+    assert dropped == ["be/freed", "be/moved", "be/reported", "be/gone", "be/twin"]
 
 
 # --- the file writes the reload relies on --------------------------------------------

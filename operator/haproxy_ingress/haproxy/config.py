@@ -25,7 +25,7 @@ from haproxy_ingress.model import (
     Endpoint,
     ServerState,
 )
-from haproxy_ingress.plan import AppliedState, BackendLayout
+from haproxy_ingress.plan import AppliedState, BackendLayout, twin_name
 
 TEMPLATE = "haproxy.cfg.j2"
 # The request canonicaliser (see canonical.py), copied next to haproxy.cfg.
@@ -80,6 +80,10 @@ class _Server:
     name: str
     address: str
     disabled: bool
+
+    @property
+    def twin(self) -> str:
+        return twin_name(self.name)
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,11 @@ def _rendered_servers(config: str) -> dict[tuple[str, str], _RenderedServer]:
         if not raw[0].isspace():
             section = words[1] if words[0] in ("backend", "listen") and len(words) > 1 else None
         elif section is not None and words[0] == "server" and len(words) >= 3:
-            servers[(section, words[1])] = _RenderedServer(words[2], "disabled" in words[3:])
+            # A tracking server (a slot's twin) takes its state from the server it
+            # tracks and its address from the configuration: nothing to restore.
+            servers[(section, words[1])] = _RenderedServer(
+                words[2], "disabled" in words[3:] or "track" in words[3:]
+            )
     return servers
 
 
