@@ -80,9 +80,10 @@ class BackendSettings:
     balance: str = "leastconn"
     timeout_connect: str = "5s"
     timeout_server: str = "60s"
-    # 9 of 10 pods gone at once: each retry may pick another dead pod until
-    # passive checks mark them down (measured with bench/churn.py, see README).
-    retries: int = 5
+    # 9 of 10 pods gone at once: each retry may pick another dead pod (or its
+    # slot twin) until passive checks mark them down; 5 sufficed before twins,
+    # 10 with them (measured with bench/churn.py at 2,000 req/s, see README).
+    retries: int = 10
     retry_on: tuple[str, ...] = ("conn-failure", "empty-response", "response-timeout")
     redispatch: bool = True
     drain: bool = True  # terminating-but-serving endpoints drain (else: maintenance)
