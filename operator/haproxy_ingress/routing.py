@@ -27,14 +27,20 @@ or host-less rule because ``a.example.com``'s own rules missed its path; it
 gets the default backend, as in ingress-nginx.
 
 A map value is the backend name, followed by ``~`` and the route's access
-policy when it has one (the frontend splits it; ``~`` never occurs in names).
+policy when it has one, and by a second ``~`` and its options' name when it
+has options (``be~~o…`` without a policy); the frontend splits it (``~``
+never occurs in names). Each option is a map keyed by the options' name
+(:func:`option_maps`); string values are base64 in the map, so no byte of
+them is ever read as map or configuration syntax, and the frontend decodes
+them where it uses them (``b64dec``).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 
-from haproxy_ingress.model import PathType, Route, RoutingMaps
+from haproxy_ingress.model import PathType, Route, RouteOptions, RoutingMaps
 
 # Lower wins when two routes produce the same key.
 _EXACT_PRIORITY = {PathType.EXACT: 0, PathType.PREFIX: 1}
@@ -58,7 +64,11 @@ def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> Rout
         host = route.host
         if host:
             hosts.add(host)
-        value = f"{route.backend}~{route.policy}" if route.policy else route.backend
+        value = route.backend
+        if route.policy or not route.options.empty:
+            value += f"~{route.policy}"
+        if not route.options.empty:
+            value += f"~{route.options.name}"
         if route.path_type is PathType.EXACT:
             claim(exact, host + route.path, _EXACT_PRIORITY[PathType.EXACT], value)
         elif route.path_type is PathType.PREFIX:
@@ -78,7 +88,43 @@ def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> Rout
         prefix=_longest_first((key, backend) for key, (_, backend) in prefix.items()),
         redirect=tuple((host, "https") for host in sorted(set(redirects))),
         hosts=tuple((host, "rules") for host in sorted(hosts)),
+        options=option_maps(route.options for route in routes),
     )
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
+def option_maps(
+    all_options: Iterable[RouteOptions],
+) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """The option maps' entries, in ROUTE_OPTION_MAPS order."""
+    tables: tuple[list[tuple[str, str]], ...] = tuple([] for _ in range(8))
+    https, redirect, code, app_root, rewrite, vhost, prefix, body = tables
+    for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
+        name = options.name
+        if options.force_https:
+            https.append((name, "1"))
+        if options.permanent_redirect is not None:
+            redirect.append((name, _b64(options.permanent_redirect)))
+            code.append((name, str(options.permanent_redirect_code)))
+        elif options.temporal_redirect is not None:
+            redirect.append((name, _b64(options.temporal_redirect)))
+            code.append((name, str(options.temporal_redirect_code)))
+        for table, value in (
+            (app_root, options.app_root),
+            (rewrite, options.rewrite_target),
+            (vhost, options.upstream_vhost),
+            (prefix, options.x_forwarded_prefix),
+        ):
+            if value is not None:
+                table.append((name, _b64(value)))
+        if options.body_max is not None:
+            body.append((name, str(options.body_max)))
+    if not any(tables):
+        return ()  # RoutingMaps' default: the same files, all empty
+    return tuple(tuple(table) for table in tables)
 
 
 def _longest_first(entries: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

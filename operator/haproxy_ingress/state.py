@@ -15,14 +15,18 @@ from typing import Any
 
 from haproxy_ingress.model import (
     AccessPolicy,
+    AppliedState,
+    BackendLayout,
     BackendSettings,
     Certificate,
     Endpoint,
     GlobalSettings,
+    RouteOptions,
     RoutingMaps,
     ServerState,
+    Slots,
+    Structure,
 )
-from haproxy_ingress.plan import AppliedState, BackendLayout, Slots, Structure
 
 FORMAT = 2
 
@@ -56,6 +60,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
     structure = body["structure"]
     settings = dict(structure["settings"])
     settings["backend"] = _backend_settings(settings["backend"])
+    settings["route"] = RouteOptions(**settings["route"])
     settings["proxy_real_ip_cidr"] = tuple(settings["proxy_real_ip_cidr"])
     if settings["default_policy"] is not None:
         settings["default_policy"] = _policy(settings["default_policy"])
@@ -75,6 +80,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             prefix=tuple((k, v) for k, v in body["maps"]["prefix"]),
             redirect=tuple((k, v) for k, v in body["maps"]["redirect"]),
             hosts=tuple((k, v) for k, v in body["maps"]["hosts"]),
+            options=tuple(tuple((k, v) for k, v in entries) for entries in body["maps"]["options"]),
         ),
         certificates=tuple(
             Certificate(c["name"], c["pem"], tuple(c["hosts"])) for c in body["certificates"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from haproxy_ingress import validate
 from haproxy_ingress.canonical import canonical_path
-from haproxy_ingress.cluster import ClusterView, KubeObject, TranslateOptions
+from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
 from haproxy_ingress.model import (
     AccessPolicy,
     Backend,
@@ -30,19 +30,15 @@ from haproxy_ingress.model import (
     PathType,
     Problem,
     Route,
+    RouteOptions,
     ServerState,
     ServiceRef,
+    TranslateOptions,
     certificate_name,
 )
 from haproxy_ingress.routing import route_key, routing_maps
-from haproxy_ingress.settings import (
-    backend_annotations,
-    has_access_rule,
-    parse_configmap,
-    route_policy,
-    ssl_redirect,
-)
-from haproxy_ingress.tls import certificate_from_secret
+from haproxy_ingress.settings import ingress_settings, parse_configmap
+from haproxy_ingress.tls import CertificateCache, certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
@@ -52,17 +48,24 @@ DENIED_REASON = (
     "the Ingress has an access rule but cannot be served as written; "
     "its paths answer 403 until it is fixed"
 )
+NO_OPTIONS = RouteOptions()
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 def translate(
-    view: ClusterView, options: TranslateOptions, *, now: datetime.datetime | None = None
+    view: ClusterView,
+    options: TranslateOptions,
+    *,
+    now: datetime.datetime | None = None,
+    certificate_cache: CertificateCache | None = None,
 ) -> DesiredState:
     """The whole desired state of HAProxy for this cluster view.
 
     ``now`` (the caller's clock: translate reads none) enables warnings for
     certificates outside their validity period; they are still served.
+    ``certificate_cache`` memoises the parsing of TLS Secrets across calls (the
+    result is the same with or without it).
     """
     settings, configured_default, problems = parse_configmap(view.configmap)
     view = _well_named(view, problems)
@@ -92,14 +95,14 @@ def translate(
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason, "Rejected"))
             continue
-        backend_settings, errors = backend_annotations(annotations, settings.backend)
+        asked = ingress_settings(annotations, settings)
+        problems.extend(Problem(source, n.field, n.reason, n.event) for n in asked.notices)
+        errors = list(asked.errors)
+        backend_settings = asked.backend
+        # A bad access rule is no rule: nothing below may serve it.
+        policy = asked.policy if not (errors and asked.access_rule) else None
         try:
-            policy = route_policy(annotations, settings.default_policy)
-        except Invalid as error:
-            errors.append(error)
-            policy = None
-        try:
-            parsed = _parse_ingress(ingress, policy.name if policy else "")
+            parsed = _parse_ingress(ingress, policy.name if policy else "", asked.options)
         except Invalid as error:
             problems.extend(
                 Problem(source, e.field, e.reason, "Rejected") for e in [*errors, error]
@@ -107,7 +110,7 @@ def translate(
             continue
         if errors:
             problems.extend(Problem(source, e.field, e.reason, "Rejected") for e in errors)
-            if not has_access_rule(annotations):
+            if not asked.access_rule:
                 continue
             # Fail closed: an Ingress that guards its paths but cannot be
             # served as written keeps its paths, and they deny everyone; left
@@ -115,7 +118,10 @@ def translate(
             problems.append(Problem(source, "metadata.annotations", DENIED_REASON, "AccessDenied"))
             policy = DENY_ALL
             parsed = _ParsedIngress(
-                routes=[(dataclasses.replace(r, policy=policy.name), s) for r, s in parsed.routes]
+                routes=[
+                    (dataclasses.replace(r, policy=policy.name, options=NO_OPTIONS), s)
+                    for r, s in parsed.routes
+                ]
             )
             backend_settings = settings.backend
         for route, service in parsed.routes:
@@ -151,7 +157,7 @@ def translate(
                     )
                 )
         tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
-        if ssl_redirect(annotations):
+        if asked.ssl_redirect:
             redirects.update(host for _, hosts in parsed.tls for host in hosts)
 
     default_ref = configured_default or options.default_backend
@@ -171,7 +177,7 @@ def translate(
         )
         for ref, reported_on in sorted(service_refs.items())
     )
-    certificates = _certificates(tls_claims, secrets, problems, now)
+    certificates = _certificates(tls_claims, secrets, problems, now, certificate_cache)
     return DesiredState(
         settings=settings,
         backends=backends,
@@ -269,10 +275,13 @@ class _ParsedIngress:
     tls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
 
-def _parse_ingress(ingress: KubeObject, policy: str = "") -> _ParsedIngress:
+def _parse_ingress(
+    ingress: KubeObject, policy: str = "", options: RouteOptions = NO_OPTIONS
+) -> _ParsedIngress:
     """Validate the whole Ingress; one bad field rejects it (no half-served Ingress).
 
-    ``policy`` names the access policy every route of the Ingress carries.
+    ``policy`` names the access policy every route of the Ingress carries,
+    ``options`` what its routes do besides choosing a backend.
     """
     source = _ref("Ingress", ingress)
     namespace = source.namespace
@@ -293,7 +302,10 @@ def _parse_ingress(ingress: KubeObject, policy: str = "") -> _ParsedIngress:
             if path_type is not PathType.EXACT and path.rstrip("/") == "":
                 explicit_roots.add(host)
             parsed.routes.append(
-                (Route(host, path, path_type, service.backend_name, source, policy), service)
+                (
+                    Route(host, path, path_type, service.backend_name, source, policy, options),
+                    service,
+                )
             )
     if spec.get("defaultBackend") is not None:
         service = _service_ref(namespace, spec["defaultBackend"], "spec.defaultBackend")
@@ -301,7 +313,12 @@ def _parse_ingress(ingress: KubeObject, policy: str = "") -> _ParsedIngress:
         # without rules it serves any host.
         for host in sorted(set(hosts or [""]) - explicit_roots):
             parsed.routes.append(
-                (Route(host, "/", PathType.PREFIX, service.backend_name, source, policy), service)
+                (
+                    Route(
+                        host, "/", PathType.PREFIX, service.backend_name, source, policy, options
+                    ),
+                    service,
+                )
             )
     for tls_field, entry in validate.objects(spec.get("tls"), "spec.tls"):
         secret = validate.dns_subdomain(entry.get("secretName"), f"{tls_field}.secretName")
@@ -516,6 +533,7 @@ def _certificates(
     secrets: Mapping[tuple[str, str], KubeObject],
     problems: list[Problem],
     now: datetime.datetime | None,
+    cache: CertificateCache | None,
 ) -> tuple[Certificate, ...]:
     """One certificate per Secret; a host served by two Secrets goes to the older Ingress."""
     host_owner: dict[str, tuple[str, str]] = {}
@@ -537,7 +555,9 @@ def _certificates(
                 )
                 continue
             try:
-                checked = certificate_from_secret(secret)
+                checked = (
+                    cache.get(secret) if cache is not None else certificate_from_secret(secret)
+                )
                 pems[key] = checked.pem
                 if now is not None and not checked.not_before <= now <= checked.not_after:
                     when = "expired on" if now > checked.not_after else "is not valid before"
@@ -619,13 +639,8 @@ def _well_named(view: ClusterView, problems: list[Problem]) -> ClusterView:
                 kept.append(obj)
         return tuple(kept)
 
-    return dataclasses.replace(
-        view,
-        ingresses=keep("Ingress", view.ingresses),
-        ingress_classes=keep("IngressClass", view.ingress_classes),
-        services=keep("Service", view.services),
-        endpoint_slices=keep("EndpointSlice", view.endpoint_slices),
-        secrets=keep("Secret", view.secrets),
+    return ClusterView.of(
+        {kind.field: keep(kind.kind, view.objects(kind)) for kind in WATCHED}, view.configmap
     )
 
 
