@@ -195,6 +195,7 @@ def test_twins_need_checks_and_a_maxconn_that_splits() -> None:
     assert BackendSettings().twins
     assert not BackendSettings(health_check=False).twins  # track needs a checked server
     assert not BackendSettings(maxconn=1).twins
+    assert not BackendSettings(affinity="cookie").twins  # a twin would share the cookie
     assert BackendSettings().slot_maxconn is None
     # A slot and its twin share the pod's limit: never more than asked for.
     for limit in (2, 3, 100, 101):
