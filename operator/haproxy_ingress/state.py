@@ -42,7 +42,9 @@ def dump(state: AppliedState) -> bytes:
         "maps": dataclasses.asdict(state.maps),
         "certificates": [dataclasses.asdict(c) for c in state.certificates],
     }
-    return json.dumps(body, sort_keys=True, indent=1).encode()
+    # Compact: at 10k Ingresses the state is ~13 MB, and indenting and key
+    # sorting tripled the time to write it. Field order is already fixed.
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def load(data: bytes) -> AppliedState | None:
