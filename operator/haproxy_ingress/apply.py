@@ -345,7 +345,11 @@ class _ScratchPaths(HAProxyPaths):
 
 
 def server_commands(operation: SetServer) -> list[Command]:
-    """The runtime commands for one slot change (address first, then state)."""
+    """The runtime commands for one slot change (address first, then state).
+
+    A twin gets the slot's address; its state follows the slot's (``track``:
+    HAProxy passes maintenance and drain on to the servers tracking it).
+    """
     backend, server = operation.backend, operation.server
     endpoint = operation.endpoint
     if endpoint is None:
@@ -353,10 +357,9 @@ def server_commands(operation: SetServer) -> list[Command]:
     result = []
     previous = operation.previous
     if previous is None or previous.key != endpoint.key:
-        result.append(
-            commands.set_server_addr(
-                backend, server, ipaddress.ip_address(endpoint.address), endpoint.port
-            )
-        )
+        address = ipaddress.ip_address(endpoint.address)
+        for name in (server, operation.twin_server):
+            if name is not None:
+                result.append(commands.set_server_addr(backend, name, address, endpoint.port))
     result.append(commands.set_server_state(backend, server, endpoint.state.value))
     return result

@@ -32,10 +32,20 @@ class SetServer:
     slot: int  # 1-based, as in the server name "s<slot>"
     endpoint: Endpoint | None
     previous: Endpoint | None = None
+    twin: bool = False  # the slot has a twin (BackendSettings.twins) to re-address too
 
     @property
     def server(self) -> str:
         return f"s{self.slot}"
+
+    @property
+    def twin_server(self) -> str | None:
+        return twin_name(self.server) if self.twin else None
+
+
+def twin_name(server: str) -> str:
+    """The twin of slot ``sN`` is ``tN`` (see BackendSettings.twins)."""
+    return "t" + server[1:]
 
 
 @dataclass(frozen=True)
@@ -153,8 +163,13 @@ def plan(
         return Plan(target, ("reload on every change",), plan_full_sync(target))
     operations: list[Operation] = []
     operations.extend(_certificate_changes(current.certificates, target.certificates))
+    twins = {layout.name: layout.settings.twins for layout in target.structure.backends}
     for name in sorted(target.servers):
-        operations.extend(_slot_changes(name, current.servers.get(name, ()), target.servers[name]))
+        operations.extend(
+            _slot_changes(
+                name, current.servers.get(name, ()), target.servers[name], twins.get(name, False)
+            )
+        )
     for (name, entries), (_, before) in zip(target.maps.files(), current.maps.files(), strict=True):
         if entries != before:
             operations.append(ReplaceMap(name, entries))
@@ -203,19 +218,20 @@ def slot_count(endpoints: int) -> int:
     return -(-wanted // GROWTH_STEP) * GROWTH_STEP
 
 
-def _slot_changes(backend: str, current: Slots, target: Slots) -> list[SetServer]:
+def _slot_changes(backend: str, current: Slots, target: Slots, twin: bool) -> list[SetServer]:
     changes = []
     for index, endpoint in enumerate(target):
         previous = current[index] if index < len(current) else None
         if endpoint != previous:
-            changes.append(SetServer(backend, index + 1, endpoint, previous))
+            changes.append(SetServer(backend, index + 1, endpoint, previous, twin))
     return changes
 
 
 def plan_full_sync(target: AppliedState) -> tuple[Operation, ...]:
     """After a reload: set every slot, whatever the state file restored."""
+    twins = {layout.name: layout.settings.twins for layout in target.structure.backends}
     return tuple(
-        SetServer(name, index + 1, endpoint)
+        SetServer(name, index + 1, endpoint, twin=twins.get(name, False))
         for name in sorted(target.servers)
         for index, endpoint in enumerate(target.servers[name])
     )

@@ -478,7 +478,7 @@ SETTINGS: tuple[Setting, ...] = (
         "retries",
         _B,
         _integer(0, 100),
-        "5",
+        "10",
         "retries after a failed attempt",
         "retries",
         nginx=("proxy-next-upstream-tries",),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from haproxy_ingress.apply import server_commands
 from haproxy_ingress.model import (
     Backend,
     BackendSettings,
@@ -60,10 +61,10 @@ def test_first_plan_is_a_reload_that_fills_every_slot() -> None:
     assert result.reload_reasons == ("initial configuration",)
     assert result.target.servers["be_web"] == (ep(1), ep(2), None, None)
     assert result.operations == (
-        SetServer("be_web", 1, ep(1)),
-        SetServer("be_web", 2, ep(2)),
-        SetServer("be_web", 3, None),
-        SetServer("be_web", 4, None),
+        SetServer("be_web", 1, ep(1), twin=True),
+        SetServer("be_web", 2, ep(2), twin=True),
+        SetServer("be_web", 3, None, twin=True),
+        SetServer("be_web", 4, None, twin=True),
     )
 
 
@@ -78,8 +79,8 @@ def test_scale_up_within_slots_is_runtime_only() -> None:
     result = plan(first.target, desired(backend("web", ep(1), ep(2), ep(3))))
     assert not result.reload
     assert result.operations == (
-        SetServer("be_web", 2, ep(2)),
-        SetServer("be_web", 3, ep(3)),
+        SetServer("be_web", 2, ep(2), twin=True),
+        SetServer("be_web", 3, ep(3), twin=True),
     )
 
 
@@ -87,13 +88,15 @@ def test_endpoints_keep_their_slots_and_freed_slots_go_to_maintenance() -> None:
     first = plan(None, desired(backend("web", ep(1), ep(2), ep(3))))
     result = plan(first.target, desired(backend("web", ep(1), ep(3))))
     assert result.target.servers["be_web"] == (ep(1), None, ep(3), None)
-    assert result.operations == (SetServer("be_web", 2, None, ep(2)),)
+    assert result.operations == (SetServer("be_web", 2, None, ep(2), twin=True),)
 
 
 def test_state_change_is_one_operation_on_the_same_slot() -> None:
     first = plan(None, desired(backend("web", ep(1), ep(2))))
     result = plan(first.target, desired(backend("web", ep(1), ep(2, ServerState.DRAIN))))
-    assert result.operations == (SetServer("be_web", 2, ep(2, ServerState.DRAIN), ep(2)),)
+    assert result.operations == (
+        SetServer("be_web", 2, ep(2, ServerState.DRAIN), ep(2), twin=True),
+    )
 
 
 def test_slot_exhaustion_grows_geometrically_with_one_named_reload() -> None:
@@ -139,7 +142,7 @@ def test_new_backend_reloads_and_removed_backend_lingers() -> None:
     removed = plan(added.target, desired(backend("web", ep(1))))
     assert not removed.reload
     assert [b.name for b in removed.target.structure.backends] == ["be_api", "be_web"]
-    assert removed.operations == (SetServer("be_api", 1, None, ep(2)),)
+    assert removed.operations == (SetServer("be_api", 1, None, ep(2), twin=True),)
     # The next reload for another reason drops it.
     later = plan(removed.target, desired(backend("web", ep(1)), backend("new", ep(3))))
     assert [b.name for b in later.target.structure.backends] == ["be_new", "be_web"]
@@ -195,3 +198,51 @@ def test_always_reload_baseline_turns_runtime_changes_into_reloads() -> None:
     result = plan(first.target, desired(backend("web", ep(1), ep(2))), always_reload=True)
     assert result.reload_reasons == ("reload on every change",)
     assert plan(first.target, desired(backend("web", ep(1))), always_reload=True).empty
+
+
+def test_twins_need_checks_and_a_maxconn_that_splits() -> None:
+    assert BackendSettings().twins
+    assert not BackendSettings(health_check=False).twins  # track needs a checked server
+    assert not BackendSettings(maxconn=1).twins
+    assert not BackendSettings(affinity="cookie").twins  # a twin would share the cookie
+    assert BackendSettings().slot_maxconn is None
+    # A slot and its twin share the pod's limit: never more than asked for.
+    for limit in (2, 3, 100, 101):
+        slot, twin = BackendSettings(maxconn=limit).slot_maxconn or (0, 0)
+        assert slot + twin == limit and slot >= 1 and twin >= 1
+    assert BackendSettings(maxconn=1, health_check=True).slot_maxconn == (1, 0)
+
+
+def test_slot_changes_say_whether_the_slot_has_a_twin() -> None:
+    unchecked = replace(SETTINGS.backend, health_check=False)
+    current = plan(
+        None, desired(backend("web", ep(1)), backend("api", ep(2), settings=unchecked))
+    ).target
+    result = plan(
+        current,
+        desired(backend("web", ep(1), ep(3)), backend("api", ep(2), ep(4), settings=unchecked)),
+    )
+    assert not result.reload
+    assert result.operations == (
+        SetServer("be_api", 2, ep(4), twin=False),
+        SetServer("be_web", 2, ep(3), twin=True),
+    )
+
+
+def test_a_twin_gets_the_slot_address_and_follows_its_state() -> None:
+    words = [c.words for c in server_commands(SetServer("be_web", 3, ep(5), twin=True))]
+    assert words == [
+        ("set", "server", "be_web/s3", "addr", "10.0.0.5", "port", "8080"),
+        ("set", "server", "be_web/t3", "addr", "10.0.0.5", "port", "8080"),
+        ("set", "server", "be_web/s3", "state", "ready"),
+    ]
+    drain = SetServer("be_web", 3, ep(5, ServerState.DRAIN), ep(5), twin=True)
+    assert [c.words for c in server_commands(drain)] == [
+        ("set", "server", "be_web/s3", "state", "drain")
+    ]
+    freed = SetServer("be_web", 3, None, ep(5), twin=True)
+    assert [c.words for c in server_commands(freed)] == [
+        ("set", "server", "be_web/s3", "state", "maint")
+    ]
+    alone = SetServer("be_web", 3, ep(5), twin=False)
+    assert [c.words[2] for c in server_commands(alone)] == ["be_web/s3", "be_web/s3"]
