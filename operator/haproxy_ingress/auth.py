@@ -58,6 +58,11 @@ class AccessAsk:
     realm: str = ""
     satisfy_any: bool = False
     deny_sources: tuple[str, ...] = ()
+    limit_rps: int | None = None
+    limit_rpm: int | None = None
+    limit_burst: int = 5
+    limit_connections: int | None = None
+    limit_exempt: tuple[str, ...] = ()
 
     @property
     def basic(self) -> bool:
@@ -69,6 +74,17 @@ class Users:
     crypt: tuple[tuple[str, str], ...]
     apr1: tuple[tuple[str, str], ...]
     problems: tuple[Invalid, ...]  # users left out (their format) or the Secret
+
+
+# The statuses HAProxy 2.6's deny_status takes (its built-in error pages).
+DENY_STATUSES = (400, 401, 403, 404, 405, 407, 408, 410, 413, 425, 429, 500, 501, 502, 503, 504)
+
+
+def deny_status(value: str, field: str) -> int:
+    status = validate.integer(value, field, minimum=400, maximum=504)
+    if status not in DENY_STATUSES:
+        raise Invalid(field, f"must be one of {', '.join(map(str, DENY_STATUSES))}, got {status}")
+    return status
 
 
 def auth_type(value: str, field: str) -> str:

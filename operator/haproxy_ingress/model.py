@@ -190,6 +190,29 @@ class Backend:
 
 
 @dataclass(frozen=True, order=True)
+class RateLimit:
+    """ingress-nginx's limit-rps / limit-rpm / limit-connections for one policy.
+
+    Counted per client address (the trusted one, txn.client) in a stick
+    table of the policy's own: a request is let in while the requests let
+    in over the last ``burst`` seconds (rps) or ``burst`` minutes (rpm) are
+    fewer than ``rate × burst``, so the long-run rate is the set one and a
+    burst of ``rate × burst`` passes at once. Denied requests are not
+    counted. Each HAProxy replica counts on its own.
+    """
+
+    rps: int = 0  # 0: no limit
+    rpm: int = 0
+    burst: int = 5  # limit-burst-multiplier
+    connections: int = 0  # concurrent requests per client
+    exempt: tuple[str, ...] = ()  # limit-allowlist: CIDR networks never limited
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rps or self.rpm or self.connections)
+
+
+@dataclass(frozen=True, order=True)
 class AccessPolicy:
     """Who may use a route: checked in the frontend, per route, before any backend.
 
@@ -213,6 +236,7 @@ class AccessPolicy:
     apr1_users: tuple[tuple[str, str], ...] = ()
     # satisfy: any — an allowed source OR valid credentials (else both).
     satisfy_any: bool = False
+    limit: RateLimit = RateLimit()
 
     @property
     def name(self) -> str:
@@ -403,6 +427,9 @@ class GlobalSettings:
     default_policy: AccessPolicy | None = None
     # Networks refused everywhere, before routing (denylist-source-range).
     deny_sources: tuple[str, ...] = ()
+    # The status of a request refused by limit-rps/-rpm and limit-connections.
+    limit_req_status: int = 503
+    limit_conn_status: int = 503
     backend: BackendSettings = BackendSettings()
     route: RouteOptions = RouteOptions()  # every route's options unless its Ingress sets them
 

@@ -22,6 +22,7 @@ from haproxy_ingress.model import (
     Certificate,
     Endpoint,
     GlobalSettings,
+    RateLimit,
     RouteOptions,
     RoutingMaps,
     ServerState,
@@ -110,6 +111,7 @@ def _policy(raw: dict[str, Any]) -> AccessPolicy:
         users=tuple((str(u), str(h)) for u, h in raw["users"]),
         apr1_users=tuple((str(u), str(h)) for u, h in raw["apr1_users"]),
         satisfy_any=bool(raw["satisfy_any"]),
+        limit=RateLimit(**{**raw["limit"], "exempt": tuple(raw["limit"]["exempt"])}),
     )
 
 

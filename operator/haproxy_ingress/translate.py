@@ -30,6 +30,7 @@ from haproxy_ingress.model import (
     ObjectRef,
     PathType,
     Problem,
+    RateLimit,
     Route,
     RouteOptions,
     ServerState,
@@ -280,11 +281,21 @@ def _access_policy(
         errors.append(
             Invalid(_annotation("auth-secret"), "is set without auth-type: basic; not honoured")
         )
-    if allow is None and not ask.deny_sources and not ask.basic:
+    limit = RateLimit(
+        rps=ask.limit_rps or 0,
+        rpm=ask.limit_rpm or 0,
+        burst=ask.limit_burst,
+        connections=ask.limit_connections or 0,
+        exempt=ask.limit_exempt,
+    )
+    if not limit.active:
+        limit = RateLimit()
+    if allow is None and not ask.deny_sources and not ask.basic and not limit.active:
         return None
     policy = AccessPolicy(
         allow_sources=allow.allow_sources if allow is not None else EVERYONE,
         deny_sources=ask.deny_sources,
+        limit=limit,
     )
     if not ask.basic:
         return policy

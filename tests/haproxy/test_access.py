@@ -348,3 +348,86 @@ async def test_satisfy_any_lets_in_an_allowed_source_or_a_user(stack: Stack) -> 
     assert (await answer(stack, "far.example.com", "/", basic("md5", PASSWORD)))[0] == 200
     assert (await answer(stack, "both.example.com", "/"))[0] == 401
     assert (await answer(stack, "both.example.com", "/", basic("md5", PASSWORD)))[0] == 200
+
+
+async def flood(stack: Stack, host: str, seconds: float, clients: int = 4) -> dict[int, int]:
+    """Requests as fast as ``clients`` connections allow for ``seconds``; statuses counted."""
+    counts: dict[int, int] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+
+    async def client() -> None:
+        while loop.time() < deadline:
+            status, _ = await answer(stack, host, "/")
+            counts[status] = counts.get(status, 0) + 1
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return counts
+
+
+async def test_rate_limit_holds_the_set_rate_within_ten_percent(stack: Stack) -> None:
+    await pods(stack, "limited", "free", first=171)
+    stack.put(
+        configmap({"limit-req-status-code": "429"}),
+        ingress(
+            "limited",
+            rule("app.example.com", path("/", "limited")),
+            annotations={N + "limit-rps": "20", N + "limit-burst-multiplier": "1"},
+        ),
+        ingress("free", rule("app.example.com", path("/free", "free"))),
+    )
+    await synced(stack, ["limited", "free"])
+    counts = await flood(stack, "app.example.com", 10.0)
+    assert set(counts) == {200, 429}, counts
+    assert counts[429] > counts[200]  # the flood really was over the rate
+    assert 180 <= counts[200] <= 220, counts  # 20/s over 10 s, ±10 %
+    # Another Ingress's path on the same host is not limited by this one.
+    assert (await answer(stack, "app.example.com", "/free"))[0] == 200
+
+
+async def test_rate_limit_burst_exemption_and_per_minute(stack: Stack) -> None:
+    await pods(stack, "burst", "exempt", "minute", first=181)
+    stack.put(
+        ingress(
+            "burst",
+            rule("burst.example.com", path("/", "burst")),
+            annotations={N + "limit-rps": "2"},  # burst multiplier 5: 10 at once
+        ),
+        ingress(
+            "exempt",
+            rule("exempt.example.com", path("/", "exempt")),
+            annotations={N + "limit-rps": "1", N + "limit-whitelist": "127.0.0.0/8"},
+        ),
+        ingress(
+            "minute",
+            rule("minute.example.com", path("/", "minute")),
+            annotations={N + "limit-rpm": "3", N + "limit-burst-multiplier": "1"},
+        ),
+    )
+    await synced(stack, ["burst", "exempt", "minute"])
+    burst = [(await answer(stack, "burst.example.com", "/"))[0] for _ in range(12)]
+    assert burst.count(200) == 10 and burst[-1] == 503, burst
+    exempt = [(await answer(stack, "exempt.example.com", "/"))[0] for _ in range(10)]
+    assert exempt == [200] * 10
+    minute = [(await answer(stack, "minute.example.com", "/"))[0] for _ in range(5)]
+    assert minute == [200, 200, 200, 503, 503]
+
+
+async def test_connection_limit_counts_concurrent_requests(stack: Stack) -> None:
+    port = free_port()
+    slow = await Backend("slow-1", "127.0.0.191", port, delay=1.5).start()
+    stack.put(
+        service("slow"),
+        slice_for("slow", [slow]),
+        ingress(
+            "slow",
+            rule("slow.example.com", path("/", "slow")),
+            annotations={N + "limit-connections": "2"},
+        ),
+    )
+    await synced(stack, ["slow"])
+    statuses = await asyncio.gather(*(answer(stack, "slow.example.com", "/") for _ in range(5)))
+    assert sorted(s for s, _ in statuses) == [200, 200, 503, 503, 503]
+    assert slow.served == 2
+    # Once they are done, the client may open new ones.
+    assert (await answer(stack, "slow.example.com", "/"))[0] == 200

@@ -141,20 +141,55 @@ def deny_path(paths: HAProxyPaths, policy: AccessPolicy) -> Path:
     return paths.maps / f"{safe_token(policy.name)}.deny.acl"
 
 
+def exempt_path(paths: HAProxyPaths, policy: AccessPolicy) -> Path:
+    """The networks a policy's rate and connection limits never count (limit-allowlist)."""
+    return paths.maps / f"{safe_token(policy.name)}.exempt.acl"
+
+
+@dataclass(frozen=True)
+class _LimitView:
+    """A policy's stick table (model.RateLimit): its windows and thresholds."""
+
+    table: str
+    exempt: Path | None
+    rps: int  # requests let in per window of `burst` seconds (0: no limit)
+    rpm: int  # … per window of `burst` minutes
+    connections: int
+    rps_window: str
+    rpm_window: str
+    expire: str
+
+
 @dataclass(frozen=True)
 class _PolicyView:
     name: str
     allow: Path
     deny: Path | None
     policy: AccessPolicy
+    limit: _LimitView | None
 
 
 def _policy_view(paths: HAProxyPaths, policy: AccessPolicy) -> _PolicyView:
+    limit = None
+    if policy.limit.active:
+        rate = policy.limit
+        limit = _LimitView(
+            table=f"st_{policy.name}",
+            exempt=exempt_path(paths, policy) if rate.exempt else None,
+            rps=rate.rps * rate.burst,
+            rpm=rate.rpm * rate.burst,
+            connections=rate.connections,
+            rps_window=f"{rate.burst}s",
+            rpm_window=f"{rate.burst}m",
+            # A counter outlives its window, so a client's history is kept.
+            expire=f"{rate.burst + 1}m" if rate.rpm else f"{rate.burst + 60}s",
+        )
     return _PolicyView(
         policy.name,
         policy_path(paths, policy),
         deny_path(paths, policy) if policy.deny_sources else None,
         policy,
+        limit,
     )
 
 
@@ -201,6 +236,7 @@ def render(
         lua=paths.base / LUA,
         policies=[_policy_view(paths, policy) for policy in structure.policies],
         userlists=[p for p in structure.policies if p.basic_auth],
+        limited=[v for v in (_policy_view(paths, p) for p in structure.policies) if v.limit],
         realm_map=map_path(paths, "realms"),
         apr1_map=map_path(paths, "apr1"),
         deny_map=map_path(paths, "deny"),
@@ -228,6 +264,11 @@ def render(
         RenderedFile(deny_path(paths, policy), networks_file(policy.deny_sources))
         for policy in structure.policies
         if policy.deny_sources
+    )
+    files.extend(
+        RenderedFile(exempt_path(paths, policy), networks_file(policy.limit.exempt))
+        for policy in structure.policies
+        if policy.limit.active and policy.limit.exempt
     )
     files.append(
         RenderedFile(map_path(paths, "realms"), map_file(_realm_entries(structure.policies)))
