@@ -196,8 +196,8 @@ class RateLimit:
     Counted per client address (the trusted one, txn.client) in a stick
     table of the policy's own: a request is let in while the requests let
     in over the last ``burst`` seconds (rps) or ``burst`` minutes (rpm) are
-    fewer than ``rate × burst``, so the long-run rate is the set one and a
-    burst of ``rate × burst`` passes at once. Denied requests are not
+    fewer than ``rate * burst``, so the long-run rate is the set one and a
+    burst of ``rate * burst`` passes at once. Denied requests are not
     counted. Each HAProxy replica counts on its own.
     """
 

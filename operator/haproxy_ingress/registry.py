@@ -799,7 +799,7 @@ SETTINGS: tuple[Setting, ...] = (
         _R,
         _integer(1, 100),
         "5",
-        "a burst of rate × this passes at once; the window is this many seconds (minutes)",
+        "a burst of rate * this passes at once; the window is this many seconds (minutes)",
         field="limit_burst",
         configmap=False,
         nginx=("limit-burst-multiplier",),
