@@ -415,3 +415,43 @@ core.register_action("ingress_apr1", { "http-req" }, function(txn)
     txn:set_var("txn.auth_ok", "1")
   end
 end)
+
+-- CORS (cors.py): txn.o_corigins is the route's list ("*", origins, or
+-- "scheme://*.parent" for exactly one more label), lowered. Sets
+-- txn.cors_origin to what Access-Control-Allow-Origin says: "*" when the
+-- list allows any origin, else the request's own Origin when listed.
+core.register_action("ingress_cors", { "http-req" }, function(txn)
+  local allowed = txn:get_var("txn.o_corigins")
+  local origin = txn.f:req_fhdr("origin")
+  if allowed == nil or origin == nil then
+    return
+  end
+  origin = origin:lower()
+  -- The syntax cors.py accepts for listed origins, so nothing else is echoed.
+  if #origin > 300 or not origin:match("^https?://[a-z0-9.-]+$")
+      and not origin:match("^https?://[a-z0-9.-]+:[0-9]+$") then
+    if (" " .. allowed .. " "):find(" * ", 1, true) then
+      txn:set_var("txn.cors_origin", "*")
+    end
+    return
+  end
+  for entry in allowed:gmatch("[^ ]+") do
+    if entry == "*" then
+      txn:set_var("txn.cors_origin", "*")
+      return
+    end
+    if entry == origin then
+      txn:set_var("txn.cors_origin", origin)
+      return
+    end
+    local scheme, parent = entry:match("^(https?://)%*%.(.+)$")
+    if scheme ~= nil and origin:sub(1, #scheme) == scheme then
+      local rest = origin:sub(#scheme + 1)
+      local label = rest:match("^([a-z0-9-]+)%.")
+      if label ~= nil and rest:sub(#label + 2) == parent then
+        txn:set_var("txn.cors_origin", origin)
+        return
+      end
+    end
+  end
+end)

@@ -281,6 +281,22 @@ class Canary:
 
 
 @dataclass(frozen=True, order=True)
+class Cors:
+    """ingress-nginx's enable-cors and cors-* for a route (see cors.py)."""
+
+    enabled: bool = False
+    origins: tuple[str, ...] = ("*",)  # lowered; "*" or scheme://[*.]host[:port]
+    methods: str = "GET, PUT, POST, DELETE, PATCH, OPTIONS"
+    headers: str = (
+        "DNT, Keep-Alive, User-Agent, X-Requested-With, If-Modified-Since, Cache-Control, "
+        "Content-Type, Range, Authorization"
+    )
+    credentials: bool = True  # never sent with "*" in origins
+    expose: str = ""
+    max_age: int = 1728000
+
+
+@dataclass(frozen=True, order=True)
 class RouteOptions:
     """What a route does to a request besides choosing its backend (map-driven).
 
@@ -305,6 +321,7 @@ class RouteOptions:
     # capture groups ($1…): the rewrite matches it again to read them.
     path_regex: str | None = None
     canary: Canary | None = None  # set on the route a canary Ingress shadows
+    cors: Cors | None = None  # enable-cors
 
     @property
     def name(self) -> str:
@@ -360,10 +377,13 @@ class RoutingMaps:
     # The ConfigMap's denylist-source-range (map_ip: network → "1"), checked
     # before routing; a map, so a change needs no reload.
     deny: tuple[tuple[str, str], ...] = ()
+    # CORS values (RouteOptions.name → value), in the order of CORS_MAPS.
+    cors: tuple[tuple[tuple[str, str], ...], ...] = ()
 
     def files(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
         """Each map file's stem and entries."""
         options = self.options or ((),) * len(ROUTE_OPTION_MAPS)
+        cors = self.cors or ((),) * len(CORS_MAPS)
         return (
             ("exact", self.exact),
             ("prefix", self.prefix),
@@ -372,6 +392,7 @@ class RoutingMaps:
             ("regex", self.regex),
             ("deny", self.deny),
             *zip(ROUTE_OPTION_MAPS, options, strict=True),
+            *zip(CORS_MAPS, cors, strict=True),
         )
 
 
@@ -392,6 +413,17 @@ ROUTE_OPTION_MAPS = (
     "opt-canary-value",
     "opt-canary-pattern",
     "opt-canary-cookie",
+)
+
+
+# The map files of CORS values (cors.cors_maps fills them).
+CORS_MAPS = (
+    "cors-origins",
+    "cors-methods",
+    "cors-headers",
+    "cors-expose",
+    "cors-max-age",
+    "cors-credentials",
 )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress import auth, regex, validate
+from haproxy_ingress import auth, cors, regex, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -846,6 +846,87 @@ SETTINGS: tuple[Setting, ...] = (
         nginx_configmap=True,
     ),
     Setting(
+        "enable-cors",
+        _R,
+        validate.boolean,
+        "false",
+        "CORS: preflights answered by HAProxy (204), Access-Control-* headers on answers",
+        field="enabled",
+        reload=False,
+        configmap=False,
+        nginx=("enable-cors",),
+    ),
+    Setting(
+        "cors-allow-origin",
+        _R,
+        cors.origins,
+        "*",
+        "origins allowed: `*`, or a list of `scheme://host[:port]` (host may start with `*.`)",
+        field="origins",
+        reload=False,
+        configmap=False,
+        nginx=("cors-allow-origin",),
+        difference="`*.` matches one label; with `*`, credentials are never allowed",
+    ),
+    Setting(
+        "cors-allow-methods",
+        _R,
+        cors.methods,
+        "GET, PUT, POST, DELETE, PATCH, OPTIONS",
+        "Access-Control-Allow-Methods of a preflight",
+        field="methods",
+        reload=False,
+        configmap=False,
+        nginx=("cors-allow-methods",),
+    ),
+    Setting(
+        "cors-allow-headers",
+        _R,
+        cors.headers,
+        "DNT, Keep-Alive, User-Agent, X-Requested-With, If-Modified-Since, Cache-Control, "
+        "Content-Type, Range, Authorization",
+        "Access-Control-Allow-Headers of a preflight",
+        field="headers",
+        reload=False,
+        configmap=False,
+        nginx=("cors-allow-headers",),
+    ),
+    Setting(
+        "cors-allow-credentials",
+        _R,
+        validate.boolean,
+        "true",
+        "Access-Control-Allow-Credentials: true (never with origin `*`)",
+        field="credentials",
+        reload=False,
+        configmap=False,
+        nginx=("cors-allow-credentials",),
+        difference="left out when `*` is an allowed origin",
+    ),
+    Setting(
+        "cors-expose-headers",
+        _R,
+        cors.headers,
+        None,
+        "Access-Control-Expose-Headers on answers",
+        field="expose",
+        reload=False,
+        configmap=False,
+        default_doc="none",
+        nginx=("cors-expose-headers",),
+    ),
+    Setting(
+        "cors-max-age",
+        _R,
+        cors.max_age,
+        "1728000",
+        "Access-Control-Max-Age (seconds) of a preflight",
+        field="max_age",
+        reload=False,
+        configmap=False,
+        nginx=("cors-max-age",),
+    ),
+    Setting(
         "ssl-redirect",
         _R,
         validate.boolean,
@@ -1084,6 +1165,8 @@ ACCESS = frozenset(
         "limit-allowlist",
     )
 )
+# enable-cors and cors-*: the fields of a model.Cors (RouteOptions.cors).
+CORS = frozenset(s for s in SETTINGS if s.key == "enable-cors" or s.key.startswith("cors-"))
 # The canary-* keys: they set the fields of a model.Canary, not of RouteOptions.
 CANARY = frozenset(s for s in SETTINGS if s.key.startswith("canary"))
 # ingress-nginx's names (annotation suffix or ConfigMap key) → the setting.
@@ -1101,7 +1184,7 @@ def defaults() -> GlobalSettings:
         return {
             s.field: s.parse(s.default, "default") if s.default is not None else None
             for s in scoped(scope)
-            if s.field and s not in CANARY and s not in ACCESS
+            if s.field and s not in CANARY and s not in ACCESS and s not in CORS
         }
 
     return GlobalSettings(

@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 
+from haproxy_ingress.cors import cors_maps
 from haproxy_ingress.model import ROUTE_OPTION_MAPS, PathType, Route, RouteOptions, RoutingMaps
 from haproxy_ingress.regex import literal_prefix, pcre_escape
 
@@ -114,6 +115,7 @@ def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> Rout
         redirect=tuple((host, "https") for host in sorted(set(redirects))),
         hosts=tuple((host, "rules") for host in sorted(hosts)),
         options=option_maps(route.options for route in routes),
+        cors=cors_maps(route.options for route in routes),
     )
 
 

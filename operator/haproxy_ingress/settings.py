@@ -18,10 +18,12 @@ from typing import Any
 
 from haproxy_ingress import registry, validate
 from haproxy_ingress.auth import AccessAsk
+from haproxy_ingress.cors import set_cors
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
     Canary,
+    Cors,
     GlobalSettings,
     ObjectRef,
     Problem,
@@ -139,6 +141,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     use_regex = False
     canary = Canary()
     access = AccessAsk()
+    cors = Cors()
     for setting in registry.SETTINGS:
         if not setting.annotation:
             continue
@@ -175,10 +178,13 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 canary = registry.apply(canary, setting, parsed)
             elif setting in registry.ACCESS:
                 access = registry.apply(access, setting, parsed)
+            elif setting in registry.CORS:
+                cors = registry.apply(cors, setting, parsed)
             else:
                 options = registry.apply(options, setting, parsed)
         except Invalid as error:
             errors.append(error)
+    options = set_cors(options, cors)
     return IngressSettings(
         backend=backend,
         options=options,

@@ -20,6 +20,7 @@ from haproxy_ingress.model import (
     BackendSettings,
     Canary,
     Certificate,
+    Cors,
     Endpoint,
     GlobalSettings,
     RateLimit,
@@ -67,6 +68,8 @@ def _state(body: dict[str, Any]) -> AppliedState:
     route = dict(settings["route"])
     if route.get("canary") is not None:
         route["canary"] = Canary(**route["canary"])
+    if route.get("cors") is not None:
+        route["cors"] = Cors(**{**route["cors"], "origins": tuple(route["cors"]["origins"])})
     settings["route"] = RouteOptions(**route)
     settings["proxy_real_ip_cidr"] = tuple(settings["proxy_real_ip_cidr"])
     settings["deny_sources"] = tuple(settings["deny_sources"])
@@ -90,6 +93,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             hosts=tuple((k, v) for k, v in body["maps"]["hosts"]),
             regex=tuple((k, v) for k, v in body["maps"]["regex"]),
             deny=tuple((k, v) for k, v in body["maps"]["deny"]),
+            cors=tuple(tuple((k, v) for k, v in entries) for entries in body["maps"]["cors"]),
             options=tuple(tuple((k, v) for k, v in entries) for entries in body["maps"]["options"]),
         ),
         certificates=tuple(

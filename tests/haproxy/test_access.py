@@ -431,3 +431,94 @@ async def test_connection_limit_counts_concurrent_requests(stack: Stack) -> None
     assert slow.served == 2
     # Once they are done, the client may open new ones.
     assert (await answer(stack, "slow.example.com", "/"))[0] == 200
+
+
+def headers_of(head: bytes) -> dict[str, str]:
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+async def preflight(stack: Stack, host: str, origin: str) -> tuple[int, dict[str, str]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.http_port)
+    writer.write(
+        f"OPTIONS /api HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n"
+        "Access-Control-Request-Method: PUT\r\nConnection: close\r\n\r\n".encode()
+    )
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head = response.partition(b"\r\n\r\n")[0]
+    return int(head.split()[1]), headers_of(head)
+
+
+async def test_cors_preflight_and_actual_requests(stack: Stack) -> None:
+    backends = await pods(stack, "listed", "star", "plain", first=201)
+    stack.put(
+        htpasswd_secret("users", {"md5": USERS["md5"]}),
+        ingress(
+            "listed",
+            rule("listed.example.com", path("/", "listed")),
+            annotations={
+                N + "enable-cors": "true",
+                N + "cors-allow-origin": "https://app.example.com, https://*.corp.example",
+                N + "cors-allow-methods": "GET, PUT",
+                N + "cors-expose-headers": "X-Total",
+                N + "cors-max-age": "600",
+                # A preflight carries no credentials: it is answered before auth.
+                N + "auth-type": "basic",
+                N + "auth-secret": "users",
+            },
+        ),
+        ingress(
+            "star",
+            rule("star.example.com", path("/", "star")),
+            annotations={N + "enable-cors": "true"},  # "*", credentials on by default
+        ),
+        ingress("plain", rule("plain.example.com", path("/", "plain"))),
+    )
+    await synced(stack, ["listed", "star", "plain"])
+    for origin in ("https://app.example.com", "https://x.corp.example"):
+        status, headers = await preflight(stack, "listed.example.com", origin)
+        assert status == 204
+        assert headers["access-control-allow-origin"] == origin
+        assert headers["access-control-allow-methods"] == "GET, PUT"
+        assert headers["access-control-max-age"] == "600"
+        assert headers["access-control-allow-credentials"] == "true"
+        assert headers["vary"] == "Origin"
+    assert backends["listed"].served == 0
+    for foreign in (
+        "https://evil.example.com",
+        "http://app.example.com",
+        "https://a.b.corp.example",
+        "https://corp.example",
+        "https://app.example.com.evil.example",
+    ):
+        status, headers = await preflight(stack, "listed.example.com", foreign)
+        assert status == 401, foreign  # not answered: the request goes on to auth
+        assert "access-control-allow-origin" not in headers
+    # Actual requests: the headers on the backend's answer for listed origins only.
+    login = basic("md5", PASSWORD)
+    status, head = await answer(
+        stack, "listed.example.com", "/", login, b"Origin: https://app.example.com"
+    )
+    headers = headers_of(head)
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "https://app.example.com"
+    assert headers["access-control-expose-headers"] == "X-Total"
+    assert headers["access-control-allow-credentials"] == "true"
+    status, head = await answer(
+        stack, "listed.example.com", "/", login, b"Origin: https://evil.example.com"
+    )
+    assert status == 200 and "access-control-allow-origin" not in headers_of(head)
+
+    # "*": any origin, and never together with credentials.
+    status, headers = await preflight(stack, "star.example.com", "https://any.example")
+    assert status == 204
+    assert headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in headers
+    status, head = await answer(stack, "star.example.com", "/", b"Origin: https://any.example")
+    assert headers_of(head)["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in headers_of(head)
+    # Without enable-cors nothing changes.
+    status, head = await answer(stack, "plain.example.com", "/", b"Origin: https://any.example")
+    assert status == 200 and "access-control-allow-origin" not in headers_of(head)

@@ -9,7 +9,7 @@ import pytest
 
 from haproxy_ingress import registry
 from haproxy_ingress.auth import AccessAsk
-from haproxy_ingress.model import BackendSettings, Canary, GlobalSettings, RouteOptions
+from haproxy_ingress.model import BackendSettings, Canary, Cors, GlobalSettings, RouteOptions
 from haproxy_ingress.readme import main as readme_main
 from haproxy_ingress.registry import ANNOTATION_PREFIX, SETTINGS, Scope
 from haproxy_ingress.settings import ingress_settings, parse_configmap
@@ -59,8 +59,10 @@ def test_every_settings_field_is_declared_once() -> None:
     assert canary == sorted(_fields(Canary) - {"backend"})
     access = sorted(s.field for s in registry.ACCESS)
     assert access == sorted(_fields(AccessAsk))
-    assert sorted(set(declared(Scope.ROUTE)) - set(canary) - set(access)) == sorted(
-        _fields(RouteOptions) - {"path_regex", "canary"}
+    cors = sorted(s.field for s in registry.CORS)
+    assert cors == sorted(_fields(Cors))
+    assert sorted(set(declared(Scope.ROUTE)) - set(canary) - set(access) - set(cors)) == sorted(
+        _fields(RouteOptions) - {"path_regex", "canary", "cors"}
     )
     # default_policy and deny_sources: the ConfigMap's allow- and deny-lists
     # (route keys read apart).
@@ -101,6 +103,7 @@ UNSET_SAMPLES = {
     "auth-type": "basic",
     "auth-secret": "users",
     "limit-rps": "10",
+    "cors-expose-headers": "X-Total",
     "limit-rpm": "600",
     "limit-connections": "5",
     "limit-allowlist": "10.0.0.0/8",

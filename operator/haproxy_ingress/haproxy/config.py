@@ -20,6 +20,7 @@ import jinja2
 
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import (
+    CORS_MAPS,
     ROUTE_OPTION_MAPS,
     AccessPolicy,
     AppliedState,
@@ -231,6 +232,7 @@ def render(
         regex_map=map_path(paths, "regex"),
         policies_map=map_path(paths, "policies"),
         option_maps={name: map_path(paths, name) for name in ROUTE_OPTION_MAPS},
+        cors_maps={name: map_path(paths, name) for name in CORS_MAPS},
         redirect_codes=REDIRECT_CODES,
         trusted_proxies=paths.maps / "trusted-proxies.acl",
         lua=paths.base / LUA,

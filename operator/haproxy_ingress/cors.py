@@ -1,0 +1,103 @@
+"""CORS (ingress-nginx's enable-cors and cors-*): validators and map values (pure).
+
+A route's :class:`model.Cors` reaches HAProxy as map values keyed by its
+options' name (so a change is a map update, never a reload). ingress.lua
+checks the request's Origin against the route's list (exact origins, ``*``,
+or ``scheme://*.parent`` for one more label) and the frontend answers a
+preflight itself (204) and adds the headers to the backend's answers.
+
+Never ``*`` with credentials: browsers refuse that pair, and echoing every
+origin instead would hand credentialed access to any site. With ``*`` in
+the list, Access-Control-Allow-Credentials is left out.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+from collections.abc import Callable, Iterable
+
+from haproxy_ingress import validate
+from haproxy_ingress.model import CORS_MAPS, Cors, RouteOptions
+from haproxy_ingress.validate import Invalid
+
+__all__ = ["CORS_MAPS", "cors_maps", "headers", "max_age", "methods", "origins", "set_cors"]
+MAX_ORIGINS = 100
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_ORIGIN_RE = re.compile(rf"https?://(?:\*\.)?{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?")
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")  # RFC 9110 token
+MAX_LIST = 64
+
+
+def origins(value: str, field: str) -> tuple[str, ...]:
+    """``*``, or origins (``https://a.example.com``, ``https://*.example.com:8443``)."""
+    words = [w for w in re.split(r"[,\s]+", value.strip()) if w]
+    if not words or len(words) > MAX_ORIGINS:
+        raise Invalid(
+            field, f"must list 1 to {MAX_ORIGINS} origins, got {validate.printable(value)}"
+        )
+    result = []
+    for word in words:
+        lowered = word.lower()
+        if lowered != "*" and not _ORIGIN_RE.fullmatch(lowered):
+            raise Invalid(
+                field,
+                f"{validate.printable(word)} is not * nor an origin (scheme://host[:port], "
+                "host may start with *.)",
+            )
+        result.append(lowered)
+    return tuple(sorted(set(result)))
+
+
+def _tokens(kind: str) -> Callable[[str, str], str]:
+    def parse(value: str, field: str) -> str:
+        words = [w for w in re.split(r"[,\s]+", value.strip()) if w]
+        if len(words) > MAX_LIST or any(not _TOKEN_RE.fullmatch(w) for w in words):
+            raise Invalid(
+                field, f"must be a comma-separated list of {kind}, got {validate.printable(value)}"
+            )
+        return ", ".join(words)
+
+    return parse
+
+
+def methods(value: str, field: str) -> str:
+    parsed = _tokens("HTTP methods")(value, field)
+    return parsed.upper()
+
+
+headers = _tokens("header names")
+
+
+def max_age(value: str, field: str) -> int:
+    return validate.integer(value, field, minimum=0, maximum=2**31 - 1)
+
+
+def set_cors(options: RouteOptions, cors: Cors) -> RouteOptions:
+    """``options`` with CORS on (a Cors whose ``enabled`` is set) or off."""
+    return dataclasses.replace(options, cors=cors if cors.enabled else None)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
+def cors_maps(all_options: Iterable[RouteOptions]) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """The CORS maps' entries, in CORS_MAPS order."""
+    tables: tuple[list[tuple[str, str]], ...] = tuple([] for _ in CORS_MAPS)
+    origin, method, header, expose, age, credentials = tables
+    for options in sorted({o for o in all_options if o.cors is not None}, key=lambda o: o.name):
+        cors = options.cors
+        assert cors is not None
+        name = options.name
+        origin.append((name, _b64(" ".join(cors.origins))))
+        method.append((name, _b64(cors.methods)))
+        if cors.headers:
+            header.append((name, _b64(cors.headers)))
+        if cors.expose:
+            expose.append((name, _b64(cors.expose)))
+        age.append((name, str(cors.max_age)))
+        if cors.credentials and "*" not in cors.origins:
+            credentials.append((name, "1"))
+    return tuple(tuple(table) for table in tables)
