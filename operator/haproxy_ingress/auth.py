@@ -41,6 +41,7 @@ _CRYPT_RE = re.compile(
     r"|(?P<md5>\$1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22})"
     r"|(?P<yescrypt>\$y\$[./A-Za-z0-9]{1,64}\$[./A-Za-z0-9]{1,86}\$[./A-Za-z0-9]{43})"
 )
+_KNOWN_IDS = ("2a", "2b", "2y", "5", "6", "1", "y", "apr1")
 _APR1_RE = re.compile(r"\$apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}")
 MAX_USERS = 1000
 MAX_SECRET_BYTES = 256 * 1024
@@ -129,6 +130,8 @@ def hash_format(value: str) -> str:
         return "{SHA} (SHA-1)"
     if value.startswith("$"):
         ident = value[1:].split("$", 1)[0]
+        if ident in _KNOWN_IDS:
+            return f"malformed ${ident}$"
         return f"${validate.printable(ident, 12)}$" if ident else "unknown"
     if len(value) == 13:
         return "DES crypt or plain text"
@@ -152,7 +155,7 @@ def users_from_secret(secret: Mapping[str, Any] | None, kind: str) -> Users:
                     continue
                 user, sep, hashed = line.partition(":")
                 if not sep:
-                    entries.append((f"data[auth] line {number}", "", ""))
+                    entries.append((f"data[auth] line {number}", "", "no colon"))
                     continue
                 entries.append((f"data[auth] line {number}", user, hashed.strip()))
         else:
@@ -166,7 +169,9 @@ def users_from_secret(secret: Mapping[str, Any] | None, kind: str) -> Users:
     apr1: dict[str, str] = {}
     problems: list[Invalid] = []
     for field, user, hashed in entries:
-        if not USER_RE.fullmatch(user):
+        if not user and hashed == "no colon":
+            problems.append(Invalid(field, "is not user:hash; left out"))
+        elif not USER_RE.fullmatch(user):
             problems.append(
                 Invalid(field, f"user name {validate.printable(user, 30)} not supported; left out")
             )

@@ -42,6 +42,7 @@ from haproxy_ingress.registry import CAPTURE
 from haproxy_ingress.routing import route_key, routing_maps
 from haproxy_ingress.settings import (
     ANNOTATION_PREFIX,
+    NGINX_PREFIX,
     IngressSettings,
     ingress_settings,
     parse_configmap,
@@ -112,7 +113,14 @@ def translate(
                 canaries.append((source, asked, parsed_canary))
             continue
         backend_settings = asked.backend
-        policy = _access_policy(asked, source, secrets, errors, problems)
+        policy = _access_policy(
+            asked,
+            source,
+            secrets=secrets,
+            errors=errors,
+            problems=problems,
+            annotations=annotations,
+        )
         # A bad access rule is no rule: nothing below may serve it.
         if errors and asked.access_rule:
             policy = None
@@ -265,9 +273,11 @@ def refresh_endpoints(
 def _access_policy(
     asked: IngressSettings,
     source: ObjectRef,
+    *,
     secrets: Mapping[tuple[str, str], KubeObject],
     errors: list[Invalid],
     problems: list[Problem],
+    annotations: Mapping[str, Any],
 ) -> AccessPolicy | None:
     """The policy of the Ingress's routes: allow- and deny-lists, basic auth, satisfy.
 
@@ -279,7 +289,10 @@ def _access_policy(
     ask = asked.access
     if ask.auth_type is None and ask.auth_secret is not None:
         errors.append(
-            Invalid(_annotation("auth-secret"), "is set without auth-type: basic; not honoured")
+            Invalid(
+                _annotation("auth-secret", annotations),
+                "is set without auth-type: basic; not honoured",
+            )
         )
     limit = RateLimit(
         rps=ask.limit_rps or 0,
@@ -290,6 +303,8 @@ def _access_policy(
     )
     if not limit.active:
         limit = RateLimit()
+    if errors:
+        return None  # not served as written: the caller denies or leaves it out
     if allow is None and not ask.deny_sources and not ask.basic and not limit.active:
         return None
     policy = AccessPolicy(
@@ -299,7 +314,7 @@ def _access_policy(
     )
     if not ask.basic:
         return policy
-    field = _annotation("auth-secret")
+    field = _annotation("auth-secret", annotations)
     users = auth.Users((), (), (Invalid("", "is missing: nobody can log in"),))
     if ask.auth_secret is not None:
         namespace, _, name = ask.auth_secret.rpartition("/")
@@ -333,8 +348,12 @@ def _access_policy(
     )
 
 
-def _annotation(key: str) -> str:
-    return f"metadata.annotations[{ANNOTATION_PREFIX}{key}]"
+def _annotation(key: str, annotations: Mapping[str, Any]) -> str:
+    """The field of the annotation that set ``key``: ours, else ingress-nginx's."""
+    name = ANNOTATION_PREFIX + key
+    if name not in annotations and NGINX_PREFIX + key in annotations:
+        name = NGINX_PREFIX + key
+    return f"metadata.annotations[{name}]"
 
 
 # --- ingress classes ---------------------------------------------------------

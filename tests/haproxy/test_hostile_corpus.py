@@ -59,8 +59,25 @@ def test_hostile_case(
         not line.endswith(": spec.tls") and not line.startswith("Secret ")
         for line in case["expect"]
     )
-    denied = any(line.endswith("allowlist-source-range]") for line in case["expect"])
-    if denied:
+    # An access rule that cannot be honoured (the AccessDenied problem on
+    # the annotations as a whole) ...
+    denied = any(line.endswith(": metadata.annotations") for line in case["expect"]) and any(
+        ": metadata.annotations[" in line for line in case["expect"]
+    )
+    # ... or an auth Secret that gives no usable user.
+    guarded = not denied and any(line.endswith("auth-secret]") for line in case["expect"])
+    if guarded:
+        # Fail closed: the paths are kept and ask for credentials nobody has.
+        added = {
+            line
+            for name in ("maps/exact.map", "maps/prefix.map")
+            for line in set(files[name].splitlines()) - set(base_files[name].splitlines())
+        }
+        policies = {line.split(b" ", 1)[1].split(b"~")[1] for line in added}
+        assert len(policies) == 1 and policies != {DENY_ALL.name.encode()}, policies
+        assert b"http-request return status 401" in files["haproxy.cfg"]
+        assert re.search(rb"^\s+user ", files["haproxy.cfg"], re.MULTILINE) is None
+    elif denied:
         # Fail closed: an Ingress whose access rule is refused keeps its paths,
         # and every one of them names the deny-all policy.
         for name in ("maps/exact.map", "maps/prefix.map"):
