@@ -165,6 +165,9 @@ class Applier:
         root filesystem); sockets and the server-state file keep their live
         paths, since `haproxy -c` limits a socket path's length but binds nothing.
         """
+        # Arithmetic first: the quarantine's search runs many checks, and a
+        # candidate past the file-descriptor limit needs no rendering to refuse.
+        self._check_limits(target)
         live = self._options.paths
         with tempfile.TemporaryDirectory(prefix=".check-", dir=live.base) as scratch:
             paths = _ScratchPaths(Path(scratch), live=live)
@@ -179,7 +182,6 @@ class Applier:
                 with os.fdopen(descriptor, "wb") as output:
                     output.write(file.content)
             try:
-                self._check_limits(target)
                 await check_config(rendered.config.path, binary=self._binary)
             except ConfigCheckError as error:
                 alerts = error.output.replace(f"{scratch}/", "")
