@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,6 +65,12 @@ class AccessAsk:
     limit_burst: int = 5
     limit_connections: int | None = None
     limit_exempt: tuple[str, ...] = ()
+    url: str | None = None  # auth-url
+    method: str = "GET"
+    signin: str | None = None  # auth-signin: where a 401 is redirected
+    response_headers: tuple[str, ...] = ()
+    request_redirect: str | None = None  # auth-request-redirect
+    timeout_ms: int = 5000
 
     @property
     def basic(self) -> bool:
@@ -204,3 +211,104 @@ def _decode(value: object, field: str) -> str:
         return base64.b64decode(value, validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
         raise Invalid(field, "is not base64-encoded UTF-8 text") from None
+
+
+# --- external authentication (auth-url) -----------------------------------------------
+
+# Where an auth-url may never point: an Ingress author must not turn HAProxy
+# into a request forger against the node, the cloud's metadata service or
+# the controller (its health and metrics ports are refused on any host).
+FORBIDDEN_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",  # "this host"
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local, incl. 169.254.169.254 (cloud metadata)
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+        "::/128",
+        "::1/128",
+        "fe80::/10",  # link-local
+        "fd00:ec2::254/128",  # AWS metadata (IPv6)
+        "::ffff:0:0/96",  # IPv4-mapped: would bypass the IPv4 checks
+    )
+)
+FORBIDDEN_NAMES = re.compile(
+    r"(?:.*\.)?(?:localhost|localhost\.localdomain|metadata|metadata\.google\.internal|"
+    r"instance-data|instance-data\.ec2\.internal)\.?",
+    re.IGNORECASE,
+)
+_AUTH_URL_RE = re.compile(
+    r"(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(?::(?P<port>[0-9]{1,5}))?"
+    # ('$' refused: ingress-nginx would read $variables, which are not ours.)
+    r"(?P<path>/(?:[A-Za-z0-9\-._~!&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?"
+)
+
+
+def auth_url(value: str, field: str) -> str:
+    """An http(s) URL whose host is not loopback, link-local, metadata or unspecified.
+
+    A name is checked as written; what it resolves to is HAProxy's at request
+    time (see README: a Service of type ExternalName can still point a name
+    anywhere, so the controller's own ports are refused on every host too).
+    """
+    match = _AUTH_URL_RE.fullmatch(value) if len(value) <= validate.MAX_URL_LENGTH else None
+    if match is None:
+        raise Invalid(
+            field,
+            "must be an http(s)://host[:port][/path] URL of RFC 3986 characters, got "
+            f"{validate.printable(value)}",
+        )
+    host = match["host"].strip("[]").rstrip(".")
+    port = int(match["port"] or (443 if match["scheme"] == "https" else 80))
+    if not 1 <= port <= 65535:
+        raise Invalid(field, f"port {port} is not a port number")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+        if not host or FORBIDDEN_NAMES.fullmatch(host) or _looks_numeric(host):
+            raise Invalid(field, f"host {validate.printable(host)} is not allowed") from None
+    if address is not None and any(address in net for net in FORBIDDEN_NETWORKS):
+        raise Invalid(
+            field, f"{address} is a loopback, link-local, metadata or unspecified address"
+        )
+    return value
+
+
+def _looks_numeric(host: str) -> bool:
+    """Hosts libc would read as an address in another notation (0x7f.1, 2130706433, 0177.0.0.1)."""
+    return all(re.fullmatch(r"0x[0-9a-f]*|[0-9]+", part, re.IGNORECASE) for part in host.split("."))
+
+
+def url_port(value: str) -> int:
+    """The port of an auth_url-checked URL."""
+    match = _AUTH_URL_RE.fullmatch(value)
+    assert match is not None
+    return int(match["port"] or (443 if match["scheme"] == "https" else 80))
+
+
+def auth_method(value: str, field: str) -> str:
+    return validate.choice(value.upper(), field, ("GET", "HEAD", "POST"))
+
+
+_HEADER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+
+
+def header_names(value: str, field: str) -> tuple[str, ...]:
+    """auth-response-headers: names copied from the auth answer to the request."""
+    words = [w for w in re.split(r"[, ]+", value.strip(" ")) if w]
+    if not words or len(words) > 32 or any(not _HEADER_NAME_RE.fullmatch(w) for w in words):
+        raise Invalid(
+            field,
+            f"must be a comma-separated list of header names, got {validate.printable(value)}",
+        )
+    return tuple(sorted({w.lower() for w in words}))
+
+
+def auth_timeout(value: str, field: str) -> int:
+    """Milliseconds the auth call may take (a duration, 1 ms to 60 s)."""
+    duration = validate.duration(value, field)
+    milliseconds = int(validate.duration_ms(duration))
+    if not 1 <= milliseconds <= 60_000:
+        raise Invalid(field, f"must be from 1ms to 60s, got {validate.printable(value)}")
+    return milliseconds

@@ -66,6 +66,15 @@ class ControllerConfig:
                 if self.default_backend
                 else None
             ),
+            reserved_ports=tuple(
+                sorted(
+                    {
+                        int(bind.rpartition(":")[2])
+                        for bind in (self.metrics_bind, self.health_bind)
+                        if bind and bind.rpartition(":")[2].isdigit()
+                    }
+                )
+            ),
         )
 
     def render_options(self) -> RenderOptions:

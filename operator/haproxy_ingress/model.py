@@ -213,6 +213,23 @@ class RateLimit:
 
 
 @dataclass(frozen=True, order=True)
+class ExternalAuth:
+    """ingress-nginx's auth-url: a subrequest decides (ingress.lua, HAProxy's httpclient).
+
+    2xx lets the request in (copying ``response_headers`` onto it), 401 answers
+    401 (or redirects to ``signin``), 403 answers 403, anything else — another
+    status, a timeout, a refused connection — answers 500: fail closed.
+    """
+
+    url: str = ""  # checked by auth.auth_url; "" is off
+    method: str = "GET"
+    signin: str = ""
+    response_headers: tuple[str, ...] = ()
+    request_redirect: str = ""
+    timeout_ms: int = 5000
+
+
+@dataclass(frozen=True, order=True)
 class AccessPolicy:
     """Who may use a route: checked in the frontend, per route, before any backend.
 
@@ -237,6 +254,7 @@ class AccessPolicy:
     # satisfy: any — an allowed source OR valid credentials (else both).
     satisfy_any: bool = False
     limit: RateLimit = RateLimit()
+    external: ExternalAuth = ExternalAuth()
 
     @property
     def name(self) -> str:
@@ -539,3 +557,5 @@ class TranslateOptions:
     configmap_namespace: str = DEFAULT_NAMESPACE
     configmap_name: str = DEFAULT_CONFIGMAP
     default_backend: ServiceRef | None = None  # a flag; the ConfigMap may also set one
+    # The controller's own listening ports (health, metrics): never an auth-url's.
+    reserved_ports: tuple[int, ...] = ()

@@ -22,6 +22,7 @@ from haproxy_ingress.model import (
     Certificate,
     Cors,
     Endpoint,
+    ExternalAuth,
     GlobalSettings,
     RateLimit,
     RouteOptions,
@@ -116,6 +117,12 @@ def _policy(raw: dict[str, Any]) -> AccessPolicy:
         apr1_users=tuple((str(u), str(h)) for u, h in raw["apr1_users"]),
         satisfy_any=bool(raw["satisfy_any"]),
         limit=RateLimit(**{**raw["limit"], "exempt": tuple(raw["limit"]["exempt"])}),
+        external=ExternalAuth(
+            **{
+                **raw["external"],
+                "response_headers": tuple(raw["external"]["response_headers"]),
+            }
+        ),
     )
 
 

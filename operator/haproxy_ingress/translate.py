@@ -27,6 +27,7 @@ from haproxy_ingress.model import (
     Certificate,
     DesiredState,
     Endpoint,
+    ExternalAuth,
     ObjectRef,
     PathType,
     Problem,
@@ -120,6 +121,7 @@ def translate(
             errors=errors,
             problems=problems,
             annotations=annotations,
+            reserved_ports=options.reserved_ports,
         )
         # A bad access rule is no rule: nothing below may serve it.
         if errors and asked.access_rule:
@@ -278,6 +280,7 @@ def _access_policy(
     errors: list[Invalid],
     problems: list[Problem],
     annotations: Mapping[str, Any],
+    reserved_ports: tuple[int, ...],
 ) -> AccessPolicy | None:
     """The policy of the Ingress's routes: allow- and deny-lists, basic auth, satisfy.
 
@@ -303,14 +306,41 @@ def _access_policy(
     )
     if not limit.active:
         limit = RateLimit()
+    external = ExternalAuth()
+    if ask.url is not None:
+        if auth.url_port(ask.url) in reserved_ports:
+            errors.append(
+                Invalid(
+                    _annotation("auth-url", annotations),
+                    f"port {auth.url_port(ask.url)} is the controller's own; refused",
+                )
+            )
+        external = ExternalAuth(
+            url=ask.url,
+            method=ask.method,
+            signin=ask.signin or "",
+            response_headers=ask.response_headers,
+            request_redirect=ask.request_redirect or "",
+            timeout_ms=ask.timeout_ms,
+        )
     if errors:
         return None  # not served as written: the caller denies or leaves it out
-    if allow is None and not ask.deny_sources and not ask.basic and not limit.active:
+    if (
+        allow is None
+        and not ask.deny_sources
+        and not ask.basic
+        and not limit.active
+        and not external.url
+    ):
         return None
     policy = AccessPolicy(
         allow_sources=allow.allow_sources if allow is not None else EVERYONE,
         deny_sources=ask.deny_sources,
         limit=limit,
+        external=external,
+        # ingress-nginx: satisfy any means the allow-list OR the credentials;
+        # with no allow-list of its own there is nothing to satisfy instead.
+        satisfy_any=ask.satisfy_any and allow is not None and (ask.basic or bool(external.url)),
     )
     if not ask.basic:
         return policy
@@ -342,9 +372,6 @@ def _access_policy(
         realm=ask.realm,
         users=users.crypt,
         apr1_users=users.apr1,
-        # ingress-nginx: satisfy any means the allow-list OR the credentials;
-        # with no allow-list of its own there is nothing to satisfy instead.
-        satisfy_any=ask.satisfy_any and allow is not None,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import subprocess
 import warnings
 from collections.abc import Iterable
@@ -522,3 +523,105 @@ async def test_cors_preflight_and_actual_requests(stack: Stack) -> None:
     # Without enable-cors nothing changes.
     status, head = await answer(stack, "plain.example.com", "/", b"Origin: https://any.example")
     assert status == 200 and "access-control-allow-origin" not in headers_of(head)
+
+
+def outward_address() -> str:
+    """This machine's own non-loopback IPv4 address (auth-url refuses loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+        address = str(probe.getsockname()[0])
+    assert not address.startswith("127."), "the test needs a non-loopback address"
+    return address
+
+
+class AuthService:
+    """A real HTTP auth service: the path decides the answer; it records what it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> AuthService:
+        self.host = outward_address()
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            target = head.split("\r\n", 1)[0].split()[1]
+            self.seen.append((target, headers_of(head.encode("latin-1"))))
+            status = {"/ok": 200, "/no": 401, "/forbid": 403, "/err": 500}.get(target, 200)
+            if target == "/slow":
+                await asyncio.sleep(3)
+            extra = "X-User: alice\r\nX-Other: no\r\n" if status == 200 else ""
+            tail = "Content-Length: 0\r\nConnection: close\r\n\r\n"
+            writer.write(f"HTTP/1.1 {status} X\r\n{extra}{tail}".encode())
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # (the slow answer is cut short when the test ends)
+        finally:
+            writer.close()
+
+
+async def test_external_auth_decides_and_fails_closed(stack: Stack) -> None:
+    service_ = await AuthService().start()
+    backends = await pods(stack, "ok", "no", "forbid", "err", "slow", "down", "open", first=211)
+    closed = free_port(service_.host)  # nothing listens there
+    url = f"http://{service_.host}:{service_.port}"
+    cases = {
+        "ok": f"{url}/ok",
+        "no": f"{url}/no",
+        "forbid": f"{url}/forbid",
+        "err": f"{url}/err",
+        "slow": f"{url}/slow",
+        "down": f"http://{service_.host}:{closed}/ok",
+    }
+    stack.put(
+        *(
+            ingress(
+                name,
+                rule(f"{name}.example.com", path("/", name)),
+                annotations={
+                    N + "auth-url": target,
+                    N + "auth-response-headers": "X-User",
+                    N + "auth-signin": "https://login.example.com/start",
+                    P + "auth-timeout": "1s",
+                },
+            )
+            for name, target in cases.items()
+        ),
+        ingress("open", rule("open.example.com", path("/", "open"))),
+    )
+    try:
+        await synced(stack, [*cases, "open"])
+        status, _ = await answer(stack, "ok.example.com", "/a?b=1", b"Cookie: s=1")
+        assert status == 200
+        target, seen = service_.seen[-1]
+        assert target == "/ok"
+        assert seen["x-original-url"] == "http://ok.example.com/a?b=1"
+        assert seen["x-original-method"] == "GET" and seen["cookie"] == "s=1"
+        got = dict(backends["ok"].seen[-1][1])
+        assert got["x-user"] == "alice" and "x-other" not in got
+        status, head = await answer(stack, "no.example.com", "/p")
+        assert status == 302
+        location = headers_of(head)["location"]
+        assert location == "https://login.example.com/start?rd=http%3A%2F%2Fno.example.com%2Fp"
+        assert (await answer(stack, "forbid.example.com", "/"))[0] == 403
+        assert (await answer(stack, "err.example.com", "/"))[0] == 500
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        assert (await answer(stack, "slow.example.com", "/"))[0] == 500
+        assert loop.time() - start < 2.9  # the timeout, not the service, ended it
+        assert (await answer(stack, "down.example.com", "/"))[0] == 500
+        assert (await answer(stack, "open.example.com", "/"))[0] == 200
+        for name in ("no", "forbid", "err", "slow", "down"):
+            assert backends[name].served == 0, name
+    finally:
+        await service_.stop()

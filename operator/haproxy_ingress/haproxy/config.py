@@ -203,6 +203,31 @@ def _realm_entries(policies: Iterable[AccessPolicy]) -> list[tuple[str, str]]:
     ]
 
 
+def _ext_entries(policies: Iterable[AccessPolicy]) -> list[tuple[str, str]]:
+    """policy → ``url method timeout signin redirect headers``, each base64 ("-": none).
+
+    One map value, split by ingress.lua, so the settings never meet the config.
+    """
+
+    def word(text: str) -> str:
+        return base64.b64encode(text.encode()).decode() if text else "-"
+
+    entries = []
+    for p in policies:
+        ext = p.external
+        if ext.url:
+            fields = (
+                word(ext.url),
+                ext.method,
+                str(ext.timeout_ms),
+                word(ext.signin),
+                word(ext.request_redirect),
+                word(",".join(ext.response_headers)),
+            )
+            entries.append((p.name, "~".join(fields)))
+    return entries
+
+
 def _apr1_entries(policies: Iterable[AccessPolicy]) -> list[tuple[str, str]]:
     """``<policy>/<user>`` → ``$apr1$`` hash, which ingress.lua verifies."""
     return [(f"{p.name}/{user}", hashed) for p in policies for user, hashed in p.apr1_users]
@@ -240,6 +265,8 @@ def render(
         userlists=[p for p in structure.policies if p.basic_auth],
         limited=[v for v in (_policy_view(paths, p) for p in structure.policies) if v.limit],
         realm_map=map_path(paths, "realms"),
+        external=[p for p in structure.policies if p.external.url],
+        ext_map=map_path(paths, "ext-auth"),
         apr1_map=map_path(paths, "apr1"),
         deny_map=map_path(paths, "deny"),
         default_policy=structure.settings.default_policy,
@@ -274,6 +301,9 @@ def render(
     )
     files.append(
         RenderedFile(map_path(paths, "realms"), map_file(_realm_entries(structure.policies)))
+    )
+    files.append(
+        RenderedFile(map_path(paths, "ext-auth"), map_file(_ext_entries(structure.policies)))
     )
     # Password hashes: readable by HAProxy only (as certificate keys are).
     files.append(

@@ -1,0 +1,190 @@
+"""Access control in translate and plan (issue 12): pure, no HAProxy.
+
+What reaches HAProxy is checked on a real one in tests/haproxy/test_access.py;
+these pin the decisions: which policy a route gets, what is refused and why,
+and which changes need no reload.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from haproxy_ingress import auth
+from haproxy_ingress.model import DesiredState, TranslateOptions
+from haproxy_ingress.plan import plan
+from haproxy_ingress.translate import DENY_ALL, EVERYONE
+from haproxy_ingress.validate import Invalid
+from tests.kube import configmap, ingress, path, rule
+from tests.unit.test_translate import run, with_defaults
+
+N = "nginx.ingress.kubernetes.io/"
+P = "haproxy-ingress.kopf.dev/"
+MD5 = "$1$saltsalt$abcdefghijklmnopqrstuv"
+APR1 = "$apr1$Zq3x.9/A$1234567890123456789012"
+
+
+def users_secret(text: str, name: str = "users", namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "data": {"auth": base64.b64encode(text.encode()).decode()},
+    }
+
+
+def guarded(annotations: dict[str, str], *extra: dict[str, Any], **kwargs: Any) -> DesiredState:
+    return run(
+        *with_defaults(
+            ingress("app", rule("app.example.com", path("/app")), annotations=annotations),
+            ingress("other", rule("app.example.com", path("/other"))),
+            *extra,
+        ),
+        **kwargs,
+    )
+
+
+def policy_of(state: DesiredState, route_path: str) -> Any:
+    route = next(r for r in state.routes if r.path == route_path)
+    return next((p for p in state.policies if p.name == route.policy), None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/auth",
+        "http://127.1.2.3:8080/",
+        "http://[::1]/auth",
+        "http://[::ffff:127.0.0.1]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/",
+        "http://[fd00:ec2::254]/",
+        "http://0.0.0.0/",
+        "http://localhost/",
+        "http://LOCALHOST./",
+        "http://a.localhost/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://2130706433/",  # 127.0.0.1 as one number
+        "http://0x7f.1/",
+        "http://0177.0.0.1/",
+        "http://100.100.100.200/",
+        "ftp://auth.example.com/",
+        "http://auth.example.com/\r\nX: y",
+        "http://auth.example.com:99999/",
+        "http://user@auth.example.com/",
+        "//auth.example.com/",
+    ],
+)
+def test_auth_url_refuses_loopback_link_local_metadata_and_odd_forms(url: str) -> None:
+    with pytest.raises(Invalid):
+        auth.auth_url(url, "f")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://auth.auth-system.svc.cluster.local/check",
+        "https://10.96.0.10:8443/oauth2/auth?x=1",
+        "http://[2001:db8::1]:8080/",
+    ],
+)
+def test_auth_url_accepts_service_and_pod_addresses(url: str) -> None:
+    assert auth.auth_url(url, "f") == url
+
+
+def test_auth_url_on_the_controllers_own_ports_denies_everyone() -> None:
+    options = TranslateOptions(reserved_ports=(9101, 10254))
+    state = guarded({N + "auth-url": "http://ingress.example.com:10254/healthz"}, options=options)
+    assert policy_of(state, "/app") == DENY_ALL
+    assert any("controller's own" in p.reason for p in state.problems)
+    assert policy_of(state, "/other") is None
+
+
+def test_basic_auth_users_by_format_and_warnings_naming_them() -> None:
+    text = f"alice:{MD5}\nbob:{APR1}\ncarol:{{SHA}}abc=\n"
+    state = guarded(
+        {N + "auth-type": "basic", N + "auth-secret": "users", N + "auth-realm": "R"},
+        users_secret(text),
+    )
+    policy = policy_of(state, "/app")
+    assert policy.basic_auth and policy.realm == "R"
+    assert policy.users == (("alice", MD5),)
+    assert policy.apr1_users == (("bob", APR1),)
+    assert policy.allow_sources == EVERYONE
+    warned = [p for p in state.problems if p.event == "AuthSecretInvalid"]
+    assert [p.field for p in warned] == [f"metadata.annotations[{N}auth-secret]"]
+    assert "carol" in warned[0].reason and "{SHA} (SHA-1)" in warned[0].reason
+    # Another Ingress's route on the same host is not guarded by it.
+    assert policy_of(state, "/other") is None
+
+
+def test_auth_secret_of_another_namespace_is_never_read() -> None:
+    state = guarded(
+        {N + "auth-type": "basic", N + "auth-secret": "kube-system/users"},
+        users_secret(f"admin:{MD5}\n", namespace="kube-system"),
+    )
+    assert policy_of(state, "/app") == DENY_ALL
+
+
+def test_a_policy_follows_its_secret() -> None:
+    first = guarded(
+        {N + "auth-type": "basic", N + "auth-secret": "users"}, users_secret(f"a:{MD5}\n")
+    )
+    second = guarded(
+        {N + "auth-type": "basic", N + "auth-secret": "users"}, users_secret(f"b:{MD5}\n")
+    )
+    assert policy_of(first, "/app").name != policy_of(second, "/app").name
+    assert "access policy" in plan(plan(None, first).target, second).reload_reasons[0]
+
+
+def test_satisfy_any_needs_credentials_to_mean_anything() -> None:
+    state = guarded({N + "whitelist-source-range": "10.0.0.0/8", N + "satisfy": "any"})
+    policy = policy_of(state, "/app")
+    assert policy.allow_sources == ("10.0.0.0/8",) and not policy.satisfy_any
+
+
+def test_limits_make_one_policy_per_distinct_rate() -> None:
+    state = run(
+        *with_defaults(
+            ingress("a", rule("a.example.com", path("/")), annotations={N + "limit-rps": "5"}),
+            ingress("b", rule("b.example.com", path("/")), annotations={N + "limit-rps": "5"}),
+            ingress("c", rule("c.example.com", path("/")), annotations={N + "limit-rpm": "5"}),
+        )
+    )
+    limits = sorted((p.limit.rps, p.limit.rpm) for p in state.policies)
+    assert limits == [(0, 5), (5, 0)]
+
+
+def test_global_deny_list_is_a_map_and_changes_without_reload() -> None:
+    before = run(*with_defaults(ingress("a", rule("a.example.com", path("/")))))
+    after = run(
+        *with_defaults(
+            ingress("a", rule("a.example.com", path("/"))),
+            configmap({"denylist-source-range": "192.0.2.0/24, 2001:db8::/32"}),
+        )
+    )
+    assert after.maps.deny == (("192.0.2.0/24", "1"), ("2001:db8::/32", "1"))
+    step = plan(plan(None, before).target, after)
+    assert step.reload_reasons == ()
+    assert [getattr(op, "name", None) for op in step.operations] == ["deny"]
+
+
+def test_cors_is_a_route_option_changed_by_map() -> None:
+    def with_origin(origin: str) -> DesiredState:
+        return run(
+            *with_defaults(
+                ingress(
+                    "a",
+                    rule("a.example.com", path("/")),
+                    annotations={N + "enable-cors": "true", N + "cors-allow-origin": origin},
+                )
+            )
+        )
+
+    first, second = with_origin("https://x.example"), with_origin("https://y.example")
+    assert first.routes[0].options.cors is not None
+    assert first.routes[0].policy == ""  # not an access rule
+    assert plan(plan(None, first).target, second).reload_reasons == ()
