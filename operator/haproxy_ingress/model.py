@@ -200,6 +200,8 @@ class RouteOptions:
     upstream_vhost: str | None = None  # the Host header the backend receives
     x_forwarded_prefix: str | None = None  # an X-Forwarded-Prefix header
     body_max: int | None = None  # bytes; a larger Content-Length gets 413
+    # An nginx snippet's operations (snippets.encode), run by ingress.lua.
+    snippet: str | None = None
 
     @property
     def name(self) -> str:
@@ -268,6 +270,7 @@ ROUTE_OPTION_MAPS = (
     "opt-vhost",
     "opt-prefix",
     "opt-body-max",
+    "opt-snippet",
 )
 
 

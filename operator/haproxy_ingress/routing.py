@@ -100,8 +100,8 @@ def option_maps(
     all_options: Iterable[RouteOptions],
 ) -> tuple[tuple[tuple[str, str], ...], ...]:
     """The option maps' entries, in ROUTE_OPTION_MAPS order."""
-    tables: tuple[list[tuple[str, str]], ...] = tuple([] for _ in range(8))
-    https, redirect, code, app_root, rewrite, vhost, prefix, body = tables
+    tables: tuple[list[tuple[str, str]], ...] = tuple([] for _ in range(9))
+    https, redirect, code, app_root, rewrite, vhost, prefix, body, snippet = tables
     for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
         name = options.name
         if options.force_https:
@@ -117,6 +117,7 @@ def option_maps(
             (rewrite, options.rewrite_target),
             (vhost, options.upstream_vhost),
             (prefix, options.x_forwarded_prefix),
+            (snippet, options.snippet),
         ):
             if value is not None:
                 table.append((name, _b64(value)))

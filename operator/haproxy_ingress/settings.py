@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress import registry, validate
+from haproxy_ingress import registry, snippets, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -42,6 +42,8 @@ __all__ = [
 _ALLOWLIST = registry.BY_KEY["allowlist-source-range"]
 _SSL_REDIRECT = registry.BY_KEY["ssl-redirect"]
 _DEFAULT_BACKEND = registry.BY_KEY["default-backend-service"]
+_CONFIGURATION_SNIPPET = registry.BY_KEY["configuration-snippet"]
+_SERVER_SNIPPET = registry.BY_KEY["server-snippet"]
 
 # ingress-nginx keys whose absence would open access or weaken TLS: an
 # Ingress that sets one we do not honour is not served as if it had not
@@ -78,6 +80,10 @@ class IngressSettings:
     # It sets an access rule of its own (valid or not, honoured or not): on
     # any error its paths are kept and deny everyone (fail closed).
     access_rule: bool = False
+    # A server-snippet's program, for the Ingress's hosts (translate decides
+    # whether the Ingress may act on them) and the annotation that set it.
+    server_snippet: str = ""
+    server_snippet_field: str = ""
 
 
 def _field(name: str) -> str:
@@ -126,6 +132,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     options = defaults.route
     policy = defaults.default_policy
     ssl_redirect = True
+    server_snippet = server_field = ""
     for setting in registry.SETTINGS:
         if not setting.annotation:
             continue
@@ -156,6 +163,27 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 policy = parsed
             elif setting is _SSL_REDIRECT:
                 ssl_redirect = parsed
+            elif setting in registry.SNIPPETS:
+                if parsed.refused:
+                    reason = f"nginx snippet not applied: {parsed.refused}"
+                    if parsed.access:
+                        # Unapplied, its access rule would be dropped: fail closed.
+                        access_rule = True
+                        raise Invalid(field, reason + "; it holds an access rule")
+                    notices.append(Notice(field, reason, "Refused"))
+                elif setting is _CONFIGURATION_SNIPPET:
+                    options = dataclasses.replace(options, snippet=parsed.program or None)
+                elif setting is _SERVER_SNIPPET:
+                    server_snippet, server_field = parsed.program, field
+                else:
+                    notices.append(
+                        Notice(
+                            field,
+                            "checked, not applied: it acts on auth-url requests, "
+                            "which are not supported yet",
+                            "Unsupported",
+                        )
+                    )
             else:
                 options = registry.apply(options, setting, parsed)
         except Invalid as error:
@@ -168,6 +196,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         errors=tuple(errors),
         notices=tuple(notices),
         access_rule=access_rule,
+        server_snippet=server_snippet,
+        server_snippet_field=server_field,
     )
 
 
