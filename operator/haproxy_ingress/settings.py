@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress import registry, snippets, validate
+from haproxy_ingress import registry, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,

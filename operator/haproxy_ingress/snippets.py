@@ -391,7 +391,9 @@ def interpret(text: str, *, server: bool = False) -> Interpreted:
     return Interpreted(program=program)
 
 
-_IN_IF = frozenset({"return", "rewrite", "add_header", "more_set_headers", "more_set_input_headers"})
+_IN_IF = frozenset(
+    {"return", "rewrite", "add_header", "more_set_headers", "more_set_input_headers"}
+)
 
 
 def _interpret(
@@ -458,9 +460,7 @@ def _add_header(args: tuple[str, ...], scope: _Scope, where: str) -> list[Op]:
     return [Op("res_add", (name, value(args[1], scope, where), statuses, ""))]
 
 
-def _options(
-    args: tuple[str, ...], where: str, allowed: str
-) -> tuple[dict[str, str], list[str]]:
+def _options(args: tuple[str, ...], where: str, allowed: str) -> tuple[dict[str, str], list[str]]:
     """headers-more's ``-s CODES``, ``-t TYPES``, ``-r`` before its header arguments."""
     options: dict[str, str] = {}
     rest = list(args)
@@ -505,7 +505,15 @@ def _more_clear(args: tuple[str, ...], scope: _Scope, where: str, *, request: bo
     options, rest = _options(args, where, "-t" if request else "-s -t")
     code = "req_set" if request else "res_set"
     return [
-        Op(code, (_header_name(name, where, wildcard=True), (), options.get("-s", ""), options.get("-t", "")))
+        Op(
+            code,
+            (
+                _header_name(name, where, wildcard=True),
+                (),
+                options.get("-s", ""),
+                options.get("-t", ""),
+            ),
+        )
         for item in rest
         for name in item.split()
     ]
@@ -543,7 +551,14 @@ def _return(args: tuple[str, ...], scope: _Scope, where: str) -> list[Op]:
 
 
 # rewrite regexes whose result is a redirect we can compute: regex → what $1 is.
-_REWRITES = {"^": "", "^.*$": "", "^(.*)$": "uri", "^(.*)": "uri", "^/(.*)$": "uri1", "^/(.*)": "uri1"}
+_REWRITES = {
+    "^": "",
+    "^.*$": "",
+    "^(.*)$": "uri",
+    "^(.*)": "uri",
+    "^/(.*)$": "uri1",
+    "^/(.*)": "uri1",
+}
 
 
 def _rewrite(args: tuple[str, ...], scope: _Scope, where: str) -> list[Op]:
@@ -644,7 +659,7 @@ def with_server_snippets(
     for route in routes:
         namespaces.setdefault(route.host, set()).add(route.source.namespace)
     programs: dict[str, tuple[str, ObjectRef]] = {}
-    for source, field, program in claims:
+    for source, annotation, program in claims:
         for host in sorted({r.host for r in routes if r.source == source}):
             shown = host or "*"
             others = namespaces[host] - {source.namespace}
@@ -652,7 +667,7 @@ def with_server_snippets(
                 problems.append(
                     Problem(
                         source,
-                        field,
+                        annotation,
                         f"not applied to host {shown!r}: Ingresses of other namespaces "
                         f"({', '.join(sorted(others))}) serve it too",
                         "Refused",
@@ -664,7 +679,7 @@ def with_server_snippets(
                 problems.append(
                     Problem(
                         source,
-                        field,
+                        annotation,
                         f"not applied to host {shown!r}: Ingress {owner.namespace}/{owner.name} "
                         "has the host's server-snippet",
                         "Conflict",
@@ -672,13 +687,11 @@ def with_server_snippets(
                 )
     if not programs:
         return routes, problems
-    applied = []
-    for route in routes:
-        found = programs.get(route.host)
-        if found is not None:
-            snippet = combine(found[0], route.options.snippet or "")
-            route = dataclasses.replace(
-                route, options=dataclasses.replace(route.options, snippet=snippet)
-            )
-        applied.append(route)
-    return applied, problems
+    return [_with_server_snippet(route, programs.get(route.host)) for route in routes], problems
+
+
+def _with_server_snippet(route: Route, found: tuple[str, ObjectRef] | None) -> Route:
+    if found is None:
+        return route
+    snippet = combine(found[0], route.options.snippet or "")
+    return dataclasses.replace(route, options=dataclasses.replace(route.options, snippet=snippet))

@@ -88,7 +88,7 @@ async def test_return_if_and_redirects(stack: Stack, session: aiohttp.ClientSess
             "guard",
             rule("ret.example.com", path("/")),
             annotations={
-                SNIPPET: 'add_header X-Always yes always;\n'
+                SNIPPET: "add_header X-Always yes always;\n"
                 'if ($http_x_token != "secret") { return 403 "no token\\n"; }'
             },
         ),
