@@ -38,8 +38,9 @@ $(DEPS): pyproject.toml
 test: $(DEPS) lint
 	$(PYTEST) -q
 
+# Every pure test: no haproxy binary, no control plane (the marked ones need them).
 test-unit: $(DEPS)
-	$(PYTEST) -q tests/unit
+	$(PYTEST) -q -m "not haproxy and not e2e" tests/unit tests/property
 
 test-haproxy: $(DEPS)
 	$(PYTEST) -q tests/haproxy

@@ -51,7 +51,7 @@ from cryptography.x509.oid import NameOID
 from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
 
 from haproxy_ingress.apply import Applier
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.haproxy.config import (
     RenderOptions,
     default_certificate_path,
@@ -61,6 +61,7 @@ from haproxy_ingress.haproxy.config import (
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import HAProxyError, HAProxyProcess
 from haproxy_ingress.haproxy.runtime import RuntimeClient
+from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.plan import plan
 from haproxy_ingress.sync import Reconciler
 from haproxy_ingress.tls import CertificateCache, generate_default_certificate

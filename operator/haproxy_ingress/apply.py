@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from haproxy_ingress import state
-from haproxy_ingress.haproxy import runtime
+from haproxy_ingress.haproxy import commands
+from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError
 from haproxy_ingress.haproxy.config import (
     ALPN,
     Rendered,
     RenderOptions,
     certificate_path,
     default_certificate_path,
+    enabled_servers,
     environment,
     map_path,
     render,
@@ -33,10 +35,9 @@ from haproxy_ingress.haproxy.config import (
 from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyProcess, check_config
-from haproxy_ingress.haproxy.runtime import Command, RuntimeClient, RuntimeCommandError
-from haproxy_ingress.model import ServerState
+from haproxy_ingress.haproxy.runtime import RuntimeClient
+from haproxy_ingress.model import AppliedState, ServerState
 from haproxy_ingress.plan import (
-    AppliedState,
     Operation,
     Plan,
     PutCertificate,
@@ -83,48 +84,30 @@ class Applier:
         or ReloadError.
         """
         started = time.monotonic()
-        if plan.reload:
-            await self._reload(self._render(plan.target), plan.reload_reasons)
-            await self._execute(plan.operations)
-            # Keys of Secrets no longer served must not stay on disk.
-            self._remove_stale_certificates(plan.target)
-            self._remember(plan.target)
-            return ApplyResult(
-                True,
-                plan.reload_reasons,
-                len(plan.operations),
-                False,
-                time.monotonic() - started,
-            )
-        try:
-            await self._execute(plan.operations)
-        except RuntimeCommandError as error:
-            reason = f"runtime API refused {' '.join(error.command.words[:3])!r}: {error.reply}"
-            logger.warning("runtime operation failed, falling back to a reload: %s", reason)
-            full = plan_full_sync(plan.target)
+        if not plan.reload:
             try:
-                await self._reload(self._render(plan.target), (reason,))
-            except ConfigCheckError:
-                # Part of the plan already runs (the operations before the
-                # refused one), so HAProxy is neither at `applied` nor at the
-                # target: forget what it runs, and the next plan reloads all.
-                self.applied = None
-                raise
-            await self._execute(full)
-            self._remember(plan.target)
-            return ApplyResult(
-                True,
-                (reason,),
-                len(plan.operations) + len(full),
-                True,
-                time.monotonic() - started,
-            )
-        # Files after the runtime: they matter at the next reload, and traffic
-        # should not wait for rendering and fsyncs.
-        self._write(self._render(plan.target), config=True)
-        self._remove_stale_certificates(plan.target)
-        self._remember(plan.target)
-        return ApplyResult(False, (), len(plan.operations), False, time.monotonic() - started)
+                await self._execute(plan.operations)
+            except RuntimeCommandError as error:
+                reason = f"runtime API refused {' '.join(error.command.words[:3])!r}: {error.reply}"
+                logger.warning("runtime operation failed, falling back to a reload: %s", reason)
+                try:
+                    done = await self._reload(plan.target, (reason,))
+                except ConfigCheckError:
+                    # Part of the plan already runs (the operations before the
+                    # refused one), so HAProxy is neither at `applied` nor at the
+                    # target: forget what it runs, and the next plan reloads all.
+                    self.applied = None
+                    raise
+                return ApplyResult(
+                    True, (reason,), len(plan.operations) + done, True, time.monotonic() - started
+                )
+            # Files after the runtime: they matter at the next reload, and traffic
+            # should not wait for rendering and fsyncs.
+            self._write(self._render(plan.target), config=True)
+            self._finish(plan.target)
+            return ApplyResult(False, (), len(plan.operations), False, time.monotonic() - started)
+        done = await self._reload(plan.target, plan.reload_reasons)
+        return ApplyResult(True, plan.reload_reasons, done, False, time.monotonic() - started)
 
     async def adopt(self) -> bool:
         """Take over a HAProxy that outlived its controller; True if one runs.
@@ -208,7 +191,12 @@ class Applier:
         self.applied = target
         atomic_write(self._state_path, state.dump(target), mode=0o600)
 
-    async def _reload(self, rendered: Rendered, reasons: Sequence[str]) -> None:
+    async def _reload(self, target: AppliedState, reasons: Sequence[str]) -> int:
+        """The one way to a reload: render, check once, swap in, reload, set every slot.
+
+        Returns how many runtime operations followed the reload.
+        """
+        rendered = self._render(target)
         self._write(rendered, config=False)
         candidate = self._options.paths.config.with_suffix(".cfg.next")
         atomic_write(candidate, rendered.config.content, mode=rendered.config.mode)
@@ -219,8 +207,18 @@ class Applier:
             await self._process.start()
         else:
             # A running master (ours, or one a previous controller left) loads
-            # the new files; clients keep their connections.
-            await self._process.reload()
+            # the new files; clients keep their connections, and the slots the
+            # new configuration agrees with keep their runtime state.
+            await self._process.reload(enabled_servers(target))
+        operations = plan_full_sync(target)
+        await self._execute(operations)
+        self._finish(target)
+        return len(operations)
+
+    def _finish(self, target: AppliedState) -> None:
+        # Keys of Secrets no longer served must not stay on disk.
+        self._remove_stale_certificates(target)
+        self._remember(target)
 
     def _write(self, rendered: Rendered, *, config: bool) -> None:
         for file in rendered.files:
@@ -288,14 +286,14 @@ def server_commands(operation: SetServer) -> list[Command]:
     backend, server = operation.backend, operation.server
     endpoint = operation.endpoint
     if endpoint is None:
-        return [runtime.set_server_state(backend, server, ServerState.MAINT.value)]
-    commands = []
+        return [commands.set_server_state(backend, server, ServerState.MAINT.value)]
+    result = []
     previous = operation.previous
     if previous is None or previous.key != endpoint.key:
-        commands.append(
-            runtime.set_server_addr(
+        result.append(
+            commands.set_server_addr(
                 backend, server, ipaddress.ip_address(endpoint.address), endpoint.port
             )
         )
-    commands.append(runtime.set_server_state(backend, server, endpoint.state.value))
-    return commands
+    result.append(commands.set_server_state(backend, server, endpoint.state.value))
+    return result

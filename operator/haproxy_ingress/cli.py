@@ -17,17 +17,18 @@ from pathlib import Path
 import kopf
 
 from haproxy_ingress import config as controller_config
-from haproxy_ingress.cluster import (
-    DEFAULT_CONFIGMAP,
-    DEFAULT_CONTROLLER_NAME,
-    DEFAULT_INGRESS_CLASS,
-    DEFAULT_NAMESPACE,
-    ClusterView,
-)
+from haproxy_ingress import handlers  # noqa: F401  (registers the handlers kopf.run runs)
+from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.haproxy.config import default_certificate_path, render
 from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.loader import LoadError, load_objects
+from haproxy_ingress.model import (
+    DEFAULT_CONFIGMAP,
+    DEFAULT_CONTROLLER_NAME,
+    DEFAULT_INGRESS_CLASS,
+    DEFAULT_NAMESPACE,
+)
 from haproxy_ingress.plan import plan
 from haproxy_ingress.tls import generate_default_certificate
 from haproxy_ingress.translate import translate
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch the cluster (the in-cluster ServiceAccount, or KUBECONFIG) and "
         "drive a local HAProxy in master-worker mode. Every flag also reads a "
         "HAPROXY_INGRESS_* environment variable, which is how `kopf run -m "
-        "haproxy_ingress` is configured.",
+        "haproxy_ingress.handlers` is configured.",
     )
     controller_config.add_arguments(run_parser)
     run_parser.add_argument(

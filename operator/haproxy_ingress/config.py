@@ -1,5 +1,5 @@
 """The controller's own configuration: flags of ``haproxy-ingress run``, or the
-environment when started as ``kopf run -m haproxy_ingress`` (Kopf owns that
+environment when started as ``kopf run -m haproxy_ingress.handlers`` (Kopf owns that
 command line, so each flag has a ``HAPROXY_INGRESS_*`` variable too).
 """
 
@@ -12,15 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from haproxy_ingress.cluster import (
+from haproxy_ingress.haproxy.config import RenderOptions
+from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.model import (
     DEFAULT_CONFIGMAP,
     DEFAULT_CONTROLLER_NAME,
     DEFAULT_INGRESS_CLASS,
     DEFAULT_NAMESPACE,
     TranslateOptions,
 )
-from haproxy_ingress.haproxy.config import RenderOptions
-from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.settings import parse_service_ref
 
 ENV_PREFIX = "HAPROXY_INGRESS_"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -13,6 +15,59 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from haproxy_ingress.plan import PutCertificate, RemoveCertificate, ReplaceMap, SetServer
+from haproxy_ingress.sync import Outcome
+
+PROBLEM_KINDS = ("Ingress", "Service", "EndpointSlice", "Secret", "ConfigMap")
+_OPERATION_KINDS = {
+    SetServer: "server",
+    ReplaceMap: "map",
+    PutCertificate: "cert",
+    RemoveCertificate: "cert",
+}
+
+
+@dataclass(frozen=True)
+class SyncFigures:
+    """What one applied sync adds to or sets in the metrics."""
+
+    reloads: Mapping[str, int]  # reason label → reloads (counter increments)
+    runtime_fallback: bool
+    runtime_operations: Mapping[str, int]  # kind → operations (counter increments)
+    problems: Mapping[str, int]  # object kind → objects with problems (gauge)
+    quarantined: int  # gauge
+    endpoints: Mapping[str, int]  # state → endpoints (gauge)
+    slots: int  # gauge
+
+
+def figures(outcome: Outcome, quarantined: int) -> SyncFigures:
+    """The metrics of a sync, derived from its outcome alone (pure)."""
+    result = outcome.result
+    reloaded = result is not None and result.reloaded
+    problems = Tally(problem.source.kind for problem in outcome.desired.problems)
+    endpoints = Tally(
+        endpoint.state.value
+        for backend in outcome.desired.backends
+        for endpoint in backend.endpoints
+    )
+    return SyncFigures(
+        reloads=(
+            Tally(reason_label(r) for r in result.reload_reasons)
+            if result is not None and result.reloaded
+            else {}
+        ),
+        runtime_fallback=result is not None and result.runtime_fallback,
+        runtime_operations=(
+            Tally(_OPERATION_KINDS[type(op)] for op in outcome.plan.operations)
+            if result is not None and not reloaded
+            else {}
+        ),
+        problems={kind: problems.get(kind, 0) for kind in PROBLEM_KINDS},
+        quarantined=quarantined,
+        endpoints={state: endpoints.get(state, 0) for state in ("ready", "drain", "maint")},
+        slots=sum(len(slots) for slots in outcome.plan.target.servers.values()),
+    )
 
 
 @dataclass
@@ -72,6 +127,20 @@ class Metrics:
         self.slots = Gauge(
             "haproxy_ingress_server_slots", "Server slots rendered in total.", registry=r
         )
+
+    def record(self, figures: SyncFigures) -> None:
+        for reason, count in figures.reloads.items():
+            self.reloads.labels(reason).inc(count)
+        if figures.runtime_fallback:
+            self.runtime_fallbacks.inc()
+        for kind, count in figures.runtime_operations.items():
+            self.runtime_operations.labels(kind).inc(count)
+        for kind, count in figures.problems.items():
+            self.problems.labels(kind).set(count)
+        self.quarantined.set(figures.quarantined)
+        for state, count in figures.endpoints.items():
+            self.endpoints.labels(state).set(count)
+        self.slots.set(figures.slots)
 
     async def serve(self, bind: str) -> web.AppRunner:
         """Serve ``/metrics`` on ``host:port`` in this loop; stop with ``runner.cleanup()``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -299,6 +300,9 @@ class GlobalSettings:
     use_forwarded_headers: bool = False
     proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0", "::/0")
     use_proxy_protocol: bool = False  # binds accept the PROXY protocol
+    # Sent as Server on every response that has none (the backend's wins);
+    # the Ingress conformance tests expect one, as ingress-nginx sends. None: off.
+    server_header: str | None = "haproxy-ingress"
     # Every route without an allow-list of its own, and the default backend.
     default_policy: AccessPolicy | None = None
     backend: BackendSettings = BackendSettings()
@@ -323,3 +327,58 @@ class DesiredState:
             if backend.name == name:
                 return backend
         return None
+
+
+# --- what HAProxy runs: the planner's output, rendered and saved as is -------------
+
+Slots = tuple[Endpoint | None, ...]  # slot i is HAProxy server "s{i+1}"; None = free
+
+
+@dataclass(frozen=True)
+class BackendLayout:
+    """A backend as haproxy.cfg declares it."""
+
+    name: str
+    settings: BackendSettings
+    slots: int
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Everything in haproxy.cfg that only a reload can change."""
+
+    settings: GlobalSettings
+    backends: tuple[BackendLayout, ...]  # sorted by name
+    default_backend: str | None
+    # The access policies the frontend checks (sorted): a map entry may name
+    # only these, so a new policy reloads before any route refers to it.
+    policies: tuple[AccessPolicy, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppliedState:
+    """What HAProxy runs (or will run once a plan is applied)."""
+
+    structure: Structure
+    servers: Mapping[str, Slots]  # backend name → slots
+    maps: RoutingMaps
+    certificates: tuple[Certificate, ...]  # sorted by name
+
+
+# --- how this controller instance is configured (flags, not user input) -----------
+
+DEFAULT_CONTROLLER_NAME = "haproxy-ingress.kopf.dev/controller"
+DEFAULT_INGRESS_CLASS = "haproxy"
+DEFAULT_NAMESPACE = "haproxy-ingress"
+DEFAULT_CONFIGMAP = "haproxy-ingress"
+
+
+@dataclass(frozen=True)
+class TranslateOptions:
+    """How this controller instance is configured (flags, not user input)."""
+
+    controller_name: str = DEFAULT_CONTROLLER_NAME
+    ingress_class: str = DEFAULT_INGRESS_CLASS  # the class for the legacy annotation
+    configmap_namespace: str = DEFAULT_NAMESPACE
+    configmap_name: str = DEFAULT_CONFIGMAP
+    default_backend: ServiceRef | None = None  # a flag; the ConfigMap may also set one

@@ -355,6 +355,14 @@ SETTINGS: tuple[Setting, ...] = (
         "hard_stop_after",
     ),
     Setting(
+        "server-header",
+        _G,
+        lambda value, field: validate.product(value, field) if value.strip() else None,
+        "haproxy-ingress",
+        "`Server` header on responses whose backend sent none (empty: none)",
+        "server_header",
+    ),
+    Setting(
         "maxconn",
         _G,
         _integer(100, 1_000_000),

@@ -15,6 +15,8 @@ from typing import Any
 
 from haproxy_ingress.model import (
     AccessPolicy,
+    AppliedState,
+    BackendLayout,
     BackendSettings,
     Certificate,
     Endpoint,
@@ -22,8 +24,9 @@ from haproxy_ingress.model import (
     RouteOptions,
     RoutingMaps,
     ServerState,
+    Slots,
+    Structure,
 )
-from haproxy_ingress.plan import AppliedState, BackendLayout, Slots, Structure
 
 FORMAT = 2
 

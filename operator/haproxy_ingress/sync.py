@@ -18,9 +18,9 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from haproxy_ingress.apply import Applier, ApplyResult
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.haproxy.process import ConfigCheckError
-from haproxy_ingress.model import DesiredState, Problem
+from haproxy_ingress.model import DesiredState, Problem, TranslateOptions
 from haproxy_ingress.plan import Plan, plan
 from haproxy_ingress.quarantine import (
     MAX_CHECKS,

@@ -18,7 +18,7 @@ from typing import Any
 
 from haproxy_ingress import snippets, validate
 from haproxy_ingress.canonical import canonical_path
-from haproxy_ingress.cluster import ClusterView, KubeObject, TranslateOptions
+from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
 from haproxy_ingress.model import (
     AccessPolicy,
     Backend,
@@ -33,6 +33,7 @@ from haproxy_ingress.model import (
     RouteOptions,
     ServerState,
     ServiceRef,
+    TranslateOptions,
     certificate_name,
 )
 from haproxy_ingress.routing import route_key, routing_maps
@@ -643,13 +644,8 @@ def _well_named(view: ClusterView, problems: list[Problem]) -> ClusterView:
                 kept.append(obj)
         return tuple(kept)
 
-    return dataclasses.replace(
-        view,
-        ingresses=keep("Ingress", view.ingresses),
-        ingress_classes=keep("IngressClass", view.ingress_classes),
-        services=keep("Service", view.services),
-        endpoint_slices=keep("EndpointSlice", view.endpoint_slices),
-        secrets=keep("Secret", view.secrets),
+    return ClusterView.of(
+        {kind.field: keep(kind.kind, view.objects(kind)) for kind in WATCHED}, view.configmap
     )
 
 

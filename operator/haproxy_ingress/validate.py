@@ -289,6 +289,22 @@ def integer(value: object, field: str, *, minimum: int, maximum: int) -> int:
     return number
 
 
+_PRODUCT_RE = re.compile(r"[A-Za-z0-9._-]{1,64}(?:/[A-Za-z0-9._-]{1,32})?")
+
+
+def product(value: object, field: str) -> str:
+    """An HTTP product token (``name`` or ``name/version``, RFC 9110), as a Server header holds.
+
+    Narrower than the RFC's token: no '%' (HAProxy's log-format), '#', quotes or blanks.
+    """
+    if not isinstance(value, str) or not _PRODUCT_RE.fullmatch(value):
+        raise Invalid(
+            field,
+            f"must be name or name/version of letters, digits, '.', '_', '-', got {_show(value)}",
+        )
+    return value
+
+
 def boolean(value: object, field: str) -> bool:
     if isinstance(value, bool):
         return value

@@ -129,7 +129,7 @@ def start_controller(
             "kopf",
             "run",
             "-m",
-            "haproxy_ingress",
+            "haproxy_ingress.handlers",
             "--standalone",
             "-A",
             "--verbose",

@@ -38,6 +38,7 @@ EXTREMES = {
     "slowstart": "24d",
     "server-maxconn": "1000000",
     "retries": "100",
+    "server-header": "A" * 64 + "/" + "9." * 16,
     "retry-on": " ".join(["all-retryable-errors", "404", "none"][:2] * 40),
     "allowlist-source-range": " ".join(
         f"ffff:ffff:ffff:ffff:ffff:ffff:ffff:{i:04x}/128" for i in range(validate.MAX_CIDRS)

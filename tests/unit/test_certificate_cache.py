@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from haproxy_ingress import tls
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.translate import translate
 from haproxy_ingress.validate import Invalid
 from tests.certs import secret_data

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from haproxy_ingress.cli import main
-from haproxy_ingress.cluster import DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS
 from haproxy_ingress.config import ControllerConfig
+from haproxy_ingress.model import DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS
 from tests.unit.test_render_golden import CLUSTERS
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"

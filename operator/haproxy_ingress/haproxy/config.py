@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -21,13 +21,15 @@ from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import (
     ROUTE_OPTION_MAPS,
     AccessPolicy,
+    AppliedState,
+    BackendLayout,
     BackendSettings,
     Certificate,
     Endpoint,
     ServerState,
 )
-from haproxy_ingress.plan import AppliedState, BackendLayout
 
+TEMPLATES_PACKAGE = "haproxy_ingress.templates"
 TEMPLATE = "haproxy.cfg.j2"
 # The request canonicaliser (see canonical.py), copied next to haproxy.cfg.
 LUA = "ingress.lua"
@@ -92,21 +94,14 @@ class _BackendView:
     servers: tuple[_Server, ...]
 
 
-def templates_dir() -> Path:
-    """The repository's ``templates/`` (source checkout) or the installed copy."""
-    here = Path(__file__).resolve()
-    for candidate in (
-        here.parents[3] / "templates",
-        Path(sys.prefix) / "share" / "haproxy-ingress" / "templates",
-    ):
-        if (candidate / TEMPLATE).is_file():
-            return candidate
-    raise FileNotFoundError(f"{TEMPLATE} not found next to the source or under {sys.prefix}")
+def template_source(name: str) -> str:
+    """A shipped template's text (package data of :mod:`haproxy_ingress.templates`)."""
+    return resources.files(TEMPLATES_PACKAGE).joinpath(name).read_text(encoding="utf-8")
 
 
-def environment(directory: Path | None = None) -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
+        loader=jinja2.FunctionLoader(template_source),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -188,7 +183,7 @@ def render(
             networks_file(structure.settings.proxy_real_ip_cidr),
         )
     )
-    files.append(RenderedFile(paths.base / LUA, lua_source(env)))
+    files.append(RenderedFile(paths.base / LUA, lua_source()))
     files.extend(
         RenderedFile(certificate_path(paths, cert.name), cert.pem.encode("ascii"), 0o600)
         for cert in target.certificates
@@ -196,12 +191,9 @@ def render(
     return Rendered(RenderedFile(paths.config, config.encode("utf-8")), tuple(files))
 
 
-def lua_source(env: jinja2.Environment) -> bytes:
+def lua_source() -> bytes:
     """``ingress.lua`` as shipped: a static file, not a template (nothing is interpolated)."""
-    loader = env.loader
-    assert loader is not None
-    source, _, _ = loader.get_source(env, LUA)
-    return source.encode()
+    return template_source(LUA).encode()
 
 
 def map_file(entries: Iterable[tuple[str, str]]) -> bytes:
@@ -251,18 +243,35 @@ def server_address(endpoint: Endpoint) -> str:
     return f"{host}:{endpoint.port}"
 
 
-def _backend_view(layout: BackendLayout, slots: tuple[Endpoint | None, ...]) -> _BackendView:
-    servers = []
+def enabled_servers(target: AppliedState) -> dict[tuple[str, str], tuple[str, int]]:
+    """(backend, server) → (address, port) of every slot haproxy.cfg renders enabled.
+
+    What a reload may carry runtime state over for (process.filter_server_state).
+    """
+    return {
+        (view.name, server.name): (endpoint.address, endpoint.port)
+        for layout in target.structure.backends
+        for view, server, endpoint in _servers(layout, target.servers.get(layout.name, ()))
+        if endpoint is not None and not server.disabled
+    }
+
+
+def _servers(
+    layout: BackendLayout, slots: tuple[Endpoint | None, ...]
+) -> list[tuple[BackendLayout, _Server, Endpoint | None]]:
+    result = []
     for index in range(layout.slots):
         endpoint = slots[index] if index < len(slots) else None
         if endpoint is None:
-            servers.append(_Server(f"s{index + 1}", FREE_SLOT_ADDRESS, True))
+            server = _Server(f"s{index + 1}", FREE_SLOT_ADDRESS, True)
         else:
-            servers.append(
-                _Server(
-                    f"s{index + 1}",
-                    server_address(endpoint),
-                    endpoint.state is ServerState.MAINT,
-                )
+            server = _Server(
+                f"s{index + 1}", server_address(endpoint), endpoint.state is ServerState.MAINT
             )
-    return _BackendView(layout.name, layout.settings, tuple(servers))
+        result.append((layout, server, endpoint))
+    return result
+
+
+def _backend_view(layout: BackendLayout, slots: tuple[Endpoint | None, ...]) -> _BackendView:
+    servers = tuple(server for _, server, _ in _servers(layout, slots))
+    return _BackendView(layout.name, layout.settings, servers)
