@@ -61,6 +61,7 @@ def _add_controller_flags(parser: argparse.ArgumentParser) -> None:
         metavar="NAMESPACE/SERVICE:PORT",
         help="Service for requests no rule matches (default: a plain 404)",
     )
+    controller_config.add_serve_nginx(parser, False)
     parser.add_argument(
         "--http-bind", action="append", help="HTTP listen address (default: *:80), repeatable"
     )
@@ -82,6 +83,7 @@ def render_config(args: argparse.Namespace) -> ControllerConfig:
         http_binds=tuple(args.http_bind or ControllerConfig.http_binds),
         https_binds=tuple(args.https_bind or ControllerConfig.https_binds),
         haproxy_log=None,
+        serve_nginx=args.serve_nginx,
     )
 
 

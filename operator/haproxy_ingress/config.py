@@ -44,6 +44,7 @@ class ControllerConfig:
     resync_interval: float = 300.0  # full resync safety net
     startup_timeout: float = 2.0  # first sync even if no object ever arrives
     always_reload: bool = False  # a benchmark baseline: reload on every change
+    serve_nginx: bool = False  # also serve the Ingresses of class nginx (take-over)
     lease_name: str = "haproxy-ingress-status"
     pod_name: str = field(default_factory=lambda: os.environ.get("POD_NAME", os.uname().nodename))
 
@@ -62,6 +63,7 @@ class ControllerConfig:
                 if self.default_backend
                 else None
             ),
+            serve_nginx=self.serve_nginx,
         )
 
     def render_options(self) -> RenderOptions:
@@ -150,6 +152,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reload HAProxy on every change instead of using the runtime API "
         "(a benchmark baseline, not for production)",
     )
+    add_serve_nginx(parser, base.serve_nginx)
+
+
+def add_serve_nginx(parser: argparse.ArgumentParser, default: bool) -> None:
+    parser.add_argument(
+        "--serve-nginx",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="also serve ingress-nginx's Ingresses: IngressClasses whose controller is "
+        "k8s.io/ingress-nginx and the legacy kubernetes.io/ingress.class: nginx "
+        "(HAPROXY_INGRESS_SERVE_NGINX; default: %(default)s)",
+    )
 
 
 def from_arguments(args: argparse.Namespace) -> ControllerConfig:
@@ -171,4 +185,5 @@ def from_arguments(args: argparse.Namespace) -> ControllerConfig:
         debounce=args.debounce,
         resync_interval=args.resync_interval,
         always_reload=args.always_reload,
+        serve_nginx=args.serve_nginx,
     )

@@ -382,3 +382,6 @@ class TranslateOptions:
     configmap_namespace: str = DEFAULT_NAMESPACE
     configmap_name: str = DEFAULT_CONFIGMAP
     default_backend: ServiceRef | None = None  # a flag; the ConfigMap may also set one
+    # Also serve ingress-nginx's Ingresses (IngressClasses of its controller,
+    # the legacy class annotation "nginx"): the take-over path of the README.
+    serve_nginx: bool = False

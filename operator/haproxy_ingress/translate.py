@@ -42,6 +42,10 @@ from haproxy_ingress.tls import CertificateCache, certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+# ingress-nginx's IngressClass controller and legacy class: served as ours
+# with TranslateOptions.serve_nginx (installing next to it, then switching DNS).
+NGINX_CONTROLLER = "k8s.io/ingress-nginx"
+NGINX_CLASS = "nginx"
 # Lets nobody in: the paths of an Ingress whose access rule cannot be honoured.
 DENY_ALL = AccessPolicy(())
 DENIED_REASON = (
@@ -244,12 +248,18 @@ def _is_ours(ingress: KubeObject, classes: Iterable[KubeObject], options: Transl
 
     ``spec.ingressClassName`` naming one of our IngressClasses wins; then the
     legacy annotation naming our class; an Ingress with neither is ours only if
-    one of our IngressClasses is marked as the cluster default.
+    one of our IngressClasses is marked as the cluster default. With
+    ``serve_nginx``, ingress-nginx's IngressClasses and legacy class count as ours.
     """
+    controllers = {options.controller_name}
+    legacy_classes = {options.ingress_class}
+    if options.serve_nginx:
+        controllers.add(NGINX_CONTROLLER)
+        legacy_classes.add(NGINX_CLASS)
     ours: dict[str, bool] = {}
     for ingress_class in classes:
         spec = ingress_class.get("spec") or {}
-        if isinstance(spec, Mapping) and spec.get("controller") == options.controller_name:
+        if isinstance(spec, Mapping) and spec.get("controller") in controllers:
             meta = ingress_class.get("metadata") or {}
             annotations = meta.get("annotations") or {}
             default = (
@@ -267,7 +277,7 @@ def _is_ours(ingress: KubeObject, classes: Iterable[KubeObject], options: Transl
     annotations = (ingress.get("metadata") or {}).get("annotations") or {}
     legacy = annotations.get(LEGACY_CLASS_ANNOTATION) if isinstance(annotations, Mapping) else None
     if legacy is not None:
-        return bool(legacy == options.ingress_class)
+        return isinstance(legacy, str) and legacy in legacy_classes
     return any(ours.values())
 
 
