@@ -149,6 +149,8 @@ def translate(
             if policy is not None:
                 policies.add(policy)
             service_refs.setdefault(service, source)
+            if policy is DENY_ALL:
+                continue  # its paths deny everyone: no say in the Service's tuning
             tuned, tuned_by = tuning.setdefault(service, (backend_settings, source))
             if tuned != backend_settings and tuned_by != source:
                 problems.append(
