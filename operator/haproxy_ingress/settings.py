@@ -48,7 +48,14 @@ _SERVER_SNIPPET = registry.BY_KEY["server-snippet"]
 # ingress-nginx keys whose absence would open access or weaken TLS: an
 # Ingress that sets one we do not honour is not served as if it had not
 # (its paths answer 403 until the key is removed or supported).
-_ACCESS_FAMILIES = re.compile(r"auth-.*|.*-source-range|limit-.*|satisfy|denylist-.*")
+_ACCESS_FAMILIES = re.compile(
+    r"auth-.*|.*-source-range|limit-.*|global-rate-limit.*|satisfy|denylist-.*"
+)
+# Keys that weaken security only when switched on: TLS verification of the
+# pods, and the web application firewall a team relied on.
+_WEAKENING_WHEN_ON = frozenset(
+    {"proxy-ssl-verify", "enable-modsecurity", "enable-owasp-core-rules"}
+)
 # Text that ingress-nginx pasted into nginx.conf. Never pasted here.
 _SNIPPET = re.compile(r".*-snippet")
 # nginx directives that grant or refuse access: a snippet holding one is an
@@ -207,6 +214,8 @@ def _unsupported_nginx(key: str, value: object) -> Notice | tuple[str, bool] | N
     None: ignored with a Warning. A Notice: ignored with that Warning.
     (reason, fails closed): the Ingress is not served as written.
     """
+    if key == "modsecurity-snippet":
+        return ("modsecurity rules are a protection this controller does not honour", True)
     if _SNIPPET.fullmatch(key):
         if isinstance(value, str) and _ACCESS_DIRECTIVES.search(value):
             return (
@@ -217,6 +226,8 @@ def _unsupported_nginx(key: str, value: object) -> Notice | tuple[str, bool] | N
         return Notice("", "nginx snippets are never pasted into HAProxy; ignored", "Refused")
     if _ACCESS_FAMILIES.fullmatch(key):
         return (f"{key} is an access rule this controller does not honour yet", True)
+    if key in _WEAKENING_WHEN_ON and str(value).strip().lower() in ("on", "true"):
+        return (f"{key} is a protection this controller does not honour yet", True)
     if key == "canary" and str(value).strip().lower() == "true":
         # Served as a plain Ingress, the canary would take the main one's
         # path (or conflict with it): left out instead.

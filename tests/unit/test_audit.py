@@ -134,3 +134,33 @@ def test_every_nginx_key_we_do_not_honour_is_named_in_a_warning_or_fails_closed(
         ((line,),) = [r.lines for r in audit.audit(view, options).ingresses]
         assert line.verdict in (Verdict.IGNORED, Verdict.REFUSED, Verdict.FAIL_CLOSED), name
         assert "not declared in the registry" not in line.reason, name
+        weakening = name.startswith(("auth-", "limit-", "global-rate-limit")) or name in (
+            "satisfy",
+            "denylist-source-range",
+            "modsecurity-snippet",
+        )
+        assert (line.verdict is Verdict.FAIL_CLOSED) is weakening, name
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "closed"),
+    [
+        ("proxy-ssl-verify", "on", True),
+        ("proxy-ssl-verify", "off", False),
+        ("enable-modsecurity", "true", True),
+        ("enable-owasp-core-rules", "true", True),
+        ("enable-modsecurity", "false", False),
+        ("global-rate-limit-key", "$remote_addr", True),
+    ],
+)
+def test_protections_switched_on_fail_closed(key: str, value: str, closed: bool) -> None:
+    # Once honoured (the registry declares it), it is served as asked instead.
+    closed = closed and key not in registry.BY_NGINX
+    options = TranslateOptions(serve_nginx=True)
+    objects = [
+        o for o in load_objects([FIXTURE]) if o["metadata"].get("name") in ("nginx", "shop", "web")
+    ]
+    objects[1]["metadata"]["annotations"] = {N + key: value}
+    view, _ = ClusterView.from_objects(objects, options)
+    ((line,),) = [r.lines for r in audit.audit(view, options).ingresses]
+    assert (line.verdict is Verdict.FAIL_CLOSED) is closed
