@@ -253,11 +253,12 @@ def _is_ours(ingress: KubeObject, classes: Iterable[KubeObject], options: Transl
     one of our IngressClasses is marked as the cluster default. With
     ``serve_nginx``, ingress-nginx's IngressClasses and legacy class count as ours.
     """
-    controllers = {options.controller_name}
-    legacy_classes = {options.ingress_class}
+    # Tuples, not sets: a malformed (unhashable) value must compare unequal, not raise.
+    controllers: tuple[str, ...] = (options.controller_name,)
+    legacy_classes: tuple[str, ...] = (options.ingress_class,)
     if options.serve_nginx:
-        controllers.add(NGINX_CONTROLLER)
-        legacy_classes.add(NGINX_CLASS)
+        controllers += (NGINX_CONTROLLER,)
+        legacy_classes += (NGINX_CLASS,)
     ours: dict[str, bool] = {}
     for ingress_class in classes:
         spec = ingress_class.get("spec") or {}
