@@ -8,6 +8,7 @@ from freshly written files always converges.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import logging
@@ -76,6 +77,11 @@ class Applier:
         self._binary = binary
         self._templates = environment()  # compiled once, rendered on every apply
         self.applied: AppliedState | None = None
+        # Runtime-only applies leave their files to a writer in a worker
+        # thread (see _persist_later); the latest target waits here.
+        self._unwritten: AppliedState | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._write_error: OSError | None = None
 
     async def apply(self, plan: Plan) -> ApplyResult:
         """Bring HAProxy to ``plan.target``.
@@ -101,10 +107,8 @@ class Applier:
                 return ApplyResult(
                     True, (reason,), len(plan.operations) + done, True, time.monotonic() - started
                 )
-            # Files after the runtime: they matter at the next reload, and traffic
-            # should not wait for rendering and fsyncs.
-            self._write(self._render(plan.target), config=True)
-            self._finish(plan.target)
+            self.applied = plan.target
+            self._persist_later(plan.target)
             return ApplyResult(False, (), len(plan.operations), False, time.monotonic() - started)
         done = await self._reload(plan.target, plan.reload_reasons)
         return ApplyResult(True, plan.reload_reasons, done, False, time.monotonic() - started)
@@ -187,22 +191,25 @@ class Applier:
     def _state_path(self) -> Path:
         return self._options.paths.base / "applied.json"
 
-    def _remember(self, target: AppliedState) -> None:
-        self.applied = target
-        atomic_write(self._state_path, state.dump(target), mode=0o600)
-
     async def _reload(self, target: AppliedState, reasons: Sequence[str]) -> int:
         """The one way to a reload: render, check once, swap in, reload, set every slot.
 
         Returns how many runtime operations followed the reload.
         """
-        rendered = self._render(target)
-        self._write(rendered, config=False)
+        # Files written in the background for an earlier target must not land
+        # over this one's.
+        await self.flush()
+        rendered = await asyncio.to_thread(self._render, target)
         candidate = self._options.paths.config.with_suffix(".cfg.next")
-        atomic_write(candidate, rendered.config.content, mode=rendered.config.mode)
+
+        def write() -> None:
+            self._write(rendered, config=False)
+            atomic_write(candidate, rendered.config.content, mode=rendered.config.mode)
+
+        await asyncio.to_thread(write)
         await check_config(candidate, binary=self._binary)
         candidate.replace(self._options.paths.config)
-        logger.info("reloading HAProxy: %s", "; ".join(reasons))
+        logger.debug("reloading HAProxy: %s", "; ".join(reasons))
         if not self._process.running and await self._process.adopt() is None:
             await self._process.start()
         else:
@@ -212,13 +219,60 @@ class Applier:
             await self._process.reload(enabled_servers(target))
         operations = plan_full_sync(target)
         await self._execute(operations)
-        self._finish(target)
+        self.applied = target
+        await asyncio.to_thread(self._finish, target)
         return len(operations)
 
     def _finish(self, target: AppliedState) -> None:
         # Keys of Secrets no longer served must not stay on disk.
         self._remove_stale_certificates(target)
-        self._remember(target)
+        atomic_write(self._state_path, state.dump(target), mode=0o600)
+
+    def _persist_later(self, target: AppliedState) -> None:
+        """Write ``target``'s files and state soon, off the event loop.
+
+        HAProxy already runs ``target`` (runtime commands); its files matter
+        only at the next reload or controller restart, and rendering and
+        serialising them grows with the cluster (about 2 s at 10k Ingresses).
+        So a single writer task does it in a worker thread, always for the
+        latest target: a burst of endpoint changes costs one write, and the
+        event loop stays free for the next event. What is on disk lags
+        behind HAProxy, never ahead of it: a controller that restarts before
+        the write adopts the previous state and re-asserts it, and the next
+        sync brings HAProxy forward again.
+        """
+        self._unwritten = target
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_unwritten(), name="applier-writer")
+
+    async def _write_unwritten(self) -> None:
+        while self._unwritten is not None:
+            target = self._unwritten
+
+            def persist(target: AppliedState = target) -> None:
+                self._write(self._render(target), config=True)
+                self._finish(target)
+
+            try:
+                await asyncio.to_thread(persist)
+            except OSError as error:
+                # Kept for the next attempt: the next runtime apply, flush or
+                # reload (which renders everything anyway) tries again.
+                self._write_error = error
+                logger.error("could not write HAProxy's files for the applied state: %s", error)
+                return
+            self._write_error = None
+            if self._unwritten is target:
+                self._unwritten = None
+
+    async def flush(self) -> None:
+        """Write the files of every runtime-only apply now; raises OSError if they cannot be."""
+        if self._unwritten is not None and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._write_unwritten(), name="applier-writer")
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        if self._unwritten is not None and self._write_error is not None:
+            raise self._write_error
 
     def _write(self, rendered: Rendered, *, config: bool) -> None:
         for file in rendered.files:

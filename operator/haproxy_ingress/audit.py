@@ -23,6 +23,7 @@ from kubernetes_asyncio import client, config
 
 from haproxy_ingress import registry
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
+from haproxy_ingress.ingress_class import left_out
 from haproxy_ingress.model import DesiredState, ObjectRef, Problem, TranslateOptions
 from haproxy_ingress.translate import translate
 
@@ -82,10 +83,10 @@ def _annotation(field: str) -> str | None:
 
 def audit(view: ClusterView, options: TranslateOptions) -> Report:
     desired = translate(view, options)
-    return report(view, desired)
+    return report(view, desired, options)
 
 
-def report(view: ClusterView, desired: DesiredState) -> Report:
+def report(view: ClusterView, desired: DesiredState, options: TranslateOptions) -> Report:
     """Classify every annotation of every Ingress this controller would serve."""
     problems: dict[ObjectRef, list[Problem]] = {}
     for problem in desired.problems:
@@ -96,8 +97,8 @@ def report(view: ClusterView, desired: DesiredState) -> Report:
     for ingress in view.ingresses:
         meta = ingress.get("metadata") or {}
         ref = ObjectRef("Ingress", str(meta.get("namespace", "")), str(meta.get("name", "")))
-        if ref not in served and ref not in problems:
-            continue  # another controller's Ingress
+        if left_out(ingress, view.ingress_classes, options) is not None:
+            continue  # another controller's Ingress (render lists why)
         own = problems.get(ref, [])
         denied = any(p.event == "AccessDenied" for p in own)
         state = (

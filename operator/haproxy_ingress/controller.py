@@ -21,6 +21,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
+from haproxy_ingress import ingress_class, publish, serving
 from haproxy_ingress.apply import Applier
 from haproxy_ingress.cluster import (
     WATCHED,
@@ -36,6 +37,8 @@ from haproxy_ingress.haproxy.config import default_certificate_path
 from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyError, HAProxyProcess
 from haproxy_ingress.haproxy.runtime import RuntimeClient
+from haproxy_ingress.health import Health, Status, summarize
+from haproxy_ingress.health import serve as serve_health
 from haproxy_ingress.metrics import Metrics, figures
 from haproxy_ingress.model import ObjectRef, Problem
 from haproxy_ingress.status import (
@@ -103,8 +106,14 @@ class Controller:
         self._leader = False
         self._api: client.ApiClient | None = None
         self._events: Reporter | None = events
+        self._notices: EventReporter | None = None
+        self._publish: publish.ServiceAddress | None = None
+        self._published: list[dict[str, str]] | None = None
         self._status: IngressStatusWriter | None = None
         self._metrics_runner: Any = None
+        self._health_runner: Any = None
+        self._unusable: dict[str, str] = {}  # backend → why it has no usable server
+        self.health = Health()
         paths = config.paths
         self.process = HAProxyProcess(paths, binary=config.haproxy_binary)
         self.client = RuntimeClient(paths.runtime_socket)
@@ -127,13 +136,18 @@ class Controller:
         await self.applier.adopt()
         if self.config.metrics_bind:
             self._metrics_runner = await self.metrics.serve(self.config.metrics_bind)
+        if self.config.health_bind:
+            self._health_runner = await serve_health(self.config.health_bind, self.status)
         self._spawn(self._sync_loop(), "sync")
         self._spawn(self._resync_timer(), "resync")
         self._spawn(self._watch_haproxy(), "haproxy-watchdog")
         self._spawn(self._watch_configmap(), "configmap")
-        if self.config.publish_address:
+        if self.config.publish_address or self.config.publish_service:
             self._spawn(self._lead(), "leader-election")
         logger.info("controller started: state_dir=%s", paths.base)
+
+    def status(self) -> Status:
+        return self.health.status(self.process.running)
 
     def snapshot(self) -> ClusterView:
         return without(self._view(self._configmap), self._deleted)
@@ -155,8 +169,9 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
+        for runner in (self._metrics_runner, self._health_runner):
+            if runner is not None:
+                await runner.cleanup()
         await self.client.close()
         await self.process.stop()
         if self._api is not None:
@@ -187,6 +202,8 @@ class Controller:
         started = time.monotonic()
         try:
             endpoints_of = self.pending.take()
+            full = endpoints_of is None
+            indexed = self.health.indexed  # read before the snapshot it vouches for
             view = self.snapshot()
             outcome = await self.reconciler.reconcile(view, endpoints_of=endpoints_of)
         except ConfigCheckError as error:
@@ -214,21 +231,47 @@ class Controller:
             return None
         except (HAProxyError, OSError) as error:
             self.metrics.syncs.labels("error").inc()
-            logger.exception("sync failed: %s", error)
+            # One line, not a traceback: the cause is HAProxy's or the host's.
+            line = summarize(error)
+            level = logging.ERROR if self.health.failed(line) else logging.DEBUG
+            logger.log(level, "HAProxy does not run the wanted configuration: %s", line)
             self.trigger()  # try again, in full, after the next debounce window
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.health.backoff())
             return None
         self.metrics.sync_seconds.observe(time.monotonic() - started)
         self.metrics.syncs.labels("ok").inc()
+        self.health.applied(full=full and indexed)
         self._record(outcome)
         self._reported = outcome.desired.problems
         await self._report(outcome.desired.problems)
+        if full and self._notices is not None:
+            left = ingress_class.all_left_out(
+                view.ingresses, view.ingress_classes, self.config.translate_options()
+            )
+            await self._notices.report(ingress_class.notices(left))
         if self._leader and self._status is not None:
+            if self._publish is not None and (full or self._published is None):
+                # The Service's own events are full syncs: resolve only then.
+                self._published = await self._publish.resolve(view.endpoint_slices)
+                if self._published is not None:
+                    self._status.publish(self._published)
             await self._update_status(outcome, view)
         return outcome
 
     def _record(self, outcome: Outcome) -> None:
         self.metrics.record(figures(outcome, len(self.reconciler.quarantine.entries)))
+        self._log_unusable(outcome)
+
+    def _log_unusable(self, outcome: Outcome) -> None:
+        """Say why a backend answers 503, once per change (the 503 itself is silent)."""
+        present = {backend.name for backend in outcome.desired.backends}
+        before = {k: v for k, v in self._unusable.items() if k in present}
+        self._unusable = serving.unusable(outcome.desired.backends)
+        for backend, reason in serving.changes(before, self._unusable):
+            if reason is None:
+                logger.info("backend %s has a ready server again", backend)
+            else:
+                logger.warning("backend %s has no usable server: %s", backend, reason)
 
     async def _report(self, problems: Any) -> None:
         if self._events is not None:
@@ -292,7 +335,12 @@ class Controller:
         self._api = client.ApiClient(configuration)
         if self._events is None:
             self._events = EventReporter(self._api, host=self.config.pod_name)
+        # Apart from _events: an Ingress nobody serves is not one of our problems.
+        self._notices = EventReporter(self._api, host=self.config.pod_name)
         self._status = IngressStatusWriter(self._api, self.config.publish_address)
+        if self.config.publish_service:
+            namespace, name = publish.parse(self.config.publish_service, self.config.namespace)
+            self._publish = publish.ServiceAddress(self._api, namespace, name)
 
     async def _watch_configmap(self) -> None:
         """The controller's own ConfigMap: one object in one namespace (least privilege)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 
+from haproxy_ingress import logs
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject, WatchedKind, trim
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.controller import Controller
@@ -27,6 +28,8 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     config = memo.get("config") or ControllerConfig.from_env()
+    if "config" not in memo:  # `kopf run -m haproxy_ingress`: Kopf set the levels
+        logs.quiet_defaults(verbose=None, api_bodies=logs.api_bodies_wanted())
     settings.peering.standalone = True  # every replica is its own data plane
     settings.scanning.disabled = True  # no CRDs: no cluster-wide CRD/namespace watching
     settings.posting.enabled = False  # our Events come from status.py, on problems only
@@ -75,6 +78,7 @@ def _index_key(kind: WatchedKind, namespace: str | None, name: str, labels: kopf
 async def _changed(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
     if controller is not None:
+        controller.health.mark_indexed()  # Kopf calls event handlers once all are listed
         controller.trigger()
 
 
@@ -83,6 +87,8 @@ async def _endpoints_changed(
 ) -> None:
     controller: Controller | None = memo.get("controller")
     service = labels.get(SERVICE_NAME_LABEL)
+    if controller is not None:
+        controller.health.mark_indexed()
     if controller is not None and service:
         controller.trigger_endpoints(namespace or "", service)
 

@@ -16,6 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from haproxy_ingress import serving
 from haproxy_ingress.plan import PutCertificate, RemoveCertificate, ReplaceMap, SetServer
 from haproxy_ingress.sync import Outcome
 
@@ -46,11 +47,6 @@ def figures(outcome: Outcome, quarantined: int) -> SyncFigures:
     result = outcome.result
     reloaded = result is not None and result.reloaded
     problems = Tally(problem.source.kind for problem in outcome.desired.problems)
-    endpoints = Tally(
-        endpoint.state.value
-        for backend in outcome.desired.backends
-        for endpoint in backend.endpoints
-    )
     return SyncFigures(
         reloads=(
             Tally(reason_label(r) for r in result.reload_reasons)
@@ -65,9 +61,28 @@ def figures(outcome: Outcome, quarantined: int) -> SyncFigures:
         ),
         problems={kind: problems.get(kind, 0) for kind in PROBLEM_KINDS},
         quarantined=quarantined,
-        endpoints={state: endpoints.get(state, 0) for state in ("ready", "drain", "maint")},
+        endpoints=serving.endpoint_counts(outcome.desired.backends),
         slots=sum(len(slots) for slots in outcome.plan.target.servers.values()),
     )
+
+
+# Every label value the controller can produce, created at zero on start so
+# that dashboards and alerts (rate(), absent()) see the series before the
+# first increment.
+SYNC_RESULTS = ("ok", "error", "config-rejected")
+RELOAD_REASONS = (
+    "initial configuration",
+    "global settings changed",
+    "default backend changed",
+    "backend added",
+    "backend settings changed",
+    "slots exhausted",
+    "access policy added",
+    "runtime refused",
+    "reload on every change",
+)
+RUNTIME_KINDS = ("server", "map", "cert")
+ENDPOINT_STATES = ("ready", "drain", "maint")
 
 
 @dataclass
@@ -127,6 +142,15 @@ class Metrics:
         self.slots = Gauge(
             "haproxy_ingress_server_slots", "Server slots rendered in total.", registry=r
         )
+        for family, values in (
+            (self.syncs, SYNC_RESULTS),
+            (self.reloads, RELOAD_REASONS),
+            (self.runtime_operations, RUNTIME_KINDS),
+            (self.problems, PROBLEM_KINDS),
+            (self.endpoints, ENDPOINT_STATES),
+        ):
+            for value in values:
+                family.labels(value)
 
     def record(self, figures: SyncFigures) -> None:
         for reason, count in figures.reloads.items():
@@ -160,7 +184,9 @@ class Metrics:
 
 def reason_label(reason: str) -> str:
     """A bounded label value: the reason's kind, not its backend name."""
-    for kind in ("added", "removed", "settings changed", "server slots", "refused"):
+    if reason.startswith("access policy "):
+        return "access policy added"
+    for kind in ("refused", "added", "removed", "settings changed", "server slots"):
         if kind in reason:
             return {"server slots": "slots exhausted", "refused": "runtime refused"}.get(
                 kind, "backend " + kind

@@ -181,6 +181,33 @@ class AccessPolicy:
 
 
 @dataclass(frozen=True, order=True)
+class Canary:
+    """ingress-nginx's canary rules: which requests of a route go to another backend.
+
+    Read from a canary Ingress (``canary: "true"``) and attached to the
+    options of the route it shadows (same host and path, same namespace),
+    so every rule, the weight included, is a map value: a change is a map
+    update, never a reload. The first rule that decides wins: the header
+    (``header_value`` or ``header_pattern`` if set, else ``always`` /
+    ``never``), then the cookie (``always`` / ``never``), then the weight.
+    """
+
+    enabled: bool = False
+    backend: str = ""  # the canary Service port's backend (set when attached)
+    weight: int = 0
+    total: int = 100
+    header: str | None = None
+    header_value: str | None = None
+    header_pattern: str | None = None  # a checked PCRE2 pattern (regex.py)
+    cookie: str | None = None
+
+    @property
+    def threshold(self) -> int:
+        """A request goes to the canary when ``rand`` (0 <= r < 2**32) is below this."""
+        return min(self.weight, self.total) * 2**32 // self.total
+
+
+@dataclass(frozen=True, order=True)
 class RouteOptions:
     """What a route does to a request besides choosing its backend (map-driven).
 
@@ -201,6 +228,10 @@ class RouteOptions:
     upstream_vhost: str | None = None  # the Host header the backend receives
     x_forwarded_prefix: str | None = None  # an X-Forwarded-Prefix header
     body_max: int | None = None  # bytes; a larger Content-Length gets 413
+    # A regular-expression route's pattern, set when rewrite_target uses its
+    # capture groups ($1…): the rewrite matches it again to read them.
+    path_regex: str | None = None
+    canary: Canary | None = None  # set on the route a canary Ingress shadows
     # An nginx snippet's operations (snippets.encode), run by ingress.lua.
     snippet: str | None = None
 
@@ -225,6 +256,10 @@ class Route:
     source: ObjectRef = field(compare=False)
     policy: str = ""  # an AccessPolicy name; "" lets everyone in
     options: RouteOptions = RouteOptions()
+    # ``path`` is a regular expression (use-regex): matched case-insensitively
+    # from the path's start, as ingress-nginx's ``location ~* "^path"``.
+    regex: bool = False
+    written: str = field(default="", compare=False)  # the path as the Ingress wrote it
 
 
 @dataclass(frozen=True)
@@ -248,6 +283,9 @@ class RoutingMaps:
     # Route options (RouteOptions.name → value), one map per feature, in
     # the order of ROUTE_OPTION_MAPS; every map is always present.
     options: tuple[tuple[tuple[str, str], ...], ...] = ()
+    # Regular-expression routes (map_reg: the first key that matches, in
+    # order), keyed by ``^<escaped scope>(?i:<pattern>)``.
+    regex: tuple[tuple[str, str], ...] = ()
 
     def files(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
         """Each map file's stem and entries."""
@@ -257,6 +295,7 @@ class RoutingMaps:
             ("prefix", self.prefix),
             ("redirect", self.redirect),
             ("hosts", self.hosts),
+            ("regex", self.regex),
             *zip(ROUTE_OPTION_MAPS, options, strict=True),
         )
 
@@ -271,6 +310,13 @@ ROUTE_OPTION_MAPS = (
     "opt-vhost",
     "opt-prefix",
     "opt-body-max",
+    "opt-rewrite-regex",
+    "opt-canary",
+    "opt-canary-threshold",
+    "opt-canary-header",
+    "opt-canary-value",
+    "opt-canary-pattern",
+    "opt-canary-cookie",
     "opt-snippet",
 )
 

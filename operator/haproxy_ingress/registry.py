@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress import snippets, validate
+from haproxy_ingress import regex, snippets, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -249,16 +249,34 @@ def body_size(value: str, field: str) -> int | None:
     return validate.size(value, field) or None
 
 
+CAPTURE = re.compile(r"\$[1-9]")
+
+
 def rewrite_target(value: str, field: str) -> str:
-    if "$" in value:
-        raise Invalid(field, "capture groups ($1…) need use-regex, which is not supported yet")
-    return validate.path(value, field)
+    """A path; ``$1``-``$9`` name the capture groups of the route's regex path."""
+    checked = validate.path(value, field)
+    if "$" in checked and re.search(r"\$(?![1-9])", checked):
+        raise Invalid(field, f"'$' must start a capture group $1-$9, got {value!r:.60}")
+    return checked
 
 
-def use_regex(value: str, field: str) -> bool:
-    if validate.boolean(value, field):
-        raise Invalid(field, "regular-expression paths are not supported yet")
-    return False
+def header_value(value: str, field: str) -> str:
+    """A request header value to compare with: visible ASCII and inner spaces, no CR/LF."""
+    if (
+        not value
+        or len(value) > 1024
+        or not re.fullmatch(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?", value)
+    ):
+        raise Invalid(
+            field,
+            f"must be 1-1024 visible ASCII characters (no control characters), got {value!r:.60}",
+        )
+    return value
+
+
+def canary_total(value: str, field: str) -> int:
+    # ingress-nginx uses the total only when it is above 100.
+    return max(100, validate.integer(value, field, minimum=1, maximum=1_000_000))
 
 
 def redirect_code(value: str, field: str) -> int:
@@ -773,18 +791,101 @@ SETTINGS: tuple[Setting, ...] = (
         reload=False,
         configmap=False,
         nginx=("rewrite-target",),
-        difference="capture groups (`/$2`) refused until `use-regex` is supported",
+        difference="without `$n` the paths stay literal (ingress-nginx makes them regular "
+        "expressions); with `$n` they are, for this Ingress only",
     ),
     Setting(
         "use-regex",
         _R,
-        use_regex,
+        validate.boolean,
         "false",
-        "`true` is refused (regular-expression paths are not supported yet)",
+        "paths are case-insensitive PCRE2 patterns matched from the path's start",
         reload=False,
         configmap=False,
         nginx=("use-regex",),
-        difference="not supported: an Ingress with `true` is rejected, never served literally",
+        difference="this Ingress's paths only, not every path of the host (tenant "
+        "isolation); a bounded subset of PCRE (regex.py); paths over 2,048 bytes never "
+        "match; another Ingress's longer literal prefix wins",
+    ),
+    Setting(
+        "canary",
+        _R,
+        validate.boolean,
+        "false",
+        "this Ingress is a canary of the one with the same host and path (same namespace)",
+        "enabled",
+        reload=False,
+        configmap=False,
+        nginx=("canary",),
+        difference="the main Ingress must be in the same namespace (tenant isolation)",
+    ),
+    Setting(
+        "canary-weight",
+        _R,
+        _integer(0, 1_000_000),
+        "0",
+        "requests sent to the canary, out of `canary-weight-total`",
+        "weight",
+        reload=False,
+        configmap=False,
+        nginx=("canary-weight",),
+    ),
+    Setting(
+        "canary-weight-total",
+        _R,
+        canary_total,
+        "100",
+        "the weights' total (values below 100 count as 100, as ingress-nginx)",
+        "total",
+        reload=False,
+        configmap=False,
+        nginx=("canary-weight-total",),
+    ),
+    Setting(
+        "canary-by-header",
+        _R,
+        validate.token,
+        None,
+        "a request header: `always` sends to the canary, `never` to the main Ingress",
+        "header",
+        reload=False,
+        configmap=False,
+        nginx=("canary-by-header",),
+    ),
+    Setting(
+        "canary-by-header-value",
+        _R,
+        header_value,
+        None,
+        "the `canary-by-header` value that sends to the canary (others: next rule)",
+        "header_value",
+        reload=False,
+        configmap=False,
+        nginx=("canary-by-header-value",),
+    ),
+    Setting(
+        "canary-by-header-pattern",
+        _R,
+        regex.pattern,
+        None,
+        "a PCRE2 pattern the header's value must contain (when no `-value`)",
+        "header_pattern",
+        reload=False,
+        configmap=False,
+        nginx=("canary-by-header-pattern",),
+        difference="a bounded subset of PCRE (regex.py): no back-references, lookarounds, "
+        "nested repeats",
+    ),
+    Setting(
+        "canary-by-cookie",
+        _R,
+        validate.token,
+        None,
+        "a cookie: `always` sends to the canary, `never` to the main Ingress",
+        "cookie",
+        reload=False,
+        configmap=False,
+        nginx=("canary-by-cookie",),
     ),
     Setting(
         "upstream-vhost",
@@ -866,6 +967,8 @@ SNIPPETS: tuple[Setting, ...] = (
 SETTINGS = (*SETTINGS, *SNIPPETS)
 
 BY_KEY: Mapping[str, Setting] = {setting.key: setting for setting in SETTINGS}
+# The canary-* keys: they set the fields of a model.Canary, not of RouteOptions.
+CANARY = frozenset(s for s in SETTINGS if s.key.startswith("canary"))
 # ingress-nginx's names (annotation suffix or ConfigMap key) → the setting.
 BY_NGINX: Mapping[str, Setting] = {name: s for s in SETTINGS for name in s.nginx}
 
@@ -881,7 +984,7 @@ def defaults() -> GlobalSettings:
         return {
             s.field: s.parse(s.default, "default") if s.default is not None else None
             for s in scoped(scope)
-            if s.field
+            if s.field and s not in CANARY
         }
 
     return GlobalSettings(

@@ -20,6 +20,7 @@ from haproxy_ingress import registry, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
+    Canary,
     GlobalSettings,
     ObjectRef,
     Problem,
@@ -42,6 +43,7 @@ __all__ = [
 _ALLOWLIST = registry.BY_KEY["allowlist-source-range"]
 _SSL_REDIRECT = registry.BY_KEY["ssl-redirect"]
 _DEFAULT_BACKEND = registry.BY_KEY["default-backend-service"]
+_USE_REGEX = registry.BY_KEY["use-regex"]
 _CONFIGURATION_SNIPPET = registry.BY_KEY["configuration-snippet"]
 _SERVER_SNIPPET = registry.BY_KEY["server-snippet"]
 
@@ -87,6 +89,10 @@ class IngressSettings:
     # It sets an access rule of its own (valid or not, honoured or not): on
     # any error its paths are kept and deny everyone (fail closed).
     access_rule: bool = False
+    # Its paths are regular expressions: use-regex, or a rewrite-target
+    # that names capture groups (ingress-nginx implies use-regex then).
+    use_regex: bool = False
+    canary: Canary | None = None  # canary: "true" — see translate
     # A server-snippet's program, for the Ingress's hosts (translate decides
     # whether the Ingress may act on them) and the annotation that set it.
     server_snippet: str = ""
@@ -139,6 +145,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     options = defaults.route
     policy = defaults.default_policy
     ssl_redirect = True
+    use_regex = False
+    canary = Canary()
     server_snippet = server_field = ""
     for setting in registry.SETTINGS:
         if not setting.annotation:
@@ -170,6 +178,10 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 policy = parsed
             elif setting is _SSL_REDIRECT:
                 ssl_redirect = parsed
+            elif setting is _USE_REGEX:
+                use_regex = parsed
+            elif setting in registry.CANARY:
+                canary = registry.apply(canary, setting, parsed)
             elif setting in registry.SNIPPETS:
                 if parsed.refused:
                     reason = f"nginx snippet not applied: {parsed.refused}"
@@ -203,6 +215,9 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         errors=tuple(errors),
         notices=tuple(notices),
         access_rule=access_rule,
+        use_regex=use_regex
+        or bool(options.rewrite_target and registry.CAPTURE.search(options.rewrite_target)),
+        canary=canary if canary.enabled else None,
         server_snippet=server_snippet,
         server_snippet_field=server_field,
     )
@@ -228,10 +243,6 @@ def _unsupported_nginx(key: str, value: object) -> Notice | tuple[str, bool] | N
         return (f"{key} is an access rule this controller does not honour yet", True)
     if key in _WEAKENING_WHEN_ON and str(value).strip().lower() in ("on", "true"):
         return (f"{key} is a protection this controller does not honour yet", True)
-    if key == "canary" and str(value).strip().lower() == "true":
-        # Served as a plain Ingress, the canary would take the main one's
-        # path (or conflict with it): left out instead.
-        return ("canary Ingresses are not supported yet; this one is left out", False)
     return None
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from haproxy_ingress.apply import Applier, ApplyResult
 from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.haproxy.process import ConfigCheckError
-from haproxy_ingress.model import DesiredState, Problem, TranslateOptions
+from haproxy_ingress.model import AppliedState, DesiredState, Problem, TranslateOptions
 from haproxy_ingress.plan import Plan, plan
 from haproxy_ingress.quarantine import (
     MAX_CHECKS,
@@ -121,16 +121,27 @@ class Reconciler:
         held: tuple[Problem, ...],
         endpoints_of: Collection[tuple[str, str]] | None,
     ) -> Outcome:
-        if endpoints_of is not None and self._last is not None:
-            desired = refresh_endpoints(self._last, served, endpoints_of)
-        else:
-            desired = self._translate(served)
-            self._certificates.sweep()  # keep only the Secrets this view serves
-        if held:
-            desired = dataclasses.replace(
-                desired, problems=tuple(sorted({*desired.problems, *held}))
-            )
-        step = plan(self._applier.applied, desired, always_reload=self._always_reload)
+        last, applied = self._last, self._applier.applied
+
+        def compute() -> tuple[DesiredState, Plan]:
+            if endpoints_of is not None and last is not None:
+                desired = refresh_endpoints(last, served, endpoints_of)
+            else:
+                desired = self._translate(served)
+                self._certificates.sweep()  # keep only the Secrets this view serves
+            if held:
+                desired = dataclasses.replace(
+                    desired, problems=tuple(sorted({*desired.problems, *held}))
+                )
+            return desired, plan(applied, desired, always_reload=self._always_reload)
+
+        # Translation and planning grow with the cluster (plan walks every
+        # backend even on the fast path): a worker thread runs them, so the
+        # event loop keeps taking watch events meanwhile. Nothing else touches
+        # their inputs: the view is a snapshot of immutable objects, and the
+        # reconciler's lock keeps `last` and `applied` as they are until the
+        # plan is applied.
+        desired, step = await asyncio.to_thread(compute)
         self._last = desired
         if step.empty:
             return Outcome(desired, step, None)
@@ -145,7 +156,7 @@ class Reconciler:
         if result.reloaded and endpoints_of is None:
             # `haproxy -c` passed on this view: the baseline of later searches.
             # (Runtime-only changes were never checked, so they stay suspects.)
-            self._quarantine.accepted(served)
+            await asyncio.to_thread(self._quarantine.accepted, served)
         return Outcome(desired, step, result)
 
     def _translate(self, view: ClusterView) -> DesiredState:
@@ -206,8 +217,13 @@ class Reconciler:
 
     async def _check(self, view: ClusterView) -> str | None:
         """None if HAProxy accepts what ``view`` would be applied as, else its refusal."""
-        desired = self._translate(view)
-        target = plan(self._applier.applied, desired, always_reload=self._always_reload).target
+        applied = self._applier.applied
+
+        def compute() -> AppliedState:
+            desired = self._translate(view)
+            return plan(applied, desired, always_reload=self._always_reload).target
+
+        target = await asyncio.to_thread(compute)
         try:
             await self._applier.check(target)
         except ConfigCheckError as error:

@@ -16,9 +16,10 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from haproxy_ingress import snippets, validate
+from haproxy_ingress import regex, snippets, validate
 from haproxy_ingress.canonical import canonical_path
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
+from haproxy_ingress.ingress_class import left_out
 from haproxy_ingress.model import (
     AccessPolicy,
     Backend,
@@ -36,16 +37,12 @@ from haproxy_ingress.model import (
     TranslateOptions,
     certificate_name,
 )
+from haproxy_ingress.registry import CAPTURE
 from haproxy_ingress.routing import route_key, routing_maps
-from haproxy_ingress.settings import ingress_settings, parse_configmap
+from haproxy_ingress.settings import IngressSettings, ingress_settings, parse_configmap
 from haproxy_ingress.tls import CertificateCache, certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
-LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
-# ingress-nginx's IngressClass controller and legacy class: served as ours
-# with TranslateOptions.serve_nginx (installing next to it, then switching DNS).
-NGINX_CONTROLLER = "k8s.io/ingress-nginx"
-NGINX_CLASS = "nginx"
 # Lets nobody in: the paths of an Ingress whose access rule cannot be honoured.
 DENY_ALL = AccessPolicy(())
 DENIED_REASON = (
@@ -53,7 +50,6 @@ DENIED_REASON = (
     "its paths answer 403 until it is fixed"
 )
 NO_OPTIONS = RouteOptions()
-DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
@@ -91,6 +87,7 @@ def translate(
     policies: set[AccessPolicy] = set()
     if settings.default_policy is not None:
         policies.add(settings.default_policy)
+    canaries: list[tuple[ObjectRef, IngressSettings, _ParsedIngress]] = []
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         try:
@@ -103,11 +100,18 @@ def translate(
         asked = ingress_settings(annotations, settings)
         problems.extend(Problem(source, n.field, n.reason, n.event) for n in asked.notices)
         errors = list(asked.errors)
+        if asked.canary is not None:
+            parsed_canary = _canary_ingress(ingress, source, asked, problems)
+            if parsed_canary is not None:
+                canaries.append((source, asked, parsed_canary))
+            continue
         backend_settings = asked.backend
         # A bad access rule is no rule: nothing below may serve it.
         policy = asked.policy if not (errors and asked.access_rule) else None
         try:
-            parsed = _parse_ingress(ingress, policy.name if policy else "", asked.options)
+            parsed = _parse_ingress(
+                ingress, policy.name if policy else "", asked.options, regex=asked.use_regex
+            )
         except Invalid as error:
             problems.extend(
                 Problem(source, e.field, e.reason, "Rejected") for e in [*errors, error]
@@ -169,6 +173,14 @@ def translate(
         if asked.ssl_redirect:
             redirects.update(host for _, hosts in parsed.tls for host in hosts)
 
+    routes = _attach_canaries(
+        routes,
+        canaries,
+        services=services,
+        service_refs=service_refs,
+        tuning=tuning,
+        problems=problems,
+    )
     routes, snippet_problems = snippets.with_server_snippets(routes, server_snippets)
     problems.extend(snippet_problems)
     default_ref = configured_default or options.default_backend
@@ -246,42 +258,8 @@ def refresh_endpoints(
 
 
 def _is_ours(ingress: KubeObject, classes: Iterable[KubeObject], options: TranslateOptions) -> bool:
-    """Whether this controller serves the Ingress, by the Kubernetes rules.
-
-    ``spec.ingressClassName`` naming one of our IngressClasses wins; then the
-    legacy annotation naming our class; an Ingress with neither is ours only if
-    one of our IngressClasses is marked as the cluster default. With
-    ``serve_nginx``, ingress-nginx's IngressClasses and legacy class count as ours.
-    """
-    # Tuples, not sets: a malformed (unhashable) value must compare unequal, not raise.
-    controllers: tuple[str, ...] = (options.controller_name,)
-    legacy_classes: tuple[str, ...] = (options.ingress_class,)
-    if options.serve_nginx:
-        controllers += (NGINX_CONTROLLER,)
-        legacy_classes += (NGINX_CLASS,)
-    ours: dict[str, bool] = {}
-    for ingress_class in classes:
-        spec = ingress_class.get("spec") or {}
-        if isinstance(spec, Mapping) and spec.get("controller") in controllers:
-            meta = ingress_class.get("metadata") or {}
-            annotations = meta.get("annotations") or {}
-            default = (
-                annotations.get(DEFAULT_CLASS_ANNOTATION)
-                if isinstance(annotations, Mapping)
-                else ""
-            )
-            ours[str(meta.get("name"))] = str(default).lower() == "true"
-    spec = ingress.get("spec") or {}
-    class_name = spec.get("ingressClassName") if isinstance(spec, Mapping) else None
-    if class_name is not None:
-        # A class name that is not a string (offline input only) is claimed so
-        # that _parse_ingress reports it instead of it vanishing silently.
-        return not isinstance(class_name, str) or class_name in ours
-    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
-    legacy = annotations.get(LEGACY_CLASS_ANNOTATION) if isinstance(annotations, Mapping) else None
-    if legacy is not None:
-        return isinstance(legacy, str) and legacy in legacy_classes
-    return any(ours.values())
+    """Whether this controller serves the Ingress (ingress_class.left_out says why not)."""
+    return left_out(ingress, classes, options) is None
 
 
 # --- ingresses -----------------------------------------------------------------
@@ -294,12 +272,18 @@ class _ParsedIngress:
 
 
 def _parse_ingress(
-    ingress: KubeObject, policy: str = "", options: RouteOptions = NO_OPTIONS
+    ingress: KubeObject,
+    policy: str = "",
+    options: RouteOptions = NO_OPTIONS,
+    *,
+    regex: bool = False,
 ) -> _ParsedIngress:
     """Validate the whole Ingress; one bad field rejects it (no half-served Ingress).
 
     ``policy`` names the access policy every route of the Ingress carries,
-    ``options`` what its routes do besides choosing a backend.
+    ``options`` what its routes do besides choosing a backend. With
+    ``regex`` (use-regex) its Prefix and ImplementationSpecific paths are
+    regular expressions; Exact paths stay literal.
     """
     source = _ref("Ingress", ingress)
     namespace = source.namespace
@@ -315,13 +299,31 @@ def _parse_ingress(
         http = validate.mapping(rule.get("http"), f"{rule_field}.http")
         for path_field, item in validate.objects(http.get("paths"), f"{rule_field}.http.paths"):
             path_type = _path_type(item.get("pathType"), f"{path_field}.pathType")
-            path = _route_path(item.get("path", "/") or "/", f"{path_field}.path")
+            written = item.get("path", "/") or "/"
+            is_regex = regex and path_type is not PathType.EXACT
+            route_options = options
+            if is_regex:
+                path = _regex_path(written, f"{path_field}.path")
+                if options.rewrite_target and CAPTURE.search(options.rewrite_target):
+                    route_options = dataclasses.replace(options, path_regex=path)
+            else:
+                path = _route_path(written, f"{path_field}.path")
             service = _service_ref(namespace, item.get("backend"), f"{path_field}.backend")
             if path_type is not PathType.EXACT and path.rstrip("/") == "":
                 explicit_roots.add(host)
             parsed.routes.append(
                 (
-                    Route(host, path, path_type, service.backend_name, source, policy, options),
+                    Route(
+                        host,
+                        path,
+                        path_type,
+                        service.backend_name,
+                        source,
+                        policy,
+                        route_options,
+                        regex=is_regex,
+                        written=str(written),
+                    ),
                     service,
                 )
             )
@@ -362,6 +364,100 @@ def _route_path(value: object, field: str) -> str:
             field, f"does not resolve to a path ('..' above the root, or %00), got {value!r:.60}"
         )
     return path
+
+
+def _regex_path(value: object, field: str) -> str:
+    return regex.path_pattern(value, field)
+
+
+def _canary_ingress(
+    ingress: KubeObject, source: ObjectRef, asked: IngressSettings, problems: list[Problem]
+) -> _ParsedIngress | None:
+    """A canary Ingress's paths, or None (with problems) if it cannot be one.
+
+    As in ingress-nginx, a canary's other route annotations are ignored: its
+    requests get the main Ingress's options and access rule. So a canary that
+    sets an access rule of its own is left out: served under the main rule it
+    would let in clients its author meant to keep out (fail closed).
+    """
+    if asked.errors or asked.access_rule:
+        problems.extend(Problem(source, e.field, e.reason, "Rejected") for e in asked.errors)
+        if asked.access_rule:
+            problems.append(
+                Problem(
+                    source,
+                    "metadata.annotations",
+                    "a canary Ingress takes the main Ingress's access rule and cannot set "
+                    "its own; this canary is left out",
+                    "Rejected",
+                )
+            )
+        return None
+    try:
+        # Its paths are matched to the main Ingress's as written: literal,
+        # or regular expressions where the main Ingress has use-regex.
+        return _parse_ingress(ingress)
+    except Invalid as literal_error:
+        try:
+            return _parse_ingress(ingress, regex=True)
+        except Invalid:
+            problems.append(Problem(source, literal_error.field, literal_error.reason, "Rejected"))
+            return None
+
+
+def _attach_canaries(
+    routes: list[Route],
+    canaries: list[tuple[ObjectRef, IngressSettings, _ParsedIngress]],
+    *,
+    services: Mapping[tuple[str, str], KubeObject],
+    service_refs: dict[ServiceRef, ObjectRef],
+    tuning: dict[ServiceRef, tuple[BackendSettings, ObjectRef]],
+    problems: list[Problem],
+) -> list[Route]:
+    """``routes`` with each canary attached to the main route of its host and path.
+
+    The main route must belong to an Ingress of the canary's namespace: one
+    tenant's canary never takes another tenant's traffic. One canary per
+    route (ingress-nginx keeps one too): the older canary wins.
+    """
+    index = {(r.host, r.written or r.path): i for i, r in reversed(list(enumerate(routes)))}
+    result = list(routes)
+    for source, asked, parsed in canaries:
+        assert asked.canary is not None
+        for route, service in parsed.routes:
+            at = index.get((route.host, route.written or route.path))
+            if at is None or result[at].source.namespace != source.namespace:
+                problems.append(
+                    Problem(
+                        source,
+                        "spec.rules",
+                        f"canary for host {route.host or '*'!r} path {route.written!r}: no "
+                        f"Ingress in namespace {source.namespace} serves it; left out",
+                        "CanaryWithoutMain",
+                    )
+                )
+                continue
+            main = result[at]
+            if main.options.canary is not None:
+                problems.append(
+                    Problem(
+                        source,
+                        "spec.rules",
+                        f"host {route.host or '*'!r} path {route.written!r} already has a canary "
+                        f"(backend {main.options.canary.backend}); left out",
+                        "Conflict",
+                    )
+                )
+                continue
+            if not _service_usable(service, services, source, route, problems):
+                continue
+            canary = dataclasses.replace(asked.canary, backend=service.backend_name)
+            result[at] = dataclasses.replace(
+                main, options=dataclasses.replace(main.options, canary=canary)
+            )
+            service_refs.setdefault(service, source)
+            tuning.setdefault(service, (asked.backend, source))
+    return result
 
 
 def _path_type(value: object, field: str) -> PathType:

@@ -19,18 +19,18 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "audit" / "ingresse
 
 
 def _in(namespace: str, ingress_class: str) -> list[dict[str, Any]]:
-    """The fixture's objects in ``namespace``, its class "nginx" renamed (cluster-scoped)."""
+    """The fixture's objects in ``namespace``, its (cluster-scoped) classes renamed."""
     objects = []
     for obj in load_objects([FIXTURE]):
         item = copy.deepcopy(dict(obj))
         meta = item["metadata"]
         if item["kind"] == "IngressClass":
-            meta["name"] = ingress_class
+            meta["name"] = f"{meta['name']}-{ingress_class}"
         else:
             meta["namespace"] = namespace
         spec = item.get("spec") or {}
-        if spec.get("ingressClassName") == "nginx":
-            spec["ingressClassName"] = ingress_class
+        if "ingressClassName" in spec:
+            spec["ingressClassName"] = f"{spec['ingressClassName']}-{ingress_class}"
         objects.append(item)
     return objects
 
@@ -49,7 +49,7 @@ def _block(out: str, namespace: str) -> list[str]:
 def test_live_audit_lists_the_cluster_and_matches_offline(
     cluster: Kube, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ingress_class = f"nginx-{suffix()}"
+    ingress_class = suffix()
     objects = _in(namespace, ingress_class)
     cluster.apply(*objects)
     try:
@@ -60,7 +60,10 @@ def test_live_audit_lists_the_cluster_and_matches_offline(
         assert main(["audit", "-f", str(offline_file)]) == 1
         offline = _block(capsys.readouterr().out, namespace)
     finally:
-        cluster.kubectl("delete", "ingressclass", ingress_class, "--wait=false", check=False)
+        for name in ("nginx", "traefik"):
+            cluster.kubectl(
+                "delete", "ingressclass", f"{name}-{ingress_class}", "--wait=false", check=False
+            )
     assert live == offline
     assert f"Ingress {namespace}/admin: FAIL-CLOSED (403)" in live
     assert f"Ingress {namespace}/shop: served" in live

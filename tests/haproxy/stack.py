@@ -72,7 +72,10 @@ class Stack:
         return ClusterView.from_objects(self.objects.values(), OPTIONS)[0]
 
     async def sync(self) -> Outcome:
-        return await self.reconciler.reconcile(self.view())
+        """One reconcile, then its files on disk (a runtime-only apply writes them later)."""
+        outcome = await self.reconciler.reconcile(self.view())
+        await self.applier.flush()
+        return outcome
 
     # --- HAProxy ------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ def render(
     source.write_text(yaml.safe_dump_all(objects))
     code = main(["render", "-f", str(source), "--out", str(out)])
     lines = capsys.readouterr().err.splitlines()
+    assert lines.pop().startswith("Ingresses: ")  # render's summary, always last
     # The output directory is the one difference two renders may have.
     files = {
         name: (out / name).read_bytes().replace(str(out).encode(), b"OUT") for name in COMPARED

@@ -9,7 +9,7 @@ import pytest
 
 from haproxy_ingress.model import DesiredState, GlobalSettings, RouteOptions
 from haproxy_ingress.settings import ingress_settings, parse_configmap
-from tests.kube import ingress, path, rule
+from tests.kube import endpoint, endpoint_slice, ingress, path, rule, service
 from tests.unit.test_translate import run, with_defaults
 
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -105,9 +105,10 @@ def test_route_options_land_in_maps_by_name_never_in_the_config() -> None:
         ("permanent-redirect", "javascript:alert(1)"),
         ("permanent-redirect-code", "305"),
         ("temporal-redirect-code", "99999999999"),
-        ("rewrite-target", "/$2"),
+        ("rewrite-target", "/$0"),
+        ("rewrite-target", "/$x"),
         ("rewrite-target", "/a b"),
-        ("use-regex", "true"),
+        ("use-regex", "yes please"),
         ("app-root", "foo"),
         ("upstream-vhost", "a.example.com\r\nX: y"),
         ("upstream-vhost", "a.example.com:99999"),
@@ -165,19 +166,144 @@ def test_snippets_are_refused_and_access_snippets_fail_closed() -> None:
     assert "AccessDenied" in events(state).values()
 
 
-def test_canary_ingress_is_left_out_and_the_main_one_keeps_its_path() -> None:
-    state = run(
+def canary_pair(
+    canary_annotations: dict[str, Any],
+    *,
+    canary_namespace: str = "default",
+    main_annotations: dict[str, Any] | None = None,
+) -> DesiredState:
+    return run(
         *with_defaults(
-            ingress("main", rule("a.example.com", path("/app")), created="2026-01-02T00:00:00Z"),
+            service("web-canary"),
+            endpoint_slice("web-canary", endpoint("10.0.0.2")),
+            service("web-canary", namespace="other"),
+            endpoint_slice("web-canary", endpoint("10.0.0.3"), namespace="other"),
+            ingress(
+                "main",
+                rule("a.example.com", path("/app")),
+                created="2026-01-02T00:00:00Z",
+                annotations=main_annotations or {},
+            ),
             ingress(
                 "canary",
-                rule("a.example.com", path("/app")),
+                rule("a.example.com", path("/app", service="web-canary")),
                 created="2026-01-01T00:00:00Z",
-                annotations={NGINX + "canary": "true", NGINX + "canary-weight": "10"},
+                namespace=canary_namespace,
+                annotations={NGINX + "canary": "true", **canary_annotations},
             ),
         )
     )
-    assert {r.source.name for r in state.routes} == {"main"}
+
+
+def test_canary_attaches_to_the_main_route_as_map_values() -> None:
+    state = canary_pair(
+        {
+            NGINX + "canary-weight": "10",
+            NGINX + "canary-by-header": "X-Canary",
+            NGINX + "canary-by-header-value": "yes please",
+            NGINX + "canary-by-cookie": "canary",
+        }
+    )
+    (route,) = state.routes
+    assert route.source.name == "main"
+    canary = route.options.canary
+    assert canary is not None
+    assert (canary.backend, canary.weight, canary.total) == ("be_default_web-canary_80", 10, 100)
+    assert (canary.header, canary.header_value, canary.cookie) == (
+        "X-Canary",
+        "yes please",
+        "canary",
+    )
+    files = dict(state.maps.files())
+    name = route.options.name
+    assert dict(files["opt-canary"])[name] == "be_default_web-canary_80"
+    assert dict(files["opt-canary-threshold"])[name] == str(10 * 2**32 // 100)
+    assert base64.b64decode(dict(files["opt-canary-value"])[name]) == b"yes please"
+    assert state.backend("be_default_web-canary_80") is not None
+    assert not state.problems
+
+
+def test_canary_weight_total_below_100_counts_as_100_and_weight_is_capped() -> None:
+    state = canary_pair({NGINX + "canary-weight": "50", NGINX + "canary-weight-total": "10"})
+    canary = state.routes[0].options.canary
+    assert canary is not None and canary.total == 100 and canary.threshold == 2**31
+    state = canary_pair({NGINX + "canary-weight": "5000", NGINX + "canary-weight-total": "1000"})
+    canary = state.routes[0].options.canary
+    assert canary is not None and canary.threshold == 2**32
+
+
+def test_canary_of_another_namespace_never_takes_the_route() -> None:
+    state = canary_pair({NGINX + "canary-weight": "100"}, canary_namespace="other")
+    (route,) = state.routes
+    assert route.options.canary is None
+    assert "CanaryWithoutMain" in events(state).values()
+
+
+def test_canary_with_its_own_access_rule_is_left_out() -> None:
+    state = canary_pair(
+        {NGINX + "canary-weight": "100", NGINX + "whitelist-source-range": "10.0.0.0/8"}
+    )
+    assert state.routes[0].options.canary is None
+    assert "Rejected" in events(state).values()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("canary-weight", "-1"),
+        ("canary-weight", "1e9"),
+        ("canary-weight-total", "99999999999999"),
+        ("canary-by-header", "X-Canary\r\nX: y"),
+        ("canary-by-header", 'X"'),
+        ("canary-by-header-value", "a\r\nSet-Cookie: x"),
+        ("canary-by-header-pattern", "(a+)+$"),
+        ("canary-by-header-pattern", "(?=x)"),
+        ("canary-by-header-pattern", "a b"),
+        ("canary-by-cookie", "a;b"),
+    ],
+)
+def test_bad_canary_values_leave_the_canary_out(key: str, value: str) -> None:
+    state = canary_pair({NGINX + key: value})
+    (route,) = state.routes
+    assert route.options.canary is None
+    assert events(state) == {f"metadata.annotations[{NGINX}{key}]": "Rejected"}
+
+
+def test_use_regex_paths_go_to_the_regex_map_case_insensitive_and_scoped() -> None:
+    state = run(
+        *with_defaults(
+            ingress(
+                "rx",
+                rule("a.example.com", path("/foo(/|$)(.*)", path_type="ImplementationSpecific")),
+                annotations={NGINX + "rewrite-target": "/$2"},
+            ),
+            ingress("plain", rule("a.example.com", path("/bar"))),
+        )
+    )
+    (route,) = [r for r in state.routes if r.source.name == "rx"]
+    assert route.regex and route.options.path_regex == "/foo(/|$)(.*)"
+    ((key, value),) = state.maps.regex
+    assert key == "^a\\.example\\.com(?i:/foo(/|$)(.*))"
+    assert value == f"be_default_web_80~~{route.options.name}@4"
+    # The plain Ingress's prefix route in that host carries its length.
+    assert dict(state.maps.prefix)["a.example.com/bar/"].endswith("@5")
+
+
+@pytest.mark.parametrize(
+    "pattern", ["/(a+)+$", "/(a|aa)*", "/a)|(.*", "/.*.*x$", "/(?=x)", "/x\\1", "/a{1000}", "x"]
+)
+def test_costly_or_escaping_regex_paths_are_rejected(pattern: str) -> None:
+    state = run(
+        *with_defaults(
+            ingress(
+                "rx",
+                rule("a.example.com", path(pattern, path_type="ImplementationSpecific")),
+                annotations={NGINX + "use-regex": "true"},
+            )
+        )
+    )
+    assert not state.routes
+    assert "Rejected" in events(state).values()
 
 
 def test_whitelist_alias_is_the_allow_list() -> None:

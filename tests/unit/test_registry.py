@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from haproxy_ingress import registry
-from haproxy_ingress.model import BackendSettings, GlobalSettings, RouteOptions
+from haproxy_ingress.model import BackendSettings, Canary, GlobalSettings, RouteOptions
 from haproxy_ingress.readme import main as readme_main
 from haproxy_ingress.registry import ANNOTATION_PREFIX, SETTINGS, Scope
 from haproxy_ingress.settings import ingress_settings, parse_configmap
@@ -54,7 +54,11 @@ def test_every_settings_field_is_declared_once() -> None:
         return sorted(s.field for s in SETTINGS if s.scope is scope and s.field)
 
     assert declared(Scope.BACKEND) == sorted(_fields(BackendSettings))
-    assert declared(Scope.ROUTE) == sorted(_fields(RouteOptions))
+    canary = sorted(s.field for s in registry.CANARY)
+    assert canary == sorted(_fields(Canary) - {"backend"})
+    assert sorted(set(declared(Scope.ROUTE)) - set(canary)) == sorted(
+        _fields(RouteOptions) - {"path_regex", "canary"}
+    )
     # default_policy: the ConfigMap's allow-list (a route key read apart).
     assert declared(Scope.GLOBAL) == sorted(
         _fields(GlobalSettings) - {"backend", "route", "default_policy"}
@@ -80,6 +84,10 @@ def test_configmap_reads_every_configmap_key_with_its_validator(
 
 # Valid values for keys that are unset by default.
 UNSET_SAMPLES = {
+    "canary-by-header": "X-Canary",
+    "canary-by-header-value": "yes",
+    "canary-by-header-pattern": "^(beta|alpha)$",
+    "canary-by-cookie": "canary",
     "default-backend-service": "ns/svc:80",
     "maxconn": "1000",
     "slowstart": "10s",

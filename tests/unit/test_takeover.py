@@ -26,6 +26,7 @@ def nginx_ingresses() -> tuple[dict[str, Any], ...]:
     return (
         ingress_class("nginx", controller=NGINX_CONTROLLER),
         ingress_class("internal", controller=NGINX_CONTROLLER),
+        ingress_class("traefik", controller="traefik.io/ingress-controller"),
         ingress("by-class", rule("class.example.com", path("/")), class_name="nginx"),
         ingress("other-class", rule("internal.example.com", path("/")), class_name="internal"),
         legacy,
@@ -78,7 +79,6 @@ def test_render_flag(tmp_path: Path) -> None:
         ({}, [], False),
         ({"HAPROXY_INGRESS_SERVE_NGINX": "true"}, [], True),
         ({}, ["--serve-nginx"], True),
-        ({"HAPROXY_INGRESS_SERVE_NGINX": "true"}, ["--no-serve-nginx"], False),
     ],
 )
 def test_run_flag_and_environment(

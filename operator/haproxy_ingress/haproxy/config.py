@@ -151,6 +151,7 @@ def render(
         prefix_map=map_path(paths, "prefix"),
         redirect_map=map_path(paths, "redirect"),
         hosts_map=map_path(paths, "hosts"),
+        regex_map=map_path(paths, "regex"),
         policies_map=map_path(paths, "policies"),
         option_maps={name: map_path(paths, name) for name in ROUTE_OPTION_MAPS},
         redirect_codes=REDIRECT_CODES,
@@ -196,8 +197,21 @@ def lua_source() -> bytes:
     return template_source(LUA).encode()
 
 
+# A regex map key (routing.py: ``^<escaped host>(?i:<pattern>)``, the
+# pattern checked by regex.py): visible ASCII, no '#', quotes or blanks.
+_SAFE_PATTERN = re.compile(r"\^[\x21-\x7e]+")
+
+
 def map_file(entries: Iterable[tuple[str, str]]) -> bytes:
-    return "".join(f"{safe_token(key)} {safe_token(value)}\n" for key, value in entries).encode()
+    return "".join(f"{_safe_key(key)} {safe_token(value)}\n" for key, value in entries).encode()
+
+
+def _safe_key(key: str) -> str:
+    if key.startswith("^"):
+        if not _SAFE_PATTERN.fullmatch(key) or any(c in key for c in "#\"'`"):
+            raise UnsafeValueError(f"refusing to render pattern {key!r}")
+        return key
+    return safe_token(key)
 
 
 # Limits of one crt-list line, measured on haproxy 2.6.12: more than 2,048

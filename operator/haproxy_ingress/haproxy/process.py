@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from haproxy_ingress.haproxy import messages
 from haproxy_ingress.haproxy.commands import Command, ServersState, parse_servers_state
 from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
 from haproxy_ingress.haproxy.paths import HAProxyPaths
@@ -210,6 +211,8 @@ class HAProxyProcess:
         self._output_task: asyncio.Task[None] | None = None
         # The tail of HAProxy's own output, quoted in start/reload errors.
         self._output: collections.deque[str] = collections.deque(maxlen=_OUTPUT_LINES_KEPT)
+        # Starting or reloading: alerts now are quoted in the error that follows.
+        self._transition = False
 
     @property
     def paths(self) -> HAProxyPaths:
@@ -277,12 +280,15 @@ class HAProxyProcess:
         self._output_task = asyncio.create_task(
             self._forward_output(child), name=f"haproxy-output-{child.pid}"
         )
-        logger.info("haproxy master started pid=%d", child.pid, extra={"master_pid": child.pid})
+        logger.debug("haproxy master started pid=%d", child.pid, extra={"master_pid": child.pid})
+        self._transition = True
         try:
             info = await self._wait_for_first_worker(child)
         except BaseException:
             await self._terminate()
             raise
+        finally:
+            self._transition = False
         logger.info(
             "haproxy ready master_pid=%d workers=%s",
             info.master_pid,
@@ -369,13 +375,14 @@ class HAProxyProcess:
             raise HAProxyError("no HAProxy to reload: start() or adopt() first")
         paths = self._paths
         before = await self.show_proc()
+        self._transition = True
         try:
             await self._save_server_state(before, layout or {})
             with contextlib.suppress(OSError, TimeoutError):
                 # Prints nothing on 2.6, and the master drops the connection as
                 # it re-executes; a lost reply here means nothing either way.
                 await self._master_command("reload")
-            logger.info(
+            logger.debug(
                 "haproxy reload requested reloads=%d workers=%s",
                 before.reloads,
                 before.worker_pids,
@@ -384,8 +391,9 @@ class HAProxyProcess:
             info = await self._wait_for_new_worker(before)
             await self._wait_for_old_workers_stopping(before.worker_pids)
         finally:
+            self._transition = False
             remove_if_exists(paths.server_state)
-        logger.info(
+        logger.debug(
             "haproxy reloaded reloads=%d workers=%s old_workers=%s",
             info.reloads,
             info.worker_pids,
@@ -415,7 +423,7 @@ class HAProxyProcess:
         kept, dropped = filter_server_state(state, layout)
         atomic_write(paths.server_state, kept.encode(), mode=0o600)
         if dropped:
-            logger.info(
+            logger.debug(
                 "server state not carried over for servers=%s",
                 ",".join(dropped),
                 extra={"servers": dropped},
@@ -555,12 +563,7 @@ class HAProxyProcess:
             if not line:
                 continue
             self._output.append(line)
-            if line.startswith("[ALERT]"):
-                level = logging.ERROR
-            elif line.startswith("[WARNING]"):
-                level = logging.WARNING
-            else:
-                level = logging.INFO
+            level = messages.level(line, transition=self._transition)
             logger.log(level, "haproxy: %s", line, extra=extra)
 
     def _recent_output(self) -> str:

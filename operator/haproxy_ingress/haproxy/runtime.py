@@ -156,7 +156,7 @@ class RuntimeClient:
             adds = commands.add_map(version, map_path, entries)
             await self._execute_locked(adds)
             await self._execute_locked([commands.commit_map(version, map_path)])
-        logger.info(
+        logger.debug(
             "map replaced path=%s version=%s entries=%d chunks=%d",
             map_path,
             version,
@@ -207,7 +207,7 @@ class RuntimeClient:
                         [Command(commands.del_cert(path).words, ok=ANY_REPLY)]
                     )
                 raise
-        logger.info(
+        logger.debug(
             "certificate loaded path=%s created=%s",
             path,
             commands.created_empty(created),
@@ -241,7 +241,7 @@ class RuntimeClient:
                 if entry.cert == cert and entry.options == options and entry.sni_filters == (sni,):
                     return False
             await self._execute_locked([command])
-        logger.info(
+        logger.debug(
             "crt-list entry added list=%s cert=%s sni=%s",
             crt_list,
             cert,
@@ -262,7 +262,7 @@ class RuntimeClient:
                 [commands.del_crt_list_entry(crt_list, cert, n) for n in lines]
             )
         if lines:
-            logger.info(
+            logger.debug(
                 "crt-list entries deleted list=%s cert=%s count=%d",
                 crt_list,
                 cert,
@@ -365,7 +365,7 @@ class RuntimeClient:
             else:
                 if not info.stopping:
                     return
-                logger.info(
+                logger.debug(
                     "runtime connection is on a stopping worker pid=%d, reconnecting",
                     info.pid,
                     extra={"worker_pid": info.pid},
