@@ -260,6 +260,8 @@ class RouteOptions:
     # capture groups ($1…): the rewrite matches it again to read them.
     path_regex: str | None = None
     canary: Canary | None = None  # set on the route a canary Ingress shadows
+    # An nginx snippet's operations (snippets.encode), run by ingress.lua.
+    snippet: str | None = None
 
     @property
     def name(self) -> str:
@@ -343,6 +345,7 @@ ROUTE_OPTION_MAPS = (
     "opt-canary-value",
     "opt-canary-pattern",
     "opt-canary-cookie",
+    "opt-snippet",
 )
 
 
@@ -453,3 +456,6 @@ class TranslateOptions:
     configmap_namespace: str = DEFAULT_NAMESPACE
     configmap_name: str = DEFAULT_CONFIGMAP
     default_backend: ServiceRef | None = None  # a flag; the ConfigMap may also set one
+    # Also serve ingress-nginx's Ingresses (IngressClasses of its controller,
+    # the legacy class annotation "nginx"): the take-over path of the README.
+    serve_nginx: bool = False
