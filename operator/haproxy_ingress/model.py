@@ -340,6 +340,8 @@ class RouteOptions:
     path_regex: str | None = None
     canary: Canary | None = None  # set on the route a canary Ingress shadows
     cors: Cors | None = None  # enable-cors
+    # An nginx snippet's operations (snippets.encode), run by ingress.lua.
+    snippet: str | None = None
 
     @property
     def name(self) -> str:
@@ -431,6 +433,7 @@ ROUTE_OPTION_MAPS = (
     "opt-canary-value",
     "opt-canary-pattern",
     "opt-canary-cookie",
+    "opt-snippet",
 )
 
 
@@ -559,3 +562,6 @@ class TranslateOptions:
     default_backend: ServiceRef | None = None  # a flag; the ConfigMap may also set one
     # The controller's own listening ports (health, metrics): never an auth-url's.
     reserved_ports: tuple[int, ...] = ()
+    # Also serve ingress-nginx's Ingresses (IngressClasses of its controller,
+    # the legacy class annotation "nginx"): the take-over path of the README.
+    serve_nginx: bool = False
