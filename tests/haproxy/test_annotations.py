@@ -291,7 +291,7 @@ async def test_unhonoured_access_annotation_fails_closed(
             "guarded",
             rule("guard.example.com", path("/admin")),
             created="2026-01-02T00:00:00Z",
-            annotations={NGINX + "auth-url": "http://auth.example.com/check"},
+            annotations={NGINX + "auth-tls-secret": "default/client-ca"},
         ),
         ingress(
             "snippet",
