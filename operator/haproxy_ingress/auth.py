@@ -24,6 +24,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -312,3 +313,41 @@ def auth_timeout(value: str, field: str) -> int:
     if not 1 <= milliseconds <= 60_000:
         raise Invalid(field, f"must be from 1ms to 60s, got {validate.printable(value)}")
     return milliseconds
+
+
+# --- TLS policy (ConfigMap ssl-ciphers, ssl-protocols) ---------------------------------
+
+TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+_CIPHERS_RE = re.compile(r"[A-Za-z0-9_+:!@.=-]{1,2048}")
+
+
+def ssl_ciphers(value: str, field: str) -> str:
+    """An OpenSSL cipher list (TLS 1.2 and below) that OpenSSL accepts.
+
+    Checked with the same OpenSSL HAProxy links (3.0 here): a list that
+    selects no cipher would fail haproxy -c and stall every change.
+    """
+    if not _CIPHERS_RE.fullmatch(value):
+        raise Invalid(field, f"must be an OpenSSL cipher list, got {validate.printable(value)}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.set_ciphers(value)
+    except ssl.SSLError:
+        raise Invalid(
+            field, f"selects no cipher OpenSSL knows: {validate.printable(value)}"
+        ) from None
+    return value
+
+
+def ssl_protocols(value: str, field: str) -> tuple[str, str]:
+    """nginx's ``ssl_protocols`` list → HAProxy's (ssl-min-ver, ssl-max-ver): no gaps."""
+    words = value.split()
+    if not words or any(w not in TLS_VERSIONS for w in words):
+        raise Invalid(
+            field,
+            f"must list versions of {', '.join(TLS_VERSIONS)}, got {validate.printable(value)}",
+        )
+    indexes = sorted({TLS_VERSIONS.index(w) for w in words})
+    if indexes != list(range(indexes[0], indexes[-1] + 1)):
+        raise Invalid(field, "must be a contiguous range of versions (HAProxy has a min and a max)")
+    return TLS_VERSIONS[indexes[0]], TLS_VERSIONS[indexes[-1]]

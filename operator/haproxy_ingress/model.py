@@ -483,6 +483,10 @@ class GlobalSettings:
     # The status of a request refused by limit-rps/-rpm and limit-connections.
     limit_req_status: int = 503
     limit_conn_status: int = 503
+    # TLS policy of every HTTPS bind: OpenSSL cipher list (None: HAProxy's
+    # default) and the (min, max) protocol versions.
+    ssl_ciphers: str | None = None
+    ssl_protocols: tuple[str, str] = ("TLSv1.2", "TLSv1.3")
     backend: BackendSettings = BackendSettings()
     route: RouteOptions = RouteOptions()  # every route's options unless its Ingress sets them
 

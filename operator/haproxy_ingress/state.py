@@ -74,6 +74,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
     settings["route"] = RouteOptions(**route)
     settings["proxy_real_ip_cidr"] = tuple(settings["proxy_real_ip_cidr"])
     settings["deny_sources"] = tuple(settings["deny_sources"])
+    settings["ssl_protocols"] = tuple(settings["ssl_protocols"])
     if settings["default_policy"] is not None:
         settings["default_policy"] = _policy(settings["default_policy"])
     return AppliedState(

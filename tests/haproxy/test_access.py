@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import ssl
 import subprocess
 import warnings
 from collections.abc import Iterable
@@ -625,3 +626,37 @@ async def test_external_auth_decides_and_fails_closed(stack: Stack) -> None:
             assert backends[name].served == 0, name
     finally:
         await service_.stop()
+
+
+async def handshake(port: int, version: ssl.TLSVersion) -> tuple[str, str] | None:
+    """(protocol, cipher) HAProxy agrees to at exactly ``version``, or None if it refuses."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = context.maximum_version = version
+    try:
+        _, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=context, server_hostname="tls.example.com"
+        )
+    except (ssl.SSLError, ConnectionError):
+        return None
+    ssl_object = writer.get_extra_info("ssl_object")
+    result = (ssl_object.version(), ssl_object.cipher()[0])
+    writer.close()
+    return result
+
+
+async def test_configmap_tls_policy_on_every_https_bind(stack: Stack) -> None:
+    await pods(stack, "tls", first=221)
+    stack.put(ingress("tls", rule("tls.example.com", path("/", "tls"))))
+    await synced(stack, ["tls"])
+    assert (await handshake(stack.https_port, ssl.TLSVersion.TLSv1_2)) is not None
+    stack.put(configmap({"ssl-protocols": "TLSv1.3"}))
+    await stack.sync()
+    assert await handshake(stack.https_port, ssl.TLSVersion.TLSv1_2) is None
+    assert (await handshake(stack.https_port, ssl.TLSVersion.TLSv1_3)) is not None
+    cipher = "ECDHE-ECDSA-AES256-GCM-SHA384"  # the default certificate's key is ECDSA
+    stack.put(configmap({"ssl-protocols": "TLSv1.2", "ssl-ciphers": cipher}))
+    await stack.sync()
+    assert await handshake(stack.https_port, ssl.TLSVersion.TLSv1_2) == ("TLSv1.2", cipher)
+    assert await handshake(stack.https_port, ssl.TLSVersion.TLSv1_3) is None

@@ -103,6 +103,7 @@ UNSET_SAMPLES = {
     "auth-type": "basic",
     "auth-secret": "users",
     "limit-rps": "10",
+    "ssl-ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
     "auth-url": "http://auth.example.com/check",
     "auth-signin": "https://login.example.com/",
     "auth-response-headers": "X-User",
