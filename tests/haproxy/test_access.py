@@ -512,6 +512,10 @@ async def test_cors_preflight_and_actual_requests(stack: Stack) -> None:
         stack, "listed.example.com", "/", login, b"Origin: https://evil.example.com"
     )
     assert status == 200 and "access-control-allow-origin" not in headers_of(head)
+    # HAProxy's own refusal carries the headers too: the page can read the 401.
+    status, head = await answer(stack, "listed.example.com", "/", b"Origin: https://x.corp.example")
+    assert status == 401
+    assert headers_of(head)["access-control-allow-origin"] == "https://x.corp.example"
 
     # "*": any origin, and never together with credentials.
     status, headers = await preflight(stack, "star.example.com", "https://any.example")
