@@ -72,8 +72,9 @@ bench-translate: $(DEPS)
 bench-churn: $(DEPS)
 	$(PYTHON) bench/churn.py $(BENCH_ARGS)
 
+# NODE=1: also a real node (kubelet + containerd + runc + CNI + kube-proxy; root).
 cluster-up:
-	$(PYTHON) hack/localcluster.py up
+	$(PYTHON) hack/localcluster.py up $(if $(NODE),--node)
 
 cluster-down:
 	$(PYTHON) hack/localcluster.py down
