@@ -89,16 +89,26 @@ class _BackendView:
     servers: tuple[_Server, ...]
 
 
-def templates_dir() -> Path:
-    """The repository's ``templates/`` (source checkout) or the installed copy."""
-    here = Path(__file__).resolve()
-    for candidate in (
+def templates_dir(module_file: Path | None = None) -> Path:
+    """The repository's ``templates/`` (source checkout) or the installed copy.
+
+    The wheel installs them as data files under the install scheme's prefix, which
+    is not always ``sys.prefix``: Debian's Python installs pip packages under
+    /usr/local while ``sys.prefix`` is /usr (the controller image built by
+    ``make image``). That prefix is the one above ``lib/pythonX.Y/site-packages``.
+    """
+    here = (module_file or Path(__file__)).resolve()
+    candidates = [
         here.parents[3] / "templates",
+        here.parents[5] / "share" / "haproxy-ingress" / "templates",
         Path(sys.prefix) / "share" / "haproxy-ingress" / "templates",
-    ):
+    ]
+    for candidate in candidates:
         if (candidate / TEMPLATE).is_file():
             return candidate
-    raise FileNotFoundError(f"{TEMPLATE} not found next to the source or under {sys.prefix}")
+    raise FileNotFoundError(
+        f"{TEMPLATE} not found in any of {', '.join(str(c) for c in candidates)}"
+    )
 
 
 def environment(directory: Path | None = None) -> jinja2.Environment:
