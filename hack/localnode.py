@@ -42,6 +42,7 @@ import importlib.util
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -73,6 +74,8 @@ oci = _load("ociimage")
 
 NODE_NAME: Final = "hi-node"
 BRIDGE: Final = "hi-node0"
+#: The CNI network's name; portmap tags its iptables rules with it.
+CNI_NETWORK: Final = "hi-node"
 POD_SUBNET: Final = ipaddress.IPv4Network("198.19.0.0/24")
 #: The bridge's address: node InternalIP, API server address, pods' gateway.
 NODE_IP: Final = "198.19.0.1"
@@ -299,6 +302,28 @@ def _remove_kubelet_chains() -> None:
             _run("iptables", "-t", table, "-X", chain, check=False)
 
 
+def _remove_portmap_rules() -> None:
+    """Delete the CNI portmap rules of our network (comment ``dnat name: "hi-node"``).
+
+    portmap removes them on CNI DEL; a node stopped with Pods still running (a
+    crash, a killed test run) leaves them, and a stale DNAT to an old pod address
+    would then shadow the new hostPort rules.
+    """
+    marker = f'"{CNI_NETWORK}"'
+    chains: set[str] = set()
+    for rule in _run("iptables", "-t", "nat", "-S", check=False).stdout.splitlines():
+        words = shlex.split(rule)
+        if words[:1] == ["-A"] and any(marker in w or CNI_NETWORK == w for w in words) and "-j" in words:
+            target = words[words.index("-j") + 1]
+            if "name:" in rule and target.startswith("CNI-"):
+                _run("iptables", "-t", "nat", "-D", *words[1:], check=False)
+                if target not in {"CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-DNAT"}:
+                    chains.add(target)
+    for chain in chains:
+        _run("iptables", "-t", "nat", "-F", chain, check=False)
+        _run("iptables", "-t", "nat", "-X", chain, check=False)
+
+
 def _remove_pod_netns() -> None:
     """Delete containerd's sandbox namespaces (``cni-*``) that hold one of our pod addresses.
 
@@ -448,6 +473,9 @@ class NodeCluster(lc.LocalCluster):  # type: ignore[misc,name-defined]
         if overlap is not None:
             raise lc.ClusterError(f"the node's subnets are in use on this machine: {overlap}")
         OWNER_FILE.write_text(f"{self.state_dir}\n")
+        # Leftovers of a node that was not stopped cleanly would shadow ours.
+        _remove_pod_netns()
+        _remove_portmap_rules()
 
     def _after_start(self, timeout: float) -> None:
         started = time.monotonic()
@@ -523,7 +551,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         gateway = NODE_IP
         conflist = {
             "cniVersion": "1.0.0",
-            "name": "hi-node",
+            "name": CNI_NETWORK,
             "plugins": [
                 {
                     "type": "bridge",
@@ -645,6 +673,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         kubelet = self.processes.get("kubelet")
         apiserver = self.processes.get("kube-apiserver")
         if kubelet is not None and kubelet.alive() and apiserver is not None and apiserver.alive():
+            # No replacement Pods while draining: ReplicaSets would recreate them.
+            for name in ("kube-controller-manager", "kube-scheduler"):
+                proc = self.processes.get(name)
+                if proc is not None:
+                    proc.stop()
             self._drain_pods()
         for name in ("kubelet", "kube-proxy", "kube-scheduler"):
             proc = self.processes.pop(name, None)
@@ -711,6 +744,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             _run(str(bins.kube_proxy), "--cleanup", check=False)
         _remove_kubelet_chains()
         _remove_pod_netns()
+        _remove_portmap_rules()
         if _bridge_exists():
             _run("ip", "link", "delete", BRIDGE, check=False)
         OWNER_FILE.unlink(missing_ok=True)
