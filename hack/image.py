@@ -89,8 +89,18 @@ def build_wheels(dest: Path) -> list[Path]:
     dest.mkdir(parents=True)
     subprocess.run(
         [
-            "nice", "-n", "19", sys.executable, "-m", "pip", "wheel", "-q",
-            "--disable-pip-version-check", "--wheel-dir", str(dest), str(REPO),
+            "nice",
+            "-n",
+            "19",
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--disable-pip-version-check",
+            "--wheel-dir",
+            str(dest),
+            str(REPO),
         ],
         check=True,
     )
@@ -104,7 +114,11 @@ def recipe_key(wheels: list[Path]) -> str:
     for wheel in wheels:
         digest.update(wheel.name.encode())
         # The project's own wheel differs with every build (timestamps); hash its files.
-        digest.update(hashlib.sha256(wheel.read_bytes()).digest() if "haproxy_ingress" not in wheel.name else b"")
+        digest.update(
+            hashlib.sha256(wheel.read_bytes()).digest()
+            if "haproxy_ingress" not in wheel.name
+            else b""
+        )
     for path in sorted((REPO / "operator").rglob("*.py")) + sorted((REPO / "templates").rglob("*")):
         if path.is_file():
             digest.update(str(path.relative_to(REPO)).encode())
@@ -120,8 +134,12 @@ def build_rootfs(wheels_dir: Path, out: Path) -> None:
         say("installing mmdebstrap (Debian package)")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "mmdebstrap"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     caps = [f'chroot "$1" setcap {cap} {path}' for path, cap in FILE_CAPABILITIES.items()]
     hooks = [
         f'mkdir -p "$1/tmp/wheels" && cp {wheels_dir}/*.whl "$1/tmp/wheels/"',
@@ -135,14 +153,20 @@ def build_rootfs(wheels_dir: Path, out: Path) -> None:
         'rm -rf "$1/tmp/wheels" "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin',
     ]
     argv = [
-        "nice", "-n", "19", "mmdebstrap", "--variant=minbase", "--mode=root",
+        "nice",
+        "-n",
+        "19",
+        "mmdebstrap",
+        "--variant=minbase",
+        "--mode=root",
         f"--include={','.join(('python3', 'python3-pip', *PACKAGES, *BUILD_PACKAGES))}",
         # As the slim base image: no documentation, manual pages or translations.
         "--dpkgopt=path-exclude=/usr/share/doc/*",
         "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         *(f"--customize-hook={hook}" for hook in hooks),
-        DEBIAN_SUITE, str(out),
+        DEBIAN_SUITE,
+        str(out),
     ]
     subprocess.run(argv, check=True)
 
@@ -192,8 +216,12 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build")
     b.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
-    b.add_argument("--import", dest="do_import", action="store_true",
-                   help="import into the node of the local cluster")
+    b.add_argument(
+        "--import",
+        dest="do_import",
+        action="store_true",
+        help="import into the node of the local cluster",
+    )
     b.add_argument("--state-dir", type=Path, default=REPO / ".cluster")
     args = parser.parse_args()
     archive = build(force=args.force)

@@ -1325,7 +1325,9 @@ def _node_module() -> Any:
     if "localnode" in sys.modules:
         return sys.modules["localnode"]
     sys.modules.setdefault("localcluster", sys.modules[__name__])
-    spec = importlib.util.spec_from_file_location("localnode", Path(__file__).parent / "localnode.py")
+    spec = importlib.util.spec_from_file_location(
+        "localnode", Path(__file__).parent / "localnode.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["localnode"] = module
@@ -1425,7 +1427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument(
         "--node",
         action="store_true",
-        help="also a real node: kubelet, containerd, kube-proxy, scheduler (root; hack/localnode.py)",
+        help="also a real node: kubelet, containerd, kube-proxy, scheduler (root; localnode.py)",
     )
     sub.add_parser("down", help="stop by pid and remove the state dir")
     sub.add_parser("status", help="exit 0 if running and ready")

@@ -100,7 +100,7 @@ CNI_BIN_DIR: Final = Path("/usr/lib/cni")
 OWNER_FILE: Final = Path("/run/haproxy-ingress-node.owner")
 
 Log = Callable[[str], None]
-log_default: Log = lc._stderr_log  # noqa: SLF001 - same program family
+log_default: Log = lc._stderr_log
 
 
 # --------------------------------------------------------------------------------------
@@ -150,11 +150,13 @@ def cached_node_binaries(version: str = lc.K8S_VERSION) -> NodeBinaries | None:
     return None
 
 
-def build_node(*, version: str = lc.K8S_VERSION, verbose: bool = False, log: Log = log_default) -> NodeBinaries:
+def build_node(
+    *, version: str = lc.K8S_VERSION, verbose: bool = False, log: Log = log_default
+) -> NodeBinaries:
     """Build kubelet, kube-scheduler, kube-proxy, agnhost and pause; write the two images."""
     started = time.monotonic()
     dest = node_dir(version)
-    report = lc._build(  # noqa: SLF001
+    report = lc._build(
         component="node",
         module="k8s.io/kubernetes",
         version=version,
@@ -182,8 +184,19 @@ def build_node(*, version: str = lc.K8S_VERSION, verbose: bool = False, log: Log
     work.mkdir()
     log(f"compiling pause {PAUSE_VERSION} from {pause_c} (static)")
     subprocess.run(
-        ["nice", "-n", "19", cc, "-Os", "-static", "-Wall", f'-DVERSION="{PAUSE_VERSION}"',
-         "-o", str(work / "pause"), str(pause_c)],
+        [
+            "nice",
+            "-n",
+            "19",
+            cc,
+            "-Os",
+            "-static",
+            "-Wall",
+            f'-DVERSION="{PAUSE_VERSION}"',
+            "-o",
+            str(work / "pause"),
+            str(pause_c),
+        ],
         check=True,
     )
     oci.write_archive(
@@ -206,8 +219,15 @@ def build_node(*, version: str = lc.K8S_VERSION, verbose: bool = False, log: Log
     )
     shutil.rmtree(work)
     (dest / "NODE.json").write_text(
-        json.dumps({**vars(report), "agnhost_ref": agnhost_ref,
-                    "total_seconds": round(time.monotonic() - started, 1)}, indent=2) + "\n"
+        json.dumps(
+            {
+                **vars(report),
+                "agnhost_ref": agnhost_ref,
+                "total_seconds": round(time.monotonic() - started, 1),
+            },
+            indent=2,
+        )
+        + "\n"
     )
     found = cached_node_binaries(version)
     if found is None:
@@ -244,7 +264,9 @@ def ensure_runtime_packages(log: Log = log_default) -> None:
     subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
     subprocess.run(
         ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-        env=env, check=True, stdout=subprocess.DEVNULL,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -313,7 +335,7 @@ def _remove_portmap_rules() -> None:
     chains: set[str] = set()
     for rule in _run("iptables", "-t", "nat", "-S", check=False).stdout.splitlines():
         words = shlex.split(rule)
-        if words[:1] == ["-A"] and any(marker in w or CNI_NETWORK == w for w in words) and "-j" in words:
+        if words[:1] == ["-A"] and any(marker in w for w in words) and "-j" in words:
             target = words[words.index("-j") + 1]
             if "name:" in rule and target.startswith("CNI-"):
                 _run("iptables", "-t", "nat", "-D", *words[1:], check=False)
@@ -373,15 +395,23 @@ class NodeCluster(lc.LocalCluster):  # type: ignore[misc,name-defined]
     authorization_mode = "Node,RBAC"
     service_cluster_ip_range = SERVICE_RANGE
     kubernetes_service_ip = KUBERNETES_SERVICE_IP
-    extra_state_entries = frozenset({"node", "scheduler.kubeconfig", "kubelet.kubeconfig",
-                                     "kube-proxy.kubeconfig"})
+    extra_state_entries = frozenset(
+        {"node", "scheduler.kubeconfig", "kubelet.kubeconfig", "kube-proxy.kubeconfig"}
+    )
     has_node = True
     #: Pods come from Deployments here (tests, benchmark, the controller itself);
     #: podgc removes Pods of a node that is gone.
-    controllers = (*lc.CONTROLLERS, "deployment-controller", "replicaset-controller",
-                   "pod-garbage-collector-controller", "node-lifecycle-controller")
+    controllers = (
+        *lc.CONTROLLERS,
+        "deployment-controller",
+        "replicaset-controller",
+        "pod-garbage-collector-controller",
+        "node-lifecycle-controller",
+    )
 
-    def __init__(self, *args: Any, node_binaries: NodeBinaries | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, node_binaries: NodeBinaries | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._node_binaries = node_binaries
 
@@ -389,7 +419,7 @@ class NodeCluster(lc.LocalCluster):  # type: ignore[misc,name-defined]
 
     @property
     def node_state(self) -> Path:
-        return self.state_dir / "node"
+        return Path(self.state_dir) / "node"
 
     @property
     def containerd_socket(self) -> Path:
@@ -405,7 +435,9 @@ class NodeCluster(lc.LocalCluster):  # type: ignore[misc,name-defined]
     def agnhost_image(self) -> str:
         return self.node_binaries.agnhost_ref
 
-    def ctr(self, *args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    def ctr(
+        self, *args: str, check: bool = True, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
         """``ctr`` against this node's containerd, namespace ``k8s.io`` (the CRI's)."""
         argv = ["ctr", f"--address={self.containerd_socket}", "-n", "k8s.io", *args]
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
@@ -483,8 +515,10 @@ class NodeCluster(lc.LocalCluster):  # type: ignore[misc,name-defined]
         self._write_cni_config()
         self._start_node_components()
         self._wait_node_ready(timeout)
-        self._log(f"node {NODE_NAME} Ready in {time.monotonic() - started:.1f} s "
-                  f"(InternalIP {NODE_IP}, pods {POD_SUBNET})")
+        self._log(
+            f"node {NODE_NAME} Ready in {time.monotonic() - started:.1f} s "
+            f"(InternalIP {NODE_IP}, pods {POD_SUBNET})"
+        )
 
     # -- components ------------------------------------------------------------------------
 
@@ -492,8 +526,8 @@ class NodeCluster(lc.LocalCluster):  # type: ignore[misc,name-defined]
         ns = self.node_state
         cri = 'plugins."io.containerd.grpc.v1.cri"'
         config = f"""version = 2
-root = "{ns / 'containerd' / 'root'}"
-state = "{ns / 'containerd' / 'state'}"
+root = "{ns / "containerd" / "root"}"
+state = "{ns / "containerd" / "state"}"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
@@ -502,10 +536,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   address = "{self.containerd_socket}"
 
 [ttrpc]
-  address = "{ns / 'containerd-ttrpc.sock'}"
+  address = "{ns / "containerd-ttrpc.sock"}"
 
 [plugins."io.containerd.internal.v1.opt"]
-  path = "{ns / 'containerd' / 'opt'}"
+  path = "{ns / "containerd" / "opt"}"
 
 [{cri}]
   sandbox_image = "{PAUSE_IMAGE}"
@@ -529,14 +563,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
 [{cri}.cni]
   bin_dir = "{CNI_BIN_DIR}"
-  conf_dir = "{ns / 'cni' / 'net.d'}"
+  conf_dir = "{ns / "cni" / "net.d"}"
 """
         path = ns / "containerd.toml"
         path.write_text(config)
         proc = self._spawn("containerd", ["containerd", f"--config={path}"])
         self._wait(
-            "containerd", proc,
-            lambda: self.ctr("version", check=False, timeout=10).returncode == 0, timeout,
+            "containerd",
+            proc,
+            lambda: self.ctr("version", check=False, timeout=10).returncode == 0,
+            timeout,
         )
         for archive in (self.node_binaries.pause_image, self.node_binaries.agnhost_image):
             self.import_image(archive)
@@ -562,8 +598,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                     "ipam": {
                         "type": "host-local",
                         "dataDir": str(self.node_state / "cni" / "ipam"),
-                        "ranges": [[{"subnet": str(POD_SUBNET), "gateway": gateway,
-                                     "rangeStart": str(POD_SUBNET[10])}]],
+                        "ranges": [
+                            [
+                                {
+                                    "subnet": str(POD_SUBNET),
+                                    "gateway": gateway,
+                                    "rangeStart": str(POD_SUBNET[10]),
+                                }
+                            ]
+                        ],
                         "routes": [{"dst": "0.0.0.0/0"}],
                     },
                 },
@@ -573,42 +616,53 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         (net_d / "10-hi-node.conflist").write_text(json.dumps(conflist, indent=2) + "\n")
 
     def _kubeconfig_for(self, user: str, file: str) -> Path:
-        path = self.state_dir / file
-        lc.write_kubeconfig(path, server=self.server, pki=self.pki, user=user, context="localcluster")
+        path = Path(self.state_dir) / file
+        lc.write_kubeconfig(
+            path, server=self.server, pki=self.pki, user=user, context="localcluster"
+        )
         return path
 
     def _start_node_components(self) -> None:
         nb = self.node_binaries
         self.ports.update(
-            scheduler=lc.free_port(), kubelet=lc.free_port(), kubelet_healthz=lc.free_port(),
-            proxy_healthz=lc.free_port(), proxy_metrics=lc.free_port(),
+            scheduler=lc.free_port(),
+            kubelet=lc.free_port(),
+            kubelet_healthz=lc.free_port(),
+            proxy_healthz=lc.free_port(),
+            proxy_metrics=lc.free_port(),
         )
         sched_kc = self._kubeconfig_for("kube-scheduler", "scheduler.kubeconfig")
-        self._spawn("kube-scheduler", [
-            str(nb.kube_scheduler),
-            f"--kubeconfig={sched_kc}",
-            f"--authentication-kubeconfig={sched_kc}",
-            f"--authorization-kubeconfig={sched_kc}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={self.ports['scheduler']}",
-            "--profiling=false",
-        ])
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(nb.kube_scheduler),
+                f"--kubeconfig={sched_kc}",
+                f"--authentication-kubeconfig={sched_kc}",
+                f"--authorization-kubeconfig={sched_kc}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['scheduler']}",
+                "--profiling=false",
+            ],
+        )
         proxy_kc = self._kubeconfig_for("kube-proxy", "kube-proxy.kubeconfig")
-        self._spawn("kube-proxy", [
-            str(nb.kube_proxy),
-            f"--kubeconfig={proxy_kc}",
-            "--proxy-mode=iptables",
-            f"--hostname-override={NODE_NAME}",
-            f"--cluster-cidr={POD_SUBNET}",
-            # NodePorts only on the node's own address, never on this machine's
-            # other addresses (other people's servers listen there).
-            f"--nodeport-addresses={NODE_IP}/32",
-            "--iptables-localhost-nodeports=false",
-            "--conntrack-max-per-core=0",
-            f"--healthz-bind-address=127.0.0.1:{self.ports['proxy_healthz']}",
-            f"--metrics-bind-address=127.0.0.1:{self.ports['proxy_metrics']}",
-        ])
+        self._spawn(
+            "kube-proxy",
+            [
+                str(nb.kube_proxy),
+                f"--kubeconfig={proxy_kc}",
+                "--proxy-mode=iptables",
+                f"--hostname-override={NODE_NAME}",
+                f"--cluster-cidr={POD_SUBNET}",
+                # NodePorts only on the node's own address, never on this machine's
+                # other addresses (other people's servers listen there).
+                f"--nodeport-addresses={NODE_IP}/32",
+                "--iptables-localhost-nodeports=false",
+                "--conntrack-max-per-core=0",
+                f"--healthz-bind-address=127.0.0.1:{self.ports['proxy_healthz']}",
+                f"--metrics-bind-address=127.0.0.1:{self.ports['proxy_metrics']}",
+            ],
+        )
         kubelet_kc = self._kubeconfig_for("kubelet", "kubelet.kubeconfig")
         root = self.node_state / "kubelet"
         root.mkdir(parents=True, exist_ok=True)
@@ -633,8 +687,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "authorization": {"mode": "AlwaysAllow"},
             "failSwapOn": False,
             # A shared development disk is often fuller than a node's would be.
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
-                             "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
+            "evictionHard": {
+                "memory.available": "100Mi",
+                "nodefs.available": "1%",
+                "imagefs.available": "1%",
+                "nodefs.inodesFree": "1%",
+            },
             # Images cannot be pulled again here: never garbage-collect them.
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
@@ -646,16 +704,19 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         }
         config_path = self.node_state / "kubelet-config.json"
         config_path.write_text(json.dumps(config, indent=2) + "\n")
-        self._spawn("kubelet", [
-            str(nb.kubelet),
-            f"--config={config_path}",
-            f"--kubeconfig={kubelet_kc}",
-            f"--root-dir={root}",
-            f"--cert-dir={root / 'pki'}",
-            f"--hostname-override={NODE_NAME}",
-            f"--node-ip={NODE_IP}",
-            "--v=2",
-        ])
+        self._spawn(
+            "kubelet",
+            [
+                str(nb.kubelet),
+                f"--config={config_path}",
+                f"--kubeconfig={kubelet_kc}",
+                f"--root-dir={root}",
+                f"--cert-dir={root / 'pki'}",
+                f"--hostname-override={NODE_NAME}",
+                f"--node-ip={NODE_IP}",
+                "--v=2",
+            ],
+        )
 
     def _wait_node_ready(self, timeout: float) -> None:
         def ready() -> bool:
@@ -703,8 +764,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         sandbox's network down (CNI DEL), so nothing is left on the host.
         """
         with contextlib.suppress(lc.ClusterError, subprocess.TimeoutExpired):
-            self.kubectl("delete", "pods", "--all", "--all-namespaces", "--grace-period=1",
-                         "--timeout=60s", timeout=90)
+            self.kubectl(
+                "delete",
+                "pods",
+                "--all",
+                "--all-namespaces",
+                "--grace-period=1",
+                "--timeout=60s",
+                timeout=90,
+            )
 
     def _remove_containers(self) -> None:
         for task in self.ctr("tasks", "ls", "-q", check=False).stdout.split():

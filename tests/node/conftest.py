@@ -108,10 +108,12 @@ def ns(node_cluster: NodeKube) -> Iterator[str]:
     name = f"node-{uuid.uuid4().hex[:8]}"
     node_cluster.kubectl("create", "namespace", name)
     wait_for(
-        lambda: node_cluster.kubectl(
-            "get", "serviceaccount", "default", "-n", name, check=False
-        ).returncode
-        == 0,
+        lambda: (
+            node_cluster.kubectl(
+                "get", "serviceaccount", "default", "-n", name, check=False
+            ).returncode
+            == 0
+        ),
         what=f"ServiceAccount {name}/default",
     )
     yield name
@@ -184,4 +186,3 @@ def http_get(url: str, *, host: str | None = None, timeout: float = 3.0) -> tupl
 def describe(kube: NodeKube, *args: str) -> str:
     """kubectl describe output, for failure messages."""
     return str(kube.kubectl("describe", *args, check=False).stdout)
-

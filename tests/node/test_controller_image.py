@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import wait_for
 from tests.node.conftest import (
     REPO_ROOT,
     NodeKube,
@@ -22,7 +23,6 @@ from tests.node.conftest import (
     describe,
     http_get,
     pod_ready,
-    wait_for,
 )
 
 CONTROLLER_NS = "haproxy-ingress"
@@ -43,7 +43,9 @@ def controller(node_cluster: NodeKube, request: pytest.FixtureRequest) -> Iterat
         return next((p for p in pods if pod_ready(p)), None)
 
     pod = wait_for(
-        ready, timeout=120, what=f"controller Ready\n{describe(node_cluster, 'pods', '-n', CONTROLLER_NS)}"
+        ready,
+        timeout=120,
+        what=f"controller Ready\n{describe(node_cluster, 'pods', '-n', CONTROLLER_NS)}",
     )
     yield pod
     node_cluster.kubectl(
@@ -53,7 +55,14 @@ def controller(node_cluster: NodeKube, request: pytest.FixtureRequest) -> Iterat
 
 def _exec(kube: NodeKube, pod: dict[str, Any], code: str) -> Any:
     return kube.kubectl(
-        "exec", "-n", CONTROLLER_NS, pod["metadata"]["name"], "--", "python3", "-c", code,
+        "exec",
+        "-n",
+        CONTROLLER_NS,
+        pod["metadata"]["name"],
+        "--",
+        "python3",
+        "-c",
+        code,
         check=False,
     )
 
@@ -93,8 +102,11 @@ def test_probes_pass_and_no_restarts(node_cluster: NodeKube, controller: dict[st
     (status,) = current["status"]["containerStatuses"]
     assert status["restartCount"] == 0, describe(node_cluster, "pod", "-n", CONTROLLER_NS)
     events = node_cluster.get_json(
-        "events", "-n", CONTROLLER_NS,
-        "--field-selector", f"involvedObject.name={controller['metadata']['name']}",
+        "events",
+        "-n",
+        CONTROLLER_NS,
+        "--field-selector",
+        f"involvedObject.name={controller['metadata']['name']}",
     )["items"]
     liveness_failures = [e for e in events if "Liveness probe failed" in e.get("message", "")]
     assert not liveness_failures, liveness_failures
@@ -130,9 +142,11 @@ def test_serves_through_the_node_and_publishes_the_address(
 
     assert wait_for(answers, timeout=60, what="both echo pods through the node") == names
     ingress = wait_for(
-        lambda: node_cluster.get_json("ingress", "-n", "demo", "echo")["status"]
-        .get("loadBalancer", {})
-        .get("ingress"),
+        lambda: (
+            node_cluster.get_json("ingress", "-n", "demo", "echo")["status"]
+            .get("loadBalancer", {})
+            .get("ingress")
+        ),
         what="Ingress status address",
     )
     assert ingress == [{"ip": node_cluster.node_ip}]

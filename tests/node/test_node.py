@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.e2e.conftest import wait_for
 from tests.node.conftest import (
     NodeKube,
     describe,
@@ -16,7 +17,6 @@ from tests.node.conftest import (
     netexec_deployment,
     pod_ready,
     service,
-    wait_for,
 )
 
 
@@ -24,9 +24,7 @@ def _deploy(kube: NodeKube, ns: str, name: str, **kwargs: Any) -> list[dict[str,
     replicas = int(kwargs.get("replicas", 1))
     kube.apply(netexec_deployment(ns, name, kube.agnhost, **kwargs), service(ns, name))
     return wait_for(
-        lambda: (
-            pods if len(pods := kube.ready_pods(ns, f"app={name}")) == replicas else None
-        ),
+        lambda: pods if len(pods := kube.ready_pods(ns, f"app={name}")) == replicas else None,
         timeout=90,
         what=f"{replicas} ready {name} pods\n{describe(kube, 'pods', '-n', ns)}",
     )
@@ -42,9 +40,7 @@ def test_node_is_ready_with_the_runtime_and_version(node_cluster: NodeKube) -> N
     assert not node["spec"].get("taints"), node["spec"].get("taints")
 
 
-def test_pod_runs_ready_and_its_ip_is_in_the_endpointslice(
-    node_cluster: NodeKube, ns: str
-) -> None:
+def test_pod_runs_ready_and_its_ip_is_in_the_endpointslice(node_cluster: NodeKube, ns: str) -> None:
     (pod,) = _deploy(node_cluster, ns, "web")
     ip = pod["status"]["podIP"]
     assert pod["spec"]["nodeName"] == node_cluster.node_name
@@ -66,8 +62,15 @@ def test_kubernetes_service_reaches_the_api_server_from_a_pod(
     # No cluster DNS here: the kubelet injects KUBERNETES_SERVICE_HOST/PORT, which
     # is what in-cluster configuration reads.
     result = node_cluster.kubectl(
-        "exec", "-n", ns, pod["metadata"]["name"], "--", "/agnhost", "connect",
-        "--timeout=5s", f"{node_cluster.cluster.kubernetes_service_ip}:443",
+        "exec",
+        "-n",
+        ns,
+        pod["metadata"]["name"],
+        "--",
+        "/agnhost",
+        "connect",
+        "--timeout=5s",
+        f"{node_cluster.cluster.kubernetes_service_ip}:443",
     )
     assert result.returncode == 0, result.stderr
 
@@ -100,9 +103,7 @@ def test_terminating_pod_keeps_serving_through_prestop_while_slice_says_terminat
     )
 
 
-def test_container_killed_through_the_runtime_is_restarted(
-    node_cluster: NodeKube, ns: str
-) -> None:
+def test_container_killed_through_the_runtime_is_restarted(node_cluster: NodeKube, ns: str) -> None:
     (pod,) = _deploy(node_cluster, ns, "victim")
     name = pod["metadata"]["name"]
     container_id = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
@@ -130,13 +131,15 @@ def test_scale_up_and_down_follow_in_the_slice(node_cluster: NodeKube, ns: str) 
     )
     ips = {p["status"]["podIP"] for p in pods}
     wait_for(
-        lambda: ips
-        <= {
-            a
-            for e in node_cluster.slice_endpoints(ns, "scaled")
-            if e["conditions"]["ready"]
-            for a in e["addresses"]
-        },
+        lambda: (
+            ips
+            <= {
+                a
+                for e in node_cluster.slice_endpoints(ns, "scaled")
+                if e["conditions"]["ready"]
+                for a in e["addresses"]
+            }
+        ),
         what=f"{ips} ready in the slice",
     )
     node_cluster.kubectl("scale", "deployment", "-n", ns, "scaled", "--replicas=1")

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from haproxy_ingress.haproxy import config as haproxy_config
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -121,7 +123,9 @@ def test_archive_config_carries_the_recipe(tmp_path: Path) -> None:
     payload.write_text("hi\n")
     ociimage.write_file_layer(layer, [("etc/hello", payload, 0o644)])
     archive = tmp_path / "image.oci.tar"
-    ociimage.write_archive(archive, ref=image.IMAGE_REF, layers=[layer], config=image.image_config())
+    ociimage.write_archive(
+        archive, ref=image.IMAGE_REF, layers=[layer], config=image.image_config()
+    )
     config = ociimage.read_config(archive)["config"]
     assert config["Entrypoint"] == json.loads(last("ENTRYPOINT"))
     assert config["Cmd"] == json.loads(last("CMD"))
@@ -142,8 +146,6 @@ def test_overlay_points_at_the_image_make_image_builds() -> None:
 
 def test_templates_found_under_the_install_prefix_not_sys_prefix(tmp_path: Path) -> None:
     """Debian's pip installs under /usr/local while sys.prefix is /usr (make image)."""
-    from haproxy_ingress.haproxy import config as haproxy_config
-
     prefix = tmp_path / "usr" / "local"
     module = prefix / "lib/python3.11/dist-packages/haproxy_ingress/haproxy/config.py"
     module.parent.mkdir(parents=True)
