@@ -1205,7 +1205,7 @@ def main(argv: list[str] | None = None) -> int:
             root.mkdir(parents=True, exist_ok=True)
         for kubelet in kubelets:
             run = run_simulated if kubelet == "simulated" else run_real
-            for result in run(
+            for measured in run(
                 binaries=binaries,
                 root=root / kubelet,
                 modes=modes,
@@ -1213,7 +1213,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings=settings,
                 subnet=args.subnet,
             ):
-                result = {"kubelet": kubelet, **result}
+                result = {"kubelet": kubelet, **measured}
                 results.append(result)
                 print(json.dumps(result), flush=True)
     if len(kubelets) > 1:

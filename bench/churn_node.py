@@ -16,7 +16,8 @@ seconds, answering /readyz with 503 meanwhile):
 |---|---|
 | scale   | Deployment replicas 1 → 10 → 1 (4 with --quick) |
 | rolling | ``rollout restart`` of 4 replicas (2), maxSurge 1, maxUnavailable 0 |
-| race-a  | SIGTERM sent to 3 (1) containers through containerd, before any endpoint change; the kubelet restarts them |
+| race-a  | SIGTERM to 3 (1) containers through containerd, before any endpoint |
+|         | change; the kubelet restarts them |
 | race-b  | replicas 4 → 1 (2 → 1): endpoint terminating, preStop sleep, then SIGTERM |
 | kill    | SIGKILL to 2 (1) containers through containerd; the kubelet restarts them |
 | long    | not run: agnhost netexec has no slow endpoint (the simulated pods' ``?sleep=``) |
@@ -29,9 +30,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.churn import POD_GRACE_SECONDS, SERVICE, Bench, log
 from tests.e2e.conftest import service_manifest
 from tests.e2e.operator import ingress
+
+from bench.churn import POD_GRACE_SECONDS, SERVICE, Bench
 
 #: Seconds of the preStop sleep: the endpoint is terminating that long before SIGTERM.
 PRE_STOP_SECONDS = 2
@@ -70,9 +72,7 @@ def deployment(namespace: str, image: str, replicas: int) -> dict[str, Any]:
                                 "periodSeconds": 1,
                                 "failureThreshold": 1,
                             },
-                            "lifecycle": {
-                                "preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}
-                            },
+                            "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
                         }
                     ],
                 },
@@ -108,7 +108,6 @@ class RealBench(Bench):
 
     def _start_monitor(self) -> None:
         from bench.churn import Monitor  # noqa: PLC0415 - the base module's class
-
         from haproxy_ingress.haproxy.paths import HAProxyPaths  # noqa: PLC0415
 
         self.monitor = Monitor(
@@ -134,7 +133,9 @@ class RealBench(Bench):
         )
 
     def pods_now(self) -> list[dict[str, Any]]:
-        _, listing = self.api.call("GET", f"{self.api.pods(self.namespace)}?labelSelector=app%3D{SERVICE}")
+        _, listing = self.api.call(
+            "GET", f"{self.api.pods(self.namespace)}?labelSelector=app%3D{SERVICE}"
+        )
         items: list[dict[str, Any]] = listing["items"]
         return items
 
@@ -154,7 +155,9 @@ class RealBench(Bench):
             if settled:
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"pods did not settle at {count}: {[p['metadata']['name'] for p in self.pods_now()]}")
+        raise RuntimeError(
+            f"pods did not settle at {count}: {[p['metadata']['name'] for p in self.pods_now()]}"
+        )
 
     def scale_to(self, count: int) -> None:
         assert self.monitor is not None
@@ -248,6 +251,4 @@ class RealBench(Bench):
     def scenario_kill(self) -> dict[str, Any]:
         count = 1 if self.settings.quick else 2
         self.scale_to(count + 1)
-        return self.measure(
-            "pod SIGKILLed", lambda: self.signal_containers(count, "SIGKILL")
-        )
+        return self.measure("pod SIGKILLed", lambda: self.signal_containers(count, "SIGKILL"))

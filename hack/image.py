@@ -168,7 +168,9 @@ def build_rootfs(wheels_dir: Path, out: Path) -> None:
         DEBIAN_SUITE,
         str(out),
     ]
-    subprocess.run(argv, check=True)
+    # The host's pip settings (PIP_FIND_LINKS, ...) name host paths: not for the chroot.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    subprocess.run(argv, check=True, env=env)
 
 
 def image_dir(key: str) -> Path:
@@ -223,9 +225,19 @@ def main() -> int:
         help="import into the node of the local cluster",
     )
     b.add_argument("--state-dir", type=Path, default=REPO / ".cluster")
+    b.add_argument(
+        "--import-if-node",
+        action="store_true",
+        help="import only if a local cluster with a node runs",
+    )
     args = parser.parse_args()
     archive = build(force=args.force)
     print(archive)
+    if args.import_if_node:
+        cluster = _load("localcluster").attach_any(args.state_dir.resolve())
+        args.do_import = cluster is not None and cluster.has_node
+        if not args.do_import:
+            say("no local node runs (make cluster-up NODE=1): not imported")
     if args.do_import:
         import_into_node(archive, args.state_dir.resolve())
     return 0

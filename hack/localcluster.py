@@ -12,8 +12,9 @@ the repo, and then started on loopback with free ports:
 * kube-controller-manager with just the controllers the ingress controller relies on
   (EndpointSlices, Endpoints, namespaces, garbage collection, service accounts).
 
-There is no kubelet and no scheduler: tests play the kubelet by binding Pods to a
-Node object (``spec.nodeName``) and patching ``/status``.
+By default there is no kubelet and no scheduler: tests play the kubelet by binding
+Pods to a Node object (``spec.nodeName``) and patching ``/status``. ``up --node``
+(:class:`localnode.NodeCluster` in hack/localnode.py) adds a real node.
 
 Use it from the command line (``python hack/localcluster.py build|up|down|status|env``)
 or import :class:`LocalCluster` (a context manager) to start a private cluster in a

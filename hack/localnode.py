@@ -410,10 +410,20 @@ class NodeCluster(lc.LocalCluster):  # type: ignore[misc,name-defined]
     )
 
     def __init__(
-        self, *args: Any, node_binaries: NodeBinaries | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        node_binaries: NodeBinaries | None = None,
+        wait_for_node: float = 0.0,
+        **kwargs: Any,
     ) -> None:
+        """``wait_for_node``: seconds to wait while another cluster holds the node.
+
+        There is one node per machine (kube-proxy owns the host's iptables chains);
+        test runs of several developers sharing a machine queue up for it.
+        """
         super().__init__(*args, **kwargs)
         self._node_binaries = node_binaries
+        self._wait_for_node = wait_for_node
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -490,17 +500,28 @@ class NodeCluster(lc.LocalCluster):  # type: ignore[misc,name-defined]
         _run("ip", "route", "replace", SERVICE_RANGE, "dev", BRIDGE)
 
     def _claim_host(self) -> None:
-        """One node per machine: refuse if another live state dir owns the bridge."""
-        if OWNER_FILE.is_file():
+        """One node per machine: wait for (or refuse) a live cluster that holds it."""
+        deadline = time.monotonic() + self._wait_for_node
+        announced = False
+        while OWNER_FILE.is_file():
             owner = Path(OWNER_FILE.read_text().strip())
-            if owner != self.state_dir:
-                other = NodeCluster.attach(owner, log=self._log)
-                if other is not None and any(p.alive() for p in other.processes.values()):
-                    raise lc.ClusterError(
-                        f"a node cluster already runs from {owner}; stop it first "
-                        f"(python hack/localcluster.py --state-dir {owner} down)"
-                    )
+            if owner == self.state_dir:
+                break
+            other = NodeCluster.attach(owner, log=self._log)
+            if other is None or not any(p.alive() for p in other.processes.values()):
                 self._log(f"taking over the node from the stopped cluster in {owner}")
+                break
+            if time.monotonic() > deadline:
+                raise lc.ClusterError(
+                    f"a node cluster already runs from {owner}; stop it first "
+                    f"(python hack/localcluster.py --state-dir {owner} down)"
+                )
+            if not announced:
+                self._log(
+                    f"the node is in use by {owner}; waiting up to {self._wait_for_node:.0f} s"
+                )
+                announced = True
+            time.sleep(2)
         overlap = _other_route_overlaps()
         if overlap is not None:
             raise lc.ClusterError(f"the node's subnets are in use on this machine: {overlap}")

@@ -94,7 +94,10 @@ def node_cluster(
         binaries = localcluster.ensure_binaries()
         localnode.ensure_node_binaries()
         state_dir = tmp_path_factory.mktemp("nodecluster")
-        instance = localnode.NodeCluster(state_dir, binaries=binaries, die_with_parent=True)
+        # Another run on this machine may hold the one node: queue up behind it.
+        instance = localnode.NodeCluster(
+            state_dir, binaries=binaries, die_with_parent=True, wait_for_node=900
+        )
         instance.start()
     try:
         yield NodeKube(instance)
