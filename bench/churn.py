@@ -55,15 +55,14 @@ from tests.e2e.conftest import (  # noqa: E402
     service_manifest,
 )
 
-from haproxy_ingress.haproxy.paths import HAProxyPaths  # noqa: E402
-from haproxy_ingress.haproxy.process import HAProxyError, HAProxyProcess  # noqa: E402
-from haproxy_ingress.haproxy.runtime import (  # noqa: E402
-    RuntimeClient,
+from haproxy_ingress.haproxy.commands import (  # noqa: E402
     RuntimeCommandError,
-    RuntimeConnectionError,
     parse_csv_stat,
     parse_servers_state,
 )
+from haproxy_ingress.haproxy.paths import HAProxyPaths  # noqa: E402
+from haproxy_ingress.haproxy.process import HAProxyError, HAProxyProcess  # noqa: E402
+from haproxy_ingress.haproxy.runtime import RuntimeClient, RuntimeConnectionError  # noqa: E402
 
 # tests/e2e/operator.py (start_controller, ingress) imports hack/podnet.py via
 # sys.path, which mypy's search path (pyproject: operator/) does not include,
@@ -364,7 +363,7 @@ class Monitor:
             while not self._stop.is_set():
                 try:
                     text = await client.run("show", "servers", "state", self.backend)
-                    rows = parse_servers_state(text)
+                    rows = parse_servers_state(text).rows
                 except (RuntimeConnectionError, RuntimeCommandError, ValueError, OSError):
                     self.poll_errors += 1
                     await asyncio.sleep(0.05)

@@ -30,9 +30,10 @@ from tests.kube import (
     service,
 )
 
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.haproxy.config import RenderOptions, environment, render
 from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.plan import plan
 from haproxy_ingress.translate import refresh_endpoints, translate
 

@@ -202,6 +202,9 @@ class PodNetwork:
                 f"{address}:{port}",
             ],
             stdout=subprocess.PIPE,
+            # Its own session: a Ctrl-C at the terminal is for the harness
+            # (make run, a benchmark), which stops its pods through destroy().
+            start_new_session=True,
         )
         ready = process.stdout.readline() if process.stdout else b""
         if not ready.startswith(b"ready"):
@@ -264,7 +267,10 @@ async def serve(name: str, bind: str) -> None:
 
     server = await asyncio.start_server(handle, host, int(port), backlog=1024)
     loop = asyncio.get_running_loop()
+    # SIGINT too: a pod stopped by Ctrl-C stops as gracefully as by SIGTERM,
+    # without KeyboardInterrupt tracebacks from every open connection.
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
     print("ready", flush=True)
     await stopping.wait()
     server.close()  # no new connections

@@ -30,7 +30,7 @@ from podnet import PodNetwork, PodNetworkError  # noqa: E402
 HTTP_PORT = int(os.environ.get("HTTP_PORT", "8080"))
 HTTPS_PORT = int(os.environ.get("HTTPS_PORT", "8443"))
 METRICS_PORT = int(os.environ.get("METRICS_PORT", "9101"))
-HEALTH_PORT = int(os.environ.get("HEALTH_PORT", "8081"))
+HEALTH_PORT = int(os.environ.get("HEALTH_PORT", "10254"))
 EXAMPLE_HOST = "echo.example.com"
 
 
@@ -52,8 +52,8 @@ def controller_command(state_dir: Path) -> list[str]:
         f"127.0.0.1:{HTTPS_PORT}",
         "--metrics-bind",
         f"127.0.0.1:{METRICS_PORT}",
-        "--liveness",
-        f"http://127.0.0.1:{HEALTH_PORT}/healthz",
+        "--health-bind",
+        f"127.0.0.1:{HEALTH_PORT}",
         "--publish-address",
         "127.0.0.1",
     ]
@@ -81,6 +81,32 @@ def delete_example_pod(cluster: localcluster.LocalCluster) -> None:
         "--force",
         check=False,
     )
+
+
+def wait_slice_forgets(cluster: localcluster.LocalCluster, address: str) -> bool:
+    """Until no EndpointSlice of demo/echo lists ``address`` (the controller-manager's job)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        result = cluster.kubectl(
+            "get",
+            "endpointslices",
+            "-n",
+            "demo",
+            "-l",
+            "kubernetes.io/service-name=echo",
+            "-o",
+            "json",
+            check=False,
+        )
+        if result.returncode == 0:
+            items = json.loads(result.stdout).get("items") or []
+            listed = {
+                a for s in items for e in s.get("endpoints") or () for a in e.get("addresses", ())
+            }
+            if address not in listed:
+                return True
+        time.sleep(0.3)
+    return False
 
 
 def start_example_pod(cluster: localcluster.LocalCluster, network: PodNetwork) -> str:
@@ -178,6 +204,7 @@ def run_local() -> int:
         )
         return 1
     controller: subprocess.Popen[bytes] | None = None
+    address: str | None = None
     try:
         address = start_example_pod(cluster, network)
         say(f"example pod demo/echo-1 serves on {address}:8080")
@@ -192,7 +219,17 @@ def run_local() -> int:
             )
             say(
                 f"metrics: http://127.0.0.1:{METRICS_PORT}/metrics; "
-                f"kubectl: export KUBECONFIG={cluster.kubeconfig}; Ctrl-C stops"
+                f"health: http://127.0.0.1:{HEALTH_PORT}/healthz and /readyz"
+            )
+            # The system's kubectl may be versions away from this server (and
+            # warns about skew on every call): name the one built with it.
+            say(
+                f"kubectl: export KUBECONFIG={cluster.kubeconfig}; "
+                f"use {cluster.binaries.kubectl} (the server's version)"
+            )
+            say(
+                "no kubelet here: the shipped Deployment stays 0/2 and other Pods stay "
+                "Pending; Ctrl-C stops"
             )
         else:
             say("the example route did not come up; see the controller's log above")
@@ -207,6 +244,8 @@ def run_local() -> int:
         # would be routed to by any controller started later.
         delete_example_pod(cluster)
         network.destroy()
+        if address is not None and not wait_slice_forgets(cluster, address):
+            say(f"the EndpointSlice of demo/echo still lists {address}; a later run replaces it")
         say("stopped; the local control plane keeps running (make cluster-down stops it)")
 
 

@@ -122,3 +122,90 @@ core.register_action("ingress_canonical", { "http-req" }, function(txn)
   txn:set_var("txn.host", host)
   txn:set_var("txn.path", path)
 end)
+
+-- Compiled patterns (use-regex paths, canary header patterns), per thread.
+-- Patterns were checked by regex.py; the cache is dropped when it is full.
+local MAX_CACHED = 1000
+local cached = {}
+local cached_count = 0
+
+local function compiled(pattern)
+  local regex = cached[pattern]
+  if regex == nil then
+    local ok, result = Regex.new(pattern, true)
+    if not ok then
+      return nil
+    end
+    if cached_count >= MAX_CACHED then
+      cached = {}
+      cached_count = 0
+    end
+    cached[pattern] = result
+    cached_count = cached_count + 1
+    regex = result
+  end
+  return regex
+end
+
+-- rewrite-target with capture groups: nginx's rewrite "(?i)<path>" <target>:
+-- the whole path becomes the target, $1..$9 replaced by the pattern's
+-- groups (empty when a group did not take part). The query is kept.
+core.register_action("ingress_rewrite", { "http-req" }, function(txn)
+  local path = txn:get_var("txn.path")
+  local template = txn:get_var("txn.o_template")
+  local regex = compiled("(?i)" .. txn:get_var("txn.o_rxpath"))
+  if path == nil or template == nil or regex == nil then
+    return
+  end
+  local matched, groups = regex:match(path)
+  if not matched then
+    return
+  end
+  local target = template:gsub("%$([1-9])", function(digit)
+    return groups[tonumber(digit) + 1] or ""
+  end)
+  txn:set_var("txn.o_newpath", target)
+end)
+
+-- Canary header and cookie rules, in ingress-nginx's order (balancer.lua):
+-- the header decides if its value is the wanted one (or matches the
+-- pattern), else "always" / "never" when neither is set; then the cookie's
+-- "always" / "never". Sets txn.canary to 1 (canary) or 0 (main); unset
+-- leaves the choice to the weight.
+core.register_action("ingress_canary", { "http-req" }, function(txn)
+  local name = txn:get_var("txn.o_chdr")
+  if name ~= nil then
+    local value = txn.f:req_fhdr(name)
+    if value ~= nil then
+      local wanted = txn:get_var("txn.o_cval")
+      local pattern = txn:get_var("txn.o_cpat")
+      if wanted ~= nil then
+        if value == wanted then
+          txn:set_var("txn.canary", "1")
+          return
+        end
+      elseif pattern ~= nil then
+        local regex = compiled(pattern)
+        if regex ~= nil and regex:exec(value) then
+          txn:set_var("txn.canary", "1")
+          return
+        end
+      elseif value == "always" then
+        txn:set_var("txn.canary", "1")
+        return
+      elseif value == "never" then
+        txn:set_var("txn.canary", "0")
+        return
+      end
+    end
+  end
+  local cookie = txn:get_var("txn.o_ccook")
+  if cookie ~= nil then
+    local value = txn.f:req_cook(cookie)
+    if value == "always" then
+      txn:set_var("txn.canary", "1")
+    elseif value == "never" then
+      txn:set_var("txn.canary", "0")
+    end
+  end
+end)

@@ -25,6 +25,7 @@ class Backend:
     host: str
     port: int
     delay: float = 0.0  # seconds before answering: a "long request"
+    headers: tuple[tuple[str, str], ...] = ()  # extra response header lines
     served: int = 0
     # Every request's target and header lines (name lowered, value as sent),
     # in order: what a real application would see.
@@ -73,6 +74,7 @@ class Backend:
                     + f"Content-Length: {len(body)}\r\n".encode()
                     + f"X-Backend: {self.name}\r\n".encode()
                     + f"X-Forwarded-Proto-Seen: {headers.get('x-forwarded-proto', '')}\r\n".encode()
+                    + "".join(f"{name}: {value}\r\n" for name, value in self.headers).encode()
                     + b"\r\n"
                     + body
                 )

@@ -1,7 +1,6 @@
 """haproxy-ingress: a Kubernetes Ingress controller on Kopf that drives HAProxy.
 
-Importing the package registers the Kopf handlers, so that
-``kopf run -m haproxy_ingress`` runs the controller.
+The package root imports nothing: the pure core (translate, plan, render)
+loads without Kopf. The Kopf handlers live in :mod:`haproxy_ingress.handlers`,
+so ``kopf run -m haproxy_ingress.handlers`` runs the controller.
 """
-
-from haproxy_ingress import handlers as handlers

@@ -8,6 +8,7 @@ from freshly written files always converges.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import logging
@@ -19,13 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from haproxy_ingress import state
-from haproxy_ingress.haproxy import runtime
+from haproxy_ingress.haproxy import commands
+from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError
 from haproxy_ingress.haproxy.config import (
     ALPN,
     Rendered,
     RenderOptions,
     certificate_path,
     default_certificate_path,
+    enabled_servers,
     environment,
     map_path,
     render,
@@ -33,10 +36,9 @@ from haproxy_ingress.haproxy.config import (
 from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyProcess, check_config
-from haproxy_ingress.haproxy.runtime import Command, RuntimeClient, RuntimeCommandError
-from haproxy_ingress.model import ServerState
+from haproxy_ingress.haproxy.runtime import RuntimeClient
+from haproxy_ingress.model import AppliedState, ServerState
 from haproxy_ingress.plan import (
-    AppliedState,
     Operation,
     Plan,
     PutCertificate,
@@ -75,6 +77,11 @@ class Applier:
         self._binary = binary
         self._templates = environment()  # compiled once, rendered on every apply
         self.applied: AppliedState | None = None
+        # Runtime-only applies leave their files to a writer in a worker
+        # thread (see _persist_later); the latest target waits here.
+        self._unwritten: AppliedState | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._write_error: OSError | None = None
 
     async def apply(self, plan: Plan) -> ApplyResult:
         """Bring HAProxy to ``plan.target``.
@@ -83,48 +90,28 @@ class Applier:
         or ReloadError.
         """
         started = time.monotonic()
-        if plan.reload:
-            await self._reload(self._render(plan.target), plan.reload_reasons)
-            await self._execute(plan.operations)
-            # Keys of Secrets no longer served must not stay on disk.
-            self._remove_stale_certificates(plan.target)
-            self._remember(plan.target)
-            return ApplyResult(
-                True,
-                plan.reload_reasons,
-                len(plan.operations),
-                False,
-                time.monotonic() - started,
-            )
-        try:
-            await self._execute(plan.operations)
-        except RuntimeCommandError as error:
-            reason = f"runtime API refused {' '.join(error.command.words[:3])!r}: {error.reply}"
-            logger.warning("runtime operation failed, falling back to a reload: %s", reason)
-            full = plan_full_sync(plan.target)
+        if not plan.reload:
             try:
-                await self._reload(self._render(plan.target), (reason,))
-            except ConfigCheckError:
-                # Part of the plan already runs (the operations before the
-                # refused one), so HAProxy is neither at `applied` nor at the
-                # target: forget what it runs, and the next plan reloads all.
-                self.applied = None
-                raise
-            await self._execute(full)
-            self._remember(plan.target)
-            return ApplyResult(
-                True,
-                (reason,),
-                len(plan.operations) + len(full),
-                True,
-                time.monotonic() - started,
-            )
-        # Files after the runtime: they matter at the next reload, and traffic
-        # should not wait for rendering and fsyncs.
-        self._write(self._render(plan.target), config=True)
-        self._remove_stale_certificates(plan.target)
-        self._remember(plan.target)
-        return ApplyResult(False, (), len(plan.operations), False, time.monotonic() - started)
+                await self._execute(plan.operations)
+            except RuntimeCommandError as error:
+                reason = f"runtime API refused {' '.join(error.command.words[:3])!r}: {error.reply}"
+                logger.warning("runtime operation failed, falling back to a reload: %s", reason)
+                try:
+                    done = await self._reload(plan.target, (reason,))
+                except ConfigCheckError:
+                    # Part of the plan already runs (the operations before the
+                    # refused one), so HAProxy is neither at `applied` nor at the
+                    # target: forget what it runs, and the next plan reloads all.
+                    self.applied = None
+                    raise
+                return ApplyResult(
+                    True, (reason,), len(plan.operations) + done, True, time.monotonic() - started
+                )
+            self.applied = plan.target
+            self._persist_later(plan.target)
+            return ApplyResult(False, (), len(plan.operations), False, time.monotonic() - started)
+        done = await self._reload(plan.target, plan.reload_reasons)
+        return ApplyResult(True, plan.reload_reasons, done, False, time.monotonic() - started)
 
     async def adopt(self) -> bool:
         """Take over a HAProxy that outlived its controller; True if one runs.
@@ -204,23 +191,88 @@ class Applier:
     def _state_path(self) -> Path:
         return self._options.paths.base / "applied.json"
 
-    def _remember(self, target: AppliedState) -> None:
-        self.applied = target
-        atomic_write(self._state_path, state.dump(target), mode=0o600)
+    async def _reload(self, target: AppliedState, reasons: Sequence[str]) -> int:
+        """The one way to a reload: render, check once, swap in, reload, set every slot.
 
-    async def _reload(self, rendered: Rendered, reasons: Sequence[str]) -> None:
-        self._write(rendered, config=False)
+        Returns how many runtime operations followed the reload.
+        """
+        # Files written in the background for an earlier target must not land
+        # over this one's.
+        await self.flush()
+        rendered = await asyncio.to_thread(self._render, target)
         candidate = self._options.paths.config.with_suffix(".cfg.next")
-        atomic_write(candidate, rendered.config.content, mode=rendered.config.mode)
+
+        def write() -> None:
+            self._write(rendered, config=False)
+            atomic_write(candidate, rendered.config.content, mode=rendered.config.mode)
+
+        await asyncio.to_thread(write)
         await check_config(candidate, binary=self._binary)
         candidate.replace(self._options.paths.config)
-        logger.info("reloading HAProxy: %s", "; ".join(reasons))
+        logger.debug("reloading HAProxy: %s", "; ".join(reasons))
         if not self._process.running and await self._process.adopt() is None:
             await self._process.start()
         else:
             # A running master (ours, or one a previous controller left) loads
-            # the new files; clients keep their connections.
-            await self._process.reload()
+            # the new files; clients keep their connections, and the slots the
+            # new configuration agrees with keep their runtime state.
+            await self._process.reload(enabled_servers(target))
+        operations = plan_full_sync(target)
+        await self._execute(operations)
+        self.applied = target
+        await asyncio.to_thread(self._finish, target)
+        return len(operations)
+
+    def _finish(self, target: AppliedState) -> None:
+        # Keys of Secrets no longer served must not stay on disk.
+        self._remove_stale_certificates(target)
+        atomic_write(self._state_path, state.dump(target), mode=0o600)
+
+    def _persist_later(self, target: AppliedState) -> None:
+        """Write ``target``'s files and state soon, off the event loop.
+
+        HAProxy already runs ``target`` (runtime commands); its files matter
+        only at the next reload or controller restart, and rendering and
+        serialising them grows with the cluster (about 2 s at 10k Ingresses).
+        So a single writer task does it in a worker thread, always for the
+        latest target: a burst of endpoint changes costs one write, and the
+        event loop stays free for the next event. What is on disk lags
+        behind HAProxy, never ahead of it: a controller that restarts before
+        the write adopts the previous state and re-asserts it, and the next
+        sync brings HAProxy forward again.
+        """
+        self._unwritten = target
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_unwritten(), name="applier-writer")
+
+    async def _write_unwritten(self) -> None:
+        while self._unwritten is not None:
+            target = self._unwritten
+
+            def persist(target: AppliedState = target) -> None:
+                self._write(self._render(target), config=True)
+                self._finish(target)
+
+            try:
+                await asyncio.to_thread(persist)
+            except OSError as error:
+                # Kept for the next attempt: the next runtime apply, flush or
+                # reload (which renders everything anyway) tries again.
+                self._write_error = error
+                logger.error("could not write HAProxy's files for the applied state: %s", error)
+                return
+            self._write_error = None
+            if self._unwritten is target:
+                self._unwritten = None
+
+    async def flush(self) -> None:
+        """Write the files of every runtime-only apply now; raises OSError if they cannot be."""
+        if self._unwritten is not None and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._write_unwritten(), name="applier-writer")
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        if self._unwritten is not None and self._write_error is not None:
+            raise self._write_error
 
     def _write(self, rendered: Rendered, *, config: bool) -> None:
         for file in rendered.files:
@@ -288,14 +340,14 @@ def server_commands(operation: SetServer) -> list[Command]:
     backend, server = operation.backend, operation.server
     endpoint = operation.endpoint
     if endpoint is None:
-        return [runtime.set_server_state(backend, server, ServerState.MAINT.value)]
-    commands = []
+        return [commands.set_server_state(backend, server, ServerState.MAINT.value)]
+    result = []
     previous = operation.previous
     if previous is None or previous.key != endpoint.key:
-        commands.append(
-            runtime.set_server_addr(
+        result.append(
+            commands.set_server_addr(
                 backend, server, ipaddress.ip_address(endpoint.address), endpoint.port
             )
         )
-    commands.append(runtime.set_server_state(backend, server, endpoint.state.value))
-    return commands
+    result.append(commands.set_server_state(backend, server, endpoint.state.value))
+    return result

@@ -12,25 +12,48 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress.model import ServiceRef
+from haproxy_ingress.model import TranslateOptions
+from haproxy_ingress.tls import TLS_SECRET_TYPE
 
 KubeObject = Mapping[str, Any]
 
-DEFAULT_CONTROLLER_NAME = "haproxy-ingress.kopf.dev/controller"
-DEFAULT_INGRESS_CLASS = "haproxy"
-DEFAULT_NAMESPACE = "haproxy-ingress"
-DEFAULT_CONFIGMAP = "haproxy-ingress"
-
 
 @dataclass(frozen=True)
-class TranslateOptions:
-    """How this controller instance is configured (flags, not user input)."""
+class WatchedKind:
+    """A kind of object the controller reads, as Kopf, the API server and YAML name it."""
 
-    controller_name: str = DEFAULT_CONTROLLER_NAME
-    ingress_class: str = DEFAULT_INGRESS_CLASS  # the class for the legacy annotation
-    configmap_namespace: str = DEFAULT_NAMESPACE
-    configmap_name: str = DEFAULT_CONFIGMAP
-    default_backend: ServiceRef | None = None  # a flag; the ConfigMap may also set one
+    field: str  # the ClusterView field; also the name of its Kopf index
+    group: str  # "" for the core API
+    version: str
+    plural: str
+    kind: str
+    # Only objects whose field has this value matter: filtered by the API
+    # server (watch and list alike), so the others never reach the controller.
+    only: tuple[str, str] | None = None
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def field_selector(self) -> str | None:
+        return f"{self.only[0]}={self.only[1]}" if self.only else None
+
+    @property
+    def list_path(self) -> str:
+        """The cluster-wide LIST endpoint."""
+        prefix = f"/apis/{self.group}" if self.group else "/api"
+        return f"{prefix}/{self.version}/{self.plural}"
+
+
+# Every kind the controller watches (its ConfigMap aside, which has a watch of its own).
+WATCHED: tuple[WatchedKind, ...] = (
+    WatchedKind("ingresses", "networking.k8s.io", "v1", "ingresses", "Ingress"),
+    WatchedKind("ingress_classes", "networking.k8s.io", "v1", "ingressclasses", "IngressClass"),
+    WatchedKind("services", "", "v1", "services", "Service"),
+    WatchedKind("endpoint_slices", "discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
+    WatchedKind("secrets", "", "v1", "secrets", "Secret", only=("type", TLS_SECRET_TYPE)),
+)
 
 
 @dataclass(frozen=True)
@@ -45,11 +68,26 @@ class ClusterView:
     configmap: KubeObject | None = None
 
     @classmethod
+    def of(
+        cls, objects: Mapping[str, Iterable[KubeObject]], configmap: KubeObject | None = None
+    ) -> ClusterView:
+        """A view from objects by :attr:`WatchedKind.field`."""
+        return cls(
+            **{kind.field: tuple(objects.get(kind.field, ())) for kind in WATCHED},
+            configmap=configmap,
+        )
+
+    def objects(self, kind: WatchedKind) -> tuple[KubeObject, ...]:
+        result: tuple[KubeObject, ...] = getattr(self, kind.field)
+        return result
+
+    @classmethod
     def from_objects(
         cls, objects: Iterable[KubeObject], options: TranslateOptions
     ) -> tuple[ClusterView, list[KubeObject]]:
         """Sort objects into a view; returns the view and the objects of unknown kinds."""
-        buckets: dict[str, list[KubeObject]] = {kind: [] for kind in _KINDS.values()}
+        kinds = {(kind.api_version, kind.kind): kind.field for kind in WATCHED}
+        buckets: dict[str, list[KubeObject]] = {kind.field: [] for kind in WATCHED}
         configmap: KubeObject | None = None
         unknown: list[KubeObject] = []
         for obj in objects:
@@ -63,29 +101,14 @@ class ClusterView:
                 ):
                     configmap = trim(obj)
                 continue
-            bucket = _KINDS.get(kind)
+            bucket = kinds.get(kind)
             if bucket is None:
                 unknown.append(obj)
             else:
                 buckets[bucket].append(trim(obj))
-        view = cls(
-            ingresses=tuple(buckets["ingresses"]),
-            ingress_classes=tuple(buckets["ingress_classes"]),
-            services=tuple(buckets["services"]),
-            endpoint_slices=tuple(buckets["endpoint_slices"]),
-            secrets=tuple(buckets["secrets"]),
-            configmap=configmap,
-        )
+        view = cls.of(buckets, configmap)
         return view, unknown
 
-
-_KINDS: dict[tuple[str, str], str] = {
-    ("networking.k8s.io/v1", "Ingress"): "ingresses",
-    ("networking.k8s.io/v1", "IngressClass"): "ingress_classes",
-    ("v1", "Service"): "services",
-    ("discovery.k8s.io/v1", "EndpointSlice"): "endpoint_slices",
-    ("v1", "Secret"): "secrets",
-}
 
 _KEPT_METADATA = ("name", "namespace", "uid", "creationTimestamp", "labels", "annotations")
 
@@ -117,14 +140,8 @@ def uids(view: ClusterView) -> set[str]:
     """The uids of every object in the view (the ConfigMap has its own watch)."""
     return {
         str((obj.get("metadata") or {}).get("uid"))
-        for objects in (
-            view.ingresses,
-            view.ingress_classes,
-            view.services,
-            view.endpoint_slices,
-            view.secrets,
-        )
-        for obj in objects
+        for kind in WATCHED
+        for obj in view.objects(kind)
         if (obj.get("metadata") or {}).get("uid")
     }
 
@@ -137,11 +154,6 @@ def without(view: ClusterView, removed: set[str]) -> ClusterView:
     def keep(objects: tuple[KubeObject, ...]) -> tuple[KubeObject, ...]:
         return tuple(o for o in objects if (o.get("metadata") or {}).get("uid") not in removed)
 
-    return ClusterView(
-        ingresses=keep(view.ingresses),
-        ingress_classes=keep(view.ingress_classes),
-        services=keep(view.services),
-        endpoint_slices=keep(view.endpoint_slices),
-        secrets=keep(view.secrets),
-        configmap=view.configmap,
+    return ClusterView.of(
+        {kind.field: keep(view.objects(kind)) for kind in WATCHED}, view.configmap
     )

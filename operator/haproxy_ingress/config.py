@@ -1,5 +1,5 @@
 """The controller's own configuration: flags of ``haproxy-ingress run``, or the
-environment when started as ``kopf run -m haproxy_ingress`` (Kopf owns that
+environment when started as ``kopf run -m haproxy_ingress.handlers`` (Kopf owns that
 command line, so each flag has a ``HAPROXY_INGRESS_*`` variable too).
 """
 
@@ -12,15 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from haproxy_ingress.cluster import (
+from haproxy_ingress.haproxy.config import RenderOptions
+from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.model import (
     DEFAULT_CONFIGMAP,
     DEFAULT_CONTROLLER_NAME,
     DEFAULT_INGRESS_CLASS,
     DEFAULT_NAMESPACE,
     TranslateOptions,
 )
-from haproxy_ingress.haproxy.config import RenderOptions
-from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.settings import parse_service_ref
 
 ENV_PREFIX = "HAPROXY_INGRESS_"
@@ -39,7 +39,11 @@ class ControllerConfig:
     haproxy_binary: str = "haproxy"
     haproxy_log: str | None = "stdout"
     publish_address: str | None = None  # written into Ingress status.loadBalancer
+    publish_service: str | None = None  # [namespace/]name: publish its address instead
     metrics_bind: str | None = "0.0.0.0:9101"  # /metrics; None: off
+    # /healthz and /readyz. ingress-nginx's health port; apart from every other
+    # default and from the README's examples (8080, 8443).
+    health_bind: str | None = "0.0.0.0:10254"
     debounce: float = 0.05  # seconds of quiet before a sync: bursts coalesce
     resync_interval: float = 300.0  # full resync safety net
     startup_timeout: float = 2.0  # first sync even if no object ever arrives
@@ -108,67 +112,85 @@ def _convert(current: object, raw: str) -> object:
     return raw or None
 
 
+def env_name(field_name: str) -> str:
+    """The environment variable of a ControllerConfig field."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def _shown(value: object) -> str:
+    if value is None or value == ():
+        return "off"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+# Flag → (ControllerConfig field, one line of help). The help text gets the
+# default (as the environment may have changed it) and the variable appended.
+FLAGS: dict[str, tuple[str, str]] = {
+    "--controller-name": ("controller_name", "IngressClass spec.controller answered to"),
+    "--ingress-class": ("ingress_class", "class of the legacy kubernetes.io/ingress.class"),
+    "--namespace": ("namespace", "the controller's namespace: ConfigMap, Lease, Events"),
+    "--configmap": ("configmap", "name of the controller's ConfigMap in --namespace"),
+    "--default-backend": ("default_backend", "NAMESPACE/SERVICE:PORT for unmatched requests"),
+    "--state-dir": ("state_dir", "HAProxy's files and sockets"),
+    "--http-bind": ("http_binds", "HTTP listen address, repeatable"),
+    "--https-bind": ("https_binds", "HTTPS listen address, repeatable"),
+    "--haproxy-binary": ("haproxy_binary", "the haproxy executable"),
+    "--publish-address": ("publish_address", "IP or hostname written into Ingress status"),
+    "--publish-service": (
+        "publish_service",
+        "[NAMESPACE/]NAME of the controller's Service: its load-balancer address, "
+        "else its nodes' addresses, go into Ingress status",
+    ),
+    "--metrics-bind": ("metrics_bind", "host:port of /metrics, empty to disable"),
+    "--health-bind": ("health_bind", "host:port of /healthz and /readyz, empty to disable"),
+    "--debounce": ("debounce", "seconds of quiet before a sync"),
+    "--resync-interval": ("resync_interval", "seconds between full LIST resyncs"),
+    "--always-reload": (
+        "always_reload",
+        "reload on every change instead of the runtime API (a benchmark baseline)",
+    ),
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``haproxy-ingress run``; each defaults to its environment variable."""
     base = ControllerConfig.from_env()
-    parser.add_argument("--controller-name", default=base.controller_name)
-    parser.add_argument("--ingress-class", default=base.ingress_class)
-    parser.add_argument(
-        "--namespace",
-        default=base.namespace,
-        help="the controller's namespace: ConfigMap, Lease (default: %(default)s)",
-    )
-    parser.add_argument("--configmap", default=base.configmap)
-    parser.add_argument(
-        "--default-backend", default=base.default_backend, metavar="NAMESPACE/SERVICE:PORT"
-    )
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=base.state_dir,
-        help="HAProxy's files and sockets (default: %(default)s)",
-    )
-    parser.add_argument("--http-bind", action="append", dest="http_binds")
-    parser.add_argument("--https-bind", action="append", dest="https_binds")
-    parser.add_argument("--haproxy-binary", default=base.haproxy_binary)
-    parser.add_argument(
-        "--publish-address",
-        default=base.publish_address,
-        help="IP or hostname written into Ingress status",
-    )
-    parser.add_argument(
-        "--metrics-bind",
-        default=base.metrics_bind,
-        help="host:port of /metrics, empty to disable (default: %(default)s)",
-    )
-    parser.add_argument("--debounce", type=float, default=base.debounce)
-    parser.add_argument("--resync-interval", type=float, default=base.resync_interval)
-    parser.add_argument(
-        "--always-reload",
-        action="store_true",
-        default=base.always_reload,
-        help="reload HAProxy on every change instead of using the runtime API "
-        "(a benchmark baseline, not for production)",
-    )
+    for flag, (name, text) in FLAGS.items():
+        current = getattr(base, name)
+        help_text = f"{text} (default: {_shown(current)}; env {env_name(name)})"
+        help_text = help_text.replace("%", "%%")
+        if isinstance(current, bool):
+            parser.add_argument(
+                flag, dest=name, action="store_true", default=current, help=help_text
+            )
+        elif isinstance(current, tuple):
+            parser.add_argument(flag, dest=name, action="append", help=help_text)
+        elif isinstance(current, float):
+            parser.add_argument(flag, dest=name, type=float, default=current, help=help_text)
+        elif isinstance(current, Path):
+            parser.add_argument(flag, dest=name, type=Path, default=current, help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, default=current, help=help_text)
 
 
 def from_arguments(args: argparse.Namespace) -> ControllerConfig:
     """The environment's configuration with the flags applied over it."""
     base = ControllerConfig.from_env()
-    return dataclasses.replace(
-        base,
-        controller_name=args.controller_name,
-        ingress_class=args.ingress_class,
-        namespace=args.namespace,
-        configmap=args.configmap,
-        default_backend=args.default_backend or None,
-        state_dir=Path(args.state_dir),
-        http_binds=tuple(args.http_binds or base.http_binds),
-        https_binds=tuple(args.https_binds or base.https_binds),
-        haproxy_binary=args.haproxy_binary,
-        publish_address=args.publish_address or None,
-        metrics_bind=args.metrics_bind or None,
-        debounce=args.debounce,
-        resync_interval=args.resync_interval,
-        always_reload=args.always_reload,
-    )
+    values: dict[str, object] = {}
+    for name, _ in FLAGS.values():
+        value = getattr(args, name)
+        current = getattr(base, name)
+        if isinstance(current, tuple):
+            values[name] = tuple(value or current)
+        elif isinstance(current, (bool, float, Path)) or name in REQUIRED:
+            values[name] = value
+        else:
+            values[name] = value or None  # an empty flag turns an optional one off
+    return dataclasses.replace(base, **values)  # type: ignore[arg-type]
+
+
+REQUIRED = frozenset(
+    {"controller_name", "ingress_class", "namespace", "configmap", "haproxy_binary"}
+)

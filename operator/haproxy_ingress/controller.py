@@ -12,26 +12,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
+from haproxy_ingress import ingress_class, publish, serving
 from haproxy_ingress.apply import Applier
-from haproxy_ingress.cluster import ClusterView, KubeObject, trim, uids, without
+from haproxy_ingress.cluster import (
+    WATCHED,
+    ClusterView,
+    KubeObject,
+    WatchedKind,
+    trim,
+    uids,
+    without,
+)
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.haproxy.config import default_certificate_path
 from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyError, HAProxyProcess
 from haproxy_ingress.haproxy.runtime import RuntimeClient
-from haproxy_ingress.metrics import Metrics, reason_label
+from haproxy_ingress.health import Health, Status, summarize
+from haproxy_ingress.health import serve as serve_health
+from haproxy_ingress.metrics import Metrics, figures
 from haproxy_ingress.model import ObjectRef, Problem
-from haproxy_ingress.plan import PutCertificate, RemoveCertificate, ReplaceMap, SetServer
 from haproxy_ingress.status import (
     API_ERRORS,
     REQUEST_TIMEOUT,
@@ -46,26 +55,65 @@ logger = logging.getLogger(__name__)
 ViewSource = Callable[[KubeObject | None], ClusterView]
 
 
+class Reporter(Protocol):
+    async def report(self, problems: Iterable[Problem]) -> int: ...
+
+
+class PendingChanges:
+    """What changed since the last sync: everything, or only some Services' EndpointSlices.
+
+    Only EndpointSlice events of known Services allow the fast path (their
+    servers re-derived from the last translation); any other change, or a
+    failure, makes the next sync a full translation, and endpoint changes
+    noted meanwhile are part of it.
+    """
+
+    def __init__(self) -> None:
+        self._full = True  # the first sync translates everything
+        self._services: set[tuple[str, str]] = set()
+
+    def everything(self) -> None:
+        self._full = True
+        self._services.clear()
+
+    def endpoints(self, namespace: str, service: str) -> None:
+        if not self._full:
+            self._services.add((namespace, service))
+
+    def take(self) -> frozenset[tuple[str, str]] | None:
+        """What the next sync covers (None: everything), and start afresh."""
+        services = None if self._full else frozenset(self._services)
+        self._full = False
+        self._services.clear()
+        return services
+
+
 class Controller:
-    def __init__(self, config: ControllerConfig, view: ViewSource) -> None:
+    def __init__(
+        self, config: ControllerConfig, view: ViewSource, *, events: Reporter | None = None
+    ) -> None:
+        """``events``: where problems are reported (default: Kubernetes Events, once connected)."""
         self.config = config
         self._view = view
         self.metrics = Metrics()
         self._changed = asyncio.Event()
-        # What changed since the last sync: everything (None), or only the
-        # EndpointSlices of these Services (the fast path).
-        self._changed_services: set[tuple[str, str]] | None = None
+        self.pending = PendingChanges()
         self._tasks: list[asyncio.Task[None]] = []
         self._configmap: KubeObject | None = None
         # uids of objects still in Kopf's indexes that the API server no longer
         # has: deleted during a watch gap (a 410 re-list sends no DELETED event).
         self._deleted: set[str] = set()
-        self._full_sync_pending = True
         self._leader = False
         self._api: client.ApiClient | None = None
-        self._events: EventReporter | None = None
+        self._events: Reporter | None = events
+        self._notices: EventReporter | None = None
+        self._publish: publish.ServiceAddress | None = None
+        self._published: list[dict[str, str]] | None = None
         self._status: IngressStatusWriter | None = None
         self._metrics_runner: Any = None
+        self._health_runner: Any = None
+        self._unusable: dict[str, str] = {}  # backend → why it has no usable server
+        self.health = Health()
         paths = config.paths
         self.process = HAProxyProcess(paths, binary=config.haproxy_binary)
         self.client = RuntimeClient(paths.runtime_socket)
@@ -88,27 +136,30 @@ class Controller:
         await self.applier.adopt()
         if self.config.metrics_bind:
             self._metrics_runner = await self.metrics.serve(self.config.metrics_bind)
+        if self.config.health_bind:
+            self._health_runner = await serve_health(self.config.health_bind, self.status)
         self._spawn(self._sync_loop(), "sync")
         self._spawn(self._resync_timer(), "resync")
         self._spawn(self._watch_haproxy(), "haproxy-watchdog")
         self._spawn(self._watch_configmap(), "configmap")
-        if self.config.publish_address:
+        if self.config.publish_address or self.config.publish_service:
             self._spawn(self._lead(), "leader-election")
         logger.info("controller started: state_dir=%s", paths.base)
+
+    def status(self) -> Status:
+        return self.health.status(self.process.running)
 
     def snapshot(self) -> ClusterView:
         return without(self._view(self._configmap), self._deleted)
 
     def trigger(self) -> None:
         """Anything changed: the next sync translates the whole view."""
-        self._changed_services = None
-        self._full_sync_pending = True
+        self.pending.everything()
         self._changed.set()
 
     def trigger_endpoints(self, namespace: str, service: str) -> None:
         """Only a Service's EndpointSlices changed: the next sync can take the fast path."""
-        if not self._full_sync_pending:
-            self._changed_services = (self._changed_services or set()) | {(namespace, service)}
+        self.pending.endpoints(namespace, service)
         self._changed.set()
 
     async def stop(self) -> None:
@@ -118,8 +169,9 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
+        for runner in (self._metrics_runner, self._health_runner):
+            if runner is not None:
+                await runner.cleanup()
         await self.client.close()
         await self.process.stop()
         if self._api is not None:
@@ -149,14 +201,13 @@ class Controller:
     async def sync_once(self) -> Outcome | None:
         started = time.monotonic()
         try:
-            services, self._changed_services = self._changed_services, None
-            full, self._full_sync_pending = self._full_sync_pending, False
+            endpoints_of = self.pending.take()
+            full = endpoints_of is None
+            indexed = self.health.indexed  # read before the snapshot it vouches for
             view = self.snapshot()
-            outcome = await self.reconciler.reconcile(
-                view, endpoints_of=None if full else services or set()
-            )
+            outcome = await self.reconciler.reconcile(view, endpoints_of=endpoints_of)
         except ConfigCheckError as error:
-            self._full_sync_pending = True  # whatever comes next starts from scratch
+            self.pending.everything()  # whatever comes next starts from scratch
             self.metrics.syncs.labels("config-rejected").inc()
             # The reconciler already left out every user's object that could
             # be the cause: this one is the controller's (its ConfigMap, flags).
@@ -180,49 +231,47 @@ class Controller:
             return None
         except (HAProxyError, OSError) as error:
             self.metrics.syncs.labels("error").inc()
-            logger.exception("sync failed: %s", error)
+            # One line, not a traceback: the cause is HAProxy's or the host's.
+            line = summarize(error)
+            level = logging.ERROR if self.health.failed(line) else logging.DEBUG
+            logger.log(level, "HAProxy does not run the wanted configuration: %s", line)
             self.trigger()  # try again, in full, after the next debounce window
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.health.backoff())
             return None
         self.metrics.sync_seconds.observe(time.monotonic() - started)
         self.metrics.syncs.labels("ok").inc()
+        self.health.applied(full=full and indexed)
         self._record(outcome)
         self._reported = outcome.desired.problems
         await self._report(outcome.desired.problems)
+        if full and self._notices is not None:
+            left = ingress_class.all_left_out(
+                view.ingresses, view.ingress_classes, self.config.translate_options()
+            )
+            await self._notices.report(ingress_class.notices(left))
         if self._leader and self._status is not None:
+            if self._publish is not None and (full or self._published is None):
+                # The Service's own events are full syncs: resolve only then.
+                self._published = await self._publish.resolve(view.endpoint_slices)
+                if self._published is not None:
+                    self._status.publish(self._published)
             await self._update_status(outcome, view)
         return outcome
 
     def _record(self, outcome: Outcome) -> None:
-        result = outcome.result
-        if result is not None:
-            if result.reloaded:
-                for reason in result.reload_reasons:
-                    self.metrics.reloads.labels(reason_label(reason)).inc()
-            if result.runtime_fallback:
-                self.metrics.runtime_fallbacks.inc()
-            if not result.reloaded:
-                for operation in outcome.plan.operations:
-                    kind = {
-                        SetServer: "server",
-                        ReplaceMap: "map",
-                        PutCertificate: "cert",
-                        RemoveCertificate: "cert",
-                    }[type(operation)]
-                    self.metrics.runtime_operations.labels(kind).inc()
-        kinds: dict[str, int] = {}
-        for problem in outcome.desired.problems:
-            kinds[problem.source.kind] = kinds.get(problem.source.kind, 0) + 1
-        for kind in ("Ingress", "Service", "EndpointSlice", "Secret", "ConfigMap"):
-            self.metrics.problems.labels(kind).set(kinds.get(kind, 0))
-        self.metrics.quarantined.set(len(self.reconciler.quarantine.entries))
-        states: dict[str, int] = {"ready": 0, "drain": 0, "maint": 0}
-        for backend in outcome.desired.backends:
-            for endpoint in backend.endpoints:
-                states[endpoint.state.value] += 1
-        for state, count in states.items():
-            self.metrics.endpoints.labels(state).set(count)
-        self.metrics.slots.set(sum(len(s) for s in outcome.plan.target.servers.values()))
+        self.metrics.record(figures(outcome, len(self.reconciler.quarantine.entries)))
+        self._log_unusable(outcome)
+
+    def _log_unusable(self, outcome: Outcome) -> None:
+        """Say why a backend answers 503, once per change (the 503 itself is silent)."""
+        present = {backend.name for backend in outcome.desired.backends}
+        before = {k: v for k, v in self._unusable.items() if k in present}
+        self._unusable = serving.unusable(outcome.desired.backends)
+        for backend, reason in serving.changes(before, self._unusable):
+            if reason is None:
+                logger.info("backend %s has a ready server again", backend)
+            else:
+                logger.warning("backend %s has no usable server: %s", backend, reason)
 
     async def _report(self, problems: Any) -> None:
         if self._events is not None:
@@ -262,27 +311,9 @@ class Controller:
         """
         assert self._api is not None
         indexed = uids(self._view(self._configmap))
-        networking = client.NetworkingV1Api(self._api)
-        core = client.CoreV1Api(self._api)
-        discovery = client.DiscoveryV1Api(self._api)
         live: set[str] = set()
-        listers: list[Callable[..., Any]] = [
-            networking.list_ingress_for_all_namespaces,
-            networking.list_ingress_class,
-            core.list_service_for_all_namespaces,
-            discovery.list_endpoint_slice_for_all_namespaces,
-            functools.partial(
-                core.list_secret_for_all_namespaces, field_selector="type=kubernetes.io/tls"
-            ),
-        ]
-        for lister in listers:
-            token: str | None = None
-            while True:
-                page = await lister(limit=500, _continue=token, _request_timeout=REQUEST_TIMEOUT)
-                live.update(item.metadata.uid for item in page.items)
-                token = page.metadata._continue
-                if not token:
-                    break
+        for kind in WATCHED:
+            live |= await list_uids(self._api, kind)
         self._deleted = indexed - live
         logger.debug("index verified: %d indexed, %d live", len(indexed), len(live))
         if self._deleted:
@@ -302,8 +333,14 @@ class Controller:
             configuration = client.Configuration()
             await config.load_kube_config(client_configuration=configuration)
         self._api = client.ApiClient(configuration)
-        self._events = EventReporter(self._api, host=self.config.pod_name)
+        if self._events is None:
+            self._events = EventReporter(self._api, host=self.config.pod_name)
+        # Apart from _events: an Ingress nobody serves is not one of our problems.
+        self._notices = EventReporter(self._api, host=self.config.pod_name)
         self._status = IngressStatusWriter(self._api, self.config.publish_address)
+        if self.config.publish_service:
+            namespace, name = publish.parse(self.config.publish_service, self.config.namespace)
+            self._publish = publish.ServiceAddress(self._api, namespace, name)
 
     async def _watch_configmap(self) -> None:
         """The controller's own ConfigMap: one object in one namespace (least privilege)."""
@@ -387,3 +424,31 @@ class Controller:
     def _crashed(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             logger.error("task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+_METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+
+async def list_uids(api: client.ApiClient, kind: WatchedKind) -> set[str]:
+    """The uids of every object of ``kind`` the API server has (paginated LIST)."""
+    query: list[tuple[str, object]] = [("limit", 500)]
+    if kind.field_selector:
+        query.append(("fieldSelector", kind.field_selector))
+    live: set[str] = set()
+    token: str | None = None
+    while True:
+        page = await api.call_api(
+            kind.list_path,
+            "GET",
+            query_params=[*query, ("continue", token)] if token else query,
+            # Only the metadata (uids), not whole objects: Secrets hold keys.
+            header_params={"Accept": f"{_METADATA_ONLY},application/json"},
+            response_types_map={200: "object"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        live.update(str(item["metadata"]["uid"]) for item in page.get("items") or ())
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return live

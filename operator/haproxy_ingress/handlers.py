@@ -14,44 +14,42 @@ from typing import Any
 
 import kopf
 
-from haproxy_ingress.cluster import ClusterView, trim
+from haproxy_ingress import logs
+from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject, WatchedKind, trim
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.controller import Controller
-from haproxy_ingress.tls import TLS_SECRET_TYPE
 
 logger = logging.getLogger(__name__)
 
-INDEXES = {
-    "ingresses": ("networking.k8s.io", "v1", "ingresses"),
-    "ingress_classes": ("networking.k8s.io", "v1", "ingressclasses"),
-    "services": ("", "v1", "services"),
-    "endpoint_slices": ("discovery.k8s.io", "v1", "endpointslices"),
-    "secrets": ("", "v1", "secrets"),
-}
+# Slices gather under their Service: the key a backend looks them up by.
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     config = memo.get("config") or ControllerConfig.from_env()
+    if "config" not in memo:  # `kopf run -m haproxy_ingress`: Kopf set the levels
+        logs.quiet_defaults(verbose=None, api_bodies=logs.api_bodies_wanted())
     settings.peering.standalone = True  # every replica is its own data plane
     settings.scanning.disabled = True  # no CRDs: no cluster-wide CRD/namespace watching
     settings.posting.enabled = False  # our Events come from status.py, on problems only
     settings.posting.reporting_component = "haproxy-ingress"
     settings.watching.chunk_size = 500
-    settings.watching.field_selectors["v1", "secrets"] = f"type={TLS_SECRET_TYPE}"
-    indexes = {name: kwargs[f"{name}_index"] for name in INDEXES}
+    for kind in WATCHED:
+        if kind.field_selector:
+            # Keyed (group, plural): "group/plural" as one string matches nothing.
+            settings.watching.field_selectors[kind.group or kind.version, kind.plural] = (
+                kind.field_selector
+            )
+    indexes = {kind.field: kwargs[_index_id(kind)] for kind in WATCHED}
 
-    def view(configmap: Any) -> ClusterView:
-        def values(name: str) -> tuple[Any, ...]:
-            return tuple(obj for store in indexes[name].values() for obj in store)
-
-        return ClusterView(
-            ingresses=values("ingresses"),
-            ingress_classes=values("ingress_classes"),
-            services=values("services"),
-            endpoint_slices=values("endpoint_slices"),
-            secrets=values("secrets"),
-            configmap=configmap,
+    def view(configmap: KubeObject | None) -> ClusterView:
+        return ClusterView.of(
+            {
+                name: (obj for store in index.values() for obj in store)
+                for name, index in indexes.items()
+            },
+            configmap,
         )
 
     controller = Controller(config, view)
@@ -66,54 +64,48 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await controller.stop()
 
 
-def _by_name(namespace: str | None, name: str, body: kopf.Body) -> dict[Any, Any]:
-    return {(namespace or "", name): trim(body)}
+def _index_id(kind: WatchedKind) -> str:
+    return f"{kind.field}_index"  # Kopf passes each index as the keyword argument of its id
 
 
-@kopf.index(*INDEXES["ingresses"])
-async def ingresses_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return _by_name(namespace, name, body)
-
-
-@kopf.index(*INDEXES["ingress_classes"])
-async def ingress_classes_index(name: str, body: kopf.Body, **_: Any) -> Any:
-    return _by_name("", name, body)
-
-
-@kopf.index(*INDEXES["services"])
-async def services_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return _by_name(namespace, name, body)
-
-
-@kopf.index(*INDEXES["endpoint_slices"])
-async def endpoint_slices_index(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> Any:
-    service = labels.get("kubernetes.io/service-name")
-    # Slices gather under their Service: the key a backend looks them up by.
-    return {(namespace or "", service): trim(body)} if service else None
-
-
-@kopf.index(*INDEXES["secrets"], field="type", value=TLS_SECRET_TYPE)
-async def secrets_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return _by_name(namespace, name, body)
+def _index_key(kind: WatchedKind, namespace: str | None, name: str, labels: kopf.Labels) -> Any:
+    if kind.kind == "EndpointSlice":
+        service = labels.get(SERVICE_NAME_LABEL)
+        return (namespace or "", service) if service else None
+    return (namespace or "", name)
 
 
 async def _changed(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
     if controller is not None:
+        controller.health.mark_indexed()  # Kopf calls event handlers once all are listed
         controller.trigger()
 
 
-@kopf.on.event(*INDEXES["endpoint_slices"])
 async def _endpoints_changed(
     memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> None:
     controller: Controller | None = memo.get("controller")
-    service = labels.get("kubernetes.io/service-name")
+    service = labels.get(SERVICE_NAME_LABEL)
+    if controller is not None:
+        controller.health.mark_indexed()
     if controller is not None and service:
         controller.trigger_endpoints(namespace or "", service)
 
 
-for _name in ("ingresses", "ingress_classes", "services", "secrets"):
-    kopf.on.event(*INDEXES[_name])(_changed)
+def _register(kind: WatchedKind) -> None:
+    async def index(
+        namespace: str | None, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+    ) -> Any:
+        key = _index_key(kind, namespace, name, labels)
+        return {key: trim(body)} if key is not None else None
+
+    resource = (kind.group, kind.version, kind.plural)
+    field, value = kind.only or (None, None)
+    kopf.index(*resource, id=_index_id(kind), field=field, value=value)(index)
+    on_event = _endpoints_changed if kind.kind == "EndpointSlice" else _changed
+    kopf.on.event(*resource, id=f"{kind.field}_changed", field=field, value=value)(on_event)
+
+
+for _kind in WATCHED:
+    _register(_kind)

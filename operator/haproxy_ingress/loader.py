@@ -9,6 +9,10 @@ from typing import Any
 import yaml
 
 SUFFIXES = (".yaml", ".yml", ".json")
+# libyaml's loader parses ~10x faster than the pure-Python one (68 % of a
+# 10k-Ingress render went to the latter); PyYAML wheels ship it, but a build
+# without libyaml still works, only slower.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class LoadError(Exception):
@@ -35,7 +39,7 @@ def _files(source: Path) -> Iterator[Path]:
 
 def _objects_in(path: Path) -> Iterator[Mapping[str, Any]]:
     try:
-        documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        documents = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_Loader))
     except (OSError, UnicodeDecodeError) as error:
         raise LoadError(f"{path}: {error}") from None
     except yaml.YAMLError as error:

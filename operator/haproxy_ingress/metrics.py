@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -13,6 +15,74 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from haproxy_ingress import serving
+from haproxy_ingress.plan import PutCertificate, RemoveCertificate, ReplaceMap, SetServer
+from haproxy_ingress.sync import Outcome
+
+PROBLEM_KINDS = ("Ingress", "Service", "EndpointSlice", "Secret", "ConfigMap")
+_OPERATION_KINDS = {
+    SetServer: "server",
+    ReplaceMap: "map",
+    PutCertificate: "cert",
+    RemoveCertificate: "cert",
+}
+
+
+@dataclass(frozen=True)
+class SyncFigures:
+    """What one applied sync adds to or sets in the metrics."""
+
+    reloads: Mapping[str, int]  # reason label → reloads (counter increments)
+    runtime_fallback: bool
+    runtime_operations: Mapping[str, int]  # kind → operations (counter increments)
+    problems: Mapping[str, int]  # object kind → objects with problems (gauge)
+    quarantined: int  # gauge
+    endpoints: Mapping[str, int]  # state → endpoints (gauge)
+    slots: int  # gauge
+
+
+def figures(outcome: Outcome, quarantined: int) -> SyncFigures:
+    """The metrics of a sync, derived from its outcome alone (pure)."""
+    result = outcome.result
+    reloaded = result is not None and result.reloaded
+    problems = Tally(problem.source.kind for problem in outcome.desired.problems)
+    return SyncFigures(
+        reloads=(
+            Tally(reason_label(r) for r in result.reload_reasons)
+            if result is not None and result.reloaded
+            else {}
+        ),
+        runtime_fallback=result is not None and result.runtime_fallback,
+        runtime_operations=(
+            Tally(_OPERATION_KINDS[type(op)] for op in outcome.plan.operations)
+            if result is not None and not reloaded
+            else {}
+        ),
+        problems={kind: problems.get(kind, 0) for kind in PROBLEM_KINDS},
+        quarantined=quarantined,
+        endpoints=serving.endpoint_counts(outcome.desired.backends),
+        slots=sum(len(slots) for slots in outcome.plan.target.servers.values()),
+    )
+
+
+# Every label value the controller can produce, created at zero on start so
+# that dashboards and alerts (rate(), absent()) see the series before the
+# first increment.
+SYNC_RESULTS = ("ok", "error", "config-rejected")
+RELOAD_REASONS = (
+    "initial configuration",
+    "global settings changed",
+    "default backend changed",
+    "backend added",
+    "backend settings changed",
+    "slots exhausted",
+    "access policy added",
+    "runtime refused",
+    "reload on every change",
+)
+RUNTIME_KINDS = ("server", "map", "cert")
+ENDPOINT_STATES = ("ready", "drain", "maint")
 
 
 @dataclass
@@ -72,6 +142,29 @@ class Metrics:
         self.slots = Gauge(
             "haproxy_ingress_server_slots", "Server slots rendered in total.", registry=r
         )
+        for family, values in (
+            (self.syncs, SYNC_RESULTS),
+            (self.reloads, RELOAD_REASONS),
+            (self.runtime_operations, RUNTIME_KINDS),
+            (self.problems, PROBLEM_KINDS),
+            (self.endpoints, ENDPOINT_STATES),
+        ):
+            for value in values:
+                family.labels(value)
+
+    def record(self, figures: SyncFigures) -> None:
+        for reason, count in figures.reloads.items():
+            self.reloads.labels(reason).inc(count)
+        if figures.runtime_fallback:
+            self.runtime_fallbacks.inc()
+        for kind, count in figures.runtime_operations.items():
+            self.runtime_operations.labels(kind).inc(count)
+        for kind, count in figures.problems.items():
+            self.problems.labels(kind).set(count)
+        self.quarantined.set(figures.quarantined)
+        for state, count in figures.endpoints.items():
+            self.endpoints.labels(state).set(count)
+        self.slots.set(figures.slots)
 
     async def serve(self, bind: str) -> web.AppRunner:
         """Serve ``/metrics`` on ``host:port`` in this loop; stop with ``runner.cleanup()``."""
@@ -91,7 +184,9 @@ class Metrics:
 
 def reason_label(reason: str) -> str:
     """A bounded label value: the reason's kind, not its backend name."""
-    for kind in ("added", "removed", "settings changed", "server slots", "refused"):
+    if reason.startswith("access policy "):
+        return "access policy added"
+    for kind in ("refused", "added", "removed", "settings changed", "server slots"):
         if kind in reason:
             return {"server slots": "slots exhausted", "refused": "runtime refused"}.get(
                 kind, "backend " + kind

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -96,6 +97,20 @@ class BackendSettings:
     on_error: str = "mark-down"
     slowstart: str | None = None
     maxconn: int | None = None
+    # How HAProxy talks to the pods (ingress-nginx's backend-protocol):
+    # HTTP, HTTPS, GRPC, GRPCS or H2C. TLS to pods is not verified, as nginx's
+    # proxy_ssl_verify defaults to off.
+    protocol: str = "HTTP"
+    # Sticky sessions (ingress-nginx's affinity: cookie): HAProxy inserts a
+    # cookie derived from the pod's address (dynamic cookies), so a client
+    # stays on its pod across reloads and slot moves.
+    affinity: str | None = None  # None or "cookie"
+    cookie_name: str = "INGRESSCOOKIE"
+    cookie_path: str | None = None
+    cookie_domain: str | None = None
+    cookie_samesite: str | None = None  # None | Lax | Strict
+    cookie_secure: bool = False
+    cookie_max_age: int | None = None  # seconds: a Max-Age attribute
 
 
 @dataclass(frozen=True, order=True)
@@ -166,6 +181,69 @@ class AccessPolicy:
 
 
 @dataclass(frozen=True, order=True)
+class Canary:
+    """ingress-nginx's canary rules: which requests of a route go to another backend.
+
+    Read from a canary Ingress (``canary: "true"``) and attached to the
+    options of the route it shadows (same host and path, same namespace),
+    so every rule, the weight included, is a map value: a change is a map
+    update, never a reload. The first rule that decides wins: the header
+    (``header_value`` or ``header_pattern`` if set, else ``always`` /
+    ``never``), then the cookie (``always`` / ``never``), then the weight.
+    """
+
+    enabled: bool = False
+    backend: str = ""  # the canary Service port's backend (set when attached)
+    weight: int = 0
+    total: int = 100
+    header: str | None = None
+    header_value: str | None = None
+    header_pattern: str | None = None  # a checked PCRE2 pattern (regex.py)
+    cookie: str | None = None
+
+    @property
+    def threshold(self) -> int:
+        """A request goes to the canary when ``rand`` (0 <= r < 2**32) is below this."""
+        return min(self.weight, self.total) * 2**32 // self.total
+
+
+@dataclass(frozen=True, order=True)
+class RouteOptions:
+    """What a route does to a request besides choosing its backend (map-driven).
+
+    Like an AccessPolicy, named by a hash of its content: the route's map
+    entry names it and the frontend looks its values up in per-feature maps
+    (haproxy/config.py), so changing one is a map update, never a reload,
+    and one Ingress's options never reach another Ingress's routes.
+    """
+
+    force_https: bool = False  # plain HTTP gets a 308 to https, with or without TLS
+    # Every request answered with a redirect there (permanent wins over temporal).
+    permanent_redirect: str | None = None
+    permanent_redirect_code: int = 301
+    temporal_redirect: str | None = None
+    temporal_redirect_code: int = 302
+    app_root: str | None = None  # "/" answered with a 302 there
+    rewrite_target: str | None = None  # the path the backend receives (query kept)
+    upstream_vhost: str | None = None  # the Host header the backend receives
+    x_forwarded_prefix: str | None = None  # an X-Forwarded-Prefix header
+    body_max: int | None = None  # bytes; a larger Content-Length gets 413
+    # A regular-expression route's pattern, set when rewrite_target uses its
+    # capture groups ($1…): the rewrite matches it again to read them.
+    path_regex: str | None = None
+    canary: Canary | None = None  # set on the route a canary Ingress shadows
+
+    @property
+    def name(self) -> str:
+        digest = hashlib.sha256(repr(self).encode()).hexdigest()
+        return f"o{digest[:16]}"
+
+    @property
+    def empty(self) -> bool:
+        return self == RouteOptions()
+
+
+@dataclass(frozen=True, order=True)
 class Route:
     """One host + path of an Ingress rule, sent to one backend."""
 
@@ -175,6 +253,11 @@ class Route:
     backend: str
     source: ObjectRef = field(compare=False)
     policy: str = ""  # an AccessPolicy name; "" lets everyone in
+    options: RouteOptions = RouteOptions()
+    # ``path`` is a regular expression (use-regex): matched case-insensitively
+    # from the path's start, as ingress-nginx's ``location ~* "^path"``.
+    regex: bool = False
+    written: str = field(default="", compare=False)  # the path as the Ingress wrote it
 
 
 @dataclass(frozen=True)
@@ -195,15 +278,44 @@ class RoutingMaps:
     # requests, which are matched against its rules only (as ingress-nginx's
     # server blocks do), never against another Ingress's wildcard or host-less rules.
     hosts: tuple[tuple[str, str], ...] = ()
+    # Route options (RouteOptions.name → value), one map per feature, in
+    # the order of ROUTE_OPTION_MAPS; every map is always present.
+    options: tuple[tuple[tuple[str, str], ...], ...] = ()
+    # Regular-expression routes (map_reg: the first key that matches, in
+    # order), keyed by ``^<escaped scope>(?i:<pattern>)``.
+    regex: tuple[tuple[str, str], ...] = ()
 
     def files(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
         """Each map file's stem and entries."""
+        options = self.options or ((),) * len(ROUTE_OPTION_MAPS)
         return (
             ("exact", self.exact),
             ("prefix", self.prefix),
             ("redirect", self.redirect),
             ("hosts", self.hosts),
+            ("regex", self.regex),
+            *zip(ROUTE_OPTION_MAPS, options, strict=True),
         )
+
+
+# The map files of route options (routing.option_maps fills them).
+ROUTE_OPTION_MAPS = (
+    "opt-https",
+    "opt-redirect",
+    "opt-redirect-code",
+    "opt-app-root",
+    "opt-rewrite",
+    "opt-vhost",
+    "opt-prefix",
+    "opt-body-max",
+    "opt-rewrite-regex",
+    "opt-canary",
+    "opt-canary-threshold",
+    "opt-canary-header",
+    "opt-canary-value",
+    "opt-canary-pattern",
+    "opt-canary-cookie",
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -231,9 +343,13 @@ class GlobalSettings:
     use_forwarded_headers: bool = False
     proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0", "::/0")
     use_proxy_protocol: bool = False  # binds accept the PROXY protocol
+    # Sent as Server on every response that has none (the backend's wins);
+    # the Ingress conformance tests expect one, as ingress-nginx sends. None: off.
+    server_header: str | None = "haproxy-ingress"
     # Every route without an allow-list of its own, and the default backend.
     default_policy: AccessPolicy | None = None
     backend: BackendSettings = BackendSettings()
+    route: RouteOptions = RouteOptions()  # every route's options unless its Ingress sets them
 
 
 @dataclass(frozen=True)
@@ -254,3 +370,58 @@ class DesiredState:
             if backend.name == name:
                 return backend
         return None
+
+
+# --- what HAProxy runs: the planner's output, rendered and saved as is -------------
+
+Slots = tuple[Endpoint | None, ...]  # slot i is HAProxy server "s{i+1}"; None = free
+
+
+@dataclass(frozen=True)
+class BackendLayout:
+    """A backend as haproxy.cfg declares it."""
+
+    name: str
+    settings: BackendSettings
+    slots: int
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Everything in haproxy.cfg that only a reload can change."""
+
+    settings: GlobalSettings
+    backends: tuple[BackendLayout, ...]  # sorted by name
+    default_backend: str | None
+    # The access policies the frontend checks (sorted): a map entry may name
+    # only these, so a new policy reloads before any route refers to it.
+    policies: tuple[AccessPolicy, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppliedState:
+    """What HAProxy runs (or will run once a plan is applied)."""
+
+    structure: Structure
+    servers: Mapping[str, Slots]  # backend name → slots
+    maps: RoutingMaps
+    certificates: tuple[Certificate, ...]  # sorted by name
+
+
+# --- how this controller instance is configured (flags, not user input) -----------
+
+DEFAULT_CONTROLLER_NAME = "haproxy-ingress.kopf.dev/controller"
+DEFAULT_INGRESS_CLASS = "haproxy"
+DEFAULT_NAMESPACE = "haproxy-ingress"
+DEFAULT_CONFIGMAP = "haproxy-ingress"
+
+
+@dataclass(frozen=True)
+class TranslateOptions:
+    """How this controller instance is configured (flags, not user input)."""
+
+    controller_name: str = DEFAULT_CONTROLLER_NAME
+    ingress_class: str = DEFAULT_INGRESS_CLASS  # the class for the legacy annotation
+    configmap_namespace: str = DEFAULT_NAMESPACE
+    configmap_name: str = DEFAULT_CONFIGMAP
+    default_backend: ServiceRef | None = None  # a flag; the ConfigMap may also set one

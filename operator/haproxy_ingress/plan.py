@@ -14,47 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from haproxy_ingress.model import (
-    AccessPolicy,
-    BackendSettings,
+    AppliedState,
+    BackendLayout,
     Certificate,
     DesiredState,
     Endpoint,
-    GlobalSettings,
-    RoutingMaps,
+    Slots,
+    Structure,
 )
-
-Slots = tuple[Endpoint | None, ...]  # slot i is HAProxy server "s{i+1}"; None = free
-
-
-@dataclass(frozen=True)
-class BackendLayout:
-    """A backend as haproxy.cfg declares it."""
-
-    name: str
-    settings: BackendSettings
-    slots: int
-
-
-@dataclass(frozen=True)
-class Structure:
-    """Everything in haproxy.cfg that only a reload can change."""
-
-    settings: GlobalSettings
-    backends: tuple[BackendLayout, ...]  # sorted by name
-    default_backend: str | None
-    # The access policies the frontend checks (sorted): a map entry may name
-    # only these, so a new policy reloads before any route refers to it.
-    policies: tuple[AccessPolicy, ...] = ()
-
-
-@dataclass(frozen=True)
-class AppliedState:
-    """What HAProxy runs (or will run once a plan is applied)."""
-
-    structure: Structure
-    servers: Mapping[str, Slots]  # backend name → slots
-    maps: RoutingMaps
-    certificates: tuple[Certificate, ...]  # sorted by name
 
 
 @dataclass(frozen=True)

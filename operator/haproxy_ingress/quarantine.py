@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
-from haproxy_ingress.cluster import ClusterView, KubeObject
+from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
 from haproxy_ingress.model import ObjectRef, Problem
 
 T = TypeVar("T")
@@ -37,13 +37,8 @@ MAX_CHECKS: Final = 100
 # tuning a new Service) the Ingress, which carries the tenant's values, is the
 # one left out. EndpointSlices are suspects too: their addresses and ports are
 # rendered into server lines, so a refusal there is possible, if unlikely.
-_KINDS: Final = (
-    ("ingress_classes", "IngressClass"),
-    ("services", "Service"),
-    ("endpoint_slices", "EndpointSlice"),
-    ("secrets", "Secret"),
-    ("ingresses", "Ingress"),
-)
+_SEARCH_ORDER: Final = ("IngressClass", "Service", "EndpointSlice", "Secret", "Ingress")
+_KINDS: Final = tuple(sorted(WATCHED, key=lambda kind: _SEARCH_ORDER.index(kind.kind)))
 # HAProxy's generic closing alerts say nothing about the cause.
 _GENERIC_ALERT: Final = re.compile(
     r"Error\(s\) found in configuration file|Fatal errors found in configuration"
@@ -89,9 +84,9 @@ def version(obj: KubeObject) -> str:
 def objects(view: ClusterView) -> dict[ObjectKey, KubeObject]:
     """The users' objects of the view by key (the ConfigMap is the operator's, not a suspect)."""
     result: dict[ObjectKey, KubeObject] = {}
-    for attribute, kind in _KINDS:
-        for obj in getattr(view, attribute):
-            result[key_of(kind, obj)] = obj
+    for kind in _KINDS:
+        for obj in view.objects(kind):
+            result[key_of(kind.kind, obj)] = obj
     return result
 
 
@@ -103,7 +98,7 @@ def suspects(view: ClusterView, good: Mapping[ObjectKey, KubeObject] | None) -> 
     first, so that between two objects refused only together the newcomer is
     left out and the one already served keeps serving.
     """
-    rank = {kind: index for index, (_, kind) in enumerate(_KINDS)}
+    rank = {kind.kind: index for index, kind in enumerate(_KINDS)}
     changed = [
         (rank[key.kind], _created(obj), key)
         for key, obj in objects(view).items()
@@ -126,13 +121,8 @@ def leave_out(view: ClusterView, keys: Collection[ObjectKey]) -> ClusterView:
     def keep(kind: str, items: tuple[KubeObject, ...]) -> tuple[KubeObject, ...]:
         return tuple(obj for obj in items if key_of(kind, obj) not in removed)
 
-    return ClusterView(
-        ingresses=keep("Ingress", view.ingresses),
-        ingress_classes=keep("IngressClass", view.ingress_classes),
-        services=keep("Service", view.services),
-        endpoint_slices=keep("EndpointSlice", view.endpoint_slices),
-        secrets=keep("Secret", view.secrets),
-        configmap=view.configmap,
+    return ClusterView.of(
+        {kind.field: keep(kind.kind, view.objects(kind)) for kind in WATCHED}, view.configmap
     )
 
 

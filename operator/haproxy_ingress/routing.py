@@ -27,14 +27,21 @@ or host-less rule because ``a.example.com``'s own rules missed its path; it
 gets the default backend, as in ingress-nginx.
 
 A map value is the backend name, followed by ``~`` and the route's access
-policy when it has one (the frontend splits it; ``~`` never occurs in names).
+policy when it has one, and by a second ``~`` and its options' name when it
+has options (``be~~o…`` without a policy); the frontend splits it (``~``
+never occurs in names). Each option is a map keyed by the options' name
+(:func:`option_maps`); string values are base64 in the map, so no byte of
+them is ever read as map or configuration syntax, and the frontend decodes
+them where it uses them (``b64dec``).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 
-from haproxy_ingress.model import PathType, Route, RoutingMaps
+from haproxy_ingress.model import ROUTE_OPTION_MAPS, PathType, Route, RouteOptions, RoutingMaps
+from haproxy_ingress.regex import literal_prefix, pcre_escape
 
 # Lower wins when two routes produce the same key.
 _EXACT_PRIORITY = {PathType.EXACT: 0, PathType.PREFIX: 1}
@@ -49,6 +56,8 @@ def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> Rout
     exact: dict[str, tuple[int, str]] = {}
     prefix: dict[str, tuple[int, str]] = {}
     hosts: set[str] = set()
+    # (literal prefix length, order) → (key, value): map_reg takes the first match.
+    regex: dict[str, tuple[int, int, str]] = {}
 
     def claim(table: dict[str, tuple[int, str]], key: str, priority: int, backend: str) -> None:
         if key not in table or priority < table[key][0]:
@@ -58,7 +67,17 @@ def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> Rout
         host = route.host
         if host:
             hosts.add(host)
-        value = f"{route.backend}~{route.policy}" if route.policy else route.backend
+        value = route.backend
+        if route.policy or not route.options.empty:
+            value += f"~{route.policy}"
+        if not route.options.empty:
+            value += f"~{route.options.name}"
+        if route.regex:
+            key = f"^{pcre_escape(host)}(?i:{route.path})"
+            if key not in regex:
+                specific = len(literal_prefix(route.path))
+                regex[key] = (specific, len(regex), f"{value}@{specific}")
+            continue
         if route.path_type is PathType.EXACT:
             claim(exact, host + route.path, _EXACT_PRIORITY[PathType.EXACT], value)
         elif route.path_type is PathType.PREFIX:
@@ -73,12 +92,99 @@ def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> Rout
                 _PREFIX_PRIORITY[PathType.IMPLEMENTATION_SPECIFIC],
                 value,
             )
+    # A regex route competes with the prefix routes of its scope by its
+    # literal prefix: a prefix route's value carries its path's length.
+    regex_scopes = {route.host for route in routes if route.regex}
+    prefix_entries = [
+        (
+            key,
+            value
+            if _scope_of(key) not in regex_scopes
+            else f"{value}@{len(key) - len(_scope_of(key))}",
+        )
+        for key, (_, value) in prefix.items()
+    ]
     return RoutingMaps(
         exact=tuple(sorted((key, backend) for key, (_, backend) in exact.items())),
-        prefix=_longest_first((key, backend) for key, (_, backend) in prefix.items()),
+        prefix=_longest_first(prefix_entries),
+        regex=tuple(
+            (key, value)
+            for key, (_, _, value) in sorted(regex.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
+        ),
         redirect=tuple((host, "https") for host in sorted(set(redirects))),
         hosts=tuple((host, "rules") for host in sorted(hosts)),
+        options=option_maps(route.options for route in routes),
     )
+
+
+def _scope_of(key: str) -> str:
+    """The host part of a map key (everything before the path's first '/')."""
+    return key[: key.index("/")] if "/" in key else key
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
+def option_maps(
+    all_options: Iterable[RouteOptions],
+) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """The option maps' entries, in ROUTE_OPTION_MAPS order."""
+    tables: tuple[list[tuple[str, str]], ...] = tuple([] for _ in ROUTE_OPTION_MAPS)
+    (
+        https,
+        redirect,
+        code,
+        app_root,
+        rewrite,
+        vhost,
+        prefix,
+        body,
+        rewrite_regex,
+        canary,
+        canary_threshold,
+        canary_header,
+        canary_value,
+        canary_pattern,
+        canary_cookie,
+    ) = tables
+    for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
+        name = options.name
+        if options.force_https:
+            https.append((name, "1"))
+        if options.permanent_redirect is not None:
+            redirect.append((name, _b64(options.permanent_redirect)))
+            code.append((name, str(options.permanent_redirect_code)))
+        elif options.temporal_redirect is not None:
+            redirect.append((name, _b64(options.temporal_redirect)))
+            code.append((name, str(options.temporal_redirect_code)))
+        for table, value in (
+            (app_root, options.app_root),
+            (rewrite, options.rewrite_target),
+            (vhost, options.upstream_vhost),
+            (prefix, options.x_forwarded_prefix),
+        ):
+            if value is not None:
+                table.append((name, _b64(value)))
+        if options.body_max is not None:
+            body.append((name, str(options.body_max)))
+        if options.path_regex is not None:
+            rewrite_regex.append((name, _b64(options.path_regex)))
+        if options.canary is not None:
+            rule = options.canary
+            canary.append((name, rule.backend))
+            canary_threshold.append((name, str(rule.threshold)))
+            for table, value in (
+                (canary_header, rule.header),
+                (canary_value, rule.header_value),
+                (canary_pattern, rule.header_pattern),
+                (canary_cookie, rule.cookie),
+            ):
+                if value is not None:
+                    table.append((name, _b64(value)))
+    if not any(tables):
+        return ()  # RoutingMaps' default: the same files, all empty
+    return tuple(tuple(table) for table in tables)
 
 
 def _longest_first(entries: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

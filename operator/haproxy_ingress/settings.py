@@ -1,226 +1,215 @@
-"""The controller's ConfigMap → :class:`GlobalSettings` (pure).
+"""The controller's ConfigMap and an Ingress's annotations → settings (pure).
 
-Only the cluster admin can write the ConfigMap in the controller's namespace, but
-its values still pass the validators: a typo must become a clear Event, not a
+What each key means, its validator and default are declared once in
+:mod:`registry`; this module reads the ConfigMap and the annotations with
+those declarations, under our prefix and ingress-nginx's. Only the cluster
+admin can write the ConfigMap in the controller's namespace, but its values
+still pass the validators: a typo must become a clear Event, not a
 haproxy.cfg that fails to load. A bad key is reported and its default kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress import validate
+from haproxy_ingress import registry, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
+    Canary,
     GlobalSettings,
     ObjectRef,
     Problem,
+    RouteOptions,
     ServiceRef,
 )
+from haproxy_ingress.registry import ANNOTATION_PREFIX, NGINX_PREFIX, Scope, parse_service_ref
 from haproxy_ingress.validate import Invalid
 
-BALANCE_ALGORITHMS = ("leastconn", "roundrobin", "random", "source", "first")
-# The retry-on keywords of HAProxy 2.6 that never resend a request a server may
-# have processed unless the failure proves it was not (see the README).
-OBSERVE_MODES = ("none", "layer4", "layer7")
-ON_ERROR = ("fastinter", "fail-check", "sudden-death", "mark-down")
-RETRY_ON_KEYWORDS = (
-    "none",
-    "conn-failure",
-    "empty-response",
-    "junk-response",
-    "response-timeout",
-    "0rtt-rejected",
-    "404",
-    "408",
-    "425",
-    "500",
-    "501",
-    "502",
-    "503",
-    "504",
-    "all-retryable-errors",
+__all__ = [
+    "ANNOTATION_PREFIX",
+    "NGINX_PREFIX",
+    "IngressSettings",
+    "Notice",
+    "ingress_settings",
+    "parse_configmap",
+    "parse_service_ref",
+]
+
+_ALLOWLIST = registry.BY_KEY["allowlist-source-range"]
+_SSL_REDIRECT = registry.BY_KEY["ssl-redirect"]
+_DEFAULT_BACKEND = registry.BY_KEY["default-backend-service"]
+_USE_REGEX = registry.BY_KEY["use-regex"]
+
+# ingress-nginx keys whose absence would open access or weaken TLS: an
+# Ingress that sets one we do not honour is not served as if it had not
+# (its paths answer 403 until the key is removed or supported).
+_ACCESS_FAMILIES = re.compile(r"auth-.*|.*-source-range|limit-.*|satisfy|denylist-.*")
+# Text that ingress-nginx pasted into nginx.conf. Never pasted here.
+_SNIPPET = re.compile(r".*-snippet")
+# nginx directives that grant or refuse access: a snippet holding one is an
+# access rule we cannot honour, so the Ingress fails closed.
+_ACCESS_DIRECTIVES = re.compile(
+    r"(?:^|[\s;{}])(deny|allow|auth_[a-z_]+|satisfy|limit_req|limit_conn|limit_except|return)\b"
 )
 
 
-def _retry_on(value: str, field: str) -> tuple[str, ...]:
-    words = value.split()
-    if not words:
-        raise Invalid(field, "must list at least one retry-on keyword")
-    for word in words:
-        validate.choice(word, field, RETRY_ON_KEYWORDS)
-    # Duplicates are harmless to HAProxy but each is a word of a line limited
-    # to 64 (haproxy -c: "too many words"); keep the first of each.
-    unique = tuple(dict.fromkeys(words))
-    if "none" in unique and len(unique) > 1:
-        # haproxy -c: "'retry-on' 'none' keyworld only usable alone".
-        raise Invalid(field, f"none cannot be combined with other keywords, got {value!r}")
-    return unique
+@dataclass(frozen=True)
+class Notice:
+    """A Warning about an annotation that does not stop the Ingress being served."""
+
+    field: str
+    reason: str
+    event: str
 
 
-def _optional_duration(value: str, field: str) -> str | None:
-    """A duration where zero (in any unit) or nothing means "off"."""
-    if value.strip() == "" or validate.is_zero_duration(value):
-        return None
-    return validate.duration(value, field)
+@dataclass(frozen=True)
+class IngressSettings:
+    """What an Ingress's annotations ask for."""
+
+    backend: BackendSettings
+    options: RouteOptions
+    policy: AccessPolicy | None
+    ssl_redirect: bool
+    errors: tuple[Invalid, ...] = ()  # the Ingress cannot be served as written
+    notices: tuple[Notice, ...] = ()  # served; the author should know
+    # It sets an access rule of its own (valid or not, honoured or not): on
+    # any error its paths are kept and deny everyone (fail closed).
+    access_rule: bool = False
+    # Its paths are regular expressions: use-regex, or a rewrite-target
+    # that names capture groups (ingress-nginx implies use-regex then).
+    use_regex: bool = False
+    canary: Canary | None = None  # canary: "true" — see translate
 
 
-def _optional_int(value: str, field: str) -> int | None:
-    number = validate.integer(value, field, minimum=0, maximum=1_000_000)
-    return number or None
+def _field(name: str) -> str:
+    return f"metadata.annotations[{name}]"
 
 
-def _count(value: str, field: str) -> int:
-    # fall, rise and error-limit: haproxy -c refuses 0 ("has to be > 0").
-    return validate.integer(value, field, minimum=1, maximum=100)
+def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -> IngressSettings:
+    """An Ingress's annotations under both prefixes, over the ConfigMap's ``defaults``.
 
-
-_BackendKey = Callable[[BackendSettings, str, str], BackendSettings]
-_GlobalKey = Callable[[GlobalSettings, str, str], GlobalSettings]
-
-# Keys that tune one backend: from the ConfigMap (every backend's default) or
-# from an Ingress annotation ``haproxy-ingress.kopf.dev/<key>`` (its backends).
-BACKEND_KEYS: dict[str, _BackendKey] = {
-    "balance": lambda b, v, f: replace(b, balance=validate.choice(v, f, BALANCE_ALGORITHMS)),
-    "timeout-connect": lambda b, v, f: replace(b, timeout_connect=validate.duration(v, f)),
-    "timeout-server": lambda b, v, f: replace(b, timeout_server=validate.duration(v, f)),
-    "retries": lambda b, v, f: replace(b, retries=validate.integer(v, f, minimum=0, maximum=100)),
-    "retry-on": lambda b, v, f: replace(b, retry_on=_retry_on(v, f)),
-    "redispatch": lambda b, v, f: replace(b, redispatch=validate.boolean(v, f)),
-    "drain-terminating": lambda b, v, f: replace(b, drain=validate.boolean(v, f)),
-    "health-check": lambda b, v, f: replace(b, health_check=validate.boolean(v, f)),
-    "health-check-interval": lambda b, v, f: replace(b, check_inter=validate.duration(v, f)),
-    "health-check-fall": lambda b, v, f: replace(b, check_fall=_count(v, f)),
-    "health-check-rise": lambda b, v, f: replace(b, check_rise=_count(v, f)),
-    "health-check-observe": lambda b, v, f: replace(
-        b, observe=validate.choice(v, f, OBSERVE_MODES)
-    ),
-    "health-check-error-limit": lambda b, v, f: replace(b, error_limit=_count(v, f)),
-    "health-check-on-error": lambda b, v, f: replace(b, on_error=validate.choice(v, f, ON_ERROR)),
-    "slowstart": lambda b, v, f: replace(b, slowstart=_optional_duration(v, f)),
-    "server-maxconn": lambda b, v, f: replace(b, maxconn=_optional_int(v, f)),
-}
-
-GLOBAL_KEYS: dict[str, _GlobalKey] = {
-    "timeout-client": lambda s, v, f: replace(s, timeout_client=validate.duration(v, f)),
-    "timeout-http-request": lambda s, v, f: replace(
-        s, timeout_http_request=validate.duration(v, f)
-    ),
-    "timeout-http-keep-alive": lambda s, v, f: replace(
-        s, timeout_http_keep_alive=validate.duration(v, f)
-    ),
-    "timeout-queue": lambda s, v, f: replace(s, timeout_queue=validate.duration(v, f)),
-    "hard-stop-after": lambda s, v, f: replace(s, hard_stop_after=validate.duration(v, f)),
-    "maxconn": lambda s, v, f: replace(
-        s, maxconn=validate.integer(v, f, minimum=100, maximum=1_000_000)
-    ),
-    "server-slots": lambda s, v, f: replace(
-        s, slots_min=validate.integer(v, f, minimum=1, maximum=1024)
-    ),
-    "use-forwarded-headers": lambda s, v, f: replace(
-        s, use_forwarded_headers=validate.boolean(v, f)
-    ),
-    "proxy-real-ip-cidr": lambda s, v, f: replace(s, proxy_real_ip_cidr=validate.cidr_list(v, f)),
-    "use-proxy-protocol": lambda s, v, f: replace(s, use_proxy_protocol=validate.boolean(v, f)),
-    # Every route's allow-list unless its Ingress sets one (ingress-nginx's
-    # global whitelist-source-range); it also guards the default backend.
-    "allowlist-source-range": lambda s, v, f: replace(
-        s, default_policy=AccessPolicy(validate.cidr_list(v, f))
-    ),
-}
-ANNOTATION_PREFIX = "haproxy-ingress.kopf.dev/"
-SSL_REDIRECT_KEY = "ssl-redirect"  # about the Ingress's hosts, not its backends
-# About who may use the Ingress's routes: an access rule is per route, never
-# per backend, so that no other Ingress can drop or weaken it (model.AccessPolicy).
-ALLOWLIST_KEY = "allowlist-source-range"
-DEFAULT_BACKEND_KEY = "default-backend-service"
-
-
-def parse_service_ref(value: object, field: str) -> ServiceRef:
-    """``namespace/name:port`` (port a number or a name), as flags and the ConfigMap give it."""
-    if not isinstance(value, str) or "/" not in value or ":" not in value:
-        raise Invalid(field, f"must be namespace/name:port, got {value!r}")
-    namespace, _, rest = value.partition("/")
-    name, _, port = rest.partition(":")
-    validate.dns_label(namespace, field)
-    validate.service_name(name, field)
-    # ASCII digits only: str.isdigit() is true for '٣' and '²', and int()
-    # raises on '²' and on more than 4,300 digits.
-    if re.fullmatch(r"[0-9]{1,5}", port):
-        port = str(validate.port_number(int(port), field))
-    else:
-        validate.port_name(port, field)
-    return ServiceRef(namespace, name, port)
-
-
-def backend_annotations(
-    annotations: Mapping[str, Any], base: BackendSettings
-) -> tuple[BackendSettings, list[Invalid]]:
-    """An Ingress's ``haproxy-ingress.kopf.dev/*`` annotations applied to ``base``.
-
-    Unknown keys under our prefix are refused (a typo must not pass silently);
-    other annotations are none of our business.
+    Unknown keys under our prefix are refused (a typo must not pass
+    silently); unknown ingress-nginx keys get a Warning and are ignored,
+    except access and TLS ones, which fail closed. If both prefixes set a
+    key, ours wins, with a Warning.
     """
-    settings = base
     errors: list[Invalid] = []
+    notices: list[Notice] = []
+    access_rule = False
     # Offline input may have non-string keys (YAML `1: x`), which neither sort
     # with strings nor can be ours.
     for name in sorted(k for k in annotations if isinstance(k, str)):
-        if not name.startswith(ANNOTATION_PREFIX):
+        field = _field(name)
+        if name.startswith(ANNOTATION_PREFIX):
+            setting = registry.BY_KEY.get(name[len(ANNOTATION_PREFIX) :])
+            if setting is None or not setting.annotation:
+                errors.append(Invalid(field, "unknown annotation"))
+            elif setting is _ALLOWLIST:
+                access_rule = True
+        elif name.startswith(NGINX_PREFIX):
+            key = name[len(NGINX_PREFIX) :]
+            setting = registry.BY_NGINX.get(key)
+            if setting is not None and setting.annotation:
+                access_rule = access_rule or setting is _ALLOWLIST
+                continue
+            refusal = _unsupported_nginx(key, annotations[name])
+            if refusal is None:
+                notices.append(
+                    Notice(field, "not supported by this controller; ignored", "Unsupported")
+                )
+            elif isinstance(refusal, Notice):
+                notices.append(dataclasses.replace(refusal, field=field))
+            else:
+                access_rule = access_rule or refusal[1]
+                errors.append(Invalid(field, refusal[0]))
+
+    backend = defaults.backend
+    options = defaults.route
+    policy = defaults.default_policy
+    ssl_redirect = True
+    use_regex = False
+    canary = Canary()
+    for setting in registry.SETTINGS:
+        if not setting.annotation:
             continue
-        key = name[len(ANNOTATION_PREFIX) :]
-        field = f"metadata.annotations[{name}]"
+        theirs = [n for n in setting.nginx_annotations if n in annotations]
+        ours = setting.annotation_name if setting.annotation_name in annotations else None
+        if ours is not None and theirs:
+            notices.append(
+                Notice(
+                    _field(theirs[0]),
+                    f"also set as {ours}, which wins",
+                    "Conflict",
+                )
+            )
+        if ours is None and not theirs:
+            continue
+        name = ours or theirs[0]
+        field = _field(name)
         value = annotations[name]
         try:
-            if key == SSL_REDIRECT_KEY:
-                validate.boolean(value, field)
-                continue
-            if key == ALLOWLIST_KEY:
-                continue  # route scope: route_policy
-            if key not in BACKEND_KEYS:
-                raise Invalid(field, "unknown annotation")
+            if setting is _SSL_REDIRECT and isinstance(value, bool):
+                value = str(value).lower()  # unquoted in offline YAML
             if not isinstance(value, str):
                 raise Invalid(field, "must be a string")
-            settings = BACKEND_KEYS[key](settings, value, field)
+            parsed = setting.parse(value, field) if ours else setting.parse_nginx(value, field)
+            if setting.scope is Scope.BACKEND:
+                backend = registry.apply(backend, setting, parsed)
+            elif setting is _ALLOWLIST:
+                policy = parsed
+            elif setting is _SSL_REDIRECT:
+                ssl_redirect = parsed
+            elif setting is _USE_REGEX:
+                use_regex = parsed
+            elif setting in registry.CANARY:
+                canary = registry.apply(canary, setting, parsed)
+            else:
+                options = registry.apply(options, setting, parsed)
         except Invalid as error:
             errors.append(error)
-    return settings, errors
+    return IngressSettings(
+        backend=backend,
+        options=options,
+        policy=policy,
+        ssl_redirect=ssl_redirect,
+        errors=tuple(errors),
+        notices=tuple(notices),
+        access_rule=access_rule,
+        use_regex=use_regex
+        or bool(options.rewrite_target and registry.CAPTURE.search(options.rewrite_target)),
+        canary=canary if canary.enabled else None,
+    )
 
 
-def route_policy(
-    annotations: Mapping[str, Any], default: AccessPolicy | None
-) -> AccessPolicy | None:
-    """The access policy of an Ingress's routes: its own allow-list, else the default.
+def _unsupported_nginx(key: str, value: object) -> Notice | tuple[str, bool] | None:
+    """Why an ingress-nginx key we do not honour matters.
 
-    Raises :class:`Invalid` for a bad value: the Ingress is then rejected whole,
-    never served without the rule its author wrote (fail closed).
+    None: ignored with a Warning. A Notice: ignored with that Warning.
+    (reason, fails closed): the Ingress is not served as written.
     """
-    name = ANNOTATION_PREFIX + ALLOWLIST_KEY
-    if name not in annotations:
-        return default
-    return AccessPolicy(validate.cidr_list(annotations[name], f"metadata.annotations[{name}]"))
-
-
-def has_access_rule(annotations: Mapping[str, Any]) -> bool:
-    """Whether the Ingress sets an access rule of its own (valid or not)."""
-    return ANNOTATION_PREFIX + ALLOWLIST_KEY in annotations
-
-
-def ssl_redirect(annotations: Mapping[str, Any]) -> bool:
-    """Whether the Ingress's TLS hosts redirect plain HTTP to https (default: yes)."""
-    value = annotations.get(ANNOTATION_PREFIX + SSL_REDIRECT_KEY, "true")
-    return validate.boolean(value, f"metadata.annotations[{ANNOTATION_PREFIX}{SSL_REDIRECT_KEY}]")
+    if _SNIPPET.fullmatch(key):
+        if isinstance(value, str) and _ACCESS_DIRECTIVES.search(value):
+            return (
+                "an nginx snippet holding an access rule is never pasted nor honoured; "
+                "the Ingress fails closed",
+                True,
+            )
+        return Notice("", "nginx snippets are never pasted into HAProxy; ignored", "Refused")
+    if _ACCESS_FAMILIES.fullmatch(key):
+        return (f"{key} is an access rule this controller does not honour yet", True)
+    return None
 
 
 def parse_configmap(
     configmap: Mapping[str, Any] | None,
 ) -> tuple[GlobalSettings, ServiceRef | None, list[Problem]]:
     """Settings, the default backend it names (if any), and problems with its keys."""
-    settings = GlobalSettings()
+    settings = registry.defaults()
     if configmap is None:
         return settings, None, []
     meta = configmap.get("metadata") or {}
@@ -240,22 +229,56 @@ def parse_configmap(
             None,
             [Problem(source, "data", "must be a map of strings", "InvalidSetting")],
         )
+    # Each setting once: ours if set, else one of ingress-nginx's names for it.
+    picked: dict[str, str] = {}
     for key in sorted(data, key=str):
-        field = f"data.{validate.printable(key)}"
+        setting = _configmap_setting(key)
+        if setting is None:
+            field = f"data.{validate.printable(key)}"
+            problems.append(Problem(source, field, "unknown setting (ignored)", "InvalidSetting"))
+            continue
+        other = picked.setdefault(setting.key, key)
+        if other != key:
+            winner, loser = (key, other) if key == setting.key else (other, key)
+            picked[setting.key] = winner
+            problems.append(
+                Problem(
+                    source, f"data.{loser}", f"also set as {winner}, which wins", "InvalidSetting"
+                )
+            )
+    for setting in registry.SETTINGS:
+        if setting.key not in picked:
+            continue
+        key = picked[setting.key]
+        ours = key == setting.key
+        field = f"data.{key}"
         value = data[key]
         try:
             if not isinstance(value, str):
                 raise Invalid(field, "must be a string")
-            if key == DEFAULT_BACKEND_KEY:
-                default_backend = parse_service_ref(value.strip(), field)
-            elif key in GLOBAL_KEYS:
-                settings = GLOBAL_KEYS[key](settings, value, field)
-            elif key in BACKEND_KEYS:
-                settings = replace(
-                    settings, backend=BACKEND_KEYS[key](settings.backend, value, field)
-                )
+            parsed = setting.parse(value, field) if ours else setting.parse_nginx(value, field)
+            if setting is _DEFAULT_BACKEND:
+                default_backend = parsed
+            elif setting.scope is Scope.BACKEND:
+                backend = registry.apply(settings.backend, setting, parsed)
+                settings = dataclasses.replace(settings, backend=backend)
+            elif setting is _ALLOWLIST:
+                settings = dataclasses.replace(settings, default_policy=parsed)
+            elif setting.scope is Scope.ROUTE:
+                route = registry.apply(settings.route, setting, parsed)
+                settings = dataclasses.replace(settings, route=route)
             else:
-                raise Invalid(field, "unknown setting (ignored)")
+                settings = registry.apply(settings, setting, parsed)
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason, "InvalidSetting"))
     return settings, default_backend, problems
+
+
+def _configmap_setting(key: object) -> registry.Setting | None:
+    if not isinstance(key, str):
+        return None
+    setting = registry.BY_KEY.get(key)
+    if setting is not None and setting.configmap:
+        return setting
+    setting = registry.BY_NGINX.get(key)
+    return setting if setting is not None and setting.nginx_configmap else None

@@ -48,11 +48,16 @@ class EventReporter:
         self._component = component
         self._host = host
         self._posted: set[Problem] = set()
+        self._logged: set[Problem] = set()
 
     async def report(self, problems: Iterable[Problem]) -> int:
         """Post the problems not posted yet; forget the ones that went away."""
         current = set(problems)
         posted = 0
+        for problem in sorted(current - self._logged):
+            # A user's object left out or degraded: WARNING, once (not per retry).
+            logger.warning("%s %s: %s", problem.source, problem.event, problem.message)
+        self._logged = current
         for problem in sorted(current - self._posted):
             if await self._post(problem):
                 self._posted.add(problem)
@@ -90,7 +95,7 @@ class EventReporter:
         except API_ERRORS as error:
             logger.warning("could not post an Event on %s (retried next sync): %r", ref, error)
             return False
-        logger.info("event posted on %s: %s", ref, problem.message)
+        logger.debug("event posted on %s: %s", ref, problem.message)
         return True
 
 
@@ -111,6 +116,10 @@ class IngressStatusWriter:
     def __init__(self, api: client.ApiClient, address: str | None) -> None:
         self._networking = client.NetworkingV1Api(api)
         self._wanted = load_balancer_status(address)
+
+    def publish(self, entries: list[dict[str, str]]) -> None:
+        """Publish these ``status.loadBalancer.ingress`` entries from now on (--publish-service)."""
+        self._wanted = {"ingress": entries or None}
 
     async def update(
         self,

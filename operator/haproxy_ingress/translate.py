@@ -16,9 +16,10 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from haproxy_ingress import validate
+from haproxy_ingress import regex, validate
 from haproxy_ingress.canonical import canonical_path
-from haproxy_ingress.cluster import ClusterView, KubeObject, TranslateOptions
+from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
+from haproxy_ingress.ingress_class import left_out
 from haproxy_ingress.model import (
     AccessPolicy,
     Backend,
@@ -30,39 +31,41 @@ from haproxy_ingress.model import (
     PathType,
     Problem,
     Route,
+    RouteOptions,
     ServerState,
     ServiceRef,
+    TranslateOptions,
     certificate_name,
 )
+from haproxy_ingress.registry import CAPTURE
 from haproxy_ingress.routing import route_key, routing_maps
-from haproxy_ingress.settings import (
-    backend_annotations,
-    has_access_rule,
-    parse_configmap,
-    route_policy,
-    ssl_redirect,
-)
-from haproxy_ingress.tls import certificate_from_secret
+from haproxy_ingress.settings import IngressSettings, ingress_settings, parse_configmap
+from haproxy_ingress.tls import CertificateCache, certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
-LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 # Lets nobody in: the paths of an Ingress whose access rule cannot be honoured.
 DENY_ALL = AccessPolicy(())
 DENIED_REASON = (
     "the Ingress has an access rule but cannot be served as written; "
     "its paths answer 403 until it is fixed"
 )
-DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+NO_OPTIONS = RouteOptions()
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 def translate(
-    view: ClusterView, options: TranslateOptions, *, now: datetime.datetime | None = None
+    view: ClusterView,
+    options: TranslateOptions,
+    *,
+    now: datetime.datetime | None = None,
+    certificate_cache: CertificateCache | None = None,
 ) -> DesiredState:
     """The whole desired state of HAProxy for this cluster view.
 
     ``now`` (the caller's clock: translate reads none) enables warnings for
     certificates outside their validity period; they are still served.
+    ``certificate_cache`` memoises the parsing of TLS Secrets across calls (the
+    result is the same with or without it).
     """
     settings, configured_default, problems = parse_configmap(view.configmap)
     view = _well_named(view, problems)
@@ -83,6 +86,7 @@ def translate(
     policies: set[AccessPolicy] = set()
     if settings.default_policy is not None:
         policies.add(settings.default_policy)
+    canaries: list[tuple[ObjectRef, IngressSettings, _ParsedIngress]] = []
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         try:
@@ -92,14 +96,21 @@ def translate(
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason, "Rejected"))
             continue
-        backend_settings, errors = backend_annotations(annotations, settings.backend)
+        asked = ingress_settings(annotations, settings)
+        problems.extend(Problem(source, n.field, n.reason, n.event) for n in asked.notices)
+        errors = list(asked.errors)
+        if asked.canary is not None:
+            parsed_canary = _canary_ingress(ingress, source, asked, problems)
+            if parsed_canary is not None:
+                canaries.append((source, asked, parsed_canary))
+            continue
+        backend_settings = asked.backend
+        # A bad access rule is no rule: nothing below may serve it.
+        policy = asked.policy if not (errors and asked.access_rule) else None
         try:
-            policy = route_policy(annotations, settings.default_policy)
-        except Invalid as error:
-            errors.append(error)
-            policy = None
-        try:
-            parsed = _parse_ingress(ingress, policy.name if policy else "")
+            parsed = _parse_ingress(
+                ingress, policy.name if policy else "", asked.options, regex=asked.use_regex
+            )
         except Invalid as error:
             problems.extend(
                 Problem(source, e.field, e.reason, "Rejected") for e in [*errors, error]
@@ -107,7 +118,7 @@ def translate(
             continue
         if errors:
             problems.extend(Problem(source, e.field, e.reason, "Rejected") for e in errors)
-            if not has_access_rule(annotations):
+            if not asked.access_rule:
                 continue
             # Fail closed: an Ingress that guards its paths but cannot be
             # served as written keeps its paths, and they deny everyone; left
@@ -115,7 +126,10 @@ def translate(
             problems.append(Problem(source, "metadata.annotations", DENIED_REASON, "AccessDenied"))
             policy = DENY_ALL
             parsed = _ParsedIngress(
-                routes=[(dataclasses.replace(r, policy=policy.name), s) for r, s in parsed.routes]
+                routes=[
+                    (dataclasses.replace(r, policy=policy.name, options=NO_OPTIONS), s)
+                    for r, s in parsed.routes
+                ]
             )
             backend_settings = settings.backend
         for route, service in parsed.routes:
@@ -151,9 +165,17 @@ def translate(
                     )
                 )
         tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
-        if ssl_redirect(annotations):
+        if asked.ssl_redirect:
             redirects.update(host for _, hosts in parsed.tls for host in hosts)
 
+    routes = _attach_canaries(
+        routes,
+        canaries,
+        services=services,
+        service_refs=service_refs,
+        tuning=tuning,
+        problems=problems,
+    )
     default_ref = configured_default or options.default_backend
     if default_ref is not None:
         service_refs.setdefault(
@@ -171,7 +193,7 @@ def translate(
         )
         for ref, reported_on in sorted(service_refs.items())
     )
-    certificates = _certificates(tls_claims, secrets, problems, now)
+    certificates = _certificates(tls_claims, secrets, problems, now, certificate_cache)
     return DesiredState(
         settings=settings,
         backends=backends,
@@ -229,35 +251,8 @@ def refresh_endpoints(
 
 
 def _is_ours(ingress: KubeObject, classes: Iterable[KubeObject], options: TranslateOptions) -> bool:
-    """Whether this controller serves the Ingress, by the Kubernetes rules.
-
-    ``spec.ingressClassName`` naming one of our IngressClasses wins; then the
-    legacy annotation naming our class; an Ingress with neither is ours only if
-    one of our IngressClasses is marked as the cluster default.
-    """
-    ours: dict[str, bool] = {}
-    for ingress_class in classes:
-        spec = ingress_class.get("spec") or {}
-        if isinstance(spec, Mapping) and spec.get("controller") == options.controller_name:
-            meta = ingress_class.get("metadata") or {}
-            annotations = meta.get("annotations") or {}
-            default = (
-                annotations.get(DEFAULT_CLASS_ANNOTATION)
-                if isinstance(annotations, Mapping)
-                else ""
-            )
-            ours[str(meta.get("name"))] = str(default).lower() == "true"
-    spec = ingress.get("spec") or {}
-    class_name = spec.get("ingressClassName") if isinstance(spec, Mapping) else None
-    if class_name is not None:
-        # A class name that is not a string (offline input only) is claimed so
-        # that _parse_ingress reports it instead of it vanishing silently.
-        return not isinstance(class_name, str) or class_name in ours
-    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
-    legacy = annotations.get(LEGACY_CLASS_ANNOTATION) if isinstance(annotations, Mapping) else None
-    if legacy is not None:
-        return bool(legacy == options.ingress_class)
-    return any(ours.values())
+    """Whether this controller serves the Ingress (ingress_class.left_out says why not)."""
+    return left_out(ingress, classes, options) is None
 
 
 # --- ingresses -----------------------------------------------------------------
@@ -269,10 +264,19 @@ class _ParsedIngress:
     tls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
 
-def _parse_ingress(ingress: KubeObject, policy: str = "") -> _ParsedIngress:
+def _parse_ingress(
+    ingress: KubeObject,
+    policy: str = "",
+    options: RouteOptions = NO_OPTIONS,
+    *,
+    regex: bool = False,
+) -> _ParsedIngress:
     """Validate the whole Ingress; one bad field rejects it (no half-served Ingress).
 
-    ``policy`` names the access policy every route of the Ingress carries.
+    ``policy`` names the access policy every route of the Ingress carries,
+    ``options`` what its routes do besides choosing a backend. With
+    ``regex`` (use-regex) its Prefix and ImplementationSpecific paths are
+    regular expressions; Exact paths stay literal.
     """
     source = _ref("Ingress", ingress)
     namespace = source.namespace
@@ -288,12 +292,33 @@ def _parse_ingress(ingress: KubeObject, policy: str = "") -> _ParsedIngress:
         http = validate.mapping(rule.get("http"), f"{rule_field}.http")
         for path_field, item in validate.objects(http.get("paths"), f"{rule_field}.http.paths"):
             path_type = _path_type(item.get("pathType"), f"{path_field}.pathType")
-            path = _route_path(item.get("path", "/") or "/", f"{path_field}.path")
+            written = item.get("path", "/") or "/"
+            is_regex = regex and path_type is not PathType.EXACT
+            route_options = options
+            if is_regex:
+                path = _regex_path(written, f"{path_field}.path")
+                if options.rewrite_target and CAPTURE.search(options.rewrite_target):
+                    route_options = dataclasses.replace(options, path_regex=path)
+            else:
+                path = _route_path(written, f"{path_field}.path")
             service = _service_ref(namespace, item.get("backend"), f"{path_field}.backend")
             if path_type is not PathType.EXACT and path.rstrip("/") == "":
                 explicit_roots.add(host)
             parsed.routes.append(
-                (Route(host, path, path_type, service.backend_name, source, policy), service)
+                (
+                    Route(
+                        host,
+                        path,
+                        path_type,
+                        service.backend_name,
+                        source,
+                        policy,
+                        route_options,
+                        regex=is_regex,
+                        written=str(written),
+                    ),
+                    service,
+                )
             )
     if spec.get("defaultBackend") is not None:
         service = _service_ref(namespace, spec["defaultBackend"], "spec.defaultBackend")
@@ -301,7 +326,12 @@ def _parse_ingress(ingress: KubeObject, policy: str = "") -> _ParsedIngress:
         # without rules it serves any host.
         for host in sorted(set(hosts or [""]) - explicit_roots):
             parsed.routes.append(
-                (Route(host, "/", PathType.PREFIX, service.backend_name, source, policy), service)
+                (
+                    Route(
+                        host, "/", PathType.PREFIX, service.backend_name, source, policy, options
+                    ),
+                    service,
+                )
             )
     for tls_field, entry in validate.objects(spec.get("tls"), "spec.tls"):
         secret = validate.dns_subdomain(entry.get("secretName"), f"{tls_field}.secretName")
@@ -327,6 +357,100 @@ def _route_path(value: object, field: str) -> str:
             field, f"does not resolve to a path ('..' above the root, or %00), got {value!r:.60}"
         )
     return path
+
+
+def _regex_path(value: object, field: str) -> str:
+    return regex.path_pattern(value, field)
+
+
+def _canary_ingress(
+    ingress: KubeObject, source: ObjectRef, asked: IngressSettings, problems: list[Problem]
+) -> _ParsedIngress | None:
+    """A canary Ingress's paths, or None (with problems) if it cannot be one.
+
+    As in ingress-nginx, a canary's other route annotations are ignored: its
+    requests get the main Ingress's options and access rule. So a canary that
+    sets an access rule of its own is left out: served under the main rule it
+    would let in clients its author meant to keep out (fail closed).
+    """
+    if asked.errors or asked.access_rule:
+        problems.extend(Problem(source, e.field, e.reason, "Rejected") for e in asked.errors)
+        if asked.access_rule:
+            problems.append(
+                Problem(
+                    source,
+                    "metadata.annotations",
+                    "a canary Ingress takes the main Ingress's access rule and cannot set "
+                    "its own; this canary is left out",
+                    "Rejected",
+                )
+            )
+        return None
+    try:
+        # Its paths are matched to the main Ingress's as written: literal,
+        # or regular expressions where the main Ingress has use-regex.
+        return _parse_ingress(ingress)
+    except Invalid as literal_error:
+        try:
+            return _parse_ingress(ingress, regex=True)
+        except Invalid:
+            problems.append(Problem(source, literal_error.field, literal_error.reason, "Rejected"))
+            return None
+
+
+def _attach_canaries(
+    routes: list[Route],
+    canaries: list[tuple[ObjectRef, IngressSettings, _ParsedIngress]],
+    *,
+    services: Mapping[tuple[str, str], KubeObject],
+    service_refs: dict[ServiceRef, ObjectRef],
+    tuning: dict[ServiceRef, tuple[BackendSettings, ObjectRef]],
+    problems: list[Problem],
+) -> list[Route]:
+    """``routes`` with each canary attached to the main route of its host and path.
+
+    The main route must belong to an Ingress of the canary's namespace: one
+    tenant's canary never takes another tenant's traffic. One canary per
+    route (ingress-nginx keeps one too): the older canary wins.
+    """
+    index = {(r.host, r.written or r.path): i for i, r in reversed(list(enumerate(routes)))}
+    result = list(routes)
+    for source, asked, parsed in canaries:
+        assert asked.canary is not None
+        for route, service in parsed.routes:
+            at = index.get((route.host, route.written or route.path))
+            if at is None or result[at].source.namespace != source.namespace:
+                problems.append(
+                    Problem(
+                        source,
+                        "spec.rules",
+                        f"canary for host {route.host or '*'!r} path {route.written!r}: no "
+                        f"Ingress in namespace {source.namespace} serves it; left out",
+                        "CanaryWithoutMain",
+                    )
+                )
+                continue
+            main = result[at]
+            if main.options.canary is not None:
+                problems.append(
+                    Problem(
+                        source,
+                        "spec.rules",
+                        f"host {route.host or '*'!r} path {route.written!r} already has a canary "
+                        f"(backend {main.options.canary.backend}); left out",
+                        "Conflict",
+                    )
+                )
+                continue
+            if not _service_usable(service, services, source, route, problems):
+                continue
+            canary = dataclasses.replace(asked.canary, backend=service.backend_name)
+            result[at] = dataclasses.replace(
+                main, options=dataclasses.replace(main.options, canary=canary)
+            )
+            service_refs.setdefault(service, source)
+            tuning.setdefault(service, (asked.backend, source))
+    return result
 
 
 def _path_type(value: object, field: str) -> PathType:
@@ -516,6 +640,7 @@ def _certificates(
     secrets: Mapping[tuple[str, str], KubeObject],
     problems: list[Problem],
     now: datetime.datetime | None,
+    cache: CertificateCache | None,
 ) -> tuple[Certificate, ...]:
     """One certificate per Secret; a host served by two Secrets goes to the older Ingress."""
     host_owner: dict[str, tuple[str, str]] = {}
@@ -537,7 +662,9 @@ def _certificates(
                 )
                 continue
             try:
-                checked = certificate_from_secret(secret)
+                checked = (
+                    cache.get(secret) if cache is not None else certificate_from_secret(secret)
+                )
                 pems[key] = checked.pem
                 if now is not None and not checked.not_before <= now <= checked.not_after:
                     when = "expired on" if now > checked.not_after else "is not valid before"
@@ -619,13 +746,8 @@ def _well_named(view: ClusterView, problems: list[Problem]) -> ClusterView:
                 kept.append(obj)
         return tuple(kept)
 
-    return dataclasses.replace(
-        view,
-        ingresses=keep("Ingress", view.ingresses),
-        ingress_classes=keep("IngressClass", view.ingress_classes),
-        services=keep("Service", view.services),
-        endpoint_slices=keep("EndpointSlice", view.endpoint_slices),
-        secrets=keep("Secret", view.secrets),
+    return ClusterView.of(
+        {kind.field: keep(kind.kind, view.objects(kind)) for kind in WATCHED}, view.configmap
     )
 
 

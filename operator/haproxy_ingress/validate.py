@@ -180,6 +180,13 @@ def duration(value: object, field: str) -> str:
     return match[0]
 
 
+def duration_ms(value: str) -> float:
+    """A valid duration (see :func:`duration`) in milliseconds."""
+    match = _DURATION_RE.fullmatch(value.strip())
+    assert match is not None, value
+    return int(match[1]) * _UNIT_MS[match[2] or ""]
+
+
 def is_zero_duration(value: str) -> bool:
     """Whether ``value`` is a duration of zero in any unit (``0``, ``0s``, ``000ms``)."""
     match = _DURATION_RE.fullmatch(value.strip())
@@ -216,6 +223,60 @@ def cidr_list(value: object, field: str) -> tuple[str, ...]:
     return tuple(sorted(networks))
 
 
+# An absolute http(s) URL or an absolute path, of RFC 3986 characters: no
+# whitespace, quotes, backslashes, '<>{}|^`' or control characters, '%' only
+# as a percent-encoding. It reaches HAProxy base64-encoded in a map value and
+# leaves it in a Location header.
+_URL_RE = re.compile(
+    r"(?:https?://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?)?"
+    r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?"
+)
+MAX_URL_LENGTH = 2048
+
+
+def url(value: object, field: str) -> str:
+    """A redirect target: ``http(s)://host[:port][/path[?query]]`` or ``/path[?query]``."""
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_URL_LENGTH
+        or not _URL_RE.fullmatch(value)
+        or not (value.startswith("/") or "://" in value)
+    ):
+        raise Invalid(
+            field,
+            "must be an http(s) URL or an absolute path of RFC 3986 characters "
+            f"(no spaces, quotes or control characters), got {_show(value)}",
+        )
+    return value
+
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def token(value: object, field: str) -> str:
+    """A short name (a cookie name): letters, digits, '_', '.', '-'."""
+    if not isinstance(value, str) or not _TOKEN_RE.fullmatch(value):
+        raise Invalid(field, f"must be 1-64 letters, digits, '_', '.' or '-', got {_show(value)}")
+    return value
+
+
+_SIZE_RE = re.compile(r"([0-9]{1,12})([kKmMgG]?)")
+_SIZE_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+MAX_SIZE = 2**53  # HAProxy's integers are 64-bit; stay far from overflow
+
+
+def size(value: object, field: str) -> int:
+    """A size as nginx writes it (``8m``, ``512k``, ``1g``, bytes without a unit)."""
+    match = _SIZE_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise Invalid(field, f"must be a size such as 512k, 8m or 1g, got {_show(value)}")
+    number = int(match[1]) * _SIZE_UNIT[match[2].lower()]
+    if number > MAX_SIZE:
+        raise Invalid(field, f"must be at most 8 PiB, got {_show(value)}")
+    return number
+
+
 def integer(value: object, field: str, *, minimum: int, maximum: int) -> int:
     """An integer given as a number or as a decimal string (ConfigMap and annotation values)."""
     number: int | None = None
@@ -226,6 +287,22 @@ def integer(value: object, field: str, *, minimum: int, maximum: int) -> int:
     if number is None or not minimum <= number <= maximum:
         raise Invalid(field, f"must be an integer from {minimum} to {maximum}, got {_show(value)}")
     return number
+
+
+_PRODUCT_RE = re.compile(r"[A-Za-z0-9._-]{1,64}(?:/[A-Za-z0-9._-]{1,32})?")
+
+
+def product(value: object, field: str) -> str:
+    """An HTTP product token (``name`` or ``name/version``, RFC 9110), as a Server header holds.
+
+    Narrower than the RFC's token: no '%' (HAProxy's log-format), '#', quotes or blanks.
+    """
+    if not isinstance(value, str) or not _PRODUCT_RE.fullmatch(value):
+        raise Invalid(
+            field,
+            f"must be name or name/version of letters, digits, '.', '_', '-', got {_show(value)}",
+        )
+    return value
 
 
 def boolean(value: object, field: str) -> bool:

@@ -59,6 +59,17 @@ class RunningController:
     http_port: int
     metrics_port: int
     log: Path
+    health_port: int = 0
+
+    def probe(self, path: str) -> tuple[int, str]:
+        """``/healthz`` or ``/readyz``: (status, body)."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}{path}", timeout=5
+            ) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
 
     def get(self, host: str, path: str = "/") -> tuple[int, str]:
         request = urllib.request.Request(
@@ -99,12 +110,18 @@ class RunningController:
 
 
 def start_controller(
-    cluster: Kube, workdir: Path, *extra: str, via_kopf: bool = False
+    cluster: Kube,
+    workdir: Path,
+    *extra: str,
+    via_kopf: bool = False,
+    http_port: int | None = None,
+    publish: tuple[str, str] = ("publish-address", PUBLISHED_ADDRESS),
 ) -> RunningController:
     """The controller as ``haproxy-ingress run`` (flags), or as ``kopf run`` (environment)."""
     cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests"))
     kubeconfig = service_account_kubeconfig(cluster, workdir / "controller.kubeconfig")
-    http_port, https_port, metrics_port, liveness_port = (free_port() for _ in range(4))
+    https_port, metrics_port, liveness_port, health_port = (free_port() for _ in range(4))
+    http_port = http_port or free_port()
     log = workdir / "controller.log"
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     env.pop("KUBERNETES_SERVICE_HOST", None)
@@ -113,7 +130,8 @@ def start_controller(
         "http-bind": f"127.0.0.1:{http_port}",
         "https-bind": f"127.0.0.1:{https_port}",
         "metrics-bind": f"127.0.0.1:{metrics_port}",
-        "publish-address": PUBLISHED_ADDRESS,
+        "health-bind": f"127.0.0.1:{health_port}",
+        publish[0]: publish[1],
         # Short, so the LIST-based index verification runs during the tests.
         "resync-interval": "3",
     }
@@ -129,7 +147,7 @@ def start_controller(
             "kopf",
             "run",
             "-m",
-            "haproxy_ingress",
+            "haproxy_ingress.handlers",
             "--standalone",
             "-A",
             "--verbose",
@@ -144,7 +162,9 @@ def start_controller(
     process = subprocess.Popen(
         command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=workdir
     )
-    controller = RunningController(process, workdir / "haproxy", http_port, metrics_port, log)
+    controller = RunningController(
+        process, workdir / "haproxy", http_port, metrics_port, log, health_port
+    )
 
     def synced() -> bool:
         if process.poll() is not None:

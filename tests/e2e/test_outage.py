@@ -93,7 +93,7 @@ def test_api_server_restart_resumes_watches_without_stale_routes_or_reloads(
 def test_kopf_run_works_as_documented(
     cluster: Kube, namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """``kopf run -m haproxy_ingress --standalone -A --verbose``, configured by environment."""
+    """``kopf run -m haproxy_ingress.handlers --standalone -A --verbose``, set by environment."""
     running = start_controller(cluster, tmp_path_factory.mktemp("kopf-run"), via_kopf=True)
     try:
         host = f"kopf-{suffix()}.example.com"

@@ -23,7 +23,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from haproxy_ingress.haproxy.commands import Command, parse_servers_state
 from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.haproxy.runtime import RuntimeClient
 from tests.backends import free_port
 from tests.certs import self_signed
 from tests.haproxy.stack import Stack
@@ -48,6 +50,18 @@ defaults
     timeout server 10s
     load-server-state-from-file global
 """
+
+
+def set_weight(backend: str, server: str, weight: int) -> Command:
+    """``set server BE/SRV weight N``: runtime state the controller never sets, so a
+    reload that carries it over is seen to carry state."""
+    return Command(("set", "server", f"{backend}/{server}", "weight", str(weight)))
+
+
+async def servers_state(client: RuntimeClient, backend: str) -> dict[str, dict[str, str]]:
+    """``show servers state BE``: each server's row by name."""
+    text = await client.run("show", "servers", "state", backend)
+    return {row["srv_name"]: row for row in parse_servers_state(text).rows}
 
 
 def slots(count: int, extra: str = "") -> str:

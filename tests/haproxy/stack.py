@@ -18,13 +18,13 @@ from typing import Any
 import aiohttp
 
 from haproxy_ingress.apply import Applier
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.haproxy.config import RenderOptions, default_certificate_path
 from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import HAProxyProcess, ProcInfo
 from haproxy_ingress.haproxy.runtime import RuntimeClient
-from haproxy_ingress.plan import BackendLayout
+from haproxy_ingress.model import BackendLayout, TranslateOptions
 from haproxy_ingress.sync import Outcome, Reconciler
 from haproxy_ingress.tls import generate_default_certificate
 from tests.backends import free_port
@@ -72,7 +72,10 @@ class Stack:
         return ClusterView.from_objects(self.objects.values(), OPTIONS)[0]
 
     async def sync(self) -> Outcome:
-        return await self.reconciler.reconcile(self.view())
+        """One reconcile, then its files on disk (a runtime-only apply writes them later)."""
+        outcome = await self.reconciler.reconcile(self.view())
+        await self.applier.flush()
+        return outcome
 
     # --- HAProxy ------------------------------------------------------------------
 

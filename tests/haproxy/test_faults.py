@@ -20,9 +20,11 @@ from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.controller import Controller
 from haproxy_ingress.model import Problem
 from tests.backends import free_port
+from tests.haproxy.conftest import HAPROXY
 from tests.haproxy.stack import Stack, add_phantom_backend, get, wait_for
 from tests.haproxy.test_traffic import slice_for, start_pods
-from tests.kube import ingress, path, rule, service
+from tests.kube import ingress, ingress_class, path, rule, service, tls_secret
+from tests.unit.test_translate import make_cert
 
 pytestmark = pytest.mark.haproxy
 
@@ -81,6 +83,50 @@ async def test_refused_runtime_command_falls_back_to_a_reload(
     assert "runtime API refused" in outcome.result.reload_reasons[0]
     assert (await stack.proc()).reloads == before.reloads + 1
     assert (await get(session, stack.http_port, "/", "a.example.com"))[0] == 404
+
+
+COUNTING_WRAPPER = """#!/bin/sh
+# Count `haproxy -c` runs, then run the real haproxy.
+[ "$1" = "-c" ] && echo check >> "$(dirname "$0")/checks"
+exec {haproxy} "$@"
+"""
+
+
+async def test_a_fallback_reload_checks_once_and_removes_stale_certificate_files(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    wrapper = tmp_path / "haproxy-counting"
+    wrapper.write_text(COUNTING_WRAPPER.format(haproxy=HAPROXY))
+    wrapper.chmod(0o755)
+    checks = tmp_path / "checks"
+    stack = Stack(tmp_path / "haproxy", binary=str(wrapper))
+    try:
+        stack.put(ingress_class(default=True))
+        await serving(stack, session, first=136)
+        crt, key = make_cert("secure.example.com")
+        stack.put(
+            tls_secret("secure-tls", crt, key),
+            ingress(
+                "secure",
+                rule("secure.example.com", path("/")),
+                tls=[{"hosts": ["secure.example.com"], "secretName": "secure-tls"}],
+            ),
+        )
+        await stack.sync()
+        pem = stack.paths.certs / "default_secure-tls.pem"
+        assert pem.exists()
+        add_phantom_backend(stack)
+        # Free the phantom's slot (refused), drop the certificate and its routes.
+        stack.delete("Ingress", "default", "secure")
+        stack.delete("Secret", "default", "secure-tls")
+        before = len(checks.read_text().splitlines())
+        outcome = await stack.sync()
+        assert outcome.result is not None and outcome.result.runtime_fallback
+        assert len(checks.read_text().splitlines()) == before + 1  # one haproxy -c
+        assert not pem.exists()  # a Secret no longer served leaves no key on disk
+        assert (await get(session, stack.http_port, "/", "a.example.com"))[0] == 200
+    finally:
+        await stack.close()
 
 
 async def test_restarted_controller_adopts_haproxy_without_reload(
@@ -168,9 +214,8 @@ async def test_rejected_config_is_reported_as_a_warning_naming_the_cause(tmp_pat
         metrics_bind=None,
     )
     config.paths.ensure()
-    controller = Controller(config, lambda configmap: ClusterView())
     reporter = RecordingReporter()
-    controller._events = reporter  # type: ignore[assignment]
+    controller = Controller(config, lambda configmap: ClusterView(), events=reporter)
     try:
         assert await controller.sync_once() is None
     finally:

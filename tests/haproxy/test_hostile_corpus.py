@@ -8,6 +8,7 @@ same bytes as the base cluster alone.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.haproxy
 CORPUS = yaml.safe_load(
     (Path(__file__).resolve().parents[1] / "fixtures" / "hostile" / "corpus.yaml").read_text()
 )
+PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+-----END \1-----")
 COMPARED = ("haproxy.cfg", "maps/exact.map", "maps/prefix.map", "certs/crt-list.txt")
 
 
@@ -33,16 +35,12 @@ def render(
     source.write_text(yaml.safe_dump_all(objects))
     code = main(["render", "-f", str(source), "--out", str(out)])
     lines = capsys.readouterr().err.splitlines()
+    assert lines.pop().startswith("Ingresses: ")  # render's summary, always last
     # The output directory is the one difference two renders may have.
     files = {
         name: (out / name).read_bytes().replace(str(out).encode(), b"OUT") for name in COMPARED
     }
     return code, lines, files
-
-
-def test_corpus_is_big_enough() -> None:
-    assert len(CORPUS["cases"]) >= 50
-    assert sum(bool(case["expect"]) for case in CORPUS["cases"]) >= 50
 
 
 @pytest.mark.parametrize(
@@ -72,10 +70,10 @@ def test_hostile_case(
     elif case["expect"] and rejected_only:
         assert files == base_files
     else:
-        assert files["certs/crt-list.txt"] == base_files["certs/crt-list.txt"] or all(
-            b"http-request" not in pem.read_bytes()
-            for pem in (tmp_path / "case" / "certs").glob("*.pem")
-        )
+        # A certificate may be served (the case's Secret was accepted): its file
+        # holds PEM blocks and nothing else, whatever text the Secret carried.
+        for pem in (tmp_path / "case" / "certs").glob("*.pem"):
+            assert PEM_BLOCK.sub("", pem.read_text()).strip() == "", pem.name
     check = subprocess.run(
         [HAPROXY, "-c", "-f", str(tmp_path / "case" / "haproxy.cfg")],
         capture_output=True,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from haproxy_ingress.haproxy.commands import set_server_addr, set_server_state
 from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import (
@@ -20,22 +21,17 @@ from haproxy_ingress.haproxy.process import (
     HAProxyError,
     HAProxyProcess,
     ReloadError,
-    filter_server_state,
+    check_config,
 )
-from haproxy_ingress.haproxy.runtime import (
-    RuntimeClient,
-    parse_servers_state,
-    set_server_addr,
-    set_server_state,
-    set_server_weight,
-    show_servers_state,
-)
+from haproxy_ingress.haproxy.runtime import RuntimeClient
 from tests.haproxy.conftest import (
     HAPROXY,
     HttpBackend,
     free_port,
     global_section,
     http_get,
+    servers_state,
+    set_weight,
     slots,
 )
 
@@ -110,12 +106,16 @@ async def test_start_reload_and_broken_config(hx_instance: Instance) -> None:
     hx_instance.paths.config.write_text(
         hx_instance.paths.config.read_text() + "\nbackend be_broken\n    bogus_keyword 1\n"
     )
+    # The caller's check (the applier runs it once, on the candidate file)...
     with pytest.raises(ConfigCheckError) as caught:
-        await process.reload()
+        await check_config(hx_instance.paths.config, binary=HAPROXY)
     assert "[ALERT]" in caught.value.output and "bogus_keyword" in caught.value.output
+    # ...and HAProxy's own refusal if it is reloaded anyway: the old worker serves on.
+    with pytest.raises(ReloadError, match="failed to load"):
+        await process.reload()
     unchanged = await process.show_proc()
     assert unchanged.worker_pids == reloaded.worker_pids
-    assert unchanged.reloads == reloaded.reloads
+    assert unchanged.failed == reloaded.failed + 1
     assert await http_get(hx_instance.port, "x") == (200, "v2")
 
 
@@ -162,7 +162,7 @@ async def test_server_state_survives_reload_and_client_follows(
             [
                 set_server_addr("be_app", "s1", addr(alpha.host), alpha.port),
                 set_server_state("be_app", "s1", "ready"),
-                set_server_weight("be_app", "s1", 7),
+                set_weight("be_app", "s1", 7),
                 set_server_addr("be_app", "s2", addr(beta.host), beta.port),
                 set_server_state("be_app", "s2", "ready"),
                 set_server_state("be_app", "s2", "drain"),
@@ -185,13 +185,17 @@ async def test_server_state_survives_reload_and_client_follows(
             "    server s4 127.0.0.1:1 disabled\n"
         )
         write_config(hx_instance.paths, hx_instance.port, "v2", servers=rendered)
-        info = await process.reload()
+        layout = {
+            ("be_app", "s1"): (alpha.host, alpha.port),
+            ("be_app", "s2"): (beta.host, beta.port),
+            ("be_app", "s3"): ("127.0.0.4", 9),
+        }
+        info = await process.reload(layout)
         assert not hx_instance.paths.server_state.exists()  # true only for that instant
 
         # The client was attached to the old worker: it must follow on its own.
-        [text] = await client.execute([show_servers_state("be_app")])
+        rows = await servers_state(client, "be_app")
         assert client.worker_pid in info.worker_pids and client.worker_pid != old_worker
-        rows = {row["srv_name"]: row for row in parse_servers_state(text)}
 
     s1, s2, s3, s4 = (rows[f"s{i}"] for i in range(1, 5))
     assert (s1["srv_addr"], s1["srv_port"], s1["srv_op_state"]) == (
@@ -255,51 +259,9 @@ async def test_stop_leaves_no_process(hx_instance: Instance) -> None:
 
 async def test_start_refuses_a_broken_config(hx_instance: Instance) -> None:
     hx_instance.paths.config.write_text("global\n    no_such_keyword\n")
-    with pytest.raises(ConfigCheckError, match="no_such_keyword"):
+    with pytest.raises(HAProxyError, match="no_such_keyword"):
         await hx_instance.process.start()
     assert not hx_instance.process.running
-
-
-def test_filter_server_state_lets_the_config_win() -> None:
-    header = (
-        "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight"
-        " srv_iweight srv_time_since_last_change srv_check_status srv_check_result"
-        " srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id"
-        " srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr"
-        " srv_agent_addr srv_agent_port\n"
-    )
-
-    def row(backend: str, server: str, addr: str, port: int, admin: int = 4) -> str:
-        return f"3 {backend} 1 {server} {addr} 2 {admin} 1 1 0 1 0 0 8 0 0 0 - {port} - 0 0 - - 0"
-
-    rows = [
-        row("be", "same", "10.0.0.5", 8080, admin=12),
-        row("be", "freed", "10.0.0.6", 8080),
-        row("be", "moved", "10.0.0.7", 8080),
-        row("be", "reported", "10.0.0.8", 8080),
-        row("be", "gone", "10.0.0.9", 8080),
-        row("be", "six", "2001:db8::7", 82),
-        row("named", "web", "10.1.1.1", 80),
-    ]
-    config = """\
-global
-    server-state-file /x  # backend be
-frontend be
-    default_backend be
-backend be
-    balance roundrobin
-    server same 10.0.0.5:8080 check
-    server freed 127.0.0.1:1 disabled
-    server moved 10.0.0.70:8080
-    server reported 10.0.0.8:9090
-    # server gone 10.0.0.9:8080
-    server six [2001:db8::7]:82
-backend named
-    server web web.internal:80 init-addr last,libc,none
-"""
-    kept, dropped = filter_server_state(header + "\n".join(rows) + "\n", config)
-    assert kept == header + "\n".join([rows[0], rows[5], rows[6]]) + "\n"
-    assert dropped == ["be/freed", "be/moved", "be/reported", "be/gone"]
 
 
 # --- the file writes the reload relies on --------------------------------------------

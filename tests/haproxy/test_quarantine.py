@@ -243,9 +243,8 @@ async def test_the_controller_reports_the_culprit_not_its_configmap(tmp_path: Pa
         ingress("a", rule("a.example.com", path("/")), annotations=bad),
     ]
     view, _ = ClusterView.from_objects(objects, config.translate_options())
-    controller = Controller(config, lambda configmap: view)
     reporter = RecordingReporter()
-    controller._events = reporter  # type: ignore[assignment]
+    controller = Controller(config, lambda configmap: view, events=reporter)
     try:
         outcome = await controller.sync_once()
         assert outcome is not None  # applied, without the culprit

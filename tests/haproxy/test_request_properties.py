@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from haproxy_ingress.canonical import canonical_host, canonical_path
-from haproxy_ingress.haproxy.config import templates_dir
+from haproxy_ingress.haproxy.config import lua_source
 from tests.backends import Backend, free_port
 from tests.haproxy.stack import Stack, wait_for
 from tests.haproxy.test_traffic import _ready, slice_for
@@ -91,9 +91,11 @@ def echo_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     base = tmp_path_factory.mktemp("canonical")
     port = free_port()
     config = base / "haproxy.cfg"
+    lua = base / "ingress.lua"
+    lua.write_bytes(lua_source())
     config.write_text(
         f"""global
-    lua-load-per-thread {templates_dir() / "ingress.lua"}
+    lua-load-per-thread {lua}
 defaults
     mode http
     timeout client 5s

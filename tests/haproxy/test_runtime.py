@@ -10,23 +10,22 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from haproxy_ingress.haproxy.runtime import (
+from haproxy_ingress.haproxy.commands import (
     Command,
-    RuntimeClient,
     RuntimeCommandError,
+    parse_crt_list,
     parse_csv_stat,
-    parse_servers_state,
     set_server_addr,
     set_server_state,
-    set_server_weight,
-    show_servers_state,
-    show_stat,
 )
+from haproxy_ingress.haproxy.runtime import RuntimeClient
 from tests.haproxy.conftest import (
     HttpBackend,
     RuntimeInstance,
     http_get,
     make_cert,
+    servers_state,
+    set_weight,
     tls_handshake,
 )
 
@@ -40,8 +39,7 @@ async def client(hx_runtime: RuntimeInstance) -> AsyncIterator[RuntimeClient]:
 
 
 async def servers(client: RuntimeClient, backend: str) -> dict[str, dict[str, str]]:
-    [text] = await client.execute([show_servers_state(backend)])
-    return {row["srv_name"]: row for row in parse_servers_state(text)}
+    return await servers_state(client, backend)
 
 
 async def map_content(client: RuntimeClient, path: object) -> list[tuple[str, str]]:
@@ -60,7 +58,7 @@ async def fill_slot(client: RuntimeClient, backend: str, server: str, target: Ht
 
 
 async def test_pipelines_two_thousand_commands(client: RuntimeClient) -> None:
-    commands = [set_server_weight("be_pipe", f"s{1 + i % 4}", i % 257) for i in range(2000)]
+    commands = [set_weight("be_pipe", f"s{1 + i % 4}", i % 257) for i in range(2000)]
     replies = await client.execute(commands)
     assert replies == [""] * 2000
     # The last command per slot wins: i = 1996..1999 → weights 1996 % 257 ...
@@ -96,10 +94,10 @@ async def test_later_batches_are_not_sent_after_a_failure(
         with pytest.raises(RuntimeCommandError):
             await small.execute(
                 [
-                    set_server_weight("be_state", "s3", 5),
+                    set_weight("be_state", "s3", 5),
                     # out of range: HAProxy refuses it (the builder would too)
                     Command(("set", "server", "be_state/s3", "weight", "300")),
-                    set_server_weight("be_state", "s3", 7),  # next batch: never sent
+                    set_weight("be_state", "s3", 7),  # next batch: never sent
                 ]
             )
         state = await servers(small, "be_state")
@@ -128,7 +126,7 @@ async def test_reconnects_after_haproxy_closed_the_idle_connection(
 
 
 async def test_concurrent_callers_do_not_interleave(client: RuntimeClient) -> None:
-    await client.execute([set_server_weight("be_pipe", f"s{i}", 10 * i) for i in range(1, 5)])
+    await client.execute([set_weight("be_pipe", f"s{i}", 10 * i) for i in range(1, 5)])
 
     async def reader(slot: int) -> list[str]:
         return await client.execute(
@@ -152,7 +150,7 @@ async def test_server_slots_route_traffic(
     assert await http_get(hx_runtime.http_port, "slots.example") == (200, "alpha")
     # Same address again: HAProxy says "no need to change", still a success.
     await fill_slot(client, "be_a", "s1", alpha)
-    [text] = await client.execute([show_stat("be_a")])
+    text = await client.run("show", "stat", "be_a", "4", "-1")
     rows = {row["svname"]: row for row in parse_csv_stat(text)}
     assert rows["s1"]["addr"] == f"127.0.0.2:{alpha.port}"
     assert rows["s1"]["status"] in ("UP", "no check")
@@ -248,7 +246,8 @@ async def test_certificate_add_renew_and_remove(
     assert await client.del_cert(pem_path)
     assert not await client.del_cert(pem_path)
     assert (await tls_handshake(port, "shop.example")).common_name == "default.invalid"
-    assert [e.cert for e in await client.crt_list_entries(crt_list)] == [hx_runtime.default_cert]
+    listed = parse_crt_list(await client.run("show", "ssl", "crt-list", "-n", str(crt_list)))
+    assert [e.cert for e in listed] == [hx_runtime.default_cert]
 
 
 async def test_broken_pem_is_refused_and_leaves_nothing_behind(

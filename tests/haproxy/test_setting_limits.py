@@ -38,6 +38,7 @@ EXTREMES = {
     "slowstart": "24d",
     "server-maxconn": "1000000",
     "retries": "100",
+    "server-header": "A" * 64 + "/" + "9." * 16,
     "retry-on": " ".join(["all-retryable-errors", "404", "none"][:2] * 40),
     "allowlist-source-range": " ".join(
         f"ffff:ffff:ffff:ffff:ffff:ffff:ffff:{i:04x}/128" for i in range(validate.MAX_CIDRS)
@@ -95,8 +96,10 @@ def test_extreme_accepted_values_pass_haproxy_check(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, config = render(tmp_path, EXTREMES)
-    # The Service does not exist: one BackendNotFound line, nothing about the settings.
-    assert capsys.readouterr().err.count("\n") == 1
+    # The Service does not exist: one BackendNotFound line, nothing about the
+    # settings, and render's summary.
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("Ingresses: 1 served"), lines
     assert code == 1
     text = config.read_text()
     assert "inter 1us fall 100 rise 1" in text

@@ -14,15 +14,16 @@ import pytest
 from cryptography import x509
 
 from haproxy_ingress.apply import Applier
+from haproxy_ingress.haproxy.commands import parse_csv_stat, parse_servers_state
 from haproxy_ingress.haproxy.config import RenderOptions
 from haproxy_ingress.haproxy.process import ConfigCheckError
-from haproxy_ingress.haproxy.runtime import parse_csv_stat, parse_servers_state
 from haproxy_ingress.model import BackendSettings
 from haproxy_ingress.plan import plan
 from haproxy_ingress.translate import translate
 from tests.backends import Backend, free_port
 from tests.haproxy.stack import OPTIONS, Stack, get, wait_for
 from tests.kube import (
+    configmap,
     endpoint,
     endpoint_slice,
     ingress,
@@ -343,7 +344,7 @@ async def test_runtime_state_survives_a_reload(stack: Stack) -> None:
     outcome = await stack.sync()
     assert outcome.result is not None and outcome.result.reloaded
     text = await stack.client.run("show", "servers", "state", "be_default_web_80")
-    rows = {row["srv_name"]: row for row in parse_servers_state(text)}
+    rows = {row["srv_name"]: row for row in parse_servers_state(text).rows}
     assert (rows["s1"]["srv_addr"], rows["s1"]["srv_port"]) == (web[0].host, str(port))
     assert int(rows["s1"]["srv_admin_state"]) & 0x9 == 0  # neither maint nor drain
     assert int(rows["s2"]["srv_admin_state"]) & 0x8  # drain
@@ -476,3 +477,75 @@ async def test_keys_of_removed_certificates_leave_the_disk(stack: Stack) -> None
     await stack.sync()
     assert not pem.exists()
     assert (stack.paths.certs / "default.pem").exists()
+
+
+async def test_server_header_is_added_unless_the_backend_sent_one(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    plain = await Backend("plain", "127.0.0.71", port).start()
+    branded = await Backend("branded", "127.0.0.72", port, headers=(("Server", "app/2"),)).start()
+    stack.put(
+        service("plain"),
+        service("branded"),
+        slice_for("plain", [plain]),
+        slice_for("branded", [branded]),
+        ingress(
+            "site",
+            rule("plain.example.com", path("/", "plain")),
+            rule("branded.example.com", path("/", "branded")),
+        ),
+    )
+
+    async def servers(host: str) -> tuple[int, list[str]]:
+        async with session.get(
+            f"http://127.0.0.1:{stack.http_port}/", headers={"Host": host}
+        ) as response:
+            return response.status, response.headers.getall("Server", [])
+
+    try:
+        await stack.sync()
+        await wait_for(lambda: _ready(stack, "be_default_plain_80", 1))
+        await wait_for(lambda: _ready(stack, "be_default_branded_80", 1))
+        assert await servers("plain.example.com") == (200, ["haproxy-ingress"])
+        assert await servers("branded.example.com") == (200, ["app/2"])
+        assert await servers("nothing.example.com") == (404, ["haproxy-ingress"])
+
+        stack.put(configmap({"server-header": "edge/1.0"}))
+        await stack.sync()
+        assert await servers("plain.example.com") == (200, ["edge/1.0"])
+        stack.put(configmap({"server-header": ""}))
+        await stack.sync()
+        assert await servers("plain.example.com") == (200, [])
+        assert await servers("branded.example.com") == (200, ["app/2"])
+    finally:
+        await plain.stop()
+        await branded.stop()
+
+
+async def test_endpoint_fast_path_moves_traffic_without_a_reload(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    old, new = await start_pods("web", 2, port, first=81)
+    stack.put(
+        service("web"), slice_for("web", [old]), ingress("a", rule("a.example.com", path("/")))
+    )
+    await stack.sync()
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+    before = await stack.proc()
+    try:
+        # A rollout: only the Service's EndpointSlice changed, so only its
+        # servers are re-derived from the last translation.
+        stack.put(slice_for("web", [new]))
+        outcome = await stack.reconciler.reconcile(stack.view(), endpoints_of={("default", "web")})
+        assert outcome.result is not None and not outcome.result.reloaded
+        assert {type(op).__name__ for op in outcome.plan.operations} == {"SetServer"}
+        await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+        for _ in range(4):
+            code, body = await get(session, stack.http_port, "/", "a.example.com")
+            assert code == 200 and body.startswith("web-82 "), body
+        assert (await stack.proc()).reloads == before.reloads
+    finally:
+        await old.stop()
+        await new.stop()

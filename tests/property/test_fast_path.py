@@ -7,7 +7,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.translate import refresh_endpoints, translate
 from tests.property.strategies import clusters, endpoint_slices
 

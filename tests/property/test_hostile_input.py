@@ -23,13 +23,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.haproxy.commands import Command, UnsafeArgumentError
 from haproxy_ingress.haproxy.config import RenderOptions, default_certificate_path, render
 from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.haproxy.paths import HAProxyPaths
-from haproxy_ingress.haproxy.runtime import Command, UnsafeArgumentError
-from haproxy_ingress.model import DesiredState
-from haproxy_ingress.plan import AppliedState, plan
+from haproxy_ingress.model import AppliedState, DesiredState, TranslateOptions
+from haproxy_ingress.plan import plan
 from haproxy_ingress.tls import generate_default_certificate
 from haproxy_ingress.translate import translate
 from tests.property.strategies import HOSTILE_FRAGMENTS, clusters
@@ -99,7 +99,8 @@ def check_shape(target: AppliedState, files: dict[str, str], empty: dict[str, li
         for p in target.structure.policies
     ]
     frontend = empty["frontend fe_http"]
-    at = frontend.index("use_backend %[var(txn.backend)] if { var(txn.backend) -m found }")
+    # (right after the policies' own check, before the route options).
+    at = next(i for i, line in enumerate(frontend) if "opt-https.map" in line)
     assert found["frontend fe_http"] == [*frontend[:at], *policy_lines, *frontend[at:]]
     for policy in target.structure.policies:
         networks = files[f"maps/{policy.name}.acl"].splitlines()

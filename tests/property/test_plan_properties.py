@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from haproxy_ingress.model import (
+    AppliedState,
     Backend,
     DesiredState,
     Endpoint,
@@ -14,7 +15,7 @@ from haproxy_ingress.model import (
     ServerState,
     ServiceRef,
 )
-from haproxy_ingress.plan import AppliedState, SetServer, plan
+from haproxy_ingress.plan import SetServer, plan
 
 SETTINGS = GlobalSettings(slots_min=2)
 endpoints = st.builds(

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from haproxy_ingress.cli import main
-from haproxy_ingress.cluster import DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS
 from haproxy_ingress.config import ControllerConfig
+from haproxy_ingress.model import DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS
 from tests.unit.test_render_golden import CLUSTERS
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
@@ -20,7 +20,7 @@ def test_render_writes_config_maps_and_private_certificates(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["render", "-f", str(CLUSTERS / "basic"), "--out", str(tmp_path)]) == 0
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err.splitlines() == ["Ingresses: 1 served, 0 ignored, 0 rejected"]
     config = (tmp_path / "haproxy.cfg").read_text()
     assert f"map_str({tmp_path}/maps/exact.map)" in config
     assert "shop.example.com/api/ be_shop_api_8000" in (tmp_path / "maps/prefix.map").read_text()
@@ -38,7 +38,9 @@ def test_rejected_objects_are_listed_and_exit_1(
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("Ingress team/hostile: spec.rules[0].host: must be a DNS name")
     assert lines[1].startswith("Ingress team/newer: spec.rules: host 'app.example.com'")
-    assert len(lines) == 2
+    assert lines[2].startswith("Ingress team/other-class: left out (undefined class): ")
+    assert lines[3] == "Ingresses: 2 served, 1 ignored (1 undefined class), 1 rejected"
+    assert len(lines) == 4
     assert (tmp_path / "haproxy.cfg").exists()
 
 
@@ -129,3 +131,52 @@ def test_controller_config_from_environment() -> None:
     assert config.always_reload is True
     assert config.publish_address is None
     assert ControllerConfig.from_env(config.to_env()) == config
+
+
+def test_render_names_each_ingress_it_leaves_out_and_sums_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The example alone: its IngressClass lives in manifests/, not next to it.
+    examples = str(MANIFESTS / "examples")
+    assert main(["render", "-f", examples, "--out", str(tmp_path / "a")]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("Ingress demo/echo: left out (undefined class): ")
+    assert "'haproxy' names no IngressClass" in lines[0]
+    assert lines[-1] == "Ingresses: 0 served, 1 ignored (1 undefined class), 0 rejected"
+
+    classes = str(MANIFESTS / "10-ingressclass.yaml")
+    assert main(["render", "-f", examples, "-f", classes, "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().err.splitlines() == ["Ingresses: 1 served, 0 ignored, 0 rejected"]
+
+    foreign = tmp_path / "foreign.yaml"
+    foreign.write_text(
+        yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "IngressClass",
+                    "metadata": {"name": "nginx"},
+                    "spec": {"controller": "k8s.io/ingress-nginx"},
+                },
+                {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "Ingress",
+                    "metadata": {"name": "theirs", "namespace": "demo"},
+                    "spec": {
+                        "ingressClassName": "nginx",
+                        "defaultBackend": {"service": {"name": "echo", "port": {"number": 80}}},
+                    },
+                },
+            ]
+        )
+    )
+    code = main(
+        ["render", "-f", examples, "-f", classes, "-f", str(foreign), "--out", str(tmp_path / "c")]
+    )
+    assert code == 0  # another controller's Ingress is no mistake
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "Ingress demo/theirs: left out (foreign class): IngressClass 'nginx' belongs to "
+        "'k8s.io/ingress-nginx'",
+        "Ingresses: 1 served, 1 ignored (1 foreign class), 0 rejected",
+    ]

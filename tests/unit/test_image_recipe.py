@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from haproxy_ingress.haproxy import config as haproxy_config
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -143,14 +141,3 @@ def test_overlay_points_at_the_image_make_image_builds() -> None:
     assert image_line is not None
     assert f"- name: {image_line.group(1)}" in overlay
 
-
-def test_templates_found_under_the_install_prefix_not_sys_prefix(tmp_path: Path) -> None:
-    """Debian's pip installs under /usr/local while sys.prefix is /usr (make image)."""
-    prefix = tmp_path / "usr" / "local"
-    module = prefix / "lib/python3.11/dist-packages/haproxy_ingress/haproxy/config.py"
-    module.parent.mkdir(parents=True)
-    module.write_text("")
-    templates = prefix / "share/haproxy-ingress/templates"
-    templates.mkdir(parents=True)
-    (templates / haproxy_config.TEMPLATE).write_text("global\n")
-    assert haproxy_config.templates_dir(module) == templates

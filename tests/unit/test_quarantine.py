@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.quarantine import (
     MAX_ALERT,
     NotASuspect,

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.haproxy.config import RenderOptions, render
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.loader import load_objects
+from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.plan import plan
 from haproxy_ingress.translate import translate
 

@@ -12,20 +12,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from haproxy_ingress.haproxy.process import parse_show_proc
-from haproxy_ingress.haproxy.runtime import (
+from haproxy_ingress.haproxy.commands import (
     MAX_COMMAND_BYTES,
     Command,
-    RuntimeClient,
-    RuntimeConnectionError,
     UnsafeArgumentError,
     parse_crt_list,
     parse_csv_stat,
     parse_servers_state,
     set_server_addr,
     set_server_state,
-    set_server_weight,
 )
+from haproxy_ingress.haproxy.process import filter_server_state, parse_show_proc
+from haproxy_ingress.haproxy.runtime import RuntimeClient, RuntimeConnectionError
 
 NOWHERE = Path("/nonexistent/haproxy.sock")
 
@@ -208,17 +206,12 @@ def test_server_builders_refuse_bad_names(backend: str, server: str) -> None:
         set_server_state(backend, server, "ready")
 
 
-def test_state_and_weight_expect_empty_replies() -> None:
+def test_state_expects_an_empty_reply() -> None:
     state = set_server_state("be_x", "s1", "drain")
     assert state.encode() == b"set server be_x/s1 state drain\n"
     assert state.accepts("")
     assert not state.accepts("No such server.")
     assert not state.accepts("'set server <srv> state' expects 'ready', 'drain' and 'maint'.")
-    weight = set_server_weight("be_x", "s1", 256)
-    assert weight.encode() == b"set server be_x/s1 weight 256\n"
-    assert not weight.accepts("Absolute weight can only be between 0 and 256 inclusive.")
-    with pytest.raises(UnsafeArgumentError):
-        set_server_weight("be_x", "s1", 257)
     with pytest.raises(UnsafeArgumentError):
         set_server_state("be_x", "s1", "up")  # type: ignore[arg-type]
 
@@ -288,7 +281,9 @@ srv_check_port srv_check_addr srv_agent_addr srv_agent_port
 
 
 def test_parse_servers_state() -> None:
-    rows = parse_servers_state(SERVERS_STATE)
+    state = parse_servers_state(SERVERS_STATE)
+    rows = state.rows
+    assert state.file(rows) == SERVERS_STATE
     assert [(r["srv_name"], r["srv_addr"], r["srv_port"], r["srv_admin_state"]) for r in rows] == [
         ("s1", "10.0.0.5", "8080", "4"),
         ("s2", "127.0.0.1", "1", "5"),
@@ -334,3 +329,39 @@ def test_parse_show_proc() -> None:
     assert (info.master_pid, info.reloads, info.failed) == (3912, 5, 1)
     assert info.worker_pids == (21656,)
     assert info.old_worker_pids == (21490,)
+
+
+def test_filter_server_state_lets_the_config_win() -> None:
+    header = (
+        "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight"
+        " srv_iweight srv_time_since_last_change srv_check_status srv_check_result"
+        " srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id"
+        " srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr"
+        " srv_agent_addr srv_agent_port\n"
+    )
+
+    def row(backend: str, server: str, addr: str, port: int, admin: int = 4) -> str:
+        return f"3 {backend} 1 {server} {addr} 2 {admin} 1 1 0 1 0 0 8 0 0 0 - {port} - 0 0 - - 0"
+
+    rows = [
+        row("be", "same", "10.0.0.5", 8080, admin=12),
+        row("be", "freed", "10.0.0.6", 8080),
+        row("be", "moved", "10.0.0.7", 8080),
+        row("be", "reported", "10.0.0.8", 8080),
+        row("be", "gone", "10.0.0.9", 8080),
+        row("be", "six", "2001:db8::7", 82),
+        row("named", "web", "10.1.1.1", 80),
+    ]
+    # The enabled slots of the new configuration: "freed" is free, "moved" and
+    # "reported" now point elsewhere, "gone" does not exist any more.
+    layout = {
+        ("be", "same"): ("10.0.0.5", 8080),
+        ("be", "moved"): ("10.0.0.70", 8080),
+        ("be", "reported"): ("10.0.0.8", 9090),
+        ("be", "six"): ("2001:db8:0::7", 82),
+        ("named", "web"): ("10.1.1.1", 80),
+    }
+    state = parse_servers_state(header + "\n".join(rows) + "\n")
+    kept, dropped = filter_server_state(state, layout)
+    assert kept == header + "\n".join([rows[0], rows[5], rows[6]]) + "\n"
+    assert dropped == ["be/freed", "be/moved", "be/reported", "be/gone"]

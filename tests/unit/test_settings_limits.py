@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from haproxy_ingress.model import BackendSettings, GlobalSettings
-from haproxy_ingress.settings import BACKEND_KEYS, GLOBAL_KEYS
+from haproxy_ingress.registry import BY_KEY
 from haproxy_ingress.validate import Invalid
 
 DURATION_KEYS = [
@@ -30,19 +29,19 @@ GLOBAL_DURATION_KEYS = [
 @pytest.mark.parametrize("value", ["0", "0s", "0us", "2147483648", "25d"])
 def test_backend_durations_refuse_zero_and_overflow(key: str, value: str) -> None:
     with pytest.raises(Invalid):
-        BACKEND_KEYS[key](BackendSettings(), value, "f")
+        BY_KEY[key].parse(value, "f")
 
 
 @pytest.mark.parametrize("key", GLOBAL_DURATION_KEYS)
 @pytest.mark.parametrize("value", ["0", "0ms", "2147483648"])
 def test_global_durations_refuse_zero_and_overflow(key: str, value: str) -> None:
     with pytest.raises(Invalid):
-        GLOBAL_KEYS[key](GlobalSettings(), value, "f")
+        BY_KEY[key].parse(value, "f")
 
 
 @pytest.mark.parametrize("value", ["0", "0s", "000ms", ""])
 def test_slowstart_zero_in_any_unit_means_off(value: str) -> None:
-    assert BACKEND_KEYS["slowstart"](BackendSettings(), value, "f").slowstart is None
+    assert BY_KEY["slowstart"].parse(value, "f") is None
 
 
 @pytest.mark.parametrize(
@@ -51,19 +50,21 @@ def test_slowstart_zero_in_any_unit_means_off(value: str) -> None:
 def test_check_counts_refuse_zero(key: str) -> None:
     # haproxy -c: "'fall' has to be > 0" (and rise, error-limit).
     with pytest.raises(Invalid):
-        BACKEND_KEYS[key](BackendSettings(), "0", "f")
+        BY_KEY[key].parse("0", "f")
 
 
 @pytest.mark.parametrize("value", ["none 404", "conn-failure none", "none 404 none"])
 def test_retry_on_none_is_alone(value: str) -> None:
     with pytest.raises(Invalid, match="none"):
-        BACKEND_KEYS["retry-on"](BackendSettings(), value, "f")
+        BY_KEY["retry-on"].parse(value, "f")
 
 
 def test_retry_on_duplicates_collapse_to_fit_one_line() -> None:
-    settings = BACKEND_KEYS["retry-on"](BackendSettings(), " ".join(["404"] * 100), "f")
-    assert settings.retry_on == ("404",)
-    settings = BACKEND_KEYS["retry-on"](BackendSettings(), "all-retryable-errors 404 503", "f")
-    assert settings.retry_on == ("all-retryable-errors", "404", "503")
+    assert BY_KEY["retry-on"].parse(" ".join(["404"] * 100), "f") == ("404",)
+    assert BY_KEY["retry-on"].parse("all-retryable-errors 404 503", "f") == (
+        "all-retryable-errors",
+        "404",
+        "503",
+    )
     # HAProxy refuses "none none"; rendered once, it is just "none".
-    assert BACKEND_KEYS["retry-on"](BackendSettings(), "none none", "f").retry_on == ("none",)
+    assert BY_KEY["retry-on"].parse("none none", "f") == ("none",)

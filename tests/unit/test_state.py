@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from haproxy_ingress import state
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.loader import load_objects
+from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.plan import plan
 from haproxy_ingress.translate import translate
 from tests.unit.test_render_golden import CLUSTERS

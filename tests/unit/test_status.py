@@ -62,6 +62,7 @@ async def test_events_are_posted_once_per_distinct_problem() -> None:
     reporter._component = "haproxy-ingress"
     reporter._host = "pod-1"
     reporter._posted = set()
+    reporter._logged = set()
     bad = Problem(ref("a"), "spec.rules[0].host", "must be a DNS name", "Rejected")
     other = Problem(ref("b"), "backend", "Service default/x not found", "BackendNotFound")
     assert await reporter.report([bad, other]) == 2

@@ -123,3 +123,33 @@ def test_sha1_signature_is_refused(tmp_path: Path) -> None:
     key = serialization.load_pem_private_key((base / "k").read_bytes(), None)
     with pytest.raises(Invalid, match="SHA1"):
         certificate_from_secret(secret((base / "c").read_bytes(), key))
+
+
+def _tampered(key: rsa.RSAPrivateKey, **changes: int) -> rsa.RSAPrivateKey:
+    numbers = key.private_numbers()
+    values = {
+        "p": numbers.p,
+        "q": numbers.q,
+        "d": numbers.d,
+        "dmp1": numbers.dmp1,
+        "dmq1": numbers.dmq1,
+        "iqmp": numbers.iqmp,
+        **changes,
+    }
+    return rsa.RSAPrivateNumbers(public_numbers=numbers.public_numbers, **values).private_key(
+        unsafe_skip_rsa_key_validation=True
+    )
+
+
+@pytest.mark.parametrize("part", ["dmp1", "dmq1", "iqmp", "d"])
+def test_an_inconsistent_rsa_key_is_refused(part: str) -> None:
+    # OpenSSL's slow key check is skipped on load (tls._check_rsa_key): these
+    # keys, each with one number off by one, must still be refused, since a
+    # key signing with a wrong CRT exponent leaks its factors.
+    key = rsa.generate_private_key(65537, 2048)
+    cert = certificate(key, hashes.SHA256())
+    value = getattr(key.private_numbers(), part)
+    bad = _tampered(key, **{part: value + 2})
+    with pytest.raises(Invalid, match=r"^data\[tls\.key\]: is .*RSA key"):
+        certificate_from_secret(secret(cert, bad))
+    certificate_from_secret(secret(cert, key))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from haproxy_ingress.cluster import ClusterView, TranslateOptions, uids, without
+from haproxy_ingress.cluster import ClusterView, uids, without
 from haproxy_ingress.model import (
     BackendSettings,
     DesiredState,
@@ -16,6 +16,7 @@ from haproxy_ingress.model import (
     PathType,
     ServerState,
     ServiceRef,
+    TranslateOptions,
 )
 from haproxy_ingress.translate import translate
 from tests.certs import secret_data

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from haproxy_ingress.cluster import ClusterView, TranslateOptions
+from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.haproxy.config import RenderOptions, render
 from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.haproxy.paths import HAProxyPaths
-from haproxy_ingress.model import MAX_CERTIFICATE_STEM, certificate_name
+from haproxy_ingress.model import MAX_CERTIFICATE_STEM, TranslateOptions, certificate_name
 from haproxy_ingress.plan import plan
 from haproxy_ingress.translate import translate
 from tests import kube

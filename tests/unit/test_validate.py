@@ -6,7 +6,7 @@ import pytest
 
 from haproxy_ingress import validate
 from haproxy_ingress.haproxy.config import UnsafeValueError, map_file, safe_token
-from haproxy_ingress.settings import parse_service_ref
+from haproxy_ingress.settings import parse_configmap, parse_service_ref
 from haproxy_ingress.validate import Invalid
 
 
@@ -267,3 +267,27 @@ def test_printable_keeps_names_and_escapes_the_rest() -> None:
     assert validate.printable("") == ""
     assert "\n" not in validate.printable("a\nb")
     assert len(validate.printable("x" * 10_000)) <= 60
+
+
+@pytest.mark.parametrize("value", ["haproxy-ingress", "edge/1.0", "a.b_c-d/2.6.12"])
+def test_server_header_accepts_product_tokens(value: str) -> None:
+    assert safe_token(validate.product(value, "f")) == value
+
+
+@pytest.mark.parametrize(
+    "value", ["a b", "%[src]", "a#b", 'a"b', "a/b/c", "/1", "a/", "é", "a" * 65, "a\r\nX: y"]
+)
+def test_server_header_refuses_what_is_not_one_product(value: str) -> None:
+    with pytest.raises(Invalid):
+        validate.product(value, "f")
+
+
+def test_server_header_key_sets_and_clears_the_header() -> None:
+    def server(data: dict[str, str]) -> tuple[str | None, list[str]]:
+        settings, _, problems = parse_configmap({"metadata": {}, "data": data})
+        return settings.server_header, [p.message for p in problems]
+
+    assert server({}) == ("haproxy-ingress", [])
+    assert server({"server-header": "edge/1"}) == ("edge/1", [])
+    assert server({"server-header": ""}) == (None, [])
+    assert server({"server-header": "%[src]"})[0] == "haproxy-ingress"

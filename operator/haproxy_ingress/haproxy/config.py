@@ -10,29 +10,34 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import jinja2
 
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import (
+    ROUTE_OPTION_MAPS,
     AccessPolicy,
+    AppliedState,
+    BackendLayout,
     BackendSettings,
     Certificate,
     Endpoint,
     ServerState,
 )
-from haproxy_ingress.plan import AppliedState, BackendLayout
 
+TEMPLATES_PACKAGE = "haproxy_ingress.templates"
 TEMPLATE = "haproxy.cfg.j2"
 # The request canonicaliser (see canonical.py), copied next to haproxy.cfg.
 LUA = "ingress.lua"
 # Placeholder address of a free slot; `disabled` keeps it out of traffic and checks.
 FREE_SLOT_ADDRESS = "127.0.0.1:1"
 ALPN = "h2,http/1.1"
+# The statuses HAProxy's redirect can answer with.
+REDIRECT_CODES = (301, 302, 303, 307, 308)
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:/@*\[\]%,=~!$&'()+-]+")
 
 
@@ -89,31 +94,14 @@ class _BackendView:
     servers: tuple[_Server, ...]
 
 
-def templates_dir(module_file: Path | None = None) -> Path:
-    """The repository's ``templates/`` (source checkout) or the installed copy.
-
-    The wheel installs them as data files under the install scheme's prefix, which
-    is not always ``sys.prefix``: Debian's Python installs pip packages under
-    /usr/local while ``sys.prefix`` is /usr (the controller image built by
-    ``make image``). That prefix is the one above ``lib/pythonX.Y/site-packages``.
-    """
-    here = (module_file or Path(__file__)).resolve()
-    candidates = [
-        here.parents[3] / "templates",
-        here.parents[5] / "share" / "haproxy-ingress" / "templates",
-        Path(sys.prefix) / "share" / "haproxy-ingress" / "templates",
-    ]
-    for candidate in candidates:
-        if (candidate / TEMPLATE).is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"{TEMPLATE} not found in any of {', '.join(str(c) for c in candidates)}"
-    )
+def template_source(name: str) -> str:
+    """A shipped template's text (package data of :mod:`haproxy_ingress.templates`)."""
+    return resources.files(TEMPLATES_PACKAGE).joinpath(name).read_text(encoding="utf-8")
 
 
-def environment(directory: Path | None = None) -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
+        loader=jinja2.FunctionLoader(template_source),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -163,7 +151,10 @@ def render(
         prefix_map=map_path(paths, "prefix"),
         redirect_map=map_path(paths, "redirect"),
         hosts_map=map_path(paths, "hosts"),
+        regex_map=map_path(paths, "regex"),
         policies_map=map_path(paths, "policies"),
+        option_maps={name: map_path(paths, name) for name in ROUTE_OPTION_MAPS},
+        redirect_codes=REDIRECT_CODES,
         trusted_proxies=paths.maps / "trusted-proxies.acl",
         lua=paths.base / LUA,
         policies=[(policy.name, policy_path(paths, policy)) for policy in structure.policies],
@@ -193,7 +184,7 @@ def render(
             networks_file(structure.settings.proxy_real_ip_cidr),
         )
     )
-    files.append(RenderedFile(paths.base / LUA, lua_source(env)))
+    files.append(RenderedFile(paths.base / LUA, lua_source()))
     files.extend(
         RenderedFile(certificate_path(paths, cert.name), cert.pem.encode("ascii"), 0o600)
         for cert in target.certificates
@@ -201,16 +192,26 @@ def render(
     return Rendered(RenderedFile(paths.config, config.encode("utf-8")), tuple(files))
 
 
-def lua_source(env: jinja2.Environment) -> bytes:
+def lua_source() -> bytes:
     """``ingress.lua`` as shipped: a static file, not a template (nothing is interpolated)."""
-    loader = env.loader
-    assert loader is not None
-    source, _, _ = loader.get_source(env, LUA)
-    return source.encode()
+    return template_source(LUA).encode()
+
+
+# A regex map key (routing.py: ``^<escaped host>(?i:<pattern>)``, the
+# pattern checked by regex.py): visible ASCII, no '#', quotes or blanks.
+_SAFE_PATTERN = re.compile(r"\^[\x21-\x7e]+")
 
 
 def map_file(entries: Iterable[tuple[str, str]]) -> bytes:
-    return "".join(f"{safe_token(key)} {safe_token(value)}\n" for key, value in entries).encode()
+    return "".join(f"{_safe_key(key)} {safe_token(value)}\n" for key, value in entries).encode()
+
+
+def _safe_key(key: str) -> str:
+    if key.startswith("^"):
+        if not _SAFE_PATTERN.fullmatch(key) or any(c in key for c in "#\"'`"):
+            raise UnsafeValueError(f"refusing to render pattern {key!r}")
+        return key
+    return safe_token(key)
 
 
 # Limits of one crt-list line, measured on haproxy 2.6.12: more than 2,048
@@ -256,18 +257,35 @@ def server_address(endpoint: Endpoint) -> str:
     return f"{host}:{endpoint.port}"
 
 
-def _backend_view(layout: BackendLayout, slots: tuple[Endpoint | None, ...]) -> _BackendView:
-    servers = []
+def enabled_servers(target: AppliedState) -> dict[tuple[str, str], tuple[str, int]]:
+    """(backend, server) → (address, port) of every slot haproxy.cfg renders enabled.
+
+    What a reload may carry runtime state over for (process.filter_server_state).
+    """
+    return {
+        (view.name, server.name): (endpoint.address, endpoint.port)
+        for layout in target.structure.backends
+        for view, server, endpoint in _servers(layout, target.servers.get(layout.name, ()))
+        if endpoint is not None and not server.disabled
+    }
+
+
+def _servers(
+    layout: BackendLayout, slots: tuple[Endpoint | None, ...]
+) -> list[tuple[BackendLayout, _Server, Endpoint | None]]:
+    result = []
     for index in range(layout.slots):
         endpoint = slots[index] if index < len(slots) else None
         if endpoint is None:
-            servers.append(_Server(f"s{index + 1}", FREE_SLOT_ADDRESS, True))
+            server = _Server(f"s{index + 1}", FREE_SLOT_ADDRESS, True)
         else:
-            servers.append(
-                _Server(
-                    f"s{index + 1}",
-                    server_address(endpoint),
-                    endpoint.state is ServerState.MAINT,
-                )
+            server = _Server(
+                f"s{index + 1}", server_address(endpoint), endpoint.state is ServerState.MAINT
             )
-    return _BackendView(layout.name, layout.settings, tuple(servers))
+        result.append((layout, server, endpoint))
+    return result
+
+
+def _backend_view(layout: BackendLayout, slots: tuple[Endpoint | None, ...]) -> _BackendView:
+    servers = tuple(server for _, server, _ in _servers(layout, slots))
+    return _BackendView(layout.name, layout.settings, servers)

@@ -17,7 +17,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> bool:
     """Replace ``path`` with ``data`` atomically; return False if nothing changed.
 
     Identical content is not rewritten, so an unchanged render never bumps
@@ -28,8 +28,10 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
     rename within one filesystem (atomic), it is created private and chmod-ed
     before any byte is written (a key is never readable by others, even
     briefly), and it is fsync-ed before the rename so a crash cannot leave a
-    renamed-but-empty file. Any OSError (ENOSPC, EROFS, ...) propagates with
-    the old file untouched and the temporary file removed.
+    renamed-but-empty file (``durable=False`` skips the fsyncs, for files no
+    HAProxy reads yet, as the offline render writes). Any OSError (ENOSPC,
+    EROFS, ...) propagates with the old file untouched and the temporary file
+    removed.
     """
     try:
         current = path.read_bytes()
@@ -48,7 +50,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp_name, path)
@@ -56,7 +59,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_directory(path.parent)
+    if durable:
+        _fsync_directory(path.parent)
     logger.debug("file written path=%s bytes=%d", path, len(data), extra={"path": str(path)})
     return True
 

@@ -27,15 +27,20 @@ import logging
 import os
 import re
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from haproxy_ingress.haproxy import messages
+from haproxy_ingress.haproxy.commands import Command, ServersState, parse_servers_state
 from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
 from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.haproxy.runtime import oneshot
 
 logger = logging.getLogger(__name__)
 
+SHOW_SERVERS_STATE: Final = Command(("show", "servers", "state"))
 _MASTER_LINE_RE: Final = re.compile(r"(\d+)\s+master\s+(\d+)\s+\[failed:\s*(\d+)\]")
 _PROCESS_LINE_RE: Final = re.compile(r"(\d+)\s+(\S+)\s+(\d+)\s")
 _ADOPT_RETRY_SECONDS = 2.0
@@ -144,89 +149,46 @@ async def check_config(config: Path, *, binary: str = "haproxy") -> None:
     raise ConfigCheckError(f"haproxy -c rejected {config}", output)
 
 
-def filter_server_state(state: str, config: str) -> tuple[str, list[str]]:
+# (backend, server) → (address, port): the slots a configuration renders enabled.
+ServerLayout = Mapping[tuple[str, str], tuple[str, int]]
+
+
+def filter_server_state(state: ServersState, layout: ServerLayout) -> tuple[str, list[str]]:
     """Keep only the state rows the new configuration agrees with.
 
     Measured on 2.6.12 with ``load-server-state-from-file``:
 
     * the state file's *address* is not applied to servers configured with an
-      IP address (only to ones with a host name and ``init-addr last``), but
-      its *port* is: a slot re-rendered as ``127.0.0.1:1 disabled`` comes back
-      as 127.0.0.1:<old port>;
+      IP address, but its *port* is: a slot re-rendered as
+      ``127.0.0.1:1 disabled`` comes back as 127.0.0.1:<old port>;
     * a slot that was enabled at runtime and is rendered ``disabled`` again
       comes back READY (the saved admin state lacks the forced-maintenance
       bit), i.e. live traffic to 127.0.0.1:<old port>.
 
-    So the configuration wins wherever it says something else: rows of servers
-    rendered ``disabled``, rendered with a different address or port, or not
-    rendered at all are dropped. The remaining rows carry drain, maintenance,
-    weight and check state of the very same endpoint across the reload.
-    Returns the filtered file content and the dropped ``backend/server`` names.
+    So the configuration wins wherever it says something else: only rows of
+    servers ``layout`` has enabled, at the same address and port, are kept.
+    They carry drain, maintenance, weight and check state of the very same
+    endpoint across the reload. Returns the file content and the dropped
+    ``backend/server`` names.
     """
-    rendered = _rendered_servers(config)
-    lines = state.rstrip("\n").splitlines()
-    header = lines[1][2:].split()
-    kept = lines[:2]
+    kept = []
     dropped = []
-    for line in lines[2:]:
-        row = dict(zip(header, line.split(), strict=False))
+    for row in state.rows:
         key = (row.get("be_name", ""), row.get("srv_name", ""))
-        server = rendered.get(key)
-        if server is not None and not server.disabled and server.matches(row):
-            kept.append(line)
+        expected = layout.get(key)
+        if expected is not None and _same_endpoint(row, *expected):
+            kept.append(row)
         else:
             dropped.append("/".join(key))
-    return "\n".join(kept) + "\n", dropped
+    return state.file(kept), dropped
 
 
-@dataclass(frozen=True)
-class _RenderedServer:
-    address: str
-    disabled: bool
-
-    def matches(self, row: dict[str, str]) -> bool:
-        host, port = _split_address(self.address)
-        if host is None:
-            return True  # a host name: HAProxy's own init-addr logic applies
-        try:
-            same_host = ipaddress.ip_address(row.get("srv_addr", "")) == host
-        except ValueError:
-            return False
-        return same_host and (port is None or row.get("srv_port") == port)
-
-
-def _split_address(
-    address: str,
-) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address | None, str | None]:
-    for prefix in ("ipv4@", "ipv6@"):
-        address = address.removeprefix(prefix)
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-    elif address.count(":") == 1:
-        host, _, port_text = address.partition(":")
-        port = port_text or None
-    else:
-        host, port = address, None
+def _same_endpoint(row: Mapping[str, str], address: str, port: int) -> bool:
     try:
-        return ipaddress.ip_address(host), port
+        same_host = ipaddress.ip_address(row.get("srv_addr", "")) == ipaddress.ip_address(address)
     except ValueError:
-        return None, port
-
-
-def _rendered_servers(config: str) -> dict[tuple[str, str], _RenderedServer]:
-    """``server`` lines per backend/listen section of a rendered configuration."""
-    servers = {}
-    section: str | None = None
-    for raw in config.splitlines():
-        words = raw.split("#", 1)[0].split()
-        if not words:
-            continue
-        if not raw[0].isspace():
-            section = words[1] if words[0] in ("backend", "listen") and len(words) > 1 else None
-        elif section is not None and words[0] == "server" and len(words) >= 3:
-            servers[(section, words[1])] = _RenderedServer(words[2], "disabled" in words[3:])
-    return servers
+        return False
+    return same_host and row.get("srv_port") == str(port)
 
 
 class HAProxyProcess:
@@ -249,6 +211,8 @@ class HAProxyProcess:
         self._output_task: asyncio.Task[None] | None = None
         # The tail of HAProxy's own output, quoted in start/reload errors.
         self._output: collections.deque[str] = collections.deque(maxlen=_OUTPUT_LINES_KEPT)
+        # Starting or reloading: alerts now are quoted in the error that follows.
+        self._transition = False
 
     @property
     def paths(self) -> HAProxyPaths:
@@ -267,9 +231,10 @@ class HAProxyProcess:
     # --- lifecycle --------------------------------------------------------------
 
     async def start(self) -> ProcInfo:
-        """Check the configuration, start the master, wait for its first worker.
+        """Start the master on the (checked) configuration, wait for its first worker.
 
-        A server-state file left by an earlier instance is removed first: on a
+        A configuration that fails to load raises HAProxyError with HAProxy's
+        own alerts. A server-state file left by an earlier instance is removed first: on a
         cold start the rendered configuration is the truth, and stale slot
         addresses must not come back to life.
         """
@@ -288,7 +253,6 @@ class HAProxyProcess:
                 f"a master (pid {info.master_pid}) already answers on {paths.master_socket};"
                 " adopt() it instead"
             )
-        await check_config(paths.config, binary=self._binary)
         remove_if_exists(paths.server_state)
 
         self._output.clear()
@@ -316,12 +280,15 @@ class HAProxyProcess:
         self._output_task = asyncio.create_task(
             self._forward_output(child), name=f"haproxy-output-{child.pid}"
         )
-        logger.info("haproxy master started pid=%d", child.pid, extra={"master_pid": child.pid})
+        logger.debug("haproxy master started pid=%d", child.pid, extra={"master_pid": child.pid})
+        self._transition = True
         try:
             info = await self._wait_for_first_worker(child)
         except BaseException:
             await self._terminate()
             raise
+        finally:
+            self._transition = False
         logger.info(
             "haproxy ready master_pid=%d workers=%s",
             info.master_pid,
@@ -382,23 +349,24 @@ class HAProxyProcess:
 
     async def show_proc(self) -> ProcInfo:
         try:
-            text = await self._master_command("show proc")
+            text = await self._master_command("show", "proc")
         except (OSError, TimeoutError) as error:
             raise HAProxyError(
                 f"master CLI {self._paths.master_socket} unreachable: {error!r}"
             ) from error
         return parse_show_proc(text)
 
-    async def reload(self) -> ProcInfo:
+    async def reload(self, layout: ServerLayout | None = None) -> ProcInfo:
         """Swap in the configuration at ``paths.config`` without dropping traffic.
 
-        Order matters: the configuration is checked before anything else (a
-        broken one raises ConfigCheckError with the old worker untouched); the
-        runtime state of the servers is saved to the server-state file (minus
-        the rows the new configuration contradicts, see
-        :func:`filter_server_state`), which the master reads while loading the
-        new configuration; then the master re-executes. The state file is
-        removed afterwards because it is only true for this instant.
+        The caller has checked the configuration (:func:`check_config`); one
+        that fails to load anyway raises ReloadError with the old worker
+        untouched. The runtime state of the servers that ``layout`` (the new
+        configuration's enabled slots) agrees with is saved to the
+        server-state file (see :func:`filter_server_state`), which the master
+        reads while loading the new configuration; then the master
+        re-executes. The state file is removed afterwards because it is only
+        true for this instant. Without a layout no state is carried over.
 
         Render every filled slot with its current ``addr:port``: 2.6.12 does not
         restore addresses of IP-configured servers from the state file.
@@ -406,15 +374,15 @@ class HAProxyProcess:
         if self._master_pid is None:
             raise HAProxyError("no HAProxy to reload: start() or adopt() first")
         paths = self._paths
-        await check_config(paths.config, binary=self._binary)
         before = await self.show_proc()
+        self._transition = True
         try:
-            await self._save_server_state(before)
+            await self._save_server_state(before, layout or {})
             with contextlib.suppress(OSError, TimeoutError):
                 # Prints nothing on 2.6, and the master drops the connection as
                 # it re-executes; a lost reply here means nothing either way.
                 await self._master_command("reload")
-            logger.info(
+            logger.debug(
                 "haproxy reload requested reloads=%d workers=%s",
                 before.reloads,
                 before.worker_pids,
@@ -423,8 +391,9 @@ class HAProxyProcess:
             info = await self._wait_for_new_worker(before)
             await self._wait_for_old_workers_stopping(before.worker_pids)
         finally:
+            self._transition = False
             remove_if_exists(paths.server_state)
-        logger.info(
+        logger.debug(
             "haproxy reloaded reloads=%d workers=%s old_workers=%s",
             info.reloads,
             info.worker_pids,
@@ -433,26 +402,28 @@ class HAProxyProcess:
         )
         return info
 
-    async def _save_server_state(self, before: ProcInfo) -> None:
+    async def _save_server_state(self, before: ProcInfo, layout: ServerLayout) -> None:
         paths = self._paths
-        if not before.worker_pids:
+        if not before.worker_pids or not layout:
             # Nothing is serving, so there is no runtime state to carry over;
             # an old file would resurrect stale addresses.
             remove_if_exists(paths.server_state)
             return
         try:
-            text = await _oneshot(paths.runtime_socket, "show servers state", self._timeout)
+            text = await oneshot(paths.runtime_socket, SHOW_SERVERS_STATE, self._timeout)
         except (OSError, TimeoutError) as error:
             raise ReloadError(
                 f"cannot save server state through {paths.runtime_socket}: {error!r};"
                 " not reloading, runtime changes would be lost"
             ) from error
-        if not text.startswith("1\n# be_id"):
-            raise ReloadError(f"unexpected show servers state output {text[:200]!r}")
-        kept, dropped = filter_server_state(text, paths.config.read_text())
+        try:
+            state = parse_servers_state(text)
+        except ValueError as error:
+            raise ReloadError(f"unexpected show servers state output: {error}") from None
+        kept, dropped = filter_server_state(state, layout)
         atomic_write(paths.server_state, kept.encode(), mode=0o600)
         if dropped:
-            logger.info(
+            logger.debug(
                 "server state not carried over for servers=%s",
                 ",".join(dropped),
                 extra={"servers": dropped},
@@ -495,7 +466,7 @@ class HAProxyProcess:
         while pending:
             pid = pending[0]
             try:
-                text = await self._master_command(f"@!{pid} show info")
+                text = await self._master_command(f"@!{pid}", "show", "info")
             except (OSError, TimeoutError):
                 text = ""
             if "Stopping: 0" not in text:  # stopping, gone, or unreachable
@@ -581,8 +552,8 @@ class HAProxyProcess:
 
     # --- plumbing -----------------------------------------------------------------
 
-    async def _master_command(self, command: str) -> str:
-        return await _oneshot(self._paths.master_socket, command, self._timeout)
+    async def _master_command(self, *words: str) -> str:
+        return await oneshot(self._paths.master_socket, Command(words), self._timeout)
 
     async def _forward_output(self, child: asyncio.subprocess.Process) -> None:
         assert child.stderr is not None
@@ -592,35 +563,11 @@ class HAProxyProcess:
             if not line:
                 continue
             self._output.append(line)
-            if line.startswith("[ALERT]"):
-                level = logging.ERROR
-            elif line.startswith("[WARNING]"):
-                level = logging.WARNING
-            else:
-                level = logging.INFO
+            level = messages.level(line, transition=self._transition)
             logger.log(level, "haproxy: %s", line, extra=extra)
 
     def _recent_output(self) -> str:
         return "\n".join(self._output)
-
-
-async def _oneshot(socket_path: Path, command: str, seconds: float) -> str:
-    """Send one command on a fresh connection and read the reply to EOF.
-
-    The write side is shut down right away: the master CLI otherwise keeps a
-    non-interactive connection open after answering.
-    """
-    async with asyncio.timeout(seconds):
-        reader, writer = await asyncio.open_unix_connection(socket_path, limit=64 * 1024 * 1024)
-        try:
-            writer.write(command.encode("ascii") + b"\n")
-            writer.write_eof()
-            data = await reader.read()
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-    return data.decode("utf-8", errors="replace")
 
 
 def _pid_alive(pid: int) -> bool:

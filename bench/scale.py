@@ -1,0 +1,400 @@
+"""The controller and HAProxy at cluster scale (``make bench-scale``).
+
+    python bench/scale.py [--ingresses 10000] [--tls 1000] [--pods 3] [--only full,endpoint,...]
+
+A synthetic cluster as issue 13 describes it: each Ingress one host and two
+paths, its own Service with ``--pods`` endpoints; ``--tls`` of them have their
+own TLS Secret (half RSA-2048, half ECDSA P-256). Each measurement prints one
+JSON line with the machine's load average at its start and end:
+
+- ``full``: a full sync in the pure stages (cluster view, translate, plan,
+  render) cold (first translation: every certificate parsed) and warm (the
+  next one, as after any Ingress change), plus the process's peak RSS.
+- ``render``: the offline ``haproxy-ingress render`` of the whole cluster.
+- ``haproxy``: HAProxy under a 20,000-fd limit: ``haproxy -c`` and start time,
+  whether it starts, its memory and the CPU its health checks cost at idle.
+- ``endpoint``: one endpoint change at a time through the real reconciler and
+  a running HAProxy: the time until the runtime commands are done and the
+  longest the event loop was blocked, p50/p99/max over ``--changes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import dataclasses
+import datetime
+import gc
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
+
+from haproxy_ingress.apply import Applier
+from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.haproxy.config import (
+    RenderOptions,
+    default_certificate_path,
+    environment,
+    render,
+)
+from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.haproxy.process import HAProxyError, HAProxyProcess
+from haproxy_ingress.haproxy.runtime import RuntimeClient
+from haproxy_ingress.model import TranslateOptions
+from haproxy_ingress.plan import plan
+from haproxy_ingress.sync import Reconciler
+from haproxy_ingress.tls import CertificateCache, generate_default_certificate
+from haproxy_ingress.translate import translate
+
+FD_LIMIT = 20_000  # the machine's limit the issue measures against
+KEY_POOL = 4  # distinct keys per algorithm: parsing cost is per Secret, not per key
+NOT_BEFORE = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def emit(name: str, started_load: float, **figures: Any) -> None:
+    print(json.dumps({"bench": name, "load_start": started_load, "load_end": load(), **figures}))
+    sys.stdout.flush()
+
+
+def _keys() -> list[Any]:
+    rsa_keys = [rsa.generate_private_key(65537, 2048) for _ in range(KEY_POOL)]
+    ec_keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(KEY_POOL)]
+    return [k for pair in zip(rsa_keys, ec_keys, strict=True) for k in pair]
+
+
+def _tls_secret(name: str, host: str, key: Any) -> dict[str, Any]:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOT_BEFORE)
+        .not_valid_after(NOT_BEFORE + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "default", "resourceVersion": "1"},
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode(),
+            "tls.key": base64.b64encode(key_pem).decode(),
+        },
+    }
+
+
+def cluster(apps: int, pods: int, tls: int, *, moved: int = -1) -> list[dict[str, Any]]:
+    """The synthetic cluster; ``moved``: that app's first endpoint has another address."""
+    keys = _keys() if tls else []
+    objects: list[dict[str, Any]] = [ingress_class(default=True)]
+    tls_every = apps // tls if tls else 0
+    for i in range(apps):
+        host = f"app{i}.example.com"
+        objects.append(service(f"app{i}"))
+        addresses = [f"10.{i // 250}.{i % 250}.{j + 1}" for j in range(pods)]
+        if i == moved:
+            addresses[0] = f"10.{i // 250}.{i % 250}.{pods + 1}"
+        objects.append(endpoint_slice(f"app{i}", *(endpoint(a) for a in addresses)))
+        item = ingress(f"app{i}", rule(host, path("/", f"app{i}"), path("/api", f"app{i}")))
+        if tls_every and i % tls_every == 0 and i // tls_every < tls:
+            secret = f"tls{i}"
+            objects.append(_tls_secret(secret, host, keys[(i // tls_every) % len(keys)]))
+            item["spec"]["tls"] = [{"hosts": [host], "secretName": secret}]
+        objects.append(item)
+    return objects
+
+
+def timed_ms(action: Callable[[], object]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = action()
+    return round((time.perf_counter() - started) * 1000, 1), result
+
+
+def rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def bench_full(objects: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    started = load()
+    options = TranslateOptions()
+    view_ms, (view, _) = timed_ms(lambda: ClusterView.from_objects(objects, options))
+    # As the reconciler translates: with its cache of checked certificates.
+    cache = CertificateCache()
+    cold_ms, desired = timed_ms(lambda: translate(view, options, certificate_cache=cache))
+    warm_ms, desired = timed_ms(lambda: translate(view, options, certificate_cache=cache))
+    plan_ms, step = timed_ms(lambda: plan(None, desired))
+    with tempfile.TemporaryDirectory() as scratch:
+        render_options = RenderOptions(HAProxyPaths(Path(scratch)))
+        templates = environment()
+        render_ms, _ = timed_ms(lambda: render(step.target, render_options, templates))
+    emit(
+        "full",
+        started,
+        ingresses=args.ingresses,
+        tls_secrets=args.tls,
+        endpoints=args.ingresses * args.pods,
+        view_ms=view_ms,
+        translate_cold_ms=cold_ms,
+        translate_warm_ms=warm_ms,
+        plan_ms=plan_ms,
+        render_ms=render_ms,
+        full_sync_warm_ms=round(warm_ms + plan_ms + render_ms, 1),
+        peak_rss_mib=rss_mib(),
+        problems=len(desired.problems),
+    )
+
+
+def bench_render(objects: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    started = load()
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "cluster.yaml"
+        source.write_text(yaml.safe_dump_all(objects), encoding="utf-8")
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "operator")}
+        begun = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "haproxy_ingress.cli", "render", "-f", str(source),
+             "--out", str(Path(scratch) / "out")],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        seconds = time.perf_counter() - begun
+    emit(
+        "render",
+        started,
+        ingresses=args.ingresses,
+        seconds=round(seconds, 2),
+        exit=done.returncode,
+        stderr_lines=len(done.stderr.splitlines()),
+    )
+
+
+@contextmanager
+def fd_limit(limit: int) -> Iterator[None]:
+    """Children started inside inherit ``limit`` open files (as in a Pod)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+async def _endpoint_and_haproxy(objects: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    options = TranslateOptions()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    paths = HAProxyPaths(scratch)
+    paths.ensure()
+    default_certificate_path(paths).write_text(
+        generate_default_certificate(datetime.datetime.now(datetime.UTC))
+    )
+    process = HAProxyProcess(paths, timeout=120.0)
+    runtime = RuntimeClient(paths.runtime_socket)
+    render_options = RenderOptions(
+        paths, http_binds=(f"127.0.0.1:{free_port()}",), https_binds=(f"127.0.0.1:{free_port()}",)
+    )
+    applier = Applier(process, runtime, render_options)
+    reconciler = Reconciler(options, applier)
+    started = load()
+    view = ClusterView.from_objects(objects, options)[0]
+    begun = time.perf_counter()
+    try:
+        with fd_limit(FD_LIMIT):
+            await reconciler.reconcile(view)
+        start_seconds = round(time.perf_counter() - begun, 2)
+    except HAProxyError as error:
+        emit(
+            "haproxy",
+            started,
+            ingresses=args.ingresses,
+            fd_limit=FD_LIMIT,
+            starts=False,
+            error=str(error).splitlines()[-1][:300],
+        )
+        await process.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+        return
+    try:
+        check_begun = time.perf_counter()
+        command = ("haproxy", "-c", "-q", "-f", str(paths.config))
+        checker = await asyncio.create_subprocess_exec(*command)
+        assert await checker.wait() == 0, "haproxy -c refused the running configuration"
+        check_seconds = round(time.perf_counter() - check_begun, 2)
+        master = process.master_pid
+        workers = _children(master) if master else []
+        cpu_before = sum(_proc_cpu_seconds(p) for p in workers)
+        await asyncio.sleep(args.idle)
+        cpu_after = sum(_proc_cpu_seconds(p) for p in workers)
+        emit(
+            "haproxy",
+            started,
+            ingresses=args.ingresses,
+            fd_limit=FD_LIMIT,
+            starts=True,
+            check_seconds=check_seconds,
+            first_sync_seconds=start_seconds,
+            servers=sum(len(slots) for slots in applier.applied.servers.values())
+            if applier.applied
+            else 0,
+            worker_rss_mib=sum(_proc_rss_mib(p) for p in workers),
+            idle_cpu_percent=round(100 * (cpu_after - cpu_before) / args.idle, 1),
+        )
+        await _endpoint_changes(reconciler, objects, options, args)
+    finally:
+        await runtime.close()
+        await process.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def _endpoint_changes(
+    reconciler: Reconciler,
+    objects: list[dict[str, Any]],
+    options: TranslateOptions,
+    args: argparse.Namespace,
+) -> None:
+    started = load()
+    stalls: list[float] = []
+    totals: list[float] = []
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            ticks.append(now - last)
+            last = now
+
+    base = ClusterView.from_objects(objects, options)[0]
+    index = {
+        str(obj["metadata"]["labels"]["kubernetes.io/service-name"]): i
+        for i, obj in enumerate(base.endpoint_slices)
+    }
+    moved_views = []
+    for change in range(args.changes):
+        app = change * 7919 % args.ingresses  # spread over the cluster
+        shift = 1 + (change + 1) % 2  # alternate so every change is a change
+        addresses = [f"10.{app // 250}.{app % 250}.{j + shift}" for j in range(args.pods)]
+        # One EndpointSlice replaced: the view the handlers would hold after its event.
+        slices = list(base.endpoint_slices)
+        slices[index[f"app{app}"]] = endpoint_slice(f"app{app}", *map(endpoint, addresses))
+        moved_views.append((app, dataclasses.replace(base, endpoint_slices=tuple(slices))))
+    tick_task = asyncio.create_task(ticker())
+    try:
+        for app, view in moved_views:
+            await asyncio.sleep(0.05)
+            ticks.clear()
+            begun = time.perf_counter()
+            await reconciler.reconcile(view, endpoints_of={("default", f"app{app}")})
+            totals.append((time.perf_counter() - begun) * 1000)
+            await asyncio.sleep(0.01)
+            stalls.append(max(ticks, default=0.0) * 1000)
+    finally:
+        tick_task.cancel()
+    emit(
+        "endpoint",
+        started,
+        ingresses=args.ingresses,
+        changes=len(totals),
+        sync_ms_p50=round(statistics.median(totals), 1),
+        sync_ms_p99=round(_percentile(totals, 99), 1),
+        loop_blocked_ms_p50=round(statistics.median(stalls), 1),
+        loop_blocked_ms_p99=round(_percentile(stalls, 99), 1),
+        loop_blocked_ms_max=round(max(stalls), 1),
+    )
+
+
+def _percentile(values: list[float], q: int) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ingresses", type=int, default=10_000)
+    parser.add_argument("--tls", type=int, default=1_000)
+    parser.add_argument("--pods", type=int, default=3)
+    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU sampling")
+    parser.add_argument("--only", default="full,render,haproxy,endpoint", help="comma-separated")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    began = time.perf_counter()
+    objects = cluster(args.ingresses, args.pods, args.tls)
+    print(
+        json.dumps({"bench": "setup", "objects": len(objects),
+                    "seconds": round(time.perf_counter() - began, 1), "load": load()}),
+        flush=True,
+    )  # fmt: skip
+    gc.collect()
+    if "full" in only:
+        bench_full(objects, args)
+    if "render" in only:
+        bench_render(objects, args)
+    if only & {"haproxy", "endpoint"}:
+        asyncio.run(_endpoint_and_haproxy(objects, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,998 @@
+"""Every ConfigMap key and Ingress annotation, declared once (pure).
+
+A :class:`Setting` says what a key is called, which validator its value
+passes, its default, where it applies (:class:`Scope`), whether changing it
+costs HAProxy a reload, and one line of documentation. Everything else is
+derived from :data:`SETTINGS`: parsing the ConfigMap and the annotations
+(:mod:`settings`), the defaults of :class:`GlobalSettings` and
+:class:`BackendSettings`, and the README's table of keys
+(``python -m haproxy_ingress.readme README.md`` writes it; a test compares).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from haproxy_ingress import regex, validate
+from haproxy_ingress.model import (
+    AccessPolicy,
+    BackendSettings,
+    GlobalSettings,
+    RouteOptions,
+    ServiceRef,
+)
+from haproxy_ingress.validate import Invalid
+
+ANNOTATION_PREFIX = "haproxy-ingress.kopf.dev/"
+# ingress-nginx's prefix: its users' Ingresses work unchanged (see NGINX notes).
+NGINX_PREFIX = "nginx.ingress.kubernetes.io/"
+
+
+class Scope(enum.StrEnum):
+    """What one value of a key applies to."""
+
+    # The whole proxy: set in the ConfigMap only.
+    GLOBAL = "global"
+    # One Service port (an HAProxy backend): the ConfigMap sets every
+    # backend's default, an Ingress's annotation the backends its paths use.
+    BACKEND = "backend"
+    # The paths of the Ingress that sets it, never another Ingress's (an
+    # access rule, a redirect): annotation; the ConfigMap sets the default
+    # of every route where ``configmap`` is true.
+    ROUTE = "route"
+
+
+# A validator: (value as written, field path for the problem) → the value the
+# settings dataclass holds. Raises validate.Invalid.
+Parse = Callable[[str, str], Any]
+# How a parsed value lands on the settings dataclass (default: sets ``field``).
+Apply = Callable[[Any, Any], Any]
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # ConfigMap key, and the annotation is ANNOTATION_PREFIX + key
+    scope: Scope
+    parse: Parse
+    default: str | None  # as a user would write it; None: unset
+    doc: str  # one line, for the README table
+    # The GlobalSettings (global scope, and the route default) or
+    # BackendSettings (backend scope) attribute it sets; "" for keys that
+    # translate reads itself (see settings.py).
+    field: str = ""
+    reload: bool = True  # a change rewrites haproxy.cfg (else: maps / runtime API)
+    configmap: bool = True  # accepted in the controller's ConfigMap
+    # Shown in the README instead of the default (e.g. "from the fd limit").
+    default_doc: str = ""
+    # ingress-nginx's names for it: NGINX_PREFIX + name on an Ingress, and
+    # the bare name in the ConfigMap when ``nginx_configmap``.
+    nginx: tuple[str, ...] = ()
+    nginx_parse: Parse | None = None  # ingress-nginx's value syntax, if not ours
+    nginx_configmap: bool = False
+    # Where HAProxy 2.6 differs from ingress-nginx (README table).
+    difference: str = ""
+    apply_value: Apply | None = None
+
+    @property
+    def annotation(self) -> bool:
+        """Whether an Ingress may set it (global keys belong to the cluster admin)."""
+        return self.scope is not Scope.GLOBAL
+
+    @property
+    def annotation_name(self) -> str:
+        return ANNOTATION_PREFIX + self.key
+
+    @property
+    def nginx_annotations(self) -> tuple[str, ...]:
+        return tuple(NGINX_PREFIX + name for name in self.nginx)
+
+    def parse_nginx(self, value: str, field: str) -> Any:
+        return (self.nginx_parse or self.parse)(value, field)
+
+
+# --- validators that are about one setting's meaning -------------------------
+
+BALANCE_ALGORITHMS = ("leastconn", "roundrobin", "random", "source", "first")
+OBSERVE_MODES = ("none", "layer4", "layer7")
+ON_ERROR = ("fastinter", "fail-check", "sudden-death", "mark-down")
+# The retry-on keywords of HAProxy 2.6 that never resend a request a server may
+# have processed unless the failure proves it was not (see the README).
+RETRY_ON_KEYWORDS = (
+    "none",
+    "conn-failure",
+    "empty-response",
+    "junk-response",
+    "response-timeout",
+    "0rtt-rejected",
+    "404",
+    "408",
+    "425",
+    "500",
+    "501",
+    "502",
+    "503",
+    "504",
+    "all-retryable-errors",
+)
+
+
+def retry_on(value: str, field: str) -> tuple[str, ...]:
+    words = value.split()
+    if not words:
+        raise Invalid(field, "must list at least one retry-on keyword")
+    for word in words:
+        validate.choice(word, field, RETRY_ON_KEYWORDS)
+    # Duplicates are harmless to HAProxy but each is a word of a line limited
+    # to 64 (haproxy -c: "too many words"); keep the first of each.
+    unique = tuple(dict.fromkeys(words))
+    if "none" in unique and len(unique) > 1:
+        # haproxy -c: "'retry-on' 'none' keyworld only usable alone".
+        raise Invalid(field, f"none cannot be combined with other keywords, got {value!r}")
+    return unique
+
+
+def optional_duration(value: str, field: str) -> str | None:
+    """A duration where zero (in any unit) or nothing means "off"."""
+    if value.strip() == "" or validate.is_zero_duration(value):
+        return None
+    return validate.duration(value, field)
+
+
+def optional_count(value: str, field: str) -> int | None:
+    number = validate.integer(value, field, minimum=0, maximum=1_000_000)
+    return number or None
+
+
+def check_count(value: str, field: str) -> int:
+    # fall, rise and error-limit: haproxy -c refuses 0 ("has to be > 0").
+    return validate.integer(value, field, minimum=1, maximum=100)
+
+
+def _choice(allowed: tuple[str, ...]) -> Parse:
+    return lambda value, field: validate.choice(value, field, allowed)
+
+
+def _integer(minimum: int, maximum: int) -> Parse:
+    return lambda value, field: validate.integer(value, field, minimum=minimum, maximum=maximum)
+
+
+def _policy(value: str, field: str) -> AccessPolicy:
+    return AccessPolicy(validate.cidr_list(value, field))
+
+
+def parse_service_ref(value: object, field: str) -> ServiceRef:
+    """``namespace/name:port`` (port a number or a name), as flags and the ConfigMap give it."""
+    if not isinstance(value, str) or "/" not in value or ":" not in value:
+        raise Invalid(field, f"must be namespace/name:port, got {value!r}")
+    namespace, _, rest = value.partition("/")
+    name, _, port = rest.partition(":")
+    validate.dns_label(namespace, field)
+    validate.service_name(name, field)
+    # ASCII digits only: str.isdigit() is true for '٣' and '²', and int()
+    # raises on '²' and on more than 4,300 digits.
+    if re.fullmatch(r"[0-9]{1,5}", port):
+        port = str(validate.port_number(int(port), field))
+    else:
+        validate.port_name(port, field)
+    return ServiceRef(namespace, name, port)
+
+
+# --- ingress-nginx's value syntax --------------------------------------------
+
+
+def nginx_seconds(value: str, field: str) -> str:
+    """ingress-nginx's timeouts: whole seconds (``"60"``) → an HAProxy duration."""
+    seconds = validate.integer(value, field, minimum=1, maximum=validate.MAX_DURATION_MS // 1000)
+    return f"{seconds}s"
+
+
+# ingress-nginx's load-balance → HAProxy's balance. ewma (peak latency) has no
+# HAProxy equivalent: leastconn is the closest (both favour a fast pod).
+NGINX_BALANCE = {"round_robin": "roundrobin", "ewma": "leastconn"}
+
+# proxy-next-upstream cases → retry-on keywords. "error" and "timeout" on
+# connecting are conn-failure; after the request was sent, only idempotent
+# requests are resent (the backend's disable-l7-retry), whatever
+# non_idempotent says. http_403 and http_429 are not retry-on codes in
+# HAProxy 2.6: dropped (documented).
+NGINX_NEXT_UPSTREAM = {
+    "error": ("conn-failure", "empty-response"),
+    "timeout": ("conn-failure", "response-timeout"),
+    "invalid_header": ("junk-response",),
+    "http_500": ("500",),
+    "http_502": ("502",),
+    "http_503": ("503",),
+    "http_504": ("504",),
+    "http_404": ("404",),
+    "http_403": (),
+    "http_429": (),
+    "non_idempotent": (),
+}
+
+
+def nginx_next_upstream(value: str, field: str) -> tuple[str, ...]:
+    words = value.split()
+    if words == ["off"]:
+        return ("none",)
+    if not words or len(words) > 32:
+        raise Invalid(field, f"must list proxy_next_upstream cases or be off, got {value!r:.60}")
+    keywords: list[str] = []
+    for word in words:
+        validate.choice(word, field, tuple(NGINX_NEXT_UPSTREAM))
+        keywords.extend(NGINX_NEXT_UPSTREAM[word])
+    return tuple(dict.fromkeys(keywords)) or ("none",)
+
+
+def nginx_tries(value: str, field: str) -> int:
+    """proxy-next-upstream-tries counts every try, the first included."""
+    return validate.integer(value, field, minimum=1, maximum=101) - 1
+
+
+def nginx_balance(value: str, field: str) -> str:
+    return NGINX_BALANCE[validate.choice(value, field, tuple(NGINX_BALANCE))]
+
+
+BACKEND_PROTOCOLS = ("HTTP", "HTTPS", "GRPC", "GRPCS", "H2C")
+
+
+def backend_protocol(value: str, field: str) -> str:
+    return validate.choice(value.strip().upper(), field, BACKEND_PROTOCOLS)
+
+
+def body_size(value: str, field: str) -> int | None:
+    """nginx's client_max_body_size: 0 is no limit."""
+    return validate.size(value, field) or None
+
+
+CAPTURE = re.compile(r"\$[1-9]")
+
+
+def rewrite_target(value: str, field: str) -> str:
+    """A path; ``$1``-``$9`` name the capture groups of the route's regex path."""
+    checked = validate.path(value, field)
+    if "$" in checked and re.search(r"\$(?![1-9])", checked):
+        raise Invalid(field, f"'$' must start a capture group $1-$9, got {value!r:.60}")
+    return checked
+
+
+def header_value(value: str, field: str) -> str:
+    """A request header value to compare with: visible ASCII and inner spaces, no CR/LF."""
+    if (
+        not value
+        or len(value) > 1024
+        or not re.fullmatch(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?", value)
+    ):
+        raise Invalid(
+            field,
+            f"must be 1-1024 visible ASCII characters (no control characters), got {value!r:.60}",
+        )
+    return value
+
+
+def canary_total(value: str, field: str) -> int:
+    # ingress-nginx uses the total only when it is above 100.
+    return max(100, validate.integer(value, field, minimum=1, maximum=1_000_000))
+
+
+def redirect_code(value: str, field: str) -> int:
+    # HAProxy's redirect takes 301, 302, 303, 307 and 308 only.
+    code = validate.integer(value, field, minimum=300, maximum=308)
+    if code not in (301, 302, 303, 307, 308):
+        raise Invalid(field, f"must be 301, 302, 303, 307 or 308, got {value!r:.60}")
+    return code
+
+
+def cookie_domain(value: str, field: str) -> str:
+    return (
+        "." + validate.host(value[1:], field)
+        if value.startswith(".")
+        else validate.host(value, field)
+    )
+
+
+def upstream_vhost(value: str, field: str) -> str:
+    host, _, port = value.partition(":")
+    checked = validate.host(host, field)
+    if port:
+        validate.port_number(int(port) if port.isascii() and port.isdigit() else 0, field)
+        return f"{checked}:{int(port)}"
+    return checked
+
+
+def _send_timeout(target: Any, value: str) -> Any:
+    """nginx has read and send timeouts, HAProxy one: the longer of the two."""
+    current = validate.duration_ms(target.timeout_server)
+    return (
+        target
+        if current >= validate.duration_ms(value)
+        else dataclasses.replace(target, timeout_server=value)
+    )
+
+
+def _max_age_if_unset(target: Any, value: int) -> Any:
+    if target.cookie_max_age is not None:
+        return target
+    return dataclasses.replace(target, cookie_max_age=value)
+
+
+_B = Scope.BACKEND
+_G = Scope.GLOBAL
+_R = Scope.ROUTE
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- global ---
+    Setting(
+        "default-backend-service",
+        _G,
+        lambda value, field: parse_service_ref(value.strip(), field),
+        None,
+        "`namespace/name:port` of the Service for requests no rule matches",
+    ),
+    Setting("timeout-client", _G, validate.duration, "60s", "client inactivity", "timeout_client"),
+    Setting(
+        "timeout-http-request",
+        _G,
+        validate.duration,
+        "10s",
+        "time to receive a request's headers",
+        "timeout_http_request",
+        nginx=("client-header-timeout",),
+        nginx_parse=nginx_seconds,
+        nginx_configmap=True,
+    ),
+    Setting(
+        "timeout-http-keep-alive",
+        _G,
+        validate.duration,
+        "60s",
+        "idle time between two requests of a connection",
+        "timeout_http_keep_alive",
+        nginx=("keep-alive",),
+        nginx_parse=nginx_seconds,
+        nginx_configmap=True,
+    ),
+    Setting(
+        "timeout-queue",
+        _G,
+        validate.duration,
+        "30s",
+        "time a request may wait for a free server",
+        "timeout_queue",
+    ),
+    Setting(
+        "hard-stop-after",
+        _G,
+        validate.duration,
+        "30m",
+        "longest an old process keeps serving after a reload",
+        "hard_stop_after",
+    ),
+    Setting(
+        "server-header",
+        _G,
+        lambda value, field: validate.product(value, field) if value.strip() else None,
+        "haproxy-ingress",
+        "`Server` header on responses whose backend sent none (empty: none)",
+        "server_header",
+    ),
+    Setting(
+        "maxconn",
+        _G,
+        _integer(100, 1_000_000),
+        None,
+        "global connection limit",
+        "maxconn",
+        default_doc="from the fd limit",
+    ),
+    Setting(
+        "server-slots",
+        _G,
+        _integer(1, 1024),
+        "8",
+        "minimum server slots per backend (doubled when exhausted)",
+        "slots_min",
+    ),
+    Setting(
+        "use-forwarded-headers",
+        _G,
+        validate.boolean,
+        "false",
+        "trust `X-Forwarded-*` from clients in `proxy-real-ip-cidr`",
+        "use_forwarded_headers",
+        nginx=("use-forwarded-headers",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "proxy-real-ip-cidr",
+        _G,
+        validate.cidr_list,
+        "0.0.0.0/0,::/0",
+        "the proxies `use-forwarded-headers` trusts",
+        "proxy_real_ip_cidr",
+        nginx=("proxy-real-ip-cidr",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "use-proxy-protocol",
+        _G,
+        validate.boolean,
+        "false",
+        "binds expect the PROXY protocol",
+        "use_proxy_protocol",
+        nginx=("use-proxy-protocol",),
+        nginx_configmap=True,
+    ),
+    # --- backend: a Service port ---
+    Setting(
+        "balance",
+        _B,
+        _choice(BALANCE_ALGORITHMS),
+        "leastconn",
+        "`leastconn`, `roundrobin`, `random`, `source`, `first`",
+        "balance",
+        nginx=("load-balance",),
+        nginx_parse=nginx_balance,
+        nginx_configmap=True,
+        difference="`round_robin` → `roundrobin`; `ewma` → `leastconn` (HAProxy has no EWMA)",
+    ),
+    Setting(
+        "timeout-connect",
+        _B,
+        validate.duration,
+        "5s",
+        "time to connect to a pod",
+        "timeout_connect",
+        nginx=("proxy-connect-timeout",),
+        nginx_parse=nginx_seconds,
+        nginx_configmap=True,
+    ),
+    Setting(
+        "timeout-server",
+        _B,
+        validate.duration,
+        "60s",
+        "pod inactivity (reading or writing)",
+        "timeout_server",
+        nginx=("proxy-read-timeout",),
+        nginx_parse=nginx_seconds,
+        nginx_configmap=True,
+    ),
+    Setting(
+        "proxy-send-timeout",
+        _B,
+        nginx_seconds,
+        None,
+        "seconds; raises `timeout-server` if longer",
+        nginx=("proxy-send-timeout",),
+        nginx_configmap=True,
+        apply_value=_send_timeout,
+        default_doc="`60`",
+        difference="HAProxy has one pod inactivity timeout: the longer of read and send",
+    ),
+    Setting(
+        "retries",
+        _B,
+        _integer(0, 100),
+        "5",
+        "retries after a failed attempt",
+        "retries",
+        nginx=("proxy-next-upstream-tries",),
+        nginx_parse=nginx_tries,
+        nginx_configmap=True,
+        difference="counts the first try (tries 3 = retries 2); 0 (unlimited) refused",
+    ),
+    Setting(
+        "retry-on",
+        _B,
+        retry_on,
+        "conn-failure empty-response response-timeout",
+        "HAProxy `retry-on` keywords (non-idempotent requests that reached a pod: never)",
+        "retry_on",
+        nginx=("proxy-next-upstream",),
+        nginx_parse=nginx_next_upstream,
+        nginx_configmap=True,
+        difference="`error`/`timeout`/`invalid_header`/`http_5xx`/`http_404` mapped; "
+        "`http_403`, `http_429`, `non_idempotent` ignored",
+    ),
+    Setting(
+        "redispatch",
+        _B,
+        validate.boolean,
+        "true",
+        "every retry goes to another server",
+        "redispatch",
+    ),
+    Setting(
+        "drain-terminating",
+        _B,
+        validate.boolean,
+        "true",
+        "terminating pods drain (else: maintenance at once)",
+        "drain",
+    ),
+    Setting("health-check", _B, validate.boolean, "true", "active checks", "health_check"),
+    Setting(
+        "health-check-interval",
+        _B,
+        validate.duration,
+        "2s",
+        "time between active checks",
+        "check_inter",
+    ),
+    Setting(
+        "health-check-fall",
+        _B,
+        check_count,
+        "3",
+        "failed checks that mark a pod down",
+        "check_fall",
+    ),
+    Setting(
+        "health-check-rise", _B, check_count, "2", "checks that bring a pod back", "check_rise"
+    ),
+    Setting(
+        "health-check-observe",
+        _B,
+        _choice(OBSERVE_MODES),
+        "layer4",
+        "passive checks: `none`, `layer4` (connection errors), `layer7` (also 5xx)",
+        "observe",
+    ),
+    Setting(
+        "health-check-error-limit",
+        _B,
+        check_count,
+        "1",
+        "errors in a row that trigger `health-check-on-error`",
+        "error_limit",
+    ),
+    Setting(
+        "health-check-on-error",
+        _B,
+        _choice(ON_ERROR),
+        "mark-down",
+        "`fastinter`, `fail-check`, `sudden-death`, `mark-down`",
+        "on_error",
+    ),
+    Setting(
+        "slowstart",
+        _B,
+        optional_duration,
+        None,
+        "ramp-up time of a new pod (0: off)",
+        "slowstart",
+        default_doc="off",
+    ),
+    Setting(
+        "server-maxconn",
+        _B,
+        optional_count,
+        None,
+        "connections per pod (0: unlimited)",
+        "maxconn",
+        default_doc="off",
+    ),
+    Setting(
+        "backend-protocol",
+        _B,
+        backend_protocol,
+        "HTTP",
+        "`HTTP`, `HTTPS`, `GRPC`, `GRPCS`, `H2C` to the pods (TLS not verified)",
+        "protocol",
+        configmap=False,
+        nginx=("backend-protocol",),
+        difference="`AUTO_HTTP` and `FCGI` refused",
+    ),
+    Setting(
+        "affinity",
+        _B,
+        _choice(("cookie",)),
+        None,
+        "`cookie`: sticky sessions by a cookie HAProxy derives from the pod's address",
+        "affinity",
+        configmap=False,
+        nginx=("affinity",),
+        default_doc="none",
+    ),
+    Setting(
+        "affinity-mode",
+        _B,
+        _choice(("balanced", "persistent")),
+        "balanced",
+        "accepted; clients stay on their pod in both modes",
+        configmap=False,
+        nginx=("affinity-mode",),
+        difference="`balanced` does not move clients when pods are added",
+    ),
+    Setting(
+        "session-cookie-name",
+        _B,
+        validate.token,
+        "INGRESSCOOKIE",
+        "the affinity cookie's name",
+        "cookie_name",
+        configmap=False,
+        nginx=("session-cookie-name",),
+    ),
+    Setting(
+        "session-cookie-path",
+        _B,
+        validate.path,
+        None,
+        "the cookie's `Path`",
+        "cookie_path",
+        configmap=False,
+        nginx=("session-cookie-path",),
+        default_doc="`/`",
+        difference="default `/`, not the Ingress path",
+    ),
+    Setting(
+        "session-cookie-domain",
+        _B,
+        cookie_domain,
+        None,
+        "the cookie's `Domain`",
+        "cookie_domain",
+        configmap=False,
+        nginx=("session-cookie-domain",),
+    ),
+    Setting(
+        "session-cookie-samesite",
+        _B,
+        _choice(("None", "Lax", "Strict")),
+        None,
+        "the cookie's `SameSite`",
+        "cookie_samesite",
+        configmap=False,
+        nginx=("session-cookie-samesite",),
+    ),
+    Setting(
+        "session-cookie-secure",
+        _B,
+        validate.boolean,
+        "false",
+        "the cookie's `Secure`",
+        "cookie_secure",
+        configmap=False,
+        nginx=("session-cookie-secure",),
+    ),
+    Setting(
+        "session-cookie-max-age",
+        _B,
+        _integer(1, 2**31 - 1),
+        None,
+        "seconds: the cookie's `Max-Age` (else a session cookie)",
+        "cookie_max_age",
+        configmap=False,
+        nginx=("session-cookie-max-age",),
+    ),
+    Setting(
+        "session-cookie-expires",
+        _B,
+        _integer(1, 2**31 - 1),
+        None,
+        "seconds: a `Max-Age` when `session-cookie-max-age` is unset",
+        configmap=False,
+        nginx=("session-cookie-expires",),
+        apply_value=_max_age_if_unset,
+        difference="sent as `Max-Age` (same lifetime), no `Expires` date",
+    ),
+    Setting(
+        "session-cookie-change-on-failure",
+        _B,
+        validate.boolean,
+        "false",
+        "accepted; a client whose pod fails is sent to another and gets its cookie",
+        configmap=False,
+        nginx=("session-cookie-change-on-failure",),
+        difference="always true (HAProxy redispatches and re-issues the cookie)",
+    ),
+    # --- route: the paths of the Ingress that sets it ---
+    Setting(
+        "allowlist-source-range",
+        _R,
+        _policy,
+        None,
+        "CIDR networks let in (others: 403); the ConfigMap's also guards the default backend",
+        default_doc="everyone",
+        nginx=("allowlist-source-range", "whitelist-source-range"),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "ssl-redirect",
+        _R,
+        validate.boolean,
+        "true",
+        "plain HTTP to the Ingress's TLS hosts gets a 308 to https",
+        reload=False,
+        configmap=False,
+        nginx=("ssl-redirect",),
+        difference="per host: any Ingress of a TLS host with it on redirects the host",
+    ),
+    Setting(
+        "force-ssl-redirect",
+        _R,
+        validate.boolean,
+        "false",
+        "plain HTTP to these paths gets a 308 to https, with or without `spec.tls`",
+        "force_https",
+        reload=False,
+        nginx=("force-ssl-redirect",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "permanent-redirect",
+        _R,
+        validate.url,
+        None,
+        "every request answered with a redirect to this URL",
+        "permanent_redirect",
+        reload=False,
+        configmap=False,
+        nginx=("permanent-redirect",),
+    ),
+    Setting(
+        "permanent-redirect-code",
+        _R,
+        redirect_code,
+        "301",
+        "its status",
+        "permanent_redirect_code",
+        reload=False,
+        configmap=False,
+        nginx=("permanent-redirect-code",),
+        difference="300 and 304-306 refused (HAProxy redirects with 301-303, 307, 308)",
+    ),
+    Setting(
+        "temporal-redirect",
+        _R,
+        validate.url,
+        None,
+        "every request answered with a redirect to this URL",
+        "temporal_redirect",
+        reload=False,
+        configmap=False,
+        nginx=("temporal-redirect",),
+    ),
+    Setting(
+        "temporal-redirect-code",
+        _R,
+        redirect_code,
+        "302",
+        "its status",
+        "temporal_redirect_code",
+        reload=False,
+        configmap=False,
+        nginx=("temporal-redirect-code",),
+    ),
+    Setting(
+        "app-root",
+        _R,
+        validate.path,
+        None,
+        "requests for `/` get a 302 to this path",
+        "app_root",
+        reload=False,
+        configmap=False,
+        nginx=("app-root",),
+    ),
+    Setting(
+        "rewrite-target",
+        _R,
+        rewrite_target,
+        None,
+        "the path the pod receives instead of the request's (query kept)",
+        "rewrite_target",
+        reload=False,
+        configmap=False,
+        nginx=("rewrite-target",),
+        difference="without `$n` the paths stay literal (ingress-nginx makes them regular "
+        "expressions); with `$n` they are, for this Ingress only",
+    ),
+    Setting(
+        "use-regex",
+        _R,
+        validate.boolean,
+        "false",
+        "paths are case-insensitive PCRE2 patterns matched from the path's start",
+        reload=False,
+        configmap=False,
+        nginx=("use-regex",),
+        difference="this Ingress's paths only, not every path of the host (tenant "
+        "isolation); a bounded subset of PCRE (regex.py); paths over 2,048 bytes never "
+        "match; another Ingress's longer literal prefix wins",
+    ),
+    Setting(
+        "canary",
+        _R,
+        validate.boolean,
+        "false",
+        "this Ingress is a canary of the one with the same host and path (same namespace)",
+        "enabled",
+        reload=False,
+        configmap=False,
+        nginx=("canary",),
+        difference="the main Ingress must be in the same namespace (tenant isolation)",
+    ),
+    Setting(
+        "canary-weight",
+        _R,
+        _integer(0, 1_000_000),
+        "0",
+        "requests sent to the canary, out of `canary-weight-total`",
+        "weight",
+        reload=False,
+        configmap=False,
+        nginx=("canary-weight",),
+    ),
+    Setting(
+        "canary-weight-total",
+        _R,
+        canary_total,
+        "100",
+        "the weights' total (values below 100 count as 100, as ingress-nginx)",
+        "total",
+        reload=False,
+        configmap=False,
+        nginx=("canary-weight-total",),
+    ),
+    Setting(
+        "canary-by-header",
+        _R,
+        validate.token,
+        None,
+        "a request header: `always` sends to the canary, `never` to the main Ingress",
+        "header",
+        reload=False,
+        configmap=False,
+        nginx=("canary-by-header",),
+    ),
+    Setting(
+        "canary-by-header-value",
+        _R,
+        header_value,
+        None,
+        "the `canary-by-header` value that sends to the canary (others: next rule)",
+        "header_value",
+        reload=False,
+        configmap=False,
+        nginx=("canary-by-header-value",),
+    ),
+    Setting(
+        "canary-by-header-pattern",
+        _R,
+        regex.pattern,
+        None,
+        "a PCRE2 pattern the header's value must contain (when no `-value`)",
+        "header_pattern",
+        reload=False,
+        configmap=False,
+        nginx=("canary-by-header-pattern",),
+        difference="a bounded subset of PCRE (regex.py): no back-references, lookarounds, "
+        "nested repeats",
+    ),
+    Setting(
+        "canary-by-cookie",
+        _R,
+        validate.token,
+        None,
+        "a cookie: `always` sends to the canary, `never` to the main Ingress",
+        "cookie",
+        reload=False,
+        configmap=False,
+        nginx=("canary-by-cookie",),
+    ),
+    Setting(
+        "upstream-vhost",
+        _R,
+        upstream_vhost,
+        None,
+        "the `Host` header the pod receives",
+        "upstream_vhost",
+        reload=False,
+        configmap=False,
+        nginx=("upstream-vhost",),
+    ),
+    Setting(
+        "x-forwarded-prefix",
+        _R,
+        validate.path,
+        None,
+        "an `X-Forwarded-Prefix` header to the pod",
+        "x_forwarded_prefix",
+        reload=False,
+        configmap=False,
+        nginx=("x-forwarded-prefix",),
+    ),
+    Setting(
+        "proxy-body-size",
+        _R,
+        body_size,
+        "0",
+        "largest request body (`8m`, `512k`; 0: no limit); larger gets 413",
+        "body_max",
+        reload=False,
+        nginx=("proxy-body-size",),
+        nginx_configmap=True,
+        difference="default no limit (nginx: 1m); checked on `Content-Length`, "
+        "so a chunked body is not limited",
+    ),
+)
+
+BY_KEY: Mapping[str, Setting] = {setting.key: setting for setting in SETTINGS}
+# The canary-* keys: they set the fields of a model.Canary, not of RouteOptions.
+CANARY = frozenset(s for s in SETTINGS if s.key.startswith("canary"))
+# ingress-nginx's names (annotation suffix or ConfigMap key) → the setting.
+BY_NGINX: Mapping[str, Setting] = {name: s for s in SETTINGS for name in s.nginx}
+
+
+def scoped(scope: Scope) -> tuple[Setting, ...]:
+    return tuple(setting for setting in SETTINGS if setting.scope is scope)
+
+
+def defaults() -> GlobalSettings:
+    """The settings with nothing configured, built from the declarations."""
+
+    def values(scope: Scope) -> dict[str, Any]:
+        return {
+            s.field: s.parse(s.default, "default") if s.default is not None else None
+            for s in scoped(scope)
+            if s.field and s not in CANARY
+        }
+
+    return GlobalSettings(
+        **values(Scope.GLOBAL),
+        backend=BackendSettings(**values(Scope.BACKEND)),
+        route=RouteOptions(**values(Scope.ROUTE)),
+    )
+
+
+def apply(target: Any, setting: Setting, value: Any) -> Any:
+    """``target`` (a settings dataclass) with ``setting`` set to a parsed ``value``."""
+    if setting.apply_value is not None:
+        return setting.apply_value(target, value)
+    if not setting.field:
+        return target  # validated, and documented as having no effect here
+    return dataclasses.replace(target, **{setting.field: value})
+
+
+# --- the README's table (written by ``python -m haproxy_ingress.readme``) ------
+
+TABLE_BEGIN = "<!-- settings table: generated by `python -m haproxy_ingress.readme README.md` -->"
+TABLE_END = "<!-- end of settings table -->"
+
+
+def markdown_table(settings: Iterable[Setting] = SETTINGS) -> str:
+    lines = [
+        "| key | ingress-nginx name | scope | where | default | reload | meaning "
+        "| difference from ingress-nginx |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in settings:
+        where = " + ".join(
+            name for name, on in (("ConfigMap", s.configmap), ("annotation", s.annotation)) if on
+        )
+        default = s.default_doc or (f"`{s.default}`" if s.default is not None else "—")
+        reload = "yes" if s.reload else "no"
+        nginx = ", ".join(f"`{name}`" for name in s.nginx) or "—"
+        lines.append(
+            f"| `{s.key}` | {nginx} | {s.scope} | {where} | {default} | {reload} | {s.doc} "
+            f"| {s.difference} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def readme_section() -> str:
+    return f"{TABLE_BEGIN}\n{markdown_table()}{TABLE_END}\n"
+
+
+def with_table(readme: str) -> str:
+    """``readme`` with its settings table replaced by the one the declarations give."""
+    start = readme.index(TABLE_BEGIN)
+    end = readme.index(TABLE_END, start) + len(TABLE_END) + 1
+    return readme[:start] + readme_section() + readme[end:]

@@ -1,0 +1,103 @@
+"""The TLS Secret cache: one parse per Secret version, same answers as no cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from haproxy_ingress import tls
+from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.model import TranslateOptions
+from haproxy_ingress.translate import translate
+from haproxy_ingress.validate import Invalid
+from tests.certs import secret_data
+from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
+from tests.kube import tls_secret as make_secret
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the Secrets actually parsed."""
+    seen: list[str] = []
+    real = tls.certificate_from_secret
+
+    def counting(secret: Any) -> tls.CheckedCertificate:
+        seen.append(secret["metadata"]["name"])
+        return real(secret)
+
+    monkeypatch.setattr(tls, "certificate_from_secret", counting)
+    return seen
+
+
+def test_a_secret_is_parsed_once_per_content(parses: list[str]) -> None:
+    cache = tls.CertificateCache()
+    secret = make_secret("a", *secret_data("a.example.com"))
+    first = cache.get(secret)
+    assert cache.get(dict(secret)) is first
+    assert parses == ["a"]
+    renewed = make_secret("a", *secret_data("a.example.com"))
+    assert cache.get(renewed).pem != first.pem
+    assert parses == ["a", "a"]
+
+
+def test_a_refusal_is_remembered_and_raised_again(parses: list[str]) -> None:
+    cache = tls.CertificateCache()
+    crt, _ = secret_data("a.example.com")
+    _, other_key = secret_data("b.example.com")
+    mismatched = make_secret("bad", crt, other_key)
+    for _ in range(2):
+        with pytest.raises(Invalid) as refused:
+            cache.get(mismatched)
+        assert refused.value.field == "data[tls.key]"
+    assert parses == ["bad"]
+
+
+def test_sweep_forgets_secrets_not_read_since_the_last_sweep() -> None:
+    cache = tls.CertificateCache()
+    kept = make_secret("kept", *secret_data("kept.example.com"))
+    gone = make_secret("gone", *secret_data("gone.example.com"))
+    cache.get(kept)
+    cache.get(gone)
+    cache.sweep()
+    assert len(cache) == 2
+    cache.get(kept)
+    cache.sweep()
+    assert len(cache) == 1
+
+
+def test_shapes_the_digest_cannot_cover_are_parsed_not_cached() -> None:
+    cache = tls.CertificateCache()
+    with pytest.raises(Invalid):
+        cache.get({"metadata": {"name": "x"}, "type": "kubernetes.io/tls", "data": None})
+    assert len(cache) == 0
+
+
+def test_translate_is_the_same_with_and_without_the_cache() -> None:
+    crt, key = secret_data("a.example.com")
+    objects = [
+        ingress_class(default=True),
+        service("web"),
+        endpoint_slice("web", endpoint("10.0.0.1")),
+        make_secret("a-tls", crt, key),
+        make_secret("broken", crt, secret_data("z.example.com")[1]),
+        {
+            **ingress("web", rule("a.example.com", path("/", "web"))),
+            "spec": {
+                "tls": [
+                    {"hosts": ["a.example.com"], "secretName": "a-tls"},
+                    {"hosts": ["b.example.com"], "secretName": "broken"},
+                ],
+                "rules": [rule("a.example.com", path("/", "web"))],
+            },
+        },
+    ]
+    options = TranslateOptions()
+    view = ClusterView.from_objects(objects, options)[0]
+    cache = tls.CertificateCache()
+    uncached = translate(view, options)
+    assert translate(view, options, certificate_cache=cache) == uncached
+    assert len(cache) == 2  # both Secrets, the refused one too
+    assert translate(view, options, certificate_cache=cache) == uncached
+    assert len(uncached.certificates) == 1
+    assert any(p.event == "InvalidCertificate" for p in uncached.problems)

@@ -1,0 +1,78 @@
+"""The controller's pure decisions: what the next sync covers, and what it adds to the metrics."""
+
+from __future__ import annotations
+
+from haproxy_ingress.apply import ApplyResult
+from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.controller import PendingChanges
+from haproxy_ingress.metrics import figures
+from haproxy_ingress.model import TranslateOptions
+from haproxy_ingress.plan import plan
+from haproxy_ingress.sync import Outcome
+from haproxy_ingress.translate import translate
+from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
+
+OPTIONS = TranslateOptions()
+
+
+def test_the_first_sync_is_a_full_one_whatever_came_before() -> None:
+    pending = PendingChanges()
+    pending.endpoints("default", "web")
+    assert pending.take() is None
+
+
+def test_endpoint_changes_alone_take_the_fast_path_for_their_services() -> None:
+    pending = PendingChanges()
+    pending.take()
+    pending.endpoints("default", "web")
+    pending.endpoints("shop", "api")
+    pending.endpoints("default", "web")
+    assert pending.take() == {("default", "web"), ("shop", "api")}
+    assert pending.take() == frozenset()  # nothing noted since: nothing to refresh
+
+
+def test_any_other_change_makes_the_next_sync_full_and_absorbs_endpoint_changes() -> None:
+    pending = PendingChanges()
+    pending.take()
+    pending.endpoints("default", "web")
+    pending.everything()
+    pending.endpoints("default", "api")  # part of the full sync anyway
+    assert pending.take() is None
+    pending.endpoints("default", "api")
+    assert pending.take() == {("default", "api")}
+
+
+def outcome(*objects: dict[str, object], result: ApplyResult | None) -> Outcome:
+    view, _ = ClusterView.from_objects(objects, OPTIONS)
+    desired = translate(view, OPTIONS)
+    return Outcome(desired, plan(None, desired), result)
+
+
+CLUSTER = (
+    ingress_class(default=True),
+    service("web"),
+    endpoint_slice("web", endpoint("10.0.0.1"), endpoint("10.0.0.2", ready=False)),
+    ingress("a", rule("a.example.com", path("/"))),
+    ingress("bad", rule("b.example.com", path("/", "missing"))),
+)
+
+
+def test_a_reload_counts_its_reasons_and_no_runtime_operations() -> None:
+    reloaded = ApplyResult(True, ("initial configuration",), 8, False, 0.1)
+    got = figures(outcome(*CLUSTER, result=reloaded), quarantined=2)
+    assert got.reloads == {"initial configuration": 1}
+    assert got.runtime_operations == {}
+    assert not got.runtime_fallback
+    assert got.problems["Ingress"] == 1 and got.problems["Secret"] == 0
+    assert got.quarantined == 2
+    assert got.endpoints == {"ready": 1, "drain": 0, "maint": 1}
+    assert got.slots == 16  # two backends (one for the missing Service) of 8 slots
+
+
+def test_a_runtime_only_sync_counts_its_operations_by_kind() -> None:
+    applied = ApplyResult(False, (), 8, False, 0.01)
+    got = figures(outcome(*CLUSTER, result=applied), quarantined=0)
+    assert got.reloads == {}
+    assert got.runtime_operations == {"server": 16}  # every slot set from scratch
+    nothing = figures(outcome(*CLUSTER, result=None), quarantined=0)
+    assert nothing.runtime_operations == {} and nothing.reloads == {}

@@ -1,0 +1,36 @@
+"""The pure core imports without the operator layer (Kopf, the Kubernetes client, aiohttp)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+OPERATOR = Path(__file__).resolve().parents[2] / "operator"
+PURE = (
+    "haproxy_ingress",
+    "haproxy_ingress.translate",
+    "haproxy_ingress.plan",
+    "haproxy_ingress.state",
+    "haproxy_ingress.haproxy.config",
+    "haproxy_ingress.haproxy.commands",
+)
+OPERATOR_LAYER = ("kopf", "kubernetes_asyncio", "aiohttp")
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_imports_without_the_operator_layer(module: str) -> None:
+    probe = (
+        f"import sys, {module}; print(sorted(m for m in {OPERATOR_LAYER!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": str(OPERATOR)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]", result.stdout

@@ -1,0 +1,346 @@
+"""ingress-nginx annotations and ConfigMap names → our settings (pure translate)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from haproxy_ingress.model import DesiredState, GlobalSettings, RouteOptions
+from haproxy_ingress.settings import ingress_settings, parse_configmap
+from tests.kube import endpoint, endpoint_slice, ingress, path, rule, service
+from tests.unit.test_translate import run, with_defaults
+
+NGINX = "nginx.ingress.kubernetes.io/"
+OURS = "haproxy-ingress.kopf.dev/"
+
+
+def one(annotations: dict[str, Any], name: str = "ing") -> DesiredState:
+    return run(
+        *with_defaults(ingress(name, rule("a.example.com", path("/app")), annotations=annotations))
+    )
+
+
+def events(state: DesiredState) -> dict[str, str]:
+    return {p.field: p.event for p in state.problems}
+
+
+@pytest.mark.parametrize(
+    ("annotations", "field", "value"),
+    [
+        ({NGINX + "proxy-connect-timeout": "7"}, "timeout_connect", "7s"),
+        ({NGINX + "proxy-read-timeout": "120"}, "timeout_server", "120s"),
+        # HAProxy has one server timeout: the longer of read and send.
+        ({NGINX + "proxy-send-timeout": "300"}, "timeout_server", "300s"),
+        (
+            {NGINX + "proxy-read-timeout": "300", NGINX + "proxy-send-timeout": "10"},
+            "timeout_server",
+            "300s",
+        ),
+        ({NGINX + "load-balance": "round_robin"}, "balance", "roundrobin"),
+        ({NGINX + "load-balance": "ewma"}, "balance", "leastconn"),
+        (
+            {NGINX + "proxy-next-upstream": "error timeout http_502"},
+            "retry_on",
+            ("conn-failure", "empty-response", "response-timeout", "502"),
+        ),
+        ({NGINX + "proxy-next-upstream": "off"}, "retry_on", ("none",)),
+        ({NGINX + "proxy-next-upstream-tries": "3"}, "retries", 2),
+        ({NGINX + "backend-protocol": "grpc"}, "protocol", "GRPC"),
+        ({NGINX + "affinity": "cookie"}, "affinity", "cookie"),
+        ({NGINX + "session-cookie-expires": "60"}, "cookie_max_age", 60),
+        (
+            {NGINX + "session-cookie-expires": "60", NGINX + "session-cookie-max-age": "30"},
+            "cookie_max_age",
+            30,
+        ),
+    ],
+)
+def test_backend_annotations_in_nginx_syntax(
+    annotations: dict[str, str], field: str, value: object
+) -> None:
+    state = one(annotations)
+    assert not state.problems, state.problems
+    assert getattr(state.backends[0].settings, field) == value
+
+
+def test_ours_wins_over_nginx_with_a_warning() -> None:
+    state = one({OURS + "timeout-server": "5s", NGINX + "proxy-read-timeout": "100"})
+    assert state.backends[0].settings.timeout_server == "5s"
+    assert events(state) == {
+        f"metadata.annotations[{NGINX}proxy-read-timeout]": "Conflict",
+    }
+    assert state.routes  # still served
+
+
+def test_route_options_land_in_maps_by_name_never_in_the_config() -> None:
+    state = one(
+        {
+            NGINX + "permanent-redirect": "https://x.example.com/a",
+            NGINX + "rewrite-target": "/",
+            NGINX + "proxy-body-size": "8m",
+        }
+    )
+    (route,) = [r for r in state.routes if r.path == "/app"]
+    assert route.options == RouteOptions(
+        permanent_redirect="https://x.example.com/a", rewrite_target="/", body_max=8 * 1024**2
+    )
+    files = dict(state.maps.files())
+    name = route.options.name
+    assert (
+        dict(files["opt-redirect"])[name] == base64.b64encode(b"https://x.example.com/a").decode()
+    )
+    assert dict(files["opt-redirect-code"])[name] == "301"
+    assert dict(files["opt-body-max"])[name] == str(8 * 1024**2)
+    assert dict(state.maps.exact)["a.example.com/app"] == f"be_default_web_80~~{name}"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("permanent-redirect", "https://evil.example.com/\r\nSet-Cookie: x=1"),
+        ("permanent-redirect", "https://a.example.com/ b"),
+        ("permanent-redirect", 'https://a.example.com/"'),
+        ("permanent-redirect", "javascript:alert(1)"),
+        ("permanent-redirect-code", "305"),
+        ("temporal-redirect-code", "99999999999"),
+        ("rewrite-target", "/$0"),
+        ("rewrite-target", "/$x"),
+        ("rewrite-target", "/a b"),
+        ("use-regex", "yes please"),
+        ("app-root", "foo"),
+        ("upstream-vhost", "a.example.com\r\nX: y"),
+        ("upstream-vhost", "a.example.com:99999"),
+        ("proxy-body-size", "-1"),
+        ("proxy-body-size", "99999999999g"),
+        ("proxy-read-timeout", "0"),
+        ("proxy-read-timeout", "-5"),
+        ("proxy-connect-timeout", "1e9"),
+        ("session-cookie-name", "a;b"),
+        ("session-cookie-name", 'x"'),
+        ("session-cookie-samesite", "none\r\n"),
+        ("backend-protocol", "FCGI"),
+        ("load-balance", "chash"),
+        ("proxy-next-upstream", "http_418"),
+    ],
+)
+def test_bad_values_reject_the_ingress(key: str, value: str) -> None:
+    state = one({NGINX + key: value})
+    assert not state.routes
+    assert events(state) == {f"metadata.annotations[{NGINX}{key}]": "Rejected"}
+
+
+def test_unknown_nginx_key_warns_and_serves() -> None:
+    state = one({NGINX + "enable-opentelemetry": "true"})
+    assert state.routes
+    assert events(state) == {f"metadata.annotations[{NGINX}enable-opentelemetry]": "Unsupported"}
+
+
+def test_unknown_key_under_our_prefix_rejects() -> None:
+    state = one({OURS + "rewrite-targte": "/"})
+    assert not state.routes
+
+
+@pytest.mark.parametrize(
+    "key", ["auth-url", "auth-type", "auth-tls-secret", "limit-rps", "denylist-source-range"]
+)
+def test_unhonoured_access_keys_fail_closed(key: str) -> None:
+    state = one({NGINX + key: "x"})
+    (route,) = [r for r in state.routes if r.path == "/app"]
+    policy = next(p for p in state.policies if p.name == route.policy)
+    assert policy.allow_sources == ()  # deny all
+    assert "AccessDenied" in events(state).values()
+
+
+def test_snippets_are_refused_and_access_snippets_fail_closed() -> None:
+    state = one({NGINX + "configuration-snippet": 'more_set_headers "X: y";'})
+    assert next(r for r in state.routes if r.path == "/app").policy == ""
+    assert events(state) == {
+        f"metadata.annotations[{NGINX}configuration-snippet]": "Refused",
+    }
+    state = one({NGINX + "server-snippet": "location /x { deny all; }"})
+    (route,) = [r for r in state.routes if r.path == "/app"]
+    assert route.policy  # the deny-all policy
+    assert "AccessDenied" in events(state).values()
+
+
+def canary_pair(
+    canary_annotations: dict[str, Any],
+    *,
+    canary_namespace: str = "default",
+    main_annotations: dict[str, Any] | None = None,
+) -> DesiredState:
+    return run(
+        *with_defaults(
+            service("web-canary"),
+            endpoint_slice("web-canary", endpoint("10.0.0.2")),
+            service("web-canary", namespace="other"),
+            endpoint_slice("web-canary", endpoint("10.0.0.3"), namespace="other"),
+            ingress(
+                "main",
+                rule("a.example.com", path("/app")),
+                created="2026-01-02T00:00:00Z",
+                annotations=main_annotations or {},
+            ),
+            ingress(
+                "canary",
+                rule("a.example.com", path("/app", service="web-canary")),
+                created="2026-01-01T00:00:00Z",
+                namespace=canary_namespace,
+                annotations={NGINX + "canary": "true", **canary_annotations},
+            ),
+        )
+    )
+
+
+def test_canary_attaches_to_the_main_route_as_map_values() -> None:
+    state = canary_pair(
+        {
+            NGINX + "canary-weight": "10",
+            NGINX + "canary-by-header": "X-Canary",
+            NGINX + "canary-by-header-value": "yes please",
+            NGINX + "canary-by-cookie": "canary",
+        }
+    )
+    (route,) = state.routes
+    assert route.source.name == "main"
+    canary = route.options.canary
+    assert canary is not None
+    assert (canary.backend, canary.weight, canary.total) == ("be_default_web-canary_80", 10, 100)
+    assert (canary.header, canary.header_value, canary.cookie) == (
+        "X-Canary",
+        "yes please",
+        "canary",
+    )
+    files = dict(state.maps.files())
+    name = route.options.name
+    assert dict(files["opt-canary"])[name] == "be_default_web-canary_80"
+    assert dict(files["opt-canary-threshold"])[name] == str(10 * 2**32 // 100)
+    assert base64.b64decode(dict(files["opt-canary-value"])[name]) == b"yes please"
+    assert state.backend("be_default_web-canary_80") is not None
+    assert not state.problems
+
+
+def test_canary_weight_total_below_100_counts_as_100_and_weight_is_capped() -> None:
+    state = canary_pair({NGINX + "canary-weight": "50", NGINX + "canary-weight-total": "10"})
+    canary = state.routes[0].options.canary
+    assert canary is not None and canary.total == 100 and canary.threshold == 2**31
+    state = canary_pair({NGINX + "canary-weight": "5000", NGINX + "canary-weight-total": "1000"})
+    canary = state.routes[0].options.canary
+    assert canary is not None and canary.threshold == 2**32
+
+
+def test_canary_of_another_namespace_never_takes_the_route() -> None:
+    state = canary_pair({NGINX + "canary-weight": "100"}, canary_namespace="other")
+    (route,) = state.routes
+    assert route.options.canary is None
+    assert "CanaryWithoutMain" in events(state).values()
+
+
+def test_canary_with_its_own_access_rule_is_left_out() -> None:
+    state = canary_pair(
+        {NGINX + "canary-weight": "100", NGINX + "whitelist-source-range": "10.0.0.0/8"}
+    )
+    assert state.routes[0].options.canary is None
+    assert "Rejected" in events(state).values()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("canary-weight", "-1"),
+        ("canary-weight", "1e9"),
+        ("canary-weight-total", "99999999999999"),
+        ("canary-by-header", "X-Canary\r\nX: y"),
+        ("canary-by-header", 'X"'),
+        ("canary-by-header-value", "a\r\nSet-Cookie: x"),
+        ("canary-by-header-pattern", "(a+)+$"),
+        ("canary-by-header-pattern", "(?=x)"),
+        ("canary-by-header-pattern", "a b"),
+        ("canary-by-cookie", "a;b"),
+    ],
+)
+def test_bad_canary_values_leave_the_canary_out(key: str, value: str) -> None:
+    state = canary_pair({NGINX + key: value})
+    (route,) = state.routes
+    assert route.options.canary is None
+    assert events(state) == {f"metadata.annotations[{NGINX}{key}]": "Rejected"}
+
+
+def test_use_regex_paths_go_to_the_regex_map_case_insensitive_and_scoped() -> None:
+    state = run(
+        *with_defaults(
+            ingress(
+                "rx",
+                rule("a.example.com", path("/foo(/|$)(.*)", path_type="ImplementationSpecific")),
+                annotations={NGINX + "rewrite-target": "/$2"},
+            ),
+            ingress("plain", rule("a.example.com", path("/bar"))),
+        )
+    )
+    (route,) = [r for r in state.routes if r.source.name == "rx"]
+    assert route.regex and route.options.path_regex == "/foo(/|$)(.*)"
+    ((key, value),) = state.maps.regex
+    assert key == "^a\\.example\\.com(?i:/foo(/|$)(.*))"
+    assert value == f"be_default_web_80~~{route.options.name}@4"
+    # The plain Ingress's prefix route in that host carries its length.
+    assert dict(state.maps.prefix)["a.example.com/bar/"].endswith("@5")
+
+
+@pytest.mark.parametrize(
+    "pattern", ["/(a+)+$", "/(a|aa)*", "/a)|(.*", "/.*.*x$", "/(?=x)", "/x\\1", "/a{1000}", "x"]
+)
+def test_costly_or_escaping_regex_paths_are_rejected(pattern: str) -> None:
+    state = run(
+        *with_defaults(
+            ingress(
+                "rx",
+                rule("a.example.com", path(pattern, path_type="ImplementationSpecific")),
+                annotations={NGINX + "use-regex": "true"},
+            )
+        )
+    )
+    assert not state.routes
+    assert "Rejected" in events(state).values()
+
+
+def test_whitelist_alias_is_the_allow_list() -> None:
+    state = one({NGINX + "whitelist-source-range": "10.0.0.0/8"})
+    (route,) = [r for r in state.routes if r.path == "/app"]
+    (policy,) = [p for p in state.policies if p.name == route.policy]
+    assert policy.allow_sources == ("10.0.0.0/8",)
+
+
+def test_configmap_accepts_nginx_names_and_ours_wins() -> None:
+    settings, _, problems = parse_configmap(
+        {
+            "data": {
+                "proxy-read-timeout": "90",
+                "proxy-connect-timeout": "3",
+                "timeout-connect": "4s",
+                "proxy-body-size": "1m",
+                "whitelist-source-range": "192.168.0.0/16",
+                "keep-alive": "75",
+                "client-header-timeout": "20",
+            }
+        }
+    )
+    assert settings.backend.timeout_server == "90s"
+    assert settings.backend.timeout_connect == "4s"
+    assert settings.route.body_max == 1024**2
+    assert settings.default_policy is not None
+    assert settings.default_policy.allow_sources == ("192.168.0.0/16",)
+    assert (settings.timeout_http_keep_alive, settings.timeout_http_request) == ("75s", "20s")
+    assert [(p.field, p.reason) for p in problems] == [
+        ("data.proxy-connect-timeout", "also set as timeout-connect, which wins")
+    ]
+
+
+def test_configmap_route_default_applies_to_routes_without_their_own() -> None:
+    asked = ingress_settings({}, GlobalSettings(route=RouteOptions(body_max=10)))
+    assert asked.options.body_max == 10
+    asked = ingress_settings(
+        {NGINX + "proxy-body-size": "0"}, GlobalSettings(route=RouteOptions(body_max=10))
+    )
+    assert asked.options.body_max is None
