@@ -140,4 +140,3 @@ def test_overlay_points_at_the_image_make_image_builds() -> None:
     image_line = re.search(r"image: (\S+):\S+", deployment)
     assert image_line is not None
     assert f"- name: {image_line.group(1)}" in overlay
-
