@@ -1133,11 +1133,11 @@ def side_by_side(results: Sequence[dict[str, Any]]) -> str:
     rate = next((r["rate_target"] for r in results if "rate_target" in r), "?")
     lines = [
         f"churn at {rate} req/s: failed requests / sent, reloads, convergence",
-        f"{'mode':<14}{'scenario':<9}{'simulated kubelet':<48}real kubelet",
+        f"{'mode':<14}{'scenario':<9}{'simulated kubelet':<54}real kubelet",
     ]
     for mode, key in rows:
         lines.append(
-            f"{mode:<14}{key:<9}{cell(by_key.get(('simulated', mode, key))):<48}"
+            f"{mode:<14}{key:<9}{cell(by_key.get(('simulated', mode, key))):<54}"
             f"{cell(by_key.get(('real', mode, key)))}"
         )
     return "\n".join(lines)

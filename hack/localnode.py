@@ -122,13 +122,13 @@ class NodeBinaries:
     agnhost_ref: str
 
 
-def _agnhost_version(version: str) -> str:
-    """agnhost's own version (its VERSION file in the module) names its image tag."""
-    out = subprocess.run(
-        ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    path = Path(out) / f"k8s.io/kubernetes@{version}" / "test/images/agnhost/VERSION"
-    return path.read_text().strip() if path.is_file() else version
+def agnhost_ref(version: str = lc.K8S_VERSION) -> str:
+    """The agnhost image's name: tagged with the Kubernetes release it was built from.
+
+    (Upstream tags agnhost with its own version; here the build source is what
+    identifies it, and hack/node-overlay/echo-deployment.yaml names this tag.)
+    """
+    return f"{AGNHOST_REPO}:{version}"
 
 
 def cached_node_binaries(version: str = lc.K8S_VERSION) -> NodeBinaries | None:
@@ -145,6 +145,8 @@ def cached_node_binaries(version: str = lc.K8S_VERSION) -> NodeBinaries | None:
         agnhost_image=d / "images" / "agnhost.oci.tar",
         agnhost_ref=str(info["agnhost_ref"]),
     )
+    if bins.agnhost_ref != agnhost_ref(version):
+        return None  # built by an older recipe: rebuild (the go build cache makes it quick)
     if all(Path(p).is_file() for p in vars(bins).values() if isinstance(p, Path)):
         return bins
     return None
@@ -206,10 +208,10 @@ def build_node(
         # As upstream: runs as 65535:65535, entrypoint /pause.
         config=oci.ImageConfig(entrypoint=["/pause"], user="65535:65535", env=()),
     )
-    agnhost_ref = f"{AGNHOST_REPO}:{_agnhost_version(version)}"
+    ref = agnhost_ref(version)
     oci.write_archive(
         images / "agnhost.oci.tar",
-        ref=agnhost_ref,
+        ref=ref,
         layers=[
             oci.write_file_layer(
                 work / "agnhost.layer.tar", [("agnhost", dest / "bin" / "agnhost", 0o755)]
@@ -222,7 +224,7 @@ def build_node(
         json.dumps(
             {
                 **vars(report),
-                "agnhost_ref": agnhost_ref,
+                "agnhost_ref": ref,
                 "total_seconds": round(time.monotonic() - started, 1),
             },
             indent=2,

@@ -140,3 +140,9 @@ def test_overlay_points_at_the_image_make_image_builds() -> None:
     image_line = re.search(r"image: (\S+):\S+", deployment)
     assert image_line is not None
     assert f"- name: {image_line.group(1)}" in overlay
+
+
+def test_example_pods_name_the_agnhost_image_the_node_builds() -> None:
+    localnode = _load("localnode")
+    example = (REPO / "hack" / "node-overlay" / "echo-deployment.yaml").read_text()
+    assert f"image: {localnode.agnhost_ref()}\n" in example
