@@ -38,8 +38,11 @@ $(DEPS): pyproject.toml
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
+# Everything, then the real-node tests (tests/node: kubelet + containerd + runc +
+# CNI, root; they queue for the machine's one node slot).
 test: $(DEPS) lint
 	$(PYTEST) -q
+	$(PYTEST) -q -m node tests/node
 
 # Every pure test: no haproxy binary, no control plane (the marked ones need them).
 test-unit: $(DEPS)
@@ -51,8 +54,7 @@ test-haproxy: $(DEPS)
 test-e2e: $(DEPS)
 	$(PYTEST) -q tests/e2e
 
-# A real node: kubelet + containerd + runc + CNI, the controller from its image.
-# Not part of `make test` (see README, Development: "A real node").
+# A real node alone: kubelet + containerd + runc + CNI, the controller from its image.
 test-node: $(DEPS)
 	$(PYTEST) -q -m node tests/node
 
