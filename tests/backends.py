@@ -30,11 +30,14 @@ class Backend:
     # Every request's target and header lines (name lowered, value as sent),
     # in order: what a real application would see.
     seen: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list, repr=False)
+    methods: list[str] = field(default_factory=list, repr=False)  # of each request in seen
     _server: asyncio.Server | None = field(default=None, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     async def start(self) -> Backend:
+        """Listen on ``host:port`` (port 0: any free one, then kept in ``port``)."""
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     async def stop(self) -> None:
@@ -55,7 +58,7 @@ class Backend:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
-                _method, target, _ = lines[0].split(" ", 2)
+                method, target, _ = lines[0].split(" ", 2)
                 fields = [
                     (k.strip().lower(), v.strip())
                     for k, _, v in (line.partition(":") for line in lines[1:] if line)
@@ -68,6 +71,7 @@ class Backend:
                     await asyncio.sleep(self.delay)
                 self.served += 1
                 self.seen.append((target, fields))
+                self.methods.append(method)
                 body = f"{self.name} {target}".encode()
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"

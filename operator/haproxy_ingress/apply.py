@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from haproxy_ingress import state
-from haproxy_ingress.haproxy import commands
+from haproxy_ingress.haproxy import commands, limits
 from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError
 from haproxy_ingress.haproxy.config import (
     ALPN,
@@ -165,6 +165,9 @@ class Applier:
         root filesystem); sockets and the server-state file keep their live
         paths, since `haproxy -c` limits a socket path's length but binds nothing.
         """
+        # Arithmetic first: the quarantine's search runs many checks, and a
+        # candidate past the file-descriptor limit needs no rendering to refuse.
+        self._check_limits(target)
         live = self._options.paths
         with tempfile.TemporaryDirectory(prefix=".check-", dir=live.base) as scratch:
             paths = _ScratchPaths(Path(scratch), live=live)
@@ -183,6 +186,13 @@ class Applier:
             except ConfigCheckError as error:
                 alerts = error.output.replace(f"{scratch}/", "")
                 raise ConfigCheckError("haproxy -c rejected a candidate", alerts) from None
+
+    def _check_limits(self, target: AppliedState) -> None:
+        """What haproxy -c lets through but HAProxy's start refuses (see limits.py)."""
+        listeners = len(self._options.http_binds) + len(self._options.https_binds) + 2
+        alert = limits.refusal(target, listeners, limits.descriptor_limit())
+        if alert is not None:
+            raise ConfigCheckError("HAProxy could not start this configuration", alert)
 
     def _render(self, target: AppliedState) -> Rendered:
         return render(target, self._options, self._templates)
@@ -207,6 +217,7 @@ class Applier:
             atomic_write(candidate, rendered.config.content, mode=rendered.config.mode)
 
         await asyncio.to_thread(write)
+        self._check_limits(target)
         await check_config(candidate, binary=self._binary)
         candidate.replace(self._options.paths.config)
         logger.debug("reloading HAProxy: %s", "; ".join(reasons))
@@ -336,7 +347,11 @@ class _ScratchPaths(HAProxyPaths):
 
 
 def server_commands(operation: SetServer) -> list[Command]:
-    """The runtime commands for one slot change (address first, then state)."""
+    """The runtime commands for one slot change (address first, then state).
+
+    A twin gets the slot's address; its state follows the slot's (``track``:
+    HAProxy passes maintenance and drain on to the servers tracking it).
+    """
     backend, server = operation.backend, operation.server
     endpoint = operation.endpoint
     if endpoint is None:
@@ -344,10 +359,9 @@ def server_commands(operation: SetServer) -> list[Command]:
     result = []
     previous = operation.previous
     if previous is None or previous.key != endpoint.key:
-        result.append(
-            commands.set_server_addr(
-                backend, server, ipaddress.ip_address(endpoint.address), endpoint.port
-            )
-        )
+        address = ipaddress.ip_address(endpoint.address)
+        for name in (server, operation.twin_server):
+            if name is not None:
+                result.append(commands.set_server_addr(backend, name, address, endpoint.port))
     result.append(commands.set_server_state(backend, server, endpoint.state.value))
     return result

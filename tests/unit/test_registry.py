@@ -106,6 +106,9 @@ UNSET_SAMPLES = {
     "rewrite-target": "/",
     "upstream-vhost": "internal.example.com",
     "x-forwarded-prefix": "/api",
+    "configuration-snippet": "add_header X-A b;",
+    "server-snippet": "add_header X-A b;",
+    "auth-snippet": "proxy_set_header X-A b;",
 }
 
 
