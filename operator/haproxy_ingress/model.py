@@ -111,6 +111,13 @@ class BackendSettings:
     cookie_samesite: str | None = None  # None | Lax | Strict
     cookie_secure: bool = False
     cookie_max_age: int | None = None  # seconds: a Max-Age attribute
+    # Consistent hashing (ingress-nginx's upstream-hash-by): an HAProxy
+    # sample expression for ``balance hash`` (registry.upstream_hash_by), or
+    # None for ``balance``.
+    hash_by: str | None = None
+    # Send to the Service's cluster IP instead of its pods (service-upstream):
+    # kube-proxy balances; endpoint changes do not touch the backend.
+    service_upstream: bool = False
 
 
 @dataclass(frozen=True, order=True)
@@ -232,6 +239,10 @@ class RouteOptions:
     # capture groups ($1…): the rewrite matches it again to read them.
     path_regex: str | None = None
     canary: Canary | None = None  # set on the route a canary Ingress shadows
+    # The https redirect keeps a trailing '/' (ingress-nginx strips it unless
+    # preserve-trailing-slash is set).
+    keep_slash: bool = False
+    access_log: bool = True  # False: HAProxy logs nothing for these paths
 
     @property
     def name(self) -> str:
@@ -284,6 +295,12 @@ class RoutingMaps:
     # Regular-expression routes (map_reg: the first key that matches, in
     # order), keyed by ``^<escaped scope>(?i:<pattern>)``.
     regex: tuple[tuple[str, str], ...] = ()
+    # Hosts (exact or ``*.parent``) that some Ingress lists in spec.tls: their
+    # HTTPS responses carry HSTS when the ConfigMap's hsts is on.
+    tls: tuple[tuple[str, str], ...] = ()
+    # from-to-www-redirect: a host without rules → the host of the Ingress
+    # that asked (``www.`` added or removed) its requests are redirected to.
+    www: tuple[tuple[str, str], ...] = ()
 
     def files(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
         """Each map file's stem and entries."""
@@ -294,6 +311,8 @@ class RoutingMaps:
             ("redirect", self.redirect),
             ("hosts", self.hosts),
             ("regex", self.regex),
+            ("tls", self.tls),
+            ("www", self.www),
             *zip(ROUTE_OPTION_MAPS, options, strict=True),
         )
 
@@ -315,6 +334,8 @@ ROUTE_OPTION_MAPS = (
     "opt-canary-value",
     "opt-canary-pattern",
     "opt-canary-cookie",
+    "opt-keep-slash",
+    "opt-no-log",
 )
 
 
@@ -346,6 +367,12 @@ class GlobalSettings:
     # Sent as Server on every response that has none (the backend's wins);
     # the Ingress conformance tests expect one, as ingress-nginx sends. None: off.
     server_header: str | None = "haproxy-ingress"
+    # Strict-Transport-Security on HTTPS responses of TLS hosts (ingress-nginx's
+    # hsts, hsts-max-age, hsts-include-subdomains, hsts-preload).
+    hsts: bool = True
+    hsts_max_age: int = 31_536_000
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
     # Every route without an allow-list of its own, and the default backend.
     default_policy: AccessPolicy | None = None
     backend: BackendSettings = BackendSettings()

@@ -304,6 +304,57 @@ def upstream_vhost(value: str, field: str) -> str:
     return checked
 
 
+# upstream-hash-by: the nginx variables a request is hashed on → HAProxy
+# sample fetches for ``balance hash`` (HAProxy 2.6). One variable only: a
+# hash of several concatenated is refused.
+_HASH_BY = re.compile(
+    r"\$(request_uri|uri|remote_addr|binary_remote_addr|host|(http|cookie|arg)_([A-Za-z0-9_]{1,64}))"
+)
+_HASH_FETCH = {
+    "request_uri": "pathq",
+    "uri": "path",
+    "remote_addr": "src",
+    "binary_remote_addr": "src",
+    "host": "req.hdr(host)",
+}
+
+
+def upstream_hash_by(value: str, field: str) -> str | None:
+    """An nginx variable (``$request_uri``, ``$http_x_user``…) → a sample expression."""
+    if value == "":
+        return None
+    match = _HASH_BY.fullmatch(value)
+    if match is None:
+        raise Invalid(
+            field,
+            "must be one of $request_uri, $uri, $remote_addr, $binary_remote_addr, $host, "
+            f"$http_<name>, $cookie_<name>, $arg_<name>, got {value!r:.60}",
+        )
+    variable, kind, name = match.group(1), match.group(2), match.group(3)
+    if kind == "http":
+        # nginx's $http_x_user is the header X-User.
+        return f"req.hdr({name.lower().replace('_', '-')})"
+    if kind == "cookie":
+        return f"req.cook({name})"
+    if kind == "arg":
+        return f"url_param({name})"
+    return _HASH_FETCH[variable]
+
+
+def server_aliases(value: str, field: str) -> tuple[str, ...]:
+    """Comma-separated host names (no wildcards): more names for the Ingress's hosts."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names or len(names) > 64:
+        raise Invalid(field, f"must list 1-64 host names, got {value!r:.60}")
+    hosts = []
+    for name in names:
+        host = validate.host(name, field)
+        if host.startswith("*."):
+            raise Invalid(field, f"must not be a wildcard, got {name!r:.60}")
+        hosts.append(host)
+    return tuple(dict.fromkeys(hosts))
+
+
 def _send_timeout(target: Any, value: str) -> Any:
     """nginx has read and send timeouts, HAProxy one: the longer of the two."""
     current = validate.duration_ms(target.timeout_server)
@@ -425,6 +476,47 @@ SETTINGS: tuple[Setting, ...] = (
         "binds expect the PROXY protocol",
         "use_proxy_protocol",
         nginx=("use-proxy-protocol",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "hsts",
+        _G,
+        validate.boolean,
+        "true",
+        "`Strict-Transport-Security` on HTTPS responses for hosts listed in an Ingress's "
+        "`spec.tls`",
+        "hsts",
+        nginx=("hsts",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "hsts-max-age",
+        _G,
+        _integer(0, 2**31 - 1),
+        "31536000",
+        "its `max-age`, seconds",
+        "hsts_max_age",
+        nginx=("hsts-max-age",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "hsts-include-subdomains",
+        _G,
+        validate.boolean,
+        "true",
+        "its `includeSubDomains`",
+        "hsts_include_subdomains",
+        nginx=("hsts-include-subdomains",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "hsts-preload",
+        _G,
+        validate.boolean,
+        "false",
+        "its `preload`",
+        "hsts_preload",
+        nginx=("hsts-preload",),
         nginx_configmap=True,
     ),
     # --- backend: a Service port ---
@@ -578,6 +670,41 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="off",
     ),
     Setting(
+        "upstream-hash-by",
+        _B,
+        upstream_hash_by,
+        None,
+        "consistent hashing on `$request_uri`, `$uri`, `$remote_addr`, `$host`, "
+        "`$http_<name>`, `$cookie_<name>` or `$arg_<name>` (over `balance`)",
+        "hash_by",
+        nginx=("upstream-hash-by",),
+        default_doc="off",
+        difference="one variable (no concatenations); `upstream-hash-by-subset` not honoured",
+    ),
+    Setting(
+        "service-upstream",
+        _B,
+        validate.boolean,
+        "false",
+        "send to the Service's cluster IP (kube-proxy balances) instead of its pods",
+        "service_upstream",
+        nginx=("service-upstream",),
+        nginx_configmap=True,
+        difference="a headless Service (no cluster IP) keeps its pods, with a Warning",
+    ),
+    Setting(
+        "proxy-http-version",
+        _B,
+        _choice(("1.0", "1.1")),
+        "1.1",
+        "accepted; HAProxy speaks HTTP/1.1 to the pods",
+        configmap=False,
+        reload=False,
+        nginx=("proxy-http-version",),
+        difference="`1.0` is accepted but the pods get HTTP/1.1 (HAProxy 2.6 has no 1.0 "
+        "client side)",
+    ),
+    Setting(
         "backend-protocol",
         _B,
         backend_protocol,
@@ -724,6 +851,53 @@ SETTINGS: tuple[Setting, ...] = (
         reload=False,
         nginx=("force-ssl-redirect",),
         nginx_configmap=True,
+    ),
+    Setting(
+        "preserve-trailing-slash",
+        _R,
+        validate.boolean,
+        "false",
+        "the https redirect keeps a request's trailing `/` (else: dropped, as ingress-nginx)",
+        "keep_slash",
+        reload=False,
+        configmap=False,
+        nginx=("preserve-trailing-slash",),
+    ),
+    Setting(
+        "from-to-www-redirect",
+        _R,
+        validate.boolean,
+        "false",
+        "requests for `www.<host>` (or `<host>` for a `www.` host) get a 308 to the "
+        "Ingress's host",
+        reload=False,
+        configmap=False,
+        nginx=("from-to-www-redirect",),
+        difference="only where no Ingress has rules for the other name (nor its wildcard)",
+    ),
+    Setting(
+        "server-alias",
+        _R,
+        server_aliases,
+        None,
+        "comma-separated host names that serve this Ingress's paths too",
+        reload=False,
+        configmap=False,
+        nginx=("server-alias",),
+        difference="this Ingress's paths only (not every Ingress of the host); an alias "
+        "another Ingress has rules for is skipped with a Warning; no wildcards; its "
+        "certificate comes from `spec.tls`",
+    ),
+    Setting(
+        "enable-access-log",
+        _R,
+        validate.boolean,
+        "true",
+        "false: HAProxy logs nothing for these paths",
+        "access_log",
+        reload=False,
+        configmap=False,
+        nginx=("enable-access-log",),
     ),
     Setting(
         "permanent-redirect",

@@ -38,7 +38,7 @@ them where it uses them (``b64dec``).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from haproxy_ingress.model import ROUTE_OPTION_MAPS, PathType, Route, RouteOptions, RoutingMaps
 from haproxy_ingress.regex import literal_prefix, pcre_escape
@@ -48,10 +48,18 @@ _EXACT_PRIORITY = {PathType.EXACT: 0, PathType.PREFIX: 1}
 _PREFIX_PRIORITY = {PathType.PREFIX: 0, PathType.IMPLEMENTATION_SPECIFIC: 1}
 
 
-def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> RoutingMaps:
+def routing_maps(
+    routes: Iterable[Route],
+    redirects: Iterable[str] = (),
+    *,
+    tls: Iterable[str] = (),
+    www: Mapping[str, str] | None = None,
+) -> RoutingMaps:
     """Build the maps; ``routes`` must come oldest-first (the older claim wins).
 
-    ``redirects``: TLS hosts whose plain-HTTP requests are redirected to https.
+    ``redirects``: TLS hosts whose plain-HTTP requests are redirected to https;
+    ``tls``: the hosts of spec.tls (HSTS); ``www``: from-to-www-redirect's
+    host → the host it redirects to.
     """
     exact: dict[str, tuple[int, str]] = {}
     prefix: dict[str, tuple[int, str]] = {}
@@ -113,6 +121,8 @@ def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> Rout
         ),
         redirect=tuple((host, "https") for host in sorted(set(redirects))),
         hosts=tuple((host, "rules") for host in sorted(hosts)),
+        tls=tuple((host, "tls") for host in sorted(set(tls))),
+        www=tuple(sorted((www or {}).items())),
         options=option_maps(route.options for route in routes),
     )
 
@@ -147,6 +157,8 @@ def option_maps(
         canary_value,
         canary_pattern,
         canary_cookie,
+        keep_slash,
+        no_log,
     ) = tables
     for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
         name = options.name
@@ -166,6 +178,10 @@ def option_maps(
         ):
             if value is not None:
                 table.append((name, _b64(value)))
+        if options.keep_slash:
+            keep_slash.append((name, "1"))
+        if not options.access_log:
+            no_log.append((name, "1"))
         if options.body_max is not None:
             body.append((name, str(options.body_max)))
         if options.path_regex is not None:

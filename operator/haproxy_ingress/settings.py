@@ -44,6 +44,8 @@ _ALLOWLIST = registry.BY_KEY["allowlist-source-range"]
 _SSL_REDIRECT = registry.BY_KEY["ssl-redirect"]
 _DEFAULT_BACKEND = registry.BY_KEY["default-backend-service"]
 _USE_REGEX = registry.BY_KEY["use-regex"]
+_SERVER_ALIAS = registry.BY_KEY["server-alias"]
+_FROM_TO_WWW = registry.BY_KEY["from-to-www-redirect"]
 
 # ingress-nginx keys whose absence would open access or weaken TLS: an
 # Ingress that sets one we do not honour is not served as if it had not
@@ -84,6 +86,10 @@ class IngressSettings:
     # that names capture groups (ingress-nginx implies use-regex then).
     use_regex: bool = False
     canary: Canary | None = None  # canary: "true" — see translate
+    # server-alias and from-to-www-redirect: more names for the Ingress's
+    # hosts, which translate grants only where no other Ingress has rules.
+    aliases: tuple[str, ...] = ()
+    www_redirect: bool = False
 
 
 def _field(name: str) -> str:
@@ -133,6 +139,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     policy = defaults.default_policy
     ssl_redirect = True
     use_regex = False
+    aliases: tuple[str, ...] = ()
+    www_redirect = False
     canary = Canary()
     for setting in registry.SETTINGS:
         if not setting.annotation:
@@ -166,6 +174,10 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 ssl_redirect = parsed
             elif setting is _USE_REGEX:
                 use_regex = parsed
+            elif setting is _SERVER_ALIAS:
+                aliases = parsed
+            elif setting is _FROM_TO_WWW:
+                www_redirect = parsed
             elif setting in registry.CANARY:
                 canary = registry.apply(canary, setting, parsed)
             else:
@@ -183,6 +195,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         use_regex=use_regex
         or bool(options.rewrite_target and registry.CAPTURE.search(options.rewrite_target)),
         canary=canary if canary.enabled else None,
+        aliases=aliases,
+        www_redirect=www_redirect,
     )
 
 

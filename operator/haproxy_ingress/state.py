@@ -29,7 +29,7 @@ from haproxy_ingress.model import (
     Structure,
 )
 
-FORMAT = 3  # 3: regex map, canary and regex-rewrite option maps
+FORMAT = 4  # 4: tls and www maps, keep-slash and no-log option maps
 
 
 def dump(state: AppliedState) -> bytes:
@@ -87,6 +87,8 @@ def _state(body: dict[str, Any]) -> AppliedState:
             redirect=tuple((k, v) for k, v in body["maps"]["redirect"]),
             hosts=tuple((k, v) for k, v in body["maps"]["hosts"]),
             regex=tuple((k, v) for k, v in body["maps"]["regex"]),
+            tls=tuple((k, v) for k, v in body["maps"]["tls"]),
+            www=tuple((k, v) for k, v in body["maps"]["www"]),
             options=tuple(tuple((k, v) for k, v in entries) for entries in body["maps"]["options"]),
         ),
         certificates=tuple(

@@ -87,6 +87,10 @@ def translate(
     if settings.default_policy is not None:
         policies.add(settings.default_policy)
     canaries: list[tuple[ObjectRef, IngressSettings, _ParsedIngress]] = []
+    tls_hosts: set[str] = set()
+    # server-alias and from-to-www-redirect: granted once every Ingress's
+    # hosts are known (_more_names).
+    names: list[_MoreNames] = []
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         try:
@@ -132,6 +136,7 @@ def translate(
                 ]
             )
             backend_settings = settings.backend
+        accepted: list[Route] = []
         for route, service in parsed.routes:
             if not _service_usable(service, services, source, route, problems):
                 continue
@@ -149,6 +154,7 @@ def translate(
                 )
                 continue
             routes.append(route)
+            accepted.append(route)
             if policy is not None:
                 policies.add(policy)
             service_refs.setdefault(service, source)
@@ -165,8 +171,23 @@ def translate(
                     )
                 )
         tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
+        own_tls = {host for _, hosts in parsed.tls for host in hosts}
+        tls_hosts.update(own_tls)
         if asked.ssl_redirect:
-            redirects.update(host for _, hosts in parsed.tls for host in hosts)
+            redirects.update(own_tls)
+        if not errors and (asked.aliases or asked.www_redirect):
+            names.append(
+                _MoreNames(
+                    source,
+                    accepted,
+                    asked.aliases,
+                    asked.www_redirect,
+                    tls=bool(own_tls & {r.host for r in accepted}),
+                    redirect=asked.ssl_redirect,
+                )
+            )
+
+    www = _more_names(names, routes, claims, redirects, tls_hosts, problems)
 
     routes = _attach_canaries(
         routes,
@@ -199,7 +220,7 @@ def translate(
         backends=backends,
         default_backend=default_ref.backend_name if default_ref else None,
         routes=tuple(sorted(routes)),
-        maps=routing_maps(routes, redirects),
+        maps=routing_maps(routes, redirects, tls=tls_hosts, www=www),
         certificates=certificates,
         problems=tuple(sorted(set(problems))),
         policies=tuple(sorted(policies)),
@@ -219,7 +240,12 @@ def refresh_endpoints(
     """
     wanted = set(services)
     view = _well_named(view, [])  # their problems were reported by the full translate
-    affected = [b for b in previous.backends if (b.service.namespace, b.service.name) in wanted]
+    # A service-upstream backend sends to the cluster IP: its pods do not matter.
+    affected = [
+        b
+        for b in previous.backends
+        if (b.service.namespace, b.service.name) in wanted and not b.settings.service_upstream
+    ]
     if not affected:
         return previous
     service_objects = _by_name(view.services)
@@ -361,6 +387,90 @@ def _route_path(value: object, field: str) -> str:
 
 def _regex_path(value: object, field: str) -> str:
     return regex.path_pattern(value, field)
+
+
+@dataclass(frozen=True)
+class _MoreNames:
+    """An Ingress's server-alias and from-to-www-redirect, with the routes it was granted."""
+
+    source: ObjectRef
+    routes: list[Route]
+    aliases: tuple[str, ...]
+    www: bool
+    tls: bool  # one of its served hosts is in its spec.tls
+    redirect: bool  # and ssl-redirect is on
+
+
+def _more_names(
+    requests: list[_MoreNames],
+    routes: list[Route],
+    claims: dict[tuple[str, str, PathType], ObjectRef],
+    redirects: set[str],
+    tls_hosts: set[str],
+    problems: list[Problem],
+) -> dict[str, str]:
+    """Grant aliases (appending their routes) and www redirects; the www map.
+
+    Host ownership, as for rules: a name is granted only if no Ingress has
+    rules for it, nor for its wildcard form (whose requests it would take),
+    and the oldest Ingress that asks gets it. So one tenant's annotation
+    never takes a host another tenant serves.
+    """
+    owners: dict[str, set[ObjectRef]] = defaultdict(set)
+    for route in routes:
+        if route.host:
+            owners[route.host].add(route.source)
+    granted: dict[str, ObjectRef] = {}
+
+    def taken(name: str, source: ObjectRef, what: str) -> bool:
+        parent = "*." + name.split(".", 1)[1] if "." in name else ""
+        others = (owners.get(name, set()) | owners.get(parent, set())) - {source}
+        holder = granted.get(name)
+        if others or holder not in (None, source):
+            owner = min(others) if others else holder
+            assert owner is not None
+            problems.append(
+                Problem(
+                    source,
+                    "metadata.annotations",
+                    f"{what} {name!r}: Ingress {owner.namespace}/{owner.name} already serves "
+                    "it; skipped",
+                    "Conflict",
+                )
+            )
+            return True
+        return name in owners or holder is not None  # its own host, or granted already
+
+    for request in requests:
+        for alias in request.aliases:
+            if taken(alias, request.source, "server-alias"):
+                continue
+            granted[alias] = request.source
+            if request.tls:
+                tls_hosts.add(alias)
+                if request.redirect:
+                    redirects.add(alias)
+            for route in request.routes:
+                copy = dataclasses.replace(route, host=alias)
+                if claims.setdefault(route_key(copy), request.source) == request.source:
+                    routes.append(copy)
+    www: dict[str, str] = {}
+    for request in requests:
+        if not request.www:
+            continue
+        for host in sorted({r.host for r in request.routes if r.host}):
+            if host.startswith("*."):
+                continue
+            other = host[4:] if host.startswith("www.") else "www." + host
+            if "." not in other or len(other) > 253:
+                continue
+            if www.get(other) == host:
+                continue  # an older Ingress of the same host asked for the same
+            if taken(other, request.source, "from-to-www-redirect"):
+                continue
+            granted[other] = request.source
+            www[other] = host
+    return www
 
 
 def _canary_ingress(
@@ -541,10 +651,48 @@ def _backend(
                 )
             )
         else:
-            endpoints = _endpoints(
-                slices.get((ref.namespace, ref.name), []), port_name, settings.drain, problems
-            )
+            cluster_ip = _cluster_address(service, ref) if settings.service_upstream else None
+            if cluster_ip is not None:
+                endpoints = (cluster_ip,)
+            else:
+                if settings.service_upstream:
+                    problems.append(
+                        Problem(
+                            reported_on,
+                            "metadata.annotations",
+                            f"service-upstream: Service {ref.namespace}/{ref.name} has no "
+                            "cluster IP; its pods are used",
+                            "Unsupported",
+                        )
+                    )
+                endpoints = _endpoints(
+                    slices.get((ref.namespace, ref.name), []), port_name, settings.drain, problems
+                )
     return Backend(ref.backend_name, ref, settings, endpoints)
+
+
+def _cluster_address(service: KubeObject, ref: ServiceRef) -> Endpoint | None:
+    """The Service's cluster IP and port (service-upstream), or None if headless."""
+    spec = service.get("spec") or {}
+    address = spec.get("clusterIP") if isinstance(spec, Mapping) else None
+    ports = spec.get("ports") if isinstance(spec, Mapping) else None
+    if not isinstance(address, str) or not isinstance(ports, list):
+        return None
+    try:
+        checked = validate.ip_address(address, "spec.clusterIP")
+    except Invalid:
+        return None  # "None" (headless) or malformed
+    for port in ports:
+        if not isinstance(port, Mapping):
+            continue
+        if (ref.port.isdigit() and port.get("port") == int(ref.port)) or (
+            not ref.port.isdigit() and port.get("name") == ref.port
+        ):
+            try:
+                return Endpoint(checked, validate.port_number(port.get("port"), "spec.ports"))
+            except Invalid:
+                return None
+    return None
 
 
 def _service_port_name(service: KubeObject, ref: ServiceRef) -> str | None:

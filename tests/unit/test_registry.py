@@ -106,6 +106,8 @@ UNSET_SAMPLES = {
     "rewrite-target": "/",
     "upstream-vhost": "internal.example.com",
     "x-forwarded-prefix": "/api",
+    "upstream-hash-by": "$request_uri",
+    "server-alias": "alias.example.com",
 }
 
 

@@ -152,6 +152,8 @@ def render(
         redirect_map=map_path(paths, "redirect"),
         hosts_map=map_path(paths, "hosts"),
         regex_map=map_path(paths, "regex"),
+        tls_map=map_path(paths, "tls"),
+        www_map=map_path(paths, "www"),
         policies_map=map_path(paths, "policies"),
         option_maps={name: map_path(paths, name) for name in ROUTE_OPTION_MAPS},
         redirect_codes=REDIRECT_CODES,
