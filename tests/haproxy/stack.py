@@ -39,6 +39,7 @@ class Stack:
     https_port: int = field(default_factory=free_port)
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     binary: str = "haproxy"  # tests may wrap the real one (see test_quarantine.py)
+    log_target: str | None = None  # HAProxy's access log, e.g. "127.0.0.1:5514" (UDP syslog)
 
     def __post_init__(self) -> None:
         self.paths = HAProxyPaths(self.base)
@@ -54,6 +55,7 @@ class Stack:
             self.paths,
             http_binds=(f"127.0.0.1:{self.http_port}",),
             https_binds=(f"127.0.0.1:{self.https_port}",),
+            log_target=self.log_target,
         )
         self.applier = Applier(self.process, self.client, render_options, binary=self.binary)
         self.reconciler = Reconciler(OPTIONS, self.applier)

@@ -1,0 +1,368 @@
+"""HSTS, https redirects and trailing slashes, from-to-www-redirect, server-alias,
+enable-access-log, upstream-hash-by, service-upstream and WebSockets against a real
+HAProxy, as ingress-nginx's e2e tests (test/e2e/annotations/*.go) expect them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.backends import Backend, free_port
+from tests.haproxy.stack import Stack, wait_for
+from tests.haproxy.test_annotations import NGINX, OURS, request, serve
+from tests.haproxy.test_traffic import _ready, slice_for, start_pods
+from tests.kube import configmap, ingress, ingress_class, path, rule, service, tls_secret
+from tests.unit.test_translate import make_cert
+
+pytestmark = pytest.mark.haproxy
+
+HSTS = "Strict-Transport-Security"
+
+
+async def test_hsts_on_https_responses_of_tls_hosts(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """ingress-nginx's hsts defaults: max-age one year, includeSubDomains, on TLS hosts only."""
+    pods = await start_pods("web", 1, free_port(), first=81)
+    crt, key = make_cert("secure.example.com")
+    assert not await serve(
+        stack,
+        pods,
+        tls_secret("secure-tls", crt, key),
+        ingress(
+            "secure",
+            rule("secure.example.com", path("/")),
+            tls=[{"hosts": ["secure.example.com"], "secretName": "secure-tls"}],
+        ),
+        ingress("plain", rule("plain.example.com", path("/"))),
+    )
+    status, headers, _, _ = await request(session, stack, "/", "secure.example.com", https=True)
+    assert (status, headers[HSTS]) == (200, "max-age=31536000; includeSubDomains")
+    # Plain HTTP gets the redirect, never HSTS; a host without TLS never gets it.
+    status, headers, _, _ = await request(session, stack, "/", "secure.example.com")
+    assert status == 308 and HSTS not in headers
+    status, headers, _, _ = await request(session, stack, "/", "plain.example.com", https=True)
+    assert status == 200 and HSTS not in headers
+
+    stack.put(
+        configmap(
+            {"hsts-max-age": "600", "hsts-include-subdomains": "false", "hsts-preload": "true"}
+        )
+    )
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.desired.problems
+    status, headers, _, _ = await request(session, stack, "/a", "secure.example.com", https=True)
+    assert (status, headers[HSTS]) == (200, "max-age=600; preload")
+
+    stack.put(configmap({"hsts": "false"}))
+    await stack.sync()
+    status, headers, _, _ = await request(session, stack, "/", "secure.example.com", https=True)
+    assert status == 200 and HSTS not in headers
+
+
+async def test_https_redirect_drops_a_trailing_slash_unless_preserved(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """preservetrailingslash.go, and ingress-nginx's default (the slash is dropped)."""
+    pods = await start_pods("web", 1, free_port(), first=82)
+    crt, key = make_cert("slash.example.com")
+    keep = ingress(
+        "keep",
+        rule("keep.example.com", path("/")),
+        tls=[{"hosts": ["keep.example.com"], "secretName": "slash-tls"}],
+        annotations={
+            NGINX + "ssl-redirect": "true",
+            NGINX + "preserve-trailing-slash": "true",
+        },
+    )
+    assert not {
+        e
+        for e in await serve(
+            stack,
+            pods,
+            tls_secret("slash-tls", crt, key),
+            ingress(
+                "drop",
+                rule("slash.example.com", path("/")),
+                tls=[{"hosts": ["slash.example.com"], "secretName": "slash-tls"}],
+            ),
+            keep,
+            ingress(
+                "force",
+                rule("force.example.com", path("/")),
+                annotations={NGINX + "force-ssl-redirect": "true"},
+            ),
+        )
+        if e != "CertificateNotValidNow"
+    }
+    for host, target, location in (
+        ("keep.example.com", "/", "https://keep.example.com/"),
+        ("keep.example.com", "/a/", "https://keep.example.com/a/"),
+        ("slash.example.com", "/", "https://slash.example.com"),
+        ("slash.example.com", "/a/", "https://slash.example.com/a"),
+        ("slash.example.com", "/a/?q=1", "https://slash.example.com/a/?q=1"),
+        ("slash.example.com", "/a", "https://slash.example.com/a"),
+        ("force.example.com", "/b/", "https://force.example.com/b"),
+    ):
+        status, headers, _, _ = await request(session, stack, target, host)
+        assert (status, headers.get("Location")) == (308, location), (host, target)
+
+    # A route option: changing it is a map update, no reload.
+    reloads = (await stack.proc()).reloads
+    keep["metadata"]["annotations"] = {NGINX + "preserve-trailing-slash": "false"}
+    stack.put(keep)
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded
+    status, headers, _, _ = await request(session, stack, "/a/", "keep.example.com")
+    assert (status, headers["Location"]) == (308, "https://keep.example.com/a")
+    assert (await stack.proc()).reloads == reloads
+
+
+async def test_from_to_www_redirect_both_ways_never_over_another_ingress(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """fromtowwwredirect.go: 308 to the Ingress's host, scheme, path and query kept."""
+    pods = await start_pods("web", 1, free_port(), first=83)
+    events = await serve(
+        stack,
+        pods,
+        ingress(
+            "bare",
+            rule("fromtowwwredirect.bar.com", path("/")),
+            annotations={NGINX + "from-to-www-redirect": "true"},
+        ),
+        ingress(
+            "www",
+            rule("www.other.com", path("/")),
+            annotations={OURS + "from-to-www-redirect": "true"},
+        ),
+        # Another tenant serves www.taken.com: taken.com's annotation must not redirect it.
+        ingress("owner", rule("www.taken.com", path("/"))),
+        ingress(
+            "taker",
+            rule("taken.com", path("/")),
+            created="2026-01-02T00:00:00Z",
+            annotations={NGINX + "from-to-www-redirect": "true"},
+        ),
+    )
+    assert events == {"Conflict"}
+    status, headers, _, _ = await request(session, stack, "/foo?x=1", "www.fromtowwwredirect.bar.com")
+    assert (status, headers["Location"]) == (308, "http://fromtowwwredirect.bar.com/foo?x=1")
+    status, headers, _, _ = await request(
+        session, stack, "/", "www.fromtowwwredirect.bar.com", https=True
+    )
+    assert (status, headers["Location"]) == (308, "https://fromtowwwredirect.bar.com/")
+    status, _, body, _ = await request(session, stack, "/foo", "fromtowwwredirect.bar.com")
+    assert (status, body) == (200, "web-83 /foo")
+    status, headers, _, _ = await request(session, stack, "/p", "other.com")
+    assert (status, headers["Location"]) == (308, "http://www.other.com/p")
+    status, _, body, _ = await request(session, stack, "/p", "www.taken.com")
+    assert (status, body) == (200, "web-83 /p")
+
+
+async def test_server_alias_serves_the_ingress_and_never_takes_another_host(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """alias.go: the alias answers as the host; another tenant's host stays theirs."""
+    pods = await start_pods("web", 2, free_port(), first=84)
+    first, second = pods
+    other_pods = [second]
+    stack.put(service("other"))
+    stack.put(slice_for("other", other_pods))
+    aliased = ingress(
+        "foo",
+        rule("foo", path("/")),
+        created="2026-01-02T00:00:00Z",
+        annotations={NGINX + "server-alias": "bar, owned.example.com"},
+    )
+    events = await serve(
+        stack,
+        [first],
+        ingress(
+            "owner",
+            rule("owned.example.com", path("/", "other")),
+            namespace="default",
+        ),
+        aliased,
+    )
+    assert events == {"Conflict"}
+    await wait_for(lambda: _ready(stack, "be_default_other_80", 1))
+    for host in ("foo", "bar"):
+        status, _, body, _ = await request(session, stack, "/x", host)
+        assert (status, body) == (200, "web-84 /x"), host
+    status, _, body, _ = await request(session, stack, "/x", "owned.example.com")
+    assert (status, body) == (200, "web-85 /x")
+    status, _, _, _ = await request(session, stack, "/x", "baz")
+    assert status == 404
+
+    # A new alias is a map update: no reload.
+    reloads = (await stack.proc()).reloads
+    aliased["metadata"]["annotations"] = {NGINX + "server-alias": "baz"}
+    stack.put(aliased)
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded
+    status, _, body, _ = await request(session, stack, "/y", "baz")
+    assert (status, body) == (200, "web-84 /y")
+    status, _, _, _ = await request(session, stack, "/y", "bar")
+    assert status == 404
+    assert (await stack.proc()).reloads == reloads
+
+
+class _Syslog(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.lines.append(data.decode("latin-1"))
+
+
+async def test_enable_access_log_false_silences_its_paths_only(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """log.go: enable-access-log "false" → no access log line for that Ingress's paths."""
+    loop = asyncio.get_running_loop()
+    syslog = _Syslog()
+    port = free_port()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: syslog, local_addr=("127.0.0.1", port)
+    )
+    stack = Stack(tmp_path / "haproxy", log_target=f"127.0.0.1:{port}")
+    stack.put(ingress_class(default=True))
+    try:
+        pods = await start_pods("web", 1, free_port(), first=86)
+        assert not await serve(
+            stack,
+            pods,
+            ingress("loud", rule("log.example.com", path("/loud"))),
+            ingress(
+                "quiet",
+                rule("log.example.com", path("/quiet")),
+                annotations={NGINX + "enable-access-log": "false"},
+            ),
+        )
+        for target in ("/quiet/1", "/loud/1", "/quiet/2"):
+            status, _, _, _ = await request(session, stack, target, "log.example.com")
+            assert status == 200
+
+        async def logged() -> bool:
+            return any("/loud/1" in line for line in syslog.lines)
+
+        await wait_for(logged)
+        await asyncio.sleep(0.2)
+        assert not any("/quiet/" in line for line in syslog.lines), syslog.lines
+    finally:
+        transport.close()
+        await stack.close()
+
+
+async def test_upstream_hash_by_keeps_a_key_on_one_pod(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """upstreamhashby.go: the same $request_uri (or header) always reaches the same pod."""
+    pods = await start_pods("web", 3, free_port(), first=87)
+    assert not await serve(
+        stack,
+        pods,
+        ingress(
+            "hash",
+            rule("hash.example.com", path("/")),
+            annotations={NGINX + "upstream-hash-by": "$http_x_user"},
+        ),
+    )
+    chosen: dict[str, set[str]] = {}
+    for _ in range(4):
+        for user in ("alice", "bob", "carol", "dave", "erin", "frank"):
+            status, _, body, _ = await request(
+                session, stack, "/", "hash.example.com", headers={"X-User": user}
+            )
+            assert status == 200
+            chosen.setdefault(user, set()).add(body.split()[0])
+    assert all(len(pods_seen) == 1 for pods_seen in chosen.values()), chosen
+    # Different keys are spread: not every user on one pod.
+    assert len(set().union(*chosen.values())) > 1, chosen
+
+
+async def test_service_upstream_sends_to_the_cluster_ip(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """serviceupstream.go: the backend is the Service's cluster IP, not its endpoints."""
+    port = free_port()
+    pods = await start_pods("web", 1, port, first=88)
+    virtual = await Backend("cluster-ip", "127.0.0.89", port).start()
+    svc = service("web", {"name": "http", "port": port})
+    svc["spec"]["clusterIP"] = "127.0.0.89"
+    stack.put(
+        svc,
+        slice_for("web", pods),
+        ingress(
+            "upstream",
+            rule("upstream.example.com", path("/", port=port)),
+            annotations={NGINX + "service-upstream": "true"},
+        ),
+    )
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.desired.problems
+    await wait_for(lambda: _ready(stack, f"be_default_web_{port}", 1))
+    try:
+        for _ in range(3):
+            status, _, body, _ = await request(session, stack, "/x", "upstream.example.com")
+            assert (status, body) == (200, "cluster-ip /x")
+        assert pods[0].served == 0
+    finally:
+        await virtual.stop()
+
+
+async def test_websocket_through_haproxy_closes_after_the_read_timeout(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """websocket.go: an upgraded connection works, and idles out after proxy-read-timeout."""
+    port = free_port()
+
+    async def echo(req: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(req)
+        async for message in socket:
+            await socket.send_str("echo " + message.data)
+        return socket
+
+    app = web.Application()
+    app.router.add_get("/ws", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.90", port)
+    await site.start()
+    try:
+        pod = Backend("ws-90", "127.0.0.90", port)
+        assert not await serve(
+            stack,
+            [pod],
+            ingress(
+                "ws",
+                rule("ws.example.com", path("/")),
+                annotations={NGINX + "proxy-read-timeout": "1"},
+            ),
+        )
+        async with session.ws_connect(
+            f"http://127.0.0.1:{stack.http_port}/ws",
+            headers={"Host": "ws.example.com"},
+            autoping=False,
+            heartbeat=None,
+        ) as socket:
+            await socket.send_str("hello")
+            message = await asyncio.wait_for(socket.receive(), 5)
+            assert message.data == "echo hello"
+            # Idle past the tunnel timeout: HAProxy closes the connection.
+            closed = await asyncio.wait_for(socket.receive(), 5)
+            assert closed.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            )
+    finally:
+        await runner.cleanup()
