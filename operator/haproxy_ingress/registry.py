@@ -868,8 +868,7 @@ SETTINGS: tuple[Setting, ...] = (
         _R,
         validate.boolean,
         "false",
-        "requests for `www.<host>` (or `<host>` for a `www.` host) get a 308 to the "
-        "Ingress's host",
+        "requests for `www.<host>` (or `<host>` for a `www.` host) get a 308 to the Ingress's host",
         reload=False,
         configmap=False,
         nginx=("from-to-www-redirect",),

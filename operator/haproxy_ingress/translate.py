@@ -187,7 +187,14 @@ def translate(
                 )
             )
 
-    www = _more_names(names, routes, claims, redirects, tls_hosts, problems)
+    www = _more_names(
+        names,
+        routes,
+        claims=claims,
+        redirects=redirects,
+        tls_hosts=tls_hosts,
+        problems=problems,
+    )
 
     routes = _attach_canaries(
         routes,
@@ -404,6 +411,7 @@ class _MoreNames:
 def _more_names(
     requests: list[_MoreNames],
     routes: list[Route],
+    *,
     claims: dict[tuple[str, str, PathType], ObjectRef],
     redirects: set[str],
     tls_hosts: set[str],

@@ -152,7 +152,9 @@ async def test_from_to_www_redirect_both_ways_never_over_another_ingress(
         ),
     )
     assert events == {"Conflict"}
-    status, headers, _, _ = await request(session, stack, "/foo?x=1", "www.fromtowwwredirect.bar.com")
+    status, headers, _, _ = await request(
+        session, stack, "/foo?x=1", "www.fromtowwwredirect.bar.com"
+    )
     assert (status, headers["Location"]) == (308, "http://fromtowwwredirect.bar.com/foo?x=1")
     status, headers, _, _ = await request(
         session, stack, "/", "www.fromtowwwredirect.bar.com", https=True
