@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from haproxy_ingress import state
-from haproxy_ingress.haproxy import commands
+from haproxy_ingress.haproxy import commands, limits
 from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError
 from haproxy_ingress.haproxy.config import (
     ALPN,
@@ -179,10 +179,18 @@ class Applier:
                 with os.fdopen(descriptor, "wb") as output:
                     output.write(file.content)
             try:
+                self._check_limits(target)
                 await check_config(rendered.config.path, binary=self._binary)
             except ConfigCheckError as error:
                 alerts = error.output.replace(f"{scratch}/", "")
                 raise ConfigCheckError("haproxy -c rejected a candidate", alerts) from None
+
+    def _check_limits(self, target: AppliedState) -> None:
+        """What haproxy -c lets through but HAProxy's start refuses (see limits.py)."""
+        listeners = len(self._options.http_binds) + len(self._options.https_binds) + 2
+        alert = limits.refusal(target, listeners, limits.descriptor_limit())
+        if alert is not None:
+            raise ConfigCheckError("HAProxy could not start this configuration", alert)
 
     def _render(self, target: AppliedState) -> Rendered:
         return render(target, self._options, self._templates)
@@ -207,6 +215,7 @@ class Applier:
             atomic_write(candidate, rendered.config.content, mode=rendered.config.mode)
 
         await asyncio.to_thread(write)
+        self._check_limits(target)
         await check_config(candidate, binary=self._binary)
         candidate.replace(self._options.paths.config)
         logger.debug("reloading HAProxy: %s", "; ".join(reasons))

@@ -184,8 +184,17 @@ class Controller:
         # matches anything, no event ever comes, so start anyway after a while.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), self.config.startup_timeout)
+        # The start's burst of events (every object, as the indexes fill) is
+        # batched by one full window.
+        last_sync = time.monotonic()
         while True:
-            await asyncio.sleep(self.config.debounce)
+            # Leading edge: a change after a quiet spell of one window is
+            # applied at once (a lone endpoint change waits for nothing);
+            # changes that come during a sync or right after it wait out the
+            # rest of the window and go together.
+            rest = self.config.debounce - (time.monotonic() - last_sync)
+            if rest > 0:
+                await asyncio.sleep(rest)
             self._changed.clear()
             try:
                 await self.sync_once()
@@ -196,6 +205,7 @@ class Controller:
                 self.metrics.syncs.labels("error").inc()
                 self.trigger()
                 await asyncio.sleep(1.0)
+            last_sync = time.monotonic()
             await self._changed.wait()
 
     async def sync_once(self) -> Outcome | None:
