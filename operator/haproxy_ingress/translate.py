@@ -431,6 +431,8 @@ def _more_names(
     granted: dict[str, ObjectRef] = {}
 
     def taken(name: str, source: ObjectRef, what: str) -> bool:
+        if source in owners.get(name, set()):
+            return True  # one of its own hosts: nothing to add
         parent = "*." + name.split(".", 1)[1] if "." in name else ""
         others = (owners.get(name, set()) | owners.get(parent, set())) - {source}
         holder = granted.get(name)
@@ -447,7 +449,7 @@ def _more_names(
                 )
             )
             return True
-        return name in owners or holder is not None  # its own host, or granted already
+        return holder is not None  # granted to it already
 
     for request in requests:
         for alias in request.aliases:
