@@ -209,3 +209,34 @@ core.register_action("ingress_canary", { "http-req" }, function(txn)
     end
   end
 end)
+
+-- Header sets (headers.py): "Name: value" lines, checked by the controller
+-- (token names, visible ASCII values). Set as literal text: HAProxy never
+-- reads them as a log-format string.
+local function set_headers(text, set)
+  if text == nil then
+    return
+  end
+  for line in text:gmatch("([^\n]+)") do
+    local name, value = line:match("^([^:]+): (.*)$")
+    if name ~= nil then
+      set(name, value)
+    end
+  end
+end
+
+core.register_action("ingress_request_headers", { "http-req" }, function(txn)
+  set_headers(txn:get_var("txn.g_req"), function(name, value)
+    txn.http:req_set_header(name, value)
+  end)
+end)
+
+-- The ConfigMap's add-headers first, then the route's custom-headers (which
+-- win on a shared name, as nginx's location-level more_set_headers).
+core.register_action("ingress_response_headers", { "http-res" }, function(txn)
+  local set = function(name, value)
+    txn.http:res_set_header(name, value)
+  end
+  set_headers(txn:get_var("txn.g_res"), set)
+  set_headers(txn:get_var("txn.o_hdrs"), set)
+end)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import logging
 import time
@@ -100,6 +101,8 @@ class Controller:
         self.pending = PendingChanges()
         self._tasks: list[asyncio.Task[None]] = []
         self._configmap: KubeObject | None = None
+        # The other ConfigMaps of its namespace, by name: header sets.
+        self._header_configmaps: dict[str, KubeObject] = {}
         # uids of objects still in Kopf's indexes that the API server no longer
         # has: deleted during a watch gap (a 410 re-list sends no DELETED event).
         self._deleted: set[str] = set()
@@ -150,7 +153,10 @@ class Controller:
         return self.health.status(self.process.running)
 
     def snapshot(self) -> ClusterView:
-        return without(self._view(self._configmap), self._deleted)
+        view = without(self._view(self._configmap), self._deleted)
+        return dataclasses.replace(
+            view, header_configmaps=tuple(v for _, v in sorted(self._header_configmaps.items()))
+        )
 
     def trigger(self) -> None:
         """Anything changed: the next sync translates the whole view."""
@@ -353,30 +359,37 @@ class Controller:
             self._publish = publish.ServiceAddress(self._api, namespace, name)
 
     async def _watch_configmap(self) -> None:
-        """The controller's own ConfigMap: one object in one namespace (least privilege)."""
+        """The ConfigMaps of the controller's namespace (least privilege): its own, and the
+        header sets that add-headers, proxy-set-headers and custom-headers name."""
         assert self._api is not None
         core = client.CoreV1Api(self._api)
-        selector = f"metadata.name={self.config.configmap}"
         while True:
             try:
-                listing = await core.list_namespaced_config_map(
-                    self.config.namespace, field_selector=selector
+                listing = await core.list_namespaced_config_map(self.config.namespace)
+                objects = [self._api.sanitize_for_serialization(i) for i in listing.items]
+                own = [o for o in objects if _name(o) == self.config.configmap]
+                self._set_header_configmaps(
+                    {_name(o): o for o in objects if _name(o) != self.config.configmap}
                 )
-                items = listing.items
-                self._set_configmap(
-                    self._api.sanitize_for_serialization(items[0]) if items else None
-                )
+                self._set_configmap(own[0] if own else None)
                 watcher = watch.Watch()
                 try:
                     async for event in watcher.stream(
                         core.list_namespaced_config_map,
                         self.config.namespace,
-                        field_selector=selector,
                         resource_version=listing.metadata.resource_version,
                         timeout_seconds=300,
                     ):
                         obj = self._api.sanitize_for_serialization(event["object"])
-                        self._set_configmap(None if event["type"] == "DELETED" else obj)
+                        gone = event["type"] == "DELETED"
+                        if _name(obj) == self.config.configmap:
+                            self._set_configmap(None if gone else obj)
+                        else:
+                            others = dict(self._header_configmaps)
+                            others.pop(_name(obj), None)
+                            if not gone:
+                                others[_name(obj)] = obj
+                            self._set_header_configmaps(others)
                 finally:
                     watcher.stop()
             except asyncio.CancelledError:
@@ -384,6 +397,12 @@ class Controller:
             except (*API_ERRORS, ValueError) as error:
                 logger.warning("ConfigMap watch interrupted (%r); retrying", error)
                 await asyncio.sleep(2.0)
+
+    def _set_header_configmaps(self, objects: dict[str, KubeObject]) -> None:
+        trimmed = {name: trim(obj) for name, obj in objects.items()}
+        if trimmed != self._header_configmaps:
+            self._header_configmaps = trimmed
+            self.trigger()
 
     def _set_configmap(self, obj: KubeObject | None) -> None:
         trimmed = trim(obj) if obj is not None else None
@@ -462,3 +481,7 @@ async def list_uids(api: client.ApiClient, kind: WatchedKind) -> set[str]:
         token = (page.get("metadata") or {}).get("continue")
         if not token:
             return live
+
+
+def _name(obj: KubeObject) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))

@@ -243,6 +243,12 @@ class RouteOptions:
     # preserve-trailing-slash is set).
     keep_slash: bool = False
     access_log: bool = True  # False: HAProxy logs nothing for these paths
+    # custom-headers: set on the responses (name, value), checked by
+    # headers.header_set; values are literal text, never log-format.
+    response_headers: tuple[tuple[str, str], ...] = ()
+    # Answer 503 (ingress-nginx's answer when custom-headers names a missing
+    # or invalid ConfigMap).
+    unavailable: bool = False
 
     @property
     def name(self) -> str:
@@ -301,6 +307,9 @@ class RoutingMaps:
     # from-to-www-redirect: a host without rules → the host of the Ingress
     # that asked (``www.`` added or removed) its requests are redirected to.
     www: tuple[tuple[str, str], ...] = ()
+    # The ConfigMap's header sets: "request" (proxy-set-headers) and
+    # "response" (add-headers) → base64 of "Name: value" lines.
+    headers: tuple[tuple[str, str], ...] = ()
 
     def files(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
         """Each map file's stem and entries."""
@@ -313,6 +322,7 @@ class RoutingMaps:
             ("regex", self.regex),
             ("tls", self.tls),
             ("www", self.www),
+            ("headers", self.headers),
             *zip(ROUTE_OPTION_MAPS, options, strict=True),
         )
 
@@ -336,6 +346,8 @@ ROUTE_OPTION_MAPS = (
     "opt-canary-cookie",
     "opt-keep-slash",
     "opt-no-log",
+    "opt-headers",
+    "opt-unavailable",
 )
 
 
@@ -373,6 +385,12 @@ class GlobalSettings:
     hsts_max_age: int = 31_536_000
     hsts_include_subdomains: bool = True
     hsts_preload: bool = False
+    # ConfigMaps (namespace, name) of headers for every request to the pods
+    # (proxy-set-headers) and every response (add-headers); the names
+    # custom-headers may set (global-allowed-response-headers; empty: any).
+    add_headers: tuple[str, str] | None = None
+    proxy_set_headers: tuple[str, str] | None = None
+    allowed_response_headers: tuple[str, ...] = ()
     # Every route without an allow-list of its own, and the default backend.
     default_policy: AccessPolicy | None = None
     backend: BackendSettings = BackendSettings()

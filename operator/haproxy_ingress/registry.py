@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress import regex, validate
+from haproxy_ingress import headers, regex, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -519,6 +519,41 @@ SETTINGS: tuple[Setting, ...] = (
         nginx=("hsts-preload",),
         nginx_configmap=True,
     ),
+    Setting(
+        "add-headers",
+        _G,
+        headers.configmap_ref,
+        None,
+        "`namespace/name` of a ConfigMap of headers set on every response",
+        "add_headers",
+        nginx=("add-headers",),
+        nginx_configmap=True,
+        difference="the ConfigMap must be in the controller's namespace; its content "
+        "changes without a reload",
+    ),
+    Setting(
+        "proxy-set-headers",
+        _G,
+        headers.configmap_ref,
+        None,
+        "`namespace/name` of a ConfigMap of headers set on every request to the pods",
+        "proxy_set_headers",
+        nginx=("proxy-set-headers",),
+        nginx_configmap=True,
+        difference="the ConfigMap must be in the controller's namespace; values are "
+        "literal (no nginx variables)",
+    ),
+    Setting(
+        "global-allowed-response-headers",
+        _G,
+        headers.header_names,
+        "",
+        "the header names `custom-headers` may set (empty: any)",
+        "allowed_response_headers",
+        nginx=("global-allowed-response-headers",),
+        nginx_configmap=True,
+        default_doc="any",
+    ),
     # --- backend: a Service port ---
     Setting(
         "balance",
@@ -886,6 +921,18 @@ SETTINGS: tuple[Setting, ...] = (
         difference="this Ingress's paths only (not every Ingress of the host); an alias "
         "another Ingress has rules for is skipped with a Warning; no wildcards; its "
         "certificate comes from `spec.tls`",
+    ),
+    Setting(
+        "custom-headers",
+        _R,
+        lambda value, field: value,  # checked by translate, which knows the namespace
+        None,
+        "`name` or `namespace/name` of a ConfigMap of headers set on these paths' responses",
+        reload=False,
+        configmap=False,
+        nginx=("custom-headers",),
+        difference="the ConfigMap must be in the controller's namespace (the admin's header "
+        "sets: the controller reads no other namespace's ConfigMaps); missing or invalid: 503",
     ),
     Setting(
         "enable-access-log",

@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Mapping
 
+from haproxy_ingress.headers import encode as encode_headers
 from haproxy_ingress.model import ROUTE_OPTION_MAPS, PathType, Route, RouteOptions, RoutingMaps
 from haproxy_ingress.regex import literal_prefix, pcre_escape
 
@@ -54,6 +55,7 @@ def routing_maps(
     *,
     tls: Iterable[str] = (),
     www: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> RoutingMaps:
     """Build the maps; ``routes`` must come oldest-first (the older claim wins).
 
@@ -123,6 +125,7 @@ def routing_maps(
         hosts=tuple((host, "rules") for host in sorted(hosts)),
         tls=tuple((host, "tls") for host in sorted(set(tls))),
         www=tuple(sorted((www or {}).items())),
+        headers=tuple(sorted((headers or {}).items())),
         options=option_maps(route.options for route in routes),
     )
 
@@ -159,6 +162,8 @@ def option_maps(
         canary_cookie,
         keep_slash,
         no_log,
+        response_headers,
+        unavailable,
     ) = tables
     for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
         name = options.name
@@ -182,6 +187,10 @@ def option_maps(
             keep_slash.append((name, "1"))
         if not options.access_log:
             no_log.append((name, "1"))
+        if options.response_headers:
+            response_headers.append((name, encode_headers(options.response_headers)))
+        if options.unavailable:
+            unavailable.append((name, "1"))
         if options.body_max is not None:
             body.append((name, str(options.body_max)))
         if options.path_regex is not None:

@@ -46,6 +46,7 @@ _DEFAULT_BACKEND = registry.BY_KEY["default-backend-service"]
 _USE_REGEX = registry.BY_KEY["use-regex"]
 _SERVER_ALIAS = registry.BY_KEY["server-alias"]
 _FROM_TO_WWW = registry.BY_KEY["from-to-www-redirect"]
+_CUSTOM_HEADERS = registry.BY_KEY["custom-headers"]
 
 # ingress-nginx keys whose absence would open access or weaken TLS: an
 # Ingress that sets one we do not honour is not served as if it had not
@@ -90,6 +91,8 @@ class IngressSettings:
     # hosts, which translate grants only where no other Ingress has rules.
     aliases: tuple[str, ...] = ()
     www_redirect: bool = False
+    # custom-headers as written, and the annotation that set it.
+    custom_headers: tuple[str, str] | None = None
 
 
 def _field(name: str) -> str:
@@ -141,6 +144,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     use_regex = False
     aliases: tuple[str, ...] = ()
     www_redirect = False
+    custom_headers: tuple[str, str] | None = None
     canary = Canary()
     for setting in registry.SETTINGS:
         if not setting.annotation:
@@ -178,6 +182,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 aliases = parsed
             elif setting is _FROM_TO_WWW:
                 www_redirect = parsed
+            elif setting is _CUSTOM_HEADERS:
+                custom_headers = (parsed, field)
             elif setting in registry.CANARY:
                 canary = registry.apply(canary, setting, parsed)
             else:
@@ -197,6 +203,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         canary=canary if canary.enabled else None,
         aliases=aliases,
         www_redirect=www_redirect,
+        custom_headers=custom_headers,
     )
 
 

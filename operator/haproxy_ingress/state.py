@@ -29,7 +29,7 @@ from haproxy_ingress.model import (
     Structure,
 )
 
-FORMAT = 4  # 4: tls and www maps, keep-slash and no-log option maps
+FORMAT = 4  # 4: tls, www and headers maps; keep-slash, no-log, headers, 503 option maps
 
 
 def dump(state: AppliedState) -> bytes:
@@ -66,8 +66,13 @@ def _state(body: dict[str, Any]) -> AppliedState:
     route = dict(settings["route"])
     if route.get("canary") is not None:
         route["canary"] = Canary(**route["canary"])
+    route["response_headers"] = tuple((name, value) for name, value in route["response_headers"])
     settings["route"] = RouteOptions(**route)
     settings["proxy_real_ip_cidr"] = tuple(settings["proxy_real_ip_cidr"])
+    settings["allowed_response_headers"] = tuple(settings["allowed_response_headers"])
+    for key in ("add_headers", "proxy_set_headers"):
+        if settings[key] is not None:
+            settings[key] = (str(settings[key][0]), str(settings[key][1]))
     if settings["default_policy"] is not None:
         settings["default_policy"] = _policy(settings["default_policy"])
     return AppliedState(
@@ -89,6 +94,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             regex=tuple((k, v) for k, v in body["maps"]["regex"]),
             tls=tuple((k, v) for k, v in body["maps"]["tls"]),
             www=tuple((k, v) for k, v in body["maps"]["www"]),
+            headers=tuple((k, v) for k, v in body["maps"]["headers"]),
             options=tuple(tuple((k, v) for k, v in entries) for entries in body["maps"]["options"]),
         ),
         certificates=tuple(

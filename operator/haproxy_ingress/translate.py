@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from haproxy_ingress import regex, validate
+from haproxy_ingress import headers, regex, validate
 from haproxy_ingress.canonical import canonical_path
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
 from haproxy_ingress.ingress_class import left_out
@@ -27,6 +27,7 @@ from haproxy_ingress.model import (
     Certificate,
     DesiredState,
     Endpoint,
+    GlobalSettings,
     ObjectRef,
     PathType,
     Problem,
@@ -88,6 +89,7 @@ def translate(
         policies.add(settings.default_policy)
     canaries: list[tuple[ObjectRef, IngressSettings, _ParsedIngress]] = []
     tls_hosts: set[str] = set()
+    header_sets = _header_sets(view, options)
     # server-alias and from-to-www-redirect: granted once every Ingress's
     # hosts are known (_more_names).
     names: list[_MoreNames] = []
@@ -113,7 +115,17 @@ def translate(
         policy = asked.policy if not (errors and asked.access_rule) else None
         try:
             parsed = _parse_ingress(
-                ingress, policy.name if policy else "", asked.options, regex=asked.use_regex
+                ingress,
+                policy.name if policy else "",
+                _custom_headers(
+                    asked,
+                    source,
+                    header_sets,
+                    settings=settings,
+                    options=options,
+                    problems=problems,
+                ),
+                regex=asked.use_regex,
             )
         except Invalid as error:
             problems.extend(
@@ -227,7 +239,13 @@ def translate(
         backends=backends,
         default_backend=default_ref.backend_name if default_ref else None,
         routes=tuple(sorted(routes)),
-        maps=routing_maps(routes, redirects, tls=tls_hosts, www=www),
+        maps=routing_maps(
+            routes,
+            redirects,
+            tls=tls_hosts,
+            www=www,
+            headers=_global_headers(settings, header_sets, options, problems),
+        ),
         certificates=certificates,
         problems=tuple(sorted(set(problems))),
         policies=tuple(sorted(policies)),
@@ -394,6 +412,84 @@ def _route_path(value: object, field: str) -> str:
 
 def _regex_path(value: object, field: str) -> str:
     return regex.path_pattern(value, field)
+
+
+def _header_sets(view: ClusterView, options: TranslateOptions) -> dict[str, KubeObject]:
+    """The ConfigMaps of the controller's namespace by name (header sets)."""
+    result: dict[str, KubeObject] = {}
+    for configmap in view.header_configmaps:
+        meta = configmap.get("metadata") or {}
+        if isinstance(meta, Mapping) and meta.get("namespace") == options.configmap_namespace:
+            result[str(meta.get("name", ""))] = configmap
+    return result
+
+
+def _header_set(
+    ref: tuple[str, str],
+    field: str,
+    sets: Mapping[str, KubeObject],
+    options: TranslateOptions,
+    allowed: Iterable[str] = (),
+) -> tuple[tuple[str, str], ...]:
+    namespace, name = ref
+    if namespace != options.configmap_namespace:
+        raise Invalid(
+            field,
+            f"must name a ConfigMap in the controller's namespace {options.configmap_namespace} "
+            f"(got {namespace}/{name}): it reads no other namespace's ConfigMaps",
+        )
+    return headers.header_set(sets.get(name), field, allowed)
+
+
+def _custom_headers(
+    asked: IngressSettings,
+    source: ObjectRef,
+    sets: Mapping[str, KubeObject],
+    *,
+    settings: GlobalSettings,
+    options: TranslateOptions,
+    problems: list[Problem],
+) -> RouteOptions:
+    """The Ingress's route options with its custom-headers resolved.
+
+    As in ingress-nginx, a header set that is missing or invalid makes the
+    paths answer 503 (with a Warning), never served without the headers.
+    """
+    if asked.custom_headers is None:
+        return asked.options
+    value, field = asked.custom_headers
+    try:
+        ref = headers.configmap_ref(value, field, source.namespace)
+        found = _header_set(ref, field, sets, options, settings.allowed_response_headers)
+    except Invalid as error:
+        problems.append(Problem(source, error.field, error.reason + "; its paths answer 503"))
+        return dataclasses.replace(asked.options, unavailable=True)
+    return dataclasses.replace(asked.options, response_headers=found)
+
+
+def _global_headers(
+    settings: GlobalSettings,
+    sets: Mapping[str, KubeObject],
+    options: TranslateOptions,
+    problems: list[Problem],
+) -> dict[str, str]:
+    """The ConfigMap's proxy-set-headers and add-headers: the headers map's entries."""
+    result = {}
+    source = ObjectRef("ConfigMap", options.configmap_namespace, options.configmap_name)
+    for key, ref, setting in (
+        ("request", settings.proxy_set_headers, "proxy-set-headers"),
+        ("response", settings.add_headers, "add-headers"),
+    ):
+        if ref is None:
+            continue
+        try:
+            found = _header_set(ref, f"data.{setting}", sets, options)
+        except Invalid as error:
+            problems.append(Problem(source, error.field, error.reason, "InvalidSetting"))
+            continue
+        if found:
+            result[key] = headers.encode(found)
+    return result
 
 
 @dataclass(frozen=True)
@@ -905,7 +1001,9 @@ def _well_named(view: ClusterView, problems: list[Problem]) -> ClusterView:
         return tuple(kept)
 
     return ClusterView.of(
-        {kind.field: keep(kind.kind, view.objects(kind)) for kind in WATCHED}, view.configmap
+        {kind.field: keep(kind.kind, view.objects(kind)) for kind in WATCHED},
+        view.configmap,
+        view.header_configmaps,
     )
 
 

@@ -368,3 +368,66 @@ async def test_websocket_through_haproxy_closes_after_the_read_timeout(
             )
     finally:
         await runner.cleanup()
+
+
+async def test_header_sets_from_configmaps_of_the_controller_namespace(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """customheaders.go, and the ConfigMap's add-headers / proxy-set-headers: literal values,
+    the route's headers over the global ones, a missing set answering 503; a change to a
+    header set is a map update."""
+    pods = await start_pods("web", 1, free_port(), first=91)
+    web_pod = pods[0]
+    route_set = configmap(
+        {"My-Custom-Header": "42", "My-Custom-Header-Dollar": "$remote_addr %[src]"},
+        name="custom-headers",
+    )
+    stack.put(
+        route_set,
+        configmap({"X-Global": "everyone", "My-Custom-Header": "global"}, name="response"),
+        configmap({"X-To-Pod": "from the ingress"}, name="request"),
+        configmap(
+            {
+                "add-headers": "haproxy-ingress/response",
+                "proxy-set-headers": "haproxy-ingress/request",
+            }
+        ),
+    )
+    events = await serve(
+        stack,
+        pods,
+        ingress(
+            "custom",
+            rule("custom-headers", path("/")),
+            annotations={NGINX + "custom-headers": "haproxy-ingress/custom-headers"},
+        ),
+        ingress("plain", rule("plain-headers", path("/"))),
+        ingress(
+            "missing",
+            rule("missing-headers", path("/")),
+            annotations={NGINX + "custom-headers": "haproxy-ingress/nothing"},
+        ),
+    )
+    assert events == {"Invalid"}
+    status, headers, _, response = await request(session, stack, "/", "custom-headers")
+    assert status == 200
+    assert response.headers["My-Custom-Header"] == "42"
+    assert response.headers["My-Custom-Header-Dollar"] == "$remote_addr %[src]"
+    assert response.headers["X-Global"] == "everyone"
+    status, _, _, response = await request(session, stack, "/", "plain-headers")
+    assert status == 200
+    assert response.headers["My-Custom-Header"] == "global"
+    assert "My-Custom-Header-Dollar" not in response.headers
+    assert dict(web_pod.seen[-1][1])["x-to-pod"] == "from the ingress"
+    status, _, body, _ = await request(session, stack, "/", "missing-headers")
+    assert (status, body) == (503, "503 Service Unavailable")
+
+    reloads = (await stack.proc()).reloads
+    route_set["data"] = {"My-Custom-Header": "43"}
+    stack.put(route_set)
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded
+    status, _, _, response = await request(session, stack, "/", "custom-headers")
+    assert response.headers["My-Custom-Header"] == "43"
+    assert "My-Custom-Header-Dollar" not in response.headers
+    assert (await stack.proc()).reloads == reloads

@@ -510,9 +510,7 @@ def test_hsts_configmap_keys_in_nginx_names() -> None:
 
 
 def test_preserve_trailing_slash_and_access_log_are_route_option_maps() -> None:
-    state = one(
-        {NGINX + "preserve-trailing-slash": "true", NGINX + "enable-access-log": "false"}
-    )
+    state = one({NGINX + "preserve-trailing-slash": "true", NGINX + "enable-access-log": "false"})
     assert not state.problems
     options = state.routes[0].options
     names = dict(zip(ROUTE_OPTION_MAPS, state.maps.options, strict=True))

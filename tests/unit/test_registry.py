@@ -57,7 +57,7 @@ def test_every_settings_field_is_declared_once() -> None:
     canary = sorted(s.field for s in registry.CANARY)
     assert canary == sorted(_fields(Canary) - {"backend"})
     assert sorted(set(declared(Scope.ROUTE)) - set(canary)) == sorted(
-        _fields(RouteOptions) - {"path_regex", "canary"}
+        _fields(RouteOptions) - {"path_regex", "canary", "response_headers", "unavailable"}
     )
     # default_policy: the ConfigMap's allow-list (a route key read apart).
     assert declared(Scope.GLOBAL) == sorted(
@@ -108,6 +108,9 @@ UNSET_SAMPLES = {
     "x-forwarded-prefix": "/api",
     "upstream-hash-by": "$request_uri",
     "server-alias": "alias.example.com",
+    "add-headers": "haproxy-ingress/response-headers",
+    "proxy-set-headers": "haproxy-ingress/request-headers",
+    "custom-headers": "haproxy-ingress/headers",
 }
 
 

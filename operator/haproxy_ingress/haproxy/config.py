@@ -154,6 +154,7 @@ def render(
         regex_map=map_path(paths, "regex"),
         tls_map=map_path(paths, "tls"),
         www_map=map_path(paths, "www"),
+        headers_map=map_path(paths, "headers"),
         policies_map=map_path(paths, "policies"),
         option_maps={name: map_path(paths, name) for name in ROUTE_OPTION_MAPS},
         redirect_codes=REDIRECT_CODES,
