@@ -409,7 +409,7 @@ async def test_header_sets_from_configmaps_of_the_controller_namespace(
         ),
     )
     assert events == {"Invalid"}
-    status, headers, _, response = await request(session, stack, "/", "custom-headers")
+    status, _, _, response = await request(session, stack, "/", "custom-headers")
     assert status == 200
     assert response.headers["My-Custom-Header"] == "42"
     assert response.headers["My-Custom-Header-Dollar"] == "$remote_addr %[src]"
