@@ -516,3 +516,102 @@ def test_preserve_trailing_slash_and_access_log_are_route_option_maps() -> None:
     names = dict(zip(ROUTE_OPTION_MAPS, state.maps.options, strict=True))
     assert names["opt-keep-slash"] == ((options.name, "1"),)
     assert names["opt-no-log"] == ((options.name, "1"),)
+
+
+# --- header sets: add-headers, proxy-set-headers, custom-headers ---------------------
+
+
+def _headers_cm(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "haproxy-ingress"},
+        "data": data,
+    }
+
+
+def test_custom_headers_land_base64_in_a_route_map_and_literal_in_lua() -> None:
+    state = run(
+        *with_defaults(
+            _headers_cm("hdrs", {"X-B": "2", "X-A": "%[src] $x"}),
+            ingress(
+                "ing",
+                rule("a.example.com", path("/")),
+                annotations={NGINX + "custom-headers": "haproxy-ingress/hdrs"},
+            ),
+        )
+    )
+    assert not state.problems
+    options = state.routes[0].options
+    assert options.response_headers == (("X-A", "%[src] $x"), ("X-B", "2"))
+    names = dict(zip(ROUTE_OPTION_MAPS, state.maps.options, strict=True))
+    ((name, value),) = names["opt-headers"]
+    assert name == options.name
+    assert base64.b64decode(value) == b"X-A: %[src] $x\nX-B: 2\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ({"X-A": "a\r\nSet-Cookie: x=1"}, "visible ASCII"),
+        ({"Content-Length": "1"}, "framing header"),
+        ({"X A": "1"}, "header name"),
+        ({f"X-{i}": "1" for i in range(65)}, "more than 64"),
+    ],
+)
+def test_a_bad_header_set_makes_the_paths_answer_503(data: dict[str, str], reason: str) -> None:
+    state = run(
+        *with_defaults(
+            _headers_cm("hdrs", data),
+            ingress(
+                "ing",
+                rule("a.example.com", path("/")),
+                annotations={NGINX + "custom-headers": "haproxy-ingress/hdrs"},
+            ),
+        )
+    )
+    assert state.routes[0].options.unavailable
+    assert state.routes[0].options.response_headers == ()
+    (problem,) = state.problems
+    assert problem.field == f"metadata.annotations[{NGINX}custom-headers]"
+    assert reason in problem.reason
+
+
+def test_custom_headers_must_name_the_controller_namespace_and_the_allow_list() -> None:
+    for value, allowed, ok in (
+        ("default/hdrs", "", False),
+        ("haproxy-ingress/hdrs", "", True),
+        ("haproxy-ingress/hdrs", "X-Other", False),
+        ("haproxy-ingress/hdrs", "x-a, X-Other", True),
+    ):
+        state = run(
+            *with_defaults(
+                _headers_cm("hdrs", {"X-A": "1"}),
+                _headers_cm("haproxy-ingress", {"global-allowed-response-headers": allowed}),
+                ingress(
+                    "ing",
+                    rule("a.example.com", path("/")),
+                    annotations={NGINX + "custom-headers": value},
+                ),
+            )
+        )
+        assert state.routes[0].options.unavailable is not ok, (value, allowed)
+
+
+def test_configmap_header_sets_go_to_the_headers_map() -> None:
+    state = run(
+        *with_defaults(
+            _headers_cm("req", {"X-To-Pod": "1"}),
+            _headers_cm("res", {"X-To-Client": "2"}),
+            _headers_cm(
+                "haproxy-ingress",
+                {"proxy-set-headers": "haproxy-ingress/req", "add-headers": "haproxy-ingress/res"},
+            ),
+            ingress("ing", rule("a.example.com", path("/"))),
+        )
+    )
+    assert not state.problems
+    assert {k: base64.b64decode(v) for k, v in state.maps.headers} == {
+        "request": b"X-To-Pod: 1\n",
+        "response": b"X-To-Client: 2\n",
+    }
