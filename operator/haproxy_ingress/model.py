@@ -249,6 +249,15 @@ class RouteOptions:
     # Answer 503 (ingress-nginx's answer when custom-headers names a missing
     # or invalid ConfigMap).
     unavailable: bool = False
+    # custom-http-errors: responses with these statuses are replaced by the
+    # error backend's answer to a request carrying ingress-nginx's X-Code,
+    # X-Original-URI… headers. With default-backend, the error backend also
+    # serves the route's requests while its Service has no usable server.
+    error_codes: tuple[int, ...] = ()
+    error_backend: str | None = None  # a backend name (set by translate)
+    # The Ingress's namespace and name, for X-Namespace and X-Ingress-Name.
+    error_source: str | None = None
+    fallback: bool = False  # default-backend: no usable server → error backend
 
     @property
     def name(self) -> str:
@@ -348,6 +357,10 @@ ROUTE_OPTION_MAPS = (
     "opt-no-log",
     "opt-headers",
     "opt-unavailable",
+    "opt-error-backend",
+    "opt-error-codes",
+    "opt-error-source",
+    "opt-fallback",
 )
 
 

@@ -341,6 +341,18 @@ def upstream_hash_by(value: str, field: str) -> str | None:
     return _HASH_FETCH[variable]
 
 
+def error_codes(value: str, field: str) -> tuple[int, ...]:
+    """custom-http-errors: comma-separated statuses 400-599."""
+    if value == "":
+        return ()
+    words = [word.strip() for word in value.split(",") if word.strip()]
+    if not words or len(words) > 200:
+        raise Invalid(field, f"must list 1-200 HTTP statuses, got {value!r:.60}")
+    return tuple(
+        sorted({validate.integer(word, field, minimum=400, maximum=599) for word in words})
+    )
+
+
 def server_aliases(value: str, field: str) -> tuple[str, ...]:
     """Comma-separated host names (no wildcards): more names for the Ingress's hosts."""
     names = [name.strip() for name in value.split(",") if name.strip()]
@@ -933,6 +945,35 @@ SETTINGS: tuple[Setting, ...] = (
         nginx=("custom-headers",),
         difference="the ConfigMap must be in the controller's namespace (the admin's header "
         "sets: the controller reads no other namespace's ConfigMaps); missing or invalid: 503",
+    ),
+    Setting(
+        "default-backend",
+        _R,
+        validate.service_name,
+        None,
+        "a Service of the Ingress's namespace that answers while the paths' Service has no "
+        "usable pod (with `X-Code: 503`…), and the `custom-http-errors`",
+        reload=False,
+        configmap=False,
+        nginx=("default-backend",),
+        difference="its first port; requests go to it only when no pod is usable (HAProxy's "
+        "own 502/504 are not redirected)",
+    ),
+    Setting(
+        "custom-http-errors",
+        _R,
+        error_codes,
+        "",
+        "statuses (`404,503`) whose responses are replaced by the default backend's answer "
+        "(`X-Code`, `X-Original-URI`, `X-Namespace`, `X-Ingress-Name`, `X-Service-Name`, "
+        "`X-Service-Port`, `X-Format`)",
+        "error_codes",
+        reload=False,
+        default_doc="none",
+        nginx=("custom-http-errors",),
+        nginx_configmap=True,
+        difference="responses from pods only (not HAProxy's own errors); the error page is "
+        "fetched from one usable pod of the default backend, at `/`",
     ),
     Setting(
         "enable-access-log",

@@ -164,6 +164,10 @@ def option_maps(
         no_log,
         response_headers,
         unavailable,
+        error_backend,
+        error_codes,
+        error_source,
+        fallback,
     ) = tables
     for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
         name = options.name
@@ -191,6 +195,14 @@ def option_maps(
             response_headers.append((name, encode_headers(options.response_headers)))
         if options.unavailable:
             unavailable.append((name, "1"))
+        if options.error_backend is not None:
+            error_backend.append((name, options.error_backend))
+            if options.error_codes:
+                error_codes.append((name, ",".join(str(code) for code in options.error_codes)))
+            if options.error_source is not None:
+                error_source.append((name, options.error_source))
+            if options.fallback:
+                fallback.append((name, "1"))
         if options.body_max is not None:
             body.append((name, str(options.body_max)))
         if options.path_regex is not None:

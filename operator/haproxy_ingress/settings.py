@@ -47,6 +47,7 @@ _USE_REGEX = registry.BY_KEY["use-regex"]
 _SERVER_ALIAS = registry.BY_KEY["server-alias"]
 _FROM_TO_WWW = registry.BY_KEY["from-to-www-redirect"]
 _CUSTOM_HEADERS = registry.BY_KEY["custom-headers"]
+_DEFAULT_BACKEND_ANNOTATION = registry.BY_KEY["default-backend"]
 
 # ingress-nginx keys whose absence would open access or weaken TLS: an
 # Ingress that sets one we do not honour is not served as if it had not
@@ -93,6 +94,7 @@ class IngressSettings:
     www_redirect: bool = False
     # custom-headers as written, and the annotation that set it.
     custom_headers: tuple[str, str] | None = None
+    default_backend: str | None = None  # default-backend: a Service of its namespace
 
 
 def _field(name: str) -> str:
@@ -145,6 +147,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     aliases: tuple[str, ...] = ()
     www_redirect = False
     custom_headers: tuple[str, str] | None = None
+    default_backend: str | None = None
     canary = Canary()
     for setting in registry.SETTINGS:
         if not setting.annotation:
@@ -184,6 +187,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 www_redirect = parsed
             elif setting is _CUSTOM_HEADERS:
                 custom_headers = (parsed, field)
+            elif setting is _DEFAULT_BACKEND_ANNOTATION:
+                default_backend = parsed
             elif setting in registry.CANARY:
                 canary = registry.apply(canary, setting, parsed)
             else:
@@ -204,6 +209,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         aliases=aliases,
         www_redirect=www_redirect,
         custom_headers=custom_headers,
+        default_backend=default_backend,
     )
 
 

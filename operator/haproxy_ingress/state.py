@@ -67,6 +67,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
     if route.get("canary") is not None:
         route["canary"] = Canary(**route["canary"])
     route["response_headers"] = tuple((name, value) for name, value in route["response_headers"])
+    route["error_codes"] = tuple(route["error_codes"])
     settings["route"] = RouteOptions(**route)
     settings["proxy_real_ip_cidr"] = tuple(settings["proxy_real_ip_cidr"])
     settings["allowed_response_headers"] = tuple(settings["allowed_response_headers"])

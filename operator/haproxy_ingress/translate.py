@@ -38,7 +38,7 @@ from haproxy_ingress.model import (
     TranslateOptions,
     certificate_name,
 )
-from haproxy_ingress.registry import CAPTURE
+from haproxy_ingress.registry import CAPTURE, NGINX_PREFIX
 from haproxy_ingress.routing import route_key, routing_maps
 from haproxy_ingress.settings import IngressSettings, ingress_settings, parse_configmap
 from haproxy_ingress.tls import CertificateCache, certificate_from_secret
@@ -90,6 +90,7 @@ def translate(
     canaries: list[tuple[ObjectRef, IngressSettings, _ParsedIngress]] = []
     tls_hosts: set[str] = set()
     header_sets = _header_sets(view, options)
+    default_ref = configured_default or options.default_backend
     # server-alias and from-to-www-redirect: granted once every Ingress's
     # hosts are known (_more_names).
     names: list[_MoreNames] = []
@@ -117,12 +118,20 @@ def translate(
             parsed = _parse_ingress(
                 ingress,
                 policy.name if policy else "",
-                _custom_headers(
+                _error_pages(
+                    _custom_headers(
+                        asked,
+                        source,
+                        header_sets,
+                        settings=settings,
+                        options=options,
+                        problems=problems,
+                    ),
                     asked,
                     source,
-                    header_sets,
-                    settings=settings,
-                    options=options,
+                    services=services,
+                    default_ref=default_ref,
+                    service_refs=service_refs,
                     problems=problems,
                 ),
                 regex=asked.use_regex,
@@ -216,7 +225,6 @@ def translate(
         tuning=tuning,
         problems=problems,
     )
-    default_ref = configured_default or options.default_backend
     if default_ref is not None:
         service_refs.setdefault(
             default_ref,
@@ -465,6 +473,75 @@ def _custom_headers(
         problems.append(Problem(source, error.field, error.reason + "; its paths answer 503"))
         return dataclasses.replace(asked.options, unavailable=True)
     return dataclasses.replace(asked.options, response_headers=found)
+
+
+def _error_pages(
+    route: RouteOptions,
+    asked: IngressSettings,
+    source: ObjectRef,
+    *,
+    services: Mapping[tuple[str, str], KubeObject],
+    default_ref: ServiceRef | None,
+    service_refs: dict[ServiceRef, ObjectRef],
+    problems: list[Problem],
+) -> RouteOptions:
+    """default-backend and custom-http-errors: the route's error backend, if any.
+
+    The annotation's Service must be in the Ingress's namespace (ingress-nginx
+    reads it there too); without it, custom-http-errors use the cluster's
+    default backend, and without either they cannot apply (a Warning).
+    """
+    error_ref = None
+    if asked.default_backend is not None:
+        field = f"metadata.annotations[{NGINX_PREFIX}default-backend]"
+        service = services.get((source.namespace, asked.default_backend))
+        port = _first_port(service) if service is not None else None
+        if port is None:
+            problems.append(
+                Problem(
+                    source,
+                    field,
+                    f"Service {source.namespace}/{asked.default_backend} not found or has no "
+                    "port; ignored",
+                    "BackendNotFound",
+                )
+            )
+        else:
+            error_ref = ServiceRef(source.namespace, asked.default_backend, port)
+    fallback = error_ref is not None
+    if error_ref is None and route.error_codes:
+        error_ref = default_ref
+        if error_ref is None:
+            problems.append(
+                Problem(
+                    source,
+                    "metadata.annotations",
+                    "custom-http-errors needs default-backend or the ConfigMap's "
+                    "default-backend-service; ignored",
+                    "Unsupported",
+                )
+            )
+            return dataclasses.replace(route, error_codes=())
+    if error_ref is None:
+        return route
+    service_refs.setdefault(error_ref, source)
+    return dataclasses.replace(
+        route,
+        error_backend=error_ref.backend_name,
+        error_source=f"{source.namespace}/{source.name}",
+        fallback=fallback,
+    )
+
+
+def _first_port(service: KubeObject) -> str | None:
+    spec = service.get("spec") or {}
+    ports = spec.get("ports") if isinstance(spec, Mapping) else None
+    if not isinstance(ports, list) or not ports or not isinstance(ports[0], Mapping):
+        return None
+    try:
+        return str(validate.port_number(ports[0].get("port"), "spec.ports[0].port"))
+    except Invalid:
+        return None
 
 
 def _global_headers(

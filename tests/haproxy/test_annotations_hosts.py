@@ -431,3 +431,116 @@ async def test_header_sets_from_configmaps_of_the_controller_namespace(
     assert response.headers["My-Custom-Header"] == "43"
     assert "My-Custom-Header-Dollar" not in response.headers
     assert (await stack.proc()).reloads == reloads
+
+
+async def _app_server(host: str, port: int, handler: Any) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def test_custom_http_errors_and_default_backend(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """customhttperrors.go, default_backend.go: listed statuses answered by the default
+    backend with ingress-nginx's X-Code, X-Original-URI… headers; a Service without a
+    usable pod answered by it with X-Code 503."""
+    pod_port, error_port = free_port(), free_port()
+    asked: list[dict[str, str]] = []
+
+    async def pod(req: web.Request) -> web.Response:
+        status = {"/missing": 404, "/boom": 500, "/teapot": 418}.get(req.path, 200)
+        return web.Response(status=status, text=f"pod {req.path_qs}")
+
+    async def errors(req: web.Request) -> web.Response:
+        asked.append({k.lower(): v for k, v in req.headers.items()})
+        code = int(req.headers.get("X-Code", "500"))
+        return web.Response(status=code, text=f"error page {code}", content_type="text/html")
+
+    runners = [
+        await _app_server("127.0.0.92", pod_port, pod),
+        await _app_server("127.0.0.93", error_port, errors),
+    ]
+    try:
+        custom = ingress(
+            "custom",
+            rule("errors.example.com", path("/", port=pod_port)),
+            annotations={
+                NGINX + "custom-http-errors": "404, 500",
+                NGINX + "default-backend": "errors",
+            },
+        )
+        stack.put(
+            service("web", {"name": "http", "port": pod_port}),
+            slice_for("web", [Backend("pod", "127.0.0.92", pod_port)]),
+            service("errors", {"name": "http", "port": error_port}),
+            slice_for("errors", [Backend("errors", "127.0.0.93", error_port)]),
+            service("gone", {"name": "http", "port": 80}),
+            custom,
+            ingress(
+                "fallback",
+                rule("fallback.example.com", path("/", "gone")),
+                annotations={NGINX + "default-backend": "errors"},
+            ),
+        )
+        outcome = await stack.sync()
+        assert outcome.result is not None and not outcome.desired.problems
+        await wait_for(lambda: _ready(stack, f"be_default_web_{pod_port}", 1))
+        await wait_for(lambda: _ready(stack, f"be_default_errors_{error_port}", 1))
+
+        status, headers, body, _ = await request(session, stack, "/ok", "errors.example.com")
+        assert (status, body) == (200, "pod /ok")
+        status, headers, body, _ = await request(
+            session, stack, "/missing?q=1", "errors.example.com"
+        )
+        assert (status, body) == (404, "error page 404")
+        assert response_type(headers).startswith("text/html"), headers
+        sent = asked[-1]
+        assert {k: sent[k] for k in sent if k.startswith("x-")} == {
+            "x-code": "404",
+            "x-format": "*/*",
+            "x-original-uri": "/missing?q=1",
+            "x-namespace": "default",
+            "x-ingress-name": "custom",
+            "x-service-name": "web",
+            "x-service-port": str(pod_port),
+        }
+        status, _, body, _ = await request(session, stack, "/boom", "errors.example.com")
+        assert (status, body) == (500, "error page 500")
+        status, _, body, _ = await request(session, stack, "/teapot", "errors.example.com")
+        assert (status, body) == (418, "pod /teapot")  # not listed: the pod's answer
+        # The list is a map value: changing it costs no reload.
+        reloads = (await stack.proc()).reloads
+        custom["metadata"]["annotations"] = {
+            NGINX + "custom-http-errors": "418",
+            NGINX + "default-backend": "errors",
+        }
+        stack.put(custom)
+        outcome = await stack.sync()
+        assert outcome.result is not None and not outcome.result.reloaded
+        status, _, body, _ = await request(session, stack, "/teapot", "errors.example.com")
+        assert (status, body) == (418, "error page 418")
+        status, _, body, _ = await request(session, stack, "/missing", "errors.example.com")
+        assert (status, body) == (404, "pod /missing")
+
+        # default_backend.go: no pod behind the route's Service → the default backend.
+        status, _, body, _ = await request(session, stack, "/alma/armud", "fallback.example.com")
+        assert (status, body) == (503, "error page 503")
+        sent = asked[-1]
+        assert (sent["x-code"], sent["x-service-name"], sent["x-ingress-name"]) == (
+            "503",
+            "gone",
+            "fallback",
+        )
+        assert sent["x-original-uri"] == "/alma/armud"
+        assert (await stack.proc()).reloads == reloads
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+def response_type(headers: dict[str, str]) -> str:
+    return next((v for k, v in headers.items() if k.lower() == "content-type"), "")

@@ -615,3 +615,59 @@ def test_configmap_header_sets_go_to_the_headers_map() -> None:
         "request": b"X-To-Pod: 1\n",
         "response": b"X-To-Client: 2\n",
     }
+
+
+def test_custom_http_errors_use_the_annotation_backend_else_the_cluster_default() -> None:
+    errors_svc = service("errors")
+    with_annotation = run(
+        *with_defaults(
+            errors_svc,
+            ingress(
+                "ing",
+                rule("a.example.com", path("/")),
+                annotations={
+                    NGINX + "custom-http-errors": "503,404,404",
+                    NGINX + "default-backend": "errors",
+                },
+            ),
+        )
+    )
+    assert not with_annotation.problems
+    options = with_annotation.routes[0].options
+    assert (options.error_codes, options.error_backend, options.error_source, options.fallback) == (
+        (404, 503),
+        "be_default_errors_80",
+        "default/ing",
+        True,
+    )
+    assert with_annotation.backend("be_default_errors_80") is not None
+    # The ConfigMap's custom-http-errors and default backend, no annotation.
+    cluster_default = run(
+        *with_defaults(
+            errors_svc,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "haproxy-ingress", "namespace": "haproxy-ingress"},
+                "data": {
+                    "custom-http-errors": "500",
+                    "default-backend-service": "default/errors:80",
+                },
+            },
+            ingress("ing", rule("a.example.com", path("/"))),
+        )
+    )
+    options = cluster_default.routes[0].options
+    assert (options.error_codes, options.error_backend, options.fallback) == (
+        (500,),
+        "be_default_errors_80",
+        False,
+    )
+    # Neither: a Warning, and nothing intercepted.
+    neither = one({NGINX + "custom-http-errors": "500"})
+    assert neither.routes[0].options.error_codes == ()
+    assert "Unsupported" in events(neither).values()
+    # A default-backend Service that does not exist: a Warning, ignored.
+    missing = one({NGINX + "default-backend": "nothing"})
+    assert missing.routes[0].options.error_backend is None
+    assert "BackendNotFound" in events(missing).values()

@@ -57,7 +57,16 @@ def test_every_settings_field_is_declared_once() -> None:
     canary = sorted(s.field for s in registry.CANARY)
     assert canary == sorted(_fields(Canary) - {"backend"})
     assert sorted(set(declared(Scope.ROUTE)) - set(canary)) == sorted(
-        _fields(RouteOptions) - {"path_regex", "canary", "response_headers", "unavailable"}
+        _fields(RouteOptions)
+        - {
+            "path_regex",
+            "canary",
+            "response_headers",
+            "unavailable",
+            "error_backend",
+            "error_source",
+            "fallback",
+        }
     )
     # default_policy: the ConfigMap's allow-list (a route key read apart).
     assert declared(Scope.GLOBAL) == sorted(
@@ -111,6 +120,7 @@ UNSET_SAMPLES = {
     "add-headers": "haproxy-ingress/response-headers",
     "proxy-set-headers": "haproxy-ingress/request-headers",
     "custom-headers": "haproxy-ingress/headers",
+    "default-backend": "errors",
 }
 
 
