@@ -27,6 +27,7 @@ import ipaddress
 import json
 import math
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -78,6 +79,7 @@ RunningController: TypeAlias = Any  # tests/e2e/operator.py RunningController
 SERVICE = "web"
 PORT_NAME = "http"
 POD_GRACE_SECONDS = 30
+SLOW_SECONDS = 0.1  # latency_ms.over_100ms counts successful requests slower than this
 ALL_MODES = ("controller", "no-retries", "always-reload")
 ALL_SCENARIOS = ("scale", "rolling", "race-a", "race-b", "kill", "long")
 # ConfigMap data on top of manifests/20-configmap.yaml for each mode.
@@ -111,6 +113,40 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 1)
+
+
+# HAProxy's request log (option httplog, on the controller's stdout):
+# backend/server TR/Tw/Tc/Tr/Ta status ... ac/fc/bc/sc/retries sq/bq "METHOD URI
+_LOG_LINE = re.compile(
+    r" (?P<backend>\S+)/\S+ -?\d+/(?P<Tw>-?\d+)/(?P<Tc>-?\d+)/(?P<Tr>-?\d+)/(?P<Ta>-?\d+)"
+    r" \d{3} .*? \d+/\d+/\d+/\d+/(?P<retries>\+?\d+) \d+/\d+ \"\S+ (?P<uri>\S+)"
+)
+
+
+def haproxy_timers(log: str, backend: str) -> dict[str, Any]:
+    """HAProxy's own view of the steady stream: what a slow request waited for.
+
+    ``Tw`` holds queueing and the turn-around timer before a connection retry
+    (min(timeout connect, 1 s) in 2.6), ``Tc`` the connect, ``Tr`` the pod's
+    answer; a client latency over 100 ms that none of them explains is time
+    spent outside HAProxy (the load generator or HAProxy not getting a CPU).
+    """
+    entries = []
+    for line in log.splitlines():
+        match = _LOG_LINE.search(line)
+        if match is not None and match["backend"] == backend and "sleep=" not in match["uri"]:
+            entries.append(match)
+    retried = [m for m in entries if m["retries"] != "0"]
+    return {
+        "requests": len(entries),
+        "retried": len(retried),
+        "Tw_max_retried": max((int(m["Tw"]) for m in retried), default=None),
+        **{
+            f"{timer}_max": max((int(m[timer]) for m in entries), default=None)
+            for timer in ("Tw", "Tc", "Tr", "Ta")
+        },
+        "Ta_over_100ms": sum(1 for m in entries if int(m["Ta"]) > 100),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -552,6 +588,7 @@ def summarize(records: list[Record]) -> dict[str, Any]:
     starts = [r.started for r in sent]
     span = max(starts) - min(starts) if len(starts) > 1 else 0.0
     ok_latencies = [r.latency for r in sent if r.outcome == "ok"]
+    slow = sum(1 for latency in ok_latencies if latency > SLOW_SECONDS)
     return {
         "requests": len(sent),
         "ok": outcomes["ok"],
@@ -565,6 +602,9 @@ def summarize(records: list[Record]) -> dict[str, Any]:
             "p50": _ms(percentile(ok_latencies, 50)),
             "p99": _ms(percentile(ok_latencies, 99)),
             "max": _ms(max(ok_latencies, default=None)),
+            # A stall is rarer than 1 %: p99 hides it, max and this show it.
+            "over_100ms": slow,
+            "over_100ms_pct": round(100 * slow / len(ok_latencies), 3) if ok_latencies else None,
         },
         "client_lag_ms_p99": _ms(percentile([r.started - r.scheduled for r in sent], 99)),
     }
@@ -753,6 +793,11 @@ class Bench:
         keys = ("wretr", "wredis", "econ", "eresp", "hrsp_5xx", "cli_abrt", "srv_abrt")
         return Counter({key: int(rows[0].get(key) or 0) for key in keys} if rows else {})
 
+    def _log_since(self, offset: int) -> str:
+        with self.controller.log.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
     def reload_reasons(self) -> Counter[str]:
         return Counter(
             {
@@ -769,6 +814,7 @@ class Bench:
         settings = self.settings
         reloads_before, reasons_before = self.reloads(), self.reload_reasons()
         counters_before = self.backend_counters()
+        log_start = self.controller.log.stat().st_size
         load = Load(
             self.controller.http_port,
             self.host,
@@ -824,6 +870,9 @@ class Bench:
                 "superseded": sum(1 for s in samples if s.superseded),
                 "unconverged": self.monitor.unconverged_since(start) + (0 if converged else 1),
             },
+            "haproxy_timers_ms": haproxy_timers(self._log_since(log_start), self.backend),
+            # Other work on the machine shows in latency tails: keep the load with them.
+            "loadavg": machine()["loadavg"],
         }
         if long_rate:
             long_summary = summarize([r for r in records if r.stream == 1])

@@ -165,6 +165,9 @@ class Applier:
         root filesystem); sockets and the server-state file keep their live
         paths, since `haproxy -c` limits a socket path's length but binds nothing.
         """
+        # Arithmetic first: the quarantine's search runs many checks, and a
+        # candidate past the file-descriptor limit needs no rendering to refuse.
+        self._check_limits(target)
         live = self._options.paths
         with tempfile.TemporaryDirectory(prefix=".check-", dir=live.base) as scratch:
             paths = _ScratchPaths(Path(scratch), live=live)
@@ -179,7 +182,6 @@ class Applier:
                 with os.fdopen(descriptor, "wb") as output:
                     output.write(file.content)
             try:
-                self._check_limits(target)
                 await check_config(rendered.config.path, binary=self._binary)
             except ConfigCheckError as error:
                 alerts = error.output.replace(f"{scratch}/", "")
@@ -345,7 +347,11 @@ class _ScratchPaths(HAProxyPaths):
 
 
 def server_commands(operation: SetServer) -> list[Command]:
-    """The runtime commands for one slot change (address first, then state)."""
+    """The runtime commands for one slot change (address first, then state).
+
+    A twin gets the slot's address; its state follows the slot's (``track``:
+    HAProxy passes maintenance and drain on to the servers tracking it).
+    """
     backend, server = operation.backend, operation.server
     endpoint = operation.endpoint
     if endpoint is None:
@@ -353,10 +359,9 @@ def server_commands(operation: SetServer) -> list[Command]:
     result = []
     previous = operation.previous
     if previous is None or previous.key != endpoint.key:
-        result.append(
-            commands.set_server_addr(
-                backend, server, ipaddress.ip_address(endpoint.address), endpoint.port
-            )
-        )
+        address = ipaddress.ip_address(endpoint.address)
+        for name in (server, operation.twin_server):
+            if name is not None:
+                result.append(commands.set_server_addr(backend, name, address, endpoint.port))
     result.append(commands.set_server_state(backend, server, endpoint.state.value))
     return result

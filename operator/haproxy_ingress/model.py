@@ -81,9 +81,10 @@ class BackendSettings:
     balance: str = "leastconn"
     timeout_connect: str = "5s"
     timeout_server: str = "60s"
-    # 9 of 10 pods gone at once: each retry may pick another dead pod until
-    # passive checks mark them down (measured with bench/churn.py, see README).
-    retries: int = 5
+    # 9 of 10 pods gone at once: each retry may pick another dead pod (or its
+    # slot twin) until passive checks mark them down; 5 sufficed before twins,
+    # 10 with them (measured with bench/churn.py at 2,000 req/s, see README).
+    retries: int = 10
     retry_on: tuple[str, ...] = ("conn-failure", "empty-response", "response-timeout")
     redispatch: bool = True
     drain: bool = True  # terminating-but-serving endpoints drain (else: maintenance)
@@ -118,6 +119,33 @@ class BackendSettings:
     # Send to the Service's cluster IP instead of its pods (service-upstream):
     # kube-proxy balances; endpoint changes do not touch the backend.
     service_upstream: bool = False
+
+    @property
+    def twins(self) -> bool:
+        """Whether each slot ``sN`` has a twin ``tN``: same address, ``track sN``, no check.
+
+        HAProxy 2.6 waits min(timeout connect, 1 s) before retrying after a
+        refused connection whenever at most one server is left up, even when
+        the retry goes to another server (src/backend.c, back_handle_st_cer:
+        ``srv_act <= 1``). A passive check marks the refusing pod down before
+        that test, so a request meeting the last-but-one pod as it dies waited
+        ~1 s. With twins, one live pod is two servers up, the retry goes to it
+        at once, and ``timeout connect`` stays long enough for slow backends.
+        ``track`` needs the tracked server to have a check; a server maxconn of
+        1 cannot be split between a slot and its twin; with cookie affinity a
+        twin would get its slot's dynamic cookie, and HAProxy warns about every
+        such pair ("two equal cookies") as if the key were wrong.
+        """
+        return self.health_check and self.maxconn != 1 and self.affinity != "cookie"
+
+    @property
+    def slot_maxconn(self) -> tuple[int, int] | None:
+        """Server maxconn of a slot and of its twin: together, the pod's limit."""
+        if self.maxconn is None:
+            return None
+        if not self.twins:
+            return (self.maxconn, 0)
+        return ((self.maxconn + 1) // 2, self.maxconn // 2)
 
 
 @dataclass(frozen=True, order=True)

@@ -457,7 +457,7 @@ SETTINGS: tuple[Setting, ...] = (
         _G,
         _integer(1, 1024),
         "8",
-        "minimum server slots per backend (doubled when exhausted)",
+        "minimum server slots per backend (when exhausted: doubled up to 256, then +25 %)",
         "slots_min",
     ),
     Setting(
@@ -617,7 +617,7 @@ SETTINGS: tuple[Setting, ...] = (
         "retries",
         _B,
         _integer(0, 100),
-        "5",
+        "10",
         "retries after a failed attempt",
         "retries",
         nginx=("proxy-next-upstream-tries",),

@@ -39,7 +39,7 @@ class Stack:
     https_port: int = field(default_factory=free_port)
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     binary: str = "haproxy"  # tests may wrap the real one (see test_quarantine.py)
-    log_target: str | None = None  # HAProxy's access log, e.g. "127.0.0.1:5514" (UDP syslog)
+    log_target: str | None = None  # HAProxy's request log (``option httplog``), e.g. UDP
 
     def __post_init__(self) -> None:
         self.paths = HAProxyPaths(self.base)

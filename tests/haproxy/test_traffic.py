@@ -54,9 +54,11 @@ def slice_for(name: str, pods: list[Backend], **kwargs: object) -> dict[str, obj
     )
 
 
-async def server_rows(stack: Stack, backend: str) -> list[dict[str, str]]:
+async def server_rows(stack: Stack, backend: str, *, twins: bool = False) -> list[dict[str, str]]:
+    """The backend's slot rows (``sN``), and its slots' twins (``tN``) if asked."""
     text = await stack.client.run("show", "stat", backend, "4", "-1")
-    return [row for row in parse_csv_stat(text) if row["svname"] not in {"BACKEND", "FRONTEND"}]
+    kinds = ("s", "t") if twins else ("s",)
+    return [row for row in parse_csv_stat(text) if row["svname"].startswith(kinds)]
 
 
 async def test_routing_by_host_path_wildcard_and_default(

@@ -112,8 +112,20 @@ def check_shape(target: AppliedState, files: dict[str, str], empty: dict[str, li
     for header, layout in expected.items():
         lines = found[header]
         assert {line.split()[0] for line in lines} <= BACKEND_KEYWORDS, lines
-        servers = [line.split() for line in lines if line.startswith("server ")]
+        servers = [line.split() for line in lines if line.startswith("server s")]
         assert [words[1] for words in servers] == [f"s{i}" for i in range(1, layout.slots + 1)]
+        twins = [line.split() for line in lines if line.startswith("server t")]
+        assert len(servers) + len(twins) == sum(1 for line in lines if line.startswith("server "))
+        # Each slot's twin (BackendSettings.twins): its address, tracking it, no check.
+        if layout.settings.twins:
+            maxconn = layout.settings.slot_maxconn
+            extra = [] if maxconn is None else ["maxconn", str(maxconn[1])]
+            assert twins == [
+                ["server", f"t{words[1][1:]}", words[2], "track", words[1], "no-check", *extra]
+                for words in servers
+            ]
+        else:
+            assert twins == []
         for words in servers:
             assert len(words) in {3, 4} and words[3:] in ([], ["disabled"]), words
             host, _, port = words[2].rpartition(":")

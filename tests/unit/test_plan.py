@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from haproxy_ingress.apply import server_commands
 from haproxy_ingress.model import (
     Backend,
     BackendSettings,
@@ -22,6 +23,7 @@ from haproxy_ingress.plan import (
     SetServer,
     assign_slots,
     plan,
+    slot_count,
 )
 
 SETTINGS = GlobalSettings(slots_min=4)
@@ -59,10 +61,10 @@ def test_first_plan_is_a_reload_that_fills_every_slot() -> None:
     assert result.reload_reasons == ("initial configuration",)
     assert result.target.servers["be_web"] == (ep(1), ep(2), None, None)
     assert result.operations == (
-        SetServer("be_web", 1, ep(1)),
-        SetServer("be_web", 2, ep(2)),
-        SetServer("be_web", 3, None),
-        SetServer("be_web", 4, None),
+        SetServer("be_web", 1, ep(1), twin=True),
+        SetServer("be_web", 2, ep(2), twin=True),
+        SetServer("be_web", 3, None, twin=True),
+        SetServer("be_web", 4, None, twin=True),
     )
 
 
@@ -77,8 +79,8 @@ def test_scale_up_within_slots_is_runtime_only() -> None:
     result = plan(first.target, desired(backend("web", ep(1), ep(2), ep(3))))
     assert not result.reload
     assert result.operations == (
-        SetServer("be_web", 2, ep(2)),
-        SetServer("be_web", 3, ep(3)),
+        SetServer("be_web", 2, ep(2), twin=True),
+        SetServer("be_web", 3, ep(3), twin=True),
     )
 
 
@@ -86,13 +88,15 @@ def test_endpoints_keep_their_slots_and_freed_slots_go_to_maintenance() -> None:
     first = plan(None, desired(backend("web", ep(1), ep(2), ep(3))))
     result = plan(first.target, desired(backend("web", ep(1), ep(3))))
     assert result.target.servers["be_web"] == (ep(1), None, ep(3), None)
-    assert result.operations == (SetServer("be_web", 2, None, ep(2)),)
+    assert result.operations == (SetServer("be_web", 2, None, ep(2), twin=True),)
 
 
 def test_state_change_is_one_operation_on_the_same_slot() -> None:
     first = plan(None, desired(backend("web", ep(1), ep(2))))
     result = plan(first.target, desired(backend("web", ep(1), ep(2, ServerState.DRAIN))))
-    assert result.operations == (SetServer("be_web", 2, ep(2, ServerState.DRAIN), ep(2)),)
+    assert result.operations == (
+        SetServer("be_web", 2, ep(2, ServerState.DRAIN), ep(2), twin=True),
+    )
 
 
 def test_slot_exhaustion_grows_geometrically_with_one_named_reload() -> None:
@@ -113,8 +117,16 @@ def test_scaling_to_a_thousand_costs_a_handful_of_reloads() -> None:
         step = plan(applied, desired(backend("web", *endpoints)))
         reloads += step.reload
         applied = step.target
-    assert reloads == 8  # 4 → 8 → 16 → … → 1024
-    assert len(applied.servers["be_web"]) == 1024
+    # Doubling up to 256 slots (8 → 16 → … → 256), then a quarter more each
+    # time (336 → 432 → 544 → 688 → 864 → 1088).
+    assert reloads == 12
+    assert 1000 < len(applied.servers["be_web"]) <= 1000 * 5 // 4 + 16
+
+
+def test_huge_backends_grow_by_a_quarter_not_by_doubling() -> None:
+    assert [slot_count(n) for n in (1, 3, 8, 9, 200, 256)] == [1, 4, 8, 16, 256, 256]
+    assert slot_count(257) == 336  # 257 + 64, rounded up to 16
+    assert slot_count(10_000) == 12_512  # not 16,384
 
 
 def test_new_slots_prefer_long_free_slots_over_just_freed_ones() -> None:
@@ -130,7 +142,7 @@ def test_new_backend_reloads_and_removed_backend_lingers() -> None:
     removed = plan(added.target, desired(backend("web", ep(1))))
     assert not removed.reload
     assert [b.name for b in removed.target.structure.backends] == ["be_api", "be_web"]
-    assert removed.operations == (SetServer("be_api", 1, None, ep(2)),)
+    assert removed.operations == (SetServer("be_api", 1, None, ep(2), twin=True),)
     # The next reload for another reason drops it.
     later = plan(removed.target, desired(backend("web", ep(1)), backend("new", ep(3))))
     assert [b.name for b in later.target.structure.backends] == ["be_new", "be_web"]
@@ -186,3 +198,51 @@ def test_always_reload_baseline_turns_runtime_changes_into_reloads() -> None:
     result = plan(first.target, desired(backend("web", ep(1), ep(2))), always_reload=True)
     assert result.reload_reasons == ("reload on every change",)
     assert plan(first.target, desired(backend("web", ep(1))), always_reload=True).empty
+
+
+def test_twins_need_checks_and_a_maxconn_that_splits() -> None:
+    assert BackendSettings().twins
+    assert not BackendSettings(health_check=False).twins  # track needs a checked server
+    assert not BackendSettings(maxconn=1).twins
+    assert not BackendSettings(affinity="cookie").twins  # a twin would share the cookie
+    assert BackendSettings().slot_maxconn is None
+    # A slot and its twin share the pod's limit: never more than asked for.
+    for limit in (2, 3, 100, 101):
+        slot, twin = BackendSettings(maxconn=limit).slot_maxconn or (0, 0)
+        assert slot + twin == limit and slot >= 1 and twin >= 1
+    assert BackendSettings(maxconn=1, health_check=True).slot_maxconn == (1, 0)
+
+
+def test_slot_changes_say_whether_the_slot_has_a_twin() -> None:
+    unchecked = replace(SETTINGS.backend, health_check=False)
+    current = plan(
+        None, desired(backend("web", ep(1)), backend("api", ep(2), settings=unchecked))
+    ).target
+    result = plan(
+        current,
+        desired(backend("web", ep(1), ep(3)), backend("api", ep(2), ep(4), settings=unchecked)),
+    )
+    assert not result.reload
+    assert result.operations == (
+        SetServer("be_api", 2, ep(4), twin=False),
+        SetServer("be_web", 2, ep(3), twin=True),
+    )
+
+
+def test_a_twin_gets_the_slot_address_and_follows_its_state() -> None:
+    words = [c.words for c in server_commands(SetServer("be_web", 3, ep(5), twin=True))]
+    assert words == [
+        ("set", "server", "be_web/s3", "addr", "10.0.0.5", "port", "8080"),
+        ("set", "server", "be_web/t3", "addr", "10.0.0.5", "port", "8080"),
+        ("set", "server", "be_web/s3", "state", "ready"),
+    ]
+    drain = SetServer("be_web", 3, ep(5, ServerState.DRAIN), ep(5), twin=True)
+    assert [c.words for c in server_commands(drain)] == [
+        ("set", "server", "be_web/s3", "state", "drain")
+    ]
+    freed = SetServer("be_web", 3, None, ep(5), twin=True)
+    assert [c.words for c in server_commands(freed)] == [
+        ("set", "server", "be_web/s3", "state", "maint")
+    ]
+    alone = SetServer("be_web", 3, ep(5), twin=False)
+    assert [c.words[2] for c in server_commands(alone)] == ["be_web/s3", "be_web/s3"]

@@ -28,6 +28,7 @@ from haproxy_ingress.model import (
     Endpoint,
     ServerState,
 )
+from haproxy_ingress.plan import twin_name
 
 TEMPLATES_PACKAGE = "haproxy_ingress.templates"
 TEMPLATE = "haproxy.cfg.j2"
@@ -85,6 +86,10 @@ class _Server:
     name: str
     address: str
     disabled: bool
+
+    @property
+    def twin(self) -> str:
+        return twin_name(self.name)
 
 
 @dataclass(frozen=True)
