@@ -119,6 +119,14 @@ class BackendSettings:
     # Send to the Service's cluster IP instead of its pods (service-upstream):
     # kube-proxy balances; endpoint changes do not touch the backend.
     service_upstream: bool = False
+    # TLS to the pods (ingress-nginx's proxy-ssl-*), with HTTPS or GRPCS: a
+    # client certificate and CA from a Secret of the Ingress's namespace
+    # (UpstreamTLS.name), verification of the pod's certificate, its name.
+    proxy_ssl_secret: str | None = None  # "namespace/name"
+    proxy_ssl_verify: bool = False
+    proxy_ssl_verify_depth: int = 1
+    proxy_ssl_name: str | None = None
+    proxy_ssl_server_name: bool = False
 
     @property
     def twins(self) -> bool:
@@ -186,6 +194,16 @@ def certificate_name(namespace: str, secret: str) -> str:
         return readable
     digest = hashlib.sha256(f"{namespace}/{secret}".encode()).hexdigest()
     return f"{namespace}_{secret[:_HASHED_PREFIX]}_{digest}"
+
+
+@dataclass(frozen=True, order=True)
+class UpstreamTLS:
+    """A proxy-ssl-secret's files: the client certificate and the CA (re-serialised PEM)."""
+
+    secret: str  # "namespace/name", as BackendSettings.proxy_ssl_secret
+    name: str  # file stem (certificate_name), injective
+    pem: str = ""  # chain + key; "" if the Secret has none
+    ca: str = ""  # "" if it has no ca.crt
 
 
 @dataclass(frozen=True)
@@ -450,6 +468,7 @@ class DesiredState:
     certificates: tuple[Certificate, ...]
     problems: tuple[Problem, ...] = ()
     policies: tuple[AccessPolicy, ...] = ()  # every policy a route or the default names
+    upstream_tls: tuple[UpstreamTLS, ...] = ()  # proxy-ssl-secret files, by secret
 
     def backend(self, name: str) -> Backend | None:
         for backend in self.backends:
@@ -482,6 +501,9 @@ class Structure:
     # The access policies the frontend checks (sorted): a map entry may name
     # only these, so a new policy reloads before any route refers to it.
     policies: tuple[AccessPolicy, ...] = ()
+    # proxy-ssl-secret files: HAProxy reads them when it starts, so a new or
+    # changed one reloads.
+    upstream_tls: tuple[UpstreamTLS, ...] = ()
 
 
 @dataclass(frozen=True)

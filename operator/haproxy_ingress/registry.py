@@ -353,6 +353,24 @@ def error_codes(value: str, field: str) -> tuple[int, ...]:
     )
 
 
+def secret_ref(value: str, field: str) -> str:
+    """``namespace/name`` of a Secret (proxy-ssl-secret); translate checks the namespace."""
+    namespace, slash, name = value.partition("/")
+    if not slash:
+        raise Invalid(field, f"must be namespace/name, got {value!r:.60}")
+    return f"{validate.dns_label(namespace, field)}/{validate.dns_subdomain(name, field)}"
+
+
+def on_off(value: str, field: str) -> bool:
+    """nginx's on/off (true/false accepted too)."""
+    word = value.strip().lower() if value.isascii() else value
+    if word in ("on", "true"):
+        return True
+    if word in ("off", "false"):
+        return False
+    raise Invalid(field, f"must be on or off, got {value!r:.60}")
+
+
 def server_aliases(value: str, field: str) -> tuple[str, ...]:
     """Comma-separated host names (no wildcards): more names for the Ingress's hosts."""
     names = [name.strip() for name in value.split(",") if name.strip()]
@@ -750,6 +768,62 @@ SETTINGS: tuple[Setting, ...] = (
         nginx=("proxy-http-version",),
         difference="`1.0` is accepted but the pods get HTTP/1.1 (HAProxy 2.6 has no 1.0 "
         "client side)",
+    ),
+    Setting(
+        "proxy-ssl-secret",
+        _B,
+        secret_ref,
+        None,
+        "`namespace/name` of a TLS Secret of the Ingress's namespace: client certificate "
+        "(`tls.crt`/`tls.key`) and CA (`ca.crt`) for `HTTPS`/`GRPCS` pods",
+        "proxy_ssl_secret",
+        configmap=False,
+        nginx=("proxy-ssl-secret",),
+        difference="the Secret must be of type kubernetes.io/tls and in the Ingress's namespace",
+    ),
+    Setting(
+        "proxy-ssl-verify",
+        _B,
+        on_off,
+        "off",
+        "`on`: the pod's certificate must chain to the Secret's `ca.crt` (else 503)",
+        "proxy_ssl_verify",
+        configmap=False,
+        nginx=("proxy-ssl-verify",),
+        difference="on with a missing or unusable Secret: the Ingress's paths answer 503 "
+        "(fail closed)",
+    ),
+    Setting(
+        "proxy-ssl-verify-depth",
+        _B,
+        _integer(1, 100),
+        "1",
+        "accepted; the chain depth is OpenSSL's default",
+        "proxy_ssl_verify_depth",
+        configmap=False,
+        nginx=("proxy-ssl-verify-depth",),
+        difference="not enforced (HAProxy 2.6 has no per-server verify depth)",
+    ),
+    Setting(
+        "proxy-ssl-name",
+        _B,
+        validate.host,
+        None,
+        "the name the pod's certificate is verified against (and sent as SNI)",
+        "proxy_ssl_name",
+        configmap=False,
+        nginx=("proxy-ssl-name",),
+        default_doc="the request's host",
+    ),
+    Setting(
+        "proxy-ssl-server-name",
+        _B,
+        on_off,
+        "off",
+        "`on`: send SNI (`proxy-ssl-name`, else the request's host) to the pod",
+        "proxy_ssl_server_name",
+        configmap=False,
+        nginx=("proxy-ssl-server-name",),
     ),
     Setting(
         "backend-protocol",

@@ -27,6 +27,7 @@ from haproxy_ingress.model import (
     ServerState,
     Slots,
     Structure,
+    UpstreamTLS,
 )
 
 FORMAT = 4  # 4: tls, www and headers maps; keep-slash, no-log, headers, 503 option maps
@@ -85,6 +86,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             ),
             default_backend=structure["default_backend"],
             policies=tuple(_policy(p) for p in structure["policies"]),
+            upstream_tls=tuple(UpstreamTLS(**u) for u in structure["upstream_tls"]),
         ),
         servers={name: _slots(slots) for name, slots in body["servers"].items()},
         maps=RoutingMaps(

@@ -36,12 +36,13 @@ from haproxy_ingress.model import (
     ServerState,
     ServiceRef,
     TranslateOptions,
+    UpstreamTLS,
     certificate_name,
 )
 from haproxy_ingress.registry import CAPTURE, NGINX_PREFIX
 from haproxy_ingress.routing import route_key, routing_maps
 from haproxy_ingress.settings import IngressSettings, ingress_settings, parse_configmap
-from haproxy_ingress.tls import CertificateCache, certificate_from_secret
+from haproxy_ingress.tls import CertificateCache, ca_from_secret, certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
 # Lets nobody in: the paths of an Ingress whose access rule cannot be honoured.
@@ -90,6 +91,7 @@ def translate(
     canaries: list[tuple[ObjectRef, IngressSettings, _ParsedIngress]] = []
     tls_hosts: set[str] = set()
     header_sets = _header_sets(view, options)
+    upstream_tls: dict[str, UpstreamTLS] = {}
     default_ref = configured_default or options.default_backend
     # server-alias and from-to-www-redirect: granted once every Ingress's
     # hosts are known (_more_names).
@@ -111,7 +113,16 @@ def translate(
             if parsed_canary is not None:
                 canaries.append((source, asked, parsed_canary))
             continue
-        backend_settings = asked.backend
+        backend_settings, upstream, tls_failed = _upstream_tls(
+            asked.backend, source, secrets, problems
+        )
+        if upstream is not None:
+            upstream_tls.setdefault(upstream.secret, upstream)
+        if tls_failed:
+            # Fail closed: never to the pods without the verification asked for.
+            asked = dataclasses.replace(
+                asked, options=dataclasses.replace(asked.options, unavailable=True)
+            )
         # A bad access rule is no rule: nothing below may serve it.
         policy = asked.policy if not (errors and asked.access_rule) else None
         try:
@@ -257,6 +268,13 @@ def translate(
         certificates=certificates,
         problems=tuple(sorted(set(problems))),
         policies=tuple(sorted(policies)),
+        upstream_tls=tuple(
+            sorted(
+                u
+                for u in upstream_tls.values()
+                if any(b.settings.proxy_ssl_secret == u.secret for b in backends)
+            )
+        ),
     )
 
 
@@ -473,6 +491,53 @@ def _custom_headers(
         problems.append(Problem(source, error.field, error.reason + "; its paths answer 503"))
         return dataclasses.replace(asked.options, unavailable=True)
     return dataclasses.replace(asked.options, response_headers=found)
+
+
+def _upstream_tls(
+    asked: BackendSettings,
+    source: ObjectRef,
+    secrets: Mapping[tuple[str, str], KubeObject],
+    problems: list[Problem],
+) -> tuple[BackendSettings, UpstreamTLS | None, bool]:
+    """proxy-ssl-secret's files; (settings to use, files, whether to fail closed).
+
+    The Secret must be in the Ingress's namespace (one tenant never presents
+    another's client certificate). Unusable with proxy-ssl-verify on: the
+    Ingress's paths answer 503; with it off, the pods are reached without it.
+    """
+    ref = asked.proxy_ssl_secret
+    if ref is None and not asked.proxy_ssl_verify:
+        return asked, None, False
+    try:
+        if ref is None:
+            raise Invalid("metadata.annotations", "proxy-ssl-verify needs proxy-ssl-secret")
+        namespace, _, name = ref.partition("/")
+        field = "metadata.annotations"
+        if namespace != source.namespace:
+            raise Invalid(field, f"proxy-ssl-secret {ref} is not in the Ingress's namespace")
+        secret = secrets.get((namespace, name))
+        if secret is None:
+            raise Invalid(field, f"proxy-ssl-secret {ref} not found")
+        data = secret.get("data") or {}
+        pem = ""
+        if isinstance(data, Mapping) and data.get("tls.crt"):
+            pem = certificate_from_secret(secret).pem
+        ca = ca_from_secret(secret) if isinstance(data, Mapping) and data.get("ca.crt") else ""
+        if asked.proxy_ssl_verify and not ca:
+            raise Invalid(field, f"proxy-ssl-secret {ref} has no ca.crt to verify the pods with")
+    except Invalid as error:
+        closed = asked.proxy_ssl_verify
+        problems.append(
+            Problem(
+                source,
+                error.field,
+                error.reason + ("; its paths answer 503" if closed else "; not used"),
+                "Rejected" if closed else "Invalid",
+            )
+        )
+        plain = dataclasses.replace(asked, proxy_ssl_secret=None, proxy_ssl_verify=False)
+        return plain, None, closed
+    return asked, UpstreamTLS(ref, "upstream_" + certificate_name(namespace, name), pem, ca), False
 
 
 def _error_pages(

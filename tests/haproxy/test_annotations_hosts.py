@@ -6,6 +6,8 @@ HAProxy, as ingress-nginx's e2e tests (test/e2e/annotations/*.go) expect them.
 from __future__ import annotations
 
 import asyncio
+import base64
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -544,3 +546,73 @@ async def test_custom_http_errors_and_default_backend(
 
 def response_type(headers: dict[str, str]) -> str:
     return next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+
+
+async def test_proxy_ssl_client_certificate_and_verification(
+    stack: Stack, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """proxyssl.go: HAProxy presents the Secret's certificate to an HTTPS pod that requires
+    one, and verifies the pod's against ca.crt and proxy-ssl-name; a wrong CA or name, or a
+    missing Secret with verification on, answers 503 (fail closed)."""
+    pod_crt, pod_key = make_cert("pod.internal")
+    client_crt, client_key = make_cert("client.internal")
+    for name, value in (
+        ("pod.crt", pod_crt),
+        ("pod.key", pod_key),
+        ("client.crt", client_crt),
+    ):
+        (tmp_path / name).write_bytes(base64.b64decode(value))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "pod.crt", tmp_path / "pod.key")
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(tmp_path / "client.crt")
+    port = free_port()
+    pod = Backend("mtls-96", "127.0.0.96", port)
+    pod._server = await asyncio.start_server(pod._handle, pod.host, pod.port, ssl=context)
+
+    def secret(name: str, ca: str) -> dict[str, Any]:
+        result = tls_secret(name, client_crt, client_key)
+        result["data"]["ca.crt"] = ca
+        return result
+
+    def mtls(name: str, secret_name: str, ssl_name: str) -> dict[str, Any]:
+        return ingress(
+            name,
+            rule(f"{name}.example.com", path("/", f"svc-{name}", port)),
+            annotations={
+                NGINX + "backend-protocol": "HTTPS",
+                NGINX + "proxy-ssl-secret": f"default/{secret_name}",
+                NGINX + "proxy-ssl-verify": "on",
+                NGINX + "proxy-ssl-name": ssl_name,
+                NGINX + "proxy-ssl-server-name": "on",
+            },
+        )
+
+    try:
+        objects: list[dict[str, Any]] = [
+            secret("good-ca", pod_crt),
+            secret("wrong-ca", client_crt),
+            mtls("good", "good-ca", "pod.internal"),
+            mtls("wrongca", "wrong-ca", "pod.internal"),
+            mtls("wrongname", "good-ca", "other.internal"),
+            mtls("nosecret", "absent", "pod.internal"),
+        ]
+        for name in ("good", "wrongca", "wrongname", "nosecret"):
+            objects += [
+                service(f"svc-{name}", {"name": "http", "port": port}),
+                slice_for(f"svc-{name}", [pod]),
+            ]
+        stack.put(*objects)
+        outcome = await stack.sync()
+        assert outcome.result is not None
+        assert {(p.source.name, p.event) for p in outcome.desired.problems} == {
+            ("nosecret", "Rejected")
+        }
+        await wait_for(lambda: _ready(stack, f"be_default_svc-good_{port}", 1))
+        status, _, body, _ = await request(session, stack, "/x", "good.example.com")
+        assert (status, body) == (200, "mtls-96 /x")
+        for host in ("wrongca", "wrongname", "nosecret"):
+            status, _, _, _ = await request(session, stack, "/x", f"{host}.example.com")
+            assert status == 503, host
+    finally:
+        await pod.stop()

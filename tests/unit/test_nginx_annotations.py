@@ -18,7 +18,7 @@ from haproxy_ingress.model import (
 from haproxy_ingress.settings import ingress_settings, parse_configmap
 from haproxy_ingress.translate import refresh_endpoints
 from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
-from tests.unit.test_translate import run, with_defaults
+from tests.unit.test_translate import make_cert, run, with_defaults
 
 NGINX = "nginx.ingress.kubernetes.io/"
 OURS = "haproxy-ingress.kopf.dev/"
@@ -671,3 +671,57 @@ def test_custom_http_errors_use_the_annotation_backend_else_the_cluster_default(
     missing = one({NGINX + "default-backend": "nothing"})
     assert missing.routes[0].options.error_backend is None
     assert "BackendNotFound" in events(missing).values()
+
+
+def test_proxy_ssl_secret_files_and_fail_closed_verification() -> None:
+    crt, key = make_cert("client.internal")
+    ca, _ = make_cert("pod.internal")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": "client-tls", "namespace": "default"},
+        "data": {"tls.crt": crt, "tls.key": key, "ca.crt": ca},
+    }
+    asked = {
+        NGINX + "backend-protocol": "HTTPS",
+        NGINX + "proxy-ssl-secret": "default/client-tls",
+        NGINX + "proxy-ssl-verify": "on",
+        NGINX + "proxy-ssl-name": "pod.internal",
+    }
+    state = run(
+        *with_defaults(secret, ingress("ing", rule("a.example.com", path("/")), annotations=asked))
+    )
+    assert not state.problems
+    (files,) = state.upstream_tls
+    assert (files.secret, files.name) == ("default/client-tls", "upstream_default_client-tls")
+    assert "PRIVATE KEY" in files.pem and "CERTIFICATE" in files.ca
+    settings = state.backends[0].settings
+    assert (settings.proxy_ssl_verify, settings.proxy_ssl_name) == (True, "pod.internal")
+    assert not state.routes[0].options.unavailable
+    # Another namespace's Secret, or none: 503 with verification on, plain without.
+    for value in ("other/client-tls", "default/absent"):
+        state = run(
+            *with_defaults(
+                secret,
+                ingress(
+                    "ing",
+                    rule("a.example.com", path("/")),
+                    annotations={**asked, NGINX + "proxy-ssl-secret": value},
+                ),
+            )
+        )
+        assert state.routes[0].options.unavailable, value
+        assert state.upstream_tls == ()
+        assert not state.backends[0].settings.proxy_ssl_verify
+    state = run(
+        *with_defaults(
+            ingress(
+                "ing",
+                rule("a.example.com", path("/")),
+                annotations={NGINX + "proxy-ssl-secret": "default/absent"},
+            )
+        )
+    )
+    assert not state.routes[0].options.unavailable
+    assert "Invalid" in events(state).values()

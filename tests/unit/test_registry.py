@@ -121,6 +121,8 @@ UNSET_SAMPLES = {
     "proxy-set-headers": "haproxy-ingress/request-headers",
     "custom-headers": "haproxy-ingress/headers",
     "default-backend": "errors",
+    "proxy-ssl-secret": "default/client-tls",
+    "proxy-ssl-name": "pod.internal",
 }
 
 
