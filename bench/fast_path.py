@@ -17,10 +17,14 @@ for features it does not use. The pods are one HAProxy that answers 200 by
 itself (a Python pod would be the bottleneck). A closed-loop client keeps
 ``--connections`` keep-alive connections busy for ``--seconds`` per round;
 rounds alternate plain/featured so drift on a shared machine hits both.
+The client (Python) limits req/s; HAProxy's CPU time per request (from
+/proc) is the figure that shows what the fast path costs.
 Only 127.0.0.1 is contacted. Prints one JSON line per round and a summary.
 
     PYTHONPATH=operator python3 -m bench.fast_path
     PYTHONPATH=operator python3 -m bench.fast_path --rounds 6 --seconds 5 --connections 32
+    git archive main operator templates | tar -x -C /tmp/main-tree
+    PYTHONPATH=operator python3 -m bench.fast_path --baseline /tmp/main-tree/operator
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ import asyncio
 import base64
 import datetime
 import json
+import os
 import re
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -222,14 +228,23 @@ async def _client(port: int, host: str, deadline: float, counts: list[int]) -> N
         counts.append(done)
 
 
-async def measure(port: int, connections: int, seconds: float) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(port: int, pid: int, connections: int, seconds: float) -> tuple[float, float]:
+    """(requests per second, HAProxy CPU microseconds per request)."""
     counts: list[int] = []
+    cpu = cpu_seconds(pid)
     start = time.monotonic()
     deadline = start + seconds
     await asyncio.gather(
         *(_client(port, MEASURED_HOST, deadline, counts) for _ in range(connections))
     )
-    return sum(counts) / (time.monotonic() - start)
+    total = sum(counts)
+    return total / (time.monotonic() - start), (cpu_seconds(pid) - cpu) * 1e6 / max(total, 1)
 
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----\n?", re.S)
@@ -244,13 +259,40 @@ def _cert() -> tuple[str, str]:
     return base64.b64encode(crt.encode()).decode(), base64.b64encode(key.encode()).decode()
 
 
+def _render_with(tree: Path, directory: Path, objects: list[Any], port: int) -> Path:
+    """Render ``objects`` with another checkout's code (``--baseline``), in a subprocess."""
+    source = directory.parent / f"{directory.name}.json"
+    source.write_text(json.dumps(objects))
+    script = (
+        "import json, sys; from pathlib import Path; from bench.fast_path import write_config; "
+        "print(write_config(Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), "
+        "int(sys.argv[3])))"
+    )
+    here = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(directory), str(source), str(port)],
+        env={**os.environ, "PYTHONPATH": f"{tree}:{here}", "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ingresses", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="an operator/ source tree of another version (e.g. `git archive main`): its "
+        "rendering of the plain cluster is measured too, as `baseline`",
+    )
     args = parser.parse_args()
+    variants = ("plain", "featured", *(("baseline",) if args.baseline else ()))
     tls = _cert()
     with tempfile.TemporaryDirectory(prefix="bench-fast-path-") as tmp:
         base = Path(tmp)
@@ -258,11 +300,15 @@ def main() -> None:
         (base / "pod.cfg").write_text(POD_CONFIG.format(port=pod_port))
         processes = [subprocess.Popen(["haproxy", "-f", str(base / "pod.cfg"), "-db"])]
         ports = {}
+        pids = {}
         try:
-            for variant in ("plain", "featured"):
+            for variant in variants:
                 ports[variant] = free_port()
                 objects = cluster(args.ingresses, pod_port, featured=variant == "featured", tls=tls)
-                config = write_config(base / variant, objects, ports[variant])
+                if variant == "baseline":
+                    config = _render_with(args.baseline, base / variant, objects, ports[variant])
+                else:
+                    config = write_config(base / variant, objects, ports[variant])
                 check = subprocess.run(
                     ["haproxy", "-c", "-f", str(config)], capture_output=True, check=False
                 )
@@ -275,27 +321,35 @@ def main() -> None:
                         stderr=subprocess.DEVNULL,
                     )
                 )
-            time.sleep(1.5)  # both listening, health checks run
-            results: dict[str, list[float]] = {"plain": [], "featured": []}
+                pids[variant] = processes[-1].pid
+            time.sleep(1.5)  # every one listening, health checks run
+            results: dict[str, list[float]] = {v: [] for v in variants}
+            cpu: dict[str, list[float]] = {v: [] for v in variants}
             for round_ in range(args.rounds):
-                for variant in ("plain", "featured") if round_ % 2 == 0 else ("featured", "plain"):
-                    rate = asyncio.run(measure(ports[variant], args.connections, args.seconds))
+                order = variants if round_ % 2 == 0 else tuple(reversed(variants))
+                for variant in order:
+                    rate, per_request = asyncio.run(
+                        measure(ports[variant], pids[variant], args.connections, args.seconds)
+                    )
                     results[variant].append(rate)
-                    line = {"round": round_, "variant": variant, "req_per_s": round(rate)}
-                    print(json.dumps(line))
-            plain = statistics.median(results["plain"])
-            featured = statistics.median(results["featured"])
-            print(
-                json.dumps(
-                    {
-                        "ingresses": args.ingresses,
-                        "connections": args.connections,
-                        "plain_median_req_per_s": round(plain),
-                        "featured_median_req_per_s": round(featured),
-                        "featured_vs_plain": round(featured / plain, 3),
+                    cpu[variant].append(per_request)
+                    line = {
+                        "round": round_,
+                        "variant": variant,
+                        "req_per_s": round(rate),
+                        "haproxy_cpu_us_per_req": round(per_request, 1),
                     }
+                    print(json.dumps(line))
+            summary: dict[str, Any] = {
+                "ingresses": args.ingresses,
+                "connections": args.connections,
+            }
+            for variant in variants:
+                summary[f"{variant}_median_req_per_s"] = round(statistics.median(results[variant]))
+                summary[f"{variant}_median_cpu_us_per_req"] = round(
+                    statistics.median(cpu[variant]), 1
                 )
-            )
+            print(json.dumps(summary))
         finally:
             for process in processes:
                 process.terminate()
