@@ -48,7 +48,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
+from tests.kube import (
+    configmap,
+    endpoint,
+    endpoint_slice,
+    ingress,
+    ingress_class,
+    path,
+    rule,
+    service,
+)
 
 from haproxy_ingress.apply import Applier
 from haproxy_ingress.cluster import ClusterView
@@ -377,11 +386,18 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=3)
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU sampling")
+    parser.add_argument(
+        "--no-health-check",
+        action="store_true",
+        help="ConfigMap health-check: false (active checks cost HAProxy one fd per slot)",
+    )
     parser.add_argument("--only", default="full,render,haproxy,endpoint", help="comma-separated")
     args = parser.parse_args()
     only = set(args.only.split(","))
     began = time.perf_counter()
     objects = cluster(args.ingresses, args.pods, args.tls)
+    if args.no_health_check:
+        objects.append(configmap({"health-check": "false"}))
     print(
         json.dumps({"bench": "setup", "objects": len(objects),
                     "seconds": round(time.perf_counter() - began, 1), "load": load()}),

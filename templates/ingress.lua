@@ -123,6 +123,253 @@ core.register_action("ingress_canonical", { "http-req" }, function(txn)
   txn:set_var("txn.path", path)
 end)
 
+-- ingress-nginx snippets, as interpreted by snippets.py: txn.o_snippet holds
+-- the program (records of fields, see snippets.encode). Values are data:
+-- set as header values, a method or a reply, never parsed as configuration.
+local RECORD, FIELD, PART = "\30", "\31", "\29"
+
+local function split(text, separator)
+  local out = {}
+  local index = 1
+  while true do
+    local position = text:find(separator, index, true)
+    if position == nil then
+      out[#out + 1] = text:sub(index)
+      return out
+    end
+    out[#out + 1] = text:sub(index, position - 1)
+    index = position + 1
+  end
+end
+
+local function query(txn)
+  local q = txn.f:query()
+  if q == nil then
+    return ""
+  end
+  return q
+end
+
+local VARIABLES = {
+  host = function(txn) return txn:get_var("txn.host") end,
+  scheme = function(txn)
+    if txn:get_var("txn.https") ~= nil then return "https" end
+    return "http"
+  end,
+  https = function(txn)
+    if txn:get_var("txn.https") ~= nil then return "on" end
+    return ""
+  end,
+  request_uri = function(txn) return txn.f:pathq() end,
+  uri = function(txn) return txn:get_var("txn.path") end,
+  uri1 = function(txn) return (txn:get_var("txn.path") or "/"):sub(2) end,
+  args = query,
+  is_args = function(txn)
+    if txn.f:query() ~= nil then return "?" end
+    return ""
+  end,
+  remote_addr = function(txn) return txn:get_var("txn.client") end,
+  remote_port = function(txn) return txn.f:src_port() end,
+  server_port = function(txn) return txn.f:dst_port() end,
+  request_method = function(txn) return txn.f:method() end,
+  xff = function(txn)
+    local client = tostring(txn:get_var("txn.client") or "")
+    local sent = txn.f:req_fhdr("x-forwarded-for")
+    if sent == nil or sent == "" then return client end
+    return sent .. ", " .. client
+  end,
+}
+
+local function variable(txn, name)
+  local found = VARIABLES[name]
+  local result
+  if found ~= nil then
+    result = found(txn)
+  elseif name:sub(1, 4) == "hdr:" then
+    result = txn.f:req_fhdr(name:sub(5))
+  elseif name:sub(1, 7) == "cookie:" then
+    result = txn.f:req_cook(name:sub(8))
+  elseif name:sub(1, 4) == "arg:" then
+    result = txn.f:url_param(name:sub(5))
+  end
+  if result == nil then
+    return ""
+  end
+  return tostring(result)
+end
+
+local function evaluate(txn, encoded)
+  if encoded == nil or encoded == "" then
+    return ""
+  end
+  local out = {}
+  for _, part in ipairs(split(encoded, PART)) do
+    if part:sub(1, 1) == "V" then
+      out[#out + 1] = variable(txn, part:sub(2))
+    else
+      out[#out + 1] = part:sub(2)
+    end
+  end
+  return table.concat(out)
+end
+
+local function holds(list, item)
+  if list == nil or list == "" then
+    return true
+  end
+  for _, candidate in ipairs(split(list, ",")) do
+    if candidate == item then
+      return true
+    end
+  end
+  return false
+end
+
+local function media_type(value)
+  if value == nil then
+    return ""
+  end
+  return (value:match("^%s*([^;%s]*)") or ""):lower()
+end
+
+local function condition(txn, fields)
+  local operator = fields[2]
+  if operator == "" then
+    return true
+  end
+  local left = evaluate(txn, fields[1])
+  if operator == "?" then
+    return left ~= "" and left ~= "0"
+  end
+  local right = evaluate(txn, fields[3])
+  if operator == "=" then
+    return left == right
+  end
+  return left ~= right
+end
+
+local function with_args(txn, location)
+  local q = query(txn)
+  if q == "" then
+    return location
+  end
+  if location:find("?", 1, true) then
+    return location .. "&" .. q
+  end
+  return location .. "?" .. q
+end
+
+-- Response headers are evaluated here (request variables are gone by the
+-- response) and kept in txn.o_snippet_res for ingress_snippet_response.
+local function reply_with(txn, status, headers, body, location)
+  local reply = txn:reply()
+  reply:set_status(status)
+  for _, header in ipairs(headers) do
+    if holds(header[4], tostring(status)) and header[3] ~= "" and header[5] == "" then
+      reply:add_header(header[2], header[3])
+    end
+  end
+  if location ~= nil then
+    reply:add_header("location", location)
+  end
+  if body ~= nil and body ~= "" then
+    reply:add_header("content-type", "text/plain")
+    reply:set_body(body)
+  end
+  txn:done(reply)
+end
+
+core.register_action("ingress_snippet", { "http-req" }, function(txn)
+  local program = txn:get_var("txn.o_snippet")
+  if program == nil or program == "" then
+    return
+  end
+  local records = {}
+  local headers = {}
+  for _, record in ipairs(split(program, RECORD)) do
+    local fields = split(record, FIELD)
+    if condition(txn, fields) then
+      records[#records + 1] = fields
+      local code = fields[4]
+      if code == "res_add" or code == "res_set" then
+        headers[#headers + 1] = { code, fields[5], evaluate(txn, fields[6]), fields[7], fields[8] }
+      end
+    end
+  end
+  local saved = {}
+  for _, header in ipairs(headers) do
+    saved[#saved + 1] = table.concat(header, FIELD)
+  end
+  txn:set_var("txn.o_snippet_res", table.concat(saved, RECORD))
+  local request_type = nil
+  for _, fields in ipairs(records) do
+    local code = fields[4]
+    if code == "req_set" then
+      local name, replace_only, types = fields[5], fields[7], fields[8]
+      if request_type == nil then
+        request_type = media_type(txn.f:req_fhdr("content-type"))
+      end
+      local present = txn.http:req_get_headers()[name] ~= nil
+      if holds(types, request_type) and (replace_only == "" or present) then
+        local text = evaluate(txn, fields[6])
+        if text == "" and name:sub(-1) == "*" then
+          local stem = name:sub(1, -2)
+          for header, _ in pairs(txn.http:req_get_headers()) do
+            if header:sub(1, #stem) == stem then
+              txn.http:req_del_header(header)
+            end
+          end
+        elseif text == "" then
+          txn.http:req_del_header(name)
+        else
+          txn.http:req_set_header(name, text)
+        end
+      end
+    elseif code == "method" then
+      txn.http:req_set_method(fields[5])
+    elseif code == "reply" then
+      reply_with(txn, tonumber(fields[5]), headers, evaluate(txn, fields[6]), nil)
+      return
+    elseif code == "redirect" then
+      local location = evaluate(txn, fields[6])
+      if fields[7] == "1" then
+        location = with_args(txn, location)
+      end
+      reply_with(txn, tonumber(fields[5]), headers, nil, location)
+      return
+    end
+  end
+end)
+
+core.register_action("ingress_snippet_response", { "http-res" }, function(txn)
+  local saved = txn:get_var("txn.o_snippet_res")
+  if saved == nil or saved == "" then
+    return
+  end
+  local status = tostring(txn.f:status())
+  local response_type = media_type(txn.f:res_fhdr("content-type"))
+  for _, record in ipairs(split(saved, RECORD)) do
+    local header = split(record, FIELD)
+    local code, name, text, statuses, types = header[1], header[2], header[3], header[4], header[5]
+    if holds(statuses, status) and holds(types, response_type) then
+      if code == "res_add" then
+        txn.http:res_add_header(name, text)
+      elseif text ~= "" then
+        txn.http:res_set_header(name, text)
+      elseif name:sub(-1) == "*" then
+        local stem = name:sub(1, -2)
+        for present, _ in pairs(txn.http:res_get_headers()) do
+          if present:sub(1, #stem) == stem then
+            txn.http:res_del_header(present)
+          end
+        end
+      else
+        txn.http:res_del_header(name)
+      end
+    end
+  end
+end)
+
 -- Compiled patterns (use-regex paths, canary header patterns), per thread.
 -- Patterns were checked by regex.py; the cache is dropped when it is full.
 local MAX_CACHED = 1000

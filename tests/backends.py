@@ -30,6 +30,7 @@ class Backend:
     # Every request's target and header lines (name lowered, value as sent),
     # in order: what a real application would see.
     seen: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list, repr=False)
+    methods: list[str] = field(default_factory=list, repr=False)  # of each request in seen
     _server: asyncio.Server | None = field(default=None, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
@@ -55,7 +56,7 @@ class Backend:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
-                _method, target, _ = lines[0].split(" ", 2)
+                method, target, _ = lines[0].split(" ", 2)
                 fields = [
                     (k.strip().lower(), v.strip())
                     for k, _, v in (line.partition(":") for line in lines[1:] if line)
@@ -68,6 +69,7 @@ class Backend:
                     await asyncio.sleep(self.delay)
                 self.served += 1
                 self.seen.append((target, fields))
+                self.methods.append(method)
                 body = f"{self.name} {target}".encode()
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"

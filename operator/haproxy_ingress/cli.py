@@ -7,6 +7,7 @@ controller would give HAProxy out, and one line per rejected object.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import gc
 import sys
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import kopf
 
-from haproxy_ingress import config as controller_config
 from haproxy_ingress import (
+    audit,
     handlers,  # noqa: F401  (registers the handlers kopf.run runs)
     ingress_class,
     logs,
 )
+from haproxy_ingress import config as controller_config
 from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.haproxy.config import default_certificate_path, render
@@ -65,6 +67,7 @@ def _add_controller_flags(parser: argparse.ArgumentParser) -> None:
         metavar="NAMESPACE/SERVICE:PORT",
         help="Service for requests no rule matches (default: a plain 404)",
     )
+    controller_config.add_serve_nginx(parser, False)
     parser.add_argument(
         "--http-bind", action="append", help="HTTP listen address (default: *:80), repeatable"
     )
@@ -86,6 +89,7 @@ def render_config(args: argparse.Namespace) -> ControllerConfig:
         http_binds=tuple(args.http_bind or ControllerConfig.http_binds),
         https_binds=tuple(args.https_bind or ControllerConfig.https_binds),
         haproxy_log=None,
+        serve_nginx=args.serve_nginx,
     )
 
 
@@ -147,6 +151,34 @@ def summary(
     )
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """The migration report; exit 1 if an Ingress would fail closed or be rejected."""
+    namespace, _, name = str(args.configmap).partition("/")
+    config = ControllerConfig(
+        controller_name=args.controller_name,
+        ingress_class=args.ingress_class,
+        namespace=namespace,
+        configmap=name,
+        serve_nginx=args.serve_nginx,
+    )
+    try:
+        options = config.translate_options()
+        if args.filename:
+            objects = load_objects(Path(p) for p in args.filename)
+        else:
+            objects = asyncio.run(audit.live_objects(args.kubeconfig, args.context, options))
+    except (LoadError, Invalid) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except Exception as error:  # the cluster: unreachable, forbidden, no kubeconfig
+        print(f"error: cannot list the cluster: {error!r}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    view, _ = ClusterView.from_objects(objects, options)
+    result = audit.audit(view, options)
+    sys.stdout.write(audit.render_text(result))
+    return EXIT_REJECTED if result.failing else EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = controller_config.from_arguments(args)
     # Kopf's own logging set-up, as `kopf run` does it: plain, full or JSON lines.
@@ -186,6 +218,28 @@ def build_parser() -> argparse.ArgumentParser:
     render_parser.add_argument("--out", required=True, help="directory to write into")
     _add_controller_flags(render_parser)
     render_parser.set_defaults(handler=cmd_render)
+
+    audit_parser = commands.add_parser(
+        "audit",
+        help="what each Ingress's annotations become here, before switching",
+        description="For each Ingress this controller would serve and each of its "
+        "annotations (both prefixes): honoured, ignored (with a Warning), refused "
+        "(a snippet not applied), fail-closed (its paths answer 403) or rejected "
+        "(not served), then the counts. Reads YAML with -f, else lists the cluster "
+        "of the kubeconfig. Ingresses of class nginx are included unless "
+        "--no-serve-nginx. Exit status: 0 all served, 1 something would fail "
+        "closed or be rejected, 2 unusable input.",
+    )
+    audit_parser.add_argument(
+        "-f", "--filename", action="append", help="YAML/JSON file or directory (repeatable)"
+    )
+    audit_parser.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
+    audit_parser.add_argument("--context", help="kubeconfig context (default: current)")
+    audit_parser.add_argument("--controller-name", default=DEFAULT_CONTROLLER_NAME)
+    audit_parser.add_argument("--ingress-class", default=DEFAULT_INGRESS_CLASS)
+    audit_parser.add_argument("--configmap", default=f"{DEFAULT_NAMESPACE}/{DEFAULT_CONFIGMAP}")
+    controller_config.add_serve_nginx(audit_parser, True)
+    audit_parser.set_defaults(handler=cmd_audit)
 
     run_parser = commands.add_parser(
         "run",

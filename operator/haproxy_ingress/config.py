@@ -48,6 +48,7 @@ class ControllerConfig:
     resync_interval: float = 300.0  # full resync safety net
     startup_timeout: float = 2.0  # first sync even if no object ever arrives
     always_reload: bool = False  # a benchmark baseline: reload on every change
+    serve_nginx: bool = False  # also serve the Ingresses of class nginx (take-over)
     lease_name: str = "haproxy-ingress-status"
     pod_name: str = field(default_factory=lambda: os.environ.get("POD_NAME", os.uname().nodename))
 
@@ -66,6 +67,7 @@ class ControllerConfig:
                 if self.default_backend
                 else None
             ),
+            serve_nginx=self.serve_nginx,
         )
 
     def render_options(self) -> RenderOptions:
@@ -151,6 +153,11 @@ FLAGS: dict[str, tuple[str, str]] = {
         "always_reload",
         "reload on every change instead of the runtime API (a benchmark baseline)",
     ),
+    "--serve-nginx": (
+        "serve_nginx",
+        "also serve ingress-nginx's Ingresses: IngressClasses of controller "
+        "k8s.io/ingress-nginx and the legacy kubernetes.io/ingress.class: nginx",
+    ),
 }
 
 
@@ -173,6 +180,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=name, type=Path, default=current, help=help_text)
         else:
             parser.add_argument(flag, dest=name, default=current, help=help_text)
+
+
+def add_serve_nginx(parser: argparse.ArgumentParser, default: bool) -> None:
+    """``--serve-nginx`` / ``--no-serve-nginx`` for the offline commands (render, audit)."""
+    parser.add_argument(
+        "--serve-nginx",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help=f"{FLAGS['--serve-nginx'][1]} (default: %(default)s)",
+    )
 
 
 def from_arguments(args: argparse.Namespace) -> ControllerConfig:

@@ -4,6 +4,8 @@ The Kubernetes rules: ``spec.ingressClassName`` naming one of our
 IngressClasses (``spec.controller`` is ours) wins; then the legacy annotation
 ``kubernetes.io/ingress.class`` naming our class; an Ingress with neither is
 ours only if one of our IngressClasses is marked as the cluster default.
+With ``TranslateOptions.serve_nginx``, ingress-nginx's IngressClasses and its
+legacy class ``nginx`` count as ours (installing next to it, then switching DNS).
 Every Ingress left out has a reason, so nothing is left out silently:
 ``render`` prints it, and the controller reports the one that is most likely
 a mistake (a class that does not exist) as a Warning Event.
@@ -19,6 +21,8 @@ from haproxy_ingress.model import ObjectRef, Problem, TranslateOptions
 
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+NGINX_CONTROLLER = "k8s.io/ingress-nginx"
+NGINX_CLASS = "nginx"
 
 FOREIGN = "foreign class"
 UNDEFINED = "undefined class"
@@ -52,7 +56,10 @@ def _classes(classes: Iterable[KubeObject], options: TranslateOptions) -> dict[s
         default = (
             annotations.get(DEFAULT_CLASS_ANNOTATION) if isinstance(annotations, Mapping) else ""
         )
-        ours = controller == options.controller_name
+        # `==`, not `in` a set: a malformed (unhashable) value must compare unequal.
+        ours = controller == options.controller_name or (
+            options.serve_nginx and controller == NGINX_CONTROLLER
+        )
         known[str(meta.get("name"))] = _Class(
             str(controller), ours, ours and str(default).lower() == "true"
         )
@@ -88,7 +95,7 @@ def left_out(
     annotations = meta.get("annotations") or {}
     legacy = annotations.get(LEGACY_CLASS_ANNOTATION) if isinstance(annotations, Mapping) else None
     if legacy is not None:
-        if legacy == options.ingress_class:
+        if legacy == options.ingress_class or (options.serve_nginx and legacy == NGINX_CLASS):
             return None
         return LeftOut(
             ref, FOREIGN, f"{LEGACY_CLASS_ANNOTATION} is {legacy!r}, not {options.ingress_class!r}"

@@ -304,6 +304,8 @@ class RouteOptions:
     # The Ingress's namespace and name, for X-Namespace and X-Ingress-Name.
     error_source: str | None = None
     fallback: bool = False  # default-backend: no usable server → error backend
+    # An nginx snippet's operations (snippets.encode), run by ingress.lua.
+    snippet: str | None = None
 
     @property
     def name(self) -> str:
@@ -407,6 +409,7 @@ ROUTE_OPTION_MAPS = (
     "opt-error-codes",
     "opt-error-source",
     "opt-fallback",
+    "opt-snippet",
 )
 
 
@@ -533,3 +536,6 @@ class TranslateOptions:
     configmap_namespace: str = DEFAULT_NAMESPACE
     configmap_name: str = DEFAULT_CONFIGMAP
     default_backend: ServiceRef | None = None  # a flag; the ConfigMap may also set one
+    # Also serve ingress-nginx's Ingresses (IngressClasses of its controller,
+    # the legacy class annotation "nginx"): the take-over path of the README.
+    serve_nginx: bool = False

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress import headers, regex, validate
+from haproxy_ingress import headers, regex, snippets, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -1258,6 +1258,48 @@ SETTINGS: tuple[Setting, ...] = (
         "so a chunked body is not limited",
     ),
 )
+
+# ingress-nginx's snippets, interpreted (snippets.py) — never pasted. An
+# unsupported directive leaves the snippet unapplied with a Warning (settings.py).
+SNIPPETS: tuple[Setting, ...] = (
+    Setting(
+        "configuration-snippet",
+        _R,
+        lambda value, field: snippets.interpret(value),
+        None,
+        "nginx directives for these paths, interpreted: headers, `proxy_method`, "
+        "`return`, redirects, `set`/`if` (see below)",
+        "snippet",
+        reload=False,
+        configmap=False,
+        nginx=("configuration-snippet",),
+        difference="a subset of nginx's directives; any other leaves the snippet unapplied",
+    ),
+    Setting(
+        "server-snippet",
+        _R,
+        lambda value, field: snippets.interpret(value, server=True),
+        None,
+        "the same directives for every path of the Ingress's hosts, when its namespace "
+        "alone serves them",
+        reload=False,
+        configmap=False,
+        nginx=("server-snippet",),
+        difference="applies to the host's routes only (not to its unmatched paths)",
+    ),
+    Setting(
+        "auth-snippet",
+        _R,
+        lambda value, field: snippets.interpret(value),
+        None,
+        "read and checked; applies to `auth-url` requests (not supported yet)",
+        reload=False,
+        configmap=False,
+        nginx=("auth-snippet",),
+        difference="never applied until `auth-url` is supported",
+    ),
+)
+SETTINGS = (*SETTINGS, *SNIPPETS)
 
 BY_KEY: Mapping[str, Setting] = {setting.key: setting for setting in SETTINGS}
 # The canary-* keys: they set the fields of a model.Canary, not of RouteOptions.

@@ -168,6 +168,7 @@ def option_maps(
         error_codes,
         error_source,
         fallback,
+        snippet,
     ) = tables
     for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
         name = options.name
@@ -184,6 +185,7 @@ def option_maps(
             (rewrite, options.rewrite_target),
             (vhost, options.upstream_vhost),
             (prefix, options.x_forwarded_prefix),
+            (snippet, options.snippet),
         ):
             if value is not None:
                 table.append((name, _b64(value)))

@@ -48,11 +48,18 @@ _SERVER_ALIAS = registry.BY_KEY["server-alias"]
 _FROM_TO_WWW = registry.BY_KEY["from-to-www-redirect"]
 _CUSTOM_HEADERS = registry.BY_KEY["custom-headers"]
 _DEFAULT_BACKEND_ANNOTATION = registry.BY_KEY["default-backend"]
+_CONFIGURATION_SNIPPET = registry.BY_KEY["configuration-snippet"]
+_SERVER_SNIPPET = registry.BY_KEY["server-snippet"]
 
 # ingress-nginx keys whose absence would open access or weaken TLS: an
 # Ingress that sets one we do not honour is not served as if it had not
 # (its paths answer 403 until the key is removed or supported).
-_ACCESS_FAMILIES = re.compile(r"auth-.*|.*-source-range|limit-.*|satisfy|denylist-.*")
+_ACCESS_FAMILIES = re.compile(
+    r"auth-.*|.*-source-range|limit-.*|global-rate-limit.*|satisfy|denylist-.*"
+)
+# Keys that weaken security only when switched on: the web application
+# firewall a team relied on.
+_WEAKENING_WHEN_ON = frozenset({"enable-modsecurity", "enable-owasp-core-rules"})
 # Text that ingress-nginx pasted into nginx.conf. Never pasted here.
 _SNIPPET = re.compile(r".*-snippet")
 # nginx directives that grant or refuse access: a snippet holding one is an
@@ -95,6 +102,10 @@ class IngressSettings:
     # custom-headers as written, and the annotation that set it.
     custom_headers: tuple[str, str] | None = None
     default_backend: str | None = None  # default-backend: a Service of its namespace
+    # A server-snippet's program, for the Ingress's hosts (translate decides
+    # whether the Ingress may act on them) and the annotation that set it.
+    server_snippet: str = ""
+    server_snippet_field: str = ""
 
 
 def _field(name: str) -> str:
@@ -149,6 +160,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     custom_headers: tuple[str, str] | None = None
     default_backend: str | None = None
     canary = Canary()
+    server_snippet = server_field = ""
     for setting in registry.SETTINGS:
         if not setting.annotation:
             continue
@@ -191,6 +203,27 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 default_backend = parsed
             elif setting in registry.CANARY:
                 canary = registry.apply(canary, setting, parsed)
+            elif setting in registry.SNIPPETS:
+                if parsed.refused:
+                    reason = f"nginx snippet not applied: {parsed.refused}"
+                    if parsed.access:
+                        # Unapplied, its access rule would be dropped: fail closed.
+                        access_rule = True
+                        raise Invalid(field, reason + "; it holds an access rule")
+                    notices.append(Notice(field, reason, "Refused"))
+                elif setting is _CONFIGURATION_SNIPPET:
+                    options = dataclasses.replace(options, snippet=parsed.program or None)
+                elif setting is _SERVER_SNIPPET:
+                    server_snippet, server_field = parsed.program, field
+                else:
+                    notices.append(
+                        Notice(
+                            field,
+                            "checked, not applied: it acts on auth-url requests, "
+                            "which are not supported yet",
+                            "Unsupported",
+                        )
+                    )
             else:
                 options = registry.apply(options, setting, parsed)
         except Invalid as error:
@@ -210,6 +243,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         www_redirect=www_redirect,
         custom_headers=custom_headers,
         default_backend=default_backend,
+        server_snippet=server_snippet,
+        server_snippet_field=server_field,
     )
 
 
@@ -219,6 +254,8 @@ def _unsupported_nginx(key: str, value: object) -> Notice | tuple[str, bool] | N
     None: ignored with a Warning. A Notice: ignored with that Warning.
     (reason, fails closed): the Ingress is not served as written.
     """
+    if key == "modsecurity-snippet":
+        return ("modsecurity rules are a protection this controller does not honour", True)
     if _SNIPPET.fullmatch(key):
         if isinstance(value, str) and _ACCESS_DIRECTIVES.search(value):
             return (
@@ -229,6 +266,8 @@ def _unsupported_nginx(key: str, value: object) -> Notice | tuple[str, bool] | N
         return Notice("", "nginx snippets are never pasted into HAProxy; ignored", "Refused")
     if _ACCESS_FAMILIES.fullmatch(key):
         return (f"{key} is an access rule this controller does not honour yet", True)
+    if key in _WEAKENING_WHEN_ON and str(value).strip().lower() in ("on", "true"):
+        return (f"{key} is a protection this controller does not honour yet", True)
     return None
 
 

@@ -103,7 +103,9 @@ class Reconciler:
         cause is the controller's ConfigMap or the controller itself).
         """
         async with self._lock:
-            served, held = self._quarantine.screen(view)
+            # Screening walks the whole view while anything is quarantined:
+            # off the event loop, like translation.
+            served, held = await asyncio.to_thread(self._quarantine.screen, view)
             fast = endpoints_of if self._last is not None else None
             try:
                 return await self._apply(served, held, fast)
@@ -112,7 +114,9 @@ class Reconciler:
             await self._isolate(served, refused)
             # The culprits (and any suspect left unresolved) are out; whatever
             # the fast path would have done, a full translation is due now.
-            served, held = self._quarantine.screen(view, retry_unproven=False)
+            served, held = await asyncio.to_thread(
+                self._quarantine.screen, view, retry_unproven=False
+            )
             return await self._apply(served, held, None)
 
     async def _apply(

@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from haproxy_ingress import headers, regex, validate
+from haproxy_ingress import headers, regex, snippets, validate
 from haproxy_ingress.canonical import canonical_path
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
 from haproxy_ingress.ingress_class import left_out
@@ -85,6 +85,7 @@ def translate(
     service_refs: dict[ServiceRef, ObjectRef] = {}
     tuning: dict[ServiceRef, tuple[BackendSettings, ObjectRef]] = {}
     redirects: set[str] = set()
+    server_snippets: list[tuple[ObjectRef, str, str]] = []
     policies: set[AccessPolicy] = set()
     if settings.default_policy is not None:
         policies.add(settings.default_policy)
@@ -190,6 +191,8 @@ def translate(
             if policy is not None:
                 policies.add(policy)
             service_refs.setdefault(service, source)
+            if policy is DENY_ALL:
+                continue  # its paths deny everyone: no say in the Service's tuning
             tuned, tuned_by = tuning.setdefault(service, (backend_settings, source))
             if tuned != backend_settings and tuned_by != source:
                 problems.append(
@@ -205,6 +208,8 @@ def translate(
         tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
         own_tls = {host for _, hosts in parsed.tls for host in hosts}
         tls_hosts.update(own_tls)
+        if asked.server_snippet and policy is not DENY_ALL:
+            server_snippets.append((source, asked.server_snippet_field, asked.server_snippet))
         if asked.ssl_redirect:
             redirects.update(own_tls)
         if not errors and (asked.aliases or asked.www_redirect):
@@ -236,6 +241,8 @@ def translate(
         tuning=tuning,
         problems=problems,
     )
+    routes, snippet_problems = snippets.with_server_snippets(routes, server_snippets)
+    problems.extend(snippet_problems)
     if default_ref is not None:
         service_refs.setdefault(
             default_ref,

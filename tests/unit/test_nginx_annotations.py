@@ -162,8 +162,9 @@ def test_unhonoured_access_keys_fail_closed(key: str) -> None:
 
 
 def test_snippets_are_refused_and_access_snippets_fail_closed() -> None:
-    state = one({NGINX + "configuration-snippet": 'more_set_headers "X: y";'})
-    assert next(r for r in state.routes if r.path == "/app").policy == ""
+    state = one({NGINX + "configuration-snippet": "proxy_buffering off;"})
+    (route,) = [r for r in state.routes if r.path == "/app"]
+    assert route.policy == "" and route.options.snippet is None
     assert events(state) == {
         f"metadata.annotations[{NGINX}configuration-snippet]": "Refused",
     }

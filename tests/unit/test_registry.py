@@ -123,6 +123,9 @@ UNSET_SAMPLES = {
     "default-backend": "errors",
     "proxy-ssl-secret": "default/client-tls",
     "proxy-ssl-name": "pod.internal",
+    "configuration-snippet": "add_header X-A b;",
+    "server-snippet": "add_header X-A b;",
+    "auth-snippet": "proxy_set_header X-A b;",
 }
 
 
