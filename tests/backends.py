@@ -35,7 +35,9 @@ class Backend:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     async def start(self) -> Backend:
+        """Listen on ``host:port`` (port 0: any free one, then kept in ``port``)."""
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     async def stop(self) -> None:

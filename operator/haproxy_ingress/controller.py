@@ -18,33 +18,30 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from kubernetes_asyncio import client, config, watch
-from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
-from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
+from kubernetes_asyncio import client, config
 
-from haproxy_ingress import ingress_class, publish, serving
+from haproxy_ingress import ingress_class, publish, serving, verifier
 from haproxy_ingress.apply import Applier
 from haproxy_ingress.cluster import (
-    WATCHED,
     ClusterView,
     KubeObject,
-    WatchedKind,
     trim,
     uids,
     without,
 )
 from haproxy_ingress.config import ControllerConfig
+from haproxy_ingress.configmap_watch import ConfigMapWatch
 from haproxy_ingress.haproxy.config import default_certificate_path
 from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyError, HAProxyProcess
 from haproxy_ingress.haproxy.runtime import RuntimeClient
 from haproxy_ingress.health import Health, Status, summarize
 from haproxy_ingress.health import serve as serve_health
+from haproxy_ingress.leader import StatusLeader
 from haproxy_ingress.metrics import Metrics, figures
 from haproxy_ingress.model import ObjectRef, Problem
 from haproxy_ingress.status import (
     API_ERRORS,
-    REQUEST_TIMEOUT,
     EventReporter,
     IngressStatusWriter,
 )
@@ -81,6 +78,11 @@ class PendingChanges:
         if not self._full:
             self._services.add((namespace, service))
 
+    @property
+    def full(self) -> bool:
+        """Whether the next sync translates everything."""
+        return self._full
+
     def take(self) -> frozenset[tuple[str, str]] | None:
         """What the next sync covers (None: everything), and start afresh."""
         services = None if self._full else frozenset(self._services)
@@ -106,7 +108,7 @@ class Controller:
         # uids of objects still in Kopf's indexes that the API server no longer
         # has: deleted during a watch gap (a 410 re-list sends no DELETED event).
         self._deleted: set[str] = set()
-        self._leader = False
+        self._lead: StatusLeader | None = None
         self._api: client.ApiClient | None = None
         self._events: Reporter | None = events
         self._notices: EventReporter | None = None
@@ -144,9 +146,24 @@ class Controller:
         self._spawn(self._sync_loop(), "sync")
         self._spawn(self._resync_timer(), "resync")
         self._spawn(self._watch_haproxy(), "haproxy-watchdog")
-        self._spawn(self._watch_configmap(), "configmap")
+        assert self._api is not None
+        configmap = ConfigMapWatch(
+            self._api,
+            self.config.namespace,
+            self.config.configmap,
+            self._set_configmap,
+            on_others=self._set_header_configmaps,
+        )
+        self._spawn(configmap.run(), "configmap")
         if self.config.publish_address or self.config.publish_service:
-            self._spawn(self._lead(), "leader-election")
+            self._lead = StatusLeader(
+                self._api,
+                self.config.lease_name,
+                self.config.namespace,
+                self.config.pod_name,
+                self.trigger,
+            )
+            self._spawn(self._lead.run(), "leader-election")
         logger.info("controller started: state_dir=%s", paths.base)
 
     def status(self) -> Status:
@@ -194,11 +211,15 @@ class Controller:
         # batched by one full window.
         last_sync = time.monotonic()
         while True:
-            # Leading edge: a change after a quiet spell of one window is
-            # applied at once (a lone endpoint change waits for nothing);
-            # changes that come during a sync or right after it wait out the
-            # rest of the window and go together.
-            rest = self.config.debounce - (time.monotonic() - last_sync)
+            # Endpoint changes have a leading edge: after a quiet spell of one
+            # window, one is applied at once (a lone endpoint change waits for
+            # nothing); those during a sync or right after it wait out the rest
+            # of the window and go together. Anything else waits a whole
+            # window: Ingress and Service changes come in bursts (kubectl
+            # apply, a re-list after a watch gap), and a view taken at the
+            # first event of a burst is a half-written one.
+            window = self.config.debounce
+            rest = window if self.pending.full else window - (time.monotonic() - last_sync)
             if rest > 0:
                 await asyncio.sleep(rest)
             self._changed.clear()
@@ -326,17 +347,7 @@ class Controller:
         Returns how many indexed objects turned out to be deleted.
         """
         assert self._api is not None
-        indexed = uids(self._view(self._configmap))
-        live: set[str] = set()
-        for kind in WATCHED:
-            live |= await list_uids(self._api, kind)
-        self._deleted = indexed - live
-        logger.debug("index verified: %d indexed, %d live", len(indexed), len(live))
-        if self._deleted:
-            logger.warning(
-                "%d indexed objects were deleted during a watch gap; dropping them",
-                len(self._deleted),
-            )
+        self._deleted = await verifier.deleted(self._api, uids(self._view(self._configmap)))
         return len(self._deleted)
 
     # --- the Kubernetes API, beyond Kopf's watches ------------------------------------
@@ -358,46 +369,6 @@ class Controller:
             namespace, name = publish.parse(self.config.publish_service, self.config.namespace)
             self._publish = publish.ServiceAddress(self._api, namespace, name)
 
-    async def _watch_configmap(self) -> None:
-        """The ConfigMaps of the controller's namespace (least privilege): its own, and the
-        header sets that add-headers, proxy-set-headers and custom-headers name."""
-        assert self._api is not None
-        core = client.CoreV1Api(self._api)
-        while True:
-            try:
-                listing = await core.list_namespaced_config_map(self.config.namespace)
-                objects = [self._api.sanitize_for_serialization(i) for i in listing.items]
-                own = [o for o in objects if _name(o) == self.config.configmap]
-                self._set_header_configmaps(
-                    {_name(o): o for o in objects if _name(o) != self.config.configmap}
-                )
-                self._set_configmap(own[0] if own else None)
-                watcher = watch.Watch()
-                try:
-                    async for event in watcher.stream(
-                        core.list_namespaced_config_map,
-                        self.config.namespace,
-                        resource_version=listing.metadata.resource_version,
-                        timeout_seconds=300,
-                    ):
-                        obj = self._api.sanitize_for_serialization(event["object"])
-                        gone = event["type"] == "DELETED"
-                        if _name(obj) == self.config.configmap:
-                            self._set_configmap(None if gone else obj)
-                        else:
-                            others = dict(self._header_configmaps)
-                            others.pop(_name(obj), None)
-                            if not gone:
-                                others[_name(obj)] = obj
-                            self._set_header_configmaps(others)
-                finally:
-                    watcher.stop()
-            except asyncio.CancelledError:
-                raise
-            except (*API_ERRORS, ValueError) as error:
-                logger.warning("ConfigMap watch interrupted (%r); retrying", error)
-                await asyncio.sleep(2.0)
-
     def _set_header_configmaps(self, objects: dict[str, KubeObject]) -> None:
         trimmed = {name: trim(obj) for name, obj in objects.items()}
         if trimmed != self._header_configmaps:
@@ -410,39 +381,9 @@ class Controller:
             self._configmap = trimmed
             self.trigger()
 
-    async def _lead(self) -> None:
-        """Hold the status Lease; only the holder writes Ingress status."""
-        assert self._api is not None
-
-        async def started() -> None:
-            logger.info("leading: this replica writes Ingress status")
-            self._leader = True
-            self.trigger()
-
-        async def stopped() -> None:
-            logger.info("no longer leading")
-            self._leader = False
-
-        while True:
-            lock = LeaseLock(
-                self.config.lease_name, self.config.namespace, self.config.pod_name, self._api
-            )
-            election = leaderelection.LeaderElection(
-                electionconfig.Config(
-                    lock,
-                    lease_duration=15,
-                    renew_deadline=10,
-                    retry_period=2,
-                    onstarted_leading=started,
-                    onstopped_leading=stopped,
-                )
-            )
-            try:
-                await election.run()  # returns when leadership is lost
-            except API_ERRORS as error:
-                logger.warning("leader election interrupted (%r); retrying", error)
-            self._leader = False
-            await asyncio.sleep(2.0)
+    @property
+    def _leader(self) -> bool:
+        return self._lead is not None and self._lead.leading
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=f"haproxy-ingress:{name}")
@@ -453,35 +394,3 @@ class Controller:
     def _crashed(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             logger.error("task %s crashed", task.get_name(), exc_info=task.exception())
-
-
-_METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-
-
-async def list_uids(api: client.ApiClient, kind: WatchedKind) -> set[str]:
-    """The uids of every object of ``kind`` the API server has (paginated LIST)."""
-    query: list[tuple[str, object]] = [("limit", 500)]
-    if kind.field_selector:
-        query.append(("fieldSelector", kind.field_selector))
-    live: set[str] = set()
-    token: str | None = None
-    while True:
-        page = await api.call_api(
-            kind.list_path,
-            "GET",
-            query_params=[*query, ("continue", token)] if token else query,
-            # Only the metadata (uids), not whole objects: Secrets hold keys.
-            header_params={"Accept": f"{_METADATA_ONLY},application/json"},
-            response_types_map={200: "object"},
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-            _request_timeout=REQUEST_TIMEOUT,
-        )
-        live.update(str(item["metadata"]["uid"]) for item in page.get("items") or ())
-        token = (page.get("metadata") or {}).get("continue")
-        if not token:
-            return live
-
-
-def _name(obj: KubeObject) -> str:
-    return str((obj.get("metadata") or {}).get("name", ""))

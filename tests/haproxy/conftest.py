@@ -24,9 +24,12 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from haproxy_ingress.haproxy.commands import Command, parse_servers_state
+from haproxy_ingress.haproxy.config import LUA, RenderOptions, render
+from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.runtime import RuntimeClient
-from tests.backends import free_port
+from haproxy_ingress.model import AppliedState, GlobalSettings, RoutingMaps, Structure
+from tests.backends import Backend, free_port
 from tests.certs import self_signed
 from tests.haproxy.stack import Stack
 from tests.kube import ingress_class
@@ -34,22 +37,21 @@ from tests.kube import ingress_class
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
 
-def global_section(paths: HAProxyPaths, *, cli_timeout: str = "10s") -> str:
-    """The same runtime-relevant global lines the controller renders."""
-    return f"""\
-global
-    stats socket {paths.runtime_socket} mode 600 level admin expose-fd listeners
-    stats timeout {cli_timeout}
-    server-state-file {paths.server_state}
-    hard-stop-after 5s
+def global_section(paths: HAProxyPaths) -> str:
+    """The controller's own global and defaults sections, rendered for ``paths``.
 
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-    load-server-state-from-file global
-"""
+    Rendered from the shipped template (for an empty cluster, with a short
+    hard-stop-after), never copied: what these tests run is what the
+    controller runs. The Lua file the global section loads is written too.
+    """
+    settings = GlobalSettings(hard_stop_after="5s")
+    empty = AppliedState(Structure(settings, (), None), {}, RoutingMaps(), ())
+    rendered = render(empty, RenderOptions(paths, http_binds=(), https_binds=()))
+    for file in rendered.files:
+        if file.path.name == LUA:
+            atomic_write(file.path, file.content, mode=file.mode)
+    text = rendered.config.content.decode()
+    return text[: text.index("\nfrontend ")] + "\n"
 
 
 def set_weight(backend: str, server: str, weight: int) -> Command:
@@ -113,63 +115,12 @@ async def tls_handshake(port: int, server_name: str, alpn: tuple[str, ...] = ())
     return PeerCert(str(common_name), cert.serial_number, negotiated)
 
 
-class HttpBackend:
-    """A tiny HTTP server answering every request with its own name."""
-
-    def __init__(self, name: str, host: str) -> None:
-        self.name = name
-        self.host = host
-        self.port = 0
-        self.hits = 0
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> HttpBackend:
-        self._server = await asyncio.start_server(self._handle, self.host, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            self.hits += 1
-            body = self.name.encode()
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-async def http_get(port: int, host: str, path: str = "/") -> tuple[int, str]:
-    """One HTTP/1.1 request through HAProxy; returns (status, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        await writer.drain()
-        data = await reader.read()
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, body.decode()
-
-
 @pytest.fixture
-async def hx_backends() -> AsyncIterator[list[HttpBackend]]:
+async def hx_backends() -> AsyncIterator[list[Backend]]:
     """Two backends on distinct loopback addresses (127.0.0.2 and 127.0.0.3)."""
     backends = [
-        await HttpBackend("alpha", "127.0.0.2").start(),
-        await HttpBackend("beta", "127.0.0.3").start(),
+        await Backend("alpha", "127.0.0.2", 0).start(),
+        await Backend("beta", "127.0.0.3", 0).start(),
     ]
     yield backends
     for backend in backends:

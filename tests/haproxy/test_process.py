@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from haproxy_ingress.haproxy.commands import set_server_addr, set_server_state
@@ -24,16 +25,16 @@ from haproxy_ingress.haproxy.process import (
     check_config,
 )
 from haproxy_ingress.haproxy.runtime import RuntimeClient
+from tests.backends import Backend
 from tests.haproxy.conftest import (
     HAPROXY,
-    HttpBackend,
     free_port,
     global_section,
-    http_get,
     servers_state,
     set_weight,
     slots,
 )
+from tests.haproxy.stack import get
 
 pytestmark = [pytest.mark.haproxy]
 
@@ -86,14 +87,16 @@ def alive(pid: int) -> bool:
         return proc_stat.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-async def test_start_reload_and_broken_config(hx_instance: Instance) -> None:
+async def test_start_reload_and_broken_config(
+    hx_instance: Instance, session: aiohttp.ClientSession
+) -> None:
     process = hx_instance.process
     started = await process.start()
     assert process.running
     assert started.master_pid == process.master_pid
     assert len(started.worker_pids) == 1
     assert (started.reloads, started.failed) == (0, 0)
-    assert await http_get(hx_instance.port, "x") == (200, "v1")
+    assert await get(session, hx_instance.port, "/", "x") == (200, "v1")
 
     write_config(hx_instance.paths, hx_instance.port, "v2")
     reloaded = await process.reload()
@@ -101,7 +104,7 @@ async def test_start_reload_and_broken_config(hx_instance: Instance) -> None:
     assert reloaded.reloads == started.reloads + 1
     assert len(reloaded.worker_pids) == 1
     assert reloaded.worker_pids[0] not in started.worker_pids
-    assert await http_get(hx_instance.port, "x") == (200, "v2")
+    assert await get(session, hx_instance.port, "/", "x") == (200, "v2")
 
     hx_instance.paths.config.write_text(
         hx_instance.paths.config.read_text() + "\nbackend be_broken\n    bogus_keyword 1\n"
@@ -116,11 +119,11 @@ async def test_start_reload_and_broken_config(hx_instance: Instance) -> None:
     unchanged = await process.show_proc()
     assert unchanged.worker_pids == reloaded.worker_pids
     assert unchanged.failed == reloaded.failed + 1
-    assert await http_get(hx_instance.port, "x") == (200, "v2")
+    assert await get(session, hx_instance.port, "/", "x") == (200, "v2")
 
 
 async def test_load_failure_after_a_valid_check_keeps_the_old_worker(
-    hx_instance: Instance,
+    hx_instance: Instance, session: aiohttp.ClientSession
 ) -> None:
     process = hx_instance.process
     started = await process.start()
@@ -142,16 +145,16 @@ async def test_load_failure_after_a_valid_check_keeps_the_old_worker(
     after = await process.show_proc()
     assert after.failed == started.failed + 1
     assert after.worker_pids == started.worker_pids
-    assert await http_get(hx_instance.port, "x") == (200, "v1")
+    assert await get(session, hx_instance.port, "/", "x") == (200, "v1")
 
     write_config(hx_instance.paths, hx_instance.port, "v3")  # and it recovers
     recovered = await process.reload()
     assert recovered.worker_pids != started.worker_pids
-    assert await http_get(hx_instance.port, "x") == (200, "v3")
+    assert await get(session, hx_instance.port, "/", "x") == (200, "v3")
 
 
 async def test_server_state_survives_reload_and_client_follows(
-    hx_instance: Instance, hx_backends: list[HttpBackend]
+    hx_instance: Instance, hx_backends: list[Backend], session: aiohttp.ClientSession
 ) -> None:
     alpha, beta = hx_backends
     process = hx_instance.process
@@ -214,12 +217,12 @@ async def test_server_state_survives_reload_and_client_follows(
     assert (s4["srv_addr"], s4["srv_port"]) == ("127.0.0.1", "1")
 
     # Traffic after the reload: the drained slot gets no new clients.
-    bodies = {(await http_get(hx_instance.port, "x", "/app"))[1] for _ in range(6)}
-    assert bodies == {"alpha"}
+    bodies = {(await get(session, hx_instance.port, "/app", "x"))[1] for _ in range(6)}
+    assert bodies == {"alpha /app"}
 
 
 async def test_adopt_and_stop_an_adopted_master(
-    hx_instance: Instance, tmp_path_factory: pytest.TempPathFactory
+    hx_instance: Instance, tmp_path_factory: pytest.TempPathFactory, session: aiohttp.ClientSession
 ) -> None:
     assert await HAProxyProcess(HAProxyPaths(tmp_path_factory.mktemp("e"))).adopt() is None
 
@@ -237,7 +240,7 @@ async def test_adopt_and_stop_an_adopted_master(
     write_config(hx_instance.paths, hx_instance.port, "v2")
     reloaded = await adopter.reload()
     assert reloaded.worker_pids != started.worker_pids
-    assert await http_get(hx_instance.port, "x") == (200, "v2")
+    assert await get(session, hx_instance.port, "/", "x") == (200, "v2")
 
     await adopter.stop()
     for pid in (started.master_pid, *reloaded.worker_pids):

@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from haproxy_ingress.haproxy.commands import (
@@ -19,15 +20,15 @@ from haproxy_ingress.haproxy.commands import (
     set_server_state,
 )
 from haproxy_ingress.haproxy.runtime import RuntimeClient
+from tests.backends import Backend
 from tests.haproxy.conftest import (
-    HttpBackend,
     RuntimeInstance,
-    http_get,
     make_cert,
     servers_state,
     set_weight,
     tls_handshake,
 )
+from tests.haproxy.stack import get
 
 pytestmark = pytest.mark.haproxy
 
@@ -48,7 +49,7 @@ async def map_content(client: RuntimeClient, path: object) -> list[tuple[str, st
     return [tuple(line.split(" ", 2)[1:]) for line in text.splitlines()]  # type: ignore[misc]
 
 
-async def fill_slot(client: RuntimeClient, backend: str, server: str, target: HttpBackend) -> None:
+async def fill_slot(client: RuntimeClient, backend: str, server: str, target: Backend) -> None:
     await client.execute(
         [
             set_server_addr(backend, server, ipaddress.ip_address(target.host), target.port),
@@ -142,12 +143,15 @@ async def test_concurrent_callers_do_not_interleave(client: RuntimeClient) -> No
 
 
 async def test_server_slots_route_traffic(
-    client: RuntimeClient, hx_runtime: RuntimeInstance, hx_backends: list[HttpBackend]
+    client: RuntimeClient,
+    hx_runtime: RuntimeInstance,
+    hx_backends: list[Backend],
+    session: aiohttp.ClientSession,
 ) -> None:
     alpha, _ = hx_backends
     await client.replace_map(hx_runtime.hosts_map, [("slots.example", "be_a")])
     await fill_slot(client, "be_a", "s1", alpha)
-    assert await http_get(hx_runtime.http_port, "slots.example") == (200, "alpha")
+    assert await get(session, hx_runtime.http_port, "/", "slots.example") == (200, "alpha /")
     # Same address again: HAProxy says "no need to change", still a success.
     await fill_slot(client, "be_a", "s1", alpha)
     text = await client.run("show", "stat", "be_a", "4", "-1")
@@ -156,7 +160,7 @@ async def test_server_slots_route_traffic(
     assert rows["s1"]["status"] in ("UP", "no check")
     assert rows["s2"]["status"] == "MAINT"
     await client.execute([set_server_state("be_a", "s1", "maint")])
-    assert (await http_get(hx_runtime.http_port, "slots.example"))[0] == 503
+    assert (await get(session, hx_runtime.http_port, "/", "slots.example"))[0] == 503
 
 
 async def test_set_server_addr_ipv6_and_port_change(client: RuntimeClient) -> None:
@@ -175,13 +179,16 @@ async def test_set_server_addr_ipv6_and_port_change(client: RuntimeClient) -> No
 
 
 async def test_map_replace_is_chunked_and_complete(
-    client: RuntimeClient, hx_runtime: RuntimeInstance, hx_backends: list[HttpBackend]
+    client: RuntimeClient,
+    hx_runtime: RuntimeInstance,
+    hx_backends: list[Backend],
+    session: aiohttp.ClientSession,
 ) -> None:
     alpha, beta = hx_backends
     await fill_slot(client, "be_a", "s2", alpha)
     await fill_slot(client, "be_b", "s1", beta)
     await client.replace_map(hx_runtime.hosts_map, [("old.example", "be_a")])
-    assert await http_get(hx_runtime.http_port, "old.example") == (200, "alpha")
+    assert await get(session, hx_runtime.http_port, "/", "old.example") == (200, "alpha /")
 
     entries = [(f"host-{i:04d}.bulk.example", "be_a") for i in range(700)]
     entries.append(("new.example", "be_b"))
@@ -189,9 +196,12 @@ async def test_map_replace_is_chunked_and_complete(
     await client.replace_map(hx_runtime.hosts_map, entries)
 
     assert await map_content(client, hx_runtime.hosts_map) == entries  # order kept
-    assert await http_get(hx_runtime.http_port, "new.example") == (200, "beta")
-    assert await http_get(hx_runtime.http_port, "host-0699.bulk.example") == (200, "alpha")
-    assert (await http_get(hx_runtime.http_port, "old.example"))[0] == 404
+    assert await get(session, hx_runtime.http_port, "/", "new.example") == (200, "beta /")
+    assert await get(session, hx_runtime.http_port, "/", "host-0699.bulk.example") == (
+        200,
+        "alpha /",
+    )
+    assert (await get(session, hx_runtime.http_port, "/", "old.example"))[0] == 404
 
 
 async def test_failed_map_replace_leaves_the_old_content(

@@ -76,3 +76,16 @@ def test_a_runtime_only_sync_counts_its_operations_by_kind() -> None:
     assert got.runtime_operations == {"server": 16}  # every slot set from scratch
     nothing = figures(outcome(*CLUSTER, result=None), quarantined=0)
     assert nothing.runtime_operations == {} and nothing.reloads == {}
+
+
+def test_full_says_whether_the_next_sync_waits_a_whole_window() -> None:
+    # The sync loop gives endpoint-only changes a leading edge and makes
+    # everything else wait the debounce window (a burst is half-written at
+    # its first event).
+    pending = PendingChanges()
+    assert pending.full
+    pending.take()
+    pending.endpoints("default", "web")
+    assert not pending.full
+    pending.everything()
+    assert pending.full

@@ -13,7 +13,6 @@ from haproxy_ingress.model import (
     BackendSettings,
     DesiredState,
     Endpoint,
-    PathType,
     ServerState,
     ServiceRef,
     TranslateOptions,
@@ -637,10 +636,6 @@ def test_output_does_not_depend_on_input_order() -> None:
         )
     )
     assert run(*objects) == run(*reversed(objects))
-
-
-def test_path_type_enum_values_match_the_api() -> None:
-    assert {t.value for t in PathType} == {"Exact", "Prefix", "ImplementationSpecific"}
 
 
 # --- per-Ingress tuning (annotations) ----------------------------------------------
