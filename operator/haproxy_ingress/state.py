@@ -30,9 +30,12 @@ from haproxy_ingress.model import (
     ServerState,
     Slots,
     Structure,
+    UpstreamTLS,
 )
 
-FORMAT = 4  # 3: regex map, canary and regex-rewrite option maps; 4: access control
+# 4: tls, www and headers maps; keep-slash, no-log, headers, 503 option maps;
+# 5: access control (policies with auth, limits, external auth; deny and CORS maps)
+FORMAT = 5
 
 
 def dump(state: AppliedState) -> bytes:
@@ -71,10 +74,16 @@ def _state(body: dict[str, Any]) -> AppliedState:
         route["canary"] = Canary(**route["canary"])
     if route.get("cors") is not None:
         route["cors"] = Cors(**{**route["cors"], "origins": tuple(route["cors"]["origins"])})
+    route["response_headers"] = tuple((name, value) for name, value in route["response_headers"])
+    route["error_codes"] = tuple(route["error_codes"])
     settings["route"] = RouteOptions(**route)
     settings["proxy_real_ip_cidr"] = tuple(settings["proxy_real_ip_cidr"])
     settings["deny_sources"] = tuple(settings["deny_sources"])
     settings["ssl_protocols"] = tuple(settings["ssl_protocols"])
+    settings["allowed_response_headers"] = tuple(settings["allowed_response_headers"])
+    for key in ("add_headers", "proxy_set_headers"):
+        if settings[key] is not None:
+            settings[key] = (str(settings[key][0]), str(settings[key][1]))
     if settings["default_policy"] is not None:
         settings["default_policy"] = _policy(settings["default_policy"])
     return AppliedState(
@@ -86,6 +95,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             ),
             default_backend=structure["default_backend"],
             policies=tuple(_policy(p) for p in structure["policies"]),
+            upstream_tls=tuple(UpstreamTLS(**u) for u in structure["upstream_tls"]),
         ),
         servers={name: _slots(slots) for name, slots in body["servers"].items()},
         maps=RoutingMaps(
@@ -96,6 +106,9 @@ def _state(body: dict[str, Any]) -> AppliedState:
             regex=tuple((k, v) for k, v in body["maps"]["regex"]),
             deny=tuple((k, v) for k, v in body["maps"]["deny"]),
             cors=tuple(tuple((k, v) for k, v in entries) for entries in body["maps"]["cors"]),
+            tls=tuple((k, v) for k, v in body["maps"]["tls"]),
+            www=tuple((k, v) for k, v in body["maps"]["www"]),
+            headers=tuple((k, v) for k, v in body["maps"]["headers"]),
             options=tuple(tuple((k, v) for k, v in entries) for entries in body["maps"]["options"]),
         ),
         certificates=tuple(

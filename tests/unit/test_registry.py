@@ -62,7 +62,17 @@ def test_every_settings_field_is_declared_once() -> None:
     cors = sorted(s.field for s in registry.CORS)
     assert cors == sorted(_fields(Cors))
     assert sorted(set(declared(Scope.ROUTE)) - set(canary) - set(access) - set(cors)) == sorted(
-        _fields(RouteOptions) - {"path_regex", "canary", "cors"}
+        _fields(RouteOptions)
+        - {
+            "path_regex",
+            "canary",
+            "cors",
+            "response_headers",
+            "unavailable",
+            "error_backend",
+            "error_source",
+            "fallback",
+        }
     )
     # default_policy and deny_sources: the ConfigMap's allow- and deny-lists
     # (route keys read apart).
@@ -125,6 +135,14 @@ UNSET_SAMPLES = {
     "rewrite-target": "/",
     "upstream-vhost": "internal.example.com",
     "x-forwarded-prefix": "/api",
+    "upstream-hash-by": "$request_uri",
+    "server-alias": "alias.example.com",
+    "add-headers": "haproxy-ingress/response-headers",
+    "proxy-set-headers": "haproxy-ingress/request-headers",
+    "custom-headers": "haproxy-ingress/headers",
+    "default-backend": "errors",
+    "proxy-ssl-secret": "default/client-tls",
+    "proxy-ssl-name": "pod.internal",
     "configuration-snippet": "add_header X-A b;",
     "server-snippet": "add_header X-A b;",
     "auth-snippet": "proxy_set_header X-A b;",
