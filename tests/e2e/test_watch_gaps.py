@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from podnet import PodNetwork
 
 from tests.e2e.conftest import (
     Kube,
@@ -26,7 +25,14 @@ from tests.e2e.conftest import (
     suffix,
     wait_for,
 )
-from tests.e2e.operator import RunningController, Workload, events_for, ingress, start_controller
+from tests.e2e.operator import (
+    PodNetwork,
+    RunningController,
+    Workload,
+    events_for,
+    ingress,
+    start_controller,
+)
 from tests.e2e.partition import ApiProxy
 from tests.e2e.test_outage import delete_from_etcd
 
