@@ -13,7 +13,7 @@ gaps, each with an Ingress deleted meanwhile:
 For each: seconds from the API server being reachable again to the deleted
 route answering 404, the verifications logged, and the controller's API
 requests from the gap's start until 5 s after it settled, counted by verb
-and resource from the audit log (Lease renewals and Events listed apart).
+and resource from the audit log (Lease renewals, Events and Ingress status apart).
 One JSON line per (ingresses, scenario).
 """
 
@@ -69,7 +69,10 @@ def count_requests(entries: list[dict[str, Any]]) -> dict[str, int]:
     seen: dict[str, str] = {}
     for entry in entries:
         ref = entry.get("objectRef") or {}
-        seen[entry["auditID"]] = f"{entry['verb']} {ref.get('resource', entry['requestURI'])}"
+        resource = ref.get("resource", entry["requestURI"])
+        if ref.get("subresource"):
+            resource += "/" + ref["subresource"]
+        seen[entry["auditID"]] = f"{entry['verb']} {resource}"
     return dict(sorted(Counter(seen.values()).items()))
 
 
@@ -82,9 +85,19 @@ def wait(check: Any, timeout: float, what: str) -> None:
     raise TimeoutError(what)
 
 
+def quiet(kube: Kube, seconds: float = 3.0) -> None:
+    """Until the controller made no request for ``seconds`` (status writes of new Ingresses)."""
+    while True:
+        size = kube.cluster.audit_log.stat().st_size
+        time.sleep(seconds)
+        if kube.cluster.audit_log.stat().st_size == size:
+            return
+
+
 def gap(
     kube: Kube, controller: Any, proxy: ApiProxy, scenario: str, *, victim: int, seconds: float
 ) -> dict[str, Any]:
+    quiet(kube)
     offset = kube.cluster.audit_log.stat().st_size
     verified = controller.log.read_text(errors="replace").count(VERIFIED)
     started = time.monotonic()
@@ -102,7 +115,7 @@ def gap(
     time.sleep(5)  # Kopf's re-lists and any further verification
     logged = controller.log.read_text(errors="replace").count(VERIFIED) - verified
     requests = count_requests(audit_lines(kube, offset))
-    aside = ("leases", "events")
+    aside = ("leases", "events", "ingresses/status")
     return {
         "scenario": scenario,
         "gap_seconds": round(back - started, 2),

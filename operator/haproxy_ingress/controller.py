@@ -187,7 +187,7 @@ class Controller:
     def relisted(self, kind: str) -> None:
         """Kopf listed objects of ``kind`` again (a watch could not resume): verify the view."""
         if self._synced:
-            self.gaps.suspect(f"{kind} re-listed")
+            self.gaps.relisted(kind)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -39,6 +39,8 @@ from haproxy_ingress.status import API_ERRORS
 
 logger = logging.getLogger(__name__)
 
+BURST = 2.0  # seconds between a re-list's objects, at most, as Kopf hands them over
+
 
 class WatchGaps:
     """Suspected gaps in, one verification per gap out; ``on_verified`` after each."""
@@ -61,6 +63,7 @@ class WatchGaps:
         self._retry = retry
         self._suspected = asyncio.Event()
         self._confirmed = True
+        self._relisting: dict[str, float] = {}  # kind → its last listed object's time
         self.verifications = 0  # successful ones, prompted by a gap
 
     @property
@@ -75,6 +78,20 @@ class WatchGaps:
             )
         self._confirmed = False
         self._suspected.set()
+
+    def relisted(self, kind: str) -> None:
+        """An object of ``kind`` came from a LIST: suspect a gap at the first of a burst.
+
+        Kopf hands a re-list's objects to handlers one by one, after the LIST
+        response: a verification started after the first of them already sees
+        everything that LIST saw, so the rest of the burst (objects less than
+        ``BURST`` seconds apart) is not another gap.
+        """
+        now = time.monotonic()
+        last = self._relisting.get(kind)
+        self._relisting[kind] = now
+        if last is None or now - last > BURST:
+            self.suspect(f"{kind} re-listed")
 
     async def run(self) -> None:
         while True:

@@ -126,9 +126,7 @@ def start_controller(
 ) -> RunningController:
     """The controller as ``haproxy-ingress run`` (flags), or as ``kopf run`` (environment)."""
     cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests"))
-    kubeconfig = service_account_kubeconfig(
-        cluster, workdir / "controller.kubeconfig", api_server
-    )
+    kubeconfig = service_account_kubeconfig(cluster, workdir / "controller.kubeconfig", api_server)
     https_port, metrics_port, liveness_port, health_port = (free_port() for _ in range(4))
     http_port = http_port or free_port()
     log = workdir / "controller.log"

@@ -114,3 +114,20 @@ async def test_a_gap_during_a_verification_needs_another_one() -> None:
         assert len(verified) == 2
     finally:
         task.cancel()
+
+
+async def test_a_re_list_is_one_signal_per_kind_however_many_objects_it_brings() -> None:
+    verify = Verifier()
+    gaps = WatchGaps(verify, lambda: None, settle=0.01)
+    task = asyncio.create_task(gaps.run())
+    try:
+        gaps.relisted("Ingress")
+        await _until(lambda: verify.ok == 1)
+        for _ in range(100):  # the rest of the same LIST, handed over during the verification
+            gaps.relisted("Ingress")
+        await asyncio.sleep(0.1)
+        assert gaps.confirmed and verify.calls == 1
+        gaps.relisted("Service")  # another kind's LIST is another signal
+        await _until(lambda: verify.ok == 2)
+    finally:
+        task.cancel()
