@@ -3,8 +3,11 @@ FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends haproxy libcap2-bin \
-    # Non-root HAProxy binds :80/:443 through this file capability (Kubernetes
-    # gives non-root containers no ambient capabilities).
+    # Non-root HAProxy binds :80/:443 through this file capability where exec may
+    # gain it (docker run --user 10001). Not in the shipped Pod: non-root starts
+    # with no permitted capabilities and allowPrivilegeEscalation: false sets
+    # no_new_privs; there the Pod's sysctl ip_unprivileged_port_start=80 does it.
+    # hack/image.py builds the same image without Docker (tests/unit/test_image_recipe.py).
     && setcap cap_net_bind_service=+ep /usr/sbin/haproxy \
     && apt-get purge -y libcap2-bin && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/* \

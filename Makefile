@@ -5,15 +5,18 @@ PYTEST ?= $(PYTHON) -m pytest
 # HAProxy (Debian's package) and the Python dependencies, then remembers it.
 DEPS := .make/deps.stamp
 
-.PHONY: help install test test-unit test-haproxy test-e2e lint typecheck format golden run cluster-up cluster-down clean bench-churn bench-translate bench-scale bench-watchgap
+.PHONY: help install test test-unit test-haproxy test-e2e test-node image lint typecheck format golden run cluster-up cluster-down clean bench-churn bench-translate bench-scale bench-watchgap
 
 help:
 	@echo "make run          run the controller (starts a local control plane and HAProxy when KUBECONFIG is unset)"
+	@echo "make run NODE=1   the same on a real node: controller image, kubectl apply -k, pods by the kubelet"
 	@echo "make test         lint, type-check and run every test (unit, real HAProxy, real API server)"
 	@echo "make test-unit    pure tests only (seconds)"
 	@echo "make lint         ruff + mypy --strict"
 	@echo "make golden       regenerate the golden render files after an intended change"
-	@echo "make cluster-up   start the local control plane (built once per machine)"
+	@echo "make cluster-up   start the local control plane (built once per machine); NODE=1: with a real node"
+	@echo "make image        the controller's image without Docker, imported into the node if one runs"
+	@echo "make test-node    real-node tests: kubelet + containerd + runc + CNI (root)"
 	@echo "make bench-churn  failed requests, reloads and convergence under endpoint churn"
 	@echo "make bench-translate  the pure stages at scale"
 	@echo "make bench-scale  10k Ingresses: full sync, render, HAProxy start, endpoint-change blocking"
@@ -36,8 +39,11 @@ $(DEPS): pyproject.toml
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
+# Everything, then the real-node tests (tests/node: kubelet + containerd + runc +
+# CNI, root; they queue for the machine's one node slot).
 test: $(DEPS) lint
 	$(PYTEST) -q
+	$(PYTEST) -q -m node tests/node
 
 # Every pure test: no haproxy binary, no control plane (the marked ones need them).
 test-unit: $(DEPS)
@@ -48,6 +54,15 @@ test-haproxy: $(DEPS)
 
 test-e2e: $(DEPS)
 	$(PYTEST) -q tests/e2e
+
+# A real node alone: kubelet + containerd + runc + CNI, the controller from its image.
+test-node: $(DEPS)
+	$(PYTEST) -q -m node tests/node
+
+# The controller's image without Docker (hack/image.py); imported into the local
+# node when `make cluster-up NODE=1` runs one.
+image: $(DEPS)
+	$(PYTHON) hack/image.py build --import-if-node
 
 lint: $(DEPS) typecheck
 	$(PYTHON) -m ruff check operator tests hack bench
@@ -64,7 +79,7 @@ golden: $(DEPS)
 	$(PYTEST) -q tests/unit/test_render_golden.py --update-golden
 
 run: $(DEPS)
-	$(PYTHON) hack/run.py
+	NODE=$(NODE) $(PYTHON) hack/run.py
 
 # The pure stages at scale (full translation vs endpoint fast path, plan, render).
 bench-translate: $(DEPS)
@@ -82,8 +97,9 @@ bench-scale: $(DEPS)
 bench-watchgap: $(DEPS)
 	$(PYTHON) bench/watchgap.py $(BENCH_ARGS)
 
+# NODE=1: also a real node (kubelet + containerd + runc + CNI + kube-proxy; root).
 cluster-up:
-	$(PYTHON) hack/localcluster.py up
+	$(PYTHON) hack/localcluster.py up $(if $(NODE),--node)
 
 cluster-down:
 	$(PYTHON) hack/localcluster.py down

@@ -161,7 +161,8 @@ class Api:
 
     def __init__(self, kube: Kube) -> None:
         url = urllib.parse.urlsplit(kube.server)
-        assert url.hostname == "127.0.0.1", url
+        # 127.0.0.1, or the local node's own address (hack/localnode.py).
+        assert url.hostname is not None and ipaddress.ip_address(url.hostname).is_private, url
         self.host, self.port = url.hostname, url.port or 443
         pki = kube.cluster.pki
         self.ssl = ssl.create_default_context(cafile=str(pki.ca_crt))
@@ -1042,6 +1043,8 @@ def running_mode(
     settings: Settings,
     workdir: Path,
     configure: bool = True,
+    bench_class: type[Bench] = Bench,
+    bench_options: dict[str, Any] | None = None,
 ) -> Iterator[Bench]:
     """A controller for ``mode`` and a fresh namespace with Service, Ingress and one pod."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -1052,7 +1055,7 @@ def running_mode(
         set_configmap(api, data)
     namespace = f"churn-{mode}-{os.getpid() % 10000}-{int(time.time()) % 100000}"
     create_namespace(api, namespace)
-    bench = Bench(
+    bench = bench_class(
         kube,
         api,
         network,
@@ -1063,6 +1066,7 @@ def running_mode(
         settings,
         workdir,
         drain=data.get("drain-terminating", "true") == "true",
+        **(bench_options or {}),
     )
     try:
         bench.setup()
@@ -1074,6 +1078,118 @@ def running_mode(
         bench.close()
         controller.stop()
         api.call("DELETE", f"/api/v1/namespaces/{namespace}", ok=(200, 202, 404))
+
+
+def run_simulated(
+    *,
+    binaries: Any,
+    root: Path,
+    modes: Sequence[str],
+    scenarios: Sequence[str],
+    settings: Settings,
+    subnet: ipaddress.IPv4Network,
+) -> Iterator[dict[str, Any]]:
+    """Every mode and scenario with the kubelet played here (pods in a network namespace)."""
+    log("starting the control plane (simulated kubelet)")
+    instance = localcluster.LocalCluster(root / "cluster", binaries=binaries, die_with_parent=True)
+    instance.start()
+    try:
+        kube = Kube(instance)
+        api = Api(kube)
+        node = "churn-node"
+        kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
+        for mode in modes:
+            log(f"mode {mode} (simulated kubelet)")
+            with (
+                PodNetwork("hi-bench", subnet=subnet) as network,
+                running_mode(
+                    kube=kube,
+                    api=api,
+                    network=network,
+                    node=node,
+                    mode=mode,
+                    settings=settings,
+                    workdir=root / mode,
+                ) as bench,
+            ):
+                for scenario in scenarios:
+                    log(f"{mode}: {scenario}")
+                    yield {"key": scenario, **bench.run(scenario)}
+    finally:
+        instance.stop()
+
+
+def run_real(
+    *,
+    binaries: Any,
+    root: Path,
+    modes: Sequence[str],
+    scenarios: Sequence[str],
+    settings: Settings,
+    subnet: ipaddress.IPv4Network,
+) -> Iterator[dict[str, Any]]:
+    """The same modes and scenarios with a real kubelet (hack/localnode.py)."""
+    del subnet  # pods get the node's own subnet
+    from bench.churn_node import SCENARIOS, RealBench  # noqa: PLC0415
+
+    localnode: Any = importlib.import_module("tests.node.conftest").localnode
+    log("starting the control plane and the node (real kubelet)")
+    instance = localnode.NodeCluster(root / "cluster", binaries=binaries, die_with_parent=True)
+    instance.start()
+    try:
+        kube = Kube(instance)
+        api = Api(kube)
+        for mode in modes:
+            log(f"mode {mode} (real kubelet)")
+            with running_mode(
+                kube=kube,
+                api=api,
+                network=None,
+                node=localnode.NODE_NAME,
+                mode=mode,
+                settings=settings,
+                workdir=root / mode,
+                bench_class=RealBench,
+                bench_options={"image": instance.agnhost_image},
+            ) as bench:
+                for scenario in scenarios:
+                    if scenario not in SCENARIOS:
+                        log(f"{mode}: {scenario} is not run on the real node")
+                        yield {"key": scenario, "mode": mode, "not_run": "see bench/churn_node.py"}
+                        continue
+                    log(f"{mode}: {scenario} (real kubelet)")
+                    yield {"key": scenario, **bench.run(scenario)}
+    finally:
+        instance.stop()
+
+
+def side_by_side(results: Sequence[dict[str, Any]]) -> str:
+    """A table: each (mode, scenario) with the simulated and the real kubelet's figures."""
+
+    def cell(result: dict[str, Any] | None) -> str:
+        if result is None:
+            return "-"
+        if "not_run" in result:
+            return "not run"
+        conv = result["convergence_ms"]
+        return (
+            f"{result['failed_total']:>3} failed/{result['requests']:<6} "
+            f"{result['reloads']} rl  conv p50 {conv['p50']} p99 {conv['p99']} ms"
+        )
+
+    by_key = {(r["kubelet"], r["mode"], r["key"]): r for r in results}
+    rows = sorted({(r["mode"], r["key"]) for r in results}, key=lambda k: (k[0], k[1]))
+    rate = next((r["rate_target"] for r in results if "rate_target" in r), "?")
+    lines = [
+        f"churn at {rate} req/s: failed requests / sent, reloads, convergence",
+        f"{'mode':<14}{'scenario':<9}{'simulated kubelet':<54}real kubelet",
+    ]
+    for mode, key in rows:
+        lines.append(
+            f"{mode:<14}{key:<9}{cell(by_key.get(('simulated', mode, key))):<54}"
+            f"{cell(by_key.get(('real', mode, key)))}"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1097,7 +1213,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--subnet", type=ipaddress.IPv4Network, default=ipaddress.IPv4Network("198.18.2.0/24")
     )
+    parser.add_argument(
+        "--kubelet",
+        default="simulated,real",
+        help="who runs the pods: simulated (played here, pods in a network namespace), "
+        "real (kubelet + containerd on the local node; bench/churn_node.py), or both",
+    )
     args = parser.parse_args(argv)
+    kubelets = [k for k in args.kubelet.split(",") if k]
+    for kubelet in kubelets:
+        if kubelet not in ("simulated", "real"):
+            parser.error(f"unknown --kubelet {kubelet!r}; choose simulated, real or both")
     modes = [m for m in args.modes.split(",") if m]
     scenarios = [s for s in args.scenarios.split(",") if s]
     for mode in modes:
@@ -1118,41 +1244,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(json.dumps({"machine_at_start": machine()}), flush=True)
     binaries = localcluster.ensure_binaries()
+    results: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         if args.workdir is None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-churn-")))
         else:
             root = args.workdir.resolve()
             root.mkdir(parents=True, exist_ok=True)
-        log("starting the control plane")
-        instance = localcluster.LocalCluster(
-            root / "cluster", binaries=binaries, die_with_parent=True
-        )
-        instance.start()
-        try:
-            kube = Kube(instance)
-            api = Api(kube)
-            node = "churn-node"
-            kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
-            for mode in modes:
-                log(f"mode {mode}")
-                with (
-                    PodNetwork("hi-bench", subnet=args.subnet) as network,
-                    running_mode(
-                        kube=kube,
-                        api=api,
-                        network=network,
-                        node=node,
-                        mode=mode,
-                        settings=settings,
-                        workdir=root / mode,
-                    ) as bench,
-                ):
-                    for scenario in scenarios:
-                        log(f"{mode}: {scenario}")
-                        print(json.dumps(bench.run(scenario)), flush=True)
-        finally:
-            instance.stop()
+        for kubelet in kubelets:
+            run = run_simulated if kubelet == "simulated" else run_real
+            for measured in run(
+                binaries=binaries,
+                root=root / kubelet,
+                modes=modes,
+                scenarios=scenarios,
+                settings=settings,
+                subnet=args.subnet,
+            ):
+                result = {"kubelet": kubelet, **measured}
+                results.append(result)
+                print(json.dumps(result), flush=True)
+    if len(kubelets) > 1:
+        print(side_by_side(results), file=sys.stderr, flush=True)
     print(json.dumps({"machine_at_end": machine()}), flush=True)
     return 0
 

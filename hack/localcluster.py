@@ -12,8 +12,9 @@ the repo, and then started on loopback with free ports:
 * kube-controller-manager with just the controllers the ingress controller relies on
   (EndpointSlices, Endpoints, namespaces, garbage collection, service accounts).
 
-There is no kubelet and no scheduler: tests play the kubelet by binding Pods to a
-Node object (``spec.nodeName``) and patching ``/status``.
+By default there is no kubelet and no scheduler: tests play the kubelet by binding
+Pods to a Node object (``spec.nodeName``) and patching ``/status``. ``up --node``
+(:class:`localnode.NodeCluster` in hack/localnode.py) adds a real node.
 
 Use it from the command line (``python hack/localcluster.py build|up|down|status|env``)
 or import :class:`LocalCluster` (a context manager) to start a private cluster in a
@@ -485,6 +486,23 @@ def build_kubernetes(
     directives), hence the throwaway module. The version variables are stamped in
     both places Kubernetes reads them, or every binary would report v0.0.0.
     """
+    return _build(
+        component="kubernetes",
+        module="k8s.io/kubernetes",
+        version=version,
+        replace_from_gomod=lambda text: staging_replacements(text, version),
+        # One `go build` per binary, apiserver first: the later ones reuse the
+        # build cache, and a failure names the binary that failed.
+        packages={name: f"k8s.io/kubernetes/cmd/{name}" for name in K8S_COMMANDS},
+        ldflags=kubernetes_ldflags(version),
+        dest=k8s_dir(version),
+        verbose=verbose,
+        log=log,
+    )
+
+
+def kubernetes_ldflags(version: str) -> str:
+    """``-ldflags`` that stamp ``version`` where Kubernetes binaries read it."""
     match = re.fullmatch(r"v(\d+)\.(\d+)\.\d+", version)
     if match is None:
         raise ClusterError(f"unexpected Kubernetes version {version!r}")
@@ -498,19 +516,7 @@ def build_kubernetes(
     flags = ["-s", "-w"]
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         flags += [f"-X {pkg}.{key}={value}" for key, value in stamps.items()]
-    return _build(
-        component="kubernetes",
-        module="k8s.io/kubernetes",
-        version=version,
-        replace_from_gomod=lambda text: staging_replacements(text, version),
-        # One `go build` per binary, apiserver first: the later ones reuse the
-        # build cache, and a failure names the binary that failed.
-        packages={name: f"k8s.io/kubernetes/cmd/{name}" for name in K8S_COMMANDS},
-        ldflags=" ".join(flags),
-        dest=k8s_dir(version),
-        verbose=verbose,
-        log=log,
-    )
+    return " ".join(flags)
 
 
 def build_etcd(
@@ -598,7 +604,13 @@ class Pki:
         return self.root / "sa.pub"
 
 
-def generate_pki(pki: Pki) -> None:
+def generate_pki(
+    pki: Pki,
+    *,
+    server_ips: Sequence[str] = ("127.0.0.1",),
+    kubernetes_service_ip: str = KUBERNETES_SERVICE_IP,
+    extra_clients: Sequence[tuple[str, str, str | None]] = (),
+) -> None:
     """Create a CA, the API server's serving cert, two client certs and SA keys.
 
     Client-certificate authentication is what a real cluster's admin kubeconfig
@@ -692,8 +704,8 @@ def generate_pki(pki: Pki) -> None:
                         x509.DNSName("kubernetes.default"),
                         x509.DNSName("kubernetes.default.svc"),
                         x509.DNSName("kubernetes.default.svc.cluster.local"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.IPAddress(ipaddress.ip_address(KUBERNETES_SERVICE_IP)),
+                        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips),
+                        x509.IPAddress(ipaddress.ip_address(kubernetes_service_ip)),
                     ]
                 ),
                 critical=False,
@@ -709,6 +721,9 @@ def generate_pki(pki: Pki) -> None:
     issue(
         "controller-manager", name("system:kube-controller-manager", "system:masters"), server=False
     )
+    # (file, common name, organisation): e.g. a kubelet's system:node:<name> identity.
+    for file, cn, org in extra_clients:
+        issue(file, name(cn, org), server=False)
 
     sa_key = new_key()
     write_key(pki.sa_key, sa_key)
@@ -878,14 +893,15 @@ STATE_ENTRIES: Final = frozenset(
 )
 
 
-def remove_state_dir(state_dir: Path) -> None:
+def remove_state_dir(state_dir: Path, *, extra: frozenset[str] = frozenset()) -> None:
     """Delete a cluster's state dir, refusing one that holds anything else.
 
     A mistyped ``--state-dir`` (say, the home directory) must not be wiped.
     """
     if not state_dir.exists():
         return
-    foreign = sorted(p.name for p in state_dir.iterdir() if p.name not in STATE_ENTRIES)
+    known = STATE_ENTRIES | extra
+    foreign = sorted(p.name for p in state_dir.iterdir() if p.name not in known)
     if foreign:
         raise ClusterError(f"refusing to delete {state_dir}: it also holds {foreign[:5]}")
     shutil.rmtree(state_dir)
@@ -931,6 +947,18 @@ class LocalCluster:
         self.processes: dict[str, ManagedProcess] = {}
         self.ports: dict[str, int] = {}
 
+    #: Address the API server binds to and advertises. A cluster with a node
+    #: (hack/localnode.py) uses the node's address, which pods can reach.
+    bind_address: str = "127.0.0.1"
+    authorization_mode: str = "RBAC"
+    service_cluster_ip_range: str = SERVICE_CLUSTER_IP_RANGE
+    kubernetes_service_ip: str = KUBERNETES_SERVICE_IP
+    #: Entries of the state dir besides STATE_ENTRIES that a subclass writes.
+    extra_state_entries: frozenset[str] = frozenset()
+    controllers: tuple[str, ...] = CONTROLLERS
+    #: Whether a kubelet runs pods for this cluster (NodeCluster in hack/localnode.py).
+    has_node: bool = False
+
     # -- paths and addresses -----------------------------------------------------------
 
     @property
@@ -941,7 +969,7 @@ class LocalCluster:
     @property
     def server(self) -> str:
         """The API server's URL, e.g. ``https://127.0.0.1:38211``."""
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        return f"https://{self.bind_address}:{self.ports['apiserver']}"
 
     @property
     def log_dir(self) -> Path:
@@ -976,6 +1004,7 @@ class LocalCluster:
             "kubeconfig": str(self.kubeconfig),
             "ports": self.ports,
             "processes": {n: p.to_json() for n, p in self.processes.items()},
+            "node": self.has_node,
         }
         tmp = self.state_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=2) + "\n")
@@ -1050,19 +1079,16 @@ class LocalCluster:
         return [
             str(bins.kube_apiserver),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            # Since 1.37 the API server refuses to start when it would publish a
-            # loopback address as the `kubernetes` Service's endpoint; nothing in
-            # this cluster dials that Service, so publish none.
-            "--endpoint-reconciler-type=none",
+            f"--bind-address={self.bind_address}",
+            f"--advertise-address={self.bind_address}",
+            *self._apiserver_endpoint_args(),
             f"--secure-port={self.ports['apiserver']}",
             f"--cert-dir={self.state_dir / 'apiserver-certs'}",
             f"--tls-cert-file={pki.crt('apiserver')}",
             f"--tls-private-key-file={pki.key('apiserver')}",
             f"--client-ca-file={pki.ca_crt}",
-            "--authorization-mode=RBAC",
-            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            f"--authorization-mode={self.authorization_mode}",
+            f"--service-cluster-ip-range={self.service_cluster_ip_range}",
             "--allow-privileged=true",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={pki.sa_pub}",
@@ -1070,12 +1096,31 @@ class LocalCluster:
             "--profiling=false",
             f"--audit-policy-file={self._audit_policy()}",
             f"--audit-log-path={self.audit_log}",
+            *self._apiserver_extra_args(),
         ]
 
     def _audit_policy(self) -> Path:
         path = self.state_dir / "audit-policy.yaml"
         path.write_text(AUDIT_POLICY)
         return path
+
+    def _apiserver_endpoint_args(self) -> list[str]:
+        # Since 1.37 the API server refuses to start when it would publish a
+        # loopback address as the `kubernetes` Service's endpoint; nothing in
+        # this cluster dials that Service, so publish none.
+        return ["--endpoint-reconciler-type=none"]
+
+    def _apiserver_extra_args(self) -> list[str]:
+        return []
+
+    def _generate_pki(self) -> None:
+        generate_pki(self.pki)
+
+    def _before_start(self) -> None:
+        """Hook: runs before etcd starts (a node sets up the address the API server binds)."""
+
+    def _after_start(self, timeout: float) -> None:
+        """Hook: runs once the control plane serves (a node starts its runtime and kubelet)."""
 
     def restart_apiserver(
         self, while_down: Callable[[str], None] | None = None, timeout: float = 60.0
@@ -1145,8 +1190,9 @@ class LocalCluster:
     def _start_once(self, bins: Binaries, timeout: float) -> None:
         started = time.monotonic()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._before_start()
         if not self.pki.ca_crt.is_file():
-            generate_pki(self.pki)
+            self._generate_pki()
         # Always a fresh cluster: etcd data from an earlier (failed) start would
         # carry that start's peer URL.
         shutil.rmtree(self.state_dir / "etcd-data", ignore_errors=True)
@@ -1210,7 +1256,7 @@ class LocalCluster:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={self.ports['controller-manager']}",
                 f"--cert-dir={self.state_dir / 'controller-manager-certs'}",
-                f"--controllers={','.join(CONTROLLERS)}",
+                f"--controllers={','.join(self.controllers)}",
                 f"--service-account-private-key-file={pki.sa_key}",
                 f"--root-ca-file={pki.ca_crt}",
                 "--profiling=false",
@@ -1226,16 +1272,16 @@ class LocalCluster:
             f"control plane {K8S_VERSION} up at {self.server} in "
             f"{time.monotonic() - started:.1f} s; KUBECONFIG={self.kubeconfig}"
         )
+        self._after_start(timeout)
 
     def stop(self, *, remove_state: bool = False) -> None:
         """Stop the processes (reverse start order, by pid) and optionally the state."""
-        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
-            proc = self.processes.get(name)
-            if proc is not None:
-                proc.stop()
+        # Reverse start order, whatever a subclass added after the control plane.
+        for proc in reversed(list(self.processes.values())):
+            proc.stop()
         self.processes.clear()
         if remove_state:
-            remove_state_dir(self.state_dir)
+            remove_state_dir(self.state_dir, extra=self.extra_state_entries)
         elif (self.state_dir / STATE_FILE).exists():
             (self.state_dir / STATE_FILE).unlink()
 
@@ -1293,13 +1339,48 @@ def _cmd_build(args: argparse.Namespace) -> int:
     bins = ensure_binaries(verbose=args.verbose)
     for name, path in vars(bins).items():
         print(f"{name}: {path}")
+    if args.node:
+        node_bins = _node_module().ensure_node_binaries(verbose=args.verbose)
+        for name, path in vars(node_bins).items():
+            print(f"{name}: {path}")
     _stderr_log(f"binaries ready after {time.monotonic() - started:.0f} s")
     return 0
 
 
+def _node_module() -> Any:
+    """hack/localnode.py, imported on demand (it imports this module)."""
+    import importlib.util  # noqa: PLC0415
+
+    if "localnode" in sys.modules:
+        return sys.modules["localnode"]
+    sys.modules.setdefault("localcluster", sys.modules[__name__])
+    spec = importlib.util.spec_from_file_location(
+        "localnode", Path(__file__).parent / "localnode.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["localnode"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def attach_any(state_dir: Path) -> LocalCluster | None:
+    """Attach to whatever cluster runs from ``state_dir``: with a node or without."""
+    try:
+        has_node = bool(json.loads((state_dir / STATE_FILE).read_text()).get("node"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    cls: type[LocalCluster] = _node_module().NodeCluster if has_node else LocalCluster
+    return cls.attach(state_dir)
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
-    running = LocalCluster.attach(state_dir)
+    running = attach_any(state_dir)
+    if running is not None and running.has_node != args.node:
+        _stderr_log("a cluster of the other kind runs here; stopping it first")
+        running.stop(remove_state=True)
+        running = None
     if running is not None:
         if running.is_healthy():
             _stderr_log(f"already running and healthy at {running.server}")
@@ -1310,14 +1391,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
     else:
         remove_state_dir(state_dir)
     bins = ensure_binaries(verbose=args.verbose)
-    cluster = LocalCluster(state_dir, binaries=bins, die_with_parent=False)
+    cls: type[LocalCluster] = _node_module().NodeCluster if args.node else LocalCluster
+    cluster = cls(state_dir, binaries=bins, die_with_parent=False)
     cluster.start(timeout=args.timeout)
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     return 0
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    running = LocalCluster.attach(args.state_dir)
+    running = attach_any(args.state_dir)
     if running is None:
         remove_state_dir(args.state_dir)
         _stderr_log("no cluster running")
@@ -1328,7 +1410,7 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    running = LocalCluster.attach(args.state_dir)
+    running = attach_any(args.state_dir)
     if running is None:
         print("not running")
         return 3
@@ -1367,9 +1449,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "-v", "--verbose", action="store_true", help="show every line of go build output"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build (or find cached) binaries")
+    build = sub.add_parser("build", help="build (or find cached) binaries")
+    build.add_argument("--node", action="store_true", help="also the node's binaries and images")
     up = sub.add_parser("up", help="build if needed and start; idempotent")
     up.add_argument("--timeout", type=float, default=180.0)
+    up.add_argument(
+        "--node",
+        action="store_true",
+        help="also a real node: kubelet, containerd, kube-proxy, scheduler (root; localnode.py)",
+    )
     sub.add_parser("down", help="stop by pid and remove the state dir")
     sub.add_parser("status", help="exit 0 if running and ready")
     sub.add_parser("env", help="print `export KUBECONFIG=...`")

@@ -249,6 +249,64 @@ def run_local() -> int:
         say("stopped; the local control plane keeps running (make cluster-down stops it)")
 
 
+def run_on_node() -> int:
+    """``make run NODE=1``: the controller from its image, in a Pod on the real node."""
+    say("starting the local control plane with a real node (the first time builds it)")
+    if localcluster.main(["up", "--node"]) != 0:
+        return 1
+    cluster = localcluster.attach_any(localcluster.DEFAULT_STATE_DIR)
+    if cluster is None or not cluster.has_node:
+        say("the local cluster with a node did not come up")
+        return 1
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("image", HERE / "image.py")
+    assert spec is not None and spec.loader is not None
+    image_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(image_module)
+    say("building the controller's image (make image; cached when nothing changed)")
+    cluster.import_image(image_module.build())
+    kubectl(cluster, "apply", "-k", str(HERE / "node-overlay"))
+    kubectl(cluster, "apply", "-f", str(REPO / "manifests" / "examples"))
+    kubectl(cluster, "apply", "-f", str(HERE / "node-overlay" / "echo-deployment.yaml"))
+    node_ip = cluster.bind_address
+    request = urllib.request.Request(f"http://{node_ip}/", headers={"Host": EXAMPLE_HOST})
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    else:
+        say("the example route did not come up:")
+        print(kubectl(cluster, "get", "pods", "-A", "-o", "wide"), flush=True)
+        return 1
+    print(kubectl(cluster, "get", "pods", "-A", "-o", "wide"), flush=True)
+    say("ready. Try:")
+    print(f"\n    curl -H 'Host: {EXAMPLE_HOST}' http://{node_ip}/\n", flush=True)
+    say(f"kubectl: export KUBECONFIG={cluster.kubeconfig}")
+    say("the controller's log follows; Ctrl-C stops following")
+    try:
+        return subprocess.call(
+            [
+                str(cluster.binaries.kubectl),
+                f"--kubeconfig={cluster.kubeconfig}",
+                "logs",
+                "-f",
+                "-n",
+                "haproxy-ingress",
+                "deployment/haproxy-ingress",
+            ]
+        )
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        say("the cluster and its node keep running (make cluster-down stops them)")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -258,6 +316,8 @@ def main() -> int:
     kubeconfig = os.environ.get("KUBECONFIG")
     if kubeconfig:
         return run_against(kubeconfig)
+    if os.environ.get("NODE"):
+        return run_on_node()
     return run_local()
 
 

@@ -196,6 +196,10 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        # The files of the last runtime-only apply, so a later controller
+        # adopts what HAProxy ran last (a failure only costs it one reload).
+        with contextlib.suppress(OSError):
+            await self.applier.flush()
         for runner in (self._metrics_runner, self._health_runner):
             if runner is not None:
                 await runner.cleanup()

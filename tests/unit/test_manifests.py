@@ -33,6 +33,10 @@ def test_container_runs_non_root_read_only_with_only_net_bind_service() -> None:
     assert context["allowPrivilegeEscalation"] is False
     assert context["readOnlyRootFilesystem"] is True
     assert context["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    # Non-root + no_new_privs: file capabilities give nothing, so the Pod's network
+    # namespace lets unprivileged users bind from :80 up (HAProxy's :80/:443).
+    sysctls = {s["name"]: s["value"] for s in pod["securityContext"]["sysctls"]}
+    assert int(sysctls["net.ipv4.ip_unprivileged_port_start"]) <= 80
     assert {"livenessProbe", "readinessProbe", "resources"} <= set(container)
 
 
