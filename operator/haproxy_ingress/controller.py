@@ -118,7 +118,8 @@ class Controller:
         self._health_runner: Any = None
         self._unusable: dict[str, str] = {}  # backend → why it has no usable server
         self._synced = False  # a first sync ran: a LIST seen later is a re-list
-        self.gaps = WatchGaps(self.verify_indexes, self.trigger)
+        self.gaps = WatchGaps(self.verify_indexes, self._gap_verified)
+        self.metrics.unconfirmed.set_function(lambda: 0.0 if self.gaps.confirmed else 1.0)
         self.health = Health()
         paths = config.paths
         self.process = HAProxyProcess(paths, binary=config.haproxy_binary)
@@ -183,6 +184,10 @@ class Controller:
         """Only a Service's EndpointSlices changed: the next sync can take the fast path."""
         self.pending.endpoints(namespace, service)
         self._changed.set()
+
+    def _gap_verified(self) -> None:
+        self.metrics.gap_verifications.inc()
+        self.trigger()  # a full sync: what an unconfirmed view held back is applied
 
     def relisted(self, kind: str) -> None:
         """Kopf listed objects of ``kind`` again (a watch could not resume): verify the view."""

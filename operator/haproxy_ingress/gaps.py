@@ -39,6 +39,7 @@ from haproxy_ingress.status import API_ERRORS
 
 logger = logging.getLogger(__name__)
 
+LOUD_EVERY = 15  # failed verifications between two warnings (30 s at the longest delay)
 BURST = 2.0  # seconds between a re-list's objects, at most, as Kopf hands them over
 
 
@@ -102,14 +103,25 @@ class WatchGaps:
                 await asyncio.sleep(self._settle)
             started = time.monotonic()
             delay = self._retry[0]
+            attempts = 0
             while True:
                 # What was suspected before this attempt is covered by it.
                 self._suspected.clear()
+                attempts += 1
                 try:
                     gone = await self._verify()
                     break
                 except API_ERRORS as error:
-                    logger.debug("verification after a watch gap failed (%r); retrying", error)
+                    # Expected while the API server is away; past a few attempts
+                    # it deserves a look: no server gains traffic meanwhile.
+                    level = logging.WARNING if attempts % LOUD_EVERY == 0 else logging.DEBUG
+                    logger.log(
+                        level,
+                        "verification after a watch gap failed %d times (%r); the view stays "
+                        "unconfirmed, no server gains traffic",
+                        attempts,
+                        error,
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._retry[1])
             self.verifications += 1

@@ -38,8 +38,6 @@ from tests.e2e.test_outage import delete_from_etcd
 
 pytestmark = pytest.mark.e2e
 
-VERIFIED = "view verified after a watch gap"
-
 
 @pytest.fixture(scope="module")
 def pod_network() -> Iterator[PodNetwork]:
@@ -75,8 +73,8 @@ def controller(
     running.stop()
 
 
-def verifications(controller: RunningController) -> int:
-    return controller.log.read_text(errors="replace").count(VERIFIED)
+def verifications(controller: RunningController) -> float:
+    return controller.total("haproxy_ingress_watch_gap_verifications_total")
 
 
 def settle_reloads(controller: RunningController) -> float:
@@ -185,12 +183,14 @@ def test_a_partition_with_deletions_and_a_reused_pod_ip(
             what="tenant two's EndpointSlice to hold the reused address",
         )
         time.sleep(2)
+        assert controller.total("haproxy_ingress_view_unconfirmed") == 1
         # Cut off, HAProxy keeps serving what was confirmed (tenant one's route).
         assert controller.get(site)[0] == 503  # the pod is gone, its route is not
         assert controller.get(gone)[0] == 503
     healed = time.monotonic()
     wait_for(lambda: verifications(controller) > before, interval=0.05, what="a verification")
     verified = time.monotonic() - healed
+    wait_for(lambda: controller.total("haproxy_ingress_view_unconfirmed") == 0, what="confirmed")
     wait_for(lambda: controller.get(gone)[0] == 404, interval=0.05, what="the deleted route")
     gone_after = time.monotonic() - healed
     # Only now does the reused address answer again: as tenant two's pod.
