@@ -39,7 +39,7 @@ from haproxy_ingress.status import API_ERRORS
 
 logger = logging.getLogger(__name__)
 
-LOUD_EVERY = 15  # failed verifications between two warnings (30 s at the longest delay)
+LOUD_EVERY = 30  # failed verifications between two warnings (30 s at the longest delay)
 BURST = 2.0  # seconds between a re-list's objects, at most, as Kopf hands them over
 
 
@@ -53,7 +53,7 @@ class WatchGaps:
         *,
         settle: float = 0.3,
         max_settle: float = 3.0,
-        retry: tuple[float, float] = (0.5, 2.0),
+        retry: tuple[float, float] = (0.25, 1.0),
     ) -> None:
         """``settle``: the quiet spell awaited (at most ``max_settle``); ``retry``: first and
         longest delay between attempts while the API server is unreachable."""
