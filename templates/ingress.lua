@@ -456,3 +456,113 @@ core.register_action("ingress_canary", { "http-req" }, function(txn)
     end
   end
 end)
+
+-- Header sets (headers.py): "Name: value" lines, checked by the controller
+-- (token names, visible ASCII values). Set as literal text: HAProxy never
+-- reads them as a log-format string.
+local function set_headers(text, set)
+  if text == nil then
+    return
+  end
+  for line in text:gmatch("([^\n]+)") do
+    local name, value = line:match("^([^:]+): (.*)$")
+    if name ~= nil then
+      set(name, value)
+    end
+  end
+end
+
+core.register_action("ingress_request_headers", { "http-req" }, function(txn)
+  set_headers(txn:get_var("txn.g_req"), function(name, value)
+    txn.http:req_set_header(name, value)
+  end)
+end)
+
+-- The ConfigMap's add-headers first, then the route's custom-headers (which
+-- win on a shared name, as nginx's location-level more_set_headers).
+core.register_action("ingress_response_headers", { "http-res" }, function(txn)
+  local set = function(name, value)
+    txn.http:res_set_header(name, value)
+  end
+  set_headers(txn:get_var("txn.g_res"), set)
+  set_headers(txn:get_var("txn.o_hdrs"), set)
+end)
+
+-- default-backend and custom-http-errors (ingress-nginx's error pages).
+
+-- The address of a server of backend `name` that takes new traffic, or nil.
+local function usable_address(name)
+  local backend = name and core.backends[name]
+  if backend == nil then
+    return nil
+  end
+  for _, server in pairs(backend.servers) do
+    local status = server:get_stats()["status"]
+    if status ~= nil and (status:sub(1, 2) == "UP" or status == "no check") then
+      return server:get_addr()
+    end
+  end
+  return nil
+end
+
+-- The headers ingress-nginx sends its default backend with an error.
+local function error_headers(txn, code)
+  local _, namespace, service, port = (txn:get_var("txn.backend") or "")
+    :match("^(be)_([^_]+)_([^_]+)_([^_]+)$")
+  local ingress_namespace, ingress = (txn:get_var("txn.o_errsrc") or "")
+    :match("^([^/]*)/(.*)$")
+  return {
+    ["X-Code"] = code,
+    ["X-Format"] = txn:get_var("txn.accept") or "text/html",
+    ["X-Original-URI"] = txn:get_var("txn.orig_uri") or "/",
+    ["X-Namespace"] = ingress_namespace or namespace or "",
+    ["X-Ingress-Name"] = ingress or "",
+    ["X-Service-Name"] = service or "",
+    ["X-Service-Port"] = port or "",
+  }
+end
+
+core.register_action("ingress_fallback", { "http-req" }, function(txn)
+  local errors = txn:get_var("txn.o_errbe")
+  if errors == nil or usable_address(txn:get_var("txn.backend")) ~= nil then
+    return
+  end
+  for name, value in pairs(error_headers(txn, "503")) do
+    txn.http:req_set_header(name, value)
+  end
+  txn:set_var("txn.backend", errors)
+  txn:set_var("txn.fell_back", "1")
+end)
+
+core.register_action("ingress_error_page", { "http-res" }, function(txn)
+  if txn:get_var("txn.fell_back") ~= nil then
+    return  -- the error backend's own answer
+  end
+  local status = tostring(txn.sf:status())
+  local codes = "," .. (txn:get_var("txn.o_errcodes") or "") .. ","
+  if not codes:find("," .. status .. ",", 1, true) then
+    return
+  end
+  local address = usable_address(txn:get_var("txn.o_errbe"))
+  if address == nil then
+    return  -- nobody to ask: the pod's own answer
+  end
+  local headers = {}
+  for name, value in pairs(error_headers(txn, status)) do
+    headers[name] = { value }
+  end
+  local ok, response = pcall(function()
+    return core.httpclient():get({ url = "http://" .. address .. "/", headers = headers, timeout = 5000 })
+  end)
+  if not ok or response == nil or not response.status or response.status == 0 then
+    return
+  end
+  local reply = txn:reply()
+  reply:set_status(response.status)
+  local content_type = response.headers and response.headers["content-type"]
+  if content_type ~= nil then
+    reply:add_header("content-type", content_type[0] or content_type[1])
+  end
+  reply:set_body(response.body or "")
+  txn:done(reply)
+end)

@@ -32,6 +32,8 @@ from haproxy_ingress.haproxy.config import (
     environment,
     map_path,
     render,
+    upstream_ca_path,
+    upstream_client_path,
 )
 from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
 from haproxy_ingress.haproxy.paths import HAProxyPaths
@@ -292,7 +294,14 @@ class Applier:
             atomic_write(rendered.config.path, rendered.config.content, mode=rendered.config.mode)
 
     def _remove_stale_certificates(self, target: AppliedState) -> None:
-        keep = {certificate_path(self._options.paths, c.name) for c in target.certificates}
+        paths = self._options.paths
+        keep = {certificate_path(paths, c.name) for c in target.certificates}
+        # proxy-ssl-secret's files (config.upstream_*_path).
+        keep |= {
+            path
+            for tls in target.structure.upstream_tls
+            for path in (upstream_client_path(paths, tls.name), upstream_ca_path(paths, tls.name))
+        }
         for pem in self._options.paths.certs.glob("*.pem"):
             if pem not in keep and pem.name != "default.pem":
                 remove_if_exists(pem)

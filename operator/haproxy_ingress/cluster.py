@@ -66,15 +66,23 @@ class ClusterView:
     endpoint_slices: tuple[KubeObject, ...] = ()
     secrets: tuple[KubeObject, ...] = ()
     configmap: KubeObject | None = None
+    # The other ConfigMaps of the controller's namespace: header sets that
+    # add-headers, proxy-set-headers and custom-headers name (the admin's
+    # namespace, the only one whose ConfigMaps the controller may read).
+    header_configmaps: tuple[KubeObject, ...] = ()
 
     @classmethod
     def of(
-        cls, objects: Mapping[str, Iterable[KubeObject]], configmap: KubeObject | None = None
+        cls,
+        objects: Mapping[str, Iterable[KubeObject]],
+        configmap: KubeObject | None = None,
+        header_configmaps: Iterable[KubeObject] = (),
     ) -> ClusterView:
         """A view from objects by :attr:`WatchedKind.field`."""
         return cls(
             **{kind.field: tuple(objects.get(kind.field, ())) for kind in WATCHED},
             configmap=configmap,
+            header_configmaps=tuple(header_configmaps),
         )
 
     def objects(self, kind: WatchedKind) -> tuple[KubeObject, ...]:
@@ -89,6 +97,7 @@ class ClusterView:
         kinds = {(kind.api_version, kind.kind): kind.field for kind in WATCHED}
         buckets: dict[str, list[KubeObject]] = {kind.field: [] for kind in WATCHED}
         configmap: KubeObject | None = None
+        header_configmaps: list[KubeObject] = []
         unknown: list[KubeObject] = []
         for obj in objects:
             kind = (str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
@@ -100,13 +109,15 @@ class ClusterView:
                     options.configmap_name,
                 ):
                     configmap = trim(obj)
+                elif meta.get("namespace") == options.configmap_namespace:
+                    header_configmaps.append(trim(obj))
                 continue
             bucket = kinds.get(kind)
             if bucket is None:
                 unknown.append(obj)
             else:
                 buckets[bucket].append(trim(obj))
-        view = cls.of(buckets, configmap)
+        view = cls.of(buckets, configmap, header_configmaps)
         return view, unknown
 
 
@@ -155,5 +166,7 @@ def without(view: ClusterView, removed: set[str]) -> ClusterView:
         return tuple(o for o in objects if (o.get("metadata") or {}).get("uid") not in removed)
 
     return ClusterView.of(
-        {kind.field: keep(view.objects(kind)) for kind in WATCHED}, view.configmap
+        {kind.field: keep(view.objects(kind)) for kind in WATCHED},
+        view.configmap,
+        view.header_configmaps,
     )

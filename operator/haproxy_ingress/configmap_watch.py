@@ -1,7 +1,10 @@
-"""The controller's own ConfigMap: one object in one namespace (least privilege).
+"""The ConfigMaps of the controller's namespace: its own, and the header sets.
 
 Kopf's watches are cluster-wide; this one is not, so the controller needs
-read access to a single ConfigMap, not to every ConfigMap in the cluster.
+read access to the ConfigMaps of one namespace (its Role), not to every
+ConfigMap in the cluster. Besides its own ConfigMap, the others of that
+namespace are the header sets that add-headers, proxy-set-headers and
+custom-headers name (headers.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ logger = logging.getLogger(__name__)
 
 
 class ConfigMapWatch:
-    """LIST then WATCH one ConfigMap by name, for ever; ``on_change`` gets each version."""
+    """LIST then WATCH the namespace's ConfigMaps, for ever.
+
+    ``on_change`` gets each version of the ConfigMap called ``name`` (None
+    once deleted); ``on_others`` all the other ConfigMaps, by name, after
+    each change to one of them.
+    """
 
     def __init__(
         self,
@@ -29,6 +37,7 @@ class ConfigMapWatch:
         name: str,
         on_change: Callable[[KubeObject | None], None],
         *,
+        on_others: Callable[[dict[str, KubeObject]], None] | None = None,
         on_gap: Callable[[str], None] | None = None,
         retry_delay: float = 2.0,
         timeout: int = 300,
@@ -37,8 +46,9 @@ class ConfigMapWatch:
         seconds): the API server was gone or unreachable (see :mod:`haproxy_ingress.gaps`)."""
         self._api = api
         self._namespace = namespace
-        self._selector = f"metadata.name={name}"
+        self._name = name
         self._on_change = on_change
+        self._on_others = on_others
         self._on_gap = on_gap
         self._retry_delay = retry_delay
         self._timeout = timeout
@@ -47,23 +57,32 @@ class ConfigMapWatch:
         core = client.CoreV1Api(self._api)
         while True:
             try:
-                listing = await core.list_namespaced_config_map(
-                    self._namespace, field_selector=self._selector
-                )
-                items = listing.items
-                self._on_change(self._api.sanitize_for_serialization(items[0]) if items else None)
+                listing = await core.list_namespaced_config_map(self._namespace)
+                objects = [self._api.sanitize_for_serialization(i) for i in listing.items]
+                own = [o for o in objects if _name(o) == self._name]
+                others = {_name(o): o for o in objects if _name(o) != self._name}
+                if self._on_others is not None:
+                    self._on_others(dict(others))
+                self._on_change(own[0] if own else None)
                 watcher = watch.Watch()
                 since = time.monotonic()
                 try:
                     async for event in watcher.stream(
                         core.list_namespaced_config_map,
                         self._namespace,
-                        field_selector=self._selector,
                         resource_version=listing.metadata.resource_version,
                         timeout_seconds=self._timeout,
                     ):
                         obj = self._api.sanitize_for_serialization(event["object"])
-                        self._on_change(None if event["type"] == "DELETED" else obj)
+                        gone = event["type"] == "DELETED"
+                        if _name(obj) == self._name:
+                            self._on_change(None if gone else obj)
+                            continue
+                        others.pop(_name(obj), None)
+                        if not gone:
+                            others[_name(obj)] = obj
+                        if self._on_others is not None:
+                            self._on_others(dict(others))
                 finally:
                     watcher.stop()
                 if time.monotonic() - since < self._timeout - 1:
@@ -79,3 +98,8 @@ class ConfigMapWatch:
     def _gap(self, reason: str) -> None:
         if self._on_gap is not None:
             self._on_gap(reason)
+
+
+def _name(obj: KubeObject) -> str:
+    meta = obj.get("metadata")
+    return str(meta.get("name", "")) if isinstance(meta, dict) else ""

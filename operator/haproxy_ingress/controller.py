@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import logging
 import time
@@ -104,6 +105,8 @@ class Controller:
         self.pending = PendingChanges()
         self._tasks: list[asyncio.Task[None]] = []
         self._configmap: KubeObject | None = None
+        # The other ConfigMaps of its namespace, by name: header sets.
+        self._header_configmaps: dict[str, KubeObject] = {}
         # uids of objects still in Kopf's indexes that the API server no longer
         # has: deleted during a watch gap (a 410 re-list sends no DELETED event).
         self._deleted: set[str] = set()
@@ -155,6 +158,7 @@ class Controller:
             self.config.namespace,
             self.config.configmap,
             self._set_configmap,
+            on_others=self._set_header_configmaps,
             on_gap=self.gaps.suspect,
         )
         self._spawn(configmap.run(), "configmap")
@@ -173,7 +177,10 @@ class Controller:
         return self.health.status(self.process.running)
 
     def snapshot(self) -> ClusterView:
-        return without(self._view(self._configmap), self._deleted)
+        view = without(self._view(self._configmap), self._deleted)
+        return dataclasses.replace(
+            view, header_configmaps=tuple(v for _, v in sorted(self._header_configmaps.items()))
+        )
 
     def trigger(self) -> None:
         """Anything changed: the next sync translates the whole view."""
@@ -385,6 +392,12 @@ class Controller:
         if self.config.publish_service:
             namespace, name = publish.parse(self.config.publish_service, self.config.namespace)
             self._publish = publish.ServiceAddress(self._api, namespace, name)
+
+    def _set_header_configmaps(self, objects: dict[str, KubeObject]) -> None:
+        trimmed = {name: trim(obj) for name, obj in objects.items()}
+        if trimmed != self._header_configmaps:
+            self._header_configmaps = trimmed
+            self.trigger()
 
     def _set_configmap(self, obj: KubeObject | None) -> None:
         trimmed = trim(obj) if obj is not None else None

@@ -112,6 +112,21 @@ class BackendSettings:
     cookie_samesite: str | None = None  # None | Lax | Strict
     cookie_secure: bool = False
     cookie_max_age: int | None = None  # seconds: a Max-Age attribute
+    # Consistent hashing (ingress-nginx's upstream-hash-by): an HAProxy
+    # sample expression for ``balance hash`` (registry.upstream_hash_by), or
+    # None for ``balance``.
+    hash_by: str | None = None
+    # Send to the Service's cluster IP instead of its pods (service-upstream):
+    # kube-proxy balances; endpoint changes do not touch the backend.
+    service_upstream: bool = False
+    # TLS to the pods (ingress-nginx's proxy-ssl-*), with HTTPS or GRPCS: a
+    # client certificate and CA from a Secret of the Ingress's namespace
+    # (UpstreamTLS.name), verification of the pod's certificate, its name.
+    proxy_ssl_secret: str | None = None  # "namespace/name"
+    proxy_ssl_verify: bool = False
+    proxy_ssl_verify_depth: int = 1
+    proxy_ssl_name: str | None = None
+    proxy_ssl_server_name: bool = False
 
     @property
     def twins(self) -> bool:
@@ -179,6 +194,16 @@ def certificate_name(namespace: str, secret: str) -> str:
         return readable
     digest = hashlib.sha256(f"{namespace}/{secret}".encode()).hexdigest()
     return f"{namespace}_{secret[:_HASHED_PREFIX]}_{digest}"
+
+
+@dataclass(frozen=True, order=True)
+class UpstreamTLS:
+    """A proxy-ssl-secret's files: the client certificate and the CA (re-serialised PEM)."""
+
+    secret: str  # "namespace/name", as BackendSettings.proxy_ssl_secret
+    name: str  # file stem (certificate_name), injective
+    pem: str = ""  # chain + key; "" if the Secret has none
+    ca: str = ""  # "" if it has no ca.crt
 
 
 @dataclass(frozen=True)
@@ -260,6 +285,25 @@ class RouteOptions:
     # capture groups ($1…): the rewrite matches it again to read them.
     path_regex: str | None = None
     canary: Canary | None = None  # set on the route a canary Ingress shadows
+    # The https redirect keeps a trailing '/' (ingress-nginx strips it unless
+    # preserve-trailing-slash is set).
+    keep_slash: bool = False
+    access_log: bool = True  # False: HAProxy logs nothing for these paths
+    # custom-headers: set on the responses (name, value), checked by
+    # headers.header_set; values are literal text, never log-format.
+    response_headers: tuple[tuple[str, str], ...] = ()
+    # Answer 503 (ingress-nginx's answer when custom-headers names a missing
+    # or invalid ConfigMap).
+    unavailable: bool = False
+    # custom-http-errors: responses with these statuses are replaced by the
+    # error backend's answer to a request carrying ingress-nginx's X-Code,
+    # X-Original-URI… headers. With default-backend, the error backend also
+    # serves the route's requests while its Service has no usable server.
+    error_codes: tuple[int, ...] = ()
+    error_backend: str | None = None  # a backend name (set by translate)
+    # The Ingress's namespace and name, for X-Namespace and X-Ingress-Name.
+    error_source: str | None = None
+    fallback: bool = False  # default-backend: no usable server → error backend
     # An nginx snippet's operations (snippets.encode), run by ingress.lua.
     snippet: str | None = None
 
@@ -314,6 +358,15 @@ class RoutingMaps:
     # Regular-expression routes (map_reg: the first key that matches, in
     # order), keyed by ``^<escaped scope>(?i:<pattern>)``.
     regex: tuple[tuple[str, str], ...] = ()
+    # Hosts (exact or ``*.parent``) that some Ingress lists in spec.tls: their
+    # HTTPS responses carry HSTS when the ConfigMap's hsts is on.
+    tls: tuple[tuple[str, str], ...] = ()
+    # from-to-www-redirect: a host without rules → the host of the Ingress
+    # that asked (``www.`` added or removed) its requests are redirected to.
+    www: tuple[tuple[str, str], ...] = ()
+    # The ConfigMap's header sets: "request" (proxy-set-headers) and
+    # "response" (add-headers) → base64 of "Name: value" lines.
+    headers: tuple[tuple[str, str], ...] = ()
 
     def files(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
         """Each map file's stem and entries."""
@@ -324,6 +377,9 @@ class RoutingMaps:
             ("redirect", self.redirect),
             ("hosts", self.hosts),
             ("regex", self.regex),
+            ("tls", self.tls),
+            ("www", self.www),
+            ("headers", self.headers),
             *zip(ROUTE_OPTION_MAPS, options, strict=True),
         )
 
@@ -345,6 +401,14 @@ ROUTE_OPTION_MAPS = (
     "opt-canary-value",
     "opt-canary-pattern",
     "opt-canary-cookie",
+    "opt-keep-slash",
+    "opt-no-log",
+    "opt-headers",
+    "opt-unavailable",
+    "opt-error-backend",
+    "opt-error-codes",
+    "opt-error-source",
+    "opt-fallback",
     "opt-snippet",
 )
 
@@ -377,6 +441,18 @@ class GlobalSettings:
     # Sent as Server on every response that has none (the backend's wins);
     # the Ingress conformance tests expect one, as ingress-nginx sends. None: off.
     server_header: str | None = "haproxy-ingress"
+    # Strict-Transport-Security on HTTPS responses of TLS hosts (ingress-nginx's
+    # hsts, hsts-max-age, hsts-include-subdomains, hsts-preload).
+    hsts: bool = True
+    hsts_max_age: int = 31_536_000
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
+    # ConfigMaps (namespace, name) of headers for every request to the pods
+    # (proxy-set-headers) and every response (add-headers); the names
+    # custom-headers may set (global-allowed-response-headers; empty: any).
+    add_headers: tuple[str, str] | None = None
+    proxy_set_headers: tuple[str, str] | None = None
+    allowed_response_headers: tuple[str, ...] = ()
     # Every route without an allow-list of its own, and the default backend.
     default_policy: AccessPolicy | None = None
     backend: BackendSettings = BackendSettings()
@@ -395,6 +471,7 @@ class DesiredState:
     certificates: tuple[Certificate, ...]
     problems: tuple[Problem, ...] = ()
     policies: tuple[AccessPolicy, ...] = ()  # every policy a route or the default names
+    upstream_tls: tuple[UpstreamTLS, ...] = ()  # proxy-ssl-secret files, by secret
 
     def backend(self, name: str) -> Backend | None:
         for backend in self.backends:
@@ -427,6 +504,9 @@ class Structure:
     # The access policies the frontend checks (sorted): a map entry may name
     # only these, so a new policy reloads before any route refers to it.
     policies: tuple[AccessPolicy, ...] = ()
+    # proxy-ssl-secret files: HAProxy reads them when it starts, so a new or
+    # changed one reloads.
+    upstream_tls: tuple[UpstreamTLS, ...] = ()
 
 
 @dataclass(frozen=True)

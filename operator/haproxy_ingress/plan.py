@@ -190,6 +190,7 @@ def plan(
             backends=tuple(layouts[name] for name in sorted(layouts)),
             default_backend=desired.default_backend,
             policies=tuple(sorted(policies)),
+            upstream_tls=desired.upstream_tls,
         ),
         servers=servers,
         maps=desired.maps,

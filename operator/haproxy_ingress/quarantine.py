@@ -122,7 +122,9 @@ def leave_out(view: ClusterView, keys: Collection[ObjectKey]) -> ClusterView:
         return tuple(obj for obj in items if key_of(kind, obj) not in removed)
 
     return ClusterView.of(
-        {kind.field: keep(kind.kind, view.objects(kind)) for kind in WATCHED}, view.configmap
+        {kind.field: keep(kind.kind, view.objects(kind)) for kind in WATCHED},
+        view.configmap,
+        view.header_configmaps,
     )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress import regex, snippets, validate
+from haproxy_ingress import headers, regex, snippets, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -304,6 +304,87 @@ def upstream_vhost(value: str, field: str) -> str:
     return checked
 
 
+# upstream-hash-by: the nginx variables a request is hashed on → HAProxy
+# sample fetches for ``balance hash`` (HAProxy 2.6). One variable only: a
+# hash of several concatenated is refused.
+_HASH_BY = re.compile(
+    r"\$(request_uri|uri|remote_addr|binary_remote_addr|host|(http|cookie|arg)_([A-Za-z0-9_]{1,64}))"
+)
+_HASH_FETCH = {
+    "request_uri": "pathq",
+    "uri": "path",
+    "remote_addr": "src",
+    "binary_remote_addr": "src",
+    "host": "req.hdr(host)",
+}
+
+
+def upstream_hash_by(value: str, field: str) -> str | None:
+    """An nginx variable (``$request_uri``, ``$http_x_user``…) → a sample expression."""
+    if value == "":
+        return None
+    match = _HASH_BY.fullmatch(value)
+    if match is None:
+        raise Invalid(
+            field,
+            "must be one of $request_uri, $uri, $remote_addr, $binary_remote_addr, $host, "
+            f"$http_<name>, $cookie_<name>, $arg_<name>, got {value!r:.60}",
+        )
+    variable, kind, name = match.group(1), match.group(2), match.group(3)
+    if kind == "http":
+        # nginx's $http_x_user is the header X-User.
+        return f"req.hdr({name.lower().replace('_', '-')})"
+    if kind == "cookie":
+        return f"req.cook({name})"
+    if kind == "arg":
+        return f"url_param({name})"
+    return _HASH_FETCH[variable]
+
+
+def error_codes(value: str, field: str) -> tuple[int, ...]:
+    """custom-http-errors: comma-separated statuses 400-599."""
+    if value == "":
+        return ()
+    words = [word.strip() for word in value.split(",") if word.strip()]
+    if not words or len(words) > 200:
+        raise Invalid(field, f"must list 1-200 HTTP statuses, got {value!r:.60}")
+    return tuple(
+        sorted({validate.integer(word, field, minimum=400, maximum=599) for word in words})
+    )
+
+
+def secret_ref(value: str, field: str) -> str:
+    """``namespace/name`` of a Secret (proxy-ssl-secret); translate checks the namespace."""
+    namespace, slash, name = value.partition("/")
+    if not slash:
+        raise Invalid(field, f"must be namespace/name, got {value!r:.60}")
+    return f"{validate.dns_label(namespace, field)}/{validate.dns_subdomain(name, field)}"
+
+
+def on_off(value: str, field: str) -> bool:
+    """nginx's on/off (true/false accepted too)."""
+    word = value.strip().lower() if value.isascii() else value
+    if word in ("on", "true"):
+        return True
+    if word in ("off", "false"):
+        return False
+    raise Invalid(field, f"must be on or off, got {value!r:.60}")
+
+
+def server_aliases(value: str, field: str) -> tuple[str, ...]:
+    """Comma-separated host names (no wildcards): more names for the Ingress's hosts."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names or len(names) > 64:
+        raise Invalid(field, f"must list 1-64 host names, got {value!r:.60}")
+    hosts = []
+    for name in names:
+        host = validate.host(name, field)
+        if host.startswith("*."):
+            raise Invalid(field, f"must not be a wildcard, got {name!r:.60}")
+        hosts.append(host)
+    return tuple(dict.fromkeys(hosts))
+
+
 def _send_timeout(target: Any, value: str) -> Any:
     """nginx has read and send timeouts, HAProxy one: the longer of the two."""
     current = validate.duration_ms(target.timeout_server)
@@ -426,6 +507,82 @@ SETTINGS: tuple[Setting, ...] = (
         "use_proxy_protocol",
         nginx=("use-proxy-protocol",),
         nginx_configmap=True,
+    ),
+    Setting(
+        "hsts",
+        _G,
+        validate.boolean,
+        "true",
+        "`Strict-Transport-Security` on HTTPS responses for hosts listed in an Ingress's "
+        "`spec.tls`",
+        "hsts",
+        nginx=("hsts",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "hsts-max-age",
+        _G,
+        _integer(0, 2**31 - 1),
+        "31536000",
+        "its `max-age`, seconds",
+        "hsts_max_age",
+        nginx=("hsts-max-age",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "hsts-include-subdomains",
+        _G,
+        validate.boolean,
+        "true",
+        "its `includeSubDomains`",
+        "hsts_include_subdomains",
+        nginx=("hsts-include-subdomains",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "hsts-preload",
+        _G,
+        validate.boolean,
+        "false",
+        "its `preload`",
+        "hsts_preload",
+        nginx=("hsts-preload",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "add-headers",
+        _G,
+        headers.configmap_ref,
+        None,
+        "`namespace/name` of a ConfigMap of headers set on every response",
+        "add_headers",
+        nginx=("add-headers",),
+        nginx_configmap=True,
+        difference="the ConfigMap must be in the controller's namespace; its content "
+        "changes without a reload",
+    ),
+    Setting(
+        "proxy-set-headers",
+        _G,
+        headers.configmap_ref,
+        None,
+        "`namespace/name` of a ConfigMap of headers set on every request to the pods",
+        "proxy_set_headers",
+        nginx=("proxy-set-headers",),
+        nginx_configmap=True,
+        difference="the ConfigMap must be in the controller's namespace; values are "
+        "literal (no nginx variables)",
+    ),
+    Setting(
+        "global-allowed-response-headers",
+        _G,
+        headers.header_names,
+        "",
+        "the header names `custom-headers` may set (empty: any)",
+        "allowed_response_headers",
+        nginx=("global-allowed-response-headers",),
+        nginx_configmap=True,
+        default_doc="any",
     ),
     # --- backend: a Service port ---
     Setting(
@@ -578,6 +735,97 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="off",
     ),
     Setting(
+        "upstream-hash-by",
+        _B,
+        upstream_hash_by,
+        None,
+        "consistent hashing on `$request_uri`, `$uri`, `$remote_addr`, `$host`, "
+        "`$http_<name>`, `$cookie_<name>` or `$arg_<name>` (over `balance`)",
+        "hash_by",
+        nginx=("upstream-hash-by",),
+        default_doc="off",
+        difference="one variable (no concatenations); `upstream-hash-by-subset` not honoured",
+    ),
+    Setting(
+        "service-upstream",
+        _B,
+        validate.boolean,
+        "false",
+        "send to the Service's cluster IP (kube-proxy balances) instead of its pods",
+        "service_upstream",
+        nginx=("service-upstream",),
+        nginx_configmap=True,
+        difference="a headless Service (no cluster IP) keeps its pods, with a Warning",
+    ),
+    Setting(
+        "proxy-http-version",
+        _B,
+        _choice(("1.0", "1.1")),
+        "1.1",
+        "accepted; HAProxy speaks HTTP/1.1 to the pods",
+        configmap=False,
+        reload=False,
+        nginx=("proxy-http-version",),
+        difference="`1.0` is accepted but the pods get HTTP/1.1 (HAProxy 2.6 has no 1.0 "
+        "client side)",
+    ),
+    Setting(
+        "proxy-ssl-secret",
+        _B,
+        secret_ref,
+        None,
+        "`namespace/name` of a TLS Secret of the Ingress's namespace: client certificate "
+        "(`tls.crt`/`tls.key`) and CA (`ca.crt`) for `HTTPS`/`GRPCS` pods",
+        "proxy_ssl_secret",
+        configmap=False,
+        nginx=("proxy-ssl-secret",),
+        difference="the Secret must be of type kubernetes.io/tls and in the Ingress's namespace",
+    ),
+    Setting(
+        "proxy-ssl-verify",
+        _B,
+        on_off,
+        "off",
+        "`on`: the pod's certificate must chain to the Secret's `ca.crt` (else 503)",
+        "proxy_ssl_verify",
+        configmap=False,
+        nginx=("proxy-ssl-verify",),
+        difference="on with a missing or unusable Secret: the Ingress's paths answer 503 "
+        "(fail closed)",
+    ),
+    Setting(
+        "proxy-ssl-verify-depth",
+        _B,
+        _integer(1, 100),
+        "1",
+        "accepted; the chain depth is OpenSSL's default",
+        "proxy_ssl_verify_depth",
+        configmap=False,
+        nginx=("proxy-ssl-verify-depth",),
+        difference="not enforced (HAProxy 2.6 has no per-server verify depth)",
+    ),
+    Setting(
+        "proxy-ssl-name",
+        _B,
+        validate.host,
+        None,
+        "the name the pod's certificate is verified against (and sent as SNI)",
+        "proxy_ssl_name",
+        configmap=False,
+        nginx=("proxy-ssl-name",),
+        default_doc="the request's host",
+    ),
+    Setting(
+        "proxy-ssl-server-name",
+        _B,
+        on_off,
+        "off",
+        "`on`: send SNI (`proxy-ssl-name`, else the request's host) to the pod",
+        "proxy_ssl_server_name",
+        configmap=False,
+        nginx=("proxy-ssl-server-name",),
+    ),
+    Setting(
         "backend-protocol",
         _B,
         backend_protocol,
@@ -724,6 +972,93 @@ SETTINGS: tuple[Setting, ...] = (
         reload=False,
         nginx=("force-ssl-redirect",),
         nginx_configmap=True,
+    ),
+    Setting(
+        "preserve-trailing-slash",
+        _R,
+        validate.boolean,
+        "false",
+        "the https redirect keeps a request's trailing `/` (else: dropped, as ingress-nginx)",
+        "keep_slash",
+        reload=False,
+        configmap=False,
+        nginx=("preserve-trailing-slash",),
+    ),
+    Setting(
+        "from-to-www-redirect",
+        _R,
+        validate.boolean,
+        "false",
+        "requests for `www.<host>` (or `<host>` for a `www.` host) get a 308 to the Ingress's host",
+        reload=False,
+        configmap=False,
+        nginx=("from-to-www-redirect",),
+        difference="only where no Ingress has rules for the other name (nor its wildcard)",
+    ),
+    Setting(
+        "server-alias",
+        _R,
+        server_aliases,
+        None,
+        "comma-separated host names that serve this Ingress's paths too",
+        reload=False,
+        configmap=False,
+        nginx=("server-alias",),
+        difference="this Ingress's paths only (not every Ingress of the host); an alias "
+        "another Ingress has rules for is skipped with a Warning; no wildcards; its "
+        "certificate comes from `spec.tls`",
+    ),
+    Setting(
+        "custom-headers",
+        _R,
+        lambda value, field: value,  # checked by translate, which knows the namespace
+        None,
+        "`name` or `namespace/name` of a ConfigMap of headers set on these paths' responses",
+        reload=False,
+        configmap=False,
+        nginx=("custom-headers",),
+        difference="the ConfigMap must be in the controller's namespace (the admin's header "
+        "sets: the controller reads no other namespace's ConfigMaps); missing or invalid: 503",
+    ),
+    Setting(
+        "default-backend",
+        _R,
+        validate.service_name,
+        None,
+        "a Service of the Ingress's namespace that answers while the paths' Service has no "
+        "usable pod (with `X-Code: 503`…), and the `custom-http-errors`",
+        reload=False,
+        configmap=False,
+        nginx=("default-backend",),
+        difference="its first port; requests go to it only when no pod is usable (HAProxy's "
+        "own 502/504 are not redirected)",
+    ),
+    Setting(
+        "custom-http-errors",
+        _R,
+        error_codes,
+        "",
+        "statuses (`404,503`) whose responses are replaced by the default backend's answer "
+        "(`X-Code`, `X-Original-URI`, `X-Namespace`, `X-Ingress-Name`, `X-Service-Name`, "
+        "`X-Service-Port`, `X-Format`)",
+        "error_codes",
+        reload=False,
+        default_doc="none",
+        nginx=("custom-http-errors",),
+        nginx_configmap=True,
+        difference="responses from pods only (not HAProxy's own errors); the error page is "
+        "fetched from one usable pod of the default backend, at `/`",
+    ),
+    Setting(
+        "enable-access-log",
+        _R,
+        validate.boolean,
+        "true",
+        "false: HAProxy logs nothing for these paths",
+        "access_log",
+        reload=False,
+        configmap=False,
+        nginx=("enable-access-log",),
     ),
     Setting(
         "permanent-redirect",

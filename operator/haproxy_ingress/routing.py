@@ -38,8 +38,9 @@ them where it uses them (``b64dec``).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
+from haproxy_ingress.headers import encode as encode_headers
 from haproxy_ingress.model import ROUTE_OPTION_MAPS, PathType, Route, RouteOptions, RoutingMaps
 from haproxy_ingress.regex import literal_prefix, pcre_escape
 
@@ -48,10 +49,19 @@ _EXACT_PRIORITY = {PathType.EXACT: 0, PathType.PREFIX: 1}
 _PREFIX_PRIORITY = {PathType.PREFIX: 0, PathType.IMPLEMENTATION_SPECIFIC: 1}
 
 
-def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> RoutingMaps:
+def routing_maps(
+    routes: Iterable[Route],
+    redirects: Iterable[str] = (),
+    *,
+    tls: Iterable[str] = (),
+    www: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> RoutingMaps:
     """Build the maps; ``routes`` must come oldest-first (the older claim wins).
 
-    ``redirects``: TLS hosts whose plain-HTTP requests are redirected to https.
+    ``redirects``: TLS hosts whose plain-HTTP requests are redirected to https;
+    ``tls``: the hosts of spec.tls (HSTS); ``www``: from-to-www-redirect's
+    host → the host it redirects to.
     """
     exact: dict[str, tuple[int, str]] = {}
     prefix: dict[str, tuple[int, str]] = {}
@@ -113,6 +123,9 @@ def routing_maps(routes: Iterable[Route], redirects: Iterable[str] = ()) -> Rout
         ),
         redirect=tuple((host, "https") for host in sorted(set(redirects))),
         hosts=tuple((host, "rules") for host in sorted(hosts)),
+        tls=tuple((host, "tls") for host in sorted(set(tls))),
+        www=tuple(sorted((www or {}).items())),
+        headers=tuple(sorted((headers or {}).items())),
         options=option_maps(route.options for route in routes),
     )
 
@@ -147,6 +160,14 @@ def option_maps(
         canary_value,
         canary_pattern,
         canary_cookie,
+        keep_slash,
+        no_log,
+        response_headers,
+        unavailable,
+        error_backend,
+        error_codes,
+        error_source,
+        fallback,
         snippet,
     ) = tables
     for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
@@ -168,6 +189,22 @@ def option_maps(
         ):
             if value is not None:
                 table.append((name, _b64(value)))
+        if options.keep_slash:
+            keep_slash.append((name, "1"))
+        if not options.access_log:
+            no_log.append((name, "1"))
+        if options.response_headers:
+            response_headers.append((name, encode_headers(options.response_headers)))
+        if options.unavailable:
+            unavailable.append((name, "1"))
+        if options.error_backend is not None:
+            error_backend.append((name, options.error_backend))
+            if options.error_codes:
+                error_codes.append((name, ",".join(str(code) for code in options.error_codes)))
+            if options.error_source is not None:
+                error_source.append((name, options.error_source))
+            if options.fallback:
+                fallback.append((name, "1"))
         if options.body_max is not None:
             body.append((name, str(options.body_max)))
         if options.path_regex is not None:

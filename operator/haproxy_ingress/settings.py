@@ -44,6 +44,10 @@ _ALLOWLIST = registry.BY_KEY["allowlist-source-range"]
 _SSL_REDIRECT = registry.BY_KEY["ssl-redirect"]
 _DEFAULT_BACKEND = registry.BY_KEY["default-backend-service"]
 _USE_REGEX = registry.BY_KEY["use-regex"]
+_SERVER_ALIAS = registry.BY_KEY["server-alias"]
+_FROM_TO_WWW = registry.BY_KEY["from-to-www-redirect"]
+_CUSTOM_HEADERS = registry.BY_KEY["custom-headers"]
+_DEFAULT_BACKEND_ANNOTATION = registry.BY_KEY["default-backend"]
 _CONFIGURATION_SNIPPET = registry.BY_KEY["configuration-snippet"]
 _SERVER_SNIPPET = registry.BY_KEY["server-snippet"]
 
@@ -53,11 +57,9 @@ _SERVER_SNIPPET = registry.BY_KEY["server-snippet"]
 _ACCESS_FAMILIES = re.compile(
     r"auth-.*|.*-source-range|limit-.*|global-rate-limit.*|satisfy|denylist-.*"
 )
-# Keys that weaken security only when switched on: TLS verification of the
-# pods, and the web application firewall a team relied on.
-_WEAKENING_WHEN_ON = frozenset(
-    {"proxy-ssl-verify", "enable-modsecurity", "enable-owasp-core-rules"}
-)
+# Keys that weaken security only when switched on: the web application
+# firewall a team relied on.
+_WEAKENING_WHEN_ON = frozenset({"enable-modsecurity", "enable-owasp-core-rules"})
 # Text that ingress-nginx pasted into nginx.conf. Never pasted here.
 _SNIPPET = re.compile(r".*-snippet")
 # nginx directives that grant or refuse access: a snippet holding one is an
@@ -93,6 +95,13 @@ class IngressSettings:
     # that names capture groups (ingress-nginx implies use-regex then).
     use_regex: bool = False
     canary: Canary | None = None  # canary: "true" — see translate
+    # server-alias and from-to-www-redirect: more names for the Ingress's
+    # hosts, which translate grants only where no other Ingress has rules.
+    aliases: tuple[str, ...] = ()
+    www_redirect: bool = False
+    # custom-headers as written, and the annotation that set it.
+    custom_headers: tuple[str, str] | None = None
+    default_backend: str | None = None  # default-backend: a Service of its namespace
     # A server-snippet's program, for the Ingress's hosts (translate decides
     # whether the Ingress may act on them) and the annotation that set it.
     server_snippet: str = ""
@@ -146,6 +155,10 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     policy = defaults.default_policy
     ssl_redirect = True
     use_regex = False
+    aliases: tuple[str, ...] = ()
+    www_redirect = False
+    custom_headers: tuple[str, str] | None = None
+    default_backend: str | None = None
     canary = Canary()
     server_snippet = server_field = ""
     for setting in registry.SETTINGS:
@@ -180,6 +193,14 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 ssl_redirect = parsed
             elif setting is _USE_REGEX:
                 use_regex = parsed
+            elif setting is _SERVER_ALIAS:
+                aliases = parsed
+            elif setting is _FROM_TO_WWW:
+                www_redirect = parsed
+            elif setting is _CUSTOM_HEADERS:
+                custom_headers = (parsed, field)
+            elif setting is _DEFAULT_BACKEND_ANNOTATION:
+                default_backend = parsed
             elif setting in registry.CANARY:
                 canary = registry.apply(canary, setting, parsed)
             elif setting in registry.SNIPPETS:
@@ -218,6 +239,10 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         use_regex=use_regex
         or bool(options.rewrite_target and registry.CAPTURE.search(options.rewrite_target)),
         canary=canary if canary.enabled else None,
+        aliases=aliases,
+        www_redirect=www_redirect,
+        custom_headers=custom_headers,
+        default_backend=default_backend,
         server_snippet=server_snippet,
         server_snippet_field=server_field,
     )

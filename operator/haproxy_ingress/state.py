@@ -27,9 +27,10 @@ from haproxy_ingress.model import (
     ServerState,
     Slots,
     Structure,
+    UpstreamTLS,
 )
 
-FORMAT = 3  # 3: regex map, canary and regex-rewrite option maps
+FORMAT = 4  # 4: tls, www and headers maps; keep-slash, no-log, headers, 503 option maps
 
 
 def dump(state: AppliedState) -> bytes:
@@ -66,8 +67,14 @@ def _state(body: dict[str, Any]) -> AppliedState:
     route = dict(settings["route"])
     if route.get("canary") is not None:
         route["canary"] = Canary(**route["canary"])
+    route["response_headers"] = tuple((name, value) for name, value in route["response_headers"])
+    route["error_codes"] = tuple(route["error_codes"])
     settings["route"] = RouteOptions(**route)
     settings["proxy_real_ip_cidr"] = tuple(settings["proxy_real_ip_cidr"])
+    settings["allowed_response_headers"] = tuple(settings["allowed_response_headers"])
+    for key in ("add_headers", "proxy_set_headers"):
+        if settings[key] is not None:
+            settings[key] = (str(settings[key][0]), str(settings[key][1]))
     if settings["default_policy"] is not None:
         settings["default_policy"] = _policy(settings["default_policy"])
     return AppliedState(
@@ -79,6 +86,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             ),
             default_backend=structure["default_backend"],
             policies=tuple(_policy(p) for p in structure["policies"]),
+            upstream_tls=tuple(UpstreamTLS(**u) for u in structure["upstream_tls"]),
         ),
         servers={name: _slots(slots) for name, slots in body["servers"].items()},
         maps=RoutingMaps(
@@ -87,6 +95,9 @@ def _state(body: dict[str, Any]) -> AppliedState:
             redirect=tuple((k, v) for k, v in body["maps"]["redirect"]),
             hosts=tuple((k, v) for k, v in body["maps"]["hosts"]),
             regex=tuple((k, v) for k, v in body["maps"]["regex"]),
+            tls=tuple((k, v) for k, v in body["maps"]["tls"]),
+            www=tuple((k, v) for k, v in body["maps"]["www"]),
+            headers=tuple((k, v) for k, v in body["maps"]["headers"]),
             options=tuple(tuple((k, v) for k, v in entries) for entries in body["maps"]["options"]),
         ),
         certificates=tuple(

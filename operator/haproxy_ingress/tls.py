@@ -96,6 +96,21 @@ def certificate_from_secret(secret: Mapping[str, Any]) -> CheckedCertificate:
     )
 
 
+def ca_from_secret(secret: Mapping[str, Any]) -> str:
+    """The ``ca.crt`` of a Secret as re-serialised PEM certificates; Invalid naming the field."""
+    data = secret.get("data") or {}
+    if not isinstance(data, Mapping):
+        raise Invalid("data", "must be a map")
+    raw = _decode(data.get("ca.crt"), "data[ca.crt]")
+    try:
+        chain = x509.load_pem_x509_certificates(raw)
+    except ValueError:
+        raise Invalid("data[ca.crt]", "is not a PEM certificate bundle") from None
+    if len(chain) > 100:
+        raise Invalid("data[ca.crt]", "holds more than 100 certificates")
+    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain).decode()
+
+
 def _check_rsa_key(key: rsa.RSAPrivateKey) -> None:
     """Refuse an RSA key whose parts disagree, as OpenSSL's key check would.
 

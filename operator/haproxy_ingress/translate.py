@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from haproxy_ingress import regex, snippets, validate
+from haproxy_ingress import headers, regex, snippets, validate
 from haproxy_ingress.canonical import canonical_path
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
 from haproxy_ingress.ingress_class import left_out
@@ -27,6 +27,7 @@ from haproxy_ingress.model import (
     Certificate,
     DesiredState,
     Endpoint,
+    GlobalSettings,
     ObjectRef,
     PathType,
     Problem,
@@ -35,12 +36,13 @@ from haproxy_ingress.model import (
     ServerState,
     ServiceRef,
     TranslateOptions,
+    UpstreamTLS,
     certificate_name,
 )
-from haproxy_ingress.registry import CAPTURE
+from haproxy_ingress.registry import CAPTURE, NGINX_PREFIX
 from haproxy_ingress.routing import route_key, routing_maps
 from haproxy_ingress.settings import IngressSettings, ingress_settings, parse_configmap
-from haproxy_ingress.tls import CertificateCache, certificate_from_secret
+from haproxy_ingress.tls import CertificateCache, ca_from_secret, certificate_from_secret
 from haproxy_ingress.validate import Invalid
 
 # Lets nobody in: the paths of an Ingress whose access rule cannot be honoured.
@@ -88,6 +90,13 @@ def translate(
     if settings.default_policy is not None:
         policies.add(settings.default_policy)
     canaries: list[tuple[ObjectRef, IngressSettings, _ParsedIngress]] = []
+    tls_hosts: set[str] = set()
+    header_sets = _header_sets(view, options)
+    upstream_tls: dict[str, UpstreamTLS] = {}
+    default_ref = configured_default or options.default_backend
+    # server-alias and from-to-www-redirect: granted once every Ingress's
+    # hosts are known (_more_names).
+    names: list[_MoreNames] = []
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         try:
@@ -105,12 +114,39 @@ def translate(
             if parsed_canary is not None:
                 canaries.append((source, asked, parsed_canary))
             continue
-        backend_settings = asked.backend
+        backend_settings, upstream, tls_failed = _upstream_tls(
+            asked.backend, source, secrets, problems
+        )
+        if upstream is not None:
+            upstream_tls.setdefault(upstream.secret, upstream)
+        if tls_failed:
+            # Fail closed: never to the pods without the verification asked for.
+            asked = dataclasses.replace(
+                asked, options=dataclasses.replace(asked.options, unavailable=True)
+            )
         # A bad access rule is no rule: nothing below may serve it.
         policy = asked.policy if not (errors and asked.access_rule) else None
         try:
             parsed = _parse_ingress(
-                ingress, policy.name if policy else "", asked.options, regex=asked.use_regex
+                ingress,
+                policy.name if policy else "",
+                _error_pages(
+                    _custom_headers(
+                        asked,
+                        source,
+                        header_sets,
+                        settings=settings,
+                        options=options,
+                        problems=problems,
+                    ),
+                    asked,
+                    source,
+                    services=services,
+                    default_ref=default_ref,
+                    service_refs=service_refs,
+                    problems=problems,
+                ),
+                regex=asked.use_regex,
             )
         except Invalid as error:
             problems.extend(
@@ -133,6 +169,7 @@ def translate(
                 ]
             )
             backend_settings = settings.backend
+        accepted: list[Route] = []
         for route, service in parsed.routes:
             if not _service_usable(service, services, source, route, problems):
                 continue
@@ -150,6 +187,7 @@ def translate(
                 )
                 continue
             routes.append(route)
+            accepted.append(route)
             if policy is not None:
                 policies.add(policy)
             service_refs.setdefault(service, source)
@@ -168,10 +206,32 @@ def translate(
                     )
                 )
         tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
+        own_tls = {host for _, hosts in parsed.tls for host in hosts}
+        tls_hosts.update(own_tls)
         if asked.server_snippet and policy is not DENY_ALL:
             server_snippets.append((source, asked.server_snippet_field, asked.server_snippet))
         if asked.ssl_redirect:
-            redirects.update(host for _, hosts in parsed.tls for host in hosts)
+            redirects.update(own_tls)
+        if not errors and (asked.aliases or asked.www_redirect):
+            names.append(
+                _MoreNames(
+                    source,
+                    accepted,
+                    asked.aliases,
+                    asked.www_redirect,
+                    tls=bool(own_tls & {r.host for r in accepted}),
+                    redirect=asked.ssl_redirect,
+                )
+            )
+
+    www = _more_names(
+        names,
+        routes,
+        claims=claims,
+        redirects=redirects,
+        tls_hosts=tls_hosts,
+        problems=problems,
+    )
 
     routes = _attach_canaries(
         routes,
@@ -183,7 +243,6 @@ def translate(
     )
     routes, snippet_problems = snippets.with_server_snippets(routes, server_snippets)
     problems.extend(snippet_problems)
-    default_ref = configured_default or options.default_backend
     if default_ref is not None:
         service_refs.setdefault(
             default_ref,
@@ -206,10 +265,23 @@ def translate(
         backends=backends,
         default_backend=default_ref.backend_name if default_ref else None,
         routes=tuple(sorted(routes)),
-        maps=routing_maps(routes, redirects),
+        maps=routing_maps(
+            routes,
+            redirects,
+            tls=tls_hosts,
+            www=www,
+            headers=_global_headers(settings, header_sets, options, problems),
+        ),
         certificates=certificates,
         problems=tuple(sorted(set(problems))),
         policies=tuple(sorted(policies)),
+        upstream_tls=tuple(
+            sorted(
+                u
+                for u in upstream_tls.values()
+                if any(b.settings.proxy_ssl_secret == u.secret for b in backends)
+            )
+        ),
     )
 
 
@@ -226,7 +298,12 @@ def refresh_endpoints(
     """
     wanted = set(services)
     view = _well_named(view, [])  # their problems were reported by the full translate
-    affected = [b for b in previous.backends if (b.service.namespace, b.service.name) in wanted]
+    # A service-upstream backend sends to the cluster IP: its pods do not matter.
+    affected = [
+        b
+        for b in previous.backends
+        if (b.service.namespace, b.service.name) in wanted and not b.settings.service_upstream
+    ]
     if not affected:
         return previous
     service_objects = _by_name(view.services)
@@ -368,6 +445,287 @@ def _route_path(value: object, field: str) -> str:
 
 def _regex_path(value: object, field: str) -> str:
     return regex.path_pattern(value, field)
+
+
+def _header_sets(view: ClusterView, options: TranslateOptions) -> dict[str, KubeObject]:
+    """The ConfigMaps of the controller's namespace by name (header sets)."""
+    result: dict[str, KubeObject] = {}
+    for configmap in view.header_configmaps:
+        meta = configmap.get("metadata") or {}
+        if isinstance(meta, Mapping) and meta.get("namespace") == options.configmap_namespace:
+            result[str(meta.get("name", ""))] = configmap
+    return result
+
+
+def _header_set(
+    ref: tuple[str, str],
+    field: str,
+    sets: Mapping[str, KubeObject],
+    options: TranslateOptions,
+    allowed: Iterable[str] = (),
+) -> tuple[tuple[str, str], ...]:
+    namespace, name = ref
+    if namespace != options.configmap_namespace:
+        raise Invalid(
+            field,
+            f"must name a ConfigMap in the controller's namespace {options.configmap_namespace} "
+            f"(got {namespace}/{name}): it reads no other namespace's ConfigMaps",
+        )
+    return headers.header_set(sets.get(name), field, allowed)
+
+
+def _custom_headers(
+    asked: IngressSettings,
+    source: ObjectRef,
+    sets: Mapping[str, KubeObject],
+    *,
+    settings: GlobalSettings,
+    options: TranslateOptions,
+    problems: list[Problem],
+) -> RouteOptions:
+    """The Ingress's route options with its custom-headers resolved.
+
+    As in ingress-nginx, a header set that is missing or invalid makes the
+    paths answer 503 (with a Warning), never served without the headers.
+    """
+    if asked.custom_headers is None:
+        return asked.options
+    value, field = asked.custom_headers
+    try:
+        ref = headers.configmap_ref(value, field, source.namespace)
+        found = _header_set(ref, field, sets, options, settings.allowed_response_headers)
+    except Invalid as error:
+        problems.append(Problem(source, error.field, error.reason + "; its paths answer 503"))
+        return dataclasses.replace(asked.options, unavailable=True)
+    return dataclasses.replace(asked.options, response_headers=found)
+
+
+def _upstream_tls(
+    asked: BackendSettings,
+    source: ObjectRef,
+    secrets: Mapping[tuple[str, str], KubeObject],
+    problems: list[Problem],
+) -> tuple[BackendSettings, UpstreamTLS | None, bool]:
+    """proxy-ssl-secret's files; (settings to use, files, whether to fail closed).
+
+    The Secret must be in the Ingress's namespace (one tenant never presents
+    another's client certificate). Unusable with proxy-ssl-verify on: the
+    Ingress's paths answer 503; with it off, the pods are reached without it.
+    """
+    ref = asked.proxy_ssl_secret
+    if ref is None and not asked.proxy_ssl_verify:
+        return asked, None, False
+    try:
+        if ref is None:
+            raise Invalid("metadata.annotations", "proxy-ssl-verify needs proxy-ssl-secret")
+        namespace, _, name = ref.partition("/")
+        field = "metadata.annotations"
+        if namespace != source.namespace:
+            raise Invalid(field, f"proxy-ssl-secret {ref} is not in the Ingress's namespace")
+        secret = secrets.get((namespace, name))
+        if secret is None:
+            raise Invalid(field, f"proxy-ssl-secret {ref} not found")
+        data = secret.get("data") or {}
+        pem = ""
+        if isinstance(data, Mapping) and data.get("tls.crt"):
+            pem = certificate_from_secret(secret).pem
+        ca = ca_from_secret(secret) if isinstance(data, Mapping) and data.get("ca.crt") else ""
+        if asked.proxy_ssl_verify and not ca:
+            raise Invalid(field, f"proxy-ssl-secret {ref} has no ca.crt to verify the pods with")
+    except Invalid as error:
+        closed = asked.proxy_ssl_verify
+        problems.append(
+            Problem(
+                source,
+                error.field,
+                error.reason + ("; its paths answer 503" if closed else "; not used"),
+                "Rejected" if closed else "Invalid",
+            )
+        )
+        plain = dataclasses.replace(asked, proxy_ssl_secret=None, proxy_ssl_verify=False)
+        return plain, None, closed
+    return asked, UpstreamTLS(ref, "upstream_" + certificate_name(namespace, name), pem, ca), False
+
+
+def _error_pages(
+    route: RouteOptions,
+    asked: IngressSettings,
+    source: ObjectRef,
+    *,
+    services: Mapping[tuple[str, str], KubeObject],
+    default_ref: ServiceRef | None,
+    service_refs: dict[ServiceRef, ObjectRef],
+    problems: list[Problem],
+) -> RouteOptions:
+    """default-backend and custom-http-errors: the route's error backend, if any.
+
+    The annotation's Service must be in the Ingress's namespace (ingress-nginx
+    reads it there too); without it, custom-http-errors use the cluster's
+    default backend, and without either they cannot apply (a Warning).
+    """
+    error_ref = None
+    if asked.default_backend is not None:
+        field = f"metadata.annotations[{NGINX_PREFIX}default-backend]"
+        service = services.get((source.namespace, asked.default_backend))
+        port = _first_port(service) if service is not None else None
+        if port is None:
+            problems.append(
+                Problem(
+                    source,
+                    field,
+                    f"Service {source.namespace}/{asked.default_backend} not found or has no "
+                    "port; ignored",
+                    "BackendNotFound",
+                )
+            )
+        else:
+            error_ref = ServiceRef(source.namespace, asked.default_backend, port)
+    fallback = error_ref is not None
+    if error_ref is None and route.error_codes:
+        error_ref = default_ref
+        if error_ref is None:
+            problems.append(
+                Problem(
+                    source,
+                    "metadata.annotations",
+                    "custom-http-errors needs default-backend or the ConfigMap's "
+                    "default-backend-service; ignored",
+                    "Unsupported",
+                )
+            )
+            return dataclasses.replace(route, error_codes=())
+    if error_ref is None:
+        return route
+    service_refs.setdefault(error_ref, source)
+    return dataclasses.replace(
+        route,
+        error_backend=error_ref.backend_name,
+        error_source=f"{source.namespace}/{source.name}",
+        fallback=fallback,
+    )
+
+
+def _first_port(service: KubeObject) -> str | None:
+    spec = service.get("spec") or {}
+    ports = spec.get("ports") if isinstance(spec, Mapping) else None
+    if not isinstance(ports, list) or not ports or not isinstance(ports[0], Mapping):
+        return None
+    try:
+        return str(validate.port_number(ports[0].get("port"), "spec.ports[0].port"))
+    except Invalid:
+        return None
+
+
+def _global_headers(
+    settings: GlobalSettings,
+    sets: Mapping[str, KubeObject],
+    options: TranslateOptions,
+    problems: list[Problem],
+) -> dict[str, str]:
+    """The ConfigMap's proxy-set-headers and add-headers: the headers map's entries."""
+    result = {}
+    source = ObjectRef("ConfigMap", options.configmap_namespace, options.configmap_name)
+    for key, ref, setting in (
+        ("request", settings.proxy_set_headers, "proxy-set-headers"),
+        ("response", settings.add_headers, "add-headers"),
+    ):
+        if ref is None:
+            continue
+        try:
+            found = _header_set(ref, f"data.{setting}", sets, options)
+        except Invalid as error:
+            problems.append(Problem(source, error.field, error.reason, "InvalidSetting"))
+            continue
+        if found:
+            result[key] = headers.encode(found)
+    return result
+
+
+@dataclass(frozen=True)
+class _MoreNames:
+    """An Ingress's server-alias and from-to-www-redirect, with the routes it was granted."""
+
+    source: ObjectRef
+    routes: list[Route]
+    aliases: tuple[str, ...]
+    www: bool
+    tls: bool  # one of its served hosts is in its spec.tls
+    redirect: bool  # and ssl-redirect is on
+
+
+def _more_names(
+    requests: list[_MoreNames],
+    routes: list[Route],
+    *,
+    claims: dict[tuple[str, str, PathType], ObjectRef],
+    redirects: set[str],
+    tls_hosts: set[str],
+    problems: list[Problem],
+) -> dict[str, str]:
+    """Grant aliases (appending their routes) and www redirects; the www map.
+
+    Host ownership, as for rules: a name is granted only if no Ingress has
+    rules for it, nor for its wildcard form (whose requests it would take),
+    and the oldest Ingress that asks gets it. So one tenant's annotation
+    never takes a host another tenant serves.
+    """
+    owners: dict[str, set[ObjectRef]] = defaultdict(set)
+    for route in routes:
+        if route.host:
+            owners[route.host].add(route.source)
+    granted: dict[str, ObjectRef] = {}
+
+    def taken(name: str, source: ObjectRef, what: str) -> bool:
+        if source in owners.get(name, set()):
+            return True  # one of its own hosts: nothing to add
+        parent = "*." + name.split(".", 1)[1] if "." in name else ""
+        others = (owners.get(name, set()) | owners.get(parent, set())) - {source}
+        holder = granted.get(name)
+        if others or holder not in (None, source):
+            owner = min(others) if others else holder
+            assert owner is not None
+            problems.append(
+                Problem(
+                    source,
+                    "metadata.annotations",
+                    f"{what} {name!r}: Ingress {owner.namespace}/{owner.name} already serves "
+                    "it; skipped",
+                    "Conflict",
+                )
+            )
+            return True
+        return holder is not None  # granted to it already
+
+    for request in requests:
+        for alias in request.aliases:
+            if taken(alias, request.source, "server-alias"):
+                continue
+            granted[alias] = request.source
+            if request.tls:
+                tls_hosts.add(alias)
+                if request.redirect:
+                    redirects.add(alias)
+            for route in request.routes:
+                copy = dataclasses.replace(route, host=alias)
+                if claims.setdefault(route_key(copy), request.source) == request.source:
+                    routes.append(copy)
+    www: dict[str, str] = {}
+    for request in requests:
+        if not request.www:
+            continue
+        for host in sorted({r.host for r in request.routes if r.host}):
+            if host.startswith("*."):
+                continue
+            other = host[4:] if host.startswith("www.") else "www." + host
+            if "." not in other or len(other) > 253:
+                continue
+            if www.get(other) == host:
+                continue  # an older Ingress of the same host asked for the same
+            if taken(other, request.source, "from-to-www-redirect"):
+                continue
+            granted[other] = request.source
+            www[other] = host
+    return www
 
 
 def _canary_ingress(
@@ -548,10 +906,48 @@ def _backend(
                 )
             )
         else:
-            endpoints = _endpoints(
-                slices.get((ref.namespace, ref.name), []), port_name, settings.drain, problems
-            )
+            cluster_ip = _cluster_address(service, ref) if settings.service_upstream else None
+            if cluster_ip is not None:
+                endpoints = (cluster_ip,)
+            else:
+                if settings.service_upstream:
+                    problems.append(
+                        Problem(
+                            reported_on,
+                            "metadata.annotations",
+                            f"service-upstream: Service {ref.namespace}/{ref.name} has no "
+                            "cluster IP; its pods are used",
+                            "Unsupported",
+                        )
+                    )
+                endpoints = _endpoints(
+                    slices.get((ref.namespace, ref.name), []), port_name, settings.drain, problems
+                )
     return Backend(ref.backend_name, ref, settings, endpoints)
+
+
+def _cluster_address(service: KubeObject, ref: ServiceRef) -> Endpoint | None:
+    """The Service's cluster IP and port (service-upstream), or None if headless."""
+    spec = service.get("spec") or {}
+    address = spec.get("clusterIP") if isinstance(spec, Mapping) else None
+    ports = spec.get("ports") if isinstance(spec, Mapping) else None
+    if not isinstance(address, str) or not isinstance(ports, list):
+        return None
+    try:
+        checked = validate.ip_address(address, "spec.clusterIP")
+    except Invalid:
+        return None  # "None" (headless) or malformed
+    for port in ports:
+        if not isinstance(port, Mapping):
+            continue
+        if (ref.port.isdigit() and port.get("port") == int(ref.port)) or (
+            not ref.port.isdigit() and port.get("name") == ref.port
+        ):
+            try:
+                return Endpoint(checked, validate.port_number(port.get("port"), "spec.ports"))
+            except Invalid:
+                return None
+    return None
 
 
 def _service_port_name(service: KubeObject, ref: ServiceRef) -> str | None:
@@ -754,7 +1150,9 @@ def _well_named(view: ClusterView, problems: list[Problem]) -> ClusterView:
         return tuple(kept)
 
     return ClusterView.of(
-        {kind.field: keep(kind.kind, view.objects(kind)) for kind in WATCHED}, view.configmap
+        {kind.field: keep(kind.kind, view.objects(kind)) for kind in WATCHED},
+        view.configmap,
+        view.header_configmaps,
     )
 
 

@@ -86,7 +86,9 @@ def test_api_server_restart_resumes_watches_without_stale_routes_or_reloads(
     new = f"new-{suffix()}.example.com"
     cluster.apply(ingress(namespace, "new", new, "web"))
     wait_for(lambda: controller.get(new)[0] == 503, what="a route created after the restart")
-    assert controller.total("haproxy_ingress_reloads_total") == reloads
+    reloaded = {k: v for k, v in controller.metrics().items() if "reloads_total" in k and v}
+    applied = [line for line in controller.log_tail(400).splitlines() if "reload=True" in line]
+    assert controller.total("haproxy_ingress_reloads_total") == reloads, (reloaded, applied)
     assert "Traceback" not in controller.log.read_text(errors="replace")
 
 

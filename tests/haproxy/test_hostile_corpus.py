@@ -25,7 +25,13 @@ CORPUS = yaml.safe_load(
     (Path(__file__).resolve().parents[1] / "fixtures" / "hostile" / "corpus.yaml").read_text()
 )
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+-----END \1-----")
-COMPARED = ("haproxy.cfg", "maps/exact.map", "maps/prefix.map", "certs/crt-list.txt")
+COMPARED = (
+    "haproxy.cfg",
+    "maps/exact.map",
+    "maps/prefix.map",
+    "maps/www.map",
+    "certs/crt-list.txt",
+)
 
 
 def render(
@@ -67,6 +73,14 @@ def test_hostile_case(
             added = set(files[name].splitlines()) - set(base_files[name].splitlines())
             assert all(line.endswith(b"~" + DENY_ALL.name.encode()) for line in added), added
         assert DENY_ALL.name.encode() in files["haproxy.cfg"]
+    elif case.get("served"):
+        # Served with a Warning (a name it asked for is another Ingress's):
+        # only its own routes are added; the good Ingress's are untouched.
+        for name in ("maps/exact.map", "maps/prefix.map"):
+            before, after = set(base_files[name].splitlines()), set(files[name].splitlines())
+            assert before <= after
+            assert not any(line.startswith(b"good.example.com") for line in after - before)
+        assert files["maps/www.map"] == b""
     elif case["expect"] and rejected_only:
         assert files == base_files
     else:

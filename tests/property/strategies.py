@@ -93,6 +93,17 @@ ANNOTATIONS = {
     "server-maxconn": "100",
     "drain-terminating": "true",
     "allowlist-source-range": "10.0.0.0/8, 192.168.0.0/16",
+    "upstream-hash-by": "$http_x_user",
+    "server-alias": "alias.example.com,other.example.com",
+    "from-to-www-redirect": "true",
+    "preserve-trailing-slash": "true",
+    "enable-access-log": "false",
+    "custom-http-errors": "404,503",
+    "default-backend": "api",
+    "custom-headers": "haproxy-ingress/headers",
+    "service-upstream": "true",
+    "proxy-ssl-verify": "on",
+    "proxy-ssl-name": "pod.example.com",
     "snippet": "server x 1.2.3.4:80",  # never a known key: always refused
 }
 annotations = st.sampled_from(sorted(ANNOTATIONS)).flatmap(

@@ -39,6 +39,7 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 DEFAULT_CERT = generate_default_certificate(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
 BACKEND_KEYWORDS = {
     "balance",
+    "hash-type",
     "timeout",
     "retries",
     "retry-on",
@@ -99,8 +100,8 @@ def check_shape(target: AppliedState, files: dict[str, str], empty: dict[str, li
         for p in target.structure.policies
     ]
     frontend = empty["frontend fe_http"]
-    # (right after the policies' own check, before the route options).
-    at = next(i for i, line in enumerate(frontend) if "opt-https.map" in line)
+    # (right after the check that a route's policy is known, before the route options).
+    at = 1 + next(i for i, line in enumerate(frontend) if "maps/policies.map" in line)
     assert found["frontend fe_http"] == [*frontend[:at], *policy_lines, *frontend[at:]]
     for policy in target.structure.policies:
         networks = files[f"maps/{policy.name}.acl"].splitlines()

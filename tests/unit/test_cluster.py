@@ -8,7 +8,7 @@ from haproxy_ingress.model import TranslateOptions
 
 def test_the_view_has_one_field_per_watched_kind() -> None:
     fields = [f.name for f in dataclasses.fields(ClusterView)]
-    assert fields == [kind.field for kind in WATCHED] + ["configmap"]
+    assert fields == [kind.field for kind in WATCHED] + ["configmap", "header_configmaps"]
 
 
 def test_every_watched_kind_lands_in_its_own_field_and_back_out() -> None:

@@ -7,10 +7,18 @@ from typing import Any
 
 import pytest
 
-from haproxy_ingress.model import DesiredState, GlobalSettings, RouteOptions
+from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.model import (
+    ROUTE_OPTION_MAPS,
+    DesiredState,
+    GlobalSettings,
+    RouteOptions,
+    TranslateOptions,
+)
 from haproxy_ingress.settings import ingress_settings, parse_configmap
-from tests.kube import endpoint, endpoint_slice, ingress, path, rule, service
-from tests.unit.test_translate import run, with_defaults
+from haproxy_ingress.translate import refresh_endpoints
+from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
+from tests.unit.test_translate import make_cert, run, with_defaults
 
 NGINX = "nginx.ingress.kubernetes.io/"
 OURS = "haproxy-ingress.kopf.dev/"
@@ -345,3 +353,376 @@ def test_configmap_route_default_applies_to_routes_without_their_own() -> None:
         {NGINX + "proxy-body-size": "0"}, GlobalSettings(route=RouteOptions(body_max=10))
     )
     assert asked.options.body_max is None
+
+
+# --- hosts: server-alias and from-to-www-redirect under host ownership -------------
+
+
+def test_server_alias_copies_only_this_ingress_routes_and_skips_owned_hosts() -> None:
+    state = run(
+        *with_defaults(
+            ingress("owner", rule("owned.example.com", path("/"))),
+            ingress("wild", rule("*.wild.example.com", path("/"))),
+            ingress(
+                "shared",
+                rule("foo.example.com", path("/other")),
+                created="2026-01-01T00:00:01Z",
+            ),
+            ingress(
+                "aliased",
+                rule("foo.example.com", path("/app")),
+                created="2026-01-02T00:00:00Z",
+                annotations={
+                    NGINX + "server-alias": "bar.example.com,owned.example.com,"
+                    "a.wild.example.com,foo.example.com"
+                },
+            ),
+            ingress(
+                "late",
+                rule("late.example.com", path("/")),
+                created="2026-01-03T00:00:00Z",
+                annotations={OURS + "server-alias": "bar.example.com"},
+            ),
+        )
+    )
+    hosts = {host for host, _ in state.maps.hosts}
+    assert "bar.example.com" in hosts
+    # Only the aliased Ingress's path, never the other tenant's /other on foo.
+    assert {(r.host, r.path) for r in state.routes if r.host == "bar.example.com"} == {
+        ("bar.example.com", "/app")
+    }
+    conflicts = sorted(p.message for p in state.problems if p.event == "Conflict")
+    assert len(conflicts) == 3, conflicts
+    assert any("owned.example.com" in m and "default/owner" in m for m in conflicts)
+    assert any("a.wild.example.com" in m and "default/wild" in m for m in conflicts)
+    assert any("bar.example.com" in m and "default/aliased" in m for m in conflicts)
+
+
+def test_from_to_www_redirect_both_directions_only_for_unserved_names() -> None:
+    state = run(
+        *with_defaults(
+            ingress(
+                "bare",
+                rule("bare.example.com", path("/")),
+                annotations={NGINX + "from-to-www-redirect": "true"},
+            ),
+            ingress(
+                "www",
+                rule("www.site.example.com", path("/")),
+                annotations={NGINX + "from-to-www-redirect": "true"},
+            ),
+            ingress("owner", rule("www.taken.example.com", path("/"))),
+            ingress(
+                "taker",
+                rule("taken.example.com", path("/")),
+                created="2026-01-02T00:00:00Z",
+                annotations={NGINX + "from-to-www-redirect": "true"},
+            ),
+            ingress(
+                "both",
+                rule("both.example.com", path("/")),
+                rule("www.both.example.com", path("/")),
+                annotations={NGINX + "from-to-www-redirect": "true"},
+            ),
+        )
+    )
+    assert dict(state.maps.www) == {
+        "www.bare.example.com": "bare.example.com",
+        "site.example.com": "www.site.example.com",
+    }
+    assert [p.source.name for p in state.problems if p.event == "Conflict"] == ["taker"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expression"),
+    [
+        ("$request_uri", "pathq"),
+        ("$uri", "path"),
+        ("$remote_addr", "src"),
+        ("$binary_remote_addr", "src"),
+        ("$host", "req.hdr(host)"),
+        ("$http_x_user_id", "req.hdr(x-user-id)"),
+        ("$cookie_SESSION", "req.cook(SESSION)"),
+        ("$arg_id", "url_param(id)"),
+    ],
+)
+def test_upstream_hash_by_maps_nginx_variables_to_sample_fetches(
+    value: str, expression: str
+) -> None:
+    state = one({NGINX + "upstream-hash-by": value})
+    assert not state.problems
+    assert state.backends[0].settings.hash_by == expression
+
+
+@pytest.mark.parametrize(
+    "value", ["$host$request_uri", "request_uri", "$http_x\r\n", "$http_a b", "$foo", "$http_"]
+)
+def test_upstream_hash_by_refuses_what_it_cannot_map(value: str) -> None:
+    state = one({NGINX + "upstream-hash-by": value})
+    assert events(state) == {f"metadata.annotations[{NGINX}upstream-hash-by]": "Rejected"}
+    assert not state.routes
+
+
+def test_service_upstream_sends_to_the_cluster_ip_and_ignores_endpoint_changes() -> None:
+    svc = service("web")
+    svc["spec"]["clusterIP"] = "10.96.0.7"
+    objects = [
+        ingress_class(),
+        svc,
+        endpoint_slice("web", endpoint("10.0.0.1")),
+        ingress(
+            "ing",
+            rule("a.example.com", path("/")),
+            annotations={NGINX + "service-upstream": "true"},
+        ),
+    ]
+    state = run(*objects)
+    assert [(e.address, e.port) for e in state.backends[0].endpoints] == [("10.96.0.7", 80)]
+    objects[2] = endpoint_slice("web", endpoint("10.0.0.2"))
+    view, _ = ClusterView.from_objects(objects, TranslateOptions())
+    assert refresh_endpoints(state, view, [("default", "web")]) == state
+    # Headless: no cluster IP, the pods are used, with a Warning.
+    svc["spec"]["clusterIP"] = "None"
+    state = run(*objects)
+    assert [e.address for e in state.backends[0].endpoints] == ["10.0.0.2"]
+    assert "Unsupported" in events(state).values()
+
+
+def test_hsts_configmap_keys_in_nginx_names() -> None:
+    settings, _, problems = parse_configmap(
+        {
+            "data": {
+                "hsts": "true",
+                "hsts-max-age": "600",
+                "hsts-include-subdomains": "false",
+                "hsts-preload": "true",
+            }
+        }
+    )
+    assert not problems
+    assert (
+        settings.hsts,
+        settings.hsts_max_age,
+        settings.hsts_include_subdomains,
+        settings.hsts_preload,
+    ) == (True, 600, False, True)
+    _, _, problems = parse_configmap({"data": {"hsts-max-age": "-1"}})
+    assert [p.field for p in problems] == ["data.hsts-max-age"]
+
+
+def test_preserve_trailing_slash_and_access_log_are_route_option_maps() -> None:
+    state = one({NGINX + "preserve-trailing-slash": "true", NGINX + "enable-access-log": "false"})
+    assert not state.problems
+    options = state.routes[0].options
+    names = dict(zip(ROUTE_OPTION_MAPS, state.maps.options, strict=True))
+    assert names["opt-keep-slash"] == ((options.name, "1"),)
+    assert names["opt-no-log"] == ((options.name, "1"),)
+
+
+# --- header sets: add-headers, proxy-set-headers, custom-headers ---------------------
+
+
+def _headers_cm(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "haproxy-ingress"},
+        "data": data,
+    }
+
+
+def test_custom_headers_land_base64_in_a_route_map_and_literal_in_lua() -> None:
+    state = run(
+        *with_defaults(
+            _headers_cm("hdrs", {"X-B": "2", "X-A": "%[src] $x"}),
+            ingress(
+                "ing",
+                rule("a.example.com", path("/")),
+                annotations={NGINX + "custom-headers": "haproxy-ingress/hdrs"},
+            ),
+        )
+    )
+    assert not state.problems
+    options = state.routes[0].options
+    assert options.response_headers == (("X-A", "%[src] $x"), ("X-B", "2"))
+    names = dict(zip(ROUTE_OPTION_MAPS, state.maps.options, strict=True))
+    ((name, value),) = names["opt-headers"]
+    assert name == options.name
+    assert base64.b64decode(value) == b"X-A: %[src] $x\nX-B: 2\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ({"X-A": "a\r\nSet-Cookie: x=1"}, "visible ASCII"),
+        ({"Content-Length": "1"}, "framing header"),
+        ({"X A": "1"}, "header name"),
+        ({f"X-{i}": "1" for i in range(65)}, "more than 64"),
+    ],
+)
+def test_a_bad_header_set_makes_the_paths_answer_503(data: dict[str, str], reason: str) -> None:
+    state = run(
+        *with_defaults(
+            _headers_cm("hdrs", data),
+            ingress(
+                "ing",
+                rule("a.example.com", path("/")),
+                annotations={NGINX + "custom-headers": "haproxy-ingress/hdrs"},
+            ),
+        )
+    )
+    assert state.routes[0].options.unavailable
+    assert state.routes[0].options.response_headers == ()
+    (problem,) = state.problems
+    assert problem.field == f"metadata.annotations[{NGINX}custom-headers]"
+    assert reason in problem.reason
+
+
+def test_custom_headers_must_name_the_controller_namespace_and_the_allow_list() -> None:
+    for value, allowed, ok in (
+        ("default/hdrs", "", False),
+        ("haproxy-ingress/hdrs", "", True),
+        ("haproxy-ingress/hdrs", "X-Other", False),
+        ("haproxy-ingress/hdrs", "x-a, X-Other", True),
+    ):
+        state = run(
+            *with_defaults(
+                _headers_cm("hdrs", {"X-A": "1"}),
+                _headers_cm("haproxy-ingress", {"global-allowed-response-headers": allowed}),
+                ingress(
+                    "ing",
+                    rule("a.example.com", path("/")),
+                    annotations={NGINX + "custom-headers": value},
+                ),
+            )
+        )
+        assert state.routes[0].options.unavailable is not ok, (value, allowed)
+
+
+def test_configmap_header_sets_go_to_the_headers_map() -> None:
+    state = run(
+        *with_defaults(
+            _headers_cm("req", {"X-To-Pod": "1"}),
+            _headers_cm("res", {"X-To-Client": "2"}),
+            _headers_cm(
+                "haproxy-ingress",
+                {"proxy-set-headers": "haproxy-ingress/req", "add-headers": "haproxy-ingress/res"},
+            ),
+            ingress("ing", rule("a.example.com", path("/"))),
+        )
+    )
+    assert not state.problems
+    assert {k: base64.b64decode(v) for k, v in state.maps.headers} == {
+        "request": b"X-To-Pod: 1\n",
+        "response": b"X-To-Client: 2\n",
+    }
+
+
+def test_custom_http_errors_use_the_annotation_backend_else_the_cluster_default() -> None:
+    errors_svc = service("errors")
+    with_annotation = run(
+        *with_defaults(
+            errors_svc,
+            ingress(
+                "ing",
+                rule("a.example.com", path("/")),
+                annotations={
+                    NGINX + "custom-http-errors": "503,404,404",
+                    NGINX + "default-backend": "errors",
+                },
+            ),
+        )
+    )
+    assert not with_annotation.problems
+    options = with_annotation.routes[0].options
+    assert (options.error_codes, options.error_backend, options.error_source, options.fallback) == (
+        (404, 503),
+        "be_default_errors_80",
+        "default/ing",
+        True,
+    )
+    assert with_annotation.backend("be_default_errors_80") is not None
+    # The ConfigMap's custom-http-errors and default backend, no annotation.
+    cluster_default = run(
+        *with_defaults(
+            errors_svc,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "haproxy-ingress", "namespace": "haproxy-ingress"},
+                "data": {
+                    "custom-http-errors": "500",
+                    "default-backend-service": "default/errors:80",
+                },
+            },
+            ingress("ing", rule("a.example.com", path("/"))),
+        )
+    )
+    options = cluster_default.routes[0].options
+    assert (options.error_codes, options.error_backend, options.fallback) == (
+        (500,),
+        "be_default_errors_80",
+        False,
+    )
+    # Neither: a Warning, and nothing intercepted.
+    neither = one({NGINX + "custom-http-errors": "500"})
+    assert neither.routes[0].options.error_codes == ()
+    assert "Unsupported" in events(neither).values()
+    # A default-backend Service that does not exist: a Warning, ignored.
+    missing = one({NGINX + "default-backend": "nothing"})
+    assert missing.routes[0].options.error_backend is None
+    assert "BackendNotFound" in events(missing).values()
+
+
+def test_proxy_ssl_secret_files_and_fail_closed_verification() -> None:
+    crt, key = make_cert("client.internal")
+    ca, _ = make_cert("pod.internal")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": "client-tls", "namespace": "default"},
+        "data": {"tls.crt": crt, "tls.key": key, "ca.crt": ca},
+    }
+    asked = {
+        NGINX + "backend-protocol": "HTTPS",
+        NGINX + "proxy-ssl-secret": "default/client-tls",
+        NGINX + "proxy-ssl-verify": "on",
+        NGINX + "proxy-ssl-name": "pod.internal",
+    }
+    state = run(
+        *with_defaults(secret, ingress("ing", rule("a.example.com", path("/")), annotations=asked))
+    )
+    assert not state.problems
+    (files,) = state.upstream_tls
+    assert (files.secret, files.name) == ("default/client-tls", "upstream_default_client-tls")
+    assert "PRIVATE KEY" in files.pem and "CERTIFICATE" in files.ca
+    settings = state.backends[0].settings
+    assert (settings.proxy_ssl_verify, settings.proxy_ssl_name) == (True, "pod.internal")
+    assert not state.routes[0].options.unavailable
+    # Another namespace's Secret, or none: 503 with verification on, plain without.
+    for value in ("other/client-tls", "default/absent"):
+        state = run(
+            *with_defaults(
+                secret,
+                ingress(
+                    "ing",
+                    rule("a.example.com", path("/")),
+                    annotations={**asked, NGINX + "proxy-ssl-secret": value},
+                ),
+            )
+        )
+        assert state.routes[0].options.unavailable, value
+        assert state.upstream_tls == ()
+        assert not state.backends[0].settings.proxy_ssl_verify
+    state = run(
+        *with_defaults(
+            ingress(
+                "ing",
+                rule("a.example.com", path("/")),
+                annotations={NGINX + "proxy-ssl-secret": "default/absent"},
+            )
+        )
+    )
+    assert not state.routes[0].options.unavailable
+    assert "Invalid" in events(state).values()

@@ -57,7 +57,16 @@ def test_every_settings_field_is_declared_once() -> None:
     canary = sorted(s.field for s in registry.CANARY)
     assert canary == sorted(_fields(Canary) - {"backend"})
     assert sorted(set(declared(Scope.ROUTE)) - set(canary)) == sorted(
-        _fields(RouteOptions) - {"path_regex", "canary"}
+        _fields(RouteOptions)
+        - {
+            "path_regex",
+            "canary",
+            "response_headers",
+            "unavailable",
+            "error_backend",
+            "error_source",
+            "fallback",
+        }
     )
     # default_policy: the ConfigMap's allow-list (a route key read apart).
     assert declared(Scope.GLOBAL) == sorted(
@@ -106,6 +115,14 @@ UNSET_SAMPLES = {
     "rewrite-target": "/",
     "upstream-vhost": "internal.example.com",
     "x-forwarded-prefix": "/api",
+    "upstream-hash-by": "$request_uri",
+    "server-alias": "alias.example.com",
+    "add-headers": "haproxy-ingress/response-headers",
+    "proxy-set-headers": "haproxy-ingress/request-headers",
+    "custom-headers": "haproxy-ingress/headers",
+    "default-backend": "errors",
+    "proxy-ssl-secret": "default/client-tls",
+    "proxy-ssl-name": "pod.internal",
     "configuration-snippet": "add_header X-A b;",
     "server-snippet": "add_header X-A b;",
     "auth-snippet": "proxy_set_header X-A b;",

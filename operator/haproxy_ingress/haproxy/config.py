@@ -126,6 +126,15 @@ def certificate_path(paths: HAProxyPaths, name: str) -> Path:
     return paths.certs / f"{safe_token(name)}.pem"
 
 
+def upstream_client_path(paths: HAProxyPaths, name: str) -> Path:
+    """proxy-ssl-secret's client certificate and key (model.UpstreamTLS)."""
+    return paths.certs / f"{safe_token(name)}.client.pem"
+
+
+def upstream_ca_path(paths: HAProxyPaths, name: str) -> Path:
+    return paths.certs / f"{safe_token(name)}.ca.pem"
+
+
 def default_certificate_path(paths: HAProxyPaths) -> Path:
     return paths.certs / "default.pem"
 
@@ -157,6 +166,16 @@ def render(
         redirect_map=map_path(paths, "redirect"),
         hosts_map=map_path(paths, "hosts"),
         regex_map=map_path(paths, "regex"),
+        tls_map=map_path(paths, "tls"),
+        www_map=map_path(paths, "www"),
+        headers_map=map_path(paths, "headers"),
+        upstream_tls={
+            tls.secret: (
+                upstream_client_path(paths, tls.name) if tls.pem else "",
+                upstream_ca_path(paths, tls.name) if tls.ca else "",
+            )
+            for tls in structure.upstream_tls
+        },
         policies_map=map_path(paths, "policies"),
         option_maps={name: map_path(paths, name) for name in ROUTE_OPTION_MAPS},
         redirect_codes=REDIRECT_CODES,
@@ -190,6 +209,13 @@ def render(
         )
     )
     files.append(RenderedFile(paths.base / LUA, lua_source()))
+    for tls in structure.upstream_tls:
+        if tls.pem:
+            files.append(
+                RenderedFile(upstream_client_path(paths, tls.name), tls.pem.encode("ascii"), 0o600)
+            )
+        if tls.ca:
+            files.append(RenderedFile(upstream_ca_path(paths, tls.name), tls.ca.encode("ascii")))
     files.extend(
         RenderedFile(certificate_path(paths, cert.name), cert.pem.encode("ascii"), 0o600)
         for cert in target.certificates
