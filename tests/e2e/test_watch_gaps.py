@@ -19,6 +19,7 @@ import pytest
 
 from tests.e2e.conftest import (
     Kube,
+    new_namespace,
     pod_manifest,
     service_manifest,
     set_pod_status,
@@ -131,14 +132,8 @@ def _ask(controller: RunningController, host: str) -> tuple[int, str]:
 @pytest.fixture
 def other_namespace(cluster: Kube) -> Iterator[str]:
     """A second tenant's namespace."""
-    name = f"e2e-{suffix()}"
-    cluster.kubectl("create", "namespace", name)
-    wait_for(
-        lambda: cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
-        what="the second namespace's ServiceAccount",
-    )
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with new_namespace(cluster) as name:
+        yield name
 
 
 def test_a_partition_with_deletions_and_a_reused_pod_ip(
