@@ -123,6 +123,10 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     errors: list[Invalid] = []
     notices: list[Notice] = []
     access_rule = False
+    # The settings this Ingress names: the loop below visits only those (in
+    # the registry's order), so an Ingress without annotations costs nothing
+    # per declared key (10k Ingresses: 1.8 s of a full translation before).
+    named: set[int] = set()
     # Offline input may have non-string keys (YAML `1: x`), which neither sort
     # with strings nor can be ours.
     for name in sorted(k for k in annotations if isinstance(k, str)):
@@ -131,12 +135,14 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
             setting = registry.BY_KEY.get(name[len(ANNOTATION_PREFIX) :])
             if setting is None or not setting.annotation:
                 errors.append(Invalid(field, "unknown annotation"))
-            elif setting is _ALLOWLIST:
-                access_rule = True
+            else:
+                named.add(id(setting))
+                access_rule = access_rule or setting is _ALLOWLIST
         elif name.startswith(NGINX_PREFIX):
             key = name[len(NGINX_PREFIX) :]
             setting = registry.BY_NGINX.get(key)
             if setting is not None and setting.annotation:
+                named.add(id(setting))
                 access_rule = access_rule or setting is _ALLOWLIST
                 continue
             refusal = _unsupported_nginx(key, annotations[name])
@@ -162,7 +168,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     canary = Canary()
     server_snippet = server_field = ""
     for setting in registry.SETTINGS:
-        if not setting.annotation:
+        if id(setting) not in named:
             continue
         theirs = [n for n in setting.nginx_annotations if n in annotations]
         ours = setting.annotation_name if setting.annotation_name in annotations else None
