@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from haproxy_ingress import state
+from haproxy_ingress.gcpause import cyclic_gc_paused
 from haproxy_ingress.haproxy import commands, limits
 from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError
 from haproxy_ingress.haproxy.config import (
@@ -199,6 +200,10 @@ class Applier:
     def _render(self, target: AppliedState) -> Rendered:
         return render(target, self._options, self._templates)
 
+    def _render_paused(self, target: AppliedState) -> Rendered:
+        with cyclic_gc_paused():
+            return self._render(target)
+
     @property
     def _state_path(self) -> Path:
         return self._options.paths.base / "applied.json"
@@ -211,7 +216,7 @@ class Applier:
         # Files written in the background for an earlier target must not land
         # over this one's.
         await self.flush()
-        rendered = await asyncio.to_thread(self._render, target)
+        rendered = await asyncio.to_thread(self._render_paused, target)
         candidate = self._options.paths.config.with_suffix(".cfg.next")
 
         def write() -> None:
@@ -233,13 +238,17 @@ class Applier:
         operations = plan_full_sync(target)
         await self._execute(operations)
         self.applied = target
-        await asyncio.to_thread(self._finish, target)
+        await asyncio.to_thread(self._finish_paused, target)
         return len(operations)
 
     def _finish(self, target: AppliedState) -> None:
         # Keys of Secrets no longer served must not stay on disk.
         self._remove_stale_certificates(target)
         atomic_write(self._state_path, state.dump(target), mode=0o600)
+
+    def _finish_paused(self, target: AppliedState) -> None:
+        with cyclic_gc_paused():
+            self._finish(target)
 
     def _persist_later(self, target: AppliedState) -> None:
         """Write ``target``'s files and state soon, off the event loop.
@@ -263,8 +272,9 @@ class Applier:
             target = self._unwritten
 
             def persist(target: AppliedState = target) -> None:
-                self._write(self._render(target), config=True)
-                self._finish(target)
+                with cyclic_gc_paused():
+                    self._write(self._render(target), config=True)
+                    self._finish(target)
 
             try:
                 await asyncio.to_thread(persist)
