@@ -907,6 +907,18 @@ def remove_state_dir(state_dir: Path, *, extra: frozenset[str] = frozenset()) ->
     shutil.rmtree(state_dir)
 
 
+# Metadata only (no bodies: Secrets), and only the controller's requests.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: ["system:serviceaccount:haproxy-ingress:haproxy-ingress"]
+- level: None
+"""
+
+
 class LocalCluster:
     """etcd + kube-apiserver + kube-controller-manager, private to ``state_dir``.
 
@@ -962,6 +974,15 @@ class LocalCluster:
     @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: every request of the controller's ServiceAccount.
+
+        One JSON line per request stage (no RequestReceived); benchmarks count
+        the controller's requests from it (e.g. bench/watchgap.py).
+        """
+        return self.log_dir / "audit.log"
 
     @property
     def binaries(self) -> Binaries:
@@ -1073,8 +1094,15 @@ class LocalCluster:
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
             "--profiling=false",
+            f"--audit-policy-file={self._audit_policy()}",
+            f"--audit-log-path={self.audit_log}",
             *self._apiserver_extra_args(),
         ]
+
+    def _audit_policy(self) -> Path:
+        path = self.state_dir / "audit-policy.yaml"
+        path.write_text(AUDIT_POLICY)
+        return path
 
     def _apiserver_endpoint_args(self) -> list[str]:
         # Since 1.37 the API server refuses to start when it would publish a

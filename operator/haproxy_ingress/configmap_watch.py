@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from kubernetes_asyncio import client, watch
@@ -37,14 +38,20 @@ class ConfigMapWatch:
         on_change: Callable[[KubeObject | None], None],
         *,
         on_others: Callable[[dict[str, KubeObject]], None] | None = None,
+        on_gap: Callable[[str], None] | None = None,
         retry_delay: float = 2.0,
+        timeout: int = 300,
     ) -> None:
+        """``on_gap(reason)``: the watch broke (an error, or an end before ``timeout``
+        seconds): the API server was gone or unreachable (see :mod:`haproxy_ingress.gaps`)."""
         self._api = api
         self._namespace = namespace
         self._name = name
         self._on_change = on_change
         self._on_others = on_others
+        self._on_gap = on_gap
         self._retry_delay = retry_delay
+        self._timeout = timeout
 
     async def run(self) -> None:
         core = client.CoreV1Api(self._api)
@@ -58,12 +65,13 @@ class ConfigMapWatch:
                     self._on_others(dict(others))
                 self._on_change(own[0] if own else None)
                 watcher = watch.Watch()
+                since = time.monotonic()
                 try:
                     async for event in watcher.stream(
                         core.list_namespaced_config_map,
                         self._namespace,
                         resource_version=listing.metadata.resource_version,
-                        timeout_seconds=300,
+                        timeout_seconds=self._timeout,
                     ):
                         obj = self._api.sanitize_for_serialization(event["object"])
                         gone = event["type"] == "DELETED"
@@ -77,11 +85,19 @@ class ConfigMapWatch:
                             self._on_others(dict(others))
                 finally:
                     watcher.stop()
+                if time.monotonic() - since < self._timeout - 1:
+                    # The API server ends a watch early when it shuts down.
+                    self._gap("ConfigMap watch ended early")
             except asyncio.CancelledError:
                 raise
             except (*API_ERRORS, ValueError) as error:
                 logger.warning("ConfigMap watch interrupted (%r); retrying", error)
+                self._gap(f"ConfigMap watch interrupted: {error.__class__.__name__}")
                 await asyncio.sleep(self._retry_delay)
+
+    def _gap(self, reason: str) -> None:
+        if self._on_gap is not None:
+            self._on_gap(reason)
 
 
 def _name(obj: KubeObject) -> str:

@@ -3,8 +3,9 @@
 Created by the Kopf startup handler with a function that snapshots the
 indexes into a :class:`ClusterView`. Bursts of watch events set one
 ``asyncio.Event``; the loop waits for quiet (the debounce window), takes one
-snapshot and reconciles it. A periodic full resync guards against missed
-events (objects deleted while a watch was down get no DELETED event).
+snapshot and reconciles it. Objects deleted while a watch was down get no
+DELETED event: a detected watch gap (:mod:`haproxy_ingress.gaps`) verifies
+the view at once, and a periodic full resync guards against the rest.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from haproxy_ingress.cluster import (
 )
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.configmap_watch import ConfigMapWatch
+from haproxy_ingress.gaps import WatchGaps
 from haproxy_ingress.haproxy.config import default_certificate_path
 from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyError, HAProxyProcess
@@ -118,6 +120,9 @@ class Controller:
         self._metrics_runner: Any = None
         self._health_runner: Any = None
         self._unusable: dict[str, str] = {}  # backend → why it has no usable server
+        self._synced = False  # a first sync ran: a LIST seen later is a re-list
+        self.gaps = WatchGaps(self.verify_indexes, self._gap_verified)
+        self.metrics.unconfirmed.set_function(lambda: 0.0 if self.gaps.confirmed else 1.0)
         self.health = Health()
         paths = config.paths
         self.process = HAProxyProcess(paths, binary=config.haproxy_binary)
@@ -145,6 +150,7 @@ class Controller:
             self._health_runner = await serve_health(self.config.health_bind, self.status)
         self._spawn(self._sync_loop(), "sync")
         self._spawn(self._resync_timer(), "resync")
+        self._spawn(self.gaps.run(), "watch-gaps")
         self._spawn(self._watch_haproxy(), "haproxy-watchdog")
         assert self._api is not None
         configmap = ConfigMapWatch(
@@ -153,6 +159,7 @@ class Controller:
             self.config.configmap,
             self._set_configmap,
             on_others=self._set_header_configmaps,
+            on_gap=self.gaps.suspect,
         )
         self._spawn(configmap.run(), "configmap")
         if self.config.publish_address or self.config.publish_service:
@@ -184,6 +191,15 @@ class Controller:
         """Only a Service's EndpointSlices changed: the next sync can take the fast path."""
         self.pending.endpoints(namespace, service)
         self._changed.set()
+
+    def _gap_verified(self) -> None:
+        self.metrics.gap_verifications.inc()
+        self.trigger()  # a full sync: what an unconfirmed view held back is applied
+
+    def relisted(self, kind: str) -> None:
+        """Kopf listed objects of ``kind`` again (a watch could not resume): verify the view."""
+        if self._synced:
+            self.gaps.relisted(kind)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -245,8 +261,11 @@ class Controller:
             endpoints_of = self.pending.take()
             full = endpoints_of is None
             indexed = self.health.indexed  # read before the snapshot it vouches for
+            confirmed = self.gaps.confirmed  # likewise
             view = self.snapshot()
-            outcome = await self.reconciler.reconcile(view, endpoints_of=endpoints_of)
+            outcome = await self.reconciler.reconcile(
+                view, endpoints_of=endpoints_of, confirmed=confirmed
+            )
         except ConfigCheckError as error:
             self.pending.everything()  # whatever comes next starts from scratch
             self.metrics.syncs.labels("config-rejected").inc()
@@ -279,6 +298,7 @@ class Controller:
             self.trigger()  # try again, in full, after the next debounce window
             await asyncio.sleep(self.health.backoff())
             return None
+        self._synced = True
         self.metrics.sync_seconds.observe(time.monotonic() - started)
         self.metrics.syncs.labels("ok").inc()
         self.health.applied(full=full and indexed)

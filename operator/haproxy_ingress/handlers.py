@@ -35,6 +35,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     settings.posting.enabled = False  # our Events come from status.py, on problems only
     settings.posting.reporting_component = "haproxy-ingress"
     settings.watching.chunk_size = 500
+    # Kopf retries a failed request (a watch's too) after 1, 1, 2, 3, 5, 8, 13,
+    # 21 s: after an outage its re-list could come 21 s late. Steps of at most
+    # 3 s, over a total as long as the default (then Kopf escalates).
+    settings.networking.error_backoffs = (0.5, 1, 1, 2, 2, 2, *(3,) * 16)
     for kind in WATCHED:
         if kind.field_selector:
             # Keyed (group, plural): "group/plural" as one string matches nothing.
@@ -108,7 +112,15 @@ def _register(kind: WatchedKind) -> None:
 
     value = wanted if field else None
     kopf.index(*resource, id=_index_id(kind), field=field, value=value)(index)
-    on_event = _endpoints_changed if kind.kind == "EndpointSlice" else _changed
+    changed = _endpoints_changed if kind.kind == "EndpointSlice" else _changed
+
+    async def on_event(memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
+        controller: Controller | None = memo.get("controller")
+        if type is None and controller is not None:
+            # A LIST (type None), not a watch event: a re-list once synced (see gaps.py).
+            controller.relisted(kind.kind)
+        await changed(memo=memo, **kwargs)
+
     kopf.on.event(*resource, id=f"{kind.field}_changed", field=field, value=value)(on_event)
 
 

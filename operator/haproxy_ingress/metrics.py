@@ -122,6 +122,16 @@ class Metrics:
             "Times HAProxy was found dead (master or worker killed) and started again.",
             registry=r,
         )
+        self.gap_verifications = Counter(
+            "haproxy_ingress_watch_gap_verifications_total",
+            "LIST verifications of the view after a detected watch gap (coalesced).",
+            registry=r,
+        )
+        self.unconfirmed = Gauge(
+            "haproxy_ingress_view_unconfirmed",
+            "1 from a detected watch gap until its verification: no server gains traffic.",
+            registry=r,
+        )
         self.problems = Gauge(
             "haproxy_ingress_problems",
             "Objects currently left out or degraded, by kind.",

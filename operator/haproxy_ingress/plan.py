@@ -21,9 +21,47 @@ from haproxy_ingress.model import (
     DesiredState,
     Endpoint,
     GlobalSettings,
+    ServerState,
     Slots,
     Structure,
 )
+
+# How much traffic a state lets in, to compare them: READY > DRAIN > MAINT.
+_OPENNESS = {ServerState.MAINT: 0, ServerState.DRAIN: 1, ServerState.READY: 2}
+
+
+def hold_unconfirmed(desired: DesiredState, current: AppliedState | None) -> DesiredState:
+    """``desired`` with no server gaining traffic over ``current``: for an unconfirmed view.
+
+    Between a watch gap and the LIST that verifies the view, the indexes may
+    still hold EndpointSlices deleted meanwhile, whose pod IPs the cluster may
+    already have given to other pods (another tenant's, perhaps). So a server
+    is kept only where ``current`` (what HAProxy runs, derived from a view the
+    API server last vouched for) already has it, in the same backend and at
+    the same address and port, and never in a state letting in more traffic
+    than it had: a server is never added, moved to another backend, nor
+    re-enabled (MAINT/DRAIN to READY) from such a view. Removals and state
+    reductions go through: taking traffic away never sends it to a stranger.
+    A backend new since then gets no server (503) until the view is verified.
+    """
+    before: dict[str, dict[tuple[str, int], Endpoint]] = {}
+    if current is not None:
+        before = {
+            name: {slot.key: slot for slot in slots if slot is not None}
+            for name, slots in current.servers.items()
+        }
+    backends = []
+    for backend in desired.backends:
+        known = before.get(backend.name, {})
+        kept = []
+        for endpoint in backend.endpoints:
+            old = known.get(endpoint.key)
+            if old is None:
+                continue
+            opener = _OPENNESS[endpoint.state] > _OPENNESS[old.state]
+            kept.append(dataclasses.replace(endpoint, state=old.state) if opener else endpoint)
+        backends.append(dataclasses.replace(backend, endpoints=tuple(kept)))
+    return dataclasses.replace(desired, backends=tuple(backends))
 
 
 @dataclass(frozen=True)

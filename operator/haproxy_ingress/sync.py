@@ -20,7 +20,7 @@ from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.gcpause import cyclic_gc_paused
 from haproxy_ingress.haproxy.process import ConfigCheckError
 from haproxy_ingress.model import AppliedState, DesiredState, Problem, TranslateOptions
-from haproxy_ingress.plan import Plan, plan
+from haproxy_ingress.plan import Plan, hold_unconfirmed, plan
 from haproxy_ingress.quarantine import (
     MAX_CHECKS,
     NotASuspect,
@@ -72,12 +72,18 @@ class Reconciler:
         return self._quarantine
 
     async def reconcile(
-        self, view: ClusterView, *, endpoints_of: Collection[tuple[str, str]] | None = None
+        self,
+        view: ClusterView,
+        *,
+        endpoints_of: Collection[tuple[str, str]] | None = None,
+        confirmed: bool = True,
     ) -> Outcome:
         """Bring HAProxy to the view, less the objects HAProxy refuses.
 
         ``endpoints_of``: only these Services' EndpointSlices changed since the
         last reconcile, so only their servers are re-derived (the fast path).
+        ``confirmed=False``: the view may be stale (a watch gap not yet
+        verified), so no server gains traffic (:func:`plan.hold_unconfirmed`).
 
         Raises ConfigCheckError only when the configuration is refused even
         without every object changed since HAProxy last accepted one (the
@@ -89,7 +95,7 @@ class Reconciler:
             served, held = await asyncio.to_thread(self._quarantine.screen, view)
             fast = endpoints_of if self._last is not None else None
             try:
-                return await self._apply(served, held, fast)
+                return await self._apply(served, held, fast, confirmed)
             except ConfigCheckError as error:
                 refused = error
             await self._isolate(served, refused)
@@ -98,13 +104,14 @@ class Reconciler:
             served, held = await asyncio.to_thread(
                 self._quarantine.screen, view, retry_unproven=False
             )
-            return await self._apply(served, held, None)
+            return await self._apply(served, held, None, confirmed)
 
     async def _apply(
         self,
         served: ClusterView,
         held: tuple[Problem, ...],
         endpoints_of: Collection[tuple[str, str]] | None,
+        confirmed: bool = True,
     ) -> Outcome:
         last, applied = self._last, self._applier.applied
 
@@ -114,6 +121,8 @@ class Reconciler:
             else:
                 desired = self._translate(served)
                 self._certificates.sweep()  # keep only the Secrets this view serves
+            if not confirmed:
+                desired = hold_unconfirmed(desired, applied)
             if held:
                 desired = dataclasses.replace(
                     desired, problems=tuple(sorted({*desired.problems, *held}))

@@ -12,6 +12,7 @@ even without ``-s`` (output capture is suspended while it runs).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import sys
@@ -139,17 +140,28 @@ def cluster(
 @pytest.fixture
 def namespace(cluster: Kube) -> Iterator[str]:
     """A fresh namespace whose ``default`` ServiceAccount exists (Pods can be created)."""
+    with new_namespace(cluster) as name:
+        yield name
+
+
+@contextlib.contextmanager
+def new_namespace(cluster: Kube) -> Iterator[str]:
+    """A fresh namespace (see the ``namespace`` fixture), deleted afterwards."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
-    wait_for(
-        lambda: (
-            cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
-            == 0
-        ),
-        what=f"ServiceAccount {name}/default",
-    )
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    try:
+        wait_for(
+            lambda: (
+                cluster.kubectl(
+                    "get", "serviceaccount", "default", "-n", name, check=False
+                ).returncode
+                == 0
+            ),
+            what=f"ServiceAccount {name}/default",
+        )
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def suffix() -> str:

@@ -30,8 +30,11 @@ SERVICE_ACCOUNT = "system:serviceaccount:haproxy-ingress:haproxy-ingress"
 PUBLISHED_ADDRESS = "203.0.113.7"
 
 
-def service_account_kubeconfig(cluster: Kube, path: Path) -> Path:
-    """A kubeconfig holding a TokenRequest token of the controller's ServiceAccount."""
+def service_account_kubeconfig(cluster: Kube, path: Path, server: str | None = None) -> Path:
+    """A kubeconfig holding a TokenRequest token of the controller's ServiceAccount.
+
+    ``server``: another address of the API server (a proxy in front of it).
+    """
     token = cluster.kubectl(
         "create", "token", "haproxy-ingress", "-n", "haproxy-ingress", "--duration=2h"
     ).stdout.strip()
@@ -41,7 +44,10 @@ def service_account_kubeconfig(cluster: Kube, path: Path) -> Path:
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
-            {"name": "e2e", "cluster": {"server": cluster.server, "certificate-authority-data": ca}}
+            {
+                "name": "e2e",
+                "cluster": {"server": server or cluster.server, "certificate-authority-data": ca},
+            }
         ],
         "users": [{"name": "controller", "user": {"token": token}}],
         "contexts": [{"name": "controller", "context": {"cluster": "e2e", "user": "controller"}}],
@@ -116,10 +122,11 @@ def start_controller(
     via_kopf: bool = False,
     http_port: int | None = None,
     publish: tuple[str, str] = ("publish-address", PUBLISHED_ADDRESS),
+    api_server: str | None = None,
 ) -> RunningController:
     """The controller as ``haproxy-ingress run`` (flags), or as ``kopf run`` (environment)."""
     cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests"))
-    kubeconfig = service_account_kubeconfig(cluster, workdir / "controller.kubeconfig")
+    kubeconfig = service_account_kubeconfig(cluster, workdir / "controller.kubeconfig", api_server)
     https_port, metrics_port, liveness_port, health_port = (free_port() for _ in range(4))
     http_port = http_port or free_port()
     log = workdir / "controller.log"

@@ -3,8 +3,8 @@
 While the API server is down, an Ingress is deleted straight from etcd, the
 way objects disappear while a controller cannot watch: after the restart the
 old watches get 410 Gone, Kopf re-lists, and no DELETED event ever comes. The
-periodic LIST verification must drop it; everything else must keep serving,
-without a reload.
+LIST verification (at once after the gap, or the periodic one) must drop it;
+everything else must keep serving, without a reload.
 """
 
 from __future__ import annotations
