@@ -44,10 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 from tests.kube import (
     configmap,
     endpoint,
@@ -73,7 +70,7 @@ from haproxy_ingress.haproxy.runtime import RuntimeClient
 from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.plan import plan
 from haproxy_ingress.sync import Reconciler
-from haproxy_ingress.tls import CertificateCache, generate_default_certificate
+from haproxy_ingress.tls import CertificateCache, generate_default_certificate, self_signed
 from haproxy_ingress.translate import translate
 
 FD_LIMIT = 20_000  # the machine's limit the issue measures against
@@ -97,20 +94,8 @@ def _keys() -> list[Any]:
 
 
 def _tls_secret(name: str, host: str, key: Any) -> dict[str, Any]:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOT_BEFORE)
-        .not_valid_after(NOT_BEFORE + datetime.timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    cert, key_pem = self_signed(
+        host, NOT_BEFORE, NOT_BEFORE + datetime.timedelta(days=3650), dns_names=(host,), key=key
     )
     return {
         "apiVersion": "v1",
@@ -118,7 +103,7 @@ def _tls_secret(name: str, host: str, key: Any) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "default", "resourceVersion": "1"},
         "type": "kubernetes.io/tls",
         "data": {
-            "tls.crt": base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode(),
+            "tls.crt": base64.b64encode(cert).decode(),
             "tls.key": base64.b64encode(key_pem).decode(),
         },
     }

@@ -21,8 +21,10 @@ from haproxy_ingress.validate import Invalid
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # Visible ASCII with inner spaces: no CR, LF, NUL or other control characters.
 _VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,4094}[\x21-\x7e])?")
-# Framing and routing headers: set by HAProxy or the client, never by a header set.
-FORBIDDEN = frozenset(
+# Framing and hop-by-hop headers: a wrong Content-Length or Transfer-Encoding
+# desynchronises the pod, and HAProxy manages the connection-level ones. No
+# header set and no nginx snippet may set or clear them.
+FRAMING = frozenset(
     {
         "content-length",
         "transfer-encoding",
@@ -31,10 +33,13 @@ FORBIDDEN = frozenset(
         "upgrade",
         "te",
         "trailer",
-        "host",
         "proxy-connection",
+        "http2-settings",
     }
 )
+# A header set may not change the Host either (routing reads it; a snippet's
+# `proxy_set_header Host …` is the upstream-vhost idiom and stays allowed).
+FORBIDDEN = FRAMING | {"host"}
 MAX_HEADERS = 64
 
 

@@ -48,6 +48,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from haproxy_ingress.headers import FRAMING
 from haproxy_ingress.model import ObjectRef, Problem, Route
 
 # Separators of the encoded program: control characters no validated value
@@ -80,21 +81,6 @@ _TEXT = re.compile(r"[\x20-\x7e]*")
 _BODY = re.compile(r"[\x20-\x7e\t\r\n]*")
 _METHOD = re.compile(r"[A-Z]{1,20}")
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+*-]{1,64}")
-# Headers a snippet may not set or clear: framing and hop-by-hop headers
-# (a wrong Content-Length or Transfer-Encoding desynchronises the pod).
-FORBIDDEN_HEADERS = frozenset(
-    {
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-connection",
-        "http2-settings",
-    }
-)
 # nginx's add_header without `always`: these statuses only.
 ADD_HEADER_STATUSES = "200,201,204,206,301,302,303,304,307,308"
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
@@ -332,7 +318,7 @@ def _header_name(text: str, where: str, *, wildcard: bool = False) -> str:
     pattern = _WILDCARD_NAME if wildcard else _HEADER_NAME
     if not pattern.fullmatch(text):
         raise Refused(f"{where}: {text!r:.60} is not a header name")
-    if text.rstrip("*").lower() in FORBIDDEN_HEADERS or (wildcard and text == "*"):
+    if text.rstrip("*").lower() in FRAMING or (wildcard and text == "*"):
         raise Refused(f"{where}: header {text!r} may not be set or cleared by a snippet")
     return text.lower()
 

@@ -232,9 +232,11 @@ def self_signed(
     not_after: datetime.datetime,
     *,
     dns_names: tuple[str, ...] = (),
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
 ) -> tuple[bytes, bytes]:
-    """A self-signed certificate (EC P-256) and its PKCS#8 key, as PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    """A self-signed certificate and its PKCS#8 key, as PEM (a new P-256 key by default)."""
+    if key is None:
+        key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     builder = (
         x509.CertificateBuilder()
