@@ -319,15 +319,24 @@ def refresh_endpoints(
     """
     wanted = set(services)
     view = _well_named(view, [])  # their problems were reported by the full translate
-    # A service-upstream backend sends to the cluster IP: its pods do not matter.
+    service_objects = _by_name(view.services)
+
+    def sends_to_cluster_ip(backend: Backend) -> bool:
+        # A service-upstream backend sends to the cluster IP, so its pods do
+        # not matter, unless the Service has none (headless): then it uses
+        # its pods like any other, as translate does.
+        if not backend.settings.service_upstream:
+            return False
+        service = service_objects.get((backend.service.namespace, backend.service.name))
+        return service is not None and _cluster_address(service, backend.service) is not None
+
     affected = [
         b
         for b in previous.backends
-        if (b.service.namespace, b.service.name) in wanted and not b.settings.service_upstream
+        if (b.service.namespace, b.service.name) in wanted and not sends_to_cluster_ip(b)
     ]
     if not affected:
         return previous
-    service_objects = _by_name(view.services)
     slices = _slices_by_service(s for s in view.endpoint_slices if _slice_service(s) in wanted)
     stale = {_ref("EndpointSlice", s) for group in slices.values() for s in group}
     problems = [p for p in previous.problems if p.source not in stale]

@@ -486,6 +486,13 @@ def test_service_upstream_sends_to_the_cluster_ip_and_ignores_endpoint_changes()
     state = run(*objects)
     assert [e.address for e in state.backends[0].endpoints] == ["10.0.0.2"]
     assert "Unsupported" in events(state).values()
+    # ... and the endpoint fast path follows its pods too (found by the
+    # fast-path property test: it used to keep the old pods).
+    objects[2] = endpoint_slice("web", endpoint("10.0.0.3"))
+    view, _ = ClusterView.from_objects(objects, TranslateOptions())
+    refreshed = refresh_endpoints(state, view, [("default", "web")])
+    assert [e.address for e in refreshed.backends[0].endpoints] == ["10.0.0.3"]
+    assert refreshed == run(*objects)
 
 
 def test_hsts_configmap_keys_in_nginx_names() -> None:
