@@ -11,12 +11,41 @@ import logging
 from collections.abc import Callable
 
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
 from haproxy_ingress.status import API_ERRORS
 
 logger = logging.getLogger(__name__)
+
+# kubernetes_asyncio's Lease lock logs every refused write with a traceback
+# (``logger.exception``), including 409 Conflict: another replica renewed or
+# took the Lease first, which is how an election normally goes.
+_LEASE_LOCK_LOGGER = "kubernetes_asyncio.leaderelection.resourcelock.leaselock"
+
+
+class _LeaseWriteRefusals(logging.Filter):
+    """Conflicts dropped; any other refusal kept as one line, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, ApiException):
+            return True
+        if error.status == 409:
+            return False
+        record.msg = f"{record.getMessage()}: {error.status} {error.reason}"
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def quiet_lease_conflicts() -> None:
+    """Install the filter on the library's logger, once per process."""
+    lock_logger = logging.getLogger(_LEASE_LOCK_LOGGER)
+    if not any(isinstance(f, _LeaseWriteRefusals) for f in lock_logger.filters):
+        lock_logger.addFilter(_LeaseWriteRefusals())
 
 
 class StatusLeader:
@@ -38,6 +67,8 @@ class StatusLeader:
         self.leading = False
 
     async def run(self) -> None:
+        quiet_lease_conflicts()
+
         async def started() -> None:
             logger.info("leading: this replica writes Ingress status")
             self.leading = True
