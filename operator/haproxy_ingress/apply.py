@@ -198,11 +198,9 @@ class Applier:
             raise ConfigCheckError("HAProxy could not start this configuration", alert)
 
     def _render(self, target: AppliedState) -> Rendered:
-        return render(target, self._options, self._templates)
-
-    def _render_paused(self, target: AppliedState) -> Rendered:
+        # Rendering and serialising a big cluster run in worker threads: see gcpause.
         with cyclic_gc_paused():
-            return self._render(target)
+            return render(target, self._options, self._templates)
 
     @property
     def _state_path(self) -> Path:
@@ -216,7 +214,7 @@ class Applier:
         # Files written in the background for an earlier target must not land
         # over this one's.
         await self.flush()
-        rendered = await asyncio.to_thread(self._render_paused, target)
+        rendered = await asyncio.to_thread(self._render, target)
         candidate = self._options.paths.config.with_suffix(".cfg.next")
 
         def write() -> None:
@@ -238,17 +236,15 @@ class Applier:
         operations = plan_full_sync(target)
         await self._execute(operations)
         self.applied = target
-        await asyncio.to_thread(self._finish_paused, target)
+        await asyncio.to_thread(self._finish, target)
         return len(operations)
 
     def _finish(self, target: AppliedState) -> None:
         # Keys of Secrets no longer served must not stay on disk.
         self._remove_stale_certificates(target)
-        atomic_write(self._state_path, state.dump(target), mode=0o600)
-
-    def _finish_paused(self, target: AppliedState) -> None:
         with cyclic_gc_paused():
-            self._finish(target)
+            data = state.dump(target)
+        atomic_write(self._state_path, data, mode=0o600)
 
     def _persist_later(self, target: AppliedState) -> None:
         """Write ``target``'s files and state soon, off the event loop.
@@ -272,9 +268,8 @@ class Applier:
             target = self._unwritten
 
             def persist(target: AppliedState = target) -> None:
-                with cyclic_gc_paused():
-                    self._write(self._render(target), config=True)
-                    self._finish(target)
+                self._write(self._render(target), config=True)
+                self._finish(target)
 
             try:
                 await asyncio.to_thread(persist)
