@@ -9,14 +9,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 from dataclasses import dataclass, field
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return low, high
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port no socket holds on any address, outside the kernel's ephemeral range.
+
+    Tests bind the port later, often on several 127.0.0.x addresses (one per
+    "pod"). A port the kernel hands out itself (bind to port 0) lies in the
+    ephemeral range, where any outgoing connection of HAProxy, a client or
+    another test may take it as its source port on one of those addresses in
+    the meantime (CI once failed so: EADDRINUSE on 127.0.0.31). Ports below
+    the range are never given out implicitly; the wildcard bind without
+    SO_REUSEADDR checks that no listener or connection holds the port on any
+    address now. ``host`` is kept for callers that name the address they use.
+    """
+    low, high = _ephemeral_range()
+    first, last = (20000, low - 1) if low > 21000 else (high + 1, 65535)
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randint(first, last)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {first}-{last}")
 
 
 @dataclass
