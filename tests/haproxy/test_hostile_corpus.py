@@ -31,6 +31,7 @@ COMPARED = (
     "maps/prefix.map",
     "maps/www.map",
     "certs/crt-list.txt",
+    "maps/opt-snippet.map",
 )
 
 
@@ -98,6 +99,9 @@ def test_hostile_case(
             assert before <= after
             assert not any(line.startswith(b"good.example.com") for line in after - before)
         assert files["maps/www.map"] == b""
+        if any("-snippet]" in line for line in case["expect"]):
+            # A refused snippet is not applied in part: no program at all.
+            assert files["maps/opt-snippet.map"] == b""
     elif case["expect"] and rejected_only:
         assert files == base_files
     else:
