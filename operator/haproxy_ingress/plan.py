@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from haproxy_ingress.model import (
     AppliedState,
+    Backend,
     BackendLayout,
     Certificate,
     DesiredState,
@@ -220,6 +221,35 @@ def plan(
         if entries != before:
             operations.append(ReplaceMap(name, entries))
     return Plan(target, (), tuple(operations))
+
+
+def plan_endpoints(
+    current: AppliedState, desired: DesiredState, changed: Sequence[Backend]
+) -> Plan | None:
+    """:func:`plan` for the endpoint fast path, in time proportional to ``changed``.
+
+    Only valid when ``current`` is what HAProxy runs for the desired state
+    that ``desired`` was refreshed from (:func:`translate.refresh_endpoints`),
+    and ``changed`` are the backends whose endpoints differ: then every other
+    backend's slots, every map, certificate and setting would come out of
+    :func:`plan` unchanged, and walking 20,000 backends to find that out cost
+    70-290 ms per endpoint event at 10k Ingresses. None when a backend needs
+    more slots (or is unknown): that is a reload, which the full plan decides.
+    """
+    servers = dict(current.servers)
+    operations: list[SetServer] = []
+    twins = {backend.name: backend.settings.twins for backend in changed}
+    for backend in changed:
+        before = current.servers.get(backend.name)
+        if before is None:
+            return None
+        slots, grown = assign_slots(before, backend.endpoints, desired.settings.slots_min)
+        if grown or len(slots) != len(before):
+            return None
+        servers[backend.name] = slots
+        operations.extend(_slot_changes(backend.name, before, slots, twins[backend.name]))
+    operations.sort(key=lambda op: (op.backend, op.slot))
+    return Plan(dataclasses.replace(current, servers=servers), (), tuple(operations))
 
 
 def assign_slots(current: Slots, endpoints: Sequence[Endpoint], minimum: int) -> tuple[Slots, bool]:

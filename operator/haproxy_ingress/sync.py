@@ -20,7 +20,7 @@ from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.gcpause import cyclic_gc_paused
 from haproxy_ingress.haproxy.process import ConfigCheckError
 from haproxy_ingress.model import AppliedState, DesiredState, Problem, TranslateOptions
-from haproxy_ingress.plan import Plan, hold_unconfirmed, plan
+from haproxy_ingress.plan import Plan, hold_unconfirmed, plan, plan_endpoints
 from haproxy_ingress.quarantine import (
     MAX_CHECKS,
     NotASuspect,
@@ -60,6 +60,11 @@ class Reconciler:
         self._max_checks = max_checks
         self._lock = asyncio.Lock()
         self._last: DesiredState | None = None
+        # (`_last`, the applied state) when HAProxy runs exactly the plan of
+        # `_last`: the endpoint fast path may then plan only the backends it
+        # refreshed (plan.plan_endpoints). Compared by identity: comparing
+        # two 10k-backend states would cost what the shortcut saves.
+        self._basis: tuple[DesiredState, AppliedState] | None = None
         self._quarantine = Quarantine()
         self._certificates = CertificateCache()
 
@@ -113,11 +118,27 @@ class Reconciler:
         endpoints_of: Collection[tuple[str, str]] | None,
         confirmed: bool = True,
     ) -> Outcome:
-        last, applied = self._last, self._applier.applied
+        last, applied, basis = self._last, self._applier.applied, self._basis
 
         def compute() -> tuple[DesiredState, Plan]:
+            step: Plan | None = None
             if endpoints_of is not None and last is not None:
                 desired = refresh_endpoints(last, served, endpoints_of)
+                if (
+                    confirmed
+                    and not self._always_reload
+                    and applied is not None
+                    and basis is not None
+                    and basis[0] is last
+                    and basis[1] is applied
+                ):
+                    # HAProxy runs exactly the plan of `last`: only the
+                    # refreshed backends (new objects) need planning.
+                    changed = [
+                        b for b, old in zip(desired.backends, last.backends, strict=True)
+                        if b is not old
+                    ]  # fmt: skip
+                    step = plan_endpoints(applied, desired, changed)
             else:
                 desired = self._translate(served)
                 self._certificates.sweep()  # keep only the Secrets this view serves
@@ -127,7 +148,9 @@ class Reconciler:
                 desired = dataclasses.replace(
                     desired, problems=tuple(sorted({*desired.problems, *held}))
                 )
-            return desired, plan(applied, desired, always_reload=self._always_reload)
+            if step is None:
+                step = plan(applied, desired, always_reload=self._always_reload)
+            return desired, step
 
         # Translation and planning grow with the cluster (plan walks every
         # backend even on the fast path): a worker thread runs them, so the
@@ -137,9 +160,14 @@ class Reconciler:
         # plan is applied.
         desired, step = await asyncio.to_thread(compute)
         self._last = desired
+        self._basis = None
         if step.empty:
+            if applied is not None:
+                self._basis = (desired, applied)
             return Outcome(desired, step, None)
         result = await self._applier.apply(step)
+        if self._applier.applied is step.target:
+            self._basis = (desired, step.target)
         logger.info(
             "applied: reload=%s operations=%d seconds=%.3f reasons=%s",
             result.reloaded,

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.model import TranslateOptions
+from haproxy_ingress.plan import plan, plan_endpoints
 from haproxy_ingress.translate import refresh_endpoints, translate
 from tests.property.strategies import clusters, endpoint_slices
 
@@ -32,7 +33,21 @@ def test_refreshing_endpoints_equals_translating_again(
         )
     ] + [data.draw(endpoint_slices(changed))]
     view = ClusterView.from_objects(after_objects, OPTIONS)[0]
-    assert refresh_endpoints(before, view, {("default", changed)}) == translate(view, OPTIONS)
+    refreshed = refresh_endpoints(before, view, {("default", changed)})
+    assert refreshed == translate(view, OPTIONS)
+
+    # Planning only the refreshed backends gives the full plan's answer,
+    # whatever HAProxy ran before (slots placed from scratch, or after churn).
+    applied = plan(None, before).target
+    backends = [
+        b for b, old in zip(refreshed.backends, before.backends, strict=True) if b is not old
+    ]
+    quick = plan_endpoints(applied, refreshed, backends)
+    full = plan(applied, refreshed)
+    if quick is None:
+        assert full.reload  # only growth (a reload) is left to the full plan
+    else:
+        assert quick == full
 
 
 def test_untouched_services_return_the_same_state() -> None:

@@ -23,6 +23,7 @@ from haproxy_ingress.plan import (
     SetServer,
     assign_slots,
     plan,
+    plan_endpoints,
     slot_count,
 )
 
@@ -246,3 +247,26 @@ def test_a_twin_gets_the_slot_address_and_follows_its_state() -> None:
     ]
     alone = SetServer("be_web", 3, ep(5), twin=False)
     assert [c.words[2] for c in server_commands(alone)] == ["be_web/s3", "be_web/s3"]
+
+
+def test_planning_only_the_refreshed_backends_matches_the_full_plan() -> None:
+    # A removed backend lingers with free slots in what HAProxy runs.
+    before = desired(backend("api", ep(1)), backend("web", ep(1), ep(2)), backend("old", ep(9)))
+    kept = tuple(b for b in before.backends if b.name != "be_old")
+    running = plan(plan(None, before).target, replace(before, backends=kept))
+    assert running.target.servers["be_old"] == (None,) * 4
+    web = backend("web", ep(2), ep(3, ServerState.DRAIN))
+    after = desired(backend("api", ep(1)), web)
+    quick = plan_endpoints(running.target, after, [web])
+    assert quick is not None
+    assert quick == plan(running.target, after)
+    assert [(op.backend, op.slot) for op in quick.operations] == [("be_web", 1), ("be_web", 3)]
+
+
+def test_planning_only_the_refreshed_backends_leaves_growth_to_the_full_plan() -> None:
+    running = plan(None, desired(backend("web", ep(1)))).target
+    grown = backend("web", *(ep(n) for n in range(1, 6)))
+    assert plan_endpoints(running, desired(grown), [grown]) is None
+    assert plan(running, desired(grown)).reload
+    unknown = backend("new", ep(1))
+    assert plan_endpoints(running, desired(backend("web", ep(1)), unknown), [unknown]) is None
