@@ -292,6 +292,12 @@ async def _endpoint_and_haproxy(objects: list[dict[str, Any]], args: argparse.Na
             if applier.applied
             else 0,
             worker_rss_mib=sum(_proc_rss_mib(p) for p in workers),
+            master_rss_mib=_proc_rss_mib(master) if master else 0.0,
+            # This process holds what the controller holds (the objects, the
+            # reconciler's desired and applied states, the certificate cache),
+            # less Kopf and its own copy of the watched objects.
+            controller_rss_mib=_proc_rss_mib(os.getpid()),
+            controller_peak_rss_mib=rss_mib(),
             idle_cpu_percent=round(100 * (cpu_after - cpu_before) / args.idle, 1),
         )
         await _endpoint_changes(reconciler, objects, options, args)
@@ -376,13 +382,19 @@ def main() -> None:
         action="store_true",
         help="ConfigMap health-check: false (active checks cost HAProxy one fd per slot)",
     )
+    parser.add_argument(
+        "--server-slots", type=int, default=0, help="ConfigMap server-slots (0: the default)"
+    )
     parser.add_argument("--only", default="full,render,haproxy,endpoint", help="comma-separated")
     args = parser.parse_args()
     only = set(args.only.split(","))
     began = time.perf_counter()
     objects = cluster(args.ingresses, args.pods, args.tls)
-    if args.no_health_check:
-        objects.append(configmap({"health-check": "false"}))
+    data = {"health-check": "false"} if args.no_health_check else {}
+    if args.server_slots:
+        data["server-slots"] = str(args.server_slots)
+    if data:
+        objects.append(configmap(data))
     print(
         json.dumps({"bench": "setup", "objects": len(objects),
                     "seconds": round(time.perf_counter() - began, 1), "load": load()}),
