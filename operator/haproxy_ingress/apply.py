@@ -53,6 +53,11 @@ from haproxy_ingress.plan import (
 
 logger = logging.getLogger(__name__)
 
+# The background writer of runtime-only applies waits for a quiet moment
+# (see Applier._quiet_moment), but never longer than the max delay.
+WRITE_QUIET = 0.25
+WRITE_MAX_DELAY = 2.0
+
 
 @dataclass(frozen=True)
 class ApplyResult:
@@ -85,6 +90,7 @@ class Applier:
         self._unwritten: AppliedState | None = None
         self._writer: asyncio.Task[None] | None = None
         self._write_error: OSError | None = None
+        self._write_now = asyncio.Event()  # flush(): no more waiting for a quiet moment
 
     async def apply(self, plan: Plan) -> ApplyResult:
         """Bring HAProxy to ``plan.target``.
@@ -263,9 +269,33 @@ class Applier:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_unwritten(), name="applier-writer")
 
+    async def _quiet_moment(self) -> None:
+        """Wait until no newer target came for WRITE_QUIET s (at most WRITE_MAX_DELAY s).
+
+        The write renders and serialises the whole cluster in a thread that
+        shares the interpreter with the event loop: started in the middle of a
+        burst of endpoint events (a rollout), it slows every one of them that
+        follows. Waiting for the burst to end costs nothing the design relies
+        on, as the files only ever lag behind HAProxy.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WRITE_MAX_DELAY
+        while not self._write_now.is_set():
+            seen, remaining = self._unwritten, deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._write_now.wait(), min(WRITE_QUIET, remaining))
+            except TimeoutError:
+                if self._unwritten is seen:
+                    return
+
     async def _write_unwritten(self) -> None:
         while self._unwritten is not None:
+            await self._quiet_moment()
             target = self._unwritten
+            if target is None:
+                return
 
             def persist(target: AppliedState = target) -> None:
                 self._write(self._render(target), config=True)
@@ -288,7 +318,11 @@ class Applier:
         if self._unwritten is not None and (self._writer is None or self._writer.done()):
             self._writer = asyncio.create_task(self._write_unwritten(), name="applier-writer")
         if self._writer is not None:
-            await asyncio.shield(self._writer)
+            self._write_now.set()
+            try:
+                await asyncio.shield(self._writer)
+            finally:
+                self._write_now.clear()
         if self._unwritten is not None and self._write_error is not None:
             raise self._write_error
 
