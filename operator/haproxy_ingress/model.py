@@ -127,6 +127,11 @@ class BackendSettings:
     proxy_ssl_verify_depth: int = 1
     proxy_ssl_name: str | None = None
     proxy_ssl_server_name: bool = False
+    # proxy-ssl-ciphers (an OpenSSL list for TLS 1.2 and below, checked by
+    # auth.ssl_ciphers) and proxy-ssl-protocols (min, max): None is HAProxy's
+    # defaults.
+    proxy_ssl_ciphers: str | None = None
+    proxy_ssl_protocols: tuple[str, str] | None = None
 
     @property
     def twins(self) -> bool:

@@ -826,6 +826,32 @@ SETTINGS: tuple[Setting, ...] = (
         nginx=("proxy-ssl-server-name",),
     ),
     Setting(
+        "proxy-ssl-ciphers",
+        _B,
+        auth.ssl_ciphers,
+        None,
+        "OpenSSL cipher list (TLS 1.2 and below) offered to `HTTPS`/`GRPCS` pods",
+        "proxy_ssl_ciphers",
+        configmap=False,
+        nginx=("proxy-ssl-ciphers",),
+        default_doc="HAProxy's",
+        difference="checked against OpenSSL (a list selecting no cipher is refused, nginx "
+        "falls back to `DEFAULT`); applies with or without `proxy-ssl-secret`",
+    ),
+    Setting(
+        "proxy-ssl-protocols",
+        _B,
+        auth.ssl_protocols,
+        None,
+        "TLS versions offered to `HTTPS`/`GRPCS` pods (`TLSv1.2 TLSv1.3`)",
+        "proxy_ssl_protocols",
+        configmap=False,
+        nginx=("proxy-ssl-protocols",),
+        default_doc="HAProxy's (TLSv1.2 and up)",
+        difference="a contiguous range (HAProxy has ssl-min-ver and ssl-max-ver); SSLv2/SSLv3 "
+        "refused; unset is HAProxy's default, not nginx's `TLSv1 TLSv1.1 TLSv1.2`",
+    ),
+    Setting(
         "backend-protocol",
         _B,
         backend_protocol,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.haproxy.config import RenderOptions, render
+from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import (
     ROUTE_OPTION_MAPS,
     DesiredState,
@@ -15,6 +18,7 @@ from haproxy_ingress.model import (
     RouteOptions,
     TranslateOptions,
 )
+from haproxy_ingress.plan import plan
 from haproxy_ingress.settings import ingress_settings, parse_configmap
 from haproxy_ingress.translate import refresh_endpoints
 from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
@@ -58,6 +62,17 @@ def events(state: DesiredState) -> dict[str, str]:
         ({NGINX + "backend-protocol": "grpc"}, "protocol", "GRPC"),
         ({NGINX + "affinity": "cookie"}, "affinity", "cookie"),
         ({NGINX + "session-cookie-expires": "60"}, "cookie_max_age", 60),
+        (
+            {NGINX + "proxy-ssl-ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL"},
+            "proxy_ssl_ciphers",
+            "ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL",
+        ),
+        (
+            {NGINX + "proxy-ssl-protocols": "TLSv1.3 TLSv1.2"},
+            "proxy_ssl_protocols",
+            ("TLSv1.2", "TLSv1.3"),
+        ),
+        ({NGINX + "proxy-ssl-protocols": "TLSv1.2"}, "proxy_ssl_protocols", ("TLSv1.2", "TLSv1.2")),
         (
             {NGINX + "session-cookie-expires": "60", NGINX + "session-cookie-max-age": "30"},
             "cookie_max_age",
@@ -131,6 +146,14 @@ def test_route_options_land_in_maps_by_name_never_in_the_config() -> None:
         ("backend-protocol", "FCGI"),
         ("load-balance", "chash"),
         ("proxy-next-upstream", "http_418"),
+        ("proxy-ssl-ciphers", "NOPE-CIPHER"),
+        ("proxy-ssl-ciphers", "HIGH\r\n    ssl-default-bind-options no-sslv3"),
+        ("proxy-ssl-ciphers", "HIGH MEDIUM"),
+        ("proxy-ssl-ciphers", 'HIGH"'),
+        ("proxy-ssl-protocols", "SSLv3 TLSv1"),
+        ("proxy-ssl-protocols", "TLSv1 TLSv1.2"),
+        ("proxy-ssl-protocols", "TLSv1.2\nverify none"),
+        ("proxy-ssl-protocols", ""),
     ],
 )
 def test_bad_values_reject_the_ingress(key: str, value: str) -> None:
@@ -733,3 +756,35 @@ def test_proxy_ssl_secret_files_and_fail_closed_verification() -> None:
     )
     assert not state.routes[0].options.unavailable
     assert "Invalid" in events(state).values()
+
+
+def rendered_config(state: DesiredState, tmp_path: Path) -> str:
+    """haproxy.cfg as the controller would write it for ``state`` (no HAProxy runs)."""
+    return render(
+        plan(None, state).target, RenderOptions(HAProxyPaths(tmp_path))
+    ).config.content.decode()
+
+
+def default_server(config: str, backend: str) -> str:
+    section = config[config.index(f"backend {backend}\n") :]
+    return next(line for line in section.splitlines() if line.strip().startswith("default-server"))
+
+
+def test_proxy_ssl_ciphers_and_protocols_are_words_of_the_server_line(tmp_path: Path) -> None:
+    state = one(
+        {
+            NGINX + "backend-protocol": "HTTPS",
+            NGINX + "proxy-ssl-ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL",
+            NGINX + "proxy-ssl-protocols": "TLSv1.2",
+        }
+    )
+    assert not state.problems
+    line = default_server(rendered_config(state, tmp_path), "be_default_web_80")
+    assert " ssl verify none " in line
+    assert " ciphers ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL " in line
+    assert " ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.2 " in line
+    # Unset: HAProxy's defaults, no word at all.
+    plain = default_server(
+        rendered_config(one({NGINX + "backend-protocol": "HTTPS"}), tmp_path), "be_default_web_80"
+    )
+    assert "ciphers" not in plain and "ssl-min-ver" not in plain

@@ -143,6 +143,8 @@ UNSET_SAMPLES = {
     "default-backend": "errors",
     "proxy-ssl-secret": "default/client-tls",
     "proxy-ssl-name": "pod.internal",
+    "proxy-ssl-ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "proxy-ssl-protocols": "TLSv1.2 TLSv1.3",
     "configuration-snippet": "add_header X-A b;",
     "server-snippet": "add_header X-A b;",
     "auth-snippet": "proxy_set_header X-A b;",

@@ -1,0 +1,88 @@
+"""Upstream-side ingress-nginx annotations against a real HAProxy: backend TLS policy
+(proxyssl.go), proxy_redirect and proxy_cookie_* rewrites of responses (proxy.go),
+the Connection header sent upstream (connection.go), request buffering, and sticky
+canaries (affinity.go / canary tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.backends import Backend, free_port
+from tests.haproxy.stack import Stack, wait_for
+from tests.haproxy.test_annotations import NGINX, OURS, request
+from tests.haproxy.test_traffic import _ready, slice_for
+from tests.kube import ingress, path, rule, service
+from tests.unit.test_translate import make_cert
+
+pytestmark = pytest.mark.haproxy
+
+
+async def tls_pod(
+    tmp_path: Path, host: str, port: int, *, version: ssl.TLSVersion, cipher: str
+) -> Backend:
+    """A pod that speaks TLS at exactly ``version``, offering only ``cipher`` (TLS 1.2)."""
+    crt, key = make_cert("pod.internal")
+    (tmp_path / "pod.crt").write_bytes(base64.b64decode(crt))
+    (tmp_path / "pod.key").write_bytes(base64.b64decode(key))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "pod.crt", tmp_path / "pod.key")
+    context.minimum_version = context.maximum_version = version
+    context.set_ciphers(cipher)
+    pod = Backend(f"tls-{host.rsplit('.', 1)[1]}", host, port)
+    pod._server = await asyncio.start_server(pod._handle, pod.host, pod.port, ssl=context)
+    return pod
+
+
+async def test_proxy_ssl_ciphers_and_protocols_choose_what_the_pod_is_offered(
+    stack: Stack, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """proxyssl.go: the pod accepts TLS 1.2 with one ECDSA cipher only; HAProxy
+    reaches it only when the Ingress's protocols and ciphers include those."""
+    port = free_port()
+    accepted = "ECDHE-ECDSA-AES128-GCM-SHA256"  # the test certificate's key is P-256
+    pod = await tls_pod(
+        tmp_path, "127.0.0.91", port, version=ssl.TLSVersion.TLSv1_2, cipher=accepted
+    )
+    cases = {
+        # host → (annotations, expected status)
+        "ok.example.com": (
+            {
+                NGINX + "proxy-ssl-protocols": "TLSv1.2 TLSv1.3",
+                NGINX + "proxy-ssl-ciphers": f"{accepted}:ECDHE-ECDSA-AES256-GCM-SHA384",
+            },
+            200,
+        ),
+        "tls13.example.com": ({NGINX + "proxy-ssl-protocols": "TLSv1.3"}, 503),
+        "cipher.example.com": ({OURS + "proxy-ssl-ciphers": "ECDHE-ECDSA-AES256-GCM-SHA384"}, 503),
+    }
+    try:
+        for index, (host, (annotations, _)) in enumerate(cases.items()):
+            name = f"pod{index}"
+            stack.put(
+                service(name),
+                slice_for(name, [pod]),
+                ingress(
+                    name,
+                    rule(host, path("/", name)),
+                    annotations={NGINX + "backend-protocol": "HTTPS", **annotations},
+                ),
+            )
+        outcome = await stack.sync()
+        assert outcome.result is not None and not outcome.desired.problems
+        await wait_for(lambda: _ready(stack, "be_default_pod0_80", 1))
+        for host, (_, status) in cases.items():
+            got, _, body, _ = await request(session, stack, "/x", host)
+            assert got == status, (host, got, body)
+        _, _, body, _ = await request(session, stack, "/x", "ok.example.com")
+        assert body == "tls-91 /x"
+        # Only the one that could negotiate reached the pod.
+        assert pod.served == 2
+    finally:
+        await pod.stop()
