@@ -391,6 +391,13 @@ class RouteOptions:
     fallback: bool = False  # default-backend: no usable server → error backend
     # An nginx snippet's operations (snippets.encode), run by ingress.lua.
     snippet: str | None = None
+    # proxy-redirect-from/-to and proxy-cookie-domain/-path (responses.py):
+    # the pods' Location/Refresh prefixes and Set-Cookie Domain/Path
+    # attributes that ingress.lua rewrites, as literal text.
+    proxy_redirect_from: str | None = None
+    proxy_redirect_to: str | None = None
+    proxy_cookie_domain: tuple[str, str] | None = None  # (from, lowered, no dot; to)
+    proxy_cookie_path: tuple[str, str] | None = None  # (from prefix, to)
 
     @property
     def name(self) -> str:
@@ -503,6 +510,10 @@ ROUTE_OPTION_MAPS = (
     "opt-error-source",
     "opt-fallback",
     "opt-snippet",
+    "opt-redirect-from",
+    "opt-redirect-to",
+    "opt-cookie-domain",
+    "opt-cookie-path",
 )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress import auth, cors, headers, regex, snippets, validate
+from haproxy_ingress import auth, cors, headers, regex, responses, snippets, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -1579,6 +1579,58 @@ SETTINGS: tuple[Setting, ...] = (
         reload=False,
         configmap=False,
         nginx=("x-forwarded-prefix",),
+    ),
+    Setting(
+        "proxy-redirect-from",
+        _R,
+        responses.redirect_from,
+        "off",
+        "the prefix of the pods' `Location` and `Refresh` headers replaced by "
+        "`proxy-redirect-to` (`off`: none)",
+        "proxy_redirect_from",
+        reload=False,
+        nginx=("proxy-redirect-from",),
+        nginx_configmap=True,
+        difference="literal prefixes only: `~` regular expressions and `$variables` refused; "
+        "`default` is `off` (its prefix is the internal upstream URL no pod sends)",
+    ),
+    Setting(
+        "proxy-redirect-to",
+        _R,
+        responses.redirect_to,
+        "off",
+        "what replaces `proxy-redirect-from` (`off`: no rewrite)",
+        "proxy_redirect_to",
+        reload=False,
+        nginx=("proxy-redirect-to",),
+        nginx_configmap=True,
+        difference="no `$variables`",
+    ),
+    Setting(
+        "proxy-cookie-domain",
+        _R,
+        responses.cookie_domain,
+        "off",
+        "`FROM TO`: a `Set-Cookie` from the pods with `Domain=FROM` gets `Domain=TO` "
+        "(no case, leading dot kept)",
+        "proxy_cookie_domain",
+        reload=False,
+        nginx=("proxy-cookie-domain",),
+        nginx_configmap=True,
+        difference="one pair of domain names: no `~` regular expressions nor `$variables`",
+    ),
+    Setting(
+        "proxy-cookie-path",
+        _R,
+        responses.cookie_path,
+        "off",
+        "`FROM TO`: a `Set-Cookie` from the pods whose `Path` starts with FROM gets TO "
+        "instead of that prefix",
+        "proxy_cookie_path",
+        reload=False,
+        nginx=("proxy-cookie-path",),
+        nginx_configmap=True,
+        difference="one pair of paths: no `~` regular expressions nor `$variables`",
     ),
     Setting(
         "proxy-body-size",

@@ -171,6 +171,10 @@ def option_maps(
         error_source,
         fallback,
         snippet,
+        redirect_from,
+        redirect_to,
+        cookie_domain,
+        cookie_path,
     ) = tables
     for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
         name = options.name
@@ -191,6 +195,16 @@ def option_maps(
         ):
             if value is not None:
                 table.append((name, _b64(value)))
+        # proxy_redirect: off unless both ends are set.
+        if options.proxy_redirect_from is not None and options.proxy_redirect_to is not None:
+            redirect_from.append((name, _b64(options.proxy_redirect_from)))
+            redirect_to.append((name, _b64(options.proxy_redirect_to)))
+        for table, pair in (
+            (cookie_domain, options.proxy_cookie_domain),
+            (cookie_path, options.proxy_cookie_path),
+        ):
+            if pair is not None:
+                table.append((name, _b64(" ".join(pair))))
         if options.keep_slash:
             keep_slash.append((name, "1"))
         if not options.access_log:

@@ -86,3 +86,77 @@ async def test_proxy_ssl_ciphers_and_protocols_choose_what_the_pod_is_offered(
         assert pod.served == 2
     finally:
         await pod.stop()
+
+
+async def test_proxy_redirect_and_cookie_rewrites_apply_to_the_pods_responses(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """proxy.go (proxy_redirect, proxy_cookie_domain, proxy_cookie_path): the pod's
+    Location, Refresh and Set-Cookie rewritten; another Ingress's paths untouched;
+    a change is a map update."""
+    pod = await Backend(
+        "web-92",
+        "127.0.0.92",
+        free_port(),
+        headers=(
+            ("Location", "http://internal.svc/app/x?q=1"),
+            ("Refresh", "3; URL=http://internal.svc/app/y"),
+            ("Set-Cookie", "a=1; Domain=.Internal.SVC; Path=/app/p; HttpOnly"),
+            ("Set-Cookie", "b=2; path=/other; domain=else.example.com"),
+        ),
+    ).start()
+    rewrite = ingress(
+        "rewrite",
+        rule("rw.example.com", path("/")),
+        annotations={
+            NGINX + "proxy-redirect-from": "http://internal.svc/app/",
+            NGINX + "proxy-redirect-to": "https://public.example.com/",
+            NGINX + "proxy-cookie-domain": "internal.svc public.example.com",
+            OURS + "proxy-cookie-path": "/app/ /",
+        },
+    )
+    stack.put(
+        service("web"),
+        slice_for("web", [pod]),
+        rewrite,
+        ingress("plain", rule("plain.example.com", path("/"))),
+    )
+    try:
+        outcome = await stack.sync()
+        assert outcome.result is not None and not outcome.desired.problems
+        await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+        status, headers, _, response = await request(session, stack, "/", "rw.example.com")
+        assert status == 200
+        assert headers["Location"] == "https://public.example.com/x?q=1"
+        assert response.headers["Refresh"] == "3; URL=https://public.example.com/y"
+        assert response.headers.getall("Set-Cookie") == [
+            "a=1; Domain=.public.example.com; Path=/p; HttpOnly",
+            "b=2; path=/other; domain=else.example.com",
+        ]
+        # Another Ingress on the same pods: the pod's own headers.
+        _, headers, _, response = await request(session, stack, "/", "plain.example.com")
+        assert headers["Location"] == "http://internal.svc/app/x?q=1"
+        assert response.headers.getall("Set-Cookie")[0] == (
+            "a=1; Domain=.Internal.SVC; Path=/app/p; HttpOnly"
+        )
+
+        # Text that HAProxy would read as a sample fetch or a comment stays text;
+        # off turns a rewrite off. Map updates: no reload.
+        reloads = (await stack.proc()).reloads
+        rewrite["metadata"]["annotations"] = {
+            NGINX + "proxy-redirect-from": "http://internal.svc/",
+            NGINX + "proxy-redirect-to": "/%[src]\"#'",
+            NGINX + "proxy-cookie-domain": "off",
+        }
+        stack.put(rewrite)
+        outcome = await stack.sync()
+        assert outcome.result is not None and not outcome.result.reloaded
+        _, headers, _, response = await request(session, stack, "/", "rw.example.com")
+        assert headers["Location"] == "/%[src]\"#'app/x?q=1"
+        assert response.headers["Refresh"] == "3; URL=/%[src]\"#'app/y"
+        assert response.headers.getall("Set-Cookie")[0] == (
+            "a=1; Domain=.Internal.SVC; Path=/app/p; HttpOnly"
+        )
+        assert (await stack.proc()).reloads == reloads
+    finally:
+        await pod.stop()

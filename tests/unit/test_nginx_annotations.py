@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from haproxy_ingress.model import (
 )
 from haproxy_ingress.plan import plan
 from haproxy_ingress.settings import ingress_settings, parse_configmap
+from haproxy_ingress.state import dump as dump_state
+from haproxy_ingress.state import load as load_state
 from haproxy_ingress.translate import refresh_endpoints
 from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
 from tests.unit.test_translate import make_cert, run, with_defaults
@@ -788,3 +791,105 @@ def test_proxy_ssl_ciphers_and_protocols_are_words_of_the_server_line(tmp_path: 
         rendered_config(one({NGINX + "backend-protocol": "HTTPS"}), tmp_path), "be_default_web_80"
     )
     assert "ciphers" not in plain and "ssl-min-ver" not in plain
+
+
+@pytest.mark.parametrize(
+    ("annotations", "field", "value"),
+    [
+        (
+            {NGINX + "proxy-redirect-from": "http://a.svc/", NGINX + "proxy-redirect-to": "/"},
+            "proxy_redirect_from",
+            "http://a.svc/",
+        ),
+        ({NGINX + "proxy-redirect-from": "default"}, "proxy_redirect_from", None),
+        ({NGINX + "proxy-redirect-from": "off"}, "proxy_redirect_from", None),
+        ({NGINX + "proxy-redirect-to": "off"}, "proxy_redirect_to", None),
+        (
+            {NGINX + "proxy-cookie-domain": ".Localhost example.org"},
+            "proxy_cookie_domain",
+            ("localhost", "example.org"),
+        ),
+        ({NGINX + "proxy-cookie-domain": "off"}, "proxy_cookie_domain", None),
+        ({NGINX + "proxy-cookie-path": "/two/ /"}, "proxy_cookie_path", ("/two/", "/")),
+    ],
+)
+def test_response_rewrites_in_nginx_syntax(
+    annotations: dict[str, str], field: str, value: object
+) -> None:
+    asked = ingress_settings(annotations, GlobalSettings())
+    assert asked.errors == ()
+    assert getattr(asked.options, field) == value
+
+
+def test_proxy_redirect_needs_both_ends_and_lands_in_maps_base64() -> None:
+    only_from = one({NGINX + "proxy-redirect-from": "http://a.svc/"})
+    files = dict(only_from.maps.files())
+    assert files["opt-redirect-from"] == () and files["opt-redirect-to"] == ()
+    state = one(
+        {
+            NGINX + "proxy-redirect-from": "http://a.svc/",
+            NGINX + "proxy-redirect-to": "https://x.example.com/%[src]",
+            NGINX + "proxy-cookie-path": "/app/ /",
+        }
+    )
+    (route,) = [r for r in state.routes if r.path == "/app"]
+    files = dict(state.maps.files())
+    name = route.options.name
+    assert (
+        dict(files["opt-redirect-to"])[name]
+        == base64.b64encode(b"https://x.example.com/%[src]").decode()
+    )
+    assert dict(files["opt-cookie-path"])[name] == base64.b64encode(b"/app/ /").decode()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("proxy-redirect-from", "~^http://(.*)$"),
+        ("proxy-redirect-from", "http://a/\r\nSet-Cookie: x=1"),
+        ("proxy-redirect-from", "http://a/ b"),
+        ("proxy-redirect-from", ""),
+        ("proxy-redirect-to", "$scheme://$host/"),
+        ("proxy-redirect-to", "/x\n"),
+        ("proxy-redirect-to", "/" + "a" * 3000),
+        ("proxy-cookie-domain", "localhost"),
+        ("proxy-cookie-domain", "a b c"),
+        ("proxy-cookie-domain", "~\\.svc$ example.org"),
+        ("proxy-cookie-domain", "a.svc $host"),
+        ("proxy-cookie-domain", "a.svc *.example.org"),
+        ("proxy-cookie-domain", "a.svc\r\nx example.org"),
+        ("proxy-cookie-domain", "a.svc  example.org"),
+        ("proxy-cookie-path", "/a"),
+        ("proxy-cookie-path", "/a $uri"),
+        ("proxy-cookie-path", "a /b"),
+        ("proxy-cookie-path", "/a /b;c"),
+        ("proxy-cookie-path", '/a /"b'),
+    ],
+)
+def test_bad_response_rewrites_reject_the_ingress(key: str, value: str) -> None:
+    state = one({NGINX + key: value})
+    assert not state.routes
+    assert events(state) == {f"metadata.annotations[{NGINX}{key}]": "Rejected"}
+
+
+def test_state_with_the_new_upstream_settings_round_trips() -> None:
+    state = one(
+        {
+            NGINX + "backend-protocol": "HTTPS",
+            NGINX + "proxy-ssl-protocols": "TLSv1.2",
+            NGINX + "proxy-ssl-ciphers": "HIGH",
+            NGINX + "proxy-cookie-domain": "a.svc b.example.com",
+        }
+    )
+    applied = plan(None, state).target
+    assert load_state(dump_state(applied)) == applied
+    # The ConfigMap's route defaults hold tuples too.
+    configmap = {
+        "data": {"proxy-cookie-domain": "a.svc b.example.com", "proxy-cookie-path": "/a /"}
+    }
+    settings, _, problems = parse_configmap(configmap)
+    assert not problems
+    applied = dataclasses.replace(
+        applied, structure=dataclasses.replace(applied.structure, settings=settings)
+    )
+    assert load_state(dump_state(applied)) == applied
