@@ -398,6 +398,9 @@ class RouteOptions:
     proxy_redirect_to: str | None = None
     proxy_cookie_domain: tuple[str, str] | None = None  # (from, lowered, no dot; to)
     proxy_cookie_path: tuple[str, str] | None = None  # (from prefix, to)
+    # connection-proxy-header: the Connection header the pods receive
+    # (registry.connection_tokens: tokens joined by ',').
+    connection_header: str | None = None
 
     @property
     def name(self) -> str:
@@ -514,6 +517,7 @@ ROUTE_OPTION_MAPS = (
     "opt-redirect-to",
     "opt-cookie-domain",
     "opt-cookie-path",
+    "opt-connection",
 )
 
 

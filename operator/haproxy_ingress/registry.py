@@ -274,6 +274,25 @@ def header_value(value: str, field: str) -> str:
     return value
 
 
+_CONNECTION_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def connection_tokens(value: str, field: str) -> str:
+    """connection-proxy-header: a comma-separated list of connection options.
+
+    Letters, digits, '-' and '_' only (the names and options a Connection
+    header lists), at most 16; joined by ',' as HAProxy's map value.
+    """
+    words = [word.strip() for word in value.split(",")]
+    if not 1 <= len(words) <= 16 or not all(_CONNECTION_TOKEN.fullmatch(w) for w in words):
+        raise Invalid(
+            field,
+            "must be 1-16 comma-separated tokens of letters, digits, '-' and '_' "
+            f"(keep-alive, close, upgrade…), got {validate.printable(value)}",
+        )
+    return ",".join(words)
+
+
 def canary_total(value: str, field: str) -> int:
     # ingress-nginx uses the total only when it is above 100.
     return max(100, validate.integer(value, field, minimum=1, maximum=1_000_000))
@@ -1631,6 +1650,21 @@ SETTINGS: tuple[Setting, ...] = (
         nginx=("proxy-cookie-path",),
         nginx_configmap=True,
         difference="one pair of paths: no `~` regular expressions nor `$variables`",
+    ),
+    Setting(
+        "connection-proxy-header",
+        _R,
+        connection_tokens,
+        None,
+        "the `Connection` header sent to the pods (`keep-alive`, `close`…)",
+        "connection_header",
+        reload=False,
+        configmap=False,
+        nginx=("connection-proxy-header",),
+        default_doc="HAProxy's",
+        difference="HTTP/1.1 to the pods: HAProxy drops the `keep-alive` token (implicit "
+        "in HTTP/1.1) and sends the others; not applied to requests carrying `Upgrade` "
+        "(WebSockets keep working) nor to HTTP/2 pods (no Connection header in HTTP/2)",
     ),
     Setting(
         "proxy-body-size",

@@ -175,6 +175,7 @@ def option_maps(
         redirect_to,
         cookie_domain,
         cookie_path,
+        connection,
     ) = tables
     for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
         name = options.name
@@ -205,6 +206,8 @@ def option_maps(
         ):
             if pair is not None:
                 table.append((name, _b64(" ".join(pair))))
+        if options.connection_header is not None:
+            connection.append((name, options.connection_header))
         if options.keep_slash:
             keep_slash.append((name, "1"))
         if not options.access_log:

@@ -160,3 +160,58 @@ async def test_proxy_redirect_and_cookie_rewrites_apply_to_the_pods_responses(
         assert (await stack.proc()).reloads == reloads
     finally:
         await pod.stop()
+
+
+async def test_connection_proxy_header_is_what_the_pod_receives(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """connection.go: the Connection header sent upstream. HAProxy 2.6 speaks
+    HTTP/1.1 to pods and drops the implicit keep-alive token; others reach the pod."""
+    pod = await Backend("web-93", "127.0.0.93", free_port()).start()
+    stack.put(
+        service("web"),
+        slice_for("web", [pod]),
+        ingress(
+            "ka",
+            rule("ka.example.com", path("/")),
+            annotations={NGINX + "connection-proxy-header": "keep-alive"},
+        ),
+        ingress(
+            "tokens",
+            rule("tokens.example.com", path("/")),
+            annotations={OURS + "connection-proxy-header": "keep-alive, X-Trace"},
+        ),
+        ingress(
+            "close",
+            rule("close.example.com", path("/")),
+            annotations={NGINX + "connection-proxy-header": "close"},
+        ),
+        ingress("plain", rule("plain.example.com", path("/"))),
+    )
+    try:
+        outcome = await stack.sync()
+        assert outcome.result is not None and not outcome.desired.problems
+        await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+
+        async def connection(host: str, **headers: str) -> str | None:
+            pod.seen.clear()
+            status, _, _, _ = await request(session, stack, "/", host, headers=headers)
+            assert status == 200
+            return dict(pod.seen[-1][1]).get("connection")
+
+        assert await connection("plain.example.com") is None
+        assert await connection("ka.example.com") is None  # HTTP/1.1: keep-alive is implicit
+        assert await connection("tokens.example.com") == "X-Trace"
+        assert await connection("close.example.com") == "close"
+        # A client's own Connection is replaced, as nginx's proxy_set_header.
+        assert await connection("tokens.example.com", Connection="close") == "X-Trace"
+        # An upgrade keeps HAProxy's own handling.
+        websocket = {
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        }
+        assert (await connection("close.example.com", **websocket) or "").lower() == "upgrade"
+    finally:
+        await pod.stop()

@@ -111,6 +111,7 @@ ANNOTATIONS = {
     "proxy-redirect-to": "https://b.example.com/",
     "proxy-cookie-domain": "a.svc b.example.com",
     "proxy-cookie-path": "/a/ /",
+    "connection-proxy-header": "keep-alive",
     "snippet": "server x 1.2.3.4:80",  # never a known key: always refused
 }
 annotations = st.sampled_from(sorted(ANNOTATIONS)).flatmap(

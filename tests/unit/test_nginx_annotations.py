@@ -811,6 +811,12 @@ def test_proxy_ssl_ciphers_and_protocols_are_words_of_the_server_line(tmp_path: 
         ),
         ({NGINX + "proxy-cookie-domain": "off"}, "proxy_cookie_domain", None),
         ({NGINX + "proxy-cookie-path": "/two/ /"}, "proxy_cookie_path", ("/two/", "/")),
+        ({NGINX + "connection-proxy-header": "keep-alive"}, "connection_header", "keep-alive"),
+        (
+            {NGINX + "connection-proxy-header": " keep-alive ,X-Trace"},
+            "connection_header",
+            "keep-alive,X-Trace",
+        ),
     ],
 )
 def test_response_rewrites_in_nginx_syntax(
@@ -864,6 +870,13 @@ def test_proxy_redirect_needs_both_ends_and_lands_in_maps_base64() -> None:
         ("proxy-cookie-path", "a /b"),
         ("proxy-cookie-path", "/a /b;c"),
         ("proxy-cookie-path", '/a /"b'),
+        ("connection-proxy-header", "keep-alive\r\nX-Injected: 1"),
+        ("connection-proxy-header", "keep alive"),
+        ("connection-proxy-header", "keep-alive;"),
+        ("connection-proxy-header", '"close"'),
+        ("connection-proxy-header", ""),
+        ("connection-proxy-header", ",".join(["a"] * 17)),
+        ("connection-proxy-header", "$connection_upgrade"),
     ],
 )
 def test_bad_response_rewrites_reject_the_ingress(key: str, value: str) -> None:

@@ -145,6 +145,7 @@ UNSET_SAMPLES = {
     "proxy-ssl-name": "pod.internal",
     "proxy-ssl-ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256",
     "proxy-ssl-protocols": "TLSv1.2 TLSv1.3",
+    "connection-proxy-header": "keep-alive",
     "configuration-snippet": "add_header X-A b;",
     "server-snippet": "add_header X-A b;",
     "auth-snippet": "proxy_set_header X-A b;",
