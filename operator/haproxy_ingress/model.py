@@ -401,6 +401,10 @@ class RouteOptions:
     # connection-proxy-header: the Connection header the pods receive
     # (registry.connection_tokens: tokens joined by ',').
     connection_header: str | None = None
+    # proxy-request-buffering: the body (up to one buffer, tune.bufsize) is
+    # received before the request goes to a pod (HAProxy's wait-for-body);
+    # False streams it.
+    request_buffering: bool = True
 
     @property
     def name(self) -> str:
@@ -518,6 +522,7 @@ ROUTE_OPTION_MAPS = (
     "opt-cookie-domain",
     "opt-cookie-path",
     "opt-connection",
+    "opt-stream",
 )
 
 

@@ -1667,6 +1667,22 @@ SETTINGS: tuple[Setting, ...] = (
         "(WebSockets keep working) nor to HTTP/2 pods (no Connection header in HTTP/2)",
     ),
     Setting(
+        "proxy-request-buffering",
+        _R,
+        on_off,
+        "on",
+        "`on`: a request's body is received before it goes to a pod (slow clients never "
+        "hold a pod's connection); `off`: streamed",
+        "request_buffering",
+        reload=False,
+        nginx=("proxy-request-buffering",),
+        nginx_configmap=True,
+        difference="HAProxy holds at most one buffer of the body (`tune.bufsize`, 16 KiB) in "
+        "memory, then streams the rest (nginx spools all of it to disk); a first buffer not "
+        "received within `timeout-client` gets 408; gRPC requests are never held (as nginx's "
+        "grpc_pass)",
+    ),
+    Setting(
         "proxy-body-size",
         _R,
         body_size,

@@ -176,6 +176,7 @@ def option_maps(
         cookie_domain,
         cookie_path,
         connection,
+        stream,
     ) = tables
     for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
         name = options.name
@@ -208,6 +209,8 @@ def option_maps(
                 table.append((name, _b64(" ".join(pair))))
         if options.connection_header is not None:
             connection.append((name, options.connection_header))
+        if not options.request_buffering:
+            stream.append((name, "1"))
         if options.keep_slash:
             keep_slash.append((name, "1"))
         if not options.access_log:

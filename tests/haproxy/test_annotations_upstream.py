@@ -215,3 +215,102 @@ async def test_connection_proxy_header_is_what_the_pod_receives(
         assert (await connection("close.example.com", **websocket) or "").lower() == "upgrade"
     finally:
         await pod.stop()
+
+
+class BodyPod:
+    """A pod that records, per request, how much of the body came with its first read."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.name, self.host, self.port = "body-pod", host, port
+        self.first_reads: list[tuple[int, int]] = []  # (bytes in the first read, length)
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> BodyPod:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.decode("latin-1").split("\r\n"):
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                first = await reader.read(length) if length else b""
+                self.first_reads.append((len(first), length))
+                if len(first) < length:
+                    await reader.readexactly(length - len(first))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def slow_post(port: int, host: str, body: bytes, pause: float) -> bytes:
+    """A POST whose body arrives in two halves, ``pause`` seconds apart."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body[: len(body) // 2]
+    )
+    await writer.drain()
+    await asyncio.sleep(pause)
+    writer.write(body[len(body) // 2 :])
+    await writer.drain()
+    status = await reader.readline()
+    writer.close()
+    return status
+
+
+async def test_proxy_request_buffering_holds_the_body_until_it_is_whole(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """ingress-nginx's default (on): the pod gets the request once its body is
+    whole; off streams it; a change is a map update."""
+    pod = await BodyPod("127.0.0.94", free_port()).start()
+    streamed = ingress(
+        "streamed",
+        rule("stream.example.com", path("/")),
+        annotations={NGINX + "proxy-request-buffering": "off"},
+    )
+    stack.put(
+        service("web"),
+        slice_for("web", [pod]),  # type: ignore[list-item]
+        ingress("buffered", rule("buffer.example.com", path("/"))),
+        streamed,
+    )
+    try:
+        outcome = await stack.sync()
+        assert outcome.result is not None and not outcome.desired.problems
+        await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+        body = b"x" * 1000
+        assert await slow_post(stack.http_port, "buffer.example.com", body, 0.3) == (
+            b"HTTP/1.1 200 OK\r\n"
+        )
+        assert await slow_post(stack.http_port, "stream.example.com", body, 0.3) == (
+            b"HTTP/1.1 200 OK\r\n"
+        )
+        assert pod.first_reads == [(1000, 1000), (500, 1000)]
+        # A request without a body is not held (answered well within the pause).
+        status, _, _, _ = await request(session, stack, "/", "buffer.example.com")
+        assert status == 200
+
+        reloads = (await stack.proc()).reloads
+        streamed["metadata"]["annotations"] = {NGINX + "proxy-request-buffering": "on"}
+        stack.put(streamed)
+        outcome = await stack.sync()
+        assert outcome.result is not None and not outcome.result.reloaded
+        pod.first_reads.clear()
+        await slow_post(stack.http_port, "stream.example.com", body, 0.3)
+        assert pod.first_reads == [(1000, 1000)]
+        assert (await stack.proc()).reloads == reloads
+    finally:
+        await pod.stop()

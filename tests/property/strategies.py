@@ -112,6 +112,7 @@ ANNOTATIONS = {
     "proxy-cookie-domain": "a.svc b.example.com",
     "proxy-cookie-path": "/a/ /",
     "connection-proxy-header": "keep-alive",
+    "proxy-request-buffering": "off",
     "snippet": "server x 1.2.3.4:80",  # never a known key: always refused
 }
 annotations = st.sampled_from(sorted(ANNOTATIONS)).flatmap(

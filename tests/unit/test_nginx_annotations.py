@@ -24,7 +24,16 @@ from haproxy_ingress.settings import ingress_settings, parse_configmap
 from haproxy_ingress.state import dump as dump_state
 from haproxy_ingress.state import load as load_state
 from haproxy_ingress.translate import refresh_endpoints
-from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
+from tests.kube import (
+    configmap,
+    endpoint,
+    endpoint_slice,
+    ingress,
+    ingress_class,
+    path,
+    rule,
+    service,
+)
 from tests.unit.test_translate import make_cert, run, with_defaults
 
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -812,6 +821,8 @@ def test_proxy_ssl_ciphers_and_protocols_are_words_of_the_server_line(tmp_path: 
         ({NGINX + "proxy-cookie-domain": "off"}, "proxy_cookie_domain", None),
         ({NGINX + "proxy-cookie-path": "/two/ /"}, "proxy_cookie_path", ("/two/", "/")),
         ({NGINX + "connection-proxy-header": "keep-alive"}, "connection_header", "keep-alive"),
+        ({NGINX + "proxy-request-buffering": "off"}, "request_buffering", False),
+        ({NGINX + "proxy-request-buffering": "on"}, "request_buffering", True),
         (
             {NGINX + "connection-proxy-header": " keep-alive ,X-Trace"},
             "connection_header",
@@ -877,6 +888,8 @@ def test_proxy_redirect_needs_both_ends_and_lands_in_maps_base64() -> None:
         ("connection-proxy-header", ""),
         ("connection-proxy-header", ",".join(["a"] * 17)),
         ("connection-proxy-header", "$connection_upgrade"),
+        ("proxy-request-buffering", "o\r\nff"),
+        ("proxy-request-buffering", "maybe"),
     ],
 )
 def test_bad_response_rewrites_reject_the_ingress(key: str, value: str) -> None:
@@ -906,3 +919,21 @@ def test_state_with_the_new_upstream_settings_round_trips() -> None:
         applied, structure=dataclasses.replace(applied.structure, settings=settings)
     )
     assert load_state(dump_state(applied)) == applied
+
+
+def test_request_buffering_off_in_the_configmap_streams_every_route(tmp_path: Path) -> None:
+    """Each route's options carry the ConfigMap's off, and requests without a
+    route are not held either."""
+    on = next(x for x in rendered_config(one({}), tmp_path).splitlines() if "wait-for-body" in x)
+    assert on.endswith("!{ req.hdr(content-type) -m beg application/grpc }")
+    state = run(
+        *with_defaults(
+            ingress("ing", rule("a.example.com", path("/app"))),
+            configmap({"proxy-request-buffering": "off"}),
+        )
+    )
+    assert not state.problems
+    (route,) = [r for r in state.routes if r.path == "/app"]
+    assert dict(dict(state.maps.files())["opt-stream"]) == {route.options.name: "1"}
+    line = next(x for x in rendered_config(state, tmp_path).splitlines() if "wait-for-body" in x)
+    assert line.endswith("{ var(txn.options) -m found }")
