@@ -419,7 +419,30 @@ end)
 -- pattern), else "always" / "never" when neither is set; then the cookie's
 -- "always" / "never". Sets txn.canary to 1 (canary) or 0 (main); unset
 -- leaves the choice to the weight.
+-- affinity-canary-behavior: sticky (model.Canary.sticky_*): txn.o_csticky is
+-- "<cookie>\n<attributes>\n<sides>", sides the values a client may keep
+-- ("1" canary, "0" main). A kept value decides before every rule, as
+-- ingress-nginx's balancer lets an affinitized request stay; without one,
+-- txn.csticky_new asks the response to send the side the rules chose.
+local function sticky_rule(txn)
+  local sticky = txn:get_var("txn.o_csticky")
+  if sticky == nil then
+    return nil
+  end
+  local cookie, attributes, sides = sticky:match("^([^\n]+)\n([^\n]*)\n([01]*)$")
+  return cookie, attributes, sides
+end
+
 core.register_action("ingress_canary", { "http-req" }, function(txn)
+  local sticky, _, sides = sticky_rule(txn)
+  if sticky ~= nil then
+    local kept = txn.f:req_cook(sticky)
+    if (kept == "1" or kept == "0") and sides:find(kept, 1, true) then
+      txn:set_var("txn.canary", kept)
+      return
+    end
+    txn:set_var("txn.csticky_new", "1")
+  end
   local name = txn:get_var("txn.o_chdr")
   if name ~= nil then
     local value = txn.f:req_fhdr(name)
@@ -454,6 +477,17 @@ core.register_action("ingress_canary", { "http-req" }, function(txn)
     elseif value == "never" then
       txn:set_var("txn.canary", "0")
     end
+  end
+end)
+
+core.register_action("ingress_canary_sticky", { "http-res" }, function(txn)
+  local cookie, attributes, sides = sticky_rule(txn)
+  if cookie == nil then
+    return
+  end
+  local side = txn:get_var("txn.canary") == "1" and "1" or "0"
+  if sides:find(side, 1, true) then
+    txn.http:res_add_header("set-cookie", cookie .. "=" .. side .. attributes)
   end
 end)
 

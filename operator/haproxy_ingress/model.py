@@ -321,6 +321,16 @@ class Canary:
     header_value: str | None = None
     header_pattern: str | None = None  # a checked PCRE2 pattern (regex.py)
     cookie: str | None = None
+    # affinity-canary-behavior: "sticky" (a client keeps the side it was
+    # sent to, when that side has cookie affinity) or "legacy" (decided on
+    # every request). Translate fills the sticky_* fields when attaching.
+    affinity_behavior: str = "sticky"
+    # The decision cookie ("<session cookie>-canary": 1 canary, 0 main) and
+    # the Set-Cookie attributes it is sent with (the sticky side's).
+    sticky_cookie: str | None = None
+    sticky_attributes: str = ""
+    sticky_canary: bool = False  # the canary backend has cookie affinity
+    sticky_main: bool = False  # the main backend has cookie affinity
 
     @property
     def threshold(self) -> int:
@@ -508,6 +518,7 @@ ROUTE_OPTION_MAPS = (
     "opt-canary-value",
     "opt-canary-pattern",
     "opt-canary-cookie",
+    "opt-canary-sticky",
     "opt-keep-slash",
     "opt-no-log",
     "opt-headers",

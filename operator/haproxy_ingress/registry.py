@@ -1578,6 +1578,22 @@ SETTINGS: tuple[Setting, ...] = (
         nginx=("canary-by-cookie",),
     ),
     Setting(
+        "affinity-canary-behavior",
+        _R,
+        _choice(("sticky", "legacy")),
+        "sticky",
+        "on a canary Ingress: `sticky`, a client sent to the canary (or to the main "
+        "Ingress) keeps going there while that side has `affinity: cookie`; `legacy`, every "
+        "request is decided anew",
+        "affinity_behavior",
+        reload=False,
+        configmap=False,
+        nginx=("affinity-canary-behavior",),
+        difference="the side is kept by a second cookie, `<session-cookie-name>-canary` "
+        "(1: canary, 0: main), with the sticky side's cookie attributes; as ingress-nginx, "
+        "it wins over the canary's header and cookie rules",
+    ),
+    Setting(
         "upstream-vhost",
         _R,
         upstream_vhost,
@@ -1765,8 +1781,11 @@ ACCESS = frozenset(
 )
 # enable-cors and cors-*: the fields of a model.Cors (RouteOptions.cors).
 CORS = frozenset(s for s in SETTINGS if s.key == "enable-cors" or s.key.startswith("cors-"))
-# The canary-* keys: they set the fields of a model.Canary, not of RouteOptions.
-CANARY = frozenset(s for s in SETTINGS if s.key.startswith("canary"))
+# The canary-* keys and affinity-canary-behavior: they set the fields of a
+# model.Canary, not of RouteOptions.
+CANARY = frozenset(
+    s for s in SETTINGS if s.key.startswith("canary") or s.key == "affinity-canary-behavior"
+)
 # ingress-nginx's names (annotation suffix or ConfigMap key) → the setting.
 BY_NGINX: Mapping[str, Setting] = {name: s for s in SETTINGS for name in s.nginx}
 

@@ -162,6 +162,7 @@ def option_maps(
         canary_value,
         canary_pattern,
         canary_cookie,
+        canary_sticky,
         keep_slash,
         no_log,
         response_headers,
@@ -243,6 +244,12 @@ def option_maps(
             ):
                 if value is not None:
                     table.append((name, _b64(value)))
+            if rule.sticky_cookie is not None:
+                # "<name>\n<attributes>\n<sides>": the values a client may keep.
+                sides = ("1" if rule.sticky_canary else "") + ("0" if rule.sticky_main else "")
+                canary_sticky.append(
+                    (name, _b64(f"{rule.sticky_cookie}\n{rule.sticky_attributes}\n{sides}"))
+                )
     if not any(tables):
         return ()  # RoutingMaps' default: the same files, all empty
     return tuple(tuple(table) for table in tables)

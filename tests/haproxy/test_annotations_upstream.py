@@ -17,6 +17,7 @@ import pytest
 from tests.backends import Backend, free_port
 from tests.haproxy.stack import Stack, wait_for
 from tests.haproxy.test_annotations import NGINX, OURS, request
+from tests.haproxy.test_canary_regex import main_and_canary, serve_both
 from tests.haproxy.test_traffic import _ready, slice_for
 from tests.kube import ingress, path, rule, service
 from tests.unit.test_translate import make_cert
@@ -314,3 +315,81 @@ async def test_proxy_request_buffering_holds_the_body_until_it_is_whole(
         assert (await stack.proc()).reloads == reloads
     finally:
         await pod.stop()
+
+
+async def test_affinity_canary_behavior_keeps_a_client_on_its_side(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """affinity-canary-behavior sticky (ingress-nginx's default): a client sent to the
+    canary, which has cookie affinity, stays there; legacy decides every request."""
+    host = "sticky.example.com"
+    objects = main_and_canary(
+        {
+            NGINX + "canary-weight": "50",
+            NGINX + "affinity": "cookie",
+            NGINX + "session-cookie-name": "SRV",
+            NGINX + "session-cookie-max-age": "600",
+        },
+        host=host,
+    )
+    assert not await serve_both(stack, *objects)
+
+    async def side(cookies: str = "") -> tuple[str, list[str]]:
+        headers = {"Cookie": cookies} if cookies else {}
+        status, _, body, response = await request(session, stack, "/", host, headers=headers)
+        assert status == 200
+        return body.split()[0].rsplit("-", 1)[0], response.headers.getall("Set-Cookie", [])
+
+    # New clients are split by the weight; one sent to the canary is told so.
+    seen: dict[str, list[str]] = {}
+    for _ in range(40):
+        answer, cookies = await side()
+        seen.setdefault(answer, cookies)
+        if answer == "web":
+            assert not [c for c in cookies if c.startswith("SRV-canary=")]
+    assert set(seen) == {"web", "web-canary"}
+    decision = [c for c in seen["web-canary"] if c.startswith("SRV-canary=")]
+    assert decision == ["SRV-canary=1; Path=/; Max-Age=600; HttpOnly"], seen["web-canary"]
+    # Kept: every request of that client goes to the canary, whatever the weight.
+    answers = {(await side("SRV-canary=1"))[0] for _ in range(30)}
+    assert answers == {"web-canary"}
+    # The main backend has no affinity: a "0" is not a side a client can keep.
+    answers = {(await side("SRV-canary=0"))[0] for _ in range(30)}
+    assert answers == {"web", "web-canary"}
+
+    # legacy: decided on every request, no decision cookie; a map update.
+    reloads = (await stack.proc()).reloads
+    objects[1]["metadata"]["annotations"][NGINX + "affinity-canary-behavior"] = "legacy"
+    stack.put(objects[1])
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded
+    assert (await stack.proc()).reloads == reloads
+    results = [await side("SRV-canary=1") for _ in range(30)]
+    assert {answer for answer, _ in results} == {"web", "web-canary"}
+    assert not [c for _, cookies in results for c in cookies if c.startswith("SRV-canary=")]
+
+
+async def test_sticky_canary_keeps_main_clients_on_main_when_main_has_affinity(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """As ingress-nginx's balancer: a request affinitized to the main backend stays
+    there, even when the canary's weight becomes 100."""
+    host = "mainsticky.example.com"
+    objects = main_and_canary({NGINX + "canary-weight": "0"}, host=host)
+    objects[0]["metadata"]["annotations"] = {NGINX + "affinity": "cookie"}
+    assert not await serve_both(stack, *objects)
+    status, _, body, response = await request(session, stack, "/", host)
+    assert status == 200 and body.startswith("web-61 ")
+    decision = [c for c in response.headers.getall("Set-Cookie") if "-canary=" in c]
+    assert decision == ["INGRESSCOOKIE-canary=0; Path=/; HttpOnly"]
+
+    objects[1]["metadata"]["annotations"][NGINX + "canary-weight"] = "100"
+    stack.put(objects[1])
+    await stack.sync()
+    for _ in range(10):
+        _, _, body, _ = await request(
+            session, stack, "/", host, headers={"Cookie": "INGRESSCOOKIE-canary=0"}
+        )
+        assert body.startswith("web-61 ")
+    _, _, body, _ = await request(session, stack, "/", host)
+    assert body.startswith("web-canary-62 ")

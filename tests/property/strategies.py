@@ -113,6 +113,7 @@ ANNOTATIONS = {
     "proxy-cookie-path": "/a/ /",
     "connection-proxy-header": "keep-alive",
     "proxy-request-buffering": "off",
+    "affinity-canary-behavior": "legacy",
     "snippet": "server x 1.2.3.4:80",  # never a known key: always refused
 }
 annotations = st.sampled_from(sorted(ANNOTATIONS)).flatmap(

@@ -14,6 +14,7 @@ from haproxy_ingress.haproxy.config import RenderOptions, render
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import (
     ROUTE_OPTION_MAPS,
+    Canary,
     DesiredState,
     GlobalSettings,
     RouteOptions,
@@ -937,3 +938,78 @@ def test_request_buffering_off_in_the_configmap_streams_every_route(tmp_path: Pa
     assert dict(dict(state.maps.files())["opt-stream"]) == {route.options.name: "1"}
     line = next(x for x in rendered_config(state, tmp_path).splitlines() if "wait-for-body" in x)
     assert line.endswith("{ var(txn.options) -m found }")
+
+
+def canary_state(main: dict[str, str], canary: dict[str, str]) -> DesiredState:
+    return run(
+        *with_defaults(
+            service("web-canary"),
+            ingress("main", rule("a.example.com", path("/")), annotations=main),
+            ingress(
+                "canary",
+                rule("a.example.com", path("/", "web-canary")),
+                created="2026-01-02T00:00:00Z",
+                annotations={NGINX + "canary": "true", NGINX + "canary-weight": "10", **canary},
+            ),
+        )
+    )
+
+
+def attached_canary(state: DesiredState) -> Canary:
+    (route,) = [r for r in state.routes if r.options.canary is not None]
+    assert route.options.canary is not None
+    return route.options.canary
+
+
+def test_sticky_canary_names_the_sides_with_affinity_and_their_cookie() -> None:
+    state = canary_state(
+        {},
+        {
+            NGINX + "affinity": "cookie",
+            NGINX + "session-cookie-name": "SRV",
+            NGINX + "session-cookie-samesite": "Lax",
+            NGINX + "session-cookie-secure": "true",
+            NGINX + "session-cookie-domain": ".example.com",
+        },
+    )
+    assert not [p for p in state.problems if p.event != "BackendNotFound"]
+    canary = attached_canary(state)
+    assert (canary.sticky_cookie, canary.sticky_canary, canary.sticky_main) == (
+        "SRV-canary",
+        True,
+        False,
+    )
+    assert canary.sticky_attributes == (
+        "; Path=/; Domain=.example.com; SameSite=Lax; Secure; HttpOnly"
+    )
+    files = dict(state.maps.files())
+    (value,) = dict(files["opt-canary-sticky"]).values()
+    assert base64.b64decode(value).decode() == f"SRV-canary\n{canary.sticky_attributes}\n1"
+
+
+@pytest.mark.parametrize(
+    ("main", "canary", "sides"),
+    [
+        ({NGINX + "affinity": "cookie"}, {}, (False, True)),
+        ({NGINX + "affinity": "cookie"}, {NGINX + "affinity": "cookie"}, (True, True)),
+        ({}, {}, None),  # nobody has affinity: nothing to keep
+        ({}, {NGINX + "affinity": "cookie", NGINX + "affinity-canary-behavior": "legacy"}, None),
+    ],
+)
+def test_sticky_canary_sides(
+    main: dict[str, str], canary: dict[str, str], sides: tuple[bool, bool] | None
+) -> None:
+    attached = attached_canary(canary_state(main, canary))
+    if sides is None:
+        assert attached.sticky_cookie is None
+    else:
+        assert (attached.sticky_canary, attached.sticky_main) == sides
+        assert attached.sticky_cookie == "INGRESSCOOKIE-canary"
+
+
+@pytest.mark.parametrize("value", ["Sticky", "sticky\r\n", "", "legacy ", "none"])
+def test_bad_affinity_canary_behavior_leaves_the_canary_out(value: str) -> None:
+    state = canary_state({}, {NGINX + "affinity-canary-behavior": value})
+    assert not [r for r in state.routes if r.options.canary is not None]
+    field = f"metadata.annotations[{NGINX}affinity-canary-behavior]"
+    assert events(state)[field] == "Rejected"
