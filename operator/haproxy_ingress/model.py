@@ -112,6 +112,9 @@ class BackendSettings:
     cookie_samesite: str | None = None  # None | Lax | Strict
     cookie_secure: bool = False
     cookie_max_age: int | None = None  # seconds: a Max-Age attribute
+    # SameSite=None left out for browsers that reject it (ingress-nginx's
+    # session-cookie-conditional-samesite-none and its list of user agents).
+    cookie_conditional_samesite_none: bool = False
     # Consistent hashing (ingress-nginx's upstream-hash-by): an HAProxy
     # sample expression for ``balance hash`` (registry.upstream_hash_by), or
     # None for ``balance``.

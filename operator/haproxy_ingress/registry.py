@@ -945,6 +945,17 @@ SETTINGS: tuple[Setting, ...] = (
         nginx=("session-cookie-samesite",),
     ),
     Setting(
+        "session-cookie-conditional-samesite-none",
+        _B,
+        validate.boolean,
+        "false",
+        "with `SameSite=None`: left out for browsers that reject it (Chrome 40-69, iOS 12, "
+        "Safari on macOS 10.14, by User-Agent as ingress-nginx)",
+        "cookie_conditional_samesite_none",
+        configmap=False,
+        nginx=("session-cookie-conditional-samesite-none",),
+    ),
+    Setting(
         "session-cookie-secure",
         _B,
         validate.boolean,

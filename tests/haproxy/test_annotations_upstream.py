@@ -393,3 +393,50 @@ async def test_sticky_canary_keeps_main_clients_on_main_when_main_has_affinity(
         assert body.startswith("web-61 ")
     _, _, body, _ = await request(session, stack, "/", host)
     assert body.startswith("web-canary-62 ")
+
+
+async def test_conditional_samesite_none_leaves_it_out_for_browsers_that_reject_it(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """session-cookie-conditional-samesite-none: ingress-nginx's user-agent list."""
+    port = free_port()
+    pods = [await Backend(f"web-{n}", f"127.0.0.{n}", port).start() for n in (95, 96)]
+    stack.put(
+        service("web"),
+        slice_for("web", pods),
+        ingress(
+            "samesite",
+            rule("samesite.example.com", path("/")),
+            annotations={
+                NGINX + "affinity": "cookie",
+                NGINX + "session-cookie-name": "a.b",
+                NGINX + "session-cookie-samesite": "None",
+                NGINX + "session-cookie-conditional-samesite-none": "true",
+            },
+        ),
+    )
+    try:
+        outcome = await stack.sync()
+        assert outcome.result is not None and not outcome.desired.problems
+        await wait_for(lambda: _ready(stack, "be_default_web_80", 2))
+
+        async def attributes(agent: str) -> set[str]:
+            _, _, _, response = await request(
+                session, stack, "/", "samesite.example.com", headers={"User-Agent": agent}
+            )
+            (cookie,) = response.headers.getall("Set-Cookie")
+            assert cookie.startswith("a.b=")
+            return {part.strip().lower() for part in cookie.split(";")[1:]}
+
+        modern = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
+        assert "samesite=none" in await attributes(modern)
+        for old in (
+            "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/66.0.3359.181 Safari/537.36",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 12_1 like Mac OS X) AppleWebKit/605.1.15",
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_6) AppleWebKit/605.1.15 Safari/605.1.15",
+        ):
+            got = await attributes(old)
+            assert "samesite=none" not in got and {"httponly", "path=/"} <= got, (old, got)
+    finally:
+        for pod in pods:
+            await pod.stop()

@@ -76,6 +76,11 @@ def events(state: DesiredState) -> dict[str, str]:
         ({NGINX + "affinity": "cookie"}, "affinity", "cookie"),
         ({NGINX + "session-cookie-expires": "60"}, "cookie_max_age", 60),
         (
+            {NGINX + "session-cookie-conditional-samesite-none": "true"},
+            "cookie_conditional_samesite_none",
+            True,
+        ),
+        (
             {NGINX + "proxy-ssl-ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL"},
             "proxy_ssl_ciphers",
             "ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL",
@@ -159,6 +164,7 @@ def test_route_options_land_in_maps_by_name_never_in_the_config() -> None:
         ("backend-protocol", "FCGI"),
         ("load-balance", "chash"),
         ("proxy-next-upstream", "http_418"),
+        ("session-cookie-conditional-samesite-none", "yes\r\n"),
         ("proxy-ssl-ciphers", "NOPE-CIPHER"),
         ("proxy-ssl-ciphers", "HIGH\r\n    ssl-default-bind-options no-sslv3"),
         ("proxy-ssl-ciphers", "HIGH MEDIUM"),
@@ -1013,3 +1019,16 @@ def test_bad_affinity_canary_behavior_leaves_the_canary_out(value: str) -> None:
     assert not [r for r in state.routes if r.options.canary is not None]
     field = f"metadata.annotations[{NGINX}affinity-canary-behavior]"
     assert events(state)[field] == "Rejected"
+
+
+def test_conditional_samesite_none_renders_only_with_samesite_none(tmp_path: Path) -> None:
+    asked = {
+        NGINX + "affinity": "cookie",
+        NGINX + "session-cookie-name": "a.b",
+        NGINX + "session-cookie-conditional-samesite-none": "true",
+    }
+    lax = rendered_config(one({**asked, NGINX + "session-cookie-samesite": "Lax"}), tmp_path)
+    assert "samesite_old" not in lax
+    none = rendered_config(one({**asked, NGINX + "session-cookie-samesite": "None"}), tmp_path)
+    # The cookie name is matched literally ('.' as a class), never as text of the regex.
+    assert "replace-header Set-Cookie '^(a[.]b=[^;]*(;.*)?); SameSite=None(;.*)?$'" in none
