@@ -1706,8 +1706,8 @@ SETTINGS: tuple[Setting, ...] = (
         nginx_configmap=True,
         difference="HAProxy holds at most one buffer of the body (`tune.bufsize`, 16 KiB) in "
         "memory, then streams the rest (nginx spools all of it to disk); a first buffer not "
-        "received within `timeout-client` gets 408; gRPC requests are never held (as nginx's "
-        "grpc_pass)",
+        "received within `timeout-client` gets 408; gRPC requests and upgrades (WebSockets) "
+        "are never held (as nginx's grpc_pass)",
     ),
     Setting(
         "proxy-body-size",

@@ -921,7 +921,7 @@ def test_request_buffering_off_in_the_configmap_streams_every_route(tmp_path: Pa
     """Each route's options carry the ConfigMap's off, and requests without a
     route are not held either."""
     on = next(x for x in rendered_config(one({}), tmp_path).splitlines() if "wait-for-body" in x)
-    assert on.endswith("!{ req.hdr(content-type) -m beg application/grpc }")
+    assert on.endswith("!{ req.hdr(upgrade) -m found }")
     state = run(
         *with_defaults(
             ingress("ing", rule("a.example.com", path("/app"))),
