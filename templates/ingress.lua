@@ -419,7 +419,30 @@ end)
 -- pattern), else "always" / "never" when neither is set; then the cookie's
 -- "always" / "never". Sets txn.canary to 1 (canary) or 0 (main); unset
 -- leaves the choice to the weight.
+-- affinity-canary-behavior: sticky (model.Canary.sticky_*): txn.o_csticky is
+-- "<cookie>\n<attributes>\n<sides>", sides the values a client may keep
+-- ("1" canary, "0" main). A kept value decides before every rule, as
+-- ingress-nginx's balancer lets an affinitized request stay; without one,
+-- txn.csticky_new asks the response to send the side the rules chose.
+local function sticky_rule(txn)
+  local sticky = txn:get_var("txn.o_csticky")
+  if sticky == nil then
+    return nil
+  end
+  local cookie, attributes, sides = sticky:match("^([^\n]+)\n([^\n]*)\n([01]*)$")
+  return cookie, attributes, sides
+end
+
 core.register_action("ingress_canary", { "http-req" }, function(txn)
+  local sticky, _, sides = sticky_rule(txn)
+  if sticky ~= nil then
+    local kept = txn.f:req_cook(sticky)
+    if (kept == "1" or kept == "0") and sides:find(kept, 1, true) then
+      txn:set_var("txn.canary", kept)
+      return
+    end
+    txn:set_var("txn.csticky_new", "1")
+  end
   local name = txn:get_var("txn.o_chdr")
   if name ~= nil then
     local value = txn.f:req_fhdr(name)
@@ -457,6 +480,17 @@ core.register_action("ingress_canary", { "http-req" }, function(txn)
   end
 end)
 
+core.register_action("ingress_canary_sticky", { "http-res" }, function(txn)
+  local cookie, attributes, sides = sticky_rule(txn)
+  if cookie == nil then
+    return
+  end
+  local side = txn:get_var("txn.canary") == "1" and "1" or "0"
+  if sides:find(side, 1, true) then
+    txn.http:res_add_header("set-cookie", cookie .. "=" .. side .. attributes)
+  end
+end)
+
 -- Header sets (headers.py): "Name: value" lines, checked by the controller
 -- (token names, visible ASCII values). Set as literal text: HAProxy never
 -- reads them as a log-format string.
@@ -486,6 +520,101 @@ core.register_action("ingress_response_headers", { "http-res" }, function(txn)
   end
   set_headers(txn:get_var("txn.g_res"), set)
   set_headers(txn:get_var("txn.o_hdrs"), set)
+end)
+
+-- proxy-redirect-from/-to and proxy-cookie-domain/-path (responses.py), as
+-- nginx's proxy_redirect and proxy_cookie_*: case-sensitive literal
+-- prefixes, except a cookie's Domain, compared whole, without case and
+-- without a leading dot (which is kept). Values are text, never patterns.
+
+local function replaced_prefix(value, from, to)
+  if value ~= nil and value:sub(1, #from) == from then
+    return to .. value:sub(#from + 1)
+  end
+  return nil
+end
+
+core.register_action("ingress_proxy_redirect", { "http-res" }, function(txn)
+  local from, to = txn:get_var("txn.o_rfrom"), txn:get_var("txn.o_rto")
+  if from == nil or to == nil then
+    return
+  end
+  local headers = txn.http:res_get_headers()
+  local location = headers["location"]
+  local rewritten = replaced_prefix(location and location[0], from, to)
+  if rewritten ~= nil then
+    txn.http:res_set_header("location", rewritten)
+  end
+  -- Refresh: "5; url=http://…": the URL after "url=" (any case), as nginx.
+  local refresh = headers["refresh"] and headers["refresh"][0]
+  if refresh ~= nil then
+    local at = refresh:lower():find("url=", 1, true)
+    rewritten = at and replaced_prefix(refresh:sub(at + 4), from, to)
+    if rewritten then
+      txn.http:res_set_header("refresh", refresh:sub(1, at + 3) .. rewritten)
+    end
+  end
+end)
+
+local function rewrite_cookie(cookie, domain, path)
+  local parts = split(cookie, ";")
+  local changed = false
+  for index = 2, #parts do
+    local lead, name, equals, value = parts[index]:match("^(%s*)([^=%s]+)(%s*=%s*)(.-)%s*$")
+    local attribute = name and name:lower()
+    local new = nil
+    if attribute == "domain" and domain ~= nil then
+      local dot = value:sub(1, 1) == "." and "." or ""
+      if value:sub(#dot + 1):lower() == domain[1] then
+        new = dot .. domain[2]
+      end
+    elseif attribute == "path" and path ~= nil then
+      new = replaced_prefix(value, path[1], path[2])
+    end
+    if new ~= nil then
+      parts[index] = lead .. name .. equals .. new
+      changed = true
+    end
+  end
+  if changed then
+    return table.concat(parts, ";")
+  end
+  return nil
+end
+
+local function pair(text)
+  if text == nil then
+    return nil
+  end
+  local from, to = text:match("^(%S+) (%S+)$")
+  if from == nil then
+    return nil
+  end
+  return { from, to }
+end
+
+core.register_action("ingress_proxy_cookie", { "http-res" }, function(txn)
+  local domain = pair(txn:get_var("txn.o_ckdomain"))
+  local path = pair(txn:get_var("txn.o_ckpath"))
+  local cookies = txn.http:res_get_headers()["set-cookie"]
+  if cookies == nil or (domain == nil and path == nil) then
+    return
+  end
+  local out, changed = {}, false
+  for index = 0, #cookies do
+    local cookie = cookies[index]
+    if cookie ~= nil then
+      local rewritten = rewrite_cookie(cookie, domain, path)
+      changed = changed or rewritten ~= nil
+      out[#out + 1] = rewritten or cookie
+    end
+  end
+  if changed then
+    txn.http:res_del_header("set-cookie")
+    for _, cookie in ipairs(out) do
+      txn.http:res_add_header("set-cookie", cookie)
+    end
+  end
 end)
 
 -- default-backend and custom-http-errors (ingress-nginx's error pages).

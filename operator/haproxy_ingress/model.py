@@ -112,6 +112,9 @@ class BackendSettings:
     cookie_samesite: str | None = None  # None | Lax | Strict
     cookie_secure: bool = False
     cookie_max_age: int | None = None  # seconds: a Max-Age attribute
+    # SameSite=None left out for browsers that reject it (ingress-nginx's
+    # session-cookie-conditional-samesite-none and its list of user agents).
+    cookie_conditional_samesite_none: bool = False
     # Consistent hashing (ingress-nginx's upstream-hash-by): an HAProxy
     # sample expression for ``balance hash`` (registry.upstream_hash_by), or
     # None for ``balance``.
@@ -127,6 +130,11 @@ class BackendSettings:
     proxy_ssl_verify_depth: int = 1
     proxy_ssl_name: str | None = None
     proxy_ssl_server_name: bool = False
+    # proxy-ssl-ciphers (an OpenSSL list for TLS 1.2 and below, checked by
+    # auth.ssl_ciphers) and proxy-ssl-protocols (min, max): None is HAProxy's
+    # defaults.
+    proxy_ssl_ciphers: str | None = None
+    proxy_ssl_protocols: tuple[str, str] | None = None
 
     @property
     def twins(self) -> bool:
@@ -316,6 +324,16 @@ class Canary:
     header_value: str | None = None
     header_pattern: str | None = None  # a checked PCRE2 pattern (regex.py)
     cookie: str | None = None
+    # affinity-canary-behavior: "sticky" (a client keeps the side it was
+    # sent to, when that side has cookie affinity) or "legacy" (decided on
+    # every request). Translate fills the sticky_* fields when attaching.
+    affinity_behavior: str = "sticky"
+    # The decision cookie ("<session cookie>-canary": 1 canary, 0 main) and
+    # the Set-Cookie attributes it is sent with (the sticky side's).
+    sticky_cookie: str | None = None
+    sticky_attributes: str = ""
+    sticky_canary: bool = False  # the canary backend has cookie affinity
+    sticky_main: bool = False  # the main backend has cookie affinity
 
     @property
     def threshold(self) -> int:
@@ -386,6 +404,20 @@ class RouteOptions:
     fallback: bool = False  # default-backend: no usable server → error backend
     # An nginx snippet's operations (snippets.encode), run by ingress.lua.
     snippet: str | None = None
+    # proxy-redirect-from/-to and proxy-cookie-domain/-path (responses.py):
+    # the pods' Location/Refresh prefixes and Set-Cookie Domain/Path
+    # attributes that ingress.lua rewrites, as literal text.
+    proxy_redirect_from: str | None = None
+    proxy_redirect_to: str | None = None
+    proxy_cookie_domain: tuple[str, str] | None = None  # (from, lowered, no dot; to)
+    proxy_cookie_path: tuple[str, str] | None = None  # (from prefix, to)
+    # connection-proxy-header: the Connection header the pods receive
+    # (registry.connection_tokens: tokens joined by ',').
+    connection_header: str | None = None
+    # proxy-request-buffering: the body (up to one buffer, tune.bufsize) is
+    # received before the request goes to a pod (HAProxy's wait-for-body);
+    # False streams it.
+    request_buffering: bool = True
 
     @property
     def name(self) -> str:
@@ -489,6 +521,7 @@ ROUTE_OPTION_MAPS = (
     "opt-canary-value",
     "opt-canary-pattern",
     "opt-canary-cookie",
+    "opt-canary-sticky",
     "opt-keep-slash",
     "opt-no-log",
     "opt-headers",
@@ -498,6 +531,12 @@ ROUTE_OPTION_MAPS = (
     "opt-error-source",
     "opt-fallback",
     "opt-snippet",
+    "opt-redirect-from",
+    "opt-redirect-to",
+    "opt-cookie-domain",
+    "opt-cookie-path",
+    "opt-connection",
+    "opt-stream",
 )
 
 

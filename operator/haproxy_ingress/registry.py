@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haproxy_ingress import auth, cors, headers, regex, snippets, validate
+from haproxy_ingress import auth, cors, headers, regex, responses, snippets, validate
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -272,6 +272,25 @@ def header_value(value: str, field: str) -> str:
             f"must be 1-1024 visible ASCII characters (no control characters), got {value!r:.60}",
         )
     return value
+
+
+_CONNECTION_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def connection_tokens(value: str, field: str) -> str:
+    """connection-proxy-header: a comma-separated list of connection options.
+
+    Letters, digits, '-' and '_' only (the names and options a Connection
+    header lists), at most 16; joined by ',' as HAProxy's map value.
+    """
+    words = [word.strip() for word in value.split(",")]
+    if not 1 <= len(words) <= 16 or not all(_CONNECTION_TOKEN.fullmatch(w) for w in words):
+        raise Invalid(
+            field,
+            "must be 1-16 comma-separated tokens of letters, digits, '-' and '_' "
+            f"(keep-alive, close, upgrade…), got {validate.printable(value)}",
+        )
+    return ",".join(words)
 
 
 def canary_total(value: str, field: str) -> int:
@@ -826,6 +845,32 @@ SETTINGS: tuple[Setting, ...] = (
         nginx=("proxy-ssl-server-name",),
     ),
     Setting(
+        "proxy-ssl-ciphers",
+        _B,
+        auth.ssl_ciphers,
+        None,
+        "OpenSSL cipher list (TLS 1.2 and below) offered to `HTTPS`/`GRPCS` pods",
+        "proxy_ssl_ciphers",
+        configmap=False,
+        nginx=("proxy-ssl-ciphers",),
+        default_doc="HAProxy's",
+        difference="checked against OpenSSL (a list selecting no cipher is refused, nginx "
+        "falls back to `DEFAULT`); applies with or without `proxy-ssl-secret`",
+    ),
+    Setting(
+        "proxy-ssl-protocols",
+        _B,
+        auth.ssl_protocols,
+        None,
+        "TLS versions offered to `HTTPS`/`GRPCS` pods (`TLSv1.2 TLSv1.3`)",
+        "proxy_ssl_protocols",
+        configmap=False,
+        nginx=("proxy-ssl-protocols",),
+        default_doc="HAProxy's (TLSv1.2 and up)",
+        difference="a contiguous range (HAProxy has ssl-min-ver and ssl-max-ver); SSLv2/SSLv3 "
+        "refused; unset is HAProxy's default, not nginx's `TLSv1 TLSv1.1 TLSv1.2`",
+    ),
+    Setting(
         "backend-protocol",
         _B,
         backend_protocol,
@@ -898,6 +943,17 @@ SETTINGS: tuple[Setting, ...] = (
         "cookie_samesite",
         configmap=False,
         nginx=("session-cookie-samesite",),
+    ),
+    Setting(
+        "session-cookie-conditional-samesite-none",
+        _B,
+        validate.boolean,
+        "false",
+        "with `SameSite=None`: left out for browsers that reject it (Chrome 40-69, iOS 12, "
+        "Safari on macOS 10.14, by User-Agent as ingress-nginx)",
+        "cookie_conditional_samesite_none",
+        configmap=False,
+        nginx=("session-cookie-conditional-samesite-none",),
     ),
     Setting(
         "session-cookie-secure",
@@ -1533,6 +1589,22 @@ SETTINGS: tuple[Setting, ...] = (
         nginx=("canary-by-cookie",),
     ),
     Setting(
+        "affinity-canary-behavior",
+        _R,
+        _choice(("sticky", "legacy")),
+        "sticky",
+        "on a canary Ingress: `sticky`, a client sent to the canary (or to the main "
+        "Ingress) keeps going there while that side has `affinity: cookie`; `legacy`, every "
+        "request is decided anew",
+        "affinity_behavior",
+        reload=False,
+        configmap=False,
+        nginx=("affinity-canary-behavior",),
+        difference="the side is kept by a second cookie, `<session-cookie-name>-canary` "
+        "(1: canary, 0: main), with the sticky side's cookie attributes; as ingress-nginx, "
+        "it wins over the canary's header and cookie rules",
+    ),
+    Setting(
         "upstream-vhost",
         _R,
         upstream_vhost,
@@ -1553,6 +1625,89 @@ SETTINGS: tuple[Setting, ...] = (
         reload=False,
         configmap=False,
         nginx=("x-forwarded-prefix",),
+    ),
+    Setting(
+        "proxy-redirect-from",
+        _R,
+        responses.redirect_from,
+        "off",
+        "the prefix of the pods' `Location` and `Refresh` headers replaced by "
+        "`proxy-redirect-to` (`off`: none)",
+        "proxy_redirect_from",
+        reload=False,
+        nginx=("proxy-redirect-from",),
+        nginx_configmap=True,
+        difference="literal prefixes only: `~` regular expressions and `$variables` refused; "
+        "`default` is `off` (its prefix is the internal upstream URL no pod sends)",
+    ),
+    Setting(
+        "proxy-redirect-to",
+        _R,
+        responses.redirect_to,
+        "off",
+        "what replaces `proxy-redirect-from` (`off`: no rewrite)",
+        "proxy_redirect_to",
+        reload=False,
+        nginx=("proxy-redirect-to",),
+        nginx_configmap=True,
+        difference="no `$variables`",
+    ),
+    Setting(
+        "proxy-cookie-domain",
+        _R,
+        responses.cookie_domain,
+        "off",
+        "`FROM TO`: a `Set-Cookie` from the pods with `Domain=FROM` gets `Domain=TO` "
+        "(no case, leading dot kept)",
+        "proxy_cookie_domain",
+        reload=False,
+        nginx=("proxy-cookie-domain",),
+        nginx_configmap=True,
+        difference="one pair of domain names: no `~` regular expressions nor `$variables`",
+    ),
+    Setting(
+        "proxy-cookie-path",
+        _R,
+        responses.cookie_path,
+        "off",
+        "`FROM TO`: a `Set-Cookie` from the pods whose `Path` starts with FROM gets TO "
+        "instead of that prefix",
+        "proxy_cookie_path",
+        reload=False,
+        nginx=("proxy-cookie-path",),
+        nginx_configmap=True,
+        difference="one pair of paths: no `~` regular expressions nor `$variables`",
+    ),
+    Setting(
+        "connection-proxy-header",
+        _R,
+        connection_tokens,
+        None,
+        "the `Connection` header sent to the pods (`keep-alive`, `close`…)",
+        "connection_header",
+        reload=False,
+        configmap=False,
+        nginx=("connection-proxy-header",),
+        default_doc="HAProxy's",
+        difference="HTTP/1.1 to the pods: HAProxy drops the `keep-alive` token (implicit "
+        "in HTTP/1.1) and sends the others; not applied to requests carrying `Upgrade` "
+        "(WebSockets keep working) nor to HTTP/2 pods (no Connection header in HTTP/2)",
+    ),
+    Setting(
+        "proxy-request-buffering",
+        _R,
+        on_off,
+        "on",
+        "`on`: a request's body is received before it goes to a pod (slow clients never "
+        "hold a pod's connection); `off`: streamed",
+        "request_buffering",
+        reload=False,
+        nginx=("proxy-request-buffering",),
+        nginx_configmap=True,
+        difference="HAProxy holds at most one buffer of the body (`tune.bufsize`, 16 KiB) in "
+        "memory, then streams the rest (nginx spools all of it to disk); a first buffer not "
+        "received within `timeout-client` gets 408; gRPC requests and upgrades (WebSockets) "
+        "are never held (as nginx's grpc_pass)",
     ),
     Setting(
         "proxy-body-size",
@@ -1637,8 +1792,11 @@ ACCESS = frozenset(
 )
 # enable-cors and cors-*: the fields of a model.Cors (RouteOptions.cors).
 CORS = frozenset(s for s in SETTINGS if s.key == "enable-cors" or s.key.startswith("cors-"))
-# The canary-* keys: they set the fields of a model.Canary, not of RouteOptions.
-CANARY = frozenset(s for s in SETTINGS if s.key.startswith("canary"))
+# The canary-* keys and affinity-canary-behavior: they set the fields of a
+# model.Canary, not of RouteOptions.
+CANARY = frozenset(
+    s for s in SETTINGS if s.key.startswith("canary") or s.key == "affinity-canary-behavior"
+)
 # ingress-nginx's names (annotation suffix or ConfigMap key) → the setting.
 BY_NGINX: Mapping[str, Setting] = {name: s for s in SETTINGS for name in s.nginx}
 

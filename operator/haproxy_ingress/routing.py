@@ -162,6 +162,7 @@ def option_maps(
         canary_value,
         canary_pattern,
         canary_cookie,
+        canary_sticky,
         keep_slash,
         no_log,
         response_headers,
@@ -171,6 +172,12 @@ def option_maps(
         error_source,
         fallback,
         snippet,
+        redirect_from,
+        redirect_to,
+        cookie_domain,
+        cookie_path,
+        connection,
+        stream,
     ) = tables
     for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
         name = options.name
@@ -191,6 +198,20 @@ def option_maps(
         ):
             if value is not None:
                 table.append((name, _b64(value)))
+        # proxy_redirect: off unless both ends are set.
+        if options.proxy_redirect_from is not None and options.proxy_redirect_to is not None:
+            redirect_from.append((name, _b64(options.proxy_redirect_from)))
+            redirect_to.append((name, _b64(options.proxy_redirect_to)))
+        for table, pair in (
+            (cookie_domain, options.proxy_cookie_domain),
+            (cookie_path, options.proxy_cookie_path),
+        ):
+            if pair is not None:
+                table.append((name, _b64(" ".join(pair))))
+        if options.connection_header is not None:
+            connection.append((name, options.connection_header))
+        if not options.request_buffering:
+            stream.append((name, "1"))
         if options.keep_slash:
             keep_slash.append((name, "1"))
         if not options.access_log:
@@ -223,6 +244,12 @@ def option_maps(
             ):
                 if value is not None:
                     table.append((name, _b64(value)))
+            if rule.sticky_cookie is not None:
+                # "<name>\n<attributes>\n<sides>": the values a client may keep.
+                sides = ("1" if rule.sticky_canary else "") + ("0" if rule.sticky_main else "")
+                canary_sticky.append(
+                    (name, _b64(f"{rule.sticky_cookie}\n{rule.sticky_attributes}\n{sides}"))
+                )
     if not any(tables):
         return ()  # RoutingMaps' default: the same files, all empty
     return tuple(tuple(table) for table in tables)

@@ -36,7 +36,8 @@ from haproxy_ingress.model import (
 
 # 4: tls, www and headers maps; keep-slash, no-log, headers, 503 option maps;
 # 5: access control (policies with auth, limits, external auth; deny and CORS maps)
-FORMAT = 5
+# 6: proxy-ssl-ciphers/-protocols; proxy_redirect and proxy_cookie_* option maps
+FORMAT = 6
 
 
 def dump(state: AppliedState) -> bytes:
@@ -108,6 +109,9 @@ def _state(body: dict[str, Any]) -> AppliedState:
         route["cors"] = Cors(**{**route["cors"], "origins": tuple(route["cors"]["origins"])})
     route["response_headers"] = tuple((name, value) for name, value in route["response_headers"])
     route["error_codes"] = tuple(route["error_codes"])
+    for key in ("proxy_cookie_domain", "proxy_cookie_path"):
+        if route[key] is not None:
+            route[key] = (str(route[key][0]), str(route[key][1]))
     settings["route"] = RouteOptions(**route)
     settings["proxy_real_ip_cidr"] = tuple(settings["proxy_real_ip_cidr"])
     settings["deny_sources"] = tuple(settings["deny_sources"])
@@ -150,7 +154,14 @@ def _state(body: dict[str, Any]) -> AppliedState:
 
 
 def _backend_settings(raw: dict[str, Any]) -> BackendSettings:
-    return BackendSettings(**{**raw, "retry_on": tuple(raw["retry_on"])})
+    protocols = raw["proxy_ssl_protocols"]
+    return BackendSettings(
+        **{
+            **raw,
+            "retry_on": tuple(raw["retry_on"]),
+            "proxy_ssl_protocols": None if protocols is None else (protocols[0], protocols[1]),
+        }
+    )
 
 
 def _policy(raw: dict[str, Any]) -> AccessPolicy:

@@ -24,6 +24,7 @@ from haproxy_ingress.model import (
     AccessPolicy,
     Backend,
     BackendSettings,
+    Canary,
     Certificate,
     DesiredState,
     Endpoint,
@@ -257,6 +258,7 @@ def translate(
         services=services,
         service_refs=service_refs,
         tuning=tuning,
+        defaults=settings.backend,
         problems=problems,
     )
     routes, snippet_problems = snippets.with_server_snippets(routes, server_snippets)
@@ -930,6 +932,7 @@ def _attach_canaries(
     services: Mapping[tuple[str, str], KubeObject],
     service_refs: dict[ServiceRef, ObjectRef],
     tuning: dict[ServiceRef, tuple[BackendSettings, ObjectRef]],
+    defaults: BackendSettings,
     problems: list[Problem],
 ) -> list[Route]:
     """``routes`` with each canary attached to the main route of its host and path.
@@ -940,6 +943,8 @@ def _attach_canaries(
     """
     index = {(r.host, r.written or r.path): i for i, r in reversed(list(enumerate(routes)))}
     result = list(routes)
+    # The main routes' backend settings, by backend name (their Services' tuning).
+    tuned = {ref.backend_name: settings for ref, (settings, _) in tuning.items()}
     for source, asked, parsed in canaries:
         assert asked.canary is not None
         for route, service in parsed.routes:
@@ -969,13 +974,48 @@ def _attach_canaries(
                 continue
             if not _service_usable(service, services, source, route, problems):
                 continue
-            canary = dataclasses.replace(asked.canary, backend=service.backend_name)
+            service_refs.setdefault(service, source)
+            canary_settings, _ = tuning.setdefault(service, (asked.backend, source))
+            canary = _sticky(
+                dataclasses.replace(asked.canary, backend=service.backend_name),
+                canary_settings,
+                tuned.get(main.backend, defaults),
+            )
             result[at] = dataclasses.replace(
                 main, options=dataclasses.replace(main.options, canary=canary)
             )
-            service_refs.setdefault(service, source)
-            tuning.setdefault(service, (asked.backend, source))
     return result
+
+
+def _sticky(canary: Canary, settings: BackendSettings, main: BackendSettings) -> Canary:
+    """affinity-canary-behavior: sticky keeps a client on the side that has cookie affinity.
+
+    As ingress-nginx's balancer: a request carrying the affinity of the
+    main backend stays there, one carrying the canary's goes to the canary,
+    any other is decided by the rules. Here the side is a second cookie,
+    named after the session cookie, sent with the attributes of the sticky
+    side's session cookie.
+    """
+    on_canary, on_main = settings.affinity == "cookie", main.affinity == "cookie"
+    if canary.affinity_behavior != "sticky" or not (on_canary or on_main):
+        return canary
+    cookie = settings if on_canary else main
+    attributes = f"; Path={cookie.cookie_path or '/'}"
+    if cookie.cookie_domain:
+        attributes += f"; Domain={cookie.cookie_domain}"
+    if cookie.cookie_max_age:
+        attributes += f"; Max-Age={cookie.cookie_max_age}"
+    if cookie.cookie_samesite:
+        attributes += f"; SameSite={cookie.cookie_samesite}"
+    if cookie.cookie_secure:
+        attributes += "; Secure"
+    return dataclasses.replace(
+        canary,
+        sticky_cookie=f"{cookie.cookie_name}-canary",
+        sticky_attributes=attributes + "; HttpOnly",
+        sticky_canary=on_canary,
+        sticky_main=on_main,
+    )
 
 
 def _path_type(value: object, field: str) -> PathType:

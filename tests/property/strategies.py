@@ -104,6 +104,16 @@ ANNOTATIONS = {
     "service-upstream": "true",
     "proxy-ssl-verify": "on",
     "proxy-ssl-name": "pod.example.com",
+    "backend-protocol": "HTTPS",
+    "proxy-ssl-ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL",
+    "proxy-ssl-protocols": "TLSv1.2 TLSv1.3",
+    "proxy-redirect-from": "http://a.svc/",
+    "proxy-redirect-to": "https://b.example.com/",
+    "proxy-cookie-domain": "a.svc b.example.com",
+    "proxy-cookie-path": "/a/ /",
+    "connection-proxy-header": "keep-alive",
+    "proxy-request-buffering": "off",
+    "affinity-canary-behavior": "legacy",
     "snippet": "server x 1.2.3.4:80",  # never a known key: always refused
 }
 annotations = st.sampled_from(sorted(ANNOTATIONS)).flatmap(

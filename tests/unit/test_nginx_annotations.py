@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.haproxy.config import RenderOptions, render
+from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import (
     ROUTE_OPTION_MAPS,
+    Canary,
     DesiredState,
     GlobalSettings,
     RouteOptions,
     TranslateOptions,
 )
+from haproxy_ingress.plan import plan
 from haproxy_ingress.settings import ingress_settings, parse_configmap
+from haproxy_ingress.state import dump as dump_state
+from haproxy_ingress.state import load as load_state
 from haproxy_ingress.translate import refresh_endpoints
-from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
+from tests.kube import (
+    configmap,
+    endpoint,
+    endpoint_slice,
+    ingress,
+    ingress_class,
+    path,
+    rule,
+    service,
+)
 from tests.unit.test_translate import make_cert, run, with_defaults
 
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -58,6 +75,22 @@ def events(state: DesiredState) -> dict[str, str]:
         ({NGINX + "backend-protocol": "grpc"}, "protocol", "GRPC"),
         ({NGINX + "affinity": "cookie"}, "affinity", "cookie"),
         ({NGINX + "session-cookie-expires": "60"}, "cookie_max_age", 60),
+        (
+            {NGINX + "session-cookie-conditional-samesite-none": "true"},
+            "cookie_conditional_samesite_none",
+            True,
+        ),
+        (
+            {NGINX + "proxy-ssl-ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL"},
+            "proxy_ssl_ciphers",
+            "ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL",
+        ),
+        (
+            {NGINX + "proxy-ssl-protocols": "TLSv1.3 TLSv1.2"},
+            "proxy_ssl_protocols",
+            ("TLSv1.2", "TLSv1.3"),
+        ),
+        ({NGINX + "proxy-ssl-protocols": "TLSv1.2"}, "proxy_ssl_protocols", ("TLSv1.2", "TLSv1.2")),
         (
             {NGINX + "session-cookie-expires": "60", NGINX + "session-cookie-max-age": "30"},
             "cookie_max_age",
@@ -131,6 +164,43 @@ def test_route_options_land_in_maps_by_name_never_in_the_config() -> None:
         ("backend-protocol", "FCGI"),
         ("load-balance", "chash"),
         ("proxy-next-upstream", "http_418"),
+        ("session-cookie-conditional-samesite-none", "yes\r\n"),
+        ("proxy-ssl-ciphers", "NOPE-CIPHER"),
+        ("proxy-ssl-ciphers", "HIGH\r\n    ssl-default-bind-options no-sslv3"),
+        ("proxy-ssl-ciphers", "HIGH MEDIUM"),
+        ("proxy-ssl-ciphers", 'HIGH"'),
+        ("proxy-ssl-protocols", "SSLv3 TLSv1"),
+        ("proxy-ssl-protocols", "TLSv1 TLSv1.2"),
+        ("proxy-ssl-protocols", "TLSv1.2\nverify none"),
+        ("proxy-ssl-protocols", ""),
+        ("proxy-redirect-from", "~^http://(.*)$"),
+        ("proxy-redirect-from", "http://a/\r\nSet-Cookie: x=1"),
+        ("proxy-redirect-from", "http://a/ b"),
+        ("proxy-redirect-from", ""),
+        ("proxy-redirect-to", "$scheme://$host/"),
+        ("proxy-redirect-to", "/x\n"),
+        ("proxy-redirect-to", "/" + "a" * 3000),
+        ("proxy-cookie-domain", "localhost"),
+        ("proxy-cookie-domain", "a b c"),
+        ("proxy-cookie-domain", "~\\.svc$ example.org"),
+        ("proxy-cookie-domain", "a.svc $host"),
+        ("proxy-cookie-domain", "a.svc *.example.org"),
+        ("proxy-cookie-domain", "a.svc\r\nx example.org"),
+        ("proxy-cookie-domain", "a.svc  example.org"),
+        ("proxy-cookie-path", "/a"),
+        ("proxy-cookie-path", "/a $uri"),
+        ("proxy-cookie-path", "a /b"),
+        ("proxy-cookie-path", "/a /b;c"),
+        ("proxy-cookie-path", '/a /"b'),
+        ("connection-proxy-header", "keep-alive\r\nX-Injected: 1"),
+        ("connection-proxy-header", "keep alive"),
+        ("connection-proxy-header", "keep-alive;"),
+        ("connection-proxy-header", '"close"'),
+        ("connection-proxy-header", ""),
+        ("connection-proxy-header", ",".join(["a"] * 17)),
+        ("connection-proxy-header", "$connection_upgrade"),
+        ("proxy-request-buffering", "o\r\nff"),
+        ("proxy-request-buffering", "maybe"),
     ],
 )
 def test_bad_values_reject_the_ingress(key: str, value: str) -> None:
@@ -733,3 +803,221 @@ def test_proxy_ssl_secret_files_and_fail_closed_verification() -> None:
     )
     assert not state.routes[0].options.unavailable
     assert "Invalid" in events(state).values()
+
+
+def rendered_config(state: DesiredState, tmp_path: Path) -> str:
+    """haproxy.cfg as the controller would write it for ``state`` (no HAProxy runs)."""
+    return render(
+        plan(None, state).target, RenderOptions(HAProxyPaths(tmp_path))
+    ).config.content.decode()
+
+
+def default_server(config: str, backend: str) -> str:
+    section = config[config.index(f"backend {backend}\n") :]
+    return next(line for line in section.splitlines() if line.strip().startswith("default-server"))
+
+
+def test_proxy_ssl_ciphers_and_protocols_are_words_of_the_server_line(tmp_path: Path) -> None:
+    state = one(
+        {
+            NGINX + "backend-protocol": "HTTPS",
+            NGINX + "proxy-ssl-ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL",
+            NGINX + "proxy-ssl-protocols": "TLSv1.2",
+        }
+    )
+    assert not state.problems
+    line = default_server(rendered_config(state, tmp_path), "be_default_web_80")
+    assert " ssl verify none " in line
+    assert " ciphers ECDHE-ECDSA-AES128-GCM-SHA256:!aNULL " in line
+    assert " ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.2 " in line
+    # Unset: HAProxy's defaults, no word at all.
+    plain = default_server(
+        rendered_config(one({NGINX + "backend-protocol": "HTTPS"}), tmp_path), "be_default_web_80"
+    )
+    assert "ciphers" not in plain and "ssl-min-ver" not in plain
+
+
+@pytest.mark.parametrize(
+    ("annotations", "field", "value"),
+    [
+        (
+            {NGINX + "proxy-redirect-from": "http://a.svc/", NGINX + "proxy-redirect-to": "/"},
+            "proxy_redirect_from",
+            "http://a.svc/",
+        ),
+        ({NGINX + "proxy-redirect-from": "default"}, "proxy_redirect_from", None),
+        ({NGINX + "proxy-redirect-from": "off"}, "proxy_redirect_from", None),
+        ({NGINX + "proxy-redirect-to": "off"}, "proxy_redirect_to", None),
+        (
+            {NGINX + "proxy-cookie-domain": ".Localhost example.org"},
+            "proxy_cookie_domain",
+            ("localhost", "example.org"),
+        ),
+        ({NGINX + "proxy-cookie-domain": "off"}, "proxy_cookie_domain", None),
+        ({NGINX + "proxy-cookie-path": "/two/ /"}, "proxy_cookie_path", ("/two/", "/")),
+        ({NGINX + "connection-proxy-header": "keep-alive"}, "connection_header", "keep-alive"),
+        ({NGINX + "proxy-request-buffering": "off"}, "request_buffering", False),
+        ({NGINX + "proxy-request-buffering": "on"}, "request_buffering", True),
+        (
+            {NGINX + "connection-proxy-header": " keep-alive ,X-Trace"},
+            "connection_header",
+            "keep-alive,X-Trace",
+        ),
+    ],
+)
+def test_response_rewrites_in_nginx_syntax(
+    annotations: dict[str, str], field: str, value: object
+) -> None:
+    asked = ingress_settings(annotations, GlobalSettings())
+    assert asked.errors == ()
+    assert getattr(asked.options, field) == value
+
+
+def test_proxy_redirect_needs_both_ends_and_lands_in_maps_base64() -> None:
+    only_from = one({NGINX + "proxy-redirect-from": "http://a.svc/"})
+    files = dict(only_from.maps.files())
+    assert files["opt-redirect-from"] == () and files["opt-redirect-to"] == ()
+    state = one(
+        {
+            NGINX + "proxy-redirect-from": "http://a.svc/",
+            NGINX + "proxy-redirect-to": "https://x.example.com/%[src]",
+            NGINX + "proxy-cookie-path": "/app/ /",
+        }
+    )
+    (route,) = [r for r in state.routes if r.path == "/app"]
+    files = dict(state.maps.files())
+    name = route.options.name
+    assert (
+        dict(files["opt-redirect-to"])[name]
+        == base64.b64encode(b"https://x.example.com/%[src]").decode()
+    )
+    assert dict(files["opt-cookie-path"])[name] == base64.b64encode(b"/app/ /").decode()
+
+
+def test_state_with_the_new_upstream_settings_round_trips() -> None:
+    state = one(
+        {
+            NGINX + "backend-protocol": "HTTPS",
+            NGINX + "proxy-ssl-protocols": "TLSv1.2",
+            NGINX + "proxy-ssl-ciphers": "HIGH",
+            NGINX + "proxy-cookie-domain": "a.svc b.example.com",
+        }
+    )
+    applied = plan(None, state).target
+    assert load_state(dump_state(applied)) == applied
+    # The ConfigMap's route defaults hold tuples too.
+    configmap = {
+        "data": {"proxy-cookie-domain": "a.svc b.example.com", "proxy-cookie-path": "/a /"}
+    }
+    settings, _, problems = parse_configmap(configmap)
+    assert not problems
+    applied = dataclasses.replace(
+        applied, structure=dataclasses.replace(applied.structure, settings=settings)
+    )
+    assert load_state(dump_state(applied)) == applied
+
+
+def test_request_buffering_off_in_the_configmap_streams_every_route(tmp_path: Path) -> None:
+    """Each route's options carry the ConfigMap's off, and requests without a
+    route are not held either."""
+    on = next(x for x in rendered_config(one({}), tmp_path).splitlines() if "wait-for-body" in x)
+    assert on.endswith("!{ req.hdr(upgrade) -m found }")
+    state = run(
+        *with_defaults(
+            ingress("ing", rule("a.example.com", path("/app"))),
+            configmap({"proxy-request-buffering": "off"}),
+        )
+    )
+    assert not state.problems
+    (route,) = [r for r in state.routes if r.path == "/app"]
+    assert dict(dict(state.maps.files())["opt-stream"]) == {route.options.name: "1"}
+    line = next(x for x in rendered_config(state, tmp_path).splitlines() if "wait-for-body" in x)
+    assert line.endswith("{ var(txn.options) -m found }")
+
+
+def canary_state(main: dict[str, str], canary: dict[str, str]) -> DesiredState:
+    return run(
+        *with_defaults(
+            service("web-canary"),
+            ingress("main", rule("a.example.com", path("/")), annotations=main),
+            ingress(
+                "canary",
+                rule("a.example.com", path("/", "web-canary")),
+                created="2026-01-02T00:00:00Z",
+                annotations={NGINX + "canary": "true", NGINX + "canary-weight": "10", **canary},
+            ),
+        )
+    )
+
+
+def attached_canary(state: DesiredState) -> Canary:
+    (route,) = [r for r in state.routes if r.options.canary is not None]
+    assert route.options.canary is not None
+    return route.options.canary
+
+
+def test_sticky_canary_names_the_sides_with_affinity_and_their_cookie() -> None:
+    state = canary_state(
+        {},
+        {
+            NGINX + "affinity": "cookie",
+            NGINX + "session-cookie-name": "SRV",
+            NGINX + "session-cookie-samesite": "Lax",
+            NGINX + "session-cookie-secure": "true",
+            NGINX + "session-cookie-domain": ".example.com",
+        },
+    )
+    assert not [p for p in state.problems if p.event != "BackendNotFound"]
+    canary = attached_canary(state)
+    assert (canary.sticky_cookie, canary.sticky_canary, canary.sticky_main) == (
+        "SRV-canary",
+        True,
+        False,
+    )
+    assert canary.sticky_attributes == (
+        "; Path=/; Domain=.example.com; SameSite=Lax; Secure; HttpOnly"
+    )
+    files = dict(state.maps.files())
+    (value,) = dict(files["opt-canary-sticky"]).values()
+    assert base64.b64decode(value).decode() == f"SRV-canary\n{canary.sticky_attributes}\n1"
+
+
+@pytest.mark.parametrize(
+    ("main", "canary", "sides"),
+    [
+        ({NGINX + "affinity": "cookie"}, {}, (False, True)),
+        ({NGINX + "affinity": "cookie"}, {NGINX + "affinity": "cookie"}, (True, True)),
+        ({}, {}, None),  # nobody has affinity: nothing to keep
+        ({}, {NGINX + "affinity": "cookie", NGINX + "affinity-canary-behavior": "legacy"}, None),
+    ],
+)
+def test_sticky_canary_sides(
+    main: dict[str, str], canary: dict[str, str], sides: tuple[bool, bool] | None
+) -> None:
+    attached = attached_canary(canary_state(main, canary))
+    if sides is None:
+        assert attached.sticky_cookie is None
+    else:
+        assert (attached.sticky_canary, attached.sticky_main) == sides
+        assert attached.sticky_cookie == "INGRESSCOOKIE-canary"
+
+
+@pytest.mark.parametrize("value", ["Sticky", "sticky\r\n", "", "legacy ", "none"])
+def test_bad_affinity_canary_behavior_leaves_the_canary_out(value: str) -> None:
+    state = canary_state({}, {NGINX + "affinity-canary-behavior": value})
+    assert not [r for r in state.routes if r.options.canary is not None]
+    field = f"metadata.annotations[{NGINX}affinity-canary-behavior]"
+    assert events(state)[field] == "Rejected"
+
+
+def test_conditional_samesite_none_renders_only_with_samesite_none(tmp_path: Path) -> None:
+    asked = {
+        NGINX + "affinity": "cookie",
+        NGINX + "session-cookie-name": "a.b",
+        NGINX + "session-cookie-conditional-samesite-none": "true",
+    }
+    lax = rendered_config(one({**asked, NGINX + "session-cookie-samesite": "Lax"}), tmp_path)
+    assert "samesite_old" not in lax
+    none = rendered_config(one({**asked, NGINX + "session-cookie-samesite": "None"}), tmp_path)
+    # The cookie name is matched literally ('.' as a class), never as text of the regex.
+    assert "replace-header Set-Cookie '^(a[.]b=[^;]*(;.*)?); SameSite=None(;.*)?$'" in none
