@@ -46,6 +46,7 @@ from haproxy_ingress.plan import (
     Plan,
     PutCertificate,
     RemoveCertificate,
+    SNI_MAP,
     ReplaceMap,
     SetServer,
     plan_full_sync,
@@ -140,6 +141,7 @@ class Applier:
             (
                 *plan_full_sync(saved),
                 *(ReplaceMap(name, entries) for name, entries in saved.maps.files()),
+                *((ReplaceMap(SNI_MAP, saved.sni),) if saved.structure.ssl_passthrough else ()),
             )
         )
         self.applied = saved
@@ -193,6 +195,7 @@ class Applier:
     def _check_limits(self, target: AppliedState) -> None:
         """What haproxy -c lets through but HAProxy's start refuses (see limits.py)."""
         listeners = len(self._options.http_binds) + len(self._options.https_binds) + 2
+        listeners += int(target.structure.ssl_passthrough)  # fe_http's private TLS socket
         alert = limits.refusal(target, listeners, limits.descriptor_limit())
         if alert is not None:
             raise ConfigCheckError("HAProxy could not start this configuration", alert)
@@ -350,6 +353,10 @@ class _ScratchPaths(HAProxyPaths):
     @property
     def master_socket(self) -> Path:
         return self.live.master_socket
+
+    @property
+    def https_socket(self) -> Path:
+        return self.live.https_socket
 
     @property
     def pid_file(self) -> Path:

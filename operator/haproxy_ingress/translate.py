@@ -30,6 +30,7 @@ from haproxy_ingress.model import (
     ExternalAuth,
     GlobalSettings,
     ObjectRef,
+    Passthrough,
     PathType,
     Problem,
     RateLimit,
@@ -105,6 +106,7 @@ def translate(
     # server-alias and from-to-www-redirect: granted once every Ingress's
     # hosts are known (_more_names).
     names: list[_MoreNames] = []
+    passthrough_asks: list[_PassthroughAsk] = []
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         try:
@@ -188,6 +190,18 @@ def translate(
             )
             backend_settings = settings.backend
         accepted: list[Route] = []
+        if asked.ssl_passthrough:
+            ask = _passthrough_ask(
+                asked,
+                source,
+                parsed,
+                annotations,
+                enabled=options.ssl_passthrough,
+                refused=bool(errors),
+                problems=problems,
+            )
+            if ask is not None:
+                passthrough_asks.append(ask)
         for route, service in parsed.routes:
             if not _service_usable(service, services, source, route, problems):
                 continue
@@ -251,6 +265,15 @@ def translate(
         problems=problems,
     )
 
+    passthrough = _passthrough(
+        passthrough_asks,
+        routes,
+        ages={_ref("Ingress", ing): i for i, ing in enumerate(ingresses)},
+        services=services,
+        slices=slices,
+        settings=settings.backend,
+        problems=problems,
+    )
     routes = _attach_canaries(
         routes,
         canaries,
@@ -303,6 +326,8 @@ def translate(
                 if any(b.settings.proxy_ssl_secret == u.secret for b in backends)
             )
         ),
+        ssl_passthrough=options.ssl_passthrough,
+        passthrough=passthrough,
     )
 
 
@@ -335,28 +360,39 @@ def refresh_endpoints(
         for b in previous.backends
         if (b.service.namespace, b.service.name) in wanted and not sends_to_cluster_ip(b)
     ]
-    if not affected:
+    passing = [
+        p
+        for p in previous.passthrough
+        if (p.service.namespace, p.service.name) in wanted
+        and not sends_to_cluster_ip(Backend("", p.service, previous.settings.backend, ()))
+    ]
+    if not affected and not passing:
         return previous
     slices = _slices_by_service(s for s in view.endpoint_slices if _slice_service(s) in wanted)
     stale = {_ref("EndpointSlice", s) for group in slices.values() for s in group}
     problems = [p for p in previous.problems if p.source not in stale]
-    refreshed = {}
-    for backend in affected:
-        ref = backend.service
+
+    def endpoints_of(ref: ServiceRef, drain: bool) -> tuple[Endpoint, ...]:
         service = service_objects.get((ref.namespace, ref.name))
         port_name = _service_port_name(service, ref) if service is not None else None
-        endpoints: tuple[Endpoint, ...] = ()
-        if port_name is not None:
-            endpoints = _endpoints(
-                slices.get((ref.namespace, ref.name), []),
-                port_name,
-                backend.settings.drain,
-                problems,
-            )
-        refreshed[backend.name] = dataclasses.replace(backend, endpoints=endpoints)
+        if port_name is None:
+            return ()
+        return _endpoints(slices.get((ref.namespace, ref.name), []), port_name, drain, problems)
+
+    refreshed = {
+        b.name: dataclasses.replace(b, endpoints=endpoints_of(b.service, b.settings.drain))
+        for b in affected
+    }
+    passed = {
+        p.host: dataclasses.replace(
+            p, endpoints=endpoints_of(p.service, previous.settings.backend.drain)
+        )
+        for p in passing
+    }
     return dataclasses.replace(
         previous,
         backends=tuple(refreshed.get(b.name, b) for b in previous.backends),
+        passthrough=tuple(passed.get(p.host, p) for p in previous.passthrough),
         problems=tuple(sorted(set(problems))),
     )
 
@@ -870,6 +906,172 @@ def _more_names(
             granted[other] = request.source
             www[other] = host
     return www
+
+
+# --- ssl-passthrough -------------------------------------------------------------
+
+# Annotations that say nothing about requests: no Warning that passthrough skips them.
+_PASSTHROUGH_NEUTRAL = frozenset({"ssl-passthrough", "ssl-redirect", "force-ssl-redirect"})
+PASSTHROUGH_FLAG_OFF = (
+    "ssl-passthrough needs the controller flag --enable-ssl-passthrough, which is off; "
+    "TLS is terminated here as for any Ingress"
+)
+
+
+@dataclass(frozen=True)
+class _PassthroughAsk:
+    """An Ingress's ssl-passthrough: its hosts, each with the Service port it names."""
+
+    source: ObjectRef
+    field: str
+    hosts: tuple[tuple[str, ServiceRef], ...]
+
+
+def _passthrough_ask(
+    asked: IngressSettings,
+    source: ObjectRef,
+    parsed: _ParsedIngress,
+    annotations: Mapping[str, Any],
+    *,
+    enabled: bool,
+    refused: bool,
+    problems: list[Problem],
+) -> _PassthroughAsk | None:
+    """What an Ingress with ``ssl-passthrough: "true"`` asks for, or None (with a Warning).
+
+    As in ingress-nginx, only each rule's host and the backend of its path
+    ``/`` (else its first path) matter: a TCP connection has no path. Hosts
+    must be exact (the SNI is matched whole). An Ingress with an access rule
+    keeps TLS terminated here, where its rule is enforced: passthrough would
+    hand its connections to the pods unchecked (fail closed).
+    """
+    field = asked.ssl_passthrough_field
+    if not enabled:
+        problems.append(Problem(source, field, PASSTHROUGH_FLAG_OFF, "Unsupported"))
+        return None
+    if refused:
+        return None  # its errors are reported; nothing of it is served as written
+    if asked.access_rule:
+        problems.append(
+            Problem(
+                source,
+                field,
+                "not honoured: the Ingress has an access rule that a TLS connection passed "
+                "to the pods unterminated would bypass; TLS is terminated here",
+                "Unsupported",
+            )
+        )
+        return None
+    chosen: dict[str, ServiceRef] = {}
+    rooted: set[str] = set()
+    for route, service in parsed.routes:
+        if not route.host or route.host.startswith("*."):
+            problems.append(
+                Problem(
+                    source,
+                    field,
+                    f"host {route.host or '*'!r}: passthrough needs an exact host to match "
+                    "the SNI; its TLS is terminated here",
+                    "Unsupported",
+                )
+            )
+            continue
+        root = route.path == "/" and route.path_type is not PathType.EXACT and not route.regex
+        if root and route.host not in rooted:
+            chosen[route.host] = service
+            rooted.add(route.host)
+        else:
+            chosen.setdefault(route.host, service)
+    problems.extend(
+        Problem(
+            source,
+            f"metadata.annotations[{name}]",
+            "does not apply to TLS connections of the ssl-passthrough hosts (they reach the "
+            "pods unterminated); only to plain-HTTP requests",
+            "Unsupported",
+        )
+        for name in sorted(k for k in annotations if isinstance(k, str))
+        if chosen
+        and name.startswith((ANNOTATION_PREFIX, NGINX_PREFIX))
+        and name.partition("/")[2] not in _PASSTHROUGH_NEUTRAL
+    )
+    return _PassthroughAsk(source, field, tuple(sorted(chosen.items()))) if chosen else None
+
+
+def _passthrough(
+    asks: list[_PassthroughAsk],
+    routes: list[Route],
+    *,
+    ages: Mapping[ObjectRef, int],
+    services: Mapping[tuple[str, str], KubeObject],
+    slices: Mapping[tuple[str, str], list[KubeObject]],
+    settings: BackendSettings,
+    problems: list[Problem],
+) -> tuple[Passthrough, ...]:
+    """The passthrough hosts granted, oldest Ingress first.
+
+    A passthrough host takes every TLS connection for that name, so it is
+    granted only to the oldest Ingress that serves the host at all (rules or
+    passthrough, any namespace); the others get a Conflict. An Ingress newer
+    than the grant that has rules for the host is told its rules get the
+    host's plain-HTTP requests only.
+    """
+    servers: dict[str, set[ObjectRef]] = defaultdict(set)
+    for route in routes:
+        if route.host:
+            servers[route.host].add(route.source)
+    granted: dict[str, Passthrough] = {}
+    for ask in sorted(asks, key=lambda a: ages.get(a.source, 0)):
+        for host, ref in ask.hosts:
+            owner = granted[host].source if host in granted else None
+            if owner is None:
+                older = [o for o in servers.get(host, ()) if ages.get(o, 0) < ages[ask.source]]
+                owner = min(older, key=lambda o: ages.get(o, 0)) if older else None
+            if owner is not None and owner != ask.source:
+                problems.append(
+                    Problem(
+                        ask.source,
+                        ask.field,
+                        f"host {host!r} is already served by Ingress {owner.namespace}/"
+                        f"{owner.name}; its TLS is terminated here, not passed through",
+                        "Conflict",
+                    )
+                )
+                continue
+            spec = (services.get((ref.namespace, ref.name)) or {}).get("spec")
+            if isinstance(spec, Mapping) and spec.get("type") == "ExternalName":
+                problems.append(
+                    Problem(
+                        ask.source,
+                        ask.field,
+                        f"host {host!r}: Service {ref.namespace}/{ref.name} is of type "
+                        "ExternalName, which this controller does not proxy",
+                        "Unsupported",
+                    )
+                )
+                continue
+            backend = _backend(
+                ref,
+                services=services,
+                slices=slices,
+                settings=settings,
+                problems=problems,
+                reported_on=ask.source,
+            )
+            granted[host] = Passthrough(host, ref, backend.endpoints, ask.source)
+    for host, grant in granted.items():
+        for other in sorted(servers.get(host, set()) - {grant.source}):
+            problems.append(
+                Problem(
+                    other,
+                    "spec.rules",
+                    f"host {host!r}: its TLS connections go unterminated to the pods of Ingress "
+                    f"{grant.source.namespace}/{grant.source.name} (ssl-passthrough, older); "
+                    "these rules get the host's plain-HTTP requests only",
+                    "Conflict",
+                )
+            )
+    return tuple(granted[host] for host in sorted(granted))
 
 
 def _canary_ingress(
