@@ -42,11 +42,11 @@ from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyProcess, ch
 from haproxy_ingress.haproxy.runtime import RuntimeClient
 from haproxy_ingress.model import AppliedState, ServerState
 from haproxy_ingress.plan import (
+    SNI_MAP,
     Operation,
     Plan,
     PutCertificate,
     RemoveCertificate,
-    SNI_MAP,
     ReplaceMap,
     SetServer,
     plan_full_sync,

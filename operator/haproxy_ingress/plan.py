@@ -52,7 +52,9 @@ def hold_unconfirmed(desired: DesiredState, current: AppliedState | None) -> Des
             for name, slots in current.servers.items()
         }
 
-    def held(endpoints: Sequence[Endpoint], known: Mapping[tuple[str, int], Endpoint]) -> Slots:
+    def held(
+        endpoints: Sequence[Endpoint], known: Mapping[tuple[str, int], Endpoint]
+    ) -> tuple[Endpoint, ...]:
         kept = []
         for endpoint in endpoints:
             old = known.get(endpoint.key)
@@ -72,9 +74,7 @@ def hold_unconfirmed(desired: DesiredState, current: AppliedState | None) -> Des
         dataclasses.replace(p, endpoints=held(p.endpoints, before.get(pool.get(p.host, ""), {})))
         for p in desired.passthrough
     ]
-    return dataclasses.replace(
-        desired, backends=tuple(backends), passthrough=tuple(passthrough)
-    )
+    return dataclasses.replace(desired, backends=tuple(backends), passthrough=tuple(passthrough))
 
 
 @dataclass(frozen=True)
@@ -320,12 +320,12 @@ def _passthrough_pool(current: AppliedState | None, desired: DesiredState) -> _P
     servers: dict[str, Slots] = {}
     for name in names:
         before = old_servers.get(name, ())
-        host = host_of.get(name)
-        if host is not None and old_sni.get(host) != name:
+        served = host_of.get(name)
+        if served is not None and old_sni.get(served) != name:
             before = tuple(None for _ in before)  # another host's slots: start afresh
-        endpoints = hosts[host].endpoints if host is not None else ()
+        endpoints = hosts[served].endpoints if served is not None else ()
         slots, grown = assign_slots(before, endpoints, minimum)
-        if host is None:
+        if served is None:
             slots = tuple(None for _ in slots)
         servers[name] = slots
         layouts.append(BackendLayout(name, settings, len(slots)))
@@ -336,7 +336,7 @@ def _passthrough_pool(current: AppliedState | None, desired: DesiredState) -> _P
             reasons.append(f"passthrough backend {name} settings changed")
         elif grown:
             reasons.append(
-                f"passthrough backend {name} ({host}) needs {len(endpoints)} server slots, "
+                f"passthrough backend {name} ({served}) needs {len(endpoints)} server slots, "
                 f"has {layout.slots}"
             )
     if current is not None and old and len(names) > len(old) and not unplaced:

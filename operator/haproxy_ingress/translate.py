@@ -106,7 +106,8 @@ def translate(
     # server-alias and from-to-www-redirect: granted once every Ingress's
     # hosts are known (_more_names).
     names: list[_MoreNames] = []
-    passthrough_asks: list[_PassthroughAsk] = []
+    # ssl-passthrough: host → the oldest Ingress's grant (host, Service port).
+    passed: dict[str, _PassthroughAsk] = {}
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         try:
@@ -191,17 +192,28 @@ def translate(
             backend_settings = settings.backend
         accepted: list[Route] = []
         if asked.ssl_passthrough:
-            ask = _passthrough_ask(
-                asked,
-                source,
-                parsed,
-                annotations,
-                enabled=options.ssl_passthrough,
-                refused=bool(errors),
-                problems=problems,
+            granted = _grant_passthrough(
+                _passthrough_ask(
+                    asked,
+                    source,
+                    parsed,
+                    annotations,
+                    enabled=options.ssl_passthrough,
+                    refused=bool(errors),
+                    problems=problems,
+                ),
+                routes,
+                passed,
+                problems,
             )
-            if ask is not None:
-                passthrough_asks.append(ask)
+            if granted:
+                # A TCP connection has no path: the host's rules are the grant.
+                # Plain HTTP for it is only redirected to https (ssl-redirect).
+                parsed = dataclasses.replace(
+                    parsed, routes=[(r, s) for r, s in parsed.routes if r.host not in granted]
+                )
+                if asked.ssl_redirect:
+                    redirects.update(granted)
         for route, service in parsed.routes:
             if not _service_usable(service, services, source, route, problems):
                 continue
@@ -259,6 +271,7 @@ def translate(
     www = _more_names(
         names,
         routes,
+        owned={host: ask.source for host, ask in passed.items()},
         claims=claims,
         redirects=redirects,
         tls_hosts=tls_hosts,
@@ -266,9 +279,8 @@ def translate(
     )
 
     passthrough = _passthrough(
-        passthrough_asks,
+        passed,
         routes,
-        ages={_ref("Ingress", ing): i for i, ing in enumerate(ingresses)},
         services=services,
         slices=slices,
         settings=settings.backend,
@@ -837,6 +849,7 @@ def _more_names(
     requests: list[_MoreNames],
     routes: list[Route],
     *,
+    owned: Mapping[str, ObjectRef],
     claims: dict[tuple[str, str, PathType], ObjectRef],
     redirects: set[str],
     tls_hosts: set[str],
@@ -853,6 +866,8 @@ def _more_names(
     for route in routes:
         if route.host:
             owners[route.host].add(route.source)
+    for host, source in owned.items():  # ssl-passthrough hosts
+        owners[host].add(source)
     granted: dict[str, ObjectRef] = {}
 
     def taken(name: str, source: ObjectRef, what: str) -> bool:
@@ -982,96 +997,112 @@ def _passthrough_ask(
             rooted.add(route.host)
         else:
             chosen.setdefault(route.host, service)
+    if not chosen:
+        return None
     problems.extend(
         Problem(
             source,
             f"metadata.annotations[{name}]",
-            "does not apply to TLS connections of the ssl-passthrough hosts (they reach the "
-            "pods unterminated); only to plain-HTTP requests",
+            "does not apply to the ssl-passthrough hosts: their TLS connections reach the "
+            "pods unterminated",
             "Unsupported",
         )
         for name in sorted(k for k in annotations if isinstance(k, str))
-        if chosen
-        and name.startswith((ANNOTATION_PREFIX, NGINX_PREFIX))
+        if name.startswith((ANNOTATION_PREFIX, NGINX_PREFIX))
         and name.partition("/")[2] not in _PASSTHROUGH_NEUTRAL
     )
-    return _PassthroughAsk(source, field, tuple(sorted(chosen.items()))) if chosen else None
+    return _PassthroughAsk(source, field, tuple(sorted(chosen.items())))
+
+
+def _grant_passthrough(
+    ask: _PassthroughAsk | None,
+    routes: list[Route],
+    passed: dict[str, _PassthroughAsk],
+    problems: list[Problem],
+) -> set[str]:
+    """The hosts of ``ask`` it gets (added to ``passed``); the others get a Conflict.
+
+    A passthrough host takes every TLS connection for that name, so, as for
+    any conflict, the oldest Ingress wins: Ingresses are translated oldest
+    first, so ``routes`` and ``passed`` hold exactly the older Ingresses'
+    claims, and a host one of them serves (rules or passthrough, any
+    namespace) stays theirs, with its TLS terminated here.
+    """
+    if ask is None:
+        return set()
+    granted = set()
+    for host, ref in ask.hosts:
+        owner = passed[host].source if host in passed else None
+        if owner is None:
+            owner = next((r.source for r in routes if r.host == host), None)
+        if owner is not None:
+            problems.append(
+                Problem(
+                    ask.source,
+                    ask.field,
+                    f"host {host!r} is already served by Ingress {owner.namespace}/"
+                    f"{owner.name}; its TLS is terminated here, not passed through",
+                    "Conflict",
+                )
+            )
+            continue
+        passed[host] = _PassthroughAsk(ask.source, ask.field, ((host, ref),))
+        granted.add(host)
+    return granted
 
 
 def _passthrough(
-    asks: list[_PassthroughAsk],
+    passed: Mapping[str, _PassthroughAsk],
     routes: list[Route],
     *,
-    ages: Mapping[ObjectRef, int],
     services: Mapping[tuple[str, str], KubeObject],
     slices: Mapping[tuple[str, str], list[KubeObject]],
     settings: BackendSettings,
     problems: list[Problem],
 ) -> tuple[Passthrough, ...]:
-    """The passthrough hosts granted, oldest Ingress first.
+    """The granted passthrough hosts with their pods, sorted by host.
 
-    A passthrough host takes every TLS connection for that name, so it is
-    granted only to the oldest Ingress that serves the host at all (rules or
-    passthrough, any namespace); the others get a Conflict. An Ingress newer
-    than the grant that has rules for the host is told its rules get the
+    A newer Ingress with rules for a granted host is told its rules get the
     host's plain-HTTP requests only.
     """
-    servers: dict[str, set[ObjectRef]] = defaultdict(set)
-    for route in routes:
-        if route.host:
-            servers[route.host].add(route.source)
-    granted: dict[str, Passthrough] = {}
-    for ask in sorted(asks, key=lambda a: ages.get(a.source, 0)):
-        for host, ref in ask.hosts:
-            owner = granted[host].source if host in granted else None
-            if owner is None:
-                older = [o for o in servers.get(host, ()) if ages.get(o, 0) < ages[ask.source]]
-                owner = min(older, key=lambda o: ages.get(o, 0)) if older else None
-            if owner is not None and owner != ask.source:
-                problems.append(
-                    Problem(
-                        ask.source,
-                        ask.field,
-                        f"host {host!r} is already served by Ingress {owner.namespace}/"
-                        f"{owner.name}; its TLS is terminated here, not passed through",
-                        "Conflict",
-                    )
-                )
-                continue
-            spec = (services.get((ref.namespace, ref.name)) or {}).get("spec")
-            if isinstance(spec, Mapping) and spec.get("type") == "ExternalName":
-                problems.append(
-                    Problem(
-                        ask.source,
-                        ask.field,
-                        f"host {host!r}: Service {ref.namespace}/{ref.name} is of type "
-                        "ExternalName, which this controller does not proxy",
-                        "Unsupported",
-                    )
-                )
-                continue
-            backend = _backend(
-                ref,
-                services=services,
-                slices=slices,
-                settings=settings,
-                problems=problems,
-                reported_on=ask.source,
-            )
-            granted[host] = Passthrough(host, ref, backend.endpoints, ask.source)
-    for host, grant in granted.items():
-        for other in sorted(servers.get(host, set()) - {grant.source}):
+    result = []
+    for host in sorted(passed):
+        ask = passed[host]
+        ref = ask.hosts[0][1]
+        for other in sorted({r.source for r in routes if r.host == host} - {ask.source}):
             problems.append(
                 Problem(
                     other,
                     "spec.rules",
                     f"host {host!r}: its TLS connections go unterminated to the pods of Ingress "
-                    f"{grant.source.namespace}/{grant.source.name} (ssl-passthrough, older); "
-                    "these rules get the host's plain-HTTP requests only",
+                    f"{ask.source.namespace}/{ask.source.name} (ssl-passthrough, older); "
+                    "these rules get its plain-HTTP requests only",
                     "Conflict",
                 )
             )
-    return tuple(granted[host] for host in sorted(granted))
+        spec = (services.get((ref.namespace, ref.name)) or {}).get("spec")
+        if isinstance(spec, Mapping) and spec.get("type") == "ExternalName":
+            problems.append(
+                Problem(
+                    ask.source,
+                    ask.field,
+                    f"host {host!r}: Service {ref.namespace}/{ref.name} is of type "
+                    "ExternalName, which this controller does not proxy; connections fail",
+                    "Unsupported",
+                )
+            )
+            result.append(Passthrough(host, ref, (), ask.source))
+            continue
+        backend = _backend(
+            ref,
+            services=services,
+            slices=slices,
+            settings=settings,
+            problems=problems,
+            reported_on=ask.source,
+        )
+        result.append(Passthrough(host, ref, backend.endpoints, ask.source))
+    return tuple(result)
 
 
 def _canary_ingress(
