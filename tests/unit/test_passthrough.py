@@ -226,7 +226,7 @@ SOURCE = ObjectRef("Ingress", "default", "pt")
 def host(name: str, *addresses: int) -> Passthrough:
     return Passthrough(
         name,
-        ServiceRef("default", name.split(".")[0], "443"),
+        ServiceRef("default", name.split(".", maxsplit=1)[0], "443"),
         tuple(Endpoint(f"10.0.0.{a}", 8443) for a in addresses),
         SOURCE,
     )
