@@ -101,7 +101,12 @@ class Answer:
 
 
 async def tls_get(
-    port: int, sni: str | None, host: str | None = None, *, source: str | None = None
+    port: int,
+    sni: str | None,
+    host: str | None = None,
+    *,
+    source: str | None = None,
+    headers: str = "",
 ) -> Answer:
     """GET / over TLS to 127.0.0.1:port with ``sni`` (None: no SNI at all)."""
     context = ssl.create_default_context()
@@ -120,7 +125,8 @@ async def tls_get(
     try:
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         writer.write(
-            f"GET / HTTP/1.1\r\nHost: {host or sni or 'none'}\r\nConnection: close\r\n\r\n".encode()
+            f"GET / HTTP/1.1\r\nHost: {host or sni or 'none'}\r\n{headers}"
+            "Connection: close\r\n\r\n".encode()
         )
         await writer.drain()
         raw = await asyncio.wait_for(reader.read(), 10)
@@ -498,3 +504,102 @@ async def test_flag_off_warns_and_changes_nothing(
 
 def test_options_default_is_off() -> None:
     assert TranslateOptions().ssl_passthrough is False
+
+
+async def proxied_tls_get(port: int, sni: str, proxy_line: bytes, headers: str = "") -> Answer:
+    """A PROXY protocol v1 header, then TLS and a GET: what a load balancer in front sends."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(proxy_line)
+    await writer.drain()
+    await writer.start_tls(context, server_hostname=sni)
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.write(
+            f"GET / HTTP/1.1\r\nHost: {sni}\r\n{headers}Connection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            await writer.wait_closed()
+    name = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    head, _, body = raw.decode("latin-1").partition("\r\n\r\n")
+    return Answer(str(name[0].value), int(head.split()[1]), body)
+
+
+async def test_client_address_through_the_internal_hop(
+    pstack: Stack, pods: list[TlsPod], tmp_path: Path
+) -> None:
+    """use-proxy-protocol and use-forwarded-headers see the client, never the hop.
+
+    Behind the SNI frontend, fe_http's connections come from HAProxy itself
+    over a unix socket; the PROXY header of that hop carries the address
+    fe_https saw (the client's, or the load balancer's PROXY header's), so
+    the trust rules judge the same address as without passthrough.
+    """
+    port = free_port()
+    pod = (
+        await start_tls_pods(pods, tmp_path, "q", "q.example.com", first=131, count=1, port=port)
+    )[0]
+    web = await Backend("web-132", "127.0.0.132", free_port()).start()
+    try:
+        pstack.put(
+            configmap({"use-proxy-protocol": "true"}),
+            tls_service("q"),
+            tls_slice("q", [pod]),
+            passthrough_ingress("q", "q.example.com", "q"),
+            service("web"),
+            http_slice("web", [web]),
+            ingress(
+                "site",
+                rule("site.example.com", path("/", "web")),
+                annotations={ALLOW: "203.0.113.0/24"},
+            ),
+        )
+        await pstack.sync()
+        await wait_for(lambda: up(pstack, "be_default_web_80"))
+        await wait_for(lambda: up(pstack, "be_passthrough_1"))
+        line = b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n"
+        answer = await proxied_tls_get(pstack.https_port, "site.example.com", line)
+        assert (answer.status, answer.body.split()[0]) == (200, "web-132"), answer
+        seen = dict(web.seen[-1][1])
+        assert (seen["x-real-ip"], seen["x-forwarded-port"]) == ("203.0.113.7", "443")
+        other = b"PROXY TCP4 198.51.100.9 127.0.0.1 40000 443\r\n"
+        assert (await proxied_tls_get(pstack.https_port, "site.example.com", other)).status == 403
+        passed = await proxied_tls_get(pstack.https_port, "q.example.com", line)
+        assert (passed.common_name, passed.status) == ("q.example.com", 200)
+
+        # X-Forwarded-For is trusted from proxy-real-ip-cidr only: judged on the
+        # client's address, which the hop must not replace by its own.
+        pstack.put(
+            configmap({"use-forwarded-headers": "true", "proxy-real-ip-cidr": "127.0.0.70/32"}),
+            ingress(
+                "site",
+                rule("site.example.com", path("/", "web")),
+                annotations={ALLOW: "203.0.113.0/24, 127.0.0.71/32"},
+            ),
+        )
+        await pstack.sync()
+        await wait_for(lambda: up(pstack, "be_default_web_80"))
+        xff = "X-Forwarded-For: 203.0.113.8\r\n"
+        trusted = await tls_get(
+            pstack.https_port, "site.example.com", source="127.0.0.70", headers=xff
+        )
+        assert trusted.status == 200
+        assert dict(web.seen[-1][1])["x-real-ip"] == "203.0.113.8"
+        spoofed = await tls_get(
+            pstack.https_port, "site.example.com", source="127.0.0.71", headers=xff
+        )
+        assert spoofed.status == 200
+        seen = dict(web.seen[-1][1])
+        assert (seen["x-real-ip"], seen["x-forwarded-for"]) == ("127.0.0.71", "127.0.0.71")
+        refused = await tls_get(
+            pstack.https_port, "site.example.com", source="127.0.0.72", headers=xff
+        )
+        assert refused.status == 403
+    finally:
+        await web.stop()
