@@ -332,6 +332,18 @@ async def test_passthrough_hosts_and_pods_change_without_reload(
     seen = {(await tls_get(pstack.https_port, "b.example.com")).body.split()[0] for _ in range(8)}
     assert seen == {"b-72", "b-73"}, seen
 
+    # The host moves to another Service of its namespace: same pool backend.
+    pstack.put(
+        tls_service("b-next", namespace="team-b"),
+        tls_slice("b-next", [b1], namespace="team-b"),
+        passthrough_ingress("b", "b.example.com", "b-next", namespace="team-b"),
+    )
+    outcome = await pstack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded, outcome.result
+    await wait_for(lambda: up(pstack, "be_passthrough_2", 1))
+    for _ in range(4):
+        assert (await tls_get(pstack.https_port, "b.example.com")).body.startswith("b-71 ")
+
     # The first host goes: its name falls back to the HTTPS frontend.
     pstack.delete("Ingress", "default", "a")
     outcome = await pstack.sync()
@@ -354,7 +366,7 @@ async def test_passthrough_hosts_and_pods_change_without_reload(
         outcome = await pstack.sync()
         assert outcome.result is not None and outcome.result.reloaded
         await wait_for(lambda: up(pstack, "be_default_web_80"))
-        await wait_for(lambda: up(pstack, "be_passthrough_2", 2))
+        await wait_for(lambda: up(pstack, "be_passthrough_2"))
         assert (await tls_get(pstack.https_port, "b.example.com")).common_name == "b.example.com"
         answer = await tls_get(pstack.https_port, "site.example.com")
         assert (answer.common_name, answer.status, answer.body.split()[0]) == (
@@ -366,15 +378,16 @@ async def test_passthrough_hosts_and_pods_change_without_reload(
         await web.stop()
 
 
-async def test_pool_exhaustion_costs_one_reload(
+async def test_what_reloads_pool_exhaustion_and_slot_growth(
     pstack: Stack, pods: list[TlsPod], tmp_path: Path
 ) -> None:
-    """Four pool backends exist from the start; the fifth host grows the pool (one reload)."""
+    """Four pool backends exist from the start: the fifth host grows the pool
+    (one reload); so does a host with more pods than its backend has slots."""
     port = free_port()
-    pod = (
-        await start_tls_pods(pods, tmp_path, "p", "p.example.com", first=91, count=1, port=port)
-    )[0]
-    pstack.put(tls_service("p"), tls_slice("p", [pod]))
+    p1, p2, p3 = await start_tls_pods(
+        pods, tmp_path, "p", "p.example.com", first=91, count=3, port=port
+    )
+    pstack.put(configmap({"server-slots": "2"}), tls_service("p"), tls_slice("p", [p1]))
     await pstack.sync()
     before = await pstack.proc()
     for n in range(1, 5):
@@ -393,6 +406,22 @@ async def test_pool_exhaustion_costs_one_reload(
     for n in range(1, 6):
         answer = await tls_get(pstack.https_port, f"p{n}.example.com")
         assert answer.common_name == "p.example.com", (n, answer)
+
+    # Two pods fit the two slots of every pool backend; the third does not.
+    pstack.put(tls_slice("p", [p1, p2]))
+    outcome = await pstack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded, outcome.result
+    pstack.put(tls_slice("p", [p1, p2, p3]))
+    outcome = await pstack.sync()
+    assert outcome.result is not None
+    assert outcome.result.reload_reasons == tuple(
+        f"passthrough backend be_passthrough_{n} (p{n}.example.com) needs 3 server slots, has 2"
+        for n in range(1, 6)
+    ), outcome.result
+    assert (await pstack.proc()).reloads == before.reloads + 2
+    await wait_for(lambda: up(pstack, "be_passthrough_1", 3))
+    names = {(await tls_get(pstack.https_port, "p1.example.com")).body.split()[0] for _ in range(9)}
+    assert names == {"p-91", "p-92", "p-93"}, names
 
 
 async def test_conflicts_and_access_rules_keep_tls_terminated(
