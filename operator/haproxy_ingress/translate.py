@@ -106,8 +106,10 @@ def translate(
     # server-alias and from-to-www-redirect: granted once every Ingress's
     # hosts are known (_more_names).
     names: list[_MoreNames] = []
-    # ssl-passthrough: host → the oldest Ingress's grant (host, Service port).
+    # ssl-passthrough: host → the oldest Ingress's grant (host, Service port),
+    # and host → the oldest Ingress with a route for it (Ingresses come oldest first).
     passed: dict[str, _PassthroughAsk] = {}
+    served_by: dict[str, ObjectRef] = {}
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         try:
@@ -202,7 +204,7 @@ def translate(
                     refused=bool(errors),
                     problems=problems,
                 ),
-                routes,
+                served_by,
                 passed,
                 problems,
             )
@@ -232,6 +234,7 @@ def translate(
                 continue
             routes.append(route)
             accepted.append(route)
+            served_by.setdefault(route.host, source)
             if policy is not None:
                 policies.add(policy)
             service_refs.setdefault(service, source)
@@ -1016,7 +1019,7 @@ def _passthrough_ask(
 
 def _grant_passthrough(
     ask: _PassthroughAsk | None,
-    routes: list[Route],
+    served_by: Mapping[str, ObjectRef],
     passed: dict[str, _PassthroughAsk],
     problems: list[Problem],
 ) -> set[str]:
@@ -1024,17 +1027,15 @@ def _grant_passthrough(
 
     A passthrough host takes every TLS connection for that name, so, as for
     any conflict, the oldest Ingress wins: Ingresses are translated oldest
-    first, so ``routes`` and ``passed`` hold exactly the older Ingresses'
-    claims, and a host one of them serves (rules or passthrough, any
-    namespace) stays theirs, with its TLS terminated here.
+    first, so ``served_by`` (hosts with routes) and ``passed`` hold exactly
+    the older Ingresses' claims, and a host one of them serves (rules or
+    passthrough, any namespace) stays theirs, with its TLS terminated here.
     """
     if ask is None:
         return set()
     granted = set()
     for host, ref in ask.hosts:
-        owner = passed[host].source if host in passed else None
-        if owner is None:
-            owner = next((r.source for r in routes if r.host == host), None)
+        owner = passed[host].source if host in passed else served_by.get(host)
         if owner is not None:
             problems.append(
                 Problem(
@@ -1066,10 +1067,14 @@ def _passthrough(
     host's plain-HTTP requests only.
     """
     result = []
+    sources: dict[str, set[ObjectRef]] = defaultdict(set)
+    for route in routes:
+        if route.host in passed:
+            sources[route.host].add(route.source)
     for host in sorted(passed):
         ask = passed[host]
         ref = ask.hosts[0][1]
-        for other in sorted({r.source for r in routes if r.host == host} - {ask.source}):
+        for other in sorted(sources[host] - {ask.source}):
             problems.append(
                 Problem(
                     other,

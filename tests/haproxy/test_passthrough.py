@@ -632,3 +632,36 @@ async def test_client_address_through_the_internal_hop(
         assert refused.status == 403
     finally:
         await web.stop()
+
+
+async def test_a_client_cannot_forge_the_internal_proxy_header(
+    pstack: Stack, pods: list[TlsPod], tmp_path: Path
+) -> None:
+    """Without use-proxy-protocol, a PROXY line from a client is not an address.
+
+    fe_https puts its own PROXY header in front of whatever the client sent;
+    fe_http reads that one only, so a forged line is TLS garbage to it: the
+    handshake fails and the allow-list never sees the forged address.
+    """
+    web = await Backend("web-142", "127.0.0.142", free_port()).start()
+    try:
+        pstack.put(
+            service("web"),
+            http_slice("web", [web]),
+            ingress(
+                "site",
+                rule("site.example.com", path("/", "web")),
+                annotations={ALLOW: "203.0.113.0/24"},
+            ),
+        )
+        await pstack.sync()
+        await wait_for(lambda: up(pstack, "be_default_web_80"))
+        forged = b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n"
+        with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+            await asyncio.wait_for(
+                proxied_tls_get(pstack.https_port, "site.example.com", forged), 20
+            )
+        assert (await tls_get(pstack.https_port, "site.example.com")).status == 403
+        assert web.served == 0
+    finally:
+        await web.stop()
