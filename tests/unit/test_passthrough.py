@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from haproxy_ingress import state
+from haproxy_ingress import serving, state
 from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.model import (
     DesiredState,
@@ -344,3 +344,14 @@ def test_unconfirmed_view_adds_no_passthrough_server() -> None:
 def test_state_round_trip_keeps_the_pool_and_the_sni_map() -> None:
     target = plan(None, wanted(host("a.example.com", 1))).target
     assert state.load(state.dump(target)) == target
+
+
+def test_passthrough_pods_are_counted_and_their_absence_explained() -> None:
+    desired = run(pt_ingress(), ingress("w", rule("w.example.com", path("/", "web"))))
+    observed = serving.backends(desired)
+    assert [b.name for b in observed] == ["be_default_web_80", "pt.example.com (ssl-passthrough)"]
+    assert serving.endpoint_counts(observed)["ready"] == 2
+    empty = dataclasses.replace(
+        desired, passthrough=(dataclasses.replace(desired.passthrough[0], endpoints=()),)
+    )
+    assert "pt.example.com (ssl-passthrough)" in serving.unusable(serving.backends(empty))
