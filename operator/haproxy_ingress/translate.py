@@ -987,8 +987,8 @@ def _passthrough_ask(
             problems.append(
                 Problem(
                     source,
-                    field,
-                    f"host {route.host or '*'!r}: passthrough needs an exact host to match "
+                    "spec.rules",
+                    f"host {route.host or '*'!r}: ssl-passthrough needs an exact host to match "
                     "the SNI; its TLS is terminated here",
                     "Unsupported",
                 )
