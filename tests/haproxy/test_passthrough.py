@@ -107,22 +107,24 @@ async def tls_get(
     *,
     source: str | None = None,
     headers: str = "",
+    proxy: bytes = b"",
 ) -> Answer:
-    """GET / over TLS to 127.0.0.1:port with ``sni`` (None: no SNI at all)."""
+    """GET / over TLS to 127.0.0.1:port with ``sni`` (None: no SNI at all).
+
+    ``proxy``: a PROXY protocol line sent before the TLS handshake, as a load
+    balancer in front would.
+    """
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(
-            "127.0.0.1",
-            port,
-            ssl=context,
-            server_hostname=sni or "",
-            local_addr=(source, 0) if source else None,
-        ),
+        asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0) if source else None),
         10,
     )
     try:
+        writer.write(proxy)
+        await writer.drain()
+        await asyncio.wait_for(writer.start_tls(context, server_hostname=sni or ""), 20)
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         writer.write(
             f"GET / HTTP/1.1\r\nHost: {host or sni or 'none'}\r\n{headers}"
@@ -535,31 +537,6 @@ def test_options_default_is_off() -> None:
     assert TranslateOptions().ssl_passthrough is False
 
 
-async def proxied_tls_get(port: int, sni: str, proxy_line: bytes, headers: str = "") -> Answer:
-    """A PROXY protocol v1 header, then TLS and a GET: what a load balancer in front sends."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(proxy_line)
-    await writer.drain()
-    await writer.start_tls(context, server_hostname=sni)
-    try:
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        writer.write(
-            f"GET / HTTP/1.1\r\nHost: {sni}\r\n{headers}Connection: close\r\n\r\n".encode()
-        )
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), 10)
-    finally:
-        writer.close()
-        with contextlib.suppress(ssl.SSLError, ConnectionError):
-            await writer.wait_closed()
-    name = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    head, _, body = raw.decode("latin-1").partition("\r\n\r\n")
-    return Answer(str(name[0].value), int(head.split()[1]), body)
-
-
 async def test_client_address_through_the_internal_hop(
     pstack: Stack, pods: list[TlsPod], tmp_path: Path
 ) -> None:
@@ -593,13 +570,13 @@ async def test_client_address_through_the_internal_hop(
         await wait_for(lambda: up(pstack, "be_default_web_80"))
         await wait_for(lambda: up(pstack, "be_passthrough_1"))
         line = b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n"
-        answer = await proxied_tls_get(pstack.https_port, "site.example.com", line)
+        answer = await tls_get(pstack.https_port, "site.example.com", proxy=line)
         assert (answer.status, answer.body.split()[0]) == (200, "web-132"), answer
         seen = dict(web.seen[-1][1])
         assert (seen["x-real-ip"], seen["x-forwarded-port"]) == ("203.0.113.7", "443")
         other = b"PROXY TCP4 198.51.100.9 127.0.0.1 40000 443\r\n"
-        assert (await proxied_tls_get(pstack.https_port, "site.example.com", other)).status == 403
-        passed = await proxied_tls_get(pstack.https_port, "q.example.com", line)
+        assert (await tls_get(pstack.https_port, "site.example.com", proxy=other)).status == 403
+        passed = await tls_get(pstack.https_port, "q.example.com", proxy=line)
         assert (passed.common_name, passed.status) == ("q.example.com", 200)
 
         # X-Forwarded-For is trusted from proxy-real-ip-cidr only: judged on the
@@ -658,9 +635,7 @@ async def test_a_client_cannot_forge_the_internal_proxy_header(
         await wait_for(lambda: up(pstack, "be_default_web_80"))
         forged = b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n"
         with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
-            await asyncio.wait_for(
-                proxied_tls_get(pstack.https_port, "site.example.com", forged), 20
-            )
+            await tls_get(pstack.https_port, "site.example.com", proxy=forged)
         assert (await tls_get(pstack.https_port, "site.example.com")).status == 403
         assert web.served == 0
     finally:
