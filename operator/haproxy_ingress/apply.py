@@ -42,6 +42,7 @@ from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyProcess, ch
 from haproxy_ingress.haproxy.runtime import RuntimeClient
 from haproxy_ingress.model import AppliedState, ServerState
 from haproxy_ingress.plan import (
+    SNI_MAP,
     Operation,
     Plan,
     PutCertificate,
@@ -146,6 +147,7 @@ class Applier:
             (
                 *plan_full_sync(saved),
                 *(ReplaceMap(name, entries) for name, entries in saved.maps.files()),
+                *((ReplaceMap(SNI_MAP, saved.sni),) if saved.structure.ssl_passthrough else ()),
             )
         )
         self.applied = saved
@@ -199,6 +201,7 @@ class Applier:
     def _check_limits(self, target: AppliedState) -> None:
         """What haproxy -c lets through but HAProxy's start refuses (see limits.py)."""
         listeners = len(self._options.http_binds) + len(self._options.https_binds) + 2
+        listeners += int(target.structure.ssl_passthrough)  # fe_http's private TLS socket
         alert = limits.refusal(target, listeners, limits.descriptor_limit())
         if alert is not None:
             raise ConfigCheckError("HAProxy could not start this configuration", alert)
@@ -384,6 +387,10 @@ class _ScratchPaths(HAProxyPaths):
     @property
     def master_socket(self) -> Path:
         return self.live.master_socket
+
+    @property
+    def https_socket(self) -> Path:
+        return self.live.https_socket
 
     @property
     def pid_file(self) -> Path:

@@ -68,6 +68,7 @@ def _add_controller_flags(parser: argparse.ArgumentParser) -> None:
         help="Service for requests no rule matches (default: a plain 404)",
     )
     controller_config.add_serve_nginx(parser, False)
+    controller_config.add_ssl_passthrough(parser)
     parser.add_argument(
         "--http-bind", action="append", help="HTTP listen address (default: *:80), repeatable"
     )
@@ -90,6 +91,7 @@ def render_config(args: argparse.Namespace) -> ControllerConfig:
         https_binds=tuple(args.https_bind or ControllerConfig.https_binds),
         haproxy_log=None,
         serve_nginx=args.serve_nginx,
+        enable_ssl_passthrough=args.enable_ssl_passthrough,
     )
 
 
@@ -160,6 +162,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         namespace=namespace,
         configmap=name,
         serve_nginx=args.serve_nginx,
+        enable_ssl_passthrough=args.enable_ssl_passthrough,
     )
     try:
         options = config.translate_options()
@@ -239,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_parser.add_argument("--ingress-class", default=DEFAULT_INGRESS_CLASS)
     audit_parser.add_argument("--configmap", default=f"{DEFAULT_NAMESPACE}/{DEFAULT_CONFIGMAP}")
     controller_config.add_serve_nginx(audit_parser, True)
+    controller_config.add_ssl_passthrough(audit_parser)
     audit_parser.set_defaults(handler=cmd_audit)
 
     run_parser = commands.add_parser(

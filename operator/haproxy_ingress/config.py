@@ -49,6 +49,8 @@ class ControllerConfig:
     startup_timeout: float = 2.0  # first sync even if no object ever arrives
     always_reload: bool = False  # a benchmark baseline: reload on every change
     serve_nginx: bool = False  # also serve the Ingresses of class nginx (take-over)
+    # ingress-nginx's flag: honour ssl-passthrough (the HTTPS binds become SNI-routed TCP).
+    enable_ssl_passthrough: bool = False
     lease_name: str = "haproxy-ingress-status"
     pod_name: str = field(default_factory=lambda: os.environ.get("POD_NAME", os.uname().nodename))
 
@@ -77,6 +79,7 @@ class ControllerConfig:
                 )
             ),
             serve_nginx=self.serve_nginx,
+            ssl_passthrough=self.enable_ssl_passthrough,
         )
 
     def render_options(self) -> RenderOptions:
@@ -167,6 +170,11 @@ FLAGS: dict[str, tuple[str, str]] = {
         "also serve ingress-nginx's Ingresses: IngressClasses of controller "
         "k8s.io/ingress-nginx and the legacy kubernetes.io/ingress.class: nginx",
     ),
+    "--enable-ssl-passthrough": (
+        "enable_ssl_passthrough",
+        "honour the ssl-passthrough annotation: the HTTPS binds route TLS by SNI, "
+        "unterminated, to those hosts' pods (else the annotation gets a Warning)",
+    ),
 }
 
 
@@ -198,6 +206,16 @@ def add_serve_nginx(parser: argparse.ArgumentParser, default: bool) -> None:
         action=argparse.BooleanOptionalAction,
         default=default,
         help=f"{FLAGS['--serve-nginx'][1]} (default: %(default)s)",
+    )
+
+
+def add_ssl_passthrough(parser: argparse.ArgumentParser) -> None:
+    """``--enable-ssl-passthrough`` for the offline commands (render, audit)."""
+    parser.add_argument(
+        "--enable-ssl-passthrough",
+        dest="enable_ssl_passthrough",
+        action="store_true",
+        help=f"{FLAGS['--enable-ssl-passthrough'][1]} (default: off)",
     )
 
 

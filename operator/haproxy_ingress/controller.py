@@ -325,9 +325,10 @@ class Controller:
 
     def _log_unusable(self, outcome: Outcome) -> None:
         """Say why a backend answers 503, once per change (the 503 itself is silent)."""
-        present = {backend.name for backend in outcome.desired.backends}
+        observed = serving.backends(outcome.desired)
+        present = {backend.name for backend in observed}
         before = {k: v for k, v in self._unusable.items() if k in present}
-        self._unusable = serving.unusable(outcome.desired.backends)
+        self._unusable = serving.unusable(observed)
         for backend, reason in serving.changes(before, self._unusable):
             if reason is None:
                 logger.info("backend %s has a ready server again", backend)

@@ -61,7 +61,7 @@ def figures(outcome: Outcome, quarantined: int) -> SyncFigures:
         ),
         problems={kind: problems.get(kind, 0) for kind in PROBLEM_KINDS},
         quarantined=quarantined,
-        endpoints=serving.endpoint_counts(outcome.desired.backends),
+        endpoints=serving.endpoint_counts(serving.backends(outcome.desired)),
         slots=sum(len(slots) for slots in outcome.plan.target.servers.values()),
     )
 

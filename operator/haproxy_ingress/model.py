@@ -223,6 +223,30 @@ class Backend:
 
 
 @dataclass(frozen=True, order=True)
+class Passthrough:
+    """ssl-passthrough: TLS connections whose SNI is ``host`` go, unterminated, to these pods.
+
+    Exact host only (lowered, as the SNI is looked up): a wildcard or a
+    missing SNI never reaches a passthrough backend. The backend is one of
+    a pre-allocated pool (plan.py assigns it), so a host costs no reload.
+    """
+
+    host: str
+    service: ServiceRef
+    endpoints: tuple[Endpoint, ...]  # sorted by (address, port)
+    source: ObjectRef = field(compare=False)
+
+
+def passthrough_backend_name(index: int) -> str:
+    """The ``index``-th (1-based) backend of the passthrough pool.
+
+    Three words where a Service's backend name has four (ServiceRef.backend_name:
+    namespaces and names never contain '_'), so the two can never meet.
+    """
+    return f"be_passthrough_{index}"
+
+
+@dataclass(frozen=True, order=True)
 class RateLimit:
     """ingress-nginx's limit-rps / limit-rpm / limit-connections for one policy.
 
@@ -619,6 +643,10 @@ class DesiredState:
     problems: tuple[Problem, ...] = ()
     policies: tuple[AccessPolicy, ...] = ()  # every policy a route or the default names
     upstream_tls: tuple[UpstreamTLS, ...] = ()  # proxy-ssl-secret files, by secret
+    # --enable-ssl-passthrough: the HTTPS binds are a TCP frontend routing by
+    # SNI, to ``passthrough`` hosts' pods or (anything else) to the HTTPS frontend.
+    ssl_passthrough: bool = False
+    passthrough: tuple[Passthrough, ...] = ()  # sorted by host
 
     def backend(self, name: str) -> Backend | None:
         for backend in self.backends:
@@ -654,6 +682,14 @@ class Structure:
     # proxy-ssl-secret files: HAProxy reads them when it starts, so a new or
     # changed one reloads.
     upstream_tls: tuple[UpstreamTLS, ...] = ()
+    # The passthrough pool (TCP backends be_passthrough_N, sorted by N): empty
+    # unless --enable-ssl-passthrough. Hosts come and go through the SNI map
+    # and the servers of a free pool backend, without a reload.
+    passthrough: tuple[BackendLayout, ...] = ()
+
+    @property
+    def ssl_passthrough(self) -> bool:
+        return bool(self.passthrough)
 
 
 @dataclass(frozen=True)
@@ -661,9 +697,11 @@ class AppliedState:
     """What HAProxy runs (or will run once a plan is applied)."""
 
     structure: Structure
-    servers: Mapping[str, Slots]  # backend name → slots
+    servers: Mapping[str, Slots]  # backend name → slots (the passthrough pool's too)
     maps: RoutingMaps
     certificates: tuple[Certificate, ...]  # sorted by name
+    # The SNI map (sorted): passthrough host → its pool backend (plan.py).
+    sni: tuple[tuple[str, str], ...] = ()
 
 
 # --- how this controller instance is configured (flags, not user input) -----------
@@ -688,3 +726,6 @@ class TranslateOptions:
     # Also serve ingress-nginx's Ingresses (IngressClasses of its controller,
     # the legacy class annotation "nginx"): the take-over path of the README.
     serve_nginx: bool = False
+    # ingress-nginx's --enable-ssl-passthrough: the ssl-passthrough annotation
+    # is honoured (else ignored with a Warning).
+    ssl_passthrough: bool = False

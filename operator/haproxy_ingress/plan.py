@@ -25,6 +25,7 @@ from haproxy_ingress.model import (
     ServerState,
     Slots,
     Structure,
+    passthrough_backend_name,
 )
 
 # How much traffic a state lets in, to compare them: READY > DRAIN > MAINT.
@@ -51,18 +52,30 @@ def hold_unconfirmed(desired: DesiredState, current: AppliedState | None) -> Des
             name: {slot.key: slot for slot in slots if slot is not None}
             for name, slots in current.servers.items()
         }
-    backends = []
-    for backend in desired.backends:
-        known = before.get(backend.name, {})
+
+    def held(
+        endpoints: Sequence[Endpoint], known: Mapping[tuple[str, int], Endpoint]
+    ) -> tuple[Endpoint, ...]:
         kept = []
-        for endpoint in backend.endpoints:
+        for endpoint in endpoints:
             old = known.get(endpoint.key)
             if old is None:
                 continue
             opener = _OPENNESS[endpoint.state] > _OPENNESS[old.state]
             kept.append(dataclasses.replace(endpoint, state=old.state) if opener else endpoint)
-        backends.append(dataclasses.replace(backend, endpoints=tuple(kept)))
-    return dataclasses.replace(desired, backends=tuple(backends))
+        return tuple(kept)
+
+    backends = [
+        dataclasses.replace(b, endpoints=held(b.endpoints, before.get(b.name, {})))
+        for b in desired.backends
+    ]
+    # A passthrough host's servers are those of the pool backend it had.
+    pool = dict(current.sni) if current is not None else {}
+    passthrough = [
+        dataclasses.replace(p, endpoints=held(p.endpoints, before.get(pool.get(p.host, ""), {})))
+        for p in desired.passthrough
+    ]
+    return dataclasses.replace(desired, backends=tuple(backends), passthrough=tuple(passthrough))
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,10 @@ def plan(
                 f"has {old_layout.slots}"
             )
 
+    pool = _passthrough_pool(current, desired)
+    reasons.extend(pool.reasons)
+    servers.update(pool.servers)
+
     old_policies = set(current.structure.policies) if current else set()
     policies = set(desired.policies)
     for policy in sorted(policies - old_policies):
@@ -198,10 +215,12 @@ def plan(
             default_backend=desired.default_backend,
             policies=tuple(sorted(policies)),
             upstream_tls=desired.upstream_tls,
+            passthrough=pool.layouts,
         ),
         servers=servers,
         maps=desired.maps,
         certificates=desired.certificates,
+        sni=pool.sni,
     )
     if reasons:
         return Plan(target, tuple(reasons), plan_full_sync(target))
@@ -220,6 +239,11 @@ def plan(
     for (name, entries), (_, before) in zip(target.maps.files(), current.maps.files(), strict=True):
         if entries != before:
             operations.append(ReplaceMap(name, entries))
+    if target.sni != current.sni:
+        # After the servers (apply runs server commands first): a new host's
+        # pool backend has its pods before the SNI map sends it traffic, and
+        # a removed host's servers are gone before the entry is.
+        operations.append(ReplaceMap(SNI_MAP, target.sni))
     return Plan(target, (), tuple(operations))
 
 
@@ -250,6 +274,104 @@ def plan_endpoints(
         operations.extend(_slot_changes(backend.name, before, slots, twins[backend.name]))
     operations.sort(key=lambda op: (op.backend, op.slot))
     return Plan(dataclasses.replace(current, servers=servers), (), tuple(operations))
+
+
+# The map of passthrough hosts (AppliedState.sni): SNI → pool backend.
+SNI_MAP = "sni"
+# Pool backends allocated when passthrough is turned on: the first hosts
+# cost no reload.
+PASSTHROUGH_POOL_MIN = 4
+
+
+@dataclass(frozen=True)
+class _Pool:
+    layouts: tuple[BackendLayout, ...]
+    servers: dict[str, Slots]
+    sni: tuple[tuple[str, str], ...]
+    reasons: tuple[str, ...]
+
+
+def _passthrough_pool(current: AppliedState | None, desired: DesiredState) -> _Pool:
+    """The passthrough pool: which backend serves each host, and its slots.
+
+    As server slots do for pods: a host keeps its pool backend for as long
+    as it exists; a new host takes a backend that was already free before
+    this plan (preferring one with enough slots for its pods), never one
+    freed by this plan: the runtime commands re-address servers before the
+    SNI map changes, so a just-freed backend could briefly carry the old
+    host's connections to the new host's pods. Only when no such backend is
+    left does the pool grow, which reloads (then everything is set afresh).
+    """
+    if not desired.ssl_passthrough:
+        turned_off = current is not None and current.structure.ssl_passthrough
+        return _Pool((), {}, (), ("ssl passthrough turned off",) if turned_off else ())
+    minimum = desired.settings.slots_min
+    settings = desired.settings.backend
+    old = {b.name: b for b in current.structure.passthrough} if current else {}
+    old_servers: Mapping[str, Slots] = current.servers if current else {}
+    old_sni = dict(current.sni) if current else {}
+    hosts = {p.host: p for p in desired.passthrough}
+    reasons: list[str] = []
+    if current is not None and not old:
+        reasons.append("ssl passthrough turned on")
+    assigned = {h: b for h, b in old_sni.items() if h in hosts and b in old}
+    taken = set(old_sni.values())
+    free = [b for b in old if b not in taken]  # free before this plan, in pool order
+    just_freed = [b for b in old if b in taken and b not in assigned.values()]
+
+    def place(candidates: list[str], host: str) -> bool:
+        wanted = len(hosts[host].endpoints)
+        fitting = [b for b in candidates if old[b].slots >= wanted]
+        if not (fitting or candidates):
+            return False
+        pick = (fitting or candidates)[0]
+        candidates.remove(pick)
+        assigned[host] = pick
+        return True
+
+    pending = [h for h in sorted(hosts) if h not in assigned]
+    unplaced = [h for h in pending if not place(free, h)]
+    size = len(old)
+    if unplaced:
+        if old:
+            reasons.append(
+                f"passthrough pool exhausted: {len(hosts)} hosts, {len(old)} pool backends"
+            )
+        # A reload sets every server and the map at once: a just-freed backend is safe.
+        unplaced = [h for h in unplaced if not place(just_freed, h)]
+        size = max(PASSTHROUGH_POOL_MIN, slot_count(len(hosts)), size + len(unplaced))
+    size = max(size, PASSTHROUGH_POOL_MIN)
+    names = [passthrough_backend_name(i) for i in range(1, size + 1)]
+    fresh = iter(b for b in names if b not in old)
+    for host in unplaced:
+        assigned[host] = next(fresh)
+    host_of = {b: h for h, b in assigned.items()}
+    layouts = []
+    servers: dict[str, Slots] = {}
+    for name in names:
+        before = old_servers.get(name, ())
+        served = host_of.get(name)
+        if served is not None and old_sni.get(served) != name:
+            before = tuple(None for _ in before)  # another host's slots: start afresh
+        endpoints = hosts[served].endpoints if served is not None else ()
+        slots, grown = assign_slots(before, endpoints, minimum)
+        if served is None:
+            slots = tuple(None for _ in slots)
+        servers[name] = slots
+        layouts.append(BackendLayout(name, settings, len(slots)))
+        layout = old.get(name)
+        if layout is None:
+            continue
+        if layout.settings != settings:
+            reasons.append(f"passthrough backend {name} settings changed")
+        elif grown:
+            reasons.append(
+                f"passthrough backend {name} ({served}) needs {len(endpoints)} server slots, "
+                f"has {layout.slots}"
+            )
+    if current is not None and old and len(names) > len(old) and not unplaced:
+        reasons.append(f"passthrough pool grown to {len(names)} backends")
+    return _Pool(tuple(layouts), servers, tuple(sorted(assigned.items())), tuple(reasons))
 
 
 def assign_slots(current: Slots, endpoints: Sequence[Endpoint], minimum: int) -> tuple[Slots, bool]:

@@ -1329,6 +1329,19 @@ SETTINGS: tuple[Setting, ...] = (
         difference="per host: any Ingress of a TLS host with it on redirects the host",
     ),
     Setting(
+        "ssl-passthrough",
+        _R,
+        validate.boolean,
+        "false",
+        "TLS connections for the Ingress's hosts go by SNI, unterminated, to the pods of the "
+        "path `/` (else the first path); needs `--enable-ssl-passthrough`",
+        reload=False,
+        configmap=False,
+        nginx=("ssl-passthrough",),
+        difference="exact hosts only; to the pods (ingress-nginx: the cluster IP); refused "
+        "(TLS terminated, Warning) with an access rule or where an older Ingress serves the host",
+    ),
+    Setting(
         "force-ssl-redirect",
         _R,
         validate.boolean,

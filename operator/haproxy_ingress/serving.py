@@ -9,12 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from haproxy_ingress.model import Backend, ServerState
+from haproxy_ingress.model import Backend, DesiredState, ServerState
 
 # Where one pod has endpoints in several states (impossible for one address in
 # one EndpointSlice world, but slices can disagree for a moment), the most
 # serving state counts.
 _PRECEDENCE = (ServerState.READY, ServerState.DRAIN, ServerState.MAINT)
+
+
+def backends(desired: DesiredState) -> tuple[Backend, ...]:
+    """The desired state's backends, each ssl-passthrough host's pods as one more.
+
+    A passthrough host's pool backend is chosen by the plan, so it is named
+    by its host here (for logs and counts only).
+    """
+    return (
+        *desired.backends,
+        *(
+            Backend(f"{p.host} (ssl-passthrough)", p.service, desired.settings.backend, p.endpoints)
+            for p in desired.passthrough
+        ),
+    )
 
 
 def endpoint_counts(backends: Iterable[Backend]) -> dict[str, int]:

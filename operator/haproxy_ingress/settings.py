@@ -45,6 +45,7 @@ __all__ = [
 
 _ALLOWLIST = registry.BY_KEY["allowlist-source-range"]
 _SSL_REDIRECT = registry.BY_KEY["ssl-redirect"]
+_SSL_PASSTHROUGH = registry.BY_KEY["ssl-passthrough"]
 _DEFAULT_BACKEND = registry.BY_KEY["default-backend-service"]
 _USE_REGEX = registry.BY_KEY["use-regex"]
 _DENYLIST = registry.BY_KEY["denylist-source-range"]
@@ -112,6 +113,9 @@ class IngressSettings:
     # whether the Ingress may act on them) and the annotation that set it.
     server_snippet: str = ""
     server_snippet_field: str = ""
+    # ssl-passthrough, and the annotation that set it (translate decides).
+    ssl_passthrough: bool = False
+    ssl_passthrough_field: str = ""
 
 
 def _field(name: str) -> str:
@@ -175,6 +179,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     access = AccessAsk()
     cors = Cors()
     server_snippet = server_field = ""
+    ssl_passthrough, passthrough_field = False, ""
     for setting in registry.SETTINGS:
         if id(setting) not in named:
             continue
@@ -194,7 +199,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         field = _field(name)
         value = annotations[name]
         try:
-            if setting is _SSL_REDIRECT and isinstance(value, bool):
+            if setting in (_SSL_REDIRECT, _SSL_PASSTHROUGH) and isinstance(value, bool):
                 value = str(value).lower()  # unquoted in offline YAML
             if not isinstance(value, str):
                 raise Invalid(field, "must be a string")
@@ -205,6 +210,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 policy = parsed
             elif setting is _SSL_REDIRECT:
                 ssl_redirect = parsed
+            elif setting is _SSL_PASSTHROUGH:
+                ssl_passthrough, passthrough_field = parsed, field
             elif setting is _USE_REGEX:
                 use_regex = parsed
             elif setting is _SERVER_ALIAS:
@@ -265,6 +272,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         default_backend=default_backend,
         server_snippet=server_snippet,
         server_snippet_field=server_field,
+        ssl_passthrough=ssl_passthrough,
+        ssl_passthrough_field=passthrough_field,
     )
 
 

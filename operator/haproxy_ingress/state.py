@@ -36,7 +36,8 @@ from haproxy_ingress.model import (
 
 # 4: tls, www and headers maps; keep-slash, no-log, headers, 503 option maps;
 # 5: access control (policies with auth, limits, external auth; deny and CORS maps)
-# 6: proxy-ssl-ciphers/-protocols; proxy_redirect and proxy_cookie_* option maps
+# 6: proxy-ssl-ciphers/-protocols; proxy_redirect and proxy_cookie_* option maps;
+#    the ssl-passthrough pool and the SNI map
 FORMAT = 6
 
 
@@ -72,6 +73,7 @@ def dump(state: AppliedState) -> bytes:
             ("servers", servers),
             ("maps", maps),
             ("certificates", certificates),
+            ("sni", encode([list(entry) for entry in state.sni])),
         )
     ).encode()
 
@@ -132,6 +134,10 @@ def _state(body: dict[str, Any]) -> AppliedState:
             default_backend=structure["default_backend"],
             policies=tuple(_policy(p) for p in structure["policies"]),
             upstream_tls=tuple(UpstreamTLS(**u) for u in structure["upstream_tls"]),
+            passthrough=tuple(
+                BackendLayout(b["name"], _backend_settings(b["settings"]), int(b["slots"]))
+                for b in structure["passthrough"]
+            ),
         ),
         servers={name: _slots(slots) for name, slots in body["servers"].items()},
         maps=RoutingMaps(
@@ -150,6 +156,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
         certificates=tuple(
             Certificate(c["name"], c["pem"], tuple(c["hosts"])) for c in body["certificates"]
         ),
+        sni=tuple((str(host), str(backend)) for host, backend in body["sni"]),
     )
 
 

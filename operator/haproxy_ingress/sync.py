@@ -131,6 +131,8 @@ class Reconciler:
                     and basis is not None
                     and basis[0] is last
                     and basis[1] is applied
+                    # Passthrough pods are planned with their pool (few hosts).
+                    and desired.passthrough == last.passthrough
                 ):
                     # HAProxy runs exactly the plan of `last`: only the
                     # refreshed backends (new objects) need planning.

@@ -31,6 +31,7 @@ from haproxy_ingress.model import (
     ExternalAuth,
     GlobalSettings,
     ObjectRef,
+    Passthrough,
     PathType,
     Problem,
     RateLimit,
@@ -106,6 +107,10 @@ def translate(
     # server-alias and from-to-www-redirect: granted once every Ingress's
     # hosts are known (_more_names).
     names: list[_MoreNames] = []
+    # ssl-passthrough: host → the oldest Ingress's grant (host, Service port),
+    # and host → the oldest Ingress with a route for it (Ingresses come oldest first).
+    passed: dict[str, _PassthroughAsk] = {}
+    served_by: dict[str, ObjectRef] = {}
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         try:
@@ -189,6 +194,29 @@ def translate(
             )
             backend_settings = settings.backend
         accepted: list[Route] = []
+        if asked.ssl_passthrough:
+            granted = _grant_passthrough(
+                _passthrough_ask(
+                    asked,
+                    source,
+                    parsed,
+                    annotations,
+                    enabled=options.ssl_passthrough,
+                    refused=bool(errors),
+                    problems=problems,
+                ),
+                served_by,
+                passed,
+                problems,
+            )
+            if granted:
+                # A TCP connection has no path: the host's rules are the grant.
+                # Plain HTTP for it is only redirected to https (ssl-redirect).
+                parsed = dataclasses.replace(
+                    parsed, routes=[(r, s) for r, s in parsed.routes if r.host not in granted]
+                )
+                if asked.ssl_redirect:
+                    redirects.update(granted)
         for route, service in parsed.routes:
             if not _service_usable(service, services, source, route, problems):
                 continue
@@ -207,6 +235,7 @@ def translate(
                 continue
             routes.append(route)
             accepted.append(route)
+            served_by.setdefault(route.host, source)
             if policy is not None:
                 policies.add(policy)
             service_refs.setdefault(service, source)
@@ -246,12 +275,21 @@ def translate(
     www = _more_names(
         names,
         routes,
+        owned={host: ask.source for host, ask in passed.items()},
         claims=claims,
         redirects=redirects,
         tls_hosts=tls_hosts,
         problems=problems,
     )
 
+    passthrough = _passthrough(
+        passed,
+        routes,
+        services=services,
+        slices=slices,
+        settings=settings.backend,
+        problems=problems,
+    )
     routes = _attach_canaries(
         routes,
         canaries,
@@ -305,6 +343,8 @@ def translate(
                 if any(b.settings.proxy_ssl_secret == u.secret for b in backends)
             )
         ),
+        ssl_passthrough=options.ssl_passthrough,
+        passthrough=passthrough,
     )
 
 
@@ -353,28 +393,39 @@ def refresh_endpoints(
         for b in previous.backends
         if (b.service.namespace, b.service.name) in wanted and not sends_to_cluster_ip(b)
     ]
-    if not affected:
+    passing = [
+        p
+        for p in previous.passthrough
+        if (p.service.namespace, p.service.name) in wanted
+        and not sends_to_cluster_ip(Backend("", p.service, previous.settings.backend, ()))
+    ]
+    if not affected and not passing:
         return previous
     slices = _slices_by_service(view.endpoint_slices)
     stale = {_ref("EndpointSlice", s) for group in slices.values() for s in group}
     problems = [p for p in previous.problems if p.source not in stale]
-    refreshed = {}
-    for backend in affected:
-        ref = backend.service
+
+    def endpoints_of(ref: ServiceRef, drain: bool) -> tuple[Endpoint, ...]:
         service = service_objects.get((ref.namespace, ref.name))
         port_name = _service_port_name(service, ref) if service is not None else None
-        endpoints: tuple[Endpoint, ...] = ()
-        if port_name is not None:
-            endpoints = _endpoints(
-                slices.get((ref.namespace, ref.name), []),
-                port_name,
-                backend.settings.drain,
-                problems,
-            )
-        refreshed[backend.name] = dataclasses.replace(backend, endpoints=endpoints)
+        if port_name is None:
+            return ()
+        return _endpoints(slices.get((ref.namespace, ref.name), []), port_name, drain, problems)
+
+    refreshed = {
+        b.name: dataclasses.replace(b, endpoints=endpoints_of(b.service, b.settings.drain))
+        for b in affected
+    }
+    passed = {
+        p.host: dataclasses.replace(
+            p, endpoints=endpoints_of(p.service, previous.settings.backend.drain)
+        )
+        for p in passing
+    }
     return dataclasses.replace(
         previous,
         backends=tuple(refreshed.get(b.name, b) for b in previous.backends),
+        passthrough=tuple(passed.get(p.host, p) for p in previous.passthrough),
         problems=tuple(sorted(set(problems))),
     )
 
@@ -819,6 +870,7 @@ def _more_names(
     requests: list[_MoreNames],
     routes: list[Route],
     *,
+    owned: Mapping[str, ObjectRef],
     claims: dict[tuple[str, str, PathType], ObjectRef],
     redirects: set[str],
     tls_hosts: set[str],
@@ -835,6 +887,8 @@ def _more_names(
     for route in routes:
         if route.host:
             owners[route.host].add(route.source)
+    for host, source in owned.items():  # ssl-passthrough hosts
+        owners[host].add(source)
     granted: dict[str, ObjectRef] = {}
 
     def taken(name: str, source: ObjectRef, what: str) -> bool:
@@ -888,6 +942,190 @@ def _more_names(
             granted[other] = request.source
             www[other] = host
     return www
+
+
+# --- ssl-passthrough -------------------------------------------------------------
+
+# Annotations that say nothing about requests: no Warning that passthrough skips them.
+_PASSTHROUGH_NEUTRAL = frozenset({"ssl-passthrough", "ssl-redirect", "force-ssl-redirect"})
+PASSTHROUGH_FLAG_OFF = (
+    "ssl-passthrough needs the controller flag --enable-ssl-passthrough, which is off; "
+    "TLS is terminated here as for any Ingress"
+)
+
+
+@dataclass(frozen=True)
+class _PassthroughAsk:
+    """An Ingress's ssl-passthrough: its hosts, each with the Service port it names."""
+
+    source: ObjectRef
+    field: str
+    hosts: tuple[tuple[str, ServiceRef], ...]
+
+
+def _passthrough_ask(
+    asked: IngressSettings,
+    source: ObjectRef,
+    parsed: _ParsedIngress,
+    annotations: Mapping[str, Any],
+    *,
+    enabled: bool,
+    refused: bool,
+    problems: list[Problem],
+) -> _PassthroughAsk | None:
+    """What an Ingress with ``ssl-passthrough: "true"`` asks for, or None (with a Warning).
+
+    As in ingress-nginx, only each rule's host and the backend of its path
+    ``/`` (else its first path) matter: a TCP connection has no path. Hosts
+    must be exact (the SNI is matched whole). An Ingress with an access rule
+    keeps TLS terminated here, where its rule is enforced: passthrough would
+    hand its connections to the pods unchecked (fail closed).
+    """
+    field = asked.ssl_passthrough_field
+    if not enabled:
+        problems.append(Problem(source, field, PASSTHROUGH_FLAG_OFF, "Unsupported"))
+        return None
+    if refused:
+        return None  # its errors are reported; nothing of it is served as written
+    if asked.access_rule:
+        problems.append(
+            Problem(
+                source,
+                field,
+                "not honoured: the Ingress has an access rule that a TLS connection passed "
+                "to the pods unterminated would bypass; TLS is terminated here",
+                "Unsupported",
+            )
+        )
+        return None
+    chosen: dict[str, ServiceRef] = {}
+    rooted: set[str] = set()
+    for route, service in parsed.routes:
+        if not route.host or route.host.startswith("*."):
+            problems.append(
+                Problem(
+                    source,
+                    "spec.rules",
+                    f"host {route.host or '*'!r}: ssl-passthrough needs an exact host to match "
+                    "the SNI; its TLS is terminated here",
+                    "Unsupported",
+                )
+            )
+            continue
+        root = route.path == "/" and route.path_type is not PathType.EXACT and not route.regex
+        if root and route.host not in rooted:
+            chosen[route.host] = service
+            rooted.add(route.host)
+        else:
+            chosen.setdefault(route.host, service)
+    if not chosen:
+        return None
+    problems.extend(
+        Problem(
+            source,
+            f"metadata.annotations[{name}]",
+            "does not apply to the ssl-passthrough hosts: their TLS connections reach the "
+            "pods unterminated",
+            "Unsupported",
+        )
+        for name in sorted(k for k in annotations if isinstance(k, str))
+        if name.startswith((ANNOTATION_PREFIX, NGINX_PREFIX))
+        and name.partition("/")[2] not in _PASSTHROUGH_NEUTRAL
+    )
+    return _PassthroughAsk(source, field, tuple(sorted(chosen.items())))
+
+
+def _grant_passthrough(
+    ask: _PassthroughAsk | None,
+    served_by: Mapping[str, ObjectRef],
+    passed: dict[str, _PassthroughAsk],
+    problems: list[Problem],
+) -> set[str]:
+    """The hosts of ``ask`` it gets (added to ``passed``); the others get a Conflict.
+
+    A passthrough host takes every TLS connection for that name, so, as for
+    any conflict, the oldest Ingress wins: Ingresses are translated oldest
+    first, so ``served_by`` (hosts with routes) and ``passed`` hold exactly
+    the older Ingresses' claims, and a host one of them serves (rules or
+    passthrough, any namespace) stays theirs, with its TLS terminated here.
+    """
+    if ask is None:
+        return set()
+    granted = set()
+    for host, ref in ask.hosts:
+        owner = passed[host].source if host in passed else served_by.get(host)
+        if owner is not None:
+            problems.append(
+                Problem(
+                    ask.source,
+                    ask.field,
+                    f"host {host!r} is already served by Ingress {owner.namespace}/"
+                    f"{owner.name}; its TLS is terminated here, not passed through",
+                    "Conflict",
+                )
+            )
+            continue
+        passed[host] = _PassthroughAsk(ask.source, ask.field, ((host, ref),))
+        granted.add(host)
+    return granted
+
+
+def _passthrough(
+    passed: Mapping[str, _PassthroughAsk],
+    routes: list[Route],
+    *,
+    services: Mapping[tuple[str, str], KubeObject],
+    slices: Mapping[tuple[str, str], list[KubeObject]],
+    settings: BackendSettings,
+    problems: list[Problem],
+) -> tuple[Passthrough, ...]:
+    """The granted passthrough hosts with their pods, sorted by host.
+
+    A newer Ingress with rules for a granted host is told its rules get the
+    host's plain-HTTP requests only.
+    """
+    result = []
+    sources: dict[str, set[ObjectRef]] = defaultdict(set)
+    for route in routes:
+        if route.host in passed:
+            sources[route.host].add(route.source)
+    for host in sorted(passed):
+        ask = passed[host]
+        ref = ask.hosts[0][1]
+        for other in sorted(sources[host] - {ask.source}):
+            problems.append(
+                Problem(
+                    other,
+                    "spec.rules",
+                    f"host {host!r}: its TLS connections go unterminated to the pods of Ingress "
+                    f"{ask.source.namespace}/{ask.source.name} (ssl-passthrough, older); "
+                    "these rules get its plain-HTTP requests only",
+                    "Conflict",
+                )
+            )
+        spec = (services.get((ref.namespace, ref.name)) or {}).get("spec")
+        if isinstance(spec, Mapping) and spec.get("type") == "ExternalName":
+            problems.append(
+                Problem(
+                    ask.source,
+                    ask.field,
+                    f"host {host!r}: Service {ref.namespace}/{ref.name} is of type "
+                    "ExternalName, which this controller does not proxy; connections fail",
+                    "Unsupported",
+                )
+            )
+            result.append(Passthrough(host, ref, (), ask.source))
+            continue
+        backend = _backend(
+            ref,
+            services=services,
+            slices=slices,
+            settings=settings,
+            problems=problems,
+            reported_on=ask.source,
+        )
+        result.append(Passthrough(host, ref, backend.endpoints, ask.source))
+    return tuple(result)
 
 
 def _canary_ingress(

@@ -40,6 +40,7 @@ class Stack:
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     binary: str = "haproxy"  # tests may wrap the real one (see test_quarantine.py)
     log_target: str | None = None  # HAProxy's request log (``option httplog``), e.g. UDP
+    options: TranslateOptions = OPTIONS  # the controller's flags (e.g. ssl_passthrough)
 
     def __post_init__(self) -> None:
         self.paths = HAProxyPaths(self.base)
@@ -58,7 +59,7 @@ class Stack:
             log_target=self.log_target,
         )
         self.applier = Applier(self.process, self.client, render_options, binary=self.binary)
-        self.reconciler = Reconciler(OPTIONS, self.applier)
+        self.reconciler = Reconciler(self.options, self.applier)
 
     # --- the "API server" -------------------------------------------------------
 
@@ -71,7 +72,7 @@ class Stack:
         del self.objects[(kind, namespace, name)]
 
     def view(self) -> ClusterView:
-        return ClusterView.from_objects(self.objects.values(), OPTIONS)[0]
+        return ClusterView.from_objects(self.objects.values(), self.options)[0]
 
     async def sync(self) -> Outcome:
         """One reconcile, then its files on disk (a runtime-only apply writes them later)."""

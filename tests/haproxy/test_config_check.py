@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from haproxy_ingress.cli import main
-from tests.unit.test_render_golden import CLUSTERS, cluster_names
+from tests.unit.test_render_golden import CLUSTERS, cluster_flags, cluster_names
 
 pytestmark = pytest.mark.haproxy
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -34,6 +34,7 @@ def test_fixture_cluster_passes_haproxy_check(name: str, tmp_path: Path) -> None
             "127.0.0.1:8080",
             "--https-bind",
             "127.0.0.1:8443",
+            *cluster_flags(CLUSTERS / name),
         ]
     )
     expected_problems = (CLUSTERS / name / "expected" / "problems.txt").read_text()

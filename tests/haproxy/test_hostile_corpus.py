@@ -36,11 +36,14 @@ COMPARED = (
 
 
 def render(
-    objects: list[dict[str, Any]], out: Path, capsys: pytest.CaptureFixture[str]
+    objects: list[dict[str, Any]],
+    out: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: tuple[str, ...] = (),
 ) -> tuple[int, list[str], dict[str, bytes]]:
     source = out.parent / f"{out.name}.yaml"
     source.write_text(yaml.safe_dump_all(objects))
-    code = main(["render", "-f", str(source), "--out", str(out)])
+    code = main(["render", "-f", str(source), "--out", str(out), *flags])
     lines = capsys.readouterr().err.splitlines()
     assert lines.pop().startswith("Ingresses: ")  # render's summary, always last
     # The output directory is the one difference two renders may have.
@@ -53,12 +56,18 @@ def render(
 @pytest.mark.parametrize(
     "case", CORPUS["cases"], ids=[case["description"] for case in CORPUS["cases"]]
 )
+# Every case also with ssl-passthrough on: the TCP frontend and its pool are
+# rendered, and the same objects must be refused the same way.
+@pytest.mark.parametrize("flags", [(), ("--enable-ssl-passthrough",)], ids=["", "passthrough"])
 def test_hostile_case(
-    case: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    case: dict[str, Any],
+    flags: tuple[str, ...],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    base_code, base_lines, base_files = render(CORPUS["base"], tmp_path / "base", capsys)
+    base_code, base_lines, base_files = render(CORPUS["base"], tmp_path / "base", capsys, flags)
     assert (base_code, base_lines) == (0, [])
-    code, lines, files = render(CORPUS["base"] + case["objects"], tmp_path / "case", capsys)
+    code, lines, files = render(CORPUS["base"] + case["objects"], tmp_path / "case", capsys, flags)
     assert code == (1 if case["expect"] else 0)
     assert [line.split(": ")[0] + ": " + line.split(": ")[1] for line in lines] == case["expect"]
     assert b"good.example.com/ be_hostile_web_80" in files["maps/prefix.map"]

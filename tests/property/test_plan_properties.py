@@ -11,6 +11,8 @@ from haproxy_ingress.model import (
     DesiredState,
     Endpoint,
     GlobalSettings,
+    ObjectRef,
+    Passthrough,
     RoutingMaps,
     ServerState,
     ServiceRef,
@@ -18,6 +20,7 @@ from haproxy_ingress.model import (
 from haproxy_ingress.plan import SetServer, plan
 
 SETTINGS = GlobalSettings(slots_min=2)
+SOURCE = ObjectRef("Ingress", "default", "pt")
 endpoints = st.builds(
     Endpoint,
     address=st.sampled_from([f"10.0.0.{n}" for n in range(1, 40)]),
@@ -67,3 +70,61 @@ def test_slots_hold_exactly_the_endpoints_and_endpoints_keep_their_slot(
         assert len(slots) >= SETTINGS.slots_min
         assert len(slots) & (len(slots) - 1) == 0  # a power of two
         current = result.target
+
+
+# --- the ssl-passthrough pool ---------------------------------------------------------
+
+PASSTHROUGH_HOSTS = [f"h{n}.example.com" for n in range(1, 12)]
+passthrough_steps = st.lists(
+    st.dictionaries(
+        st.sampled_from(PASSTHROUGH_HOSTS),
+        st.lists(endpoints, max_size=5, unique_by=lambda e: e.key),
+        max_size=9,
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+def passthrough_desired(step: dict[str, list[Endpoint]]) -> DesiredState:
+    hosts = tuple(
+        Passthrough(
+            host, ServiceRef("default", host.split(".", 1)[0], "443"), tuple(sorted(eps)), SOURCE
+        )
+        for host, eps in sorted(step.items())
+    )
+    return DesiredState(
+        SETTINGS, (), None, (), RoutingMaps(), (), ssl_passthrough=True, passthrough=hosts
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(history=passthrough_steps)
+def test_passthrough_hosts_never_meet_another_hosts_servers(
+    history: list[dict[str, list[Endpoint]]],
+) -> None:
+    """Each host has its own pool backend holding exactly its pods; a host keeps
+    its backend; without a reload, no backend serves two hosts within one plan."""
+    current: AppliedState | None = None
+    for step in history:
+        result = plan(current, passthrough_desired(step))
+        target = result.target
+        sni = dict(target.sni)
+        assert set(sni) == set(step)
+        assert len(set(sni.values())) == len(sni)  # one host per backend
+        pool = {layout.name for layout in target.structure.passthrough}
+        for host, backend in sni.items():
+            assert backend in pool
+            held = sorted(e for e in target.servers[backend] if e is not None)
+            assert held == sorted(step[host])
+        for backend in pool - set(sni.values()):
+            assert all(slot is None for slot in target.servers[backend])
+        if current is not None:
+            before = dict(current.sni)
+            for host in before.keys() & sni.keys():
+                assert before[host] == sni[host]
+            if not result.reload:
+                owner_before = {b: h for h, b in before.items()}
+                for host, backend in sni.items():
+                    assert owner_before.get(backend, host) == host
+        current = target

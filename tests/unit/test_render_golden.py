@@ -28,9 +28,17 @@ def cluster_names() -> list[str]:
     return sorted(p.name for p in CLUSTERS.iterdir() if p.is_dir())
 
 
+def cluster_flags(directory: Path) -> tuple[str, ...]:
+    """The controller flags a fixture cluster is rendered with (its ``flags`` file)."""
+    flags = directory / "flags"
+    return tuple(flags.read_text().split()) if flags.exists() else ()
+
+
 def render_cluster(directory: Path, base: Path) -> dict[str, bytes]:
     """The files the controller would write for the cluster, by path relative to base."""
-    options = TranslateOptions()
+    flags = cluster_flags(directory)
+    assert set(flags) <= {"--enable-ssl-passthrough"}, flags
+    options = TranslateOptions(ssl_passthrough="--enable-ssl-passthrough" in flags)
     inputs = sorted(p for p in directory.glob("*.yaml"))
     view, _ = ClusterView.from_objects(load_objects(inputs), options)
     desired = translate(view, options)

@@ -30,7 +30,7 @@ from haproxy_ingress.model import (
     Endpoint,
     ServerState,
 )
-from haproxy_ingress.plan import twin_name
+from haproxy_ingress.plan import SNI_MAP, twin_name
 
 TEMPLATES_PACKAGE = "haproxy_ingress.templates"
 TEMPLATE = "haproxy.cfg.j2"
@@ -289,8 +289,18 @@ def render(
         apr1_map=map_path(paths, "apr1"),
         deny_map=map_path(paths, "deny"),
         default_policy=structure.settings.default_policy,
+        default_policy_allow=(
+            policy_path(paths, structure.settings.default_policy)
+            if structure.settings.default_policy
+            else None
+        ),
         backends=[
             _backend_view(b, target.servers.get(b.name, ())) for b in target.structure.backends
+        ],
+        sni_map=map_path(paths, SNI_MAP),
+        https_socket=paths.https_socket,
+        passthrough=[
+            _backend_view(b, target.servers.get(b.name, ())) for b in structure.passthrough
         ],
     )
     files = [
@@ -298,6 +308,8 @@ def render(
         for name, entries in target.maps.files()
     ]
     files.append(RenderedFile(paths.crt_list, crt_list(paths, target.certificates)))
+    if structure.ssl_passthrough:
+        files.append(RenderedFile(map_path(paths, SNI_MAP), map_file(target.sni)))
     files.append(
         RenderedFile(
             map_path(paths, "policies"),
@@ -422,7 +434,7 @@ def enabled_servers(target: AppliedState) -> dict[tuple[str, str], tuple[str, in
     """
     return {
         (view.name, server.name): (endpoint.address, endpoint.port)
-        for layout in target.structure.backends
+        for layout in (*target.structure.backends, *target.structure.passthrough)
         for view, server, endpoint in _servers(layout, target.servers.get(layout.name, ()))
         if endpoint is not None and not server.disabled
     }

@@ -28,9 +28,15 @@ PER_THREAD = 3
 def descriptors_needed(target: AppliedState, listeners: int, threads: int) -> int:
     """The open files HAProxy asks for at start with ``target``'s configuration."""
     structure = target.structure
-    checked = sum(layout.slots for layout in structure.backends if layout.settings.health_check)
+    checked = _checked(target)
     maxconn = structure.settings.maxconn or MIN_MAXCONN
     return checked + 2 * maxconn + listeners + PER_THREAD * threads + FIXED
+
+
+def _checked(target: AppliedState) -> int:
+    """Health-checked server slots, the passthrough pool's included."""
+    layouts = (*target.structure.backends, *target.structure.passthrough)
+    return sum(layout.slots for layout in layouts if layout.settings.health_check)
 
 
 def descriptor_limit() -> int | None:
@@ -51,9 +57,7 @@ def refusal(target: AppliedState, listeners: int, limit: int | None) -> str | No
     needed = descriptors_needed(target, listeners, threads())
     if needed <= limit:
         return None
-    checked = sum(
-        layout.slots for layout in target.structure.backends if layout.settings.health_check
-    )
+    checked = _checked(target)
     maxconn = target.structure.settings.maxconn
     return (
         f"[ALERT] (controller) : HAProxy would need {needed} file descriptors "

@@ -33,6 +33,11 @@ class HAProxyPaths:
         return self.base / "run" / "master.sock"
 
     @property
+    def https_socket(self) -> Path:
+        """fe_http's TLS listener behind fe_https (--enable-ssl-passthrough): HAProxy's own."""
+        return self.base / "run" / "https.sock"
+
+    @property
     def pid_file(self) -> Path:
         return self.base / "run" / "haproxy.pid"
 
