@@ -153,6 +153,10 @@ def plan(
             reasons.append("global settings changed")
         if current.structure.default_backend != desired.default_backend:
             reasons.append("default backend changed")
+        if current.structure.host_tls != desired.host_tls:
+            # A crt-list line naming a CA file HAProxy has not loaded is
+            # refused at run time ("unable to load"); see README.
+            reasons.append("per-host TLS settings (client CA, ciphers) changed")
 
     layouts: dict[str, BackendLayout] = {}
     servers: dict[str, Slots] = {}
@@ -197,6 +201,7 @@ def plan(
             default_backend=desired.default_backend,
             policies=tuple(sorted(policies)),
             upstream_tls=desired.upstream_tls,
+            host_tls=desired.host_tls,
         ),
         servers=servers,
         maps=desired.maps,

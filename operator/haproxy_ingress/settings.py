@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from haproxy_ingress import registry, validate
-from haproxy_ingress.auth import AccessAsk
+from haproxy_ingress.auth import AccessAsk, ClientTLSAsk
 from haproxy_ingress.cors import set_cors
 from haproxy_ingress.model import (
     AccessPolicy,
@@ -54,6 +54,7 @@ _CUSTOM_HEADERS = registry.BY_KEY["custom-headers"]
 _DEFAULT_BACKEND_ANNOTATION = registry.BY_KEY["default-backend"]
 _CONFIGURATION_SNIPPET = registry.BY_KEY["configuration-snippet"]
 _SERVER_SNIPPET = registry.BY_KEY["server-snippet"]
+_SSL_CIPHERS = registry.BY_KEY["ssl-ciphers"]
 
 # ingress-nginx keys whose absence would open access or weaken TLS: an
 # Ingress that sets one we do not honour is not served as if it had not
@@ -112,6 +113,15 @@ class IngressSettings:
     # whether the Ingress may act on them) and the annotation that set it.
     server_snippet: str = ""
     server_snippet_field: str = ""
+    # auth-tls-*: client certificates (translate reads the Secret), and
+    # ssl-ciphers for the Ingress's hosts (None: the ConfigMap's).
+    client_tls: ClientTLSAsk | None = None
+    ssl_ciphers: str | None = None
+
+
+def _guards(setting: registry.Setting) -> bool:
+    """Whether naming ``setting`` makes the Ingress fail closed on any error."""
+    return setting is _ALLOWLIST or setting in registry.ACCESS or setting in registry.CLIENT_TLS
 
 
 def _field(name: str) -> str:
@@ -143,13 +153,13 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 errors.append(Invalid(field, "unknown annotation"))
             else:
                 named.add(id(setting))
-                access_rule = access_rule or setting is _ALLOWLIST or setting in registry.ACCESS
+                access_rule = access_rule or _guards(setting)
         elif name.startswith(NGINX_PREFIX):
             key = name[len(NGINX_PREFIX) :]
             setting = registry.BY_NGINX.get(key)
             if setting is not None and setting.annotation:
                 named.add(id(setting))
-                access_rule = access_rule or setting is _ALLOWLIST or setting in registry.ACCESS
+                access_rule = access_rule or _guards(setting)
                 continue
             refusal = _unsupported_nginx(key, annotations[name])
             if refusal is None:
@@ -175,6 +185,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     access = AccessAsk()
     cors = Cors()
     server_snippet = server_field = ""
+    client_tls: ClientTLSAsk | None = None
+    ssl_ciphers: str | None = None
     for setting in registry.SETTINGS:
         if id(setting) not in named:
             continue
@@ -221,6 +233,10 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 access = registry.apply(access, setting, parsed)
             elif setting in registry.CORS:
                 cors = registry.apply(cors, setting, parsed)
+            elif setting in registry.CLIENT_TLS:
+                client_tls = registry.apply(client_tls or ClientTLSAsk(), setting, parsed)
+            elif setting is _SSL_CIPHERS:
+                ssl_ciphers = parsed
             elif setting in registry.SNIPPETS:
                 if parsed.refused:
                     reason = f"nginx snippet not applied: {parsed.refused}"
@@ -265,6 +281,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         default_backend=default_backend,
         server_snippet=server_snippet,
         server_snippet_field=server_field,
+        client_tls=client_tls,
+        ssl_ciphers=ssl_ciphers,
     )
 
 

@@ -21,10 +21,12 @@ from haproxy_ingress.model import (
     BackendSettings,
     Canary,
     Certificate,
+    ClientAuth,
     Cors,
     Endpoint,
     ExternalAuth,
     GlobalSettings,
+    HostTLS,
     RateLimit,
     RouteOptions,
     RoutingMaps,
@@ -36,7 +38,8 @@ from haproxy_ingress.model import (
 
 # 4: tls, www and headers maps; keep-slash, no-log, headers, 503 option maps;
 # 5: access control (policies with auth, limits, external auth; deny and CORS maps)
-FORMAT = 5
+# 6: client certificates (policies' client_auth, host_tls, the sni map)
+FORMAT = 6
 
 
 def dump(state: AppliedState) -> bytes:
@@ -128,6 +131,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             default_backend=structure["default_backend"],
             policies=tuple(_policy(p) for p in structure["policies"]),
             upstream_tls=tuple(UpstreamTLS(**u) for u in structure["upstream_tls"]),
+            host_tls=tuple(HostTLS(**h) for h in structure["host_tls"]),
         ),
         servers={name: _slots(slots) for name, slots in body["servers"].items()},
         maps=RoutingMaps(
@@ -141,6 +145,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             tls=tuple((k, v) for k, v in body["maps"]["tls"]),
             www=tuple((k, v) for k, v in body["maps"]["www"]),
             headers=tuple((k, v) for k, v in body["maps"]["headers"]),
+            sni=tuple((k, v) for k, v in body["maps"]["sni"]),
             options=tuple(tuple((k, v) for k, v in entries) for entries in body["maps"]["options"]),
         ),
         certificates=tuple(
@@ -169,6 +174,7 @@ def _policy(raw: dict[str, Any]) -> AccessPolicy:
                 "response_headers": tuple(raw["external"]["response_headers"]),
             }
         ),
+        client_auth=ClientAuth(**raw["client_auth"]) if raw["client_auth"] is not None else None,
     )
 
 

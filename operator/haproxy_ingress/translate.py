@@ -25,10 +25,12 @@ from haproxy_ingress.model import (
     Backend,
     BackendSettings,
     Certificate,
+    ClientAuth,
     DesiredState,
     Endpoint,
     ExternalAuth,
     GlobalSettings,
+    HostTLS,
     ObjectRef,
     PathType,
     Problem,
@@ -49,7 +51,12 @@ from haproxy_ingress.settings import (
     ingress_settings,
     parse_configmap,
 )
-from haproxy_ingress.tls import CertificateCache, ca_from_secret, certificate_from_secret
+from haproxy_ingress.tls import (
+    CertificateCache,
+    ca_from_secret,
+    certificate_from_secret,
+    crl_from_secret,
+)
 from haproxy_ingress.validate import Invalid
 
 # Lets nobody in: the paths of an Ingress whose access rule cannot be honoured.
@@ -101,6 +108,10 @@ def translate(
     tls_hosts: set[str] = set()
     header_sets = _header_sets(view, options)
     upstream_tls: dict[str, UpstreamTLS] = {}
+    # Per host, the oldest claim of a CA (auth-tls-secret) and of ssl-ciphers.
+    ca_claims: dict[str, tuple[HostTLS, ObjectRef]] = {}
+    cipher_claims: dict[str, tuple[str, ObjectRef]] = {}
+    denied_hosts: list[tuple[ObjectRef, str]] = []
     default_ref = configured_default or options.default_backend
     # server-alias and from-to-www-redirect: granted once every Ingress's
     # hosts are known (_more_names).
@@ -117,6 +128,7 @@ def translate(
         asked = ingress_settings(annotations, settings)
         problems.extend(Problem(source, n.field, n.reason, n.event) for n in asked.notices)
         errors = list(asked.errors)
+        client = _client_tls(asked, source, secrets=secrets, errors=errors, annotations=annotations)
         if asked.canary is not None:
             parsed_canary = _canary_ingress(ingress, source, asked, problems)
             if parsed_canary is not None:
@@ -130,6 +142,7 @@ def translate(
             problems=problems,
             annotations=annotations,
             reserved_ports=options.reserved_ports,
+            client_auth=client[0] if client is not None else None,
         )
         backend_settings, upstream, tls_failed = _upstream_tls(
             asked.backend, source, secrets, problems
@@ -171,6 +184,13 @@ def translate(
                 Problem(source, e.field, e.reason, "Rejected") for e in [*errors, error]
             )
             continue
+        if asked.client_tls is not None and any(not r.host for r, _ in parsed.routes):
+            errors.append(
+                Invalid(
+                    _annotation("auth-tls-secret", annotations),
+                    "needs a host on every rule: client certificates are asked for by host (SNI)",
+                )
+            )
         if errors:
             problems.extend(Problem(source, e.field, e.reason, "Rejected") for e in errors)
             if not asked.access_rule:
@@ -223,6 +243,17 @@ def translate(
                         "Conflict",
                     )
                 )
+        if policy is not DENY_ALL:
+            _claim_host_tls(
+                source,
+                sorted({r.host for r in accepted if r.host}),
+                client[1] if client is not None else None,
+                asked.ssl_ciphers,
+                ca_claims=ca_claims,
+                cipher_claims=cipher_claims,
+                denied=denied_hosts,
+                problems=problems,
+            )
         tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
         own_tls = {host for _, hosts in parsed.tls for host in hosts}
         tls_hosts.update(own_tls)
@@ -259,6 +290,9 @@ def translate(
         tuning=tuning,
         problems=problems,
     )
+    if denied_hosts:
+        routes = _deny_routes(routes, set(denied_hosts))
+        policies.add(DENY_ALL)
     routes, snippet_problems = snippets.with_server_snippets(routes, server_snippets)
     problems.extend(snippet_problems)
     if default_ref is not None:
@@ -278,6 +312,7 @@ def translate(
         for ref, reported_on in sorted(service_refs.items())
     )
     certificates = _certificates(tls_claims, secrets, problems, now, certificate_cache)
+    host_tls = _host_tls(ca_claims, cipher_claims)
     return DesiredState(
         settings=settings,
         backends=backends,
@@ -292,6 +327,7 @@ def translate(
                 headers=_global_headers(settings, header_sets, options, problems),
             ),
             deny=tuple((network, "1") for network in settings.deny_sources),
+            sni=sni_entries(certificates, host_tls),
         ),
         certificates=certificates,
         problems=tuple(sorted(set(problems))),
@@ -303,6 +339,7 @@ def translate(
                 if any(b.settings.proxy_ssl_secret == u.secret for b in backends)
             )
         ),
+        host_tls=host_tls,
     )
 
 
@@ -373,6 +410,7 @@ def _access_policy(
     problems: list[Problem],
     annotations: Mapping[str, Any],
     reserved_ports: tuple[int, ...],
+    client_auth: ClientAuth | None = None,
 ) -> AccessPolicy | None:
     """The policy of the Ingress's routes: allow- and deny-lists, basic auth, satisfy.
 
@@ -423,6 +461,7 @@ def _access_policy(
         and not ask.basic
         and not limit.active
         and not external.url
+        and client_auth is None
     ):
         return None
     policy = AccessPolicy(
@@ -433,6 +472,7 @@ def _access_policy(
         # ingress-nginx: satisfy any means the allow-list OR the credentials;
         # with no allow-list of its own there is nothing to satisfy instead.
         satisfy_any=ask.satisfy_any and allow is not None and (ask.basic or bool(external.url)),
+        client_auth=client_auth,
     )
     if not ask.basic:
         return policy
@@ -465,6 +505,131 @@ def _access_policy(
         users=users.crypt,
         apr1_users=users.apr1,
     )
+
+
+def _client_tls(
+    asked: IngressSettings,
+    source: ObjectRef,
+    *,
+    secrets: Mapping[tuple[str, str], KubeObject],
+    errors: list[Invalid],
+    annotations: Mapping[str, Any],
+) -> tuple[ClientAuth, HostTLS] | None:
+    """auth-tls-*: the check on the Ingress's routes, and its hosts' handshake CA.
+
+    Anything that keeps the CA from being used (no Secret named, another
+    namespace's, missing, no PEM ``ca.crt``, a broken ``ca.crl``) goes to
+    ``errors``: the Ingress guards its paths (fail closed, 403).
+    """
+    ask = asked.client_tls
+    if ask is None:
+        return None
+    field = _annotation("auth-tls-secret", annotations)
+    if ask.secret is None:
+        errors.append(Invalid(field, "is missing: auth-tls-* need the Secret holding ca.crt"))
+        return None
+    namespace, _, name = ask.secret.rpartition("/")
+    if namespace and namespace != source.namespace:
+        errors.append(Invalid(field, "must name a Secret in the Ingress's own namespace"))
+        return None
+    secret = secrets.get((source.namespace, name))
+    try:
+        if secret is None:
+            raise Invalid("", "not found")
+        ca = ca_from_secret(secret)
+        crl = crl_from_secret(secret)
+    except Invalid as error:
+        where = f"{error.field} " if error.field else ""
+        errors.append(Invalid(field, f"Secret {source.namespace}/{name} {where}{error.reason}"))
+        return None
+    host = HostTLS("", ca, crl, digest=HostTLS.hash(ca, crl))
+    check = ClientAuth(
+        ca_name=host.ca_name,
+        verify=ask.verify,
+        depth=ask.depth,
+        error_page=ask.error_page or "",
+        pass_cert=ask.pass_cert,
+        match_cn=ask.match_cn or "",
+    )
+    return check, host
+
+
+def _claim_host_tls(
+    source: ObjectRef,
+    hosts: Iterable[str],
+    ca: HostTLS | None,
+    ciphers: str | None,
+    *,
+    ca_claims: dict[str, tuple[HostTLS, ObjectRef]],
+    cipher_claims: dict[str, tuple[str, ObjectRef]],
+    denied: list[tuple[ObjectRef, str]],
+    problems: list[Problem],
+) -> None:
+    """Per host, the oldest Ingress's CA and ciphers win (Ingresses come oldest first).
+
+    One handshake serves every Ingress of a host, so a younger Ingress that
+    asks for another CA cannot have it: its paths on that host deny (403),
+    never served under a CA its author did not choose. Other ciphers are
+    only a Warning.
+    """
+    for host in hosts:
+        if ca is not None:
+            held, owner = ca_claims.setdefault(host, (ca, source))
+            if held.digest != ca.digest:
+                denied.append((source, host))
+                problems.append(
+                    Problem(
+                        source,
+                        "metadata.annotations",
+                        f"host {host!r} already verifies client certificates with the CA of "
+                        f"Ingress {owner.namespace}/{owner.name}; this Ingress's paths on it "
+                        "answer 403",
+                        "Conflict",
+                    )
+                )
+        if ciphers is not None:
+            held_ciphers, owner = cipher_claims.setdefault(host, (ciphers, source))
+            if held_ciphers != ciphers:
+                problems.append(
+                    Problem(
+                        source,
+                        "metadata.annotations",
+                        f"host {host!r} already has the ssl-ciphers of Ingress "
+                        f"{owner.namespace}/{owner.name}, which apply",
+                        "Conflict",
+                    )
+                )
+
+
+def _deny_routes(routes: list[Route], denied: set[tuple[ObjectRef, str]]) -> list[Route]:
+    """``routes`` with those of (Ingress, host) in ``denied`` denying everyone."""
+    return [
+        dataclasses.replace(route, policy=DENY_ALL.name, options=NO_OPTIONS)
+        if (route.source, route.host) in denied
+        else route
+        for route in routes
+    ]
+
+
+def _host_tls(
+    ca_claims: Mapping[str, tuple[HostTLS, ObjectRef]],
+    cipher_claims: Mapping[str, tuple[str, ObjectRef]],
+) -> tuple[HostTLS, ...]:
+    result = []
+    for host in sorted(set(ca_claims) | set(cipher_claims)):
+        ca = ca_claims[host][0] if host in ca_claims else HostTLS("")
+        ciphers = cipher_claims[host][0] if host in cipher_claims else None
+        result.append(dataclasses.replace(ca, host=host, ciphers=ciphers))
+    return tuple(result)
+
+
+def sni_entries(
+    certificates: Iterable[Certificate], host_tls: Iterable[HostTLS]
+) -> tuple[tuple[str, str], ...]:
+    """The sni map: every crt-list host → the CA its line verifies with, or "-"."""
+    entries = {host: "-" for cert in certificates for host in cert.hosts}
+    entries.update({tls.host: tls.ca_name or "-" for tls in host_tls})
+    return tuple(sorted(entries.items()))
 
 
 def _annotation(key: str, annotations: Mapping[str, Any]) -> str:

@@ -441,19 +441,33 @@ def show_crt_list(crt_list: Path) -> Command:
     )
 
 
-def crt_list_options(alpn: str | None) -> str:
+# Option words after alpn (config.crt_list_options): keywords, file paths, a cipher list.
+_CRT_OPTION_KEYWORDS: Final = frozenset({"ca-file", "crl-file", "verify", "ciphers"})
+_CRT_OPTION_VALUE_RE: Final = re.compile(r"[A-Za-z0-9_.:/@+!=-]+")
+
+
+def crt_list_options(alpn: str | None, extra: Sequence[str] = ()) -> str:
+    """The bracketed options of a crt-list line: ALPN, then ``keyword value`` pairs."""
     if alpn is not None and not _ALPN_RE.fullmatch(alpn):
         raise UnsafeArgumentError(f"{alpn!r} is not a comma-separated ALPN list")
-    return f"alpn {alpn}" if alpn else ""
+    if len(extra) % 2 or any(
+        extra[i] not in _CRT_OPTION_KEYWORDS or not _CRT_OPTION_VALUE_RE.fullmatch(extra[i + 1])
+        for i in range(0, len(extra), 2)
+    ):
+        raise UnsafeArgumentError(f"{' '.join(extra)[:80]!r} are not crt-list options")
+    words = ([f"alpn {alpn}"] if alpn else []) + list(extra)
+    return " ".join(words)
 
 
-def add_crt_list_entry(crt_list: Path, cert: Path, sni: str, alpn: str | None) -> Command:
+def add_crt_list_entry(
+    crt_list: Path, cert: Path, sni: str, alpn: str | None, extra: Sequence[str] = ()
+) -> Command:
     """``add ssl crt-list`` in the payload form (in 2.6 the one-line form drops options)."""
     list_word = path_word(crt_list)
     cert_word = path_word(cert)
     if len(sni) > 253 or not _SNI_RE.fullmatch(sni):
         raise UnsafeArgumentError(f"{sni!r} is not a lowercase host name or *.wildcard")
-    options = crt_list_options(alpn)
+    options = crt_list_options(alpn, extra)
     line = f"{cert_word} [{options}] {sni}" if options else f"{cert_word} {sni}"
     command = Command(
         ("add", "ssl", "crt-list", list_word),

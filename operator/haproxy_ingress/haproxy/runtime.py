@@ -227,18 +227,28 @@ class RuntimeClient:
         return commands.parse_crt_list(reply)
 
     async def add_crt_list_entry(
-        self, crt_list: Path, cert: Path, sni: str, alpn: str | None
+        self,
+        crt_list: Path,
+        cert: Path,
+        sni: str,
+        alpn: str | None,
+        extra: Sequence[str] = (),
     ) -> bool:
         """Serve the (already loaded) ``cert`` for ``sni`` on ``crt_list``'s binds.
 
         ``add ssl crt-list`` does not de-duplicate, so an identical entry is
         looked up first; returns False when it was already there.
         """
-        command = commands.add_crt_list_entry(crt_list, cert, sni, alpn)
-        options = commands.crt_list_options(alpn)
+        command = commands.add_crt_list_entry(crt_list, cert, sni, alpn, extra)
+        # `show ssl crt-list` reorders the options (verify before ca-file).
+        options = sorted(commands.crt_list_options(alpn, extra).split())
         async with self._lock:
             for entry in await self._crt_list_entries(crt_list):
-                if entry.cert == cert and entry.options == options and entry.sni_filters == (sni,):
+                if (
+                    entry.cert == cert
+                    and sorted(entry.options.split()) == options
+                    and entry.sni_filters == (sni,)
+                ):
                     return False
             await self._execute_locked([command])
         logger.debug(
