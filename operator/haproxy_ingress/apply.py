@@ -26,11 +26,11 @@ from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError
 from haproxy_ingress.haproxy.config import (
     ALPN,
     Rendered,
+    RenderOptions,
+    certificate_path,
     client_ca_path,
     client_crl_path,
     crt_list_options,
-    RenderOptions,
-    certificate_path,
     default_certificate_path,
     enabled_servers,
     environment,

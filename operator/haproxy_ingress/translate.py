@@ -295,9 +295,8 @@ def translate(
         # Only what a route (or the ConfigMap) still names: a denied Ingress's
         # policy would name a CA no crt-list line carries.
         named = {route.policy for route in routes} | {DENY_ALL.name}
-        policies = {
-            p for p in policies if p.name in named or p is settings.default_policy
-        } | {DENY_ALL}
+        kept = {p for p in policies if p.name in named or p is settings.default_policy}
+        policies = kept | {DENY_ALL}
     routes, snippet_problems = snippets.with_server_snippets(routes, server_snippets)
     problems.extend(snippet_problems)
     if default_ref is not None:

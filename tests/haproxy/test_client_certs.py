@@ -241,7 +241,9 @@ async def test_pass_certificate_error_page_and_match_cn(
     backends = await pods(stack, "pass", "errpage", "cn", first=121)
     stack.put(
         ca_secret("ca", {"ca.crt": b64(ca.pem)}),
-        guarded("pass", "pass.example.com", **{N + "auth-tls-pass-certificate-to-upstream": "true"}),
+        guarded(
+            "pass", "pass.example.com", **{N + "auth-tls-pass-certificate-to-upstream": "true"}
+        ),
         guarded(
             "errpage",
             "errpage.example.com",
@@ -351,15 +353,23 @@ async def test_sni_of_another_host_cannot_bypass_the_check(
     assert answer.status == 421
     # No SNI at all: the default certificate, no CA.
     assert (await call(port, "guarded.example.com", None, clients["valid"])).status == 421
-    # An SNI differing in case or with a trailing dot chose the same line (or none).
-    assert (await call(port, "guarded.example.com", "GUARDED.example.com", clients["valid"])).status == 200
+    # HAProxy looks the SNI up lowercased; with a trailing dot it finds no line (no CA).
+    answer = await call(port, "guarded.example.com", "guarded.example.com.", clients["valid"])
+    assert answer.status == 421
+    assert (
+        await call(port, "guarded.example.com", "GUARDED.example.com", clients["valid"])
+    ).status == 200
     assert backends["guarded"].served == served + 1
     # The unguarded host is served whatever the SNI.
     assert (await call(port, "open.example.com", "guarded.example.com")).status == 200
     # Wildcards: the SNI a.wild.example.com chose the *.wild line (HAProxy's lookup).
     assert (await call(port, "a.wild.example.com", cert=clients["valid"])).status == 200
-    assert (await call(port, "a.wild.example.com", "b.wild.example.com", clients["valid"])).status == 200
-    assert (await call(port, "a.wild.example.com", "open.example.com", clients["valid"])).status == 421
+    assert (
+        await call(port, "a.wild.example.com", "b.wild.example.com", clients["valid"])
+    ).status == 200
+    assert (
+        await call(port, "a.wild.example.com", "open.example.com", clients["valid"])
+    ).status == 421
 
 
 async def test_tls_settings_changes_and_what_they_cost(

@@ -350,9 +350,7 @@ def render(
         for name, entries in target.maps.files()
     ]
     files.append(
-        RenderedFile(
-            paths.crt_list, crt_list(paths, target.certificates, structure.host_tls)
-        )
+        RenderedFile(paths.crt_list, crt_list(paths, target.certificates, structure.host_tls))
     )
     files.extend(host_tls_files(paths, structure.host_tls))
     files.append(
