@@ -630,7 +630,15 @@ def _host_tls(
 def sni_entries(
     certificates: Iterable[Certificate], host_tls: Iterable[HostTLS]
 ) -> tuple[tuple[str, str], ...]:
-    """The sni map: every crt-list host → the CA its line verifies with, or "-"."""
+    """The sni map: every crt-list host → the CA its line verifies with, or "-".
+
+    Empty without any CA: haproxy.cfg names the map only then (and a CA
+    appearing or going reloads), so a runtime update never meets a map
+    HAProxy does not know.
+    """
+    host_tls = tuple(host_tls)
+    if not any(tls.ca for tls in host_tls):
+        return ()
     entries = {host: "-" for cert in certificates for host in cert.hosts}
     entries.update({tls.host: tls.ca_name or "-" for tls in host_tls})
     return tuple(sorted(entries.items()))

@@ -338,7 +338,9 @@ def render(
         apr1_map=map_path(paths, "apr1"),
         deny_map=map_path(paths, "deny"),
         sni_map=map_path(paths, "sni"),
-        client_auth=any(p.client_auth is not None for p in structure.policies),
+        # The frontend's client-certificate rules, and the sni map they read.
+        client_auth=any(p.client_auth is not None for p in structure.policies)
+        or any(tls.ca for tls in structure.host_tls),
         ca_maps={name: map_path(paths, name) for name in CLIENT_AUTH_MAPS},
         default_policy=structure.settings.default_policy,
         backends=[
