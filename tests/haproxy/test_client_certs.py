@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import socket
 import ssl
 import urllib.parse
 from dataclasses import dataclass
@@ -445,3 +446,52 @@ async def negotiated(port: int, host: str, cert: Client | None) -> str:
     with contextlib.suppress(ssl.SSLError, ConnectionError):
         await writer.wait_closed()
     return name
+
+
+def resumed_request(
+    context: ssl.SSLContext, port: int, host: str, session: ssl.SSLSession | None
+) -> tuple[int, ssl.SSLSession | None, bool]:
+    """A blocking HTTPS request that offers ``session`` for resumption (asyncio cannot)."""
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        context.wrap_socket(raw, server_hostname=host, session=session) as tls,
+    ):
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+        return int(data.split()[1]), tls.session, tls.session_reused
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+async def test_a_session_resumed_under_another_sni_carries_no_certificate(
+    stack: Stack, ca: Authority, tmp_path: Path, version: ssl.TLSVersion
+) -> None:
+    other_ca = authority("Second CA")
+    second = client(tmp_path, "eve", other_ca)
+    backends = await pods(stack, "guarded", "second", first=171)
+    stack.put(
+        ca_secret("ca", {"ca.crt": b64(ca.pem)}),
+        ca_secret("ca2", {"ca.crt": b64(other_ca.pem)}),
+        guarded("guarded", "guarded.example.com"),
+        guarded("second", "second.example.com", secret="ca2"),
+    )
+    await synced(stack, ["guarded", "second"])
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = context.maximum_version = version
+    context.load_cert_chain(second.certfile, second.keyfile)
+    port = stack.https_port
+    status, session, _ = await asyncio.to_thread(
+        resumed_request, context, port, "second.example.com", None
+    )
+    assert status == 200
+    # Offered to the guarded host: a TLS 1.3 resumption would keep eve's
+    # certificate, verified with the second CA, under the guarded SNI.
+    status, _, reused = await asyncio.to_thread(
+        resumed_request, context, port, "guarded.example.com", session
+    )
+    assert not reused
+    assert status == 400  # a full handshake, where eve's certificate fails
+    assert backends["guarded"].served == 0
