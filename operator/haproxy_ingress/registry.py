@@ -370,6 +370,11 @@ def verify_client(value: str, field: str) -> str:
     return validate.choice(value, field, VERIFY_MODES)
 
 
+def verify_depth(value: str, field: str) -> int:
+    """auth-tls-verify-depth: 0 means the default, 1, as in ingress-nginx."""
+    return validate.integer(value, field, minimum=0, maximum=100) or 1
+
+
 def match_cn(value: str, field: str) -> str:
     """auth-tls-match-cn: a pattern starting with ``CN=``, searched in the subject DN."""
     if not value.startswith("CN="):
@@ -1209,7 +1214,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "auth-tls-verify-depth",
         _H,
-        _integer(1, 100),
+        verify_depth,
         "1",
         "accepted; the chain depth is OpenSSL's default",
         field="depth",

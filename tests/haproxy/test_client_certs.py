@@ -424,6 +424,22 @@ async def test_tls_settings_changes_and_what_they_cost(
     assert (await stack.proc()).reloads == before
     assert (await call(port, "app.example.com")).status == 400
     assert (await call(port, "app.example.com", cert=clients["valid"])).status == 200
+    # The certificate gets another host: its crt-list entries are replaced at
+    # run time, the guarded host's with its options (the CA file stays loaded).
+    stack.put(
+        ingress(
+            "app",
+            rule("app.example.com", path("/", "app")),
+            tls=[{"hosts": ["app.example.com", "www.app.example.com"], "secretName": "app-tls"}],
+            annotations={N + "auth-tls-secret": "default/ca", N + "ssl-ciphers": cipher},
+        )
+    )
+    before = (await stack.proc()).reloads
+    await stack.sync()
+    assert (await stack.proc()).reloads == before
+    assert (await call(port, "app.example.com")).status == 400
+    assert (await call(port, "app.example.com", cert=clients["valid"])).status == 200
+    assert await negotiated(port, "app.example.com", clients["valid"]) == cipher
     # The ConfigMap's ciphers are the other hosts' default; the host keeps its own.
     stack.put(configmap({"ssl-ciphers": "ECDHE-ECDSA-AES256-GCM-SHA384"}))
     await stack.sync()

@@ -91,8 +91,12 @@ def test_a_ca_secret_guards_the_routes_and_puts_the_ca_on_the_host() -> None:
 
 
 def test_a_name_alone_means_the_ingress_namespace() -> None:
-    desired = state(ca_secret(ca_crt=CA.pem), app({P + "auth-tls-secret": "ca"}))
-    assert policy_of(desired, "/").client_auth.verify == "on"
+    desired = state(
+        ca_secret(ca_crt=CA.pem),
+        app({P + "auth-tls-secret": "ca", N + "auth-tls-verify-depth": "0"}),
+    )
+    check = policy_of(desired, "/").client_auth
+    assert (check.verify, check.depth) == ("on", 1)  # ingress-nginx's defaults
 
 
 @pytest.mark.parametrize(
@@ -148,7 +152,7 @@ def test_a_crl_reaches_the_host() -> None:
     [
         ("auth-tls-verify-client", "yes"),
         ("auth-tls-verify-client", "on\r\nX: y"),
-        ("auth-tls-verify-depth", "0"),
+        ("auth-tls-verify-depth", "101"),
         ("auth-tls-verify-depth", "deep"),
         ("auth-tls-match-cn", "alice"),  # not CN=
         ("auth-tls-match-cn", "CN=(a+)+$"),  # exponential backtracking
