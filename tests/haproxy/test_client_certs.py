@@ -411,6 +411,11 @@ async def test_tls_settings_changes_and_what_they_cost(
     assert await cost(**{N + "auth-tls-secret": "default/ca"}) == 1
     assert (await call(port, "app.example.com")).status == 400
     assert (await call(port, "app.example.com", cert=clients["valid"])).status == 200
+    # The same again: nothing to do. Another verify mode: a new policy.
+    assert await cost(**{N + "auth-tls-secret": "default/ca"}) == 0
+    optional = {N + "auth-tls-secret": "default/ca", N + "auth-tls-verify-client": "optional"}
+    assert await cost(**optional) == 1
+    assert (await call(port, "app.example.com")).status == 200
     # Per-host ciphers (TLS 1.2): this host's line only.
     assert await cost(**{N + "auth-tls-secret": "default/ca", N + "ssl-ciphers": cipher}) == 1
     context_cipher = await negotiated(port, "app.example.com", clients["valid"])
