@@ -112,6 +112,7 @@ def translate(
     ca_claims: dict[str, tuple[HostTLS, ObjectRef]] = {}
     cipher_claims: dict[str, tuple[str, ObjectRef]] = {}
     denied_hosts: list[tuple[ObjectRef, str]] = []
+    cas: dict[str, HostTLS] = {}  # by ca_name
     default_ref = configured_default or options.default_backend
     # server-alias and from-to-www-redirect: granted once every Ingress's
     # hosts are known (_more_names).
@@ -129,6 +130,8 @@ def translate(
         problems.extend(Problem(source, n.field, n.reason, n.event) for n in asked.notices)
         errors = list(asked.errors)
         client = _client_tls(asked, source, secrets=secrets, errors=errors, annotations=annotations)
+        if client is not None:
+            cas.setdefault(client[1].ca_name, client[1])
         if asked.canary is not None:
             parsed_canary = _canary_ingress(ingress, source, asked, problems)
             if parsed_canary is not None:
@@ -281,6 +284,9 @@ def translate(
         tls_hosts=tls_hosts,
         problems=problems,
     )
+    # A granted server-alias takes the CA of the routes it copies: its own
+    # crt-list line must ask for the certificate they check.
+    _claim_alias_cas(routes, policies, cas, ca_claims)
 
     routes = _attach_canaries(
         routes,
@@ -603,6 +609,24 @@ def _claim_host_tls(
                         "Conflict",
                     )
                 )
+
+
+def _claim_alias_cas(
+    routes: Iterable[Route],
+    policies: Iterable[AccessPolicy],
+    cas: Mapping[str, HostTLS],
+    ca_claims: dict[str, tuple[HostTLS, ObjectRef]],
+) -> None:
+    """Hosts with no CA whose routes check one (granted aliases) get that CA.
+
+    An alias is granted only where no other Ingress has rules, so the only
+    routes of such a host are the copies of one Ingress's.
+    """
+    checks = {p.name: p.client_auth for p in policies if p.client_auth is not None}
+    for route in routes:
+        check = checks.get(route.policy)
+        if check is not None and route.host and route.host not in ca_claims:
+            ca_claims[route.host] = (cas[check.ca_name], route.source)
 
 
 def _deny_routes(routes: list[Route], denied: set[tuple[ObjectRef, str]]) -> list[Route]:

@@ -250,7 +250,11 @@ async def test_pass_certificate_error_page_and_match_cn(
             "errpage.example.com",
             **{N + "auth-tls-error-page": "https://errors.example.com/cert?from=ingress"},
         ),
-        guarded("cn", "cn.example.com", **{N + "auth-tls-match-cn": "CN=(alice|carol)$"}),
+        guarded(
+            "cn",
+            "cn.example.com",
+            **{N + "auth-tls-match-cn": "CN=(alice|carol)$", N + "server-alias": "cn2.example.com"},
+        ),
     )
     await synced(stack, ["pass", "errpage", "cn"])
     port = stack.https_port
@@ -269,6 +273,10 @@ async def test_pass_certificate_error_page_and_match_cn(
     assert (await call(port, "cn.example.com", cert=clients["valid"])).status == 200
     assert (await call(port, "cn.example.com", cert=clients["bob"])).status == 403
     assert backends["cn"].served == 1
+    # The alias's own crt-list line asks for the certificate.
+    assert (await call(port, "cn2.example.com", cert=clients["valid"])).status == 200
+    assert (await call(port, "cn2.example.com", cert=clients["foreign"])).status == 400
+    assert backends["cn"].served == 2
 
 
 async def test_a_revoked_certificate_is_refused(

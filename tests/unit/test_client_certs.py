@@ -274,3 +274,13 @@ def test_what_reloads() -> None:
         state(*base, app({N + "auth-tls-secret": "ca", N + "auth-tls-verify-client": "optional"})),
     )
     assert mode.reload and not any("per-host TLS" in r for r in mode.reload_reasons)
+
+
+def test_a_server_alias_asks_for_the_certificate_its_routes_check() -> None:
+    desired = state(
+        ca_secret(ca_crt=CA.pem),
+        app({N + "auth-tls-secret": "ca", N + "server-alias": "alias.example.com"}),
+    )
+    assert [h.host for h in desired.host_tls] == ["alias.example.com", "app.example.com"]
+    assert len({h.ca_name for h in desired.host_tls}) == 1
+    assert policy_of(desired, "/", "alias.example.com") == policy_of(desired, "/")
