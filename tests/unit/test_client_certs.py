@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from haproxy_ingress.haproxy import commands
+from haproxy_ingress.haproxy.commands import UnsafeArgumentError
 from haproxy_ingress.haproxy.config import crt_list
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import Certificate, DesiredState
@@ -284,3 +286,34 @@ def test_a_server_alias_asks_for_the_certificate_its_routes_check() -> None:
     assert [h.host for h in desired.host_tls] == ["alias.example.com", "app.example.com"]
     assert len({h.ca_name for h in desired.host_tls}) == 1
     assert policy_of(desired, "/", "alias.example.com") == policy_of(desired, "/")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("verify",),  # a keyword without its value
+        ("crt-ignore-err", "all"),  # not an option we send
+        ("ca-file", "/x y"),
+        ("ca-file", "/x]"),
+        ("ciphers", "ALL\nshow info"),
+        ("verify", "optional]", "evil.example"),
+    ],
+)
+def test_runtime_crt_list_options_are_checked(extra: tuple[str, ...]) -> None:
+    with pytest.raises(UnsafeArgumentError):
+        commands.add_crt_list_entry(Path("/l"), Path("/c.pem"), "a.example", "h2", extra)
+
+
+def test_runtime_crt_list_entry_with_options() -> None:
+    extra = ("ca-file", "/c/client_ca_1.pem", "verify", "optional", "ciphers", "ECDHE+AESGCM")
+    command = commands.add_crt_list_entry(Path("/l"), Path("/c.pem"), "a.example", "h2", extra)
+    assert command.payload == (
+        "/c.pem [alpn h2 ca-file /c/client_ca_1.pem verify optional ciphers ECDHE+AESGCM] "
+        "a.example",
+    )
+    # As 2.6.12 shows it back: two blanks after the ALPN, verify first.
+    (entry,) = commands.parse_crt_list(
+        "# /l\n/c.pem:1 [alpn h2\x00  verify optional ca-file /c/client_ca_1.pem "
+        "ciphers ECDHE+AESGCM] a.example\n"
+    )
+    assert sorted(entry.options.split()) == sorted(commands.crt_list_options("h2", extra).split())
