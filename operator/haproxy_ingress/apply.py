@@ -48,6 +48,7 @@ from haproxy_ingress.plan import (
     Operation,
     Plan,
     PutCertificate,
+    PutClientCA,
     RemoveCertificate,
     ReplaceMap,
     SetServer,
@@ -315,7 +316,7 @@ class Applier:
         keep |= {
             path
             for tls in target.structure.host_tls
-            if tls.ca
+            if tls.secret
             for path in (client_ca_path(paths, tls.ca_name), client_crl_path(paths, tls.ca_name))
         }
         for pem in self._options.paths.certs.glob("*.pem"):
@@ -348,6 +349,15 @@ class Applier:
                         await self._client.add_crt_list_entry(
                             paths.crt_list, pem_path, host, ALPN, words[2:]
                         )
+            elif isinstance(operation, PutClientCA):
+                # The same Secret, new content (a rotated CA, a fresh CRL).
+                await self._client.replace_ssl_file(
+                    "ca-file", client_ca_path(paths, operation.name), operation.ca
+                )
+                if operation.crl:
+                    await self._client.replace_ssl_file(
+                        "crl-file", client_crl_path(paths, operation.name), operation.crl
+                    )
             elif isinstance(operation, RemoveCertificate):
                 pem_path = certificate_path(paths, operation.name)
                 await self._client.del_crt_list_entries(paths.crt_list, pem_path)

@@ -284,26 +284,27 @@ class HostTLS:
     """One host's handshake settings: the options of its crt-list line.
 
     The CA (and CRL) of ``auth-tls-secret``, and the ``ssl-ciphers`` of its
-    Ingress; the oldest Ingress that sets them for the host decides.
+    Ingress; the oldest Ingress that sets them for the host decides. The
+    line names the CA file by its Secret, so new content in the same Secret
+    (a rotated CA, a fresh CRL) is not a new line: the runtime API replaces
+    the files' content (``set``/``commit ssl ca-file``, ``crl-file``).
     """
 
     host: str  # exact or *.wildcard, as in spec.rules
+    secret: str = ""  # "namespace/name" of the CA Secret; "" without client certificates
+    crl_file: bool = False  # the line names a CRL file (the Secret has ca.crl)
+    ciphers: str | None = None  # OpenSSL cipher list (TLS 1.2 and below)
     ca: str = field(default="", compare=False)  # re-serialised PEM certificates
     crl: str = field(default="", compare=False)  # re-serialised PEM CRLs
-    ciphers: str | None = None  # OpenSSL cipher list (TLS 1.2 and below)
-    # Content hash of ca + crl, so a changed Secret is a changed line.
-    digest: str = ""
 
     @property
     def ca_name(self) -> str:
         """The file stem of the CA (and CRL) files; "" without client certificates."""
+        if not self.secret:
+            return ""
         # Two '_' and 24 hex digits: never a certificate_name stem (one '_',
         # or two ending in 64 hex digits) nor an upstream_ one.
-        return f"client_ca_{self.digest[:24]}" if self.ca else ""
-
-    @staticmethod
-    def hash(ca: str, crl: str) -> str:
-        return hashlib.sha256(f"{ca}\0{crl}".encode()).hexdigest()
+        return f"client_ca_{hashlib.sha256(self.secret.encode()).hexdigest()[:24]}"
 
 
 @dataclass(frozen=True, order=True)

@@ -1196,7 +1196,8 @@ SETTINGS: tuple[Setting, ...] = (
         nginx=("auth-tls-secret",),
         difference="another namespace's Secret, or one without a usable `ca.crt`: the paths "
         "answer 403; checked on this Ingress's paths only (nginx: every path of the host); "
-        "a connection whose SNI chose another host's line gets 421",
+        "a connection whose SNI chose another host's line gets 421; the Secret's new "
+        "content (CA rotation, CRL) applies without a reload",
     ),
     Setting(
         "auth-tls-verify-client",

@@ -552,7 +552,7 @@ def _client_tls(
         where = f"{error.field} " if error.field else ""
         errors.append(Invalid(field, f"Secret {source.namespace}/{name} {where}{error.reason}"))
         return None
-    host = HostTLS("", ca, crl, digest=HostTLS.hash(ca, crl))
+    host = HostTLS("", f"{source.namespace}/{name}", bool(crl), ca=ca, crl=crl)
     check = ClientAuth(
         ca_name=host.ca_name,
         verify=ask.verify,
@@ -585,7 +585,7 @@ def _claim_host_tls(
     for host in hosts:
         if ca is not None:
             held, owner = ca_claims.setdefault(host, (ca, source))
-            if held.digest != ca.digest:
+            if held.secret != ca.secret:
                 denied.append((source, host))
                 problems.append(
                     Problem(
@@ -661,7 +661,7 @@ def sni_entries(
     HAProxy does not know.
     """
     host_tls = tuple(host_tls)
-    if not any(tls.ca for tls in host_tls):
+    if not any(tls.secret for tls in host_tls):
         return ()
     entries = {host: "-" for cert in certificates for host in cert.hosts}
     entries.update({tls.host: tls.ca_name or "-" for tls in host_tls})

@@ -279,18 +279,43 @@ async def test_pass_certificate_error_page_and_match_cn(
     assert backends["cn"].served == 2
 
 
-async def test_a_revoked_certificate_is_refused(
-    stack: Stack, ca: Authority, clients: dict[str, Client]
+async def test_revocation_and_rotation_through_the_runtime_api(
+    stack: Stack, ca: Authority, clients: dict[str, Client], tmp_path: Path
 ) -> None:
     await pods(stack, "crl", first=131)
-    crl = revocation_list(ca, [clients["bob"].cert])
+    port = stack.https_port
     stack.put(
-        ca_secret("ca", {"ca.crt": b64(ca.pem), "ca.crl": b64(crl)}),
+        ca_secret("ca", {"ca.crt": b64(ca.pem), "ca.crl": b64(revocation_list(ca, []))}),
         guarded("crl", "crl.example.com"),
     )
     await synced(stack, ["crl"])
-    assert (await call(stack.https_port, "crl.example.com", cert=clients["valid"])).status == 200
-    assert (await call(stack.https_port, "crl.example.com", cert=clients["bob"])).status == 400
+    assert (await call(port, "crl.example.com", cert=clients["bob"])).status == 200
+    reloads = (await stack.proc()).reloads
+    # A fresh CRL in the same Secret: set/commit ssl crl-file, no reload.
+    crl = revocation_list(ca, [clients["bob"].cert])
+    stack.put(ca_secret("ca", {"ca.crt": b64(ca.pem), "ca.crl": b64(crl)}))
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded
+    assert (await call(port, "crl.example.com", cert=clients["valid"])).status == 200
+    assert (await call(port, "crl.example.com", cert=clients["bob"])).status == 400
+    # A rotated CA bundle (old and new CA) in the same Secret: set/commit ssl ca-file.
+    new_ca = authority("Rotated CA")
+    newcomer = client(tmp_path, "carol", new_ca)
+    assert (await call(port, "crl.example.com", cert=newcomer)).status == 400
+    # (With a CRL, OpenSSL wants one from every CA of the chain.)
+    crls = crl + revocation_list(new_ca, [])
+    stack.put(ca_secret("ca", {"ca.crt": b64(ca.pem + new_ca.pem), "ca.crl": b64(crls)}))
+    await stack.sync()
+    assert (await call(port, "crl.example.com", cert=newcomer)).status == 200
+    assert (await call(port, "crl.example.com", cert=clients["valid"])).status == 200
+    assert (await call(port, "crl.example.com", cert=clients["bob"])).status == 400
+    assert (await stack.proc()).reloads == reloads
+    # What is on disk for the next reload is the new content too.
+    stack.put(guarded("crl", "crl.example.com", **{P + "ssl-ciphers": "ECDHE+AESGCM"}))
+    await stack.sync()
+    assert (await stack.proc()).reloads == reloads + 1
+    assert (await call(port, "crl.example.com", cert=newcomer)).status == 200
+    assert (await call(port, "crl.example.com", cert=clients["bob"])).status == 400
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from haproxy_ingress.haproxy.commands import UnsafeArgumentError
 from haproxy_ingress.haproxy.config import crt_list
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import Certificate, DesiredState
-from haproxy_ingress.plan import plan
+from haproxy_ingress.plan import MAX_RUNTIME_PEM, PutClientCA, plan
 from haproxy_ingress.translate import DENY_ALL
 from tests.certs import authority, revocation_list
 from tests.kube import ingress, path, rule
@@ -317,3 +317,35 @@ def test_runtime_crt_list_entry_with_options() -> None:
         "ciphers ECDHE+AESGCM] a.example\n"
     )
     assert sorted(entry.options.split()) == sorted(commands.crt_list_options("h2", extra).split())
+
+
+def test_new_content_in_the_same_secret_is_a_runtime_change() -> None:
+    crl = revocation_list(CA, [])
+    before = state(ca_secret(ca_crt=CA.pem, ca_crl=crl), app({N + "auth-tls-secret": "ca"}))
+    current = plan(None, before).target
+    rotated = CA.pem + OTHER.pem
+    fresh = revocation_list(CA, [])
+    after = plan(
+        current,
+        state(ca_secret(ca_crt=rotated, ca_crl=fresh), app({N + "auth-tls-secret": "ca"})),
+    )
+    assert not after.reload
+    (change,) = [op for op in after.operations if isinstance(op, PutClientCA)]
+    assert (change.name, change.ca, change.crl) == (
+        before.host_tls[0].ca_name,
+        rotated.decode(),
+        fresh.decode(),
+    )
+    # A CRL appearing adds crl-file to the line: a reload.
+    added = plan(
+        plan(None, state(ca_secret(ca_crt=CA.pem), app({N + "auth-tls-secret": "ca"}))).target,
+        state(ca_secret(ca_crt=CA.pem, ca_crl=crl), app({N + "auth-tls-secret": "ca"})),
+    )
+    assert any("per-host TLS" in r for r in added.reload_reasons)
+    # Too big for one runtime command: a reload.
+    big = b"".join(authority(f"CA {i}").pem for i in range(40))
+    assert len(big) > MAX_RUNTIME_PEM
+    huge = plan(
+        current, state(ca_secret(ca_crt=big, ca_crl=crl), app({N + "auth-tls-secret": "ca"}))
+    )
+    assert huge.reload

@@ -429,6 +429,39 @@ def foreign_cert_transaction(reply: str, ours: Path) -> Command | None:
     )
 
 
+# --- CA and CRL files (auth-tls-secret) ------------------------------------------
+
+# What 2.6.12 calls each kind in its replies.
+_SSL_FILE_LABELS: Final = {"ca-file": "CA", "crl-file": "CRL"}
+
+
+def set_ssl_file(kind: Literal["ca-file", "crl-file"], path: Path, pem: str) -> Command:
+    """``set ssl ca-file|crl-file`` with the PEM as payload: new content, same name.
+
+    Only for a file HAProxy loaded (a crt-list line names it); a new file
+    would need ``new ssl ca-file`` and a crt-list line, which reloads here.
+    """
+    word = path_word(path)
+    label = _SSL_FILE_LABELS[kind]
+    return Command(
+        ("set", "ssl", kind, word),
+        payload=_pem_lines(pem),
+        ok=re.compile(rf"transaction (?:created|updated) for {label} {re.escape(word)}!"),
+    )
+
+
+def commit_ssl_file(kind: Literal["ca-file", "crl-file"], path: Path) -> Command:
+    word = path_word(path)
+    # One dot per crt-list instance using it, as for certificates.
+    return Command(
+        ("commit", "ssl", kind, word), ok=re.compile(rf"Committing {re.escape(word)}\.*\nSuccess!")
+    )
+
+
+def abort_ssl_file(kind: Literal["ca-file", "crl-file"], path: Path) -> Command:
+    return Command(("abort", "ssl", kind, path_word(path)), ok=ANY_REPLY)
+
+
 # --- crt-lists -------------------------------------------------------------------
 
 

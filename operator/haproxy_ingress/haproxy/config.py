@@ -151,9 +151,9 @@ def host_tls_files(paths: HAProxyPaths, host_tls: Iterable[HostTLS]) -> list[Ren
     """The CA and CRL files the crt-list names (public data: 0644)."""
     files: dict[Path, bytes] = {}
     for tls in host_tls:
-        if tls.ca:
+        if tls.secret:
             files[client_ca_path(paths, tls.ca_name)] = tls.ca.encode("ascii")
-            if tls.crl:
+            if tls.crl_file:
                 files[client_crl_path(paths, tls.ca_name)] = tls.crl.encode("ascii")
     return [RenderedFile(path, content) for path, content in sorted(files.items())]
 
@@ -340,7 +340,7 @@ def render(
         sni_map=map_path(paths, "sni"),
         # The frontend's client-certificate rules, and the sni map they read.
         client_auth=any(p.client_auth is not None for p in structure.policies)
-        or any(tls.ca for tls in structure.host_tls),
+        or any(tls.secret for tls in structure.host_tls),
         ca_maps={name: map_path(paths, name) for name in CLIENT_AUTH_MAPS},
         default_policy=structure.settings.default_policy,
         backends=[
@@ -454,9 +454,9 @@ def crt_list_options(paths: HAProxyPaths, tls: HostTLS | None) -> tuple[str, ...
     """
     words = ["alpn", ALPN]
     if tls is not None:
-        if tls.ca:
+        if tls.secret:
             words += ["ca-file", str(client_ca_path(paths, tls.ca_name)), "verify", "optional"]
-            if tls.crl:
+            if tls.crl_file:
                 words += ["crl-file", str(client_crl_path(paths, tls.ca_name))]
         if tls.ciphers:
             words += ["ciphers", safe_token(tls.ciphers)]

@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Final, Literal
 
 from haproxy_ingress.haproxy import commands
 from haproxy_ingress.haproxy.commands import (
@@ -213,6 +213,25 @@ class RuntimeClient:
             commands.created_empty(created),
             extra={"cert": str(path)},
         )
+
+    async def replace_ssl_file(
+        self, kind: Literal["ca-file", "crl-file"], path: Path, pem: str
+    ) -> None:
+        """New content for a loaded CA or CRL file: ``set`` then ``commit ssl <kind>``.
+
+        Every crt-list line naming it verifies with the new content from the
+        commit on (checked on 2.6.12); a failed step aborts the transaction.
+        """
+        set_file = commands.set_ssl_file(kind, path, pem)
+        set_file.encode()  # size check before anything is sent
+        async with self._lock:
+            try:
+                await self._execute_locked([set_file])
+                await self._execute_locked([commands.commit_ssl_file(kind, path)])
+            except RuntimeCommandError:
+                await self._execute_locked([commands.abort_ssl_file(kind, path)])
+                raise
+        logger.debug("%s replaced path=%s", kind, path, extra={"cert": str(path)})
 
     async def del_cert(self, path: Path) -> bool:
         """``del ssl cert``: True if deleted, False if HAProxy did not have it.
