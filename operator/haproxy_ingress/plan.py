@@ -309,9 +309,7 @@ def plan_full_sync(target: AppliedState) -> tuple[Operation, ...]:
     )
 
 
-def _client_ca_changes(
-    current: Sequence[HostTLS], target: Sequence[HostTLS]
-) -> list[PutClientCA]:
+def _client_ca_changes(current: Sequence[HostTLS], target: Sequence[HostTLS]) -> list[PutClientCA]:
     """The CA files whose content changed while their crt-list lines did not."""
     before = {tls.ca_name: tls for tls in current if tls.secret}
     changes: dict[str, PutClientCA] = {}
