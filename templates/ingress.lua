@@ -1030,3 +1030,32 @@ core.register_action("ingress_ext_auth", { "http-req" }, function(txn)
     txn:set_var("txn.ext_status", "403")
   end
 end)
+
+-- auth-tls-match-cn: the pattern (checked by regex.py) searched in the
+-- client certificate's subject DN, case-sensitively, as nginx's
+-- "$ssl_client_s_dn !~ pattern". No certificate: an empty DN.
+core.register_action("ingress_client_cn", { "http-req" }, function(txn)
+  local regex = compiled(txn:get_var("txn.ca_cn"))
+  if regex ~= nil and regex:exec(txn:get_var("txn.ca_sdn") or "") then
+    txn:set_var("txn.ca_cn_ok", "1")
+  end
+end)
+
+-- auth-tls-pass-certificate-to-upstream: nginx's $ssl_client_escaped_cert,
+-- the certificate as PEM (64-character lines), URL-encoded.
+core.register_action("ingress_client_cert", { "http-req" }, function(txn)
+  local der64 = txn:get_var("txn.ca_der")
+  if der64 == nil then
+    return
+  end
+  local lines = { "-----BEGIN CERTIFICATE-----" }
+  for i = 1, #der64, 64 do
+    lines[#lines + 1] = der64:sub(i, i + 63)
+  end
+  lines[#lines + 1] = "-----END CERTIFICATE-----"
+  local pem = table.concat(lines, "\n") .. "\n"
+  local escaped = pem:gsub("[^A-Za-z0-9%-%._~]", function(c)
+    return string.format("%%%02X", string.byte(c))
+  end)
+  txn:set_var("txn.ca_pem", escaped)
+end)

@@ -28,6 +28,9 @@ from haproxy_ingress.haproxy.config import (
     Rendered,
     RenderOptions,
     certificate_path,
+    client_ca_path,
+    client_crl_path,
+    crt_list_options,
     default_certificate_path,
     enabled_servers,
     environment,
@@ -42,10 +45,11 @@ from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyProcess, ch
 from haproxy_ingress.haproxy.runtime import RuntimeClient
 from haproxy_ingress.model import AppliedState, ServerState
 from haproxy_ingress.plan import (
-    SNI_MAP,
+    PASSTHROUGH_MAP,
     Operation,
     Plan,
     PutCertificate,
+    PutClientCA,
     RemoveCertificate,
     ReplaceMap,
     SetServer,
@@ -102,7 +106,7 @@ class Applier:
         started = time.monotonic()
         if not plan.reload:
             try:
-                await self._execute(plan.operations)
+                await self._execute(plan.operations, plan.target)
             except RuntimeCommandError as error:
                 reason = f"runtime API refused {' '.join(error.command.words[:3])!r}: {error.reply}"
                 logger.warning("runtime operation failed, falling back to a reload: %s", reason)
@@ -147,8 +151,13 @@ class Applier:
             (
                 *plan_full_sync(saved),
                 *(ReplaceMap(name, entries) for name, entries in saved.maps.files()),
-                *((ReplaceMap(SNI_MAP, saved.sni),) if saved.structure.ssl_passthrough else ()),
-            )
+                *(
+                    (ReplaceMap(PASSTHROUGH_MAP, saved.sni),)
+                    if saved.structure.ssl_passthrough
+                    else ()
+                ),
+            ),
+            saved,
         )
         self.applied = saved
         logger.info("adopted a running HAProxy and its applied state; no reload needed")
@@ -243,7 +252,7 @@ class Applier:
             # new configuration agrees with keep their runtime state.
             await self._process.reload(enabled_servers(target))
         operations = plan_full_sync(target)
-        await self._execute(operations)
+        await self._execute(operations, target)
         self.applied = target
         await asyncio.to_thread(self._finish, target)
         return len(operations)
@@ -344,12 +353,22 @@ class Applier:
             for tls in target.structure.upstream_tls
             for path in (upstream_client_path(paths, tls.name), upstream_ca_path(paths, tls.name))
         }
+        # auth-tls CA and CRL files (config.host_tls_files).
+        keep |= {
+            path
+            for tls in target.structure.host_tls
+            if tls.secret
+            for path in (client_ca_path(paths, tls.ca_name), client_crl_path(paths, tls.ca_name))
+        }
         for pem in self._options.paths.certs.glob("*.pem"):
             if pem not in keep and pem.name != "default.pem":
                 remove_if_exists(pem)
 
-    async def _execute(self, operations: Sequence[Operation]) -> None:
+    async def _execute(self, operations: Sequence[Operation], target: AppliedState) -> None:
         paths = self._options.paths
+        # A host's crt-list entry carries its options (client CA, ciphers):
+        # unchanged since the last reload, or the plan would have reloaded.
+        host_tls = {tls.host: tls for tls in target.structure.host_tls}
         servers: list[Command] = []
         for operation in operations:
             if isinstance(operation, SetServer):
@@ -367,7 +386,19 @@ class Applier:
                     if operation.loaded:
                         await self._client.del_crt_list_entries(paths.crt_list, pem_path)
                     for host in cert.hosts:
-                        await self._client.add_crt_list_entry(paths.crt_list, pem_path, host, ALPN)
+                        words = crt_list_options(paths, host_tls.get(host))
+                        await self._client.add_crt_list_entry(
+                            paths.crt_list, pem_path, host, ALPN, words[2:]
+                        )
+            elif isinstance(operation, PutClientCA):
+                # The same Secret, new content (a rotated CA, a fresh CRL).
+                await self._client.replace_ssl_file(
+                    "ca-file", client_ca_path(paths, operation.name), operation.ca
+                )
+                if operation.crl:
+                    await self._client.replace_ssl_file(
+                        "crl-file", client_crl_path(paths, operation.name), operation.crl
+                    )
             elif isinstance(operation, RemoveCertificate):
                 pem_path = certificate_path(paths, operation.name)
                 await self._client.del_crt_list_entries(paths.crt_list, pem_path)

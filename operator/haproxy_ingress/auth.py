@@ -79,6 +79,18 @@ class AccessAsk:
 
 
 @dataclass(frozen=True)
+class ClientTLSAsk:
+    """What an Ingress's auth-tls-* annotations ask for, before the Secret is read."""
+
+    secret: str | None = None  # name or namespace/name (translate checks the namespace)
+    verify: str = "on"
+    depth: int = 1
+    error_page: str | None = None
+    pass_cert: bool = False
+    match_cn: str | None = None
+
+
+@dataclass(frozen=True)
 class Users:
     crypt: tuple[tuple[str, str], ...]
     apr1: tuple[tuple[str, str], ...]

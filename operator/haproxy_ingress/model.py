@@ -286,6 +286,59 @@ class ExternalAuth:
     timeout_ms: int = 5000
 
 
+# ingress-nginx's auth-tls-verify-client values.
+VERIFY_MODES = ("on", "optional", "optional_no_ca", "off")
+
+
+@dataclass(frozen=True, order=True)
+class ClientAuth:
+    """ingress-nginx's auth-tls-*: client certificates a route asks for (part of its policy).
+
+    The handshake side (the CA, its CRL) lives on the crt-list line of the
+    route's host (:class:`HostTLS`): HAProxy asks for a certificate with
+    ``verify optional`` and lets a bad one through the handshake
+    (``ca-ignore-err all crt-ignore-err all`` on the bind), so the frontend
+    decides per request: 400 (or ``error_page``) like nginx, and 421 when the
+    connection was not verified against this CA (its SNI chose another host's
+    crt-list line). An empty ``ca`` (unusable Secret) lets nobody in.
+    """
+
+    ca_name: str = ""  # HostTLS.ca_name of the CA the connection must have used
+    verify: str = "on"  # one of VERIFY_MODES
+    depth: int = 1  # accepted; OpenSSL's default depth applies (see the registry)
+    error_page: str = ""  # a checked URL: failed verifications are redirected there (302)
+    pass_cert: bool = False  # the URL-encoded PEM in ssl-client-cert
+    match_cn: str = ""  # a checked PCRE2 pattern searched in the subject DN (RFC 2253)
+
+
+@dataclass(frozen=True, order=True)
+class HostTLS:
+    """One host's handshake settings: the options of its crt-list line.
+
+    The CA (and CRL) of ``auth-tls-secret``, and the ``ssl-ciphers`` of its
+    Ingress; the oldest Ingress that sets them for the host decides. The
+    line names the CA file by its Secret, so new content in the same Secret
+    (a rotated CA, a fresh CRL) is not a new line: the runtime API replaces
+    the files' content (``set``/``commit ssl ca-file``, ``crl-file``).
+    """
+
+    host: str  # exact or *.wildcard, as in spec.rules
+    secret: str = ""  # "namespace/name" of the CA Secret; "" without client certificates
+    crl_file: bool = False  # the line names a CRL file (the Secret has ca.crl)
+    ciphers: str | None = None  # OpenSSL cipher list (TLS 1.2 and below)
+    ca: str = field(default="", compare=False)  # re-serialised PEM certificates
+    crl: str = field(default="", compare=False)  # re-serialised PEM CRLs
+
+    @property
+    def ca_name(self) -> str:
+        """The file stem of the CA (and CRL) files; "" without client certificates."""
+        if not self.secret:
+            return ""
+        # Two '_' and 24 hex digits: never a certificate_name stem (one '_',
+        # or two ending in 64 hex digits) nor an upstream_ one.
+        return f"client_ca_{hashlib.sha256(self.secret.encode()).hexdigest()[:24]}"
+
+
 @dataclass(frozen=True, order=True)
 class AccessPolicy:
     """Who may use a route: checked in the frontend, per route, before any backend.
@@ -312,6 +365,8 @@ class AccessPolicy:
     satisfy_any: bool = False
     limit: RateLimit = RateLimit()
     external: ExternalAuth = ExternalAuth()
+    # Client certificates (auth-tls-*); None: not asked for.
+    client_auth: ClientAuth | None = None
 
     @property
     def name(self) -> str:
@@ -502,6 +557,10 @@ class RoutingMaps:
     # Hosts (exact or ``*.parent``) that some Ingress lists in spec.tls: their
     # HTTPS responses carry HSTS when the ConfigMap's hsts is on.
     tls: tuple[tuple[str, str], ...] = ()
+    # Every host of the crt-list (exact or ``*.parent``, as its SNI filters)
+    # → HostTLS.ca_name of its line, or "-": which CA verified a connection
+    # whose SNI chose that line (ssl_fc_sni looked up as HAProxy does).
+    sni: tuple[tuple[str, str], ...] = ()
     # from-to-www-redirect: a host without rules → the host of the Ingress
     # that asked (``www.`` added or removed) its requests are redirected to.
     www: tuple[tuple[str, str], ...] = ()
@@ -523,6 +582,7 @@ class RoutingMaps:
             ("tls", self.tls),
             ("www", self.www),
             ("headers", self.headers),
+            ("sni", self.sni),
             *zip(ROUTE_OPTION_MAPS, options, strict=True),
             *zip(CORS_MAPS, cors, strict=True),
         )
@@ -647,6 +707,7 @@ class DesiredState:
     # SNI, to ``passthrough`` hosts' pods or (anything else) to the HTTPS frontend.
     ssl_passthrough: bool = False
     passthrough: tuple[Passthrough, ...] = ()  # sorted by host
+    host_tls: tuple[HostTLS, ...] = ()  # per-host crt-list options, by host
 
     def backend(self, name: str) -> Backend | None:
         for backend in self.backends:
@@ -690,6 +751,10 @@ class Structure:
     @property
     def ssl_passthrough(self) -> bool:
         return bool(self.passthrough)
+
+    # Per-host crt-list options and their CA/CRL files: HAProxy loads a CA
+    # file when a crt-list line names it, so a change reloads (see README).
+    host_tls: tuple[HostTLS, ...] = ()
 
 
 @dataclass(frozen=True)

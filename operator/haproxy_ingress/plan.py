@@ -22,6 +22,7 @@ from haproxy_ingress.model import (
     DesiredState,
     Endpoint,
     GlobalSettings,
+    HostTLS,
     ServerState,
     Slots,
     Structure,
@@ -124,7 +125,21 @@ class RemoveCertificate:
     name: str
 
 
-Operation = SetServer | ReplaceMap | PutCertificate | RemoveCertificate
+@dataclass(frozen=True)
+class PutClientCA:
+    """New content for a loaded CA file and its CRL (the same auth-tls Secret, updated)."""
+
+    name: str  # HostTLS.ca_name
+    ca: str
+    crl: str  # "" when the crt-list line names no CRL file
+
+
+Operation = SetServer | ReplaceMap | PutCertificate | RemoveCertificate | PutClientCA
+
+# A CA bundle or CRL above this many PEM bytes is not sent through the
+# runtime API (one command must stay under commands.MAX_COMMAND_BYTES with
+# its path): it reloads instead.
+MAX_RUNTIME_PEM = 14_000
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,15 @@ def plan(
             reasons.append("global settings changed")
         if current.structure.default_backend != desired.default_backend:
             reasons.append("default backend changed")
+        if current.structure.host_tls != desired.host_tls:
+            # A crt-list line naming a CA file HAProxy has not loaded is
+            # refused at run time ("unable to load"); see README.
+            reasons.append("per-host TLS settings (client CA, ciphers) changed")
+        elif any(
+            max(len(change.ca), len(change.crl)) > MAX_RUNTIME_PEM
+            for change in _client_ca_changes(current.structure.host_tls, desired.host_tls)
+        ):
+            reasons.append("a client CA bundle or CRL too large for the runtime API changed")
 
     layouts: dict[str, BackendLayout] = {}
     servers: dict[str, Slots] = {}
@@ -216,6 +240,7 @@ def plan(
             policies=tuple(sorted(policies)),
             upstream_tls=desired.upstream_tls,
             passthrough=pool.layouts,
+            host_tls=desired.host_tls,
         ),
         servers=servers,
         maps=desired.maps,
@@ -228,6 +253,7 @@ def plan(
     if always_reload and target != current:
         return Plan(target, ("reload on every change",), plan_full_sync(target))
     operations: list[Operation] = []
+    operations.extend(_client_ca_changes(current.structure.host_tls, target.structure.host_tls))
     operations.extend(_certificate_changes(current.certificates, target.certificates))
     twins = {layout.name: layout.settings.twins for layout in target.structure.backends}
     for name in sorted(target.servers):
@@ -243,7 +269,7 @@ def plan(
         # After the servers (apply runs server commands first): a new host's
         # pool backend has its pods before the SNI map sends it traffic, and
         # a removed host's servers are gone before the entry is.
-        operations.append(ReplaceMap(SNI_MAP, target.sni))
+        operations.append(ReplaceMap(PASSTHROUGH_MAP, target.sni))
     return Plan(target, (), tuple(operations))
 
 
@@ -276,8 +302,9 @@ def plan_endpoints(
     return Plan(dataclasses.replace(current, servers=servers), (), tuple(operations))
 
 
-# The map of passthrough hosts (AppliedState.sni): SNI → pool backend.
-SNI_MAP = "sni"
+# The map of passthrough hosts (AppliedState.sni): SNI → pool backend. (The
+# maps/sni.map of RoutingMaps is another: host → client CA.)
+PASSTHROUGH_MAP = "passthrough"
 # Pool backends allocated when passthrough is turned on: the first hosts
 # cost no reload.
 PASSTHROUGH_POOL_MIN = 4
@@ -433,6 +460,17 @@ def plan_full_sync(target: AppliedState) -> tuple[Operation, ...]:
         for name in sorted(target.servers)
         for index, endpoint in enumerate(target.servers[name])
     )
+
+
+def _client_ca_changes(current: Sequence[HostTLS], target: Sequence[HostTLS]) -> list[PutClientCA]:
+    """The CA files whose content changed while their crt-list lines did not."""
+    before = {tls.ca_name: tls for tls in current if tls.secret}
+    changes: dict[str, PutClientCA] = {}
+    for tls in target:
+        old = before.get(tls.ca_name) if tls.secret else None
+        if old is not None and (old.ca, old.crl) != (tls.ca, tls.crl):
+            changes[tls.ca_name] = PutClientCA(tls.ca_name, tls.ca, tls.crl)
+    return [changes[name] for name in sorted(changes)]
 
 
 def _certificate_changes(

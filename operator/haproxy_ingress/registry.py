@@ -20,6 +20,7 @@ from typing import Any
 
 from haproxy_ingress import auth, cors, headers, regex, responses, snippets, validate
 from haproxy_ingress.model import (
+    VERIFY_MODES,
     AccessPolicy,
     BackendSettings,
     GlobalSettings,
@@ -45,6 +46,10 @@ class Scope(enum.StrEnum):
     # access rule, a redirect): annotation; the ConfigMap sets the default
     # of every route where ``configmap`` is true.
     ROUTE = "route"
+    # One host's TLS handshake (its crt-list line): the ConfigMap sets every
+    # HTTPS bind's default where ``configmap`` is true; an annotation sets the
+    # Ingress's hosts, and the oldest Ingress that sets a host's value wins.
+    HOST = "host"
 
 
 # A validator: (value as written, field path for the problem) → the value the
@@ -380,6 +385,22 @@ def secret_ref(value: str, field: str) -> str:
     return f"{validate.dns_label(namespace, field)}/{validate.dns_subdomain(name, field)}"
 
 
+def verify_client(value: str, field: str) -> str:
+    return validate.choice(value, field, VERIFY_MODES)
+
+
+def verify_depth(value: str, field: str) -> int:
+    """auth-tls-verify-depth: 0 means the default, 1, as in ingress-nginx."""
+    return validate.integer(value, field, minimum=0, maximum=100) or 1
+
+
+def match_cn(value: str, field: str) -> str:
+    """auth-tls-match-cn: a pattern starting with ``CN=``, searched in the subject DN."""
+    if not value.startswith("CN="):
+        raise Invalid(field, f"must start with CN=, got {validate.printable(value)}")
+    return regex.pattern(value, field)
+
+
 def on_off(value: str, field: str) -> bool:
     """nginx's on/off (true/false accepted too)."""
     word = value.strip().lower() if value.isascii() else value
@@ -423,6 +444,7 @@ def _max_age_if_unset(target: Any, value: int) -> Any:
 _B = Scope.BACKEND
 _G = Scope.GLOBAL
 _R = Scope.ROUTE
+_H = Scope.HOST
 
 SETTINGS: tuple[Setting, ...] = (
     # --- global ---
@@ -1195,15 +1217,17 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "ssl-ciphers",
-        _G,
+        _H,
         auth.ssl_ciphers,
         None,
-        "OpenSSL cipher list (TLS 1.2 and below) of every HTTPS bind",
+        "OpenSSL cipher list (TLS 1.2 and below): the ConfigMap's for every HTTPS bind, an "
+        "Ingress's for its hosts (their crt-list lines)",
         field="ssl_ciphers",
         default_doc="HAProxy's",
         nginx=("ssl-ciphers",),
         nginx_configmap=True,
-        difference="ConfigMap only (the per-Ingress annotation is not supported yet)",
+        difference="per host: the oldest Ingress that sets it for a host wins (Conflict for "
+        "the others); a change reloads",
     ),
     Setting(
         "ssl-protocols",
@@ -1215,6 +1239,83 @@ SETTINGS: tuple[Setting, ...] = (
         nginx=("ssl-protocols",),
         nginx_configmap=True,
         difference="a range only (HAProxy has ssl-min-ver and ssl-max-ver)",
+    ),
+    Setting(
+        "auth-tls-secret",
+        _H,
+        auth.secret_name,
+        None,
+        "Secret (this namespace) whose `ca.crt` (and optional `ca.crl`) verifies client "
+        "certificates on the Ingress's hosts; its paths check them",
+        field="secret",
+        configmap=False,
+        nginx=("auth-tls-secret",),
+        difference="another namespace's Secret, or one without a usable `ca.crt`: the paths "
+        "answer 403; checked on this Ingress's paths only (nginx: every path of the host); "
+        "a connection whose SNI chose another host's line gets 421; the Secret's new "
+        "content (CA rotation, CRL) applies without a reload",
+    ),
+    Setting(
+        "auth-tls-verify-client",
+        _H,
+        verify_client,
+        "on",
+        "`on` (a valid certificate or 400), `optional` (none, or a valid one), "
+        "`optional_no_ca` (any: the result goes to the pod), `off`",
+        field="verify",
+        configmap=False,
+        nginx=("auth-tls-verify-client",),
+        difference="`off` sends `ssl-client-verify: NONE` even if the connection carries a "
+        "certificate",
+    ),
+    Setting(
+        "auth-tls-verify-depth",
+        _H,
+        verify_depth,
+        "1",
+        "accepted; the chain depth is OpenSSL's default",
+        field="depth",
+        configmap=False,
+        nginx=("auth-tls-verify-depth",),
+        difference="not enforced (HAProxy 2.6 has no verify depth): intermediates the "
+        "client sends are followed up to OpenSSL's limit",
+    ),
+    Setting(
+        "auth-tls-error-page",
+        _H,
+        validate.url,
+        None,
+        "where a request whose certificate is missing (`on`) or fails verification is "
+        "redirected (302) instead of the 400",
+        field="error_page",
+        configmap=False,
+        nginx=("auth-tls-error-page",),
+        difference="an http(s) URL or an absolute path (no nginx named location)",
+    ),
+    Setting(
+        "auth-tls-pass-certificate-to-upstream",
+        _H,
+        validate.boolean,
+        "false",
+        "the client certificate, URL-encoded PEM, in the `ssl-client-cert` header "
+        "(`ssl-client-verify`, `-subject-dn`, `-issuer-dn` are always sent)",
+        field="pass_cert",
+        configmap=False,
+        nginx=("auth-tls-pass-certificate-to-upstream",),
+        difference="`ssl-client-verify` says `FAILED:<OpenSSL error number>` (nginx: the "
+        "error's text)",
+    ),
+    Setting(
+        "auth-tls-match-cn",
+        _H,
+        match_cn,
+        None,
+        "a PCRE2 pattern starting with `CN=`, searched in the certificate's subject DN "
+        "(RFC 2253); no match: 403",
+        field="match_cn",
+        configmap=False,
+        nginx=("auth-tls-match-cn",),
+        difference="a bounded subset of PCRE (regex.py)",
     ),
     Setting(
         "limit-req-status-code",
@@ -1803,6 +1904,8 @@ ACCESS = frozenset(
         "auth-timeout",
     )
 )
+# auth-tls-*: the fields of an auth.ClientTLSAsk (translate reads the Secret).
+CLIENT_TLS = frozenset(s for s in SETTINGS if s.key.startswith("auth-tls-"))
 # enable-cors and cors-*: the fields of a model.Cors (RouteOptions.cors).
 CORS = frozenset(s for s in SETTINGS if s.key == "enable-cors" or s.key.startswith("cors-"))
 # The canary-* keys and affinity-canary-behavior: they set the fields of a
@@ -1825,11 +1928,16 @@ def defaults() -> GlobalSettings:
         return {
             s.field: s.parse(s.default, "default") if s.default is not None else None
             for s in scoped(scope)
-            if s.field and s not in CANARY and s not in ACCESS and s not in CORS
+            if s.field
+            and s not in CANARY
+            and s not in ACCESS
+            and s not in CORS
+            and s not in CLIENT_TLS
         }
 
     return GlobalSettings(
         **values(Scope.GLOBAL),
+        **values(Scope.HOST),
         backend=BackendSettings(**values(Scope.BACKEND)),
         route=RouteOptions(**values(Scope.ROUTE)),
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from haproxy_ingress import registry, validate
-from haproxy_ingress.auth import AccessAsk
+from haproxy_ingress.auth import AccessAsk, ClientTLSAsk
 from haproxy_ingress.cors import set_cors
 from haproxy_ingress.model import (
     AccessPolicy,
@@ -55,6 +55,7 @@ _CUSTOM_HEADERS = registry.BY_KEY["custom-headers"]
 _DEFAULT_BACKEND_ANNOTATION = registry.BY_KEY["default-backend"]
 _CONFIGURATION_SNIPPET = registry.BY_KEY["configuration-snippet"]
 _SERVER_SNIPPET = registry.BY_KEY["server-snippet"]
+_SSL_CIPHERS = registry.BY_KEY["ssl-ciphers"]
 
 # ingress-nginx keys whose absence would open access or weaken TLS: an
 # Ingress that sets one we do not honour is not served as if it had not
@@ -116,6 +117,15 @@ class IngressSettings:
     # ssl-passthrough, and the annotation that set it (translate decides).
     ssl_passthrough: bool = False
     ssl_passthrough_field: str = ""
+    # auth-tls-*: client certificates (translate reads the Secret), and
+    # ssl-ciphers for the Ingress's hosts (None: the ConfigMap's).
+    client_tls: ClientTLSAsk | None = None
+    ssl_ciphers: str | None = None
+
+
+def _guards(setting: registry.Setting) -> bool:
+    """Whether naming ``setting`` makes the Ingress fail closed on any error."""
+    return setting is _ALLOWLIST or setting in registry.ACCESS or setting in registry.CLIENT_TLS
 
 
 def _field(name: str) -> str:
@@ -147,13 +157,13 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 errors.append(Invalid(field, "unknown annotation"))
             else:
                 named.add(id(setting))
-                access_rule = access_rule or setting is _ALLOWLIST or setting in registry.ACCESS
+                access_rule = access_rule or _guards(setting)
         elif name.startswith(NGINX_PREFIX):
             key = name[len(NGINX_PREFIX) :]
             setting = registry.BY_NGINX.get(key)
             if setting is not None and setting.annotation:
                 named.add(id(setting))
-                access_rule = access_rule or setting is _ALLOWLIST or setting in registry.ACCESS
+                access_rule = access_rule or _guards(setting)
                 continue
             refusal = _unsupported_nginx(key, annotations[name])
             if refusal is None:
@@ -180,6 +190,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     cors = Cors()
     server_snippet = server_field = ""
     ssl_passthrough, passthrough_field = False, ""
+    client_tls: ClientTLSAsk | None = None
+    ssl_ciphers: str | None = None
     for setting in registry.SETTINGS:
         if id(setting) not in named:
             continue
@@ -228,6 +240,10 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 access = registry.apply(access, setting, parsed)
             elif setting in registry.CORS:
                 cors = registry.apply(cors, setting, parsed)
+            elif setting in registry.CLIENT_TLS:
+                client_tls = registry.apply(client_tls or ClientTLSAsk(), setting, parsed)
+            elif setting is _SSL_CIPHERS:
+                ssl_ciphers = parsed
             elif setting in registry.SNIPPETS:
                 if parsed.refused:
                     reason = f"nginx snippet not applied: {parsed.refused}"
@@ -274,6 +290,8 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         server_snippet_field=server_field,
         ssl_passthrough=ssl_passthrough,
         ssl_passthrough_field=passthrough_field,
+        client_tls=client_tls,
+        ssl_ciphers=ssl_ciphers,
     )
 
 

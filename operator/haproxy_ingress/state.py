@@ -21,10 +21,12 @@ from haproxy_ingress.model import (
     BackendSettings,
     Canary,
     Certificate,
+    ClientAuth,
     Cors,
     Endpoint,
     ExternalAuth,
     GlobalSettings,
+    HostTLS,
     RateLimit,
     RouteOptions,
     RoutingMaps,
@@ -37,7 +39,8 @@ from haproxy_ingress.model import (
 # 4: tls, www and headers maps; keep-slash, no-log, headers, 503 option maps;
 # 5: access control (policies with auth, limits, external auth; deny and CORS maps)
 # 6: proxy-ssl-ciphers/-protocols; proxy_redirect and proxy_cookie_* option maps;
-#    the ssl-passthrough pool and the SNI map
+#    the ssl-passthrough pool and its SNI map; client certificates (policies'
+#    client_auth, host_tls, the client-CA sni map)
 FORMAT = 6
 
 
@@ -138,6 +141,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
                 BackendLayout(b["name"], _backend_settings(b["settings"]), int(b["slots"]))
                 for b in structure["passthrough"]
             ),
+            host_tls=tuple(HostTLS(**h) for h in structure["host_tls"]),
         ),
         servers={name: _slots(slots) for name, slots in body["servers"].items()},
         maps=RoutingMaps(
@@ -151,6 +155,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             tls=tuple((k, v) for k, v in body["maps"]["tls"]),
             www=tuple((k, v) for k, v in body["maps"]["www"]),
             headers=tuple((k, v) for k, v in body["maps"]["headers"]),
+            sni=tuple((k, v) for k, v in body["maps"]["sni"]),
             options=tuple(tuple((k, v) for k, v in entries) for entries in body["maps"]["options"]),
         ),
         certificates=tuple(
@@ -187,6 +192,7 @@ def _policy(raw: dict[str, Any]) -> AccessPolicy:
                 "response_headers": tuple(raw["external"]["response_headers"]),
             }
         ),
+        client_auth=ClientAuth(**raw["client_auth"]) if raw["client_auth"] is not None else None,
     )
 
 

@@ -12,6 +12,7 @@ import binascii
 import datetime
 import hashlib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +111,29 @@ def ca_from_secret(secret: Mapping[str, Any]) -> str:
     if len(chain) > 100:
         raise Invalid("data[ca.crt]", "holds more than 100 certificates")
     return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain).decode()
+
+
+def crl_from_secret(secret: Mapping[str, Any]) -> str:
+    """The ``ca.crl`` of a Secret as re-serialised PEM CRLs ("" if it has none).
+
+    Raises :class:`Invalid` naming the field when it is there but is not a
+    PEM CRL: a revocation list that cannot be read must not be dropped
+    silently (the caller fails closed).
+    """
+    data = secret.get("data") or {}
+    if not isinstance(data, Mapping) or data.get("ca.crl") is None:
+        return ""
+    raw = _decode(data.get("ca.crl"), "data[ca.crl]")
+    blocks = re.findall(
+        rb"-----BEGIN X509 CRL-----\r?\n.*?-----END X509 CRL-----", raw, flags=re.DOTALL
+    )
+    if not blocks or len(blocks) > 100:
+        raise Invalid("data[ca.crl]", "is not a PEM certificate revocation list")
+    try:
+        crls = [x509.load_pem_x509_crl(block) for block in blocks]
+    except ValueError:
+        raise Invalid("data[ca.crl]", "is not a PEM certificate revocation list") from None
+    return b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls).decode()
 
 
 def _check_rsa_key(key: rsa.RSAPrivateKey) -> None:

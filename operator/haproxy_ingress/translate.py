@@ -26,10 +26,12 @@ from haproxy_ingress.model import (
     BackendSettings,
     Canary,
     Certificate,
+    ClientAuth,
     DesiredState,
     Endpoint,
     ExternalAuth,
     GlobalSettings,
+    HostTLS,
     ObjectRef,
     Passthrough,
     PathType,
@@ -51,7 +53,12 @@ from haproxy_ingress.settings import (
     ingress_settings,
     parse_configmap,
 )
-from haproxy_ingress.tls import CertificateCache, ca_from_secret, certificate_from_secret
+from haproxy_ingress.tls import (
+    CertificateCache,
+    ca_from_secret,
+    certificate_from_secret,
+    crl_from_secret,
+)
 from haproxy_ingress.validate import Invalid
 
 # Lets nobody in: the paths of an Ingress whose access rule cannot be honoured.
@@ -103,6 +110,11 @@ def translate(
     tls_hosts: set[str] = set()
     header_sets = _header_sets(view, options)
     upstream_tls: dict[str, UpstreamTLS] = {}
+    # Per host, the oldest claim of a CA (auth-tls-secret) and of ssl-ciphers.
+    ca_claims: dict[str, tuple[HostTLS, ObjectRef]] = {}
+    cipher_claims: dict[str, tuple[str, ObjectRef]] = {}
+    denied_hosts: list[tuple[ObjectRef, str]] = []
+    cas: dict[str, HostTLS] = {}  # by ca_name
     default_ref = configured_default or options.default_backend
     # server-alias and from-to-www-redirect: granted once every Ingress's
     # hosts are known (_more_names).
@@ -123,6 +135,9 @@ def translate(
         asked = ingress_settings(annotations, settings)
         problems.extend(Problem(source, n.field, n.reason, n.event) for n in asked.notices)
         errors = list(asked.errors)
+        client = _client_tls(asked, source, secrets=secrets, errors=errors, annotations=annotations)
+        if client is not None:
+            cas.setdefault(client[1].ca_name, client[1])
         if asked.canary is not None:
             parsed_canary = _canary_ingress(ingress, source, asked, problems)
             if parsed_canary is not None:
@@ -136,6 +151,7 @@ def translate(
             problems=problems,
             annotations=annotations,
             reserved_ports=options.reserved_ports,
+            client_auth=client[0] if client is not None else None,
         )
         backend_settings, upstream, tls_failed = _upstream_tls(
             asked.backend, source, secrets, problems
@@ -177,6 +193,13 @@ def translate(
                 Problem(source, e.field, e.reason, "Rejected") for e in [*errors, error]
             )
             continue
+        if asked.client_tls is not None and any(not r.host for r, _ in parsed.routes):
+            errors.append(
+                Invalid(
+                    _annotation("auth-tls-secret", annotations),
+                    "needs a host on every rule: client certificates are asked for by host (SNI)",
+                )
+            )
         if errors:
             problems.extend(Problem(source, e.field, e.reason, "Rejected") for e in errors)
             if not asked.access_rule:
@@ -253,6 +276,17 @@ def translate(
                         "Conflict",
                     )
                 )
+        if policy is not DENY_ALL:
+            _claim_host_tls(
+                source,
+                sorted({r.host for r in accepted if r.host}),
+                client[1] if client is not None else None,
+                asked.ssl_ciphers,
+                ca_claims=ca_claims,
+                cipher_claims=cipher_claims,
+                denied=denied_hosts,
+                problems=problems,
+            )
         tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
         own_tls = {host for _, hosts in parsed.tls for host in hosts}
         tls_hosts.update(own_tls)
@@ -281,6 +315,9 @@ def translate(
         tls_hosts=tls_hosts,
         problems=problems,
     )
+    # A granted server-alias takes the CA of the routes it copies: its own
+    # crt-list line must ask for the certificate they check.
+    _claim_alias_cas(routes, policies, cas, ca_claims)
 
     passthrough = _passthrough(
         passed,
@@ -299,6 +336,13 @@ def translate(
         defaults=settings.backend,
         problems=problems,
     )
+    if denied_hosts:
+        routes = _deny_routes(routes, set(denied_hosts))
+        # Only what a route (or the ConfigMap) still names: a denied Ingress's
+        # policy would name a CA no crt-list line carries.
+        named = {route.policy for route in routes} | {DENY_ALL.name}
+        kept = {p for p in policies if p.name in named or p is settings.default_policy}
+        policies = kept | {DENY_ALL}
     routes, snippet_problems = snippets.with_server_snippets(routes, server_snippets)
     problems.extend(snippet_problems)
     if default_ref is not None:
@@ -318,6 +362,7 @@ def translate(
         for ref, reported_on in sorted(service_refs.items())
     )
     certificates = _certificates(tls_claims, secrets, problems, now, certificate_cache)
+    host_tls = _host_tls(ca_claims, cipher_claims)
     return DesiredState(
         settings=settings,
         backends=backends,
@@ -332,6 +377,7 @@ def translate(
                 headers=_global_headers(settings, header_sets, options, problems),
             ),
             deny=tuple((network, "1") for network in settings.deny_sources),
+            sni=sni_entries(certificates, host_tls),
         ),
         certificates=certificates,
         problems=tuple(sorted(set(problems))),
@@ -345,6 +391,7 @@ def translate(
         ),
         ssl_passthrough=options.ssl_passthrough,
         passthrough=passthrough,
+        host_tls=host_tls,
     )
 
 
@@ -442,6 +489,7 @@ def _access_policy(
     problems: list[Problem],
     annotations: Mapping[str, Any],
     reserved_ports: tuple[int, ...],
+    client_auth: ClientAuth | None = None,
 ) -> AccessPolicy | None:
     """The policy of the Ingress's routes: allow- and deny-lists, basic auth, satisfy.
 
@@ -492,6 +540,7 @@ def _access_policy(
         and not ask.basic
         and not limit.active
         and not external.url
+        and client_auth is None
     ):
         return None
     policy = AccessPolicy(
@@ -502,6 +551,7 @@ def _access_policy(
         # ingress-nginx: satisfy any means the allow-list OR the credentials;
         # with no allow-list of its own there is nothing to satisfy instead.
         satisfy_any=ask.satisfy_any and allow is not None and (ask.basic or bool(external.url)),
+        client_auth=client_auth,
     )
     if not ask.basic:
         return policy
@@ -534,6 +584,157 @@ def _access_policy(
         users=users.crypt,
         apr1_users=users.apr1,
     )
+
+
+def _client_tls(
+    asked: IngressSettings,
+    source: ObjectRef,
+    *,
+    secrets: Mapping[tuple[str, str], KubeObject],
+    errors: list[Invalid],
+    annotations: Mapping[str, Any],
+) -> tuple[ClientAuth, HostTLS] | None:
+    """auth-tls-*: the check on the Ingress's routes, and its hosts' handshake CA.
+
+    Anything that keeps the CA from being used (no Secret named, another
+    namespace's, missing, no PEM ``ca.crt``, a broken ``ca.crl``) goes to
+    ``errors``: the Ingress guards its paths (fail closed, 403).
+    """
+    ask = asked.client_tls
+    if ask is None:
+        return None
+    field = _annotation("auth-tls-secret", annotations)
+    if ask.secret is None:
+        errors.append(Invalid(field, "is missing: auth-tls-* need the Secret holding ca.crt"))
+        return None
+    namespace, _, name = ask.secret.rpartition("/")
+    if namespace and namespace != source.namespace:
+        errors.append(Invalid(field, "must name a Secret in the Ingress's own namespace"))
+        return None
+    secret = secrets.get((source.namespace, name))
+    try:
+        if secret is None:
+            raise Invalid("", "not found")
+        ca = ca_from_secret(secret)
+        crl = crl_from_secret(secret)
+    except Invalid as error:
+        where = f"{error.field} " if error.field else ""
+        errors.append(Invalid(field, f"Secret {source.namespace}/{name} {where}{error.reason}"))
+        return None
+    host = HostTLS("", f"{source.namespace}/{name}", bool(crl), ca=ca, crl=crl)
+    check = ClientAuth(
+        ca_name=host.ca_name,
+        verify=ask.verify,
+        depth=ask.depth,
+        error_page=ask.error_page or "",
+        pass_cert=ask.pass_cert,
+        match_cn=ask.match_cn or "",
+    )
+    return check, host
+
+
+def _claim_host_tls(
+    source: ObjectRef,
+    hosts: Iterable[str],
+    ca: HostTLS | None,
+    ciphers: str | None,
+    *,
+    ca_claims: dict[str, tuple[HostTLS, ObjectRef]],
+    cipher_claims: dict[str, tuple[str, ObjectRef]],
+    denied: list[tuple[ObjectRef, str]],
+    problems: list[Problem],
+) -> None:
+    """Per host, the oldest Ingress's CA and ciphers win (Ingresses come oldest first).
+
+    One handshake serves every Ingress of a host, so a younger Ingress that
+    asks for another CA cannot have it: its paths on that host deny (403),
+    never served under a CA its author did not choose. Other ciphers are
+    only a Warning.
+    """
+    for host in hosts:
+        if ca is not None:
+            held, owner = ca_claims.setdefault(host, (ca, source))
+            if held.secret != ca.secret:
+                denied.append((source, host))
+                problems.append(
+                    Problem(
+                        source,
+                        "metadata.annotations",
+                        f"host {host!r} already verifies client certificates with the CA of "
+                        f"Ingress {owner.namespace}/{owner.name}; this Ingress's paths on it "
+                        "answer 403",
+                        "Conflict",
+                    )
+                )
+        if ciphers is not None:
+            held_ciphers, owner = cipher_claims.setdefault(host, (ciphers, source))
+            if held_ciphers != ciphers:
+                problems.append(
+                    Problem(
+                        source,
+                        "metadata.annotations",
+                        f"host {host!r} already has the ssl-ciphers of Ingress "
+                        f"{owner.namespace}/{owner.name}, which apply",
+                        "Conflict",
+                    )
+                )
+
+
+def _claim_alias_cas(
+    routes: Iterable[Route],
+    policies: Iterable[AccessPolicy],
+    cas: Mapping[str, HostTLS],
+    ca_claims: dict[str, tuple[HostTLS, ObjectRef]],
+) -> None:
+    """Hosts with no CA whose routes check one (granted aliases) get that CA.
+
+    An alias is granted only where no other Ingress has rules, so the only
+    routes of such a host are the copies of one Ingress's.
+    """
+    checks = {p.name: p.client_auth for p in policies if p.client_auth is not None}
+    for route in routes:
+        check = checks.get(route.policy)
+        if check is not None and route.host and route.host not in ca_claims:
+            ca_claims[route.host] = (cas[check.ca_name], route.source)
+
+
+def _deny_routes(routes: list[Route], denied: set[tuple[ObjectRef, str]]) -> list[Route]:
+    """``routes`` with those of (Ingress, host) in ``denied`` denying everyone."""
+    return [
+        dataclasses.replace(route, policy=DENY_ALL.name, options=NO_OPTIONS)
+        if (route.source, route.host) in denied
+        else route
+        for route in routes
+    ]
+
+
+def _host_tls(
+    ca_claims: Mapping[str, tuple[HostTLS, ObjectRef]],
+    cipher_claims: Mapping[str, tuple[str, ObjectRef]],
+) -> tuple[HostTLS, ...]:
+    result = []
+    for host in sorted(set(ca_claims) | set(cipher_claims)):
+        ca = ca_claims[host][0] if host in ca_claims else HostTLS("")
+        ciphers = cipher_claims[host][0] if host in cipher_claims else None
+        result.append(dataclasses.replace(ca, host=host, ciphers=ciphers))
+    return tuple(result)
+
+
+def sni_entries(
+    certificates: Iterable[Certificate], host_tls: Iterable[HostTLS]
+) -> tuple[tuple[str, str], ...]:
+    """The sni map: every crt-list host → the CA its line verifies with, or "-".
+
+    Empty without any CA: haproxy.cfg names the map only then (and a CA
+    appearing or going reloads), so a runtime update never meets a map
+    HAProxy does not know.
+    """
+    host_tls = tuple(host_tls)
+    if not any(tls.secret for tls in host_tls):
+        return ()
+    entries = {host: "-" for cert in certificates for host in cert.hosts}
+    entries.update({tls.host: tls.ca_name or "-" for tls in host_tls})
+    return tuple(sorted(entries.items()))
 
 
 def _annotation(key: str, annotations: Mapping[str, Any]) -> str:

@@ -186,7 +186,7 @@ async def up(stack: Stack, backend: str, count: int = 1) -> bool:
 
 
 async def sni_map(stack: Stack) -> dict[str, str]:
-    text = await stack.client.run("show", "map", str(stack.paths.maps / "sni.map"))
+    text = await stack.client.run("show", "map", str(stack.paths.maps / "passthrough.map"))
     return dict(line.split()[1:3] for line in text.splitlines() if line.strip())
 
 

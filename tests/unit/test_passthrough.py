@@ -19,8 +19,8 @@ from haproxy_ingress.model import (
     TranslateOptions,
 )
 from haproxy_ingress.plan import (
+    PASSTHROUGH_MAP,
     PASSTHROUGH_POOL_MIN,
-    SNI_MAP,
     ReplaceMap,
     SetServer,
     hold_unconfirmed,
@@ -264,7 +264,7 @@ def test_hosts_come_and_go_at_runtime() -> None:
         ("b.example.com", "be_passthrough_2"),
     )
     # Servers first, then the map (apply runs server commands first).
-    assert added.operations[-1] == ReplaceMap(SNI_MAP, added.target.sni)
+    assert added.operations[-1] == ReplaceMap(PASSTHROUGH_MAP, added.target.sni)
     assert SetServer("be_passthrough_1", 1, Endpoint("10.0.0.1", 8443)) in added.operations
 
     # b goes, c comes in the same plan: c must not get b's just-freed backend.

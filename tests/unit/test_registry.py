@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from haproxy_ingress import registry
-from haproxy_ingress.auth import AccessAsk
+from haproxy_ingress.auth import AccessAsk, ClientTLSAsk
 from haproxy_ingress.model import BackendSettings, Canary, Cors, GlobalSettings, RouteOptions
 from haproxy_ingress.readme import main as readme_main
 from haproxy_ingress.registry import ANNOTATION_PREFIX, SETTINGS, Scope
@@ -63,6 +63,10 @@ def test_every_settings_field_is_declared_once() -> None:
     assert access == sorted(_fields(AccessAsk))
     cors = sorted(s.field for s in registry.CORS)
     assert cors == sorted(_fields(Cors))
+    client_tls = sorted(s.field for s in registry.CLIENT_TLS)
+    assert client_tls == sorted(_fields(ClientTLSAsk))
+    # ssl-ciphers: the ConfigMap's default of every bind, and per host.
+    assert declared(Scope.HOST) == sorted([*client_tls, "ssl_ciphers"])
     assert sorted(set(declared(Scope.ROUTE)) - set(canary) - set(access) - set(cors)) == sorted(
         _fields(RouteOptions)
         - {
@@ -79,7 +83,8 @@ def test_every_settings_field_is_declared_once() -> None:
     # default_policy and deny_sources: the ConfigMap's allow- and deny-lists
     # (route keys read apart).
     assert declared(Scope.GLOBAL) == sorted(
-        _fields(GlobalSettings) - {"backend", "route", "default_policy", "deny_sources"}
+        _fields(GlobalSettings)
+        - {"backend", "route", "default_policy", "deny_sources", "ssl_ciphers"}
     )
 
 
@@ -151,6 +156,9 @@ UNSET_SAMPLES = {
     "configuration-snippet": "add_header X-A b;",
     "server-snippet": "add_header X-A b;",
     "auth-snippet": "proxy_set_header X-A b;",
+    "auth-tls-secret": "ca",
+    "auth-tls-error-page": "https://errors.example.com/cert",
+    "auth-tls-match-cn": "CN=(alice|bob)",
 }
 
 

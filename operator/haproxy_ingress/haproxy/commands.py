@@ -429,6 +429,39 @@ def foreign_cert_transaction(reply: str, ours: Path) -> Command | None:
     )
 
 
+# --- CA and CRL files (auth-tls-secret) ------------------------------------------
+
+# What 2.6.12 calls each kind in its replies.
+_SSL_FILE_LABELS: Final = {"ca-file": "CA", "crl-file": "CRL"}
+
+
+def set_ssl_file(kind: Literal["ca-file", "crl-file"], path: Path, pem: str) -> Command:
+    """``set ssl ca-file|crl-file`` with the PEM as payload: new content, same name.
+
+    Only for a file HAProxy loaded (a crt-list line names it); a new file
+    would need ``new ssl ca-file`` and a crt-list line, which reloads here.
+    """
+    word = path_word(path)
+    label = _SSL_FILE_LABELS[kind]
+    return Command(
+        ("set", "ssl", kind, word),
+        payload=_pem_lines(pem),
+        ok=re.compile(rf"transaction (?:created|updated) for {label} {re.escape(word)}!"),
+    )
+
+
+def commit_ssl_file(kind: Literal["ca-file", "crl-file"], path: Path) -> Command:
+    word = path_word(path)
+    # One dot per crt-list instance using it, as for certificates.
+    return Command(
+        ("commit", "ssl", kind, word), ok=re.compile(rf"Committing {re.escape(word)}\.*\nSuccess!")
+    )
+
+
+def abort_ssl_file(kind: Literal["ca-file", "crl-file"], path: Path) -> Command:
+    return Command(("abort", "ssl", kind, path_word(path)), ok=ANY_REPLY)
+
+
 # --- crt-lists -------------------------------------------------------------------
 
 
@@ -441,19 +474,33 @@ def show_crt_list(crt_list: Path) -> Command:
     )
 
 
-def crt_list_options(alpn: str | None) -> str:
+# Option words after alpn (config.crt_list_options): keywords, file paths, a cipher list.
+_CRT_OPTION_KEYWORDS: Final = frozenset({"ca-file", "crl-file", "verify", "ciphers"})
+_CRT_OPTION_VALUE_RE: Final = re.compile(r"[A-Za-z0-9_.:/@+!=-]+")
+
+
+def crt_list_options(alpn: str | None, extra: Sequence[str] = ()) -> str:
+    """The bracketed options of a crt-list line: ALPN, then ``keyword value`` pairs."""
     if alpn is not None and not _ALPN_RE.fullmatch(alpn):
         raise UnsafeArgumentError(f"{alpn!r} is not a comma-separated ALPN list")
-    return f"alpn {alpn}" if alpn else ""
+    if len(extra) % 2 or any(
+        extra[i] not in _CRT_OPTION_KEYWORDS or not _CRT_OPTION_VALUE_RE.fullmatch(extra[i + 1])
+        for i in range(0, len(extra), 2)
+    ):
+        raise UnsafeArgumentError(f"{' '.join(extra)[:80]!r} are not crt-list options")
+    words = ([f"alpn {alpn}"] if alpn else []) + list(extra)
+    return " ".join(words)
 
 
-def add_crt_list_entry(crt_list: Path, cert: Path, sni: str, alpn: str | None) -> Command:
+def add_crt_list_entry(
+    crt_list: Path, cert: Path, sni: str, alpn: str | None, extra: Sequence[str] = ()
+) -> Command:
     """``add ssl crt-list`` in the payload form (in 2.6 the one-line form drops options)."""
     list_word = path_word(crt_list)
     cert_word = path_word(cert)
     if len(sni) > 253 or not _SNI_RE.fullmatch(sni):
         raise UnsafeArgumentError(f"{sni!r} is not a lowercase host name or *.wildcard")
-    options = crt_list_options(alpn)
+    options = crt_list_options(alpn, extra)
     line = f"{cert_word} [{options}] {sni}" if options else f"{cert_word} {sni}"
     command = Command(
         ("add", "ssl", "crt-list", list_word),

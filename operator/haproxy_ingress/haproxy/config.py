@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,9 +28,10 @@ from haproxy_ingress.model import (
     BackendSettings,
     Certificate,
     Endpoint,
+    HostTLS,
     ServerState,
 )
-from haproxy_ingress.plan import SNI_MAP, twin_name
+from haproxy_ingress.plan import PASSTHROUGH_MAP, twin_name
 
 TEMPLATES_PACKAGE = "haproxy_ingress.templates"
 TEMPLATE = "haproxy.cfg.j2"
@@ -137,6 +138,26 @@ def upstream_ca_path(paths: HAProxyPaths, name: str) -> Path:
     return paths.certs / f"{safe_token(name)}.ca.pem"
 
 
+def client_ca_path(paths: HAProxyPaths, name: str) -> Path:
+    """A host's auth-tls CA bundle (HostTLS.ca_name)."""
+    return paths.certs / f"{safe_token(name)}.pem"
+
+
+def client_crl_path(paths: HAProxyPaths, name: str) -> Path:
+    return paths.certs / f"{safe_token(name)}.crl.pem"
+
+
+def host_tls_files(paths: HAProxyPaths, host_tls: Iterable[HostTLS]) -> list[RenderedFile]:
+    """The CA and CRL files the crt-list names (public data: 0644)."""
+    files: dict[Path, bytes] = {}
+    for tls in host_tls:
+        if tls.secret:
+            files[client_ca_path(paths, tls.ca_name)] = tls.ca.encode("ascii")
+            if tls.crl_file:
+                files[client_crl_path(paths, tls.ca_name)] = tls.crl.encode("ascii")
+    return [RenderedFile(path, content) for path, content in sorted(files.items())]
+
+
 def default_certificate_path(paths: HAProxyPaths) -> Path:
     return paths.certs / "default.pem"
 
@@ -237,6 +258,34 @@ def _ext_entries(policies: Iterable[AccessPolicy]) -> list[tuple[str, str]]:
     return entries
 
 
+# The maps of client-certificate checks, keyed by policy (model.ClientAuth).
+CLIENT_AUTH_MAPS = ("ca-name", "ca-verify", "ca-error", "ca-cn", "ca-pass")
+
+
+def _client_auth_entries(
+    policies: Iterable[AccessPolicy],
+) -> dict[str, list[tuple[str, str]]]:
+    """policy → its CA's name, verify mode, error page and CN pattern (base64), pass flag."""
+    entries: dict[str, list[tuple[str, str]]] = {name: [] for name in CLIENT_AUTH_MAPS}
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    for p in policies:
+        check = p.client_auth
+        if check is None:
+            continue
+        entries["ca-name"].append((p.name, check.ca_name))
+        entries["ca-verify"].append((p.name, check.verify))
+        if check.error_page:
+            entries["ca-error"].append((p.name, b64(check.error_page)))
+        if check.match_cn:
+            entries["ca-cn"].append((p.name, b64(check.match_cn)))
+        if check.pass_cert:
+            entries["ca-pass"].append((p.name, "1"))
+    return entries
+
+
 def _apr1_entries(policies: Iterable[AccessPolicy]) -> list[tuple[str, str]]:
     """``<policy>/<user>`` → ``$apr1$`` hash, which ingress.lua verifies."""
     return [(f"{p.name}/{user}", hashed) for p in policies for user, hashed in p.apr1_users]
@@ -288,6 +337,11 @@ def render(
         ext_map=map_path(paths, "ext-auth"),
         apr1_map=map_path(paths, "apr1"),
         deny_map=map_path(paths, "deny"),
+        sni_map=map_path(paths, "sni"),
+        # The frontend's client-certificate rules, and the sni map they read.
+        client_auth=any(p.client_auth is not None for p in structure.policies)
+        or any(tls.secret for tls in structure.host_tls),
+        ca_maps={name: map_path(paths, name) for name in CLIENT_AUTH_MAPS},
         default_policy=structure.settings.default_policy,
         default_policy_allow=(
             policy_path(paths, structure.settings.default_policy)
@@ -297,7 +351,7 @@ def render(
         backends=[
             _backend_view(b, target.servers.get(b.name, ())) for b in target.structure.backends
         ],
-        sni_map=map_path(paths, SNI_MAP),
+        passthrough_map=map_path(paths, PASSTHROUGH_MAP),
         https_socket=paths.https_socket,
         passthrough=[
             _backend_view(b, target.servers.get(b.name, ())) for b in structure.passthrough
@@ -307,9 +361,12 @@ def render(
         RenderedFile(map_path(paths, name), map_file(entries))
         for name, entries in target.maps.files()
     ]
-    files.append(RenderedFile(paths.crt_list, crt_list(paths, target.certificates)))
+    files.append(
+        RenderedFile(paths.crt_list, crt_list(paths, target.certificates, structure.host_tls))
+    )
+    files.extend(host_tls_files(paths, structure.host_tls))
     if structure.ssl_passthrough:
-        files.append(RenderedFile(map_path(paths, SNI_MAP), map_file(target.sni)))
+        files.append(RenderedFile(map_path(paths, PASSTHROUGH_MAP), map_file(target.sni)))
     files.append(
         RenderedFile(
             map_path(paths, "policies"),
@@ -335,6 +392,10 @@ def render(
     )
     files.append(
         RenderedFile(map_path(paths, "ext-auth"), map_file(_ext_entries(structure.policies)))
+    )
+    files.extend(
+        RenderedFile(map_path(paths, name), map_file(entries))
+        for name, entries in _client_auth_entries(structure.policies).items()
     )
     # Password hashes: readable by HAProxy only (as certificate keys are).
     files.append(
@@ -395,13 +456,49 @@ CRT_LIST_MAX_HOSTS = 1000
 CRT_LIST_MAX_LINE = 12_000
 
 
-def crt_list_lines(paths: HAProxyPaths, cert: Certificate) -> list[str]:
-    """``<pem> [alpn …] <sni>…`` lines: the same words the runtime ``add ssl crt-list`` takes."""
-    head = f"{certificate_path(paths, cert.name)} [alpn {ALPN}]"
+def crt_list_options(paths: HAProxyPaths, tls: HostTLS | None) -> tuple[str, ...]:
+    """The option words of a host's crt-list line (what ``add ssl crt-list`` takes too).
+
+    With a CA (auth-tls-secret) the client is asked for a certificate but
+    the handshake never fails on it (``verify optional`` here, and
+    ``ca-ignore-err``/``crt-ignore-err all`` on the bind, which a crt-list
+    line cannot carry): the frontend decides per request (model.ClientAuth).
+    """
+    words = ["alpn", ALPN]
+    if tls is not None:
+        if tls.secret:
+            words += ["ca-file", str(client_ca_path(paths, tls.ca_name)), "verify", "optional"]
+            if tls.crl_file:
+                words += ["crl-file", str(client_crl_path(paths, tls.ca_name))]
+        if tls.ciphers:
+            words += ["ciphers", safe_token(tls.ciphers)]
+    return tuple(words)
+
+
+def crt_list_lines(
+    paths: HAProxyPaths, cert: Certificate, host_tls: Mapping[str, HostTLS] | None = None
+) -> list[str]:
+    """``<pem> [alpn … ca-file …] <sni>…`` lines: the words ``add ssl crt-list`` takes.
+
+    Hosts with the same options share lines; a host with options of its own
+    (host_tls) gets lines of its own.
+    """
+    by_options: dict[tuple[str, ...], list[str]] = {}
+    for host in cert.hosts:
+        tls = (host_tls or {}).get(host)
+        by_options.setdefault(crt_list_options(paths, tls), []).append(host)
+    lines: list[str] = []
+    for options, hosts in sorted(by_options.items()):
+        lines.extend(_crt_list_group(certificate_path(paths, cert.name), options, hosts))
+    return lines
+
+
+def _crt_list_group(pem: Path, options: tuple[str, ...], hosts: Iterable[str]) -> list[str]:
+    head = f"{pem} [{' '.join(options)}]"
     lines: list[str] = []
     current: list[str] = []
     size = len(head)
-    for host in cert.hosts:
+    for host in hosts:
         word = safe_token(host)
         if current and (
             len(current) >= CRT_LIST_MAX_HOSTS or size + 1 + len(word) > CRT_LIST_MAX_LINE
@@ -414,10 +511,24 @@ def crt_list_lines(paths: HAProxyPaths, cert: Certificate) -> list[str]:
     return lines
 
 
-def crt_list(paths: HAProxyPaths, certificates: Iterable[Certificate]) -> bytes:
-    return "".join(
-        line + "\n" for cert in certificates for line in crt_list_lines(paths, cert)
-    ).encode()
+def crt_list(
+    paths: HAProxyPaths, certificates: Iterable[Certificate], host_tls: Iterable[HostTLS] = ()
+) -> bytes:
+    """Every certificate's lines, then the default certificate's for hosts with
+    handshake options (a CA, ciphers) but no certificate of their own."""
+    by_host = {tls.host: tls for tls in host_tls}
+    lines = []
+    covered: set[str] = set()
+    for cert in certificates:
+        lines.extend(crt_list_lines(paths, cert, by_host))
+        covered.update(cert.hosts)
+    for host in sorted(set(by_host) - covered):
+        lines.extend(
+            _crt_list_group(
+                default_certificate_path(paths), crt_list_options(paths, by_host[host]), [host]
+            )
+        )
+    return "".join(line + "\n" for line in lines).encode()
 
 
 def server_address(endpoint: Endpoint) -> str:

@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Final, Literal
 
 from haproxy_ingress.haproxy import commands
 from haproxy_ingress.haproxy.commands import (
@@ -214,6 +214,25 @@ class RuntimeClient:
             extra={"cert": str(path)},
         )
 
+    async def replace_ssl_file(
+        self, kind: Literal["ca-file", "crl-file"], path: Path, pem: str
+    ) -> None:
+        """New content for a loaded CA or CRL file: ``set`` then ``commit ssl <kind>``.
+
+        Every crt-list line naming it verifies with the new content from the
+        commit on (checked on 2.6.12); a failed step aborts the transaction.
+        """
+        set_file = commands.set_ssl_file(kind, path, pem)
+        set_file.encode()  # size check before anything is sent
+        async with self._lock:
+            try:
+                await self._execute_locked([set_file])
+                await self._execute_locked([commands.commit_ssl_file(kind, path)])
+            except RuntimeCommandError:
+                await self._execute_locked([commands.abort_ssl_file(kind, path)])
+                raise
+        logger.debug("%s replaced path=%s", kind, path, extra={"cert": str(path)})
+
     async def del_cert(self, path: Path) -> bool:
         """``del ssl cert``: True if deleted, False if HAProxy did not have it.
 
@@ -227,18 +246,28 @@ class RuntimeClient:
         return commands.parse_crt_list(reply)
 
     async def add_crt_list_entry(
-        self, crt_list: Path, cert: Path, sni: str, alpn: str | None
+        self,
+        crt_list: Path,
+        cert: Path,
+        sni: str,
+        alpn: str | None,
+        extra: Sequence[str] = (),
     ) -> bool:
         """Serve the (already loaded) ``cert`` for ``sni`` on ``crt_list``'s binds.
 
         ``add ssl crt-list`` does not de-duplicate, so an identical entry is
         looked up first; returns False when it was already there.
         """
-        command = commands.add_crt_list_entry(crt_list, cert, sni, alpn)
-        options = commands.crt_list_options(alpn)
+        command = commands.add_crt_list_entry(crt_list, cert, sni, alpn, extra)
+        # `show ssl crt-list` reorders the options (verify before ca-file).
+        options = sorted(commands.crt_list_options(alpn, extra).split())
         async with self._lock:
             for entry in await self._crt_list_entries(crt_list):
-                if entry.cert == cert and entry.options == options and entry.sni_filters == (sni,):
+                if (
+                    entry.cert == cert
+                    and sorted(entry.options.split()) == options
+                    and entry.sni_filters == (sni,)
+                ):
                     return False
             await self._execute_locked([command])
         logger.debug(
