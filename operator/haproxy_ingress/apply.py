@@ -27,6 +27,7 @@ from haproxy_ingress.haproxy.config import (
     ALPN,
     Rendered,
     RenderOptions,
+    address_list_path,
     certificate_path,
     client_ca_path,
     client_crl_path,
@@ -51,6 +52,7 @@ from haproxy_ingress.plan import (
     PutCertificate,
     PutClientCA,
     RemoveCertificate,
+    ReplaceAddressList,
     ReplaceMap,
     SetServer,
     plan_full_sync,
@@ -151,6 +153,15 @@ class Applier:
             (
                 *plan_full_sync(saved),
                 *(ReplaceMap(name, entries) for name, entries in saved.maps.files()),
+                # Lists edited at run time (owner-named policies) may be newer in
+                # HAProxy than in the saved state, like maps: the saved ones again.
+                *(
+                    ReplaceAddressList(p.name, deny, networks)
+                    for p in saved.structure.policies
+                    if p.owner
+                    for deny, networks in ((False, p.allow_sources), (True, p.deny_sources))
+                    if networks
+                ),
                 *(
                     (ReplaceMap(PASSTHROUGH_MAP, saved.sni),)
                     if saved.structure.ssl_passthrough
@@ -399,6 +410,11 @@ class Applier:
                     await self._client.replace_ssl_file(
                         "crl-file", client_crl_path(paths, operation.name), operation.crl
                     )
+            elif isinstance(operation, ReplaceAddressList):
+                await self._client.replace_acl(
+                    address_list_path(paths, operation.policy, deny=operation.deny),
+                    operation.networks,
+                )
             elif isinstance(operation, RemoveCertificate):
                 pem_path = certificate_path(paths, operation.name)
                 await self._client.del_crt_list_entries(paths.crt_list, pem_path)

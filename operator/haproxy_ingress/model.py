@@ -8,6 +8,7 @@ rendered bytes. Nothing here is user text that has not passed :mod:`validate`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 from collections.abc import Mapping
@@ -347,7 +348,10 @@ class AccessPolicy:
     different paths to one Service with different rules, and neither can drop
     or weaken the other's (a backend-scoped rule would be lost to a conflict).
     A policy is named by a hash of its content, so the same rule written in
-    two Ingresses is one policy, and a route's map entry names it.
+    two Ingresses is one policy, and a route's map entry names it. A policy
+    with address lists of its own Ingress (``owner``) is named by the owner
+    and the rest of its content instead: its lists live in ACL files that
+    the runtime API replaces, so editing a list costs no reload.
     """
 
     allow_sources: tuple[str, ...] = ()  # CIDR networks, normalised and sorted
@@ -367,10 +371,21 @@ class AccessPolicy:
     external: ExternalAuth = ExternalAuth()
     # Client certificates (auth-tls-*); None: not asked for.
     client_auth: ClientAuth | None = None
+    # "namespace/name" of the Ingress whose allow- or deny-list this is ("":
+    # none of its own); see the class docstring.
+    owner: str = ""
 
     @property
     def name(self) -> str:
-        if self == AccessPolicy(self.allow_sources):
+        if self.owner:
+            # Which lists exist shapes the rules (a reload); their networks do not.
+            shape = dataclasses.replace(
+                self,
+                allow_sources=("*",) if self.allow_sources else (),
+                deny_sources=("*",) if self.deny_sources else (),
+            )
+            digest = hashlib.sha256(repr(shape).encode()).hexdigest()
+        elif self == AccessPolicy(self.allow_sources):
             # An allow-list alone keeps the name it had before the other fields.
             digest = hashlib.sha256(repr(self.allow_sources).encode()).hexdigest()
         else:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from haproxy_ingress.model import (
+    AccessPolicy,
     AppliedState,
     Backend,
     BackendLayout,
@@ -134,7 +135,18 @@ class PutClientCA:
     crl: str  # "" when the crt-list line names no CRL file
 
 
-Operation = SetServer | ReplaceMap | PutCertificate | RemoveCertificate | PutClientCA
+@dataclass(frozen=True)
+class ReplaceAddressList:
+    """New networks for a policy's allow- or deny-list (its ACL file), without a reload."""
+
+    policy: str  # AccessPolicy.name
+    deny: bool  # the deny-list (denylist-source-range); else the allow-list
+    networks: tuple[str, ...]
+
+
+Operation = (
+    SetServer | ReplaceMap | PutCertificate | RemoveCertificate | PutClientCA | ReplaceAddressList
+)
 
 # A CA bundle or CRL above this many PEM bytes is not sent through the
 # runtime API (one command must stay under commands.MAX_COMMAND_BYTES with
@@ -216,11 +228,14 @@ def plan(
     reasons.extend(pool.reasons)
     servers.update(pool.servers)
 
-    old_policies = set(current.structure.policies) if current else set()
-    policies = set(desired.policies)
-    for policy in sorted(policies - old_policies):
+    # Policies by name: a policy with its own address lists is named by its
+    # owner (AccessPolicy.owner), so new list content under a known name is
+    # a runtime swap of its ACL files (ReplaceAddressList), not a new policy.
+    old_policies = {p.name: p for p in current.structure.policies} if current else {}
+    policies = {p.name: p for p in desired.policies}
+    for name in sorted(set(policies) - set(old_policies)):
         if current is not None:
-            reasons.append(f"access policy {policy.name} added")
+            reasons.append(f"access policy {name} added")
 
     # A backend no route uses any more is harmless: keep it (all slots free)
     # until something else forces a reload, so deleting an Ingress is free.
@@ -230,14 +245,14 @@ def plan(
         for name in leftovers:
             layouts[name] = old_layouts[name]
             servers[name] = tuple(None for _ in old_servers.get(name, ()))
-        policies |= old_policies
+        policies = {**old_policies, **policies}
 
     target = AppliedState(
         structure=Structure(
             settings=desired.settings,
             backends=tuple(layouts[name] for name in sorted(layouts)),
             default_backend=desired.default_backend,
-            policies=tuple(sorted(policies)),
+            policies=tuple(sorted(policies.values())),
             upstream_tls=desired.upstream_tls,
             passthrough=pool.layouts,
             host_tls=desired.host_tls,
@@ -262,6 +277,7 @@ def plan(
                 name, current.servers.get(name, ()), target.servers[name], twins.get(name, False)
             )
         )
+    operations.extend(_address_list_changes(old_policies, policies))
     for (name, entries), (_, before) in zip(target.maps.files(), current.maps.files(), strict=True):
         if entries != before:
             operations.append(ReplaceMap(name, entries))
@@ -460,6 +476,20 @@ def plan_full_sync(target: AppliedState) -> tuple[Operation, ...]:
         for name in sorted(target.servers)
         for index, endpoint in enumerate(target.servers[name])
     )
+
+
+def _address_list_changes(
+    current: Mapping[str, AccessPolicy], target: Mapping[str, AccessPolicy]
+) -> list[ReplaceAddressList]:
+    """The lists of policies kept under their name whose networks changed."""
+    changes = []
+    for name in sorted(set(current) & set(target)):
+        before, after = current[name], target[name]
+        if before.allow_sources != after.allow_sources:
+            changes.append(ReplaceAddressList(name, False, after.allow_sources))
+        if before.deny_sources != after.deny_sources:
+            changes.append(ReplaceAddressList(name, True, after.deny_sources))
+    return changes
 
 
 def _client_ca_changes(current: Sequence[HostTLS], target: Sequence[HostTLS]) -> list[PutClientCA]:

@@ -40,7 +40,7 @@ from haproxy_ingress.model import (
 # 5: access control (policies with auth, limits, external auth; deny and CORS maps)
 # 6: proxy-ssl-ciphers/-protocols; proxy_redirect and proxy_cookie_* option maps;
 #    the ssl-passthrough pool and its SNI map; client certificates (policies'
-#    client_auth, host_tls, the client-CA sni map)
+#    client_auth, host_tls, the client-CA sni map); owner-named policies
 FORMAT = 6
 
 
@@ -193,6 +193,7 @@ def _policy(raw: dict[str, Any]) -> AccessPolicy:
             }
         ),
         client_auth=ClientAuth(**raw["client_auth"]) if raw["client_auth"] is not None else None,
+        owner=str(raw["owner"]),
     )
 
 

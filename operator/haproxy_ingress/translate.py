@@ -552,6 +552,8 @@ def _access_policy(
         # with no allow-list of its own there is nothing to satisfy instead.
         satisfy_any=ask.satisfy_any and allow is not None and (ask.basic or bool(external.url)),
         client_auth=client_auth,
+        # Its own lists: named by this Ingress, so editing them is no reload.
+        owner=f"{source.namespace}/{source.name}" if allow is not None or ask.deny_sources else "",
     )
     if not ask.basic:
         return policy

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Iterable
+from typing import Any
 
 import pytest
 
@@ -423,3 +424,53 @@ async def test_allowlist_change_applies_and_a_bad_one_rejects_the_ingress(
         status, _ = await raw(stack.http_port, request(target, b"app.example.com"))
         assert status == 403, target
     assert served(tenants.values()) == before
+
+
+async def test_editing_an_ingress_address_lists_takes_effect_without_a_reload(
+    stack: Stack, tenants: dict[str, Backend]
+) -> None:
+    """An Ingress's allow- and deny-lists are its own policy's ACL files, swapped
+    through the runtime API: new networks apply at once, and HAProxy (its own
+    ``show proc``) does not reload; other Ingresses' lists are untouched."""
+    deny = "haproxy-ingress.kopf.dev/denylist-source-range"
+
+    def admin(allow: str, denied: str) -> dict[str, Any]:
+        return ingress(
+            "admin",
+            rule("app.example.com", path("/admin", "admin")),
+            annotations={ALLOW: allow, deny: denied},
+        )
+
+    stack.put(
+        admin(NOBODY, "198.51.100.0/24"),
+        ingress(
+            "other",
+            rule("other.example.com", path("/", "public")),
+            annotations={ALLOW: "127.0.0.0/8"},
+        ),
+    )
+    await stack.sync()
+    assert (await raw(stack.http_port, request(b"/admin", b"app.example.com")))[0] == 403
+    assert (await raw(stack.http_port, request(b"/", b"other.example.com")))[0] == 200
+    reloads = (await stack.proc()).reloads
+
+    stack.put(admin(f"{NOBODY}, 127.0.0.0/8", "198.51.100.0/24"))  # the client let in
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded
+    assert (await raw(stack.http_port, request(b"/admin", b"app.example.com")))[0] == 200
+
+    stack.put(admin(f"{NOBODY}, 127.0.0.0/8", "127.0.0.1/32"))  # ... then refused
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded
+    assert (await raw(stack.http_port, request(b"/admin", b"app.example.com")))[0] == 403
+    assert (await raw(stack.http_port, request(b"/", b"other.example.com")))[0] == 200
+    assert (await stack.proc()).reloads == reloads
+
+    # The files follow HAProxy (a later reload or restart loads the same lists).
+    await stack.applier.flush()
+    applied = stack.applier.applied
+    assert applied is not None
+    owned = [p for p in applied.structure.policies if p.owner]
+    assert sorted(p.owner for p in owned) == ["default/admin", "default/other"]
+    (mine,) = (p for p in owned if p.owner == "default/admin")
+    assert (stack.paths.maps / f"{mine.name}.deny.acl").read_text() == "127.0.0.1/32\n"

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from haproxy_ingress.apply import server_commands
 from haproxy_ingress.model import (
+    AccessPolicy,
     Backend,
     BackendSettings,
     Certificate,
@@ -19,6 +20,7 @@ from haproxy_ingress.model import (
 from haproxy_ingress.plan import (
     PutCertificate,
     RemoveCertificate,
+    ReplaceAddressList,
     ReplaceMap,
     SetServer,
     assign_slots,
@@ -270,3 +272,25 @@ def test_planning_only_the_refreshed_backends_leaves_growth_to_the_full_plan() -
     assert plan(running, desired(grown)).reload
     unknown = backend("new", ep(1))
     assert plan_endpoints(running, desired(backend("web", ep(1)), unknown), [unknown]) is None
+
+
+def test_an_owned_address_list_changes_at_run_time_and_a_new_list_reloads() -> None:
+    def with_policy(policy: AccessPolicy) -> DesiredState:
+        return replace(desired(backend("web", ep(1))), policies=(policy,))
+
+    owned = AccessPolicy(("10.0.0.0/8",), owner="default/admin")
+    running = plan(None, with_policy(owned)).target
+    edited = replace(owned, allow_sources=("10.0.0.0/8", "192.0.2.0/24"), deny_sources=())
+    assert edited.name == owned.name
+    step = plan(running, with_policy(edited))
+    assert not step.reload
+    assert step.operations == (
+        ReplaceAddressList(owned.name, False, ("10.0.0.0/8", "192.0.2.0/24")),
+    )
+    assert step.target.structure.policies == (edited,)
+    # A deny-list appearing changes the rules (a new name): a reload.
+    denying = replace(owned, deny_sources=("192.0.2.1/32",))
+    assert denying.name != owned.name
+    assert plan(running, with_policy(denying)).reload
+    # Without an owner the name is the content, shared by equal rules.
+    assert AccessPolicy(("10.0.0.0/8",)).name != AccessPolicy(("10.0.0.0/9",)).name

@@ -352,6 +352,25 @@ def commit_map(version: str, map_path: Path) -> Command:
     return Command(("commit", "map", version, path_word(map_path)))
 
 
+# --- ACL files (-f): the access policies' address lists -------------------------------
+
+
+def prepare_acl(acl_path: Path) -> Command:
+    """``prepare acl``: a new, invisible version of a pattern file, as for maps."""
+    return Command(("prepare", "acl", path_word(acl_path)), ok=_NEW_MAP_VERSION_RE)
+
+
+def add_acl(version: str, acl_path: Path, patterns: Sequence[str]) -> list[Command]:
+    """``add acl @V``, one pattern per command: 2.6.12 takes no payload for ACLs
+    ("'add acl' expects two parameters", measured), unlike ``add map``."""
+    word = path_word(acl_path)
+    return [Command(("add", "acl", version, word, pattern)) for pattern in patterns]
+
+
+def commit_acl(version: str, acl_path: Path) -> Command:
+    return Command(("commit", "acl", version, path_word(acl_path)))
+
+
 # --- TLS certificates ---------------------------------------------------------------
 
 

@@ -162,14 +162,19 @@ def default_certificate_path(paths: HAProxyPaths) -> Path:
     return paths.certs / "default.pem"
 
 
+def address_list_path(paths: HAProxyPaths, policy: str, *, deny: bool) -> Path:
+    """The networks policy ``policy`` (a name) lets in, or refuses: one per line."""
+    return paths.maps / f"{safe_token(policy)}{'.deny' if deny else ''}.acl"
+
+
 def policy_path(paths: HAProxyPaths, policy: AccessPolicy) -> Path:
     """The networks an access policy lets in, one per line (no line-length limit)."""
-    return paths.maps / f"{safe_token(policy.name)}.acl"
+    return address_list_path(paths, policy.name, deny=False)
 
 
 def deny_path(paths: HAProxyPaths, policy: AccessPolicy) -> Path:
     """The networks an access policy refuses, one per line."""
-    return paths.maps / f"{safe_token(policy.name)}.deny.acl"
+    return address_list_path(paths, policy.name, deny=True)
 
 
 def exempt_path(paths: HAProxyPaths, policy: AccessPolicy) -> Path:

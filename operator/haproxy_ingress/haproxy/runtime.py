@@ -166,6 +166,29 @@ class RuntimeClient:
         )
         return int(version[1:])
 
+    async def replace_acl(self, acl_path: Path, patterns: Sequence[str]) -> int:
+        """Atomically replace a pattern file's content (prepare / add / commit), as maps.
+
+        Traffic sees the old patterns until the commit; a refused pattern
+        leaves an uncommitted version, which the next commit discards.
+        """
+        prepare = commands.prepare_acl(acl_path)
+        async with self._lock:
+            [reply] = await self._execute_locked([prepare])
+            version = commands.map_version(reply)
+            adds = commands.add_acl(version, acl_path, patterns)
+            if adds:
+                await self._execute_locked(adds)
+            await self._execute_locked([commands.commit_acl(version, acl_path)])
+        logger.debug(
+            "acl replaced path=%s version=%s patterns=%d",
+            acl_path,
+            version,
+            len(patterns),
+            extra={"acl": str(acl_path), "entries": len(patterns)},
+        )
+        return int(version[1:])
+
     # --- TLS --------------------------------------------------------------------
 
     async def replace_cert(self, path: Path, pem: str) -> None:
