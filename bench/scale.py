@@ -385,6 +385,13 @@ def main() -> None:
     parser.add_argument(
         "--server-slots", type=int, default=0, help="ConfigMap server-slots (0: the default)"
     )
+    parser.add_argument(
+        "--configmap",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another ConfigMap key (repeatable), e.g. health-check-interval=10s",
+    )
     parser.add_argument("--only", default="full,render,haproxy,endpoint", help="comma-separated")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -393,6 +400,7 @@ def main() -> None:
     data = {"health-check": "false"} if args.no_health_check else {}
     if args.server_slots:
         data["server-slots"] = str(args.server_slots)
+    data.update(item.split("=", 1) for item in args.configmap)
     if data:
         objects.append(configmap(data))
     print(
