@@ -76,7 +76,12 @@ def max_age(value: str, field: str) -> int:
 
 def set_cors(options: RouteOptions, cors: Cors) -> RouteOptions:
     """``options`` with CORS on (a Cors whose ``enabled`` is set) or off."""
-    return dataclasses.replace(options, cors=cors if cors.enabled else None)
+    wanted = cors if cors.enabled else None
+    if options.cors == wanted:
+        # The same object: every Ingress without CORS keeps sharing the
+        # ConfigMap's options (and their cached name; see RouteOptions).
+        return options
+    return dataclasses.replace(options, cors=wanted)
 
 
 def _b64(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -513,12 +514,15 @@ class RouteOptions:
     # False streams it.
     request_buffering: bool = True
 
-    @property
+    # Cached: routes share their Ingress's options object, and comparing ~40
+    # fields per route cost 0.3 s of a 10k-Ingress translation. (A frozen
+    # dataclass still has a __dict__, which is where cached_property writes.)
+    @functools.cached_property
     def name(self) -> str:
         digest = hashlib.sha256(repr(self).encode()).hexdigest()
         return f"o{digest[:16]}"
 
-    @property
+    @functools.cached_property
     def empty(self) -> bool:
         return self == RouteOptions()
 

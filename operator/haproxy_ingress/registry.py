@@ -1881,6 +1881,9 @@ SNIPPETS: tuple[Setting, ...] = (
 SETTINGS = (*SETTINGS, *SNIPPETS)
 
 BY_KEY: Mapping[str, Setting] = {setting.key: setting for setting in SETTINGS}
+# Each setting's place in SETTINGS: an Ingress's named settings are applied in
+# this order without walking all of them (settings.ingress_settings).
+POSITION: Mapping[int, int] = {id(setting): i for i, setting in enumerate(SETTINGS)}
 # Fields of auth.AccessAsk: translate reads the Secrets they name.
 ACCESS = frozenset(
     BY_KEY[k]

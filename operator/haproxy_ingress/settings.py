@@ -146,7 +146,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     # The settings this Ingress names: the loop below visits only those (in
     # the registry's order), so an Ingress without annotations costs nothing
     # per declared key (10k Ingresses: 1.8 s of a full translation before).
-    named: set[int] = set()
+    named: dict[int, registry.Setting] = {}
     # Offline input may have non-string keys (YAML `1: x`), which neither sort
     # with strings nor can be ours.
     for name in sorted(k for k in annotations if isinstance(k, str)):
@@ -156,13 +156,13 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
             if setting is None or not setting.annotation:
                 errors.append(Invalid(field, "unknown annotation"))
             else:
-                named.add(id(setting))
+                named[id(setting)] = setting
                 access_rule = access_rule or _guards(setting)
         elif name.startswith(NGINX_PREFIX):
             key = name[len(NGINX_PREFIX) :]
             setting = registry.BY_NGINX.get(key)
             if setting is not None and setting.annotation:
-                named.add(id(setting))
+                named[id(setting)] = setting
                 access_rule = access_rule or _guards(setting)
                 continue
             refusal = _unsupported_nginx(key, annotations[name])
@@ -192,9 +192,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     ssl_passthrough, passthrough_field = False, ""
     client_tls: ClientTLSAsk | None = None
     ssl_ciphers: str | None = None
-    for setting in registry.SETTINGS:
-        if id(setting) not in named:
-            continue
+    for setting in sorted(named.values(), key=lambda s: registry.POSITION[id(s)]):
         theirs = [n for n in setting.nginx_annotations if n in annotations]
         ours = setting.annotation_name if setting.annotation_name in annotations else None
         if ours is not None and theirs:
