@@ -1041,6 +1041,84 @@ core.register_action("ingress_client_cn", { "http-req" }, function(txn)
   end
 end)
 
+-- auth-tls-verify-depth: count the certificates the client sent beyond its
+-- own (ssl_c_chain_der: DER certificates, one after the other) that are not
+-- self-signed, by walking just enough DER to compare each one's issuer and
+-- subject names. More than txn.ca_depth allows, or anything unreadable,
+-- fails verification (X509_V_ERR_CERT_CHAIN_TOO_LONG, 22).
+local function der_item(s, i)
+  -- The item at i: its tag, where its content starts, and where it ends (exclusive).
+  local tag, first = s:byte(i), s:byte(i + 1)
+  if tag == nil or first == nil then
+    return nil
+  end
+  local length, start = first, i + 2
+  if first >= 0x80 then
+    local count = first - 0x80
+    if count < 1 or count > 4 then
+      return nil
+    end
+    length = 0
+    for k = 1, count do
+      local byte = s:byte(i + 1 + k)
+      if byte == nil then
+        return nil
+      end
+      length = length * 256 + byte
+    end
+    start = i + 2 + count
+  end
+  local stop = start + length
+  if stop > #s + 1 then
+    return nil
+  end
+  return tag, start, stop
+end
+
+local function issued_certificates(chain)
+  local i, count = 1, 0
+  while i <= #chain do
+    local tag, start, stop = der_item(chain, i)
+    if tag ~= 0x30 then
+      return nil
+    end
+    local tbs_tag, tbs, tbs_stop = der_item(chain, start)
+    if tbs_tag ~= 0x30 or tbs_stop > stop then
+      return nil
+    end
+    local j, fields = tbs, {}
+    if chain:byte(j) == 0xA0 then -- [0] version
+      local _, _, version_stop = der_item(chain, j)
+      if version_stop == nil then
+        return nil
+      end
+      j = version_stop
+    end
+    for k = 1, 5 do -- serial, signature algorithm, issuer, validity, subject
+      local field_tag, _, field_stop = der_item(chain, j)
+      if field_tag == nil or field_stop > tbs_stop then
+        return nil
+      end
+      fields[k] = chain:sub(j, field_stop - 1)
+      j = field_stop
+    end
+    if fields[3] ~= fields[5] then
+      count = count + 1
+    end
+    i = stop
+  end
+  return count
+end
+
+core.register_action("ingress_chain_depth", { "http-req" }, function(txn)
+  local limit = tonumber(txn:get_var("txn.ca_depth"))
+  local count = issued_certificates(txn.f:ssl_c_chain_der() or "")
+  if limit == nil or count == nil or count > limit then
+    txn:set_var("txn.ca_failed", "1")
+    txn:set_var("txn.ca_deep", "1")
+  end
+end)
+
 -- auth-tls-pass-certificate-to-upstream: nginx's $ssl_client_escaped_cert,
 -- the certificate as PEM (64-character lines), URL-encoded.
 core.register_action("ingress_client_cert", { "http-req" }, function(txn)

@@ -78,6 +78,23 @@ def authority(common_name: str) -> Authority:
     return Authority(cert, key)
 
 
+def intermediate(issuer: Authority, common_name: str) -> Authority:
+    """A CA certificate ``issuer`` signed: one more link in a client's chain."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(issuer.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOT_BEFORE)
+        .not_valid_after(NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(issuer.key, hashes.SHA256())
+    )
+    return Authority(cert, key)
+
+
 def client_certificate(
     ca: Authority,
     common_name: str,

@@ -307,7 +307,11 @@ class ClientAuth:
 
     ca_name: str = ""  # HostTLS.ca_name of the CA the connection must have used
     verify: str = "on"  # one of VERIFY_MODES
-    depth: int = 1  # accepted; OpenSSL's default depth applies (see the registry)
+    depth: int = 1  # auth-tls-verify-depth: intermediates allowed between certificate and CA
+    # How many of them the client may send: ``depth`` less the most a chain can
+    # take from the CA bundle (tls.bundle_intermediates); ingress.lua counts
+    # the non-self-signed certificates of the chain sent (ssl_c_chain_der).
+    chain_limit: int = 1
     error_page: str = ""  # a checked URL: failed verifications are redirected there (302)
     pass_cert: bool = False  # the URL-encoded PEM in ssl-client-cert
     match_cn: str = ""  # a checked PCRE2 pattern searched in the subject DN (RFC 2253)

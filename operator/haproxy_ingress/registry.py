@@ -1273,12 +1273,14 @@ SETTINGS: tuple[Setting, ...] = (
         _H,
         verify_depth,
         "1",
-        "accepted; the chain depth is OpenSSL's default",
+        "intermediates allowed between a client certificate and its CA (nginx's "
+        "`ssl_verify_depth`)",
         field="depth",
         configmap=False,
         nginx=("auth-tls-verify-depth",),
-        difference="not enforced (HAProxy 2.6 has no verify depth): intermediates the "
-        "client sends are followed up to OpenSSL's limit",
+        difference="HAProxy 2.6 has no verify depth: the frontend counts the intermediates "
+        "the client sends (self-signed ones aside) plus the most the CA bundle could add, "
+        "so a bundle of root CAs is exact and one holding intermediates is stricter",
     ),
     Setting(
         "auth-tls-error-page",

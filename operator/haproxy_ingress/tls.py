@@ -113,6 +113,32 @@ def ca_from_secret(secret: Mapping[str, Any]) -> str:
     return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain).decode()
 
 
+def bundle_intermediates(ca_pem: str) -> int:
+    """The most intermediates a chain can take from the CA bundle itself.
+
+    OpenSSL's verify depth (nginx's ssl_verify_depth, auth-tls-verify-depth)
+    counts the certificates between the client's and its trust anchor. Those
+    the client sends are counted per request (ingress.lua); those a chain
+    may pick from the bundle (non-self-signed CA certificates, followed up
+    through their issuers in the bundle) are counted here, at their most,
+    so the sum never under-counts (fail closed).
+    """
+    chain = x509.load_pem_x509_certificates(ca_pem.encode())
+    by_subject = {cert.subject: cert for cert in chain}
+    deepest = 0
+    for start in chain:
+        count, seen, cert = 0, set(), start
+        while cert.issuer != cert.subject and cert.subject not in seen:
+            seen.add(cert.subject)
+            count += 1
+            parent = by_subject.get(cert.issuer)
+            if parent is None:
+                break
+            cert = parent
+        deepest = max(deepest, count)
+    return deepest
+
+
 def crl_from_secret(secret: Mapping[str, Any]) -> str:
     """The ``ca.crl`` of a Secret as re-serialised PEM CRLs ("" if it has none).
 

@@ -55,6 +55,7 @@ from haproxy_ingress.settings import (
 )
 from haproxy_ingress.tls import (
     CertificateCache,
+    bundle_intermediates,
     ca_from_secret,
     certificate_from_secret,
     crl_from_secret,
@@ -628,6 +629,7 @@ def _client_tls(
         ca_name=host.ca_name,
         verify=ask.verify,
         depth=ask.depth,
+        chain_limit=ask.depth - bundle_intermediates(ca),
         error_page=ask.error_page or "",
         pass_cert=ask.pass_cert,
         match_cn=ask.match_cn or "",

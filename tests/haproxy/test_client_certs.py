@@ -28,6 +28,7 @@ from tests.certs import (
     Authority,
     authority,
     client_certificate,
+    intermediate,
     revocation_list,
     secret_data,
 )
@@ -549,3 +550,54 @@ async def test_a_session_resumed_under_another_sni_carries_no_certificate(
     assert not reused
     assert status == 400  # a full handshake, where eve's certificate fails
     assert backends["guarded"].served == 0
+
+
+async def test_verify_depth_counts_the_intermediates_of_the_chain(
+    stack: Stack, ca: Authority, tmp_path: Path
+) -> None:
+    """auth-tls-verify-depth as nginx's ssl_verify_depth: intermediates between
+    the certificate and the CA (default 1). HAProxy verifies any depth, so the
+    frontend counts the chain the client sent; a self-signed root in it is the
+    trust anchor, not an intermediate."""
+    first = intermediate(ca, "Tests Intermediate 1")
+    second = intermediate(first, "Tests Intermediate 2")
+
+    def chained(name: str, issuer: Authority, *links: Authority) -> Client:
+        made = client(tmp_path, name, issuer)
+        made.certfile.write_bytes(made.pem + b"".join(link.pem for link in links))
+        return made
+
+    direct = client(tmp_path, "direct", ca)
+    one = chained("one", first, first)
+    one_and_root = chained("one-and-root", first, first, ca)
+    two = chained("two", second, second, first)
+    backends = await pods(stack, "d1", "d2", "seen", first=121)
+    stack.put(
+        ca_secret("ca", {"ca.crt": b64(ca.pem)}),
+        guarded("d1", "d1.example.com"),
+        guarded("d2", "d2.example.com", **{N + "auth-tls-verify-depth": "2"}),
+        guarded("seen", "seen.example.com", **{N + "auth-tls-verify-client": "optional_no_ca"}),
+    )
+    await synced(stack, ["d1", "d2", "seen"])
+    port = stack.https_port
+    expected = {
+        "d1": {direct: 200, one: 200, one_and_root: 200, two: 400},
+        "d2": {direct: 200, one: 200, one_and_root: 200, two: 200},
+    }
+    for name, cases in expected.items():
+        for cert, status in cases.items():
+            answer = await call(port, f"{name}.example.com", cert=cert)
+            assert answer.status == status, (name, cert.certfile.name)
+    # Too deep is a failed verification, as OpenSSL's "certificate chain too long".
+    await call(port, "seen.example.com", cert=two)
+    assert seen(backends["seen"])["ssl-client-verify"] == "FAILED:22"
+    await call(port, "seen.example.com", cert=one)
+    assert seen(backends["seen"])["ssl-client-verify"] == "SUCCESS"
+
+    # A bundle holding the intermediate: chains may take it from there, so it
+    # counts against the depth whether or not the client sends it (stricter).
+    stack.put(ca_secret("ca", {"ca.crt": b64(ca.pem + first.pem)}))
+    await synced(stack, ["d1", "d2", "seen"])
+    assert (await call(port, "d1.example.com", cert=client(tmp_path, "bare", first))).status == 200
+    assert (await call(port, "d1.example.com", cert=one)).status == 400
+    assert (await call(port, "d2.example.com", cert=one)).status == 200

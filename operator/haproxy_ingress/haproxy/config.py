@@ -264,13 +264,14 @@ def _ext_entries(policies: Iterable[AccessPolicy]) -> list[tuple[str, str]]:
 
 
 # The maps of client-certificate checks, keyed by policy (model.ClientAuth).
-CLIENT_AUTH_MAPS = ("ca-name", "ca-verify", "ca-error", "ca-cn", "ca-pass")
+CLIENT_AUTH_MAPS = ("ca-name", "ca-verify", "ca-error", "ca-cn", "ca-pass", "ca-depth")
 
 
 def _client_auth_entries(
     policies: Iterable[AccessPolicy],
 ) -> dict[str, list[tuple[str, str]]]:
-    """policy → its CA's name, verify mode, error page and CN pattern (base64), pass flag."""
+    """policy → its CA's name, verify mode, error page, CN pattern (base64), pass flag, and
+    how many intermediates the client may send (ClientAuth.chain_limit)."""
     entries: dict[str, list[tuple[str, str]]] = {name: [] for name in CLIENT_AUTH_MAPS}
 
     def b64(text: str) -> str:
@@ -282,6 +283,7 @@ def _client_auth_entries(
             continue
         entries["ca-name"].append((p.name, check.ca_name))
         entries["ca-verify"].append((p.name, check.verify))
+        entries["ca-depth"].append((p.name, str(check.chain_limit)))
         if check.error_page:
             entries["ca-error"].append((p.name, b64(check.error_page)))
         if check.match_cn:
