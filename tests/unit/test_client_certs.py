@@ -19,8 +19,9 @@ from haproxy_ingress.haproxy.config import crt_list
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import Certificate, DesiredState
 from haproxy_ingress.plan import MAX_RUNTIME_PEM, PutClientCA, plan
+from haproxy_ingress.tls import bundle_intermediates
 from haproxy_ingress.translate import DENY_ALL
-from tests.certs import authority, revocation_list
+from tests.certs import Authority, authority, intermediate, revocation_list
 from tests.kube import ingress, path, rule
 from tests.unit.test_translate import run, with_defaults
 
@@ -349,3 +350,17 @@ def test_new_content_in_the_same_secret_is_a_runtime_change() -> None:
         current, state(ca_secret(ca_crt=big, ca_crl=crl), app({N + "auth-tls-secret": "ca"}))
     )
     assert huge.reload
+
+
+def test_the_intermediates_a_ca_bundle_can_add_to_a_chain() -> None:
+    root, other = authority("root"), authority("other root")
+    first = intermediate(root, "first")
+    second = intermediate(first, "second")
+
+    def pem(*cas: Authority) -> str:
+        return b"".join(ca.pem for ca in cas).decode()
+
+    assert bundle_intermediates(pem(root, other)) == 0  # roots only: the client's count is exact
+    assert bundle_intermediates(pem(root, first)) == 1
+    assert bundle_intermediates(pem(second, root, first)) == 2  # any order
+    assert bundle_intermediates(pem(second)) == 1  # its issuer elsewhere: still counted
