@@ -46,14 +46,14 @@ class Authority:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
 
-def authority(common_name: str) -> Authority:
-    """A self-signed CA valid from 2026 for ten years."""
+def authority(common_name: str, issuer: Authority | None = None) -> Authority:
+    """A CA valid from 2026 for ten years: self-signed, or ``issuer``'s intermediate."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer.cert.subject if issuer is not None else name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(NOT_BEFORE)
@@ -73,24 +73,7 @@ def authority(common_name: str) -> Authority:
             ),
             critical=True,
         )
-        .sign(key, hashes.SHA256())
-    )
-    return Authority(cert, key)
-
-
-def intermediate(issuer: Authority, common_name: str) -> Authority:
-    """A CA certificate ``issuer`` signed: one more link in a client's chain."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(issuer.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOT_BEFORE)
-        .not_valid_after(NOT_AFTER)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(issuer.key, hashes.SHA256())
+        .sign(issuer.key if issuer is not None else key, hashes.SHA256())
     )
     return Authority(cert, key)
 

@@ -28,7 +28,6 @@ from tests.certs import (
     Authority,
     authority,
     client_certificate,
-    intermediate,
     revocation_list,
     secret_data,
 )
@@ -559,8 +558,8 @@ async def test_verify_depth_counts_the_intermediates_of_the_chain(
     the certificate and the CA (default 1). HAProxy verifies any depth, so the
     frontend counts the chain the client sent; a self-signed root in it is the
     trust anchor, not an intermediate."""
-    first = intermediate(ca, "Tests Intermediate 1")
-    second = intermediate(first, "Tests Intermediate 2")
+    first = authority("Tests Intermediate 1", ca)
+    second = authority("Tests Intermediate 2", first)
 
     def chained(name: str, issuer: Authority, *links: Authority) -> Client:
         made = client(tmp_path, name, issuer)

@@ -21,7 +21,7 @@ from haproxy_ingress.model import Certificate, DesiredState
 from haproxy_ingress.plan import MAX_RUNTIME_PEM, PutClientCA, plan
 from haproxy_ingress.tls import bundle_intermediates
 from haproxy_ingress.translate import DENY_ALL
-from tests.certs import Authority, authority, intermediate, revocation_list
+from tests.certs import Authority, authority, revocation_list
 from tests.kube import ingress, path, rule
 from tests.unit.test_translate import run, with_defaults
 
@@ -354,8 +354,8 @@ def test_new_content_in_the_same_secret_is_a_runtime_change() -> None:
 
 def test_the_intermediates_a_ca_bundle_can_add_to_a_chain() -> None:
     root, other = authority("root"), authority("other root")
-    first = intermediate(root, "first")
-    second = intermediate(first, "second")
+    first = authority("first", root)
+    second = authority("second", first)
 
     def pem(*cas: Authority) -> str:
         return b"".join(ca.pem for ca in cas).decode()
