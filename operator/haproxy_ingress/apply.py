@@ -218,6 +218,16 @@ class Applier:
                 alerts = error.output.replace(f"{scratch}/", "")
                 raise ConfigCheckError("haproxy -c rejected a candidate", alerts) from None
 
+    def budget(self) -> limits.Budget | None:
+        """HAProxy's file descriptors, for plans (None: no limit)."""
+        limit = limits.descriptor_limit()
+        if limit is None:
+            return None
+        # Our listeners, the master and stats sockets, and room for the
+        # passthrough hop's socket.
+        listeners = len(self._options.http_binds) + len(self._options.https_binds) + 3
+        return limits.Budget(limit, listeners, limits.threads())
+
     def _check_limits(self, target: AppliedState) -> None:
         """What haproxy -c lets through but HAProxy's start refuses (see limits.py)."""
         listeners = len(self._options.http_binds) + len(self._options.https_binds) + 2

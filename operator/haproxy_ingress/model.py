@@ -778,6 +778,9 @@ class Structure:
     # Per-host crt-list options and their CA/CRL files: HAProxy loads a CA
     # file when a crt-list line names it, so a change reloads (see README).
     host_tls: tuple[HostTLS, ...] = ()
+    # Active health checks turned off for every backend because the checked
+    # slots would not fit HAProxy's file-descriptor limit (plan.py).
+    checks_shed: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from haproxy_ingress.haproxy.limits import Budget
 from haproxy_ingress.model import (
     AccessPolicy,
     AppliedState,
@@ -174,8 +175,17 @@ def _structural(settings: GlobalSettings) -> GlobalSettings:
     return dataclasses.replace(settings, deny_sources=())
 
 
+# Checks shed for the descriptor limit come back only below this share of it,
+# so a cluster hovering at the limit does not reload back and forth.
+CHECKS_BACK_BELOW = 0.9
+
+
 def plan(
-    current: AppliedState | None, desired: DesiredState, *, always_reload: bool = False
+    current: AppliedState | None,
+    desired: DesiredState,
+    *,
+    always_reload: bool = False,
+    budget: Budget | None = None,
 ) -> Plan:
     """The cheapest way from ``current`` to ``desired``.
 
@@ -183,7 +193,63 @@ def plan(
     plan is a reload with every slot filled from scratch. ``always_reload``
     turns every change into a reload, the way template-and-reload controllers
     work; it exists as a benchmark baseline.
+
+    ``budget``: HAProxy's file descriptors. Every health-checked slot costs
+    one at start (haproxy/limits.py), so a large cluster can need more than
+    the limit, and HAProxy would not start at all. Rather than leave
+    Ingresses out, the plan then turns active checks off everywhere
+    (``Structure.checks_shed``): pods are taken out by their EndpointSlices,
+    and retries with redispatch cover the race, as ingress-nginx works
+    without active checks. They come back once they fit in
+    ``CHECKS_BACK_BELOW`` of the limit.
     """
+    step = _plan(current, desired, always_reload)
+    if budget is None:
+        return step
+    shed_before = current is not None and current.structure.checks_shed
+    room = budget.limit * (CHECKS_BACK_BELOW if shed_before else 1.0)
+    needed = budget.needed(step.target)
+    if needed <= room or not _checked_anywhere(step.target):
+        if shed_before and step.reload:
+            # One reason, not one "settings changed" per backend (thousands).
+            reason = f"active health checks back on: {needed} file descriptors of {budget.limit}"
+            return dataclasses.replace(step, reload_reasons=(reason,))
+        return step
+    shed = _plan(current, _without_checks(desired), always_reload)
+    target = dataclasses.replace(
+        shed.target, structure=dataclasses.replace(shed.target.structure, checks_shed=True)
+    )
+    reasons = shed.reload_reasons
+    if not shed_before:
+        reasons = (
+            f"active health checks off: {needed} file descriptors needed, limit {budget.limit}",
+        )
+    if reasons:
+        return Plan(target, reasons, plan_full_sync(target))
+    return dataclasses.replace(shed, target=target)
+
+
+def _checked_anywhere(target: AppliedState) -> bool:
+    layouts = (*target.structure.backends, *target.structure.passthrough)
+    return any(layout.settings.health_check for layout in layouts)
+
+
+def _without_checks(desired: DesiredState) -> DesiredState:
+    """``desired`` with active health checks off in every backend and the defaults."""
+    settings = desired.settings
+    return dataclasses.replace(
+        desired,
+        settings=dataclasses.replace(
+            settings, backend=dataclasses.replace(settings.backend, health_check=False)
+        ),
+        backends=tuple(
+            dataclasses.replace(b, settings=dataclasses.replace(b.settings, health_check=False))
+            for b in desired.backends
+        ),
+    )
+
+
+def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bool) -> Plan:
     reasons: list[str] = []
     old_layouts = {b.name: b for b in current.structure.backends} if current else {}
     old_servers: Mapping[str, Slots] = current.servers if current else {}

@@ -40,7 +40,8 @@ from haproxy_ingress.model import (
 # 5: access control (policies with auth, limits, external auth; deny and CORS maps)
 # 6: proxy-ssl-ciphers/-protocols; proxy_redirect and proxy_cookie_* option maps;
 #    the ssl-passthrough pool and its SNI map; client certificates (policies'
-#    client_auth, host_tls, the client-CA sni map); owner-named policies
+#    client_auth, host_tls, the client-CA sni map); owner-named policies;
+#    checks_shed
 FORMAT = 6
 
 
@@ -142,6 +143,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
                 for b in structure["passthrough"]
             ),
             host_tls=tuple(HostTLS(**h) for h in structure["host_tls"]),
+            checks_shed=bool(structure["checks_shed"]),
         ),
         servers={name: _slots(slots) for name, slots in body["servers"].items()},
         maps=RoutingMaps(

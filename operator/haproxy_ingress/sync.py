@@ -18,8 +18,15 @@ from dataclasses import dataclass
 from haproxy_ingress.apply import Applier, ApplyResult
 from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.gcpause import cyclic_gc_paused
+from haproxy_ingress.haproxy.limits import Budget
 from haproxy_ingress.haproxy.process import ConfigCheckError
-from haproxy_ingress.model import AppliedState, DesiredState, Problem, TranslateOptions
+from haproxy_ingress.model import (
+    AppliedState,
+    DesiredState,
+    ObjectRef,
+    Problem,
+    TranslateOptions,
+)
 from haproxy_ingress.plan import Plan, hold_unconfirmed, plan, plan_endpoints
 from haproxy_ingress.quarantine import (
     MAX_CHECKS,
@@ -119,6 +126,7 @@ class Reconciler:
         confirmed: bool = True,
     ) -> Outcome:
         last, applied, basis = self._last, self._applier.applied, self._basis
+        budget = self._applier.budget()
 
         def compute() -> tuple[DesiredState, Plan]:
             step: Plan | None = None
@@ -151,7 +159,12 @@ class Reconciler:
                     desired, problems=tuple(sorted({*desired.problems, *held}))
                 )
             if step is None:
-                step = plan(applied, desired, always_reload=self._always_reload)
+                step = plan(applied, desired, always_reload=self._always_reload, budget=budget)
+            if step.target.structure.checks_shed:
+                desired = dataclasses.replace(
+                    desired,
+                    problems=tuple(sorted({*desired.problems, self._checks_shed(budget)})),
+                )
             return desired, step
 
         # Translation and planning grow with the cluster (plan walks every
@@ -182,6 +195,18 @@ class Reconciler:
             # (Runtime-only changes were never checked, so they stay suspects.)
             await asyncio.to_thread(self._quarantine.accepted, served)
         return Outcome(desired, step, result)
+
+    def _checks_shed(self, budget: Budget | None) -> Problem:
+        limit = f" ({budget.limit})" if budget is not None else ""
+        return Problem(
+            ObjectRef("ConfigMap", self._options.configmap_namespace, self._options.configmap_name),
+            "data.health-check",
+            f"active health checks are off for every backend: the health-checked server slots "
+            f"would not fit HAProxy's file-descriptor limit{limit}. Pods leave with their "
+            "EndpointSlices and retries redispatch; lower server-slots or raise the limit "
+            "(LimitNOFILE, ulimit -n) to get them back",
+            "HealthChecksShed",
+        )
 
     def _translate(self, view: ClusterView) -> DesiredState:
         with cyclic_gc_paused():
@@ -241,11 +266,11 @@ class Reconciler:
 
     async def _check(self, view: ClusterView) -> str | None:
         """None if HAProxy accepts what ``view`` would be applied as, else its refusal."""
-        applied = self._applier.applied
+        applied, budget = self._applier.applied, self._applier.budget()
 
         def compute() -> AppliedState:
             desired = self._translate(view)
-            return plan(applied, desired, always_reload=self._always_reload).target
+            return plan(applied, desired, always_reload=self._always_reload, budget=budget).target
 
         target = await asyncio.to_thread(compute)
         try:

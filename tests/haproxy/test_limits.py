@@ -2,8 +2,8 @@
 
 The estimate in ``haproxy/limits.py`` is held against the real binary (it
 must never be below what HAProxy asks for, nor far above), and a cluster
-that would push HAProxy past its limit gets its newest objects quarantined
-instead of a configuration that would not start.
+that would push HAProxy past its limit with health-checked slots runs
+without active checks instead of a configuration that would not start.
 """
 
 from __future__ import annotations
@@ -93,25 +93,50 @@ def test_the_estimate_covers_what_haproxy_asks_for(tmp_path: Path, maxconn: int 
     assert haproxy_needs(paths.config, estimate) is None
 
 
-async def test_ingresses_past_the_limit_are_quarantined_and_the_rest_serves(
+async def test_past_the_limit_health_checks_are_shed_and_every_ingress_serves(
     stack: Stack, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """More checked slots than HAProxy's descriptor limit allows: rather than
+    leave the newest Ingresses out (or swap in a configuration that cannot
+    start), active checks go off everywhere, with a Warning on the ConfigMap;
+    they come back, in one reload, once there is room again."""
     pods = await start_pods("app0", 1, free_port(), first=141)
     stack.put(ingress_class(default=True), *apps(4), slice_for("app0", pods))
     await stack.sync()
     assert (await get(session, stack.http_port, "/", "app0.example.com"))[0] == 200
     served = stack.applier.applied
-    assert served is not None
+    assert served is not None and not served.structure.checks_shed
     # Room for what runs now and not much more: 4 backends of 8 slots fit,
     # 4 more would not.
     limit = limits.descriptors_needed(served, 4, limits.threads()) + 8
     monkeypatch.setattr(limits, "descriptor_limit", lambda: limit)
+    reloads = (await stack.proc()).reloads
     stack.put(*apps(4, first=4))
     outcome = await stack.sync()
-    refused = {p.source.name for p in outcome.desired.problems if p.event == "ConfigRejected"}
-    assert refused and refused <= {"app4", "app5", "app6", "app7"}
-    assert any("file descriptors" in p.reason for p in outcome.desired.problems)
-    # The older Ingresses keep serving.
+    assert not any(p.event == "ConfigRejected" for p in outcome.desired.problems)
+    (shed,) = (p for p in outcome.desired.problems if p.event == "HealthChecksShed")
+    assert shed.source.kind == "ConfigMap" and shed.field == "data.health-check"
+    assert outcome.result is not None and outcome.result.reload_reasons[0].startswith(
+        "active health checks off"
+    )
+    assert (await stack.proc()).reloads == reloads + 1
+    applied = stack.applier.applied
+    assert applied is not None and applied.structure.checks_shed
+    assert {b.name for b in applied.structure.backends} >= {
+        f"be_default_app{i}_80" for i in range(8)
+    }
+    assert " check " not in stack.paths.config.read_text()  # HAProxy runs no active check
+    assert limits.descriptors_needed(applied, 4, limits.threads()) <= limit
     assert (await get(session, stack.http_port, "/", "app0.example.com"))[0] == 200
+
+    # Room again (the limit raised): the checks come back, in one reload.
+    monkeypatch.setattr(limits, "descriptor_limit", lambda: 20 * limit)
+    outcome = await stack.sync()
+    assert outcome.result is not None and outcome.result.reload_reasons[0].startswith(
+        "active health checks back on"
+    )
+    assert not any(p.event == "HealthChecksShed" for p in outcome.desired.problems)
     assert stack.applier.applied is not None
-    assert limits.descriptors_needed(stack.applier.applied, 4, limits.threads()) <= limit
+    assert not stack.applier.applied.structure.checks_shed
+    assert " check inter " in stack.paths.config.read_text()
+    assert (await get(session, stack.http_port, "/", "app0.example.com"))[0] == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from haproxy_ingress.apply import server_commands
+from haproxy_ingress.haproxy.limits import Budget
 from haproxy_ingress.model import (
     AccessPolicy,
     Backend,
@@ -294,3 +295,32 @@ def test_an_owned_address_list_changes_at_run_time_and_a_new_list_reloads() -> N
     assert plan(running, with_policy(denying)).reload
     # Without an owner the name is the content, shared by equal rules.
     assert AccessPolicy(("10.0.0.0/8",)).name != AccessPolicy(("10.0.0.0/9",)).name
+
+
+def test_checks_are_shed_when_the_checked_slots_would_not_fit_the_descriptor_limit() -> None:
+    small = desired(backend("web", ep(1)), backend("api", ep(2)))
+    big = desired(*(backend(f"b{i}", ep(i)) for i in range(10)))
+    budget = Budget(limit=10_000, listeners=4, threads=2)
+    running = plan(None, small, budget=budget).target
+    assert not running.structure.checks_shed
+    # 10 backends x 4 checked slots: more than a limit that fits 2 backends.
+    fits_two = budget.needed(running) + 4
+    tight = Budget(limit=fits_two, listeners=4, threads=2)
+    step = plan(running, big, budget=tight)
+    assert step.reload and step.reload_reasons[0].startswith("active health checks off")
+    assert len(step.reload_reasons) == 1  # not one "settings changed" per backend
+    assert step.target.structure.checks_shed
+    assert not any(b.settings.health_check for b in step.target.structure.backends)
+    assert tight.needed(step.target) <= fits_two
+    # Steady: the same cluster plans nothing more.
+    assert plan(step.target, big, budget=tight).empty
+    # Back on only below 90 % of the limit: at the edge they stay off ...
+    edge = Budget(limit=int(budget.needed(plan(None, big).target) / 0.95), listeners=4, threads=2)
+    assert plan(step.target, big, budget=edge).empty
+    # ... and with room, one reload brings them back.
+    back = plan(step.target, big, budget=budget)
+    assert back.reload_reasons == (
+        f"active health checks back on: {budget.needed(back.target)} file descriptors of 10000",
+    )
+    assert not back.target.structure.checks_shed
+    assert all(b.settings.health_check for b in back.target.structure.backends)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import resource
+from dataclasses import dataclass
 
 from haproxy_ingress.model import AppliedState
 
@@ -37,6 +38,18 @@ def _checked(target: AppliedState) -> int:
     """Health-checked server slots, the passthrough pool's included."""
     layouts = (*target.structure.backends, *target.structure.passthrough)
     return sum(layout.slots for layout in layouts if layout.settings.health_check)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a plan may ask of HAProxy's file descriptors (see plan.plan)."""
+
+    limit: int
+    listeners: int
+    threads: int
+
+    def needed(self, target: AppliedState) -> int:
+        return descriptors_needed(target, self.listeners, self.threads)
 
 
 def descriptor_limit() -> int | None:
