@@ -370,7 +370,14 @@ def plan_endpoints(
     """
     servers = dict(current.servers)
     operations: list[SetServer] = []
-    twins = {backend.name: backend.settings.twins for backend in changed}
+    # Twins as HAProxy runs them: with checks shed (plan) there are none,
+    # whatever the desired backend asks.
+    names = {backend.name for backend in changed}
+    twins = {
+        layout.name: layout.settings.twins
+        for layout in current.structure.backends
+        if layout.name in names
+    }
     for backend in changed:
         before = current.servers.get(backend.name)
         if before is None:
@@ -379,7 +386,8 @@ def plan_endpoints(
         if grown or len(slots) != len(before):
             return None
         servers[backend.name] = slots
-        operations.extend(_slot_changes(backend.name, before, slots, twins[backend.name]))
+        twin = twins.get(backend.name, False)
+        operations.extend(_slot_changes(backend.name, before, slots, twin))
     operations.sort(key=lambda op: (op.backend, op.slot))
     return Plan(dataclasses.replace(current, servers=servers), (), tuple(operations))
 

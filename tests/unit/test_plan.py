@@ -324,3 +324,13 @@ def test_checks_are_shed_when_the_checked_slots_would_not_fit_the_descriptor_lim
     )
     assert not back.target.structure.checks_shed
     assert all(b.settings.health_check for b in back.target.structure.backends)
+
+
+def test_the_endpoint_fast_path_keeps_to_what_haproxy_runs_with_checks_shed() -> None:
+    web = backend("web", ep(1), ep(2))
+    running = plan(None, desired(web), budget=Budget(limit=150, listeners=4, threads=2)).target
+    assert running.structure.checks_shed  # no check, so no twin servers either
+    moved = backend("web", ep(1), ep(3))
+    quick = plan_endpoints(running, desired(moved), [moved])
+    assert quick is not None and quick.operations
+    assert not any(op.twin for op in quick.operations if isinstance(op, SetServer))
