@@ -159,7 +159,10 @@ FLAGS: dict[str, tuple[str, str]] = {
     ),
     "--metrics-bind": ("metrics_bind", "host:port of /metrics, empty to disable"),
     "--health-bind": ("health_bind", "host:port of /healthz and /readyz, empty to disable"),
-    "--debounce": ("debounce", "seconds of quiet before a sync"),
+    "--debounce": (
+        "debounce",
+        "seconds of quiet before a full sync (an endpoint-only one waits at most 0.01)",
+    ),
     "--resync-interval": ("resync_interval", "seconds between full LIST resyncs"),
     "--always-reload": (
         "always_reload",

@@ -52,6 +52,9 @@ from haproxy_ingress.tls import generate_default_certificate
 
 logger = logging.getLogger(__name__)
 
+# The trailing window of endpoint-only syncs (see _sync_loop), at most --debounce.
+ENDPOINT_WINDOW = 0.01
+
 ViewSource = Callable[[KubeObject | None], ClusterView]
 
 
@@ -238,8 +241,13 @@ class Controller:
             # window: Ingress and Service changes come in bursts (kubectl
             # apply, a re-list after a watch gap), and a view taken at the
             # first event of a burst is a half-written one.
-            window = self.config.debounce
-            rest = window if self.pending.full else window - (time.monotonic() - last_sync)
+            if self.pending.full:
+                rest = self.config.debounce
+            else:
+                # Endpoint events need no view of a whole burst: a short
+                # window batches what arrives during a sync, no more.
+                window = min(self.config.debounce, ENDPOINT_WINDOW)
+                rest = window - (time.monotonic() - last_sync)
             if rest > 0:
                 await asyncio.sleep(rest)
             self._changed.clear()
