@@ -942,7 +942,7 @@ core.register_action("ingress_cors", { "http-req" }, function(txn)
   end
 end)
 
--- External auth (auth-url): txn.ext is "url~method~timeout~signin~redirect~headers"
+-- External auth (auth-url): txn.ext is "url~method~timeout~signin~redirect~headers~param"
 -- (base64 words, "-" for none; haproxy/config.py _ext_entries). Sets
 -- txn.ext_status to "200" (any 2xx: let in), "401", "403", or "500"
 -- (anything else, a timeout, a refused connection); an error here leaves it
@@ -972,11 +972,12 @@ core.register_action("ingress_ext_auth", { "http-req" }, function(txn)
   for field in (txn:get_var("txn.ext") or ""):gmatch("[^~]+") do
     fields[#fields + 1] = field
   end
-  if #fields ~= 6 then
+  if #fields ~= 7 then
     return
   end
   local url, method, timeout = word(fields[1]), fields[2], tonumber(fields[3])
   local signin, redirect, copied = word(fields[4]), word(fields[5]), word(fields[6])
+  local param = word(fields[7]) or "rd"
   if url == nil or timeout == nil then
     return
   end
@@ -1024,7 +1025,7 @@ core.register_action("ingress_ext_auth", { "http-req" }, function(txn)
     txn:set_var("txn.ext_status", "401")
     if signin ~= nil then
       local separator = signin:find("?", 1, true) and "&" or "?"
-      txn:set_var("txn.ext_signin", signin .. separator .. "rd=" .. url_encode(original))
+      txn:set_var("txn.ext_signin", signin .. separator .. param .. "=" .. url_encode(original))
     end
   elseif status == 403 then
     txn:set_var("txn.ext_status", "403")

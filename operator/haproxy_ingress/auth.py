@@ -69,6 +69,7 @@ class AccessAsk:
     url: str | None = None  # auth-url
     method: str = "GET"
     signin: str | None = None  # auth-signin: where a 401 is redirected
+    signin_param: str | None = None  # auth-signin-redirect-param: "rd" when unset
     response_headers: tuple[str, ...] = ()
     request_redirect: str | None = None  # auth-request-redirect
     timeout_ms: int = 5000

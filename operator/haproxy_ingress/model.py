@@ -283,6 +283,7 @@ class ExternalAuth:
     url: str = ""  # checked by auth.auth_url; "" is off
     method: str = "GET"
     signin: str = ""
+    signin_param: str = "rd"  # the query parameter carrying the original URL
     response_headers: tuple[str, ...] = ()
     request_redirect: str = ""
     timeout_ms: int = 5000

@@ -385,6 +385,13 @@ def secret_ref(value: str, field: str) -> str:
     return f"{validate.dns_label(namespace, field)}/{validate.dns_subdomain(name, field)}"
 
 
+def query_parameter(value: str, field: str) -> str:
+    """A URL query parameter name: unreserved characters only, so it needs no escaping."""
+    if not re.fullmatch(r"[A-Za-z0-9._~-]{1,64}", value):
+        raise Invalid(field, f"must be a query parameter name, got {validate.printable(value)}")
+    return value
+
+
 def verify_client(value: str, field: str) -> str:
     return validate.choice(value, field, VERIFY_MODES)
 
@@ -1129,6 +1136,16 @@ SETTINGS: tuple[Setting, ...] = (
         configmap=False,
         nginx=("auth-signin",),
         difference="no `$variables` in the URL",
+    ),
+    Setting(
+        "auth-signin-redirect-param",
+        _R,
+        query_parameter,
+        "rd",
+        "the query parameter of `auth-signin`'s redirect that carries the original URL",
+        field="signin_param",
+        configmap=False,
+        nginx=("auth-signin-redirect-param",),
     ),
     Setting(
         "auth-response-headers",
@@ -1904,6 +1921,7 @@ ACCESS = frozenset(
         "auth-url",
         "auth-method",
         "auth-signin",
+        "auth-signin-redirect-param",
         "auth-response-headers",
         "auth-request-redirect",
         "auth-timeout",

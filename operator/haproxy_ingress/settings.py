@@ -63,6 +63,20 @@ _SSL_CIPHERS = registry.BY_KEY["ssl-ciphers"]
 _ACCESS_FAMILIES = re.compile(
     r"auth-.*|.*-source-range|limit-.*|global-rate-limit.*|satisfy|denylist-.*"
 )
+# auth-* keys that only tune the auth request (connection reuse, a response
+# cache, cookies on refusals): without them every request asks the auth
+# service, which is never weaker, so they are ignored with a Warning.
+_AUTH_TUNING = frozenset(
+    {
+        "auth-keepalive",
+        "auth-keepalive-requests",
+        "auth-keepalive-timeout",
+        "auth-keepalive-share-vars",
+        "auth-cache-key",
+        "auth-cache-duration",
+        "auth-always-set-cookie",
+    }
+)
 # Keys that weaken security only when switched on: the web application
 # firewall a team relied on.
 _WEAKENING_WHEN_ON = frozenset({"enable-modsecurity", "enable-owasp-core-rules"})
@@ -309,6 +323,12 @@ def _unsupported_nginx(key: str, value: object) -> Notice | tuple[str, bool] | N
                 True,
             )
         return Notice("", "nginx snippets are never pasted into HAProxy; ignored", "Refused")
+    if key in _AUTH_TUNING:
+        return Notice(
+            "",
+            "tunes the auth request only; ignored: every request asks the auth service",
+            "Unsupported",
+        )
     if _ACCESS_FAMILIES.fullmatch(key):
         return (f"{key} is an access rule this controller does not honour yet", True)
     if key in _WEAKENING_WHEN_ON and str(value).strip().lower() in ("on", "true"):

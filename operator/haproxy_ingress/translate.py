@@ -529,6 +529,7 @@ def _access_policy(
             url=ask.url,
             method=ask.method,
             signin=ask.signin or "",
+            signin_param=ask.signin_param or "rd",
             response_headers=ask.response_headers,
             request_redirect=ask.request_redirect or "",
             timeout_ms=ask.timeout_ms,

@@ -603,9 +603,18 @@ async def test_external_auth_decides_and_fails_closed(stack: Stack) -> None:
             for name, target in cases.items()
         ),
         ingress("open", rule("open.example.com", path("/", "open"))),
+        ingress(
+            "back",
+            rule("back.example.com", path("/", "open")),
+            annotations={
+                N + "auth-url": cases["no"],
+                N + "auth-signin": "https://login.example.com/start?app=1",
+                N + "auth-signin-redirect-param": "return_to",
+            },
+        ),
     )
     try:
-        await synced(stack, [*cases, "open"])
+        await synced(stack, [*cases, "open"])  # "back" sends to "open"
         status, _ = await answer(stack, "ok.example.com", "/a?b=1", b"Cookie: s=1")
         assert status == 200
         target, seen = service_.seen[-1]
@@ -618,6 +627,11 @@ async def test_external_auth_decides_and_fails_closed(stack: Stack) -> None:
         assert status == 302
         location = headers_of(head)["location"]
         assert location == "https://login.example.com/start?rd=http%3A%2F%2Fno.example.com%2Fp"
+        status, head = await answer(stack, "back.example.com", "/q")
+        assert status == 302  # auth-signin-redirect-param names the parameter
+        assert headers_of(head)["location"] == (
+            "https://login.example.com/start?app=1&return_to=http%3A%2F%2Fback.example.com%2Fq"
+        )
         assert (await answer(stack, "forbid.example.com", "/"))[0] == 403
         assert (await answer(stack, "err.example.com", "/"))[0] == 500
         loop = asyncio.get_running_loop()

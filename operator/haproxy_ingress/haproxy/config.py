@@ -239,7 +239,7 @@ def _realm_entries(policies: Iterable[AccessPolicy]) -> list[tuple[str, str]]:
 
 
 def _ext_entries(policies: Iterable[AccessPolicy]) -> list[tuple[str, str]]:
-    """policy → ``url method timeout signin redirect headers``, each base64 ("-": none).
+    """policy → ``url method timeout signin redirect headers param``, base64 ("-": none).
 
     One map value, split by ingress.lua, so the settings never meet the config.
     """
@@ -258,6 +258,7 @@ def _ext_entries(policies: Iterable[AccessPolicy]) -> list[tuple[str, str]]:
                 word(ext.signin),
                 word(ext.request_redirect),
                 word(",".join(ext.response_headers)),
+                word(ext.signin_param),
             )
             entries.append((p.name, "~".join(fields)))
     return entries
