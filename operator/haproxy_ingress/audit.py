@@ -25,6 +25,7 @@ from haproxy_ingress import registry
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
 from haproxy_ingress.ingress_class import left_out
 from haproxy_ingress.model import DesiredState, ObjectRef, Problem, TranslateOptions
+from haproxy_ingress.settings import GLOBAL_ACCESS_REFUSED
 from haproxy_ingress.translate import translate
 
 PREFIXES = (registry.ANNOTATION_PREFIX, registry.NGINX_PREFIX)
@@ -93,6 +94,8 @@ def report(view: ClusterView, desired: DesiredState, options: TranslateOptions) 
         if problem.source.kind == "Ingress":
             problems.setdefault(_key(problem.source), []).append(problem)
     served = {_key(route.source) for route in desired.routes}
+    # The ConfigMap guards every route with a rule we cannot honour: all deny.
+    everywhere = tuple(p for p in desired.problems if p.event == GLOBAL_ACCESS_REFUSED)
     reports = []
     for ingress in view.ingresses:
         meta = ingress.get("metadata") or {}
@@ -100,7 +103,7 @@ def report(view: ClusterView, desired: DesiredState, options: TranslateOptions) 
         if left_out(ingress, view.ingress_classes, options) is not None:
             continue  # another controller's Ingress (render lists why)
         own = problems.get(ref, [])
-        denied = any(p.event == "AccessDenied" for p in own)
+        denied = bool(everywhere) or any(p.event == "AccessDenied" for p in own)
         state = (
             Verdict.FAIL_CLOSED
             if denied
@@ -114,7 +117,9 @@ def report(view: ClusterView, desired: DesiredState, options: TranslateOptions) 
             for name in sorted(k for k in annotations if isinstance(k, str))
             if name.startswith(PREFIXES)
         )
-        other = tuple(p for p in own if _annotation(p.field) is None and p.event != "AccessDenied")
+        other = everywhere + tuple(
+            p for p in own if _annotation(p.field) is None and p.event != "AccessDenied"
+        )
         reports.append(IngressReport(ref, state, lines, other))
     return Report(tuple(sorted(reports, key=lambda r: r.ingress)))
 

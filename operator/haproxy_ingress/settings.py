@@ -366,7 +366,15 @@ def parse_configmap(
         setting = _configmap_setting(key)
         if setting is None:
             field = f"data.{validate.printable(key)}"
-            problems.append(Problem(source, field, "unknown setting (ignored)", "InvalidSetting"))
+            refusal = _global_access_refusal(key, data[key]) if isinstance(key, str) else None
+            if refusal is not None:
+                # Fail closed: ignored, it would open every route it guarded.
+                reason = f"{refusal}; every route answers 403 until it is removed"
+                problems.append(Problem(source, field, reason, GLOBAL_ACCESS_REFUSED))
+            else:
+                problems.append(
+                    Problem(source, field, "unknown setting (ignored)", "InvalidSetting")
+                )
             continue
         other = picked.setdefault(setting.key, key)
         if other != key:
@@ -405,6 +413,26 @@ def parse_configmap(
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason, "InvalidSetting"))
     return settings, default_backend, problems
+
+
+# The Event reason of an ingress-nginx ConfigMap key that guards every route
+# and that this controller does not honour: then every route denies.
+GLOBAL_ACCESS_REFUSED = "GlobalAccessDenied"
+
+
+def _global_access_refusal(key: str, value: object) -> str | None:
+    """Why an unknown ingress-nginx ConfigMap key guards every route, if it does."""
+    text = str(value).strip()
+    if key == "global-auth-url" and text:
+        return "global-auth-url (external auth on every route) is not honoured"
+    if key in ("block-cidrs", "block-user-agents", "block-referers") and text:
+        return f"{key} (a global block list) is not honoured"
+    if key in ("enable-modsecurity", "enable-owasp-modsecurity-crs") and text.lower() in (
+        "true",
+        "on",
+    ):
+        return f"{key} (a web application firewall) is not honoured"
+    return None
 
 
 def _configmap_setting(key: object) -> registry.Setting | None:

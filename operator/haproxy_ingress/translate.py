@@ -49,6 +49,7 @@ from haproxy_ingress.registry import CAPTURE, NGINX_PREFIX
 from haproxy_ingress.routing import route_key, routing_maps
 from haproxy_ingress.settings import (
     ANNOTATION_PREFIX,
+    GLOBAL_ACCESS_REFUSED,
     IngressSettings,
     ingress_settings,
     parse_configmap,
@@ -344,6 +345,16 @@ def translate(
         named = {route.policy for route in routes} | {DENY_ALL.name}
         kept = {p for p in policies if p.name in named or p is settings.default_policy}
         policies = kept | {DENY_ALL}
+    if any(p.event == GLOBAL_ACCESS_REFUSED for p in problems):
+        # The ConfigMap guards every route with a rule this controller cannot
+        # honour: every route, the unrouted requests and passthrough deny.
+        routes = [
+            dataclasses.replace(route, policy=DENY_ALL.name, options=NO_OPTIONS) for route in routes
+        ]
+        policies = {DENY_ALL}
+        settings = dataclasses.replace(settings, default_policy=DENY_ALL)
+        server_snippets = []
+        passthrough = ()  # terminated here, where the deny applies
     routes, snippet_problems = snippets.with_server_snippets(routes, server_snippets)
     problems.extend(snippet_problems)
     if default_ref is not None:

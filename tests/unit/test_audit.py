@@ -89,6 +89,27 @@ def test_cli_exit_0_when_all_is_served(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["audit", "-f", str(tmp_path / "missing.yaml")]) == 2
 
 
+def test_a_global_access_key_in_the_configmap_fails_every_ingress_closed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = FIXTURE.read_text()
+    served = "\n---\n".join(
+        doc
+        for doc in text.split("\n---\n")
+        if "name: admin" not in doc and "name: broken" not in doc
+    )
+    configmap = (
+        "apiVersion: v1\nkind: ConfigMap\n"
+        "metadata: {name: haproxy-ingress, namespace: haproxy-ingress}\n"
+        "data: {global-auth-url: 'http://auth.example.com/check'}\n"
+    )
+    (tmp_path / "global.yaml").write_text(served + "\n---\n" + configmap)
+    assert main(["audit", "-f", str(tmp_path / "global.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "2 served" not in out and "0 served, 2 fail closed" in out
+    assert "data.global-auth-url: global-auth-url (external auth on every route)" in out
+
+
 def test_every_nginx_key_we_do_not_honour_is_named_in_a_warning_or_fails_closed() -> None:
     """Item 5: no ingress-nginx key passes silently (the audit's gap line never shows)."""
     # The annotations of ingress-nginx's docs (annotations.md) we do not declare.

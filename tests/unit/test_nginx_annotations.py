@@ -24,7 +24,7 @@ from haproxy_ingress.plan import plan
 from haproxy_ingress.settings import ingress_settings, parse_configmap
 from haproxy_ingress.state import dump as dump_state
 from haproxy_ingress.state import load as load_state
-from haproxy_ingress.translate import refresh_endpoints
+from haproxy_ingress.translate import DENY_ALL, refresh_endpoints
 from tests.kube import (
     configmap,
     endpoint,
@@ -1021,3 +1021,24 @@ def test_conditional_samesite_none_renders_only_with_samesite_none(tmp_path: Pat
     none = rendered_config(one({**asked, NGINX + "session-cookie-samesite": "None"}), tmp_path)
     # The cookie name is matched literally ('.' as a class), never as text of the regex.
     assert "replace-header Set-Cookie '^(a[.]b=[^;]*(;.*)?); SameSite=None(;.*)?$'" in none
+
+
+def test_a_global_access_key_of_the_configmap_we_cannot_honour_denies_every_route() -> None:
+    """ingress-nginx's global-auth-url, block-* lists or WAF guard every route:
+    ignoring them would open everything they guarded, so every route denies."""
+    app = ingress("app", rule("a.example.com", path("/app")))
+    for key, value in (
+        ("global-auth-url", "http://auth.example.com/check"),
+        ("block-cidrs", "198.51.100.0/24"),
+        ("block-user-agents", "~*curl"),
+        ("enable-modsecurity", "true"),
+    ):
+        state = run(*with_defaults(app, configmap({key: value})))
+        assert state.routes and all(r.policy == DENY_ALL.name for r in state.routes), key
+        assert state.settings.default_policy == DENY_ALL
+        (problem,) = (p for p in state.problems if p.field == f"data.{key}")
+        assert problem.event == "GlobalAccessDenied" and "403" in problem.reason
+    # Off, or empty, it guards nothing.
+    for key, value in (("enable-modsecurity", "false"), ("global-auth-url", "")):
+        state = run(*with_defaults(app, configmap({key: value})))
+        assert state.routes and not any(r.policy == DENY_ALL.name for r in state.routes), key
