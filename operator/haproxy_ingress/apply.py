@@ -223,15 +223,17 @@ class Applier:
         limit = limits.descriptor_limit()
         if limit is None:
             return None
-        # Our listeners, the master and stats sockets, and room for the
-        # passthrough hop's socket.
-        listeners = len(self._options.http_binds) + len(self._options.https_binds) + 3
-        return limits.Budget(limit, listeners, limits.threads())
+        # Room for the passthrough hop's socket whether or not it is on.
+        return limits.Budget(limit, self._listeners(passthrough=True), limits.threads())
+
+    def _listeners(self, *, passthrough: bool) -> int:
+        """Our binds, the master and stats sockets, and fe_http's private TLS socket."""
+        binds = len(self._options.http_binds) + len(self._options.https_binds)
+        return binds + 2 + int(passthrough)
 
     def _check_limits(self, target: AppliedState) -> None:
         """What haproxy -c lets through but HAProxy's start refuses (see limits.py)."""
-        listeners = len(self._options.http_binds) + len(self._options.https_binds) + 2
-        listeners += int(target.structure.ssl_passthrough)  # fe_http's private TLS socket
+        listeners = self._listeners(passthrough=target.structure.ssl_passthrough)
         alert = limits.refusal(target, listeners, limits.descriptor_limit())
         if alert is not None:
             raise ConfigCheckError("HAProxy could not start this configuration", alert)

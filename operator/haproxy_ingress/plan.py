@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from haproxy_ingress.haproxy.limits import Budget
+from haproxy_ingress.haproxy.limits import Budget, checked_slots
 from haproxy_ingress.model import (
     AccessPolicy,
     AppliedState,
@@ -209,7 +209,7 @@ def plan(
     shed_before = current is not None and current.structure.checks_shed
     room = budget.limit * (CHECKS_BACK_BELOW if shed_before else 1.0)
     needed = budget.needed(step.target)
-    if needed <= room or not _checked_anywhere(step.target):
+    if needed <= room or not checked_slots(step.target):
         if shed_before and step.reload:
             # One reason, not one "settings changed" per backend (thousands).
             reason = f"active health checks back on: {needed} file descriptors of {budget.limit}"
@@ -227,11 +227,6 @@ def plan(
     if reasons:
         return Plan(target, reasons, plan_full_sync(target))
     return dataclasses.replace(shed, target=target)
-
-
-def _checked_anywhere(target: AppliedState) -> bool:
-    layouts = (*target.structure.backends, *target.structure.passthrough)
-    return any(layout.settings.health_check for layout in layouts)
 
 
 def _without_checks(desired: DesiredState) -> DesiredState:

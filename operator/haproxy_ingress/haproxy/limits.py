@@ -29,12 +29,12 @@ PER_THREAD = 3
 def descriptors_needed(target: AppliedState, listeners: int, threads: int) -> int:
     """The open files HAProxy asks for at start with ``target``'s configuration."""
     structure = target.structure
-    checked = _checked(target)
+    checked = checked_slots(target)
     maxconn = structure.settings.maxconn or MIN_MAXCONN
     return checked + 2 * maxconn + listeners + PER_THREAD * threads + FIXED
 
 
-def _checked(target: AppliedState) -> int:
+def checked_slots(target: AppliedState) -> int:
     """Health-checked server slots, the passthrough pool's included."""
     layouts = (*target.structure.backends, *target.structure.passthrough)
     return sum(layout.slots for layout in layouts if layout.settings.health_check)
@@ -70,7 +70,7 @@ def refusal(target: AppliedState, listeners: int, limit: int | None) -> str | No
     needed = descriptors_needed(target, listeners, threads())
     if needed <= limit:
         return None
-    checked = _checked(target)
+    checked = checked_slots(target)
     maxconn = target.structure.settings.maxconn
     return (
         f"[ALERT] (controller) : HAProxy would need {needed} file descriptors "
