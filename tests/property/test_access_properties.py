@@ -27,6 +27,7 @@ from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.settings import NGINX_PREFIX
 from haproxy_ingress.translate import translate
 from haproxy_ingress.validate import Invalid
+from tests.certs import authority
 from tests.property.strategies import hostile
 from tests.property.test_hostile_input import render_files
 
@@ -34,6 +35,18 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 realms = hostile(st.sampled_from(["Restricted", "Team 'ops' only", ""]))
+# auth-tls-*: a CA bundle (a root, or a root and an intermediate) and values.
+_ROOT = authority("Property root")
+CA_CRT = base64.b64encode(_ROOT.pem).decode()
+ca_bundles = st.one_of(
+    st.just(CA_CRT),
+    st.just(base64.b64encode(_ROOT.pem + authority("Property int", _ROOT).pem).decode()),
+    hostile(st.just(CA_CRT)),
+)
+verify_modes = hostile(st.sampled_from(["on", "optional", "optional_no_ca", "off"]))
+depths = hostile(st.sampled_from(["0", "1", "2", "100"]))
+error_pages = hostile(st.sampled_from(["https://err.example.com/denied?x=1", ""]))
+cn_patterns = hostile(st.sampled_from(["CN=alice", "CN=(alice|bob)", "CN=.*-ops$"]))
 origins = hostile(
     st.sampled_from(
         ["*", "https://app.example.com", "https://*.corp.example, http://x.example:8080"]
@@ -119,7 +132,7 @@ def test_htpasswd_users_are_safe_words_or_left_out(lines: list[tuple[str, str]])
     assert set(users.crypt) | set(users.apr1) <= written
 
 
-def _cluster(annotations: dict[str, str], htpasswd: str) -> ClusterView:
+def _cluster(annotations: dict[str, str], htpasswd: str, ca_crt: str = CA_CRT) -> ClusterView:
     objects: list[dict[str, Any]] = [
         {
             "apiVersion": "networking.k8s.io/v1",
@@ -133,6 +146,13 @@ def _cluster(annotations: dict[str, str], htpasswd: str) -> ClusterView:
             "metadata": {"name": "users", "namespace": "default"},
             "type": "Opaque",
             "data": {"auth": base64.b64encode(htpasswd.encode()).decode()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "ca", "namespace": "default"},
+            "type": "Opaque",
+            "data": {"ca.crt": ca_crt},
         },
         {
             "apiVersion": "networking.k8s.io/v1",
@@ -199,6 +219,56 @@ def test_ingresses_with_access_keys_render_a_valid_config(
     desired = translate(_cluster(annotations, f"{user}:{hashed}\n"), TranslateOptions())
     # Served (guarded) or denied: the route is never left unguarded.
     assert [r.policy != "" for r in desired.routes] == [True]
+    with tempfile.TemporaryDirectory() as base:
+        render_files(desired, Path(base))
+        check = subprocess.run(
+            [HAPROXY, "-c", "-f", str(Path(base) / "haproxy.cfg")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.haproxy
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ca=ca_bundles,
+    verify=verify_modes,
+    depth=depths,
+    error_page=error_pages,
+    match_cn=cn_patterns,
+    passed=hostile(st.sampled_from(["true", "false"])),
+    ciphers=hostile(st.sampled_from(["ECDHE-ECDSA-AES128-GCM-SHA256", "HIGH:!aNULL"])),
+)
+def test_ingresses_with_client_certificate_keys_render_a_valid_config(
+    *,
+    ca: str,
+    verify: str,
+    depth: str,
+    error_page: str,
+    match_cn: str,
+    passed: str,
+    ciphers: str,
+) -> None:
+    """auth-tls-* and ssl-ciphers with hostile values: the route stays guarded
+    (served with its check, or denied), the chain limit never exceeds the
+    depth asked, and HAProxy accepts what is rendered."""
+    n = NGINX_PREFIX
+    annotations = {
+        n + "auth-tls-secret": "default/ca",
+        n + "auth-tls-verify-client": verify,
+        n + "auth-tls-verify-depth": depth,
+        n + "auth-tls-error-page": error_page,
+        n + "auth-tls-match-cn": match_cn,
+        n + "auth-tls-pass-certificate-to-upstream": passed,
+        n + "ssl-ciphers": ciphers,
+    }
+    desired = translate(_cluster(annotations, "", ca), TranslateOptions())
+    assert [r.policy != "" for r in desired.routes] == [True]
+    for policy in desired.policies:
+        if policy.client_auth is not None:
+            assert policy.client_auth.chain_limit <= policy.client_auth.depth
     with tempfile.TemporaryDirectory() as base:
         render_files(desired, Path(base))
         check = subprocess.run(
