@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from haproxy_ingress import auth, cors, validate
 from haproxy_ingress.cluster import ClusterView
-from haproxy_ingress.model import TranslateOptions
+from haproxy_ingress.model import DesiredState, TranslateOptions
 from haproxy_ingress.settings import NGINX_PREFIX
 from haproxy_ingress.translate import translate
 from haproxy_ingress.validate import Invalid
@@ -180,6 +180,19 @@ def _cluster(annotations: dict[str, str], htpasswd: str, ca_crt: str = CA_CRT) -
     return ClusterView.from_objects(objects, TranslateOptions())[0]
 
 
+def assert_haproxy_accepts(desired: DesiredState) -> None:
+    """``desired`` rendered to a scratch directory passes a real ``haproxy -c``."""
+    with tempfile.TemporaryDirectory() as base:
+        render_files(desired, Path(base))
+        check = subprocess.run(
+            [HAPROXY, "-c", "-f", str(Path(base) / "haproxy.cfg")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert check.returncode == 0, check.stderr
+
+
 @pytest.mark.haproxy
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
@@ -219,15 +232,7 @@ def test_ingresses_with_access_keys_render_a_valid_config(
     desired = translate(_cluster(annotations, f"{user}:{hashed}\n"), TranslateOptions())
     # Served (guarded) or denied: the route is never left unguarded.
     assert [r.policy != "" for r in desired.routes] == [True]
-    with tempfile.TemporaryDirectory() as base:
-        render_files(desired, Path(base))
-        check = subprocess.run(
-            [HAPROXY, "-c", "-f", str(Path(base) / "haproxy.cfg")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert check.returncode == 0, check.stderr
+    assert_haproxy_accepts(desired)
 
 
 @pytest.mark.haproxy
@@ -269,12 +274,4 @@ def test_ingresses_with_client_certificate_keys_render_a_valid_config(
     for policy in desired.policies:
         if policy.client_auth is not None:
             assert policy.client_auth.chain_limit <= policy.client_auth.depth
-    with tempfile.TemporaryDirectory() as base:
-        render_files(desired, Path(base))
-        check = subprocess.run(
-            [HAPROXY, "-c", "-f", str(Path(base) / "haproxy.cfg")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert check.returncode == 0, check.stderr
+    assert_haproxy_accepts(desired)
