@@ -992,7 +992,6 @@ class Bench:
 def mode_configmap(mode: str) -> dict[str, str]:
     base = yaml.safe_load((REPO_ROOT / "manifests" / "20-configmap.yaml").read_text())
     data: dict[str, str] = dict(base["data"])
-    data["server-slots"] = "16"  # slots suffice for 10 pods and for surges
     if mode == "no-retries":
         data.update(NO_RETRIES)
     return data

@@ -15,16 +15,17 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from haproxy_ingress import state
 from haproxy_ingress.gcpause import cyclic_gc_paused
 from haproxy_ingress.haproxy import commands, limits
-from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError
+from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError, parse_servers_state
 from haproxy_ingress.haproxy.config import (
     ALPN,
+    FREE_SLOT_ENDPOINT,
     Rendered,
     RenderOptions,
     address_list_path,
@@ -36,9 +37,13 @@ from haproxy_ingress.haproxy.config import (
     enabled_servers,
     environment,
     map_path,
+    pool_server_options,
     render,
+    server_id,
+    server_options,
     upstream_ca_path,
     upstream_client_path,
+    upstream_tls_files,
 )
 from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
 from haproxy_ingress.haproxy.paths import HAProxyPaths
@@ -47,6 +52,7 @@ from haproxy_ingress.haproxy.runtime import RuntimeClient
 from haproxy_ingress.model import AppliedState, ServerState
 from haproxy_ingress.plan import (
     PASSTHROUGH_MAP,
+    AddServer,
     Operation,
     Plan,
     PutCertificate,
@@ -55,7 +61,9 @@ from haproxy_ingress.plan import (
     ReplaceAddressList,
     ReplaceMap,
     SetServer,
+    declared,
     plan_full_sync,
+    twin_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -151,7 +159,7 @@ class Applier:
             return True
         await self._execute(
             (
-                *plan_full_sync(saved),
+                *await self._missing_servers_only(plan_full_sync(saved)),
                 *(ReplaceMap(name, entries) for name, entries in saved.maps.files()),
                 # Lists edited at run time (owner-named policies) may be newer in
                 # HAProxy than in the saved state, like maps: the saved ones again.
@@ -173,6 +181,25 @@ class Applier:
         self.applied = saved
         logger.info("adopted a running HAProxy and its applied state; no reload needed")
         return True
+
+    async def _missing_servers_only(self, operations: Sequence[Operation]) -> tuple[Operation, ...]:
+        """``operations`` without adding the servers HAProxy has already.
+
+        Adding one again is harmless (commands.add_server accepts the reply)
+        but HAProxy logs an [ALERT] for each, and an adopted HAProxy normally
+        has them all: it ran them before the controller restarted.
+        """
+        if not any(isinstance(op, AddServer) for op in operations):
+            return tuple(operations)
+        text = await self._client.run("show", "servers", "state")
+        have = {(row["be_name"], row["srv_name"]) for row in parse_servers_state(text).rows}
+
+        def present(op: AddServer) -> bool:
+            twin = op.settings.twins and not op.pool
+            names = [op.server, twin_name(op.server)] if twin else [op.server]
+            return all((op.backend, name) in have for name in names)
+
+        return tuple(op for op in operations if not (isinstance(op, AddServer) and present(op)))
 
     async def healthy(self) -> bool:
         """False (and the applied state forgotten) when our HAProxy is gone.
@@ -198,6 +225,7 @@ class Applier:
         """
         # Arithmetic first: the quarantine's search runs many checks, and a
         # candidate past the file-descriptor limit needs no rendering to refuse.
+        target = declared(target)  # what a reload would run
         self._check_limits(target)
         live = self._options.paths
         with tempfile.TemporaryDirectory(prefix=".check-", dir=live.base) as scratch:
@@ -252,6 +280,9 @@ class Applier:
 
         Returns how many runtime operations followed the reload.
         """
+        # A runtime apply's fallback brings slots added at run time: a reload
+        # declares them (plan.declared; a planned reload's target already does).
+        target = declared(target)
         # Files written in the background for an earlier target must not land
         # over this one's.
         await self.flush()
@@ -392,10 +423,20 @@ class Applier:
         # A host's crt-list entry carries its options (client CA, ciphers):
         # unchanged since the last reload, or the plan would have reloaded.
         host_tls = {tls.host: tls for tls in target.structure.host_tls}
+        upstream = upstream_tls_files(paths, target.structure)
+        added: list[Command] = []
+        cookies: dict[str, Command] = {}
         servers: list[Command] = []
         for operation in operations:
-            if isinstance(operation, SetServer):
+            if isinstance(operation, AddServer):
+                added.extend(add_server_commands(operation, upstream))
+                if operation.settings.affinity == "cookie" and not operation.pool:
+                    cookies[operation.backend] = commands.enable_dynamic_cookie(operation.backend)
+            elif isinstance(operation, SetServer):
                 servers.extend(server_commands(operation))
+        # New servers exist (in maintenance, with their cookies) before any
+        # state command: a refused add fails the batch before traffic moves.
+        servers = [*added, *cookies.values(), *servers]
         if servers:
             await self._client.execute(servers)
         for operation in operations:
@@ -460,16 +501,65 @@ class _ScratchPaths(HAProxyPaths):
         return self.live.server_state
 
 
+def add_server_commands(
+    operation: AddServer, upstream: Mapping[str, tuple[str, str]]
+) -> list[Command]:
+    """``add server`` for a slot (and its twin), with its checks on; it stays in maintenance.
+
+    The options are the backend's default-server ones (config.server_options)
+    and the slot's share of maxconn. A twin added at run time cannot track
+    its slot (2.6 refuses to track a dynamic server), so it has a check of
+    its own and gets the slot's state from SetServer.twin_state.
+    """
+    settings = operation.settings
+    endpoint = operation.endpoint
+    address, port = (
+        (endpoint.address, endpoint.port) if endpoint is not None else FREE_SLOT_ENDPOINT
+    )
+    if operation.pool:  # TCP, no twins, the pod's whole maxconn
+        options = pool_server_options(settings)
+        servers = [(operation.server, settings.maxconn)]
+    else:
+        tls = upstream.get(settings.proxy_ssl_secret or "", ("", ""))
+        options = server_options(settings, tls)
+        shares = settings.slot_maxconn or (None, None)
+        servers = [(operation.server, shares[0])]
+        if settings.twins:
+            servers.append((twin_name(operation.server), shares[1]))
+    result = []
+    for name, maxconn in servers:
+        words = options if maxconn is None else (*options, "maxconn", str(maxconn))
+        result.append(
+            commands.add_server(
+                operation.backend,
+                name,
+                server_id(name),
+                ipaddress.ip_address(address),
+                port,
+                options=words,
+            )
+        )
+        if settings.health_check:
+            result.append(commands.enable_health(operation.backend, name))
+    return result
+
+
 def server_commands(operation: SetServer) -> list[Command]:
     """The runtime commands for one slot change (address first, then state).
 
     A twin gets the slot's address; its state follows the slot's (``track``:
-    HAProxy passes maintenance and drain on to the servers tracking it).
+    HAProxy passes maintenance and drain on to the servers tracking it), or
+    is set with it when the twin was added at run time (``twin_state``).
     """
     backend, server = operation.backend, operation.server
+    states = [server]
+    if operation.twin_state and operation.twin_server is not None:
+        states.append(operation.twin_server)
     endpoint = operation.endpoint
     if endpoint is None:
-        return [commands.set_server_state(backend, server, ServerState.MAINT.value)]
+        return [
+            commands.set_server_state(backend, name, ServerState.MAINT.value) for name in states
+        ]
     result = []
     previous = operation.previous
     if previous is None or previous.key != endpoint.key:
@@ -477,5 +567,5 @@ def server_commands(operation: SetServer) -> list[Command]:
         for name in (server, operation.twin_server):
             if name is not None:
                 result.append(commands.set_server_addr(backend, name, address, endpoint.port))
-    result.append(commands.set_server_state(backend, server, endpoint.state.value))
+    result.extend(commands.set_server_state(backend, name, endpoint.state.value) for name in states)
     return result

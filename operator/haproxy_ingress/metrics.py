@@ -17,15 +17,28 @@ from prometheus_client import (
 )
 
 from haproxy_ingress import serving
-from haproxy_ingress.plan import PutCertificate, RemoveCertificate, ReplaceMap, SetServer
+from haproxy_ingress.plan import (
+    AddServer,
+    Operation,
+    PutCertificate,
+    PutClientCA,
+    RemoveCertificate,
+    ReplaceAddressList,
+    ReplaceMap,
+    SetServer,
+)
 from haproxy_ingress.sync import Outcome
 
 PROBLEM_KINDS = ("Ingress", "Service", "EndpointSlice", "Secret", "ConfigMap")
-_OPERATION_KINDS = {
+# Every kind of plan.Operation (test_metrics checks none is missing).
+_OPERATION_KINDS: Mapping[type[Operation], str] = {
+    AddServer: "server",
     SetServer: "server",
     ReplaceMap: "map",
+    ReplaceAddressList: "acl",
     PutCertificate: "cert",
     RemoveCertificate: "cert",
+    PutClientCA: "cert",
 }
 
 
@@ -81,7 +94,7 @@ RELOAD_REASONS = (
     "runtime refused",
     "reload on every change",
 )
-RUNTIME_KINDS = ("server", "map", "cert")
+RUNTIME_KINDS = ("server", "map", "acl", "cert")
 ENDPOINT_STATES = ("ready", "drain", "maint")
 
 

@@ -157,6 +157,17 @@ class BackendSettings:
         return self.health_check and self.maxconn != 1 and self.affinity != "cookie"
 
     @property
+    def runtime_growth(self) -> bool:
+        """Whether slots may be added at run time (``add server``) instead of reloading.
+
+        HAProxy 2.6 refuses dynamic servers in a backend whose algorithm is
+        not dynamic: ``balance source`` hashes without ``hash-type
+        consistent`` (``upstream-hash-by`` renders consistent hashing, so it
+        can). Such backends keep power-of-two headroom and reload to grow.
+        """
+        return self.hash_by is not None or self.balance != "source"
+
+    @property
     def slot_maxconn(self) -> tuple[int, int] | None:
         """Server maxconn of a slot and of its twin: together, the pod's limit."""
         if self.maxconn is None:
@@ -678,7 +689,9 @@ class GlobalSettings:
     timeout_queue: str = "30s"
     hard_stop_after: str = "30m"
     maxconn: int | None = None  # None: HAProxy derives it from the file-descriptor limit
-    slots_min: int = 8
+    # Slots declared per backend at least (see plan.assign_slots); more are
+    # added at run time.
+    slots_min: int = 1
     # Trust X-Forwarded-* from clients whose address is in proxy_real_ip_cidr
     # (ingress-nginx's use-forwarded-headers); otherwise they are replaced.
     use_forwarded_headers: bool = False

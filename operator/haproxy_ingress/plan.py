@@ -2,10 +2,12 @@
 
 HAProxy's runtime API can change a server slot's address, port and state, the
 contents of a map and the TLS certificates, all without a reload. What it
-cannot change (in 2.6) is the set of backends, their settings, the number of
-server slots and the global settings: that is the *structure*, and only a
-change to it costs a reload. :func:`plan` keeps the structure whenever it can,
-so endpoint churn and route changes are runtime operations only.
+cannot change (in 2.6) is the set of backends, their settings and the global
+settings: that is the *structure*, and only a change to it costs a reload.
+:func:`plan` keeps the structure whenever it can, so endpoint churn and route
+changes are runtime operations only. A backend short of slots gets new ones
+with ``add server`` (:class:`AddServer`); haproxy.cfg declares them at the
+next reload (:func:`declared`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from haproxy_ingress.model import (
     AppliedState,
     Backend,
     BackendLayout,
+    BackendSettings,
     Certificate,
     DesiredState,
     Endpoint,
@@ -90,6 +93,9 @@ class SetServer:
     endpoint: Endpoint | None
     previous: Endpoint | None = None
     twin: bool = False  # the slot has a twin (BackendSettings.twins) to re-address too
+    # The twin was added at run time: HAProxy 2.6 cannot ``track`` a dynamic
+    # server, so the twin has its own check and gets the slot's state too.
+    twin_state: bool = False
 
     @property
     def server(self) -> str:
@@ -98,6 +104,26 @@ class SetServer:
     @property
     def twin_server(self) -> str | None:
         return twin_name(self.server) if self.twin else None
+
+
+@dataclass(frozen=True)
+class AddServer:
+    """Declare slot ``s<slot>`` (and its twin) at run time, in maintenance.
+
+    The SetServer of the same slot follows and gives it its state. HAProxy
+    2.6 applies no ``default-server`` to a dynamic server, so the apply
+    repeats the backend's server options (haproxy/config.server_options).
+    """
+
+    backend: str
+    slot: int
+    settings: BackendSettings
+    endpoint: Endpoint | None  # None: a free slot (re-added on adoption)
+    pool: bool = False  # a passthrough pool backend (TCP, no twins)
+
+    @property
+    def server(self) -> str:
+        return f"s{self.slot}"
 
 
 def twin_name(server: str) -> str:
@@ -146,7 +172,13 @@ class ReplaceAddressList:
 
 
 Operation = (
-    SetServer | ReplaceMap | PutCertificate | RemoveCertificate | PutClientCA | ReplaceAddressList
+    AddServer
+    | SetServer
+    | ReplaceMap
+    | PutCertificate
+    | RemoveCertificate
+    | PutClientCA
+    | ReplaceAddressList
 )
 
 # A CA bundle or CRL above this many PEM bytes is not sent through the
@@ -269,17 +301,23 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
     servers: dict[str, Slots] = {}
     for backend in desired.backends:
         old_layout = old_layouts.get(backend.name)
+        growth = backend.settings.runtime_growth
         slots, needed = assign_slots(
-            old_servers.get(backend.name, ()), backend.endpoints, desired.settings.slots_min
+            old_servers.get(backend.name, ()),
+            backend.endpoints,
+            desired.settings.slots_min,
+            exact=growth,
         )
-        layouts[backend.name] = BackendLayout(backend.name, backend.settings, len(slots))
+        # Slots added at run time stay undeclared until a reload (declared()).
+        count = old_layout.slots if old_layout is not None else len(slots)
+        layouts[backend.name] = BackendLayout(backend.name, backend.settings, count)
         servers[backend.name] = slots
         if old_layout is None:
             if current is not None:
                 reasons.append(f"backend {backend.name} added")
         elif old_layout.settings != backend.settings:
             reasons.append(f"backend {backend.name} settings changed")
-        elif needed:
+        elif needed and not growth:
             reasons.append(
                 f"backend {backend.name} needs {len(backend.endpoints)} server slots, "
                 f"has {old_layout.slots}"
@@ -324,18 +362,22 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
         sni=pool.sni,
     )
     if reasons:
+        target = declared(target)
         return Plan(target, tuple(reasons), plan_full_sync(target))
     assert current is not None
     if always_reload and target != current:
+        target = declared(target)
         return Plan(target, ("reload on every change",), plan_full_sync(target))
     operations: list[Operation] = []
     operations.extend(_client_ca_changes(current.structure.host_tls, target.structure.host_tls))
     operations.extend(_certificate_changes(current.certificates, target.certificates))
-    twins = {layout.name: layout.settings.twins for layout in target.structure.backends}
+    layouts_now = {layout.name: layout for layout in target.structure.backends}
+    pool_now = {layout.name: layout for layout in target.structure.passthrough}
     for name in sorted(target.servers):
+        layout = layouts_now.get(name) or pool_now[name]
         operations.extend(
             _slot_changes(
-                name, current.servers.get(name, ()), target.servers[name], twins.get(name, False)
+                layout, current.servers.get(name, ()), target.servers[name], pool=name in pool_now
             )
         )
     operations.extend(_address_list_changes(old_policies, policies))
@@ -351,7 +393,11 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
 
 
 def plan_endpoints(
-    current: AppliedState, desired: DesiredState, changed: Sequence[Backend]
+    current: AppliedState,
+    desired: DesiredState,
+    changed: Sequence[Backend],
+    *,
+    budget: Budget | None = None,
 ) -> Plan | None:
     """:func:`plan` for the endpoint fast path, in time proportional to ``changed``.
 
@@ -360,31 +406,39 @@ def plan_endpoints(
     and ``changed`` are the backends whose endpoints differ: then every other
     backend's slots, every map, certificate and setting would come out of
     :func:`plan` unchanged, and walking 20,000 backends to find that out cost
-    70-290 ms per endpoint event at 10k Ingresses. None when a backend needs
-    more slots (or is unknown): that is a reload, which the full plan decides.
+    70-290 ms per endpoint event at 10k Ingresses. A backend short of slots
+    gets new ones at run time (AddServer). None when that is not possible (an
+    unknown backend, ``balance source``, checked slots past ``budget``): the
+    full plan decides, and it reloads.
     """
     servers = dict(current.servers)
-    operations: list[SetServer] = []
-    # Twins as HAProxy runs them: with checks shed (plan) there are none,
-    # whatever the desired backend asks.
+    operations: list[AddServer | SetServer] = []
+    # Layouts as HAProxy runs them: with checks shed (plan) there are no
+    # twins, whatever the desired backend asks.
     names = {backend.name for backend in changed}
-    twins = {
-        layout.name: layout.settings.twins
-        for layout in current.structure.backends
-        if layout.name in names
-    }
+    layouts = {layout.name: layout for layout in current.structure.backends if layout.name in names}
+    grew = False
     for backend in changed:
         before = current.servers.get(backend.name)
-        if before is None:
+        layout = layouts.get(backend.name)
+        if before is None or layout is None:
             return None
-        slots, grown = assign_slots(before, backend.endpoints, desired.settings.slots_min)
-        if grown or len(slots) != len(before):
+        growth = layout.settings.runtime_growth
+        slots, grown = assign_slots(
+            before, backend.endpoints, desired.settings.slots_min, exact=growth
+        )
+        if len(slots) != len(before) and not growth:
             return None
+        grew = grew or grown
         servers[backend.name] = slots
-        twin = twins.get(backend.name, False)
-        operations.extend(_slot_changes(backend.name, before, slots, twin))
-    operations.sort(key=lambda op: (op.backend, op.slot))
-    return Plan(dataclasses.replace(current, servers=servers), (), tuple(operations))
+        operations.extend(_slot_changes(layout, before, slots))
+    # Per backend and slot, an AddServer before its SetServer.
+    operations.sort(key=lambda op: (op.backend, op.slot, isinstance(op, SetServer)))
+    target = dataclasses.replace(current, servers=servers)
+    shedding = grew and budget is not None and not current.structure.checks_shed
+    if shedding and budget is not None and budget.needed(target) > budget.limit:
+        return None  # past the descriptor limit: plan() sheds checks (a reload)
+    return Plan(target, (), tuple(operations))
 
 
 # The map of passthrough hosts (AppliedState.sni): SNI → pool backend. (The
@@ -466,17 +520,20 @@ def _passthrough_pool(current: AppliedState | None, desired: DesiredState) -> _P
         if served is not None and old_sni.get(served) != name:
             before = tuple(None for _ in before)  # another host's slots: start afresh
         endpoints = hosts[served].endpoints if served is not None else ()
-        slots, grown = assign_slots(before, endpoints, minimum)
+        growth = settings.runtime_growth
+        slots, grown = assign_slots(before, endpoints, minimum, exact=growth)
         if served is None:
             slots = tuple(None for _ in slots)
         servers[name] = slots
-        layouts.append(BackendLayout(name, settings, len(slots)))
         layout = old.get(name)
+        # Slots added at run time stay undeclared until a reload (declared()).
+        count = len(slots) if layout is None else layout.slots
+        layouts.append(BackendLayout(name, settings, count))
         if layout is None:
             continue
         if layout.settings != settings:
             reasons.append(f"passthrough backend {name} settings changed")
-        elif grown:
+        elif grown and not growth:
             reasons.append(
                 f"passthrough backend {name} ({served}) needs {len(endpoints)} server slots, "
                 f"has {layout.slots}"
@@ -486,13 +543,20 @@ def _passthrough_pool(current: AppliedState | None, desired: DesiredState) -> _P
     return _Pool(tuple(layouts), servers, tuple(sorted(assigned.items())), tuple(reasons))
 
 
-def assign_slots(current: Slots, endpoints: Sequence[Endpoint], minimum: int) -> tuple[Slots, bool]:
+def assign_slots(
+    current: Slots, endpoints: Sequence[Endpoint], minimum: int, *, exact: bool = False
+) -> tuple[Slots, bool]:
     """Place endpoints in slots; returns the slots and whether they had to grow.
 
     An endpoint keeps its slot for as long as it exists, so a state change is one
     runtime command and sticky sessions stay on their server. New endpoints go
     to slots that were already free before slots freed just now: a just-freed
     slot may still hold the old pod's idle connections.
+
+    ``exact``: slots can be added at run time (BackendSettings.runtime_growth),
+    so there are exactly as many as needed (at least ``minimum``): a free
+    slot costs HAProxy ~5.4 KiB and, checked, a file descriptor. Otherwise
+    growth reloads, and the slots grow ahead (slot_count).
     """
     wanted = {endpoint.key: endpoint for endpoint in endpoints}
     slots: list[Endpoint | None] = [
@@ -504,7 +568,7 @@ def assign_slots(current: Slots, endpoints: Sequence[Endpoint], minimum: int) ->
     free += [i for i, slot in enumerate(current) if slot is not None and slots[i] is None]
     grown = len(pending) > len(free)
     if grown or not current:
-        size = max(minimum, slot_count(len(endpoints)))
+        size = max(minimum, len(endpoints) if exact else slot_count(len(endpoints)))
         free += list(range(len(current), size))
         slots.extend([None] * (size - len(current)))
     for endpoint, index in zip(pending, free, strict=False):
@@ -528,23 +592,88 @@ def slot_count(endpoints: int) -> int:
     return -(-wanted // GROWTH_STEP) * GROWTH_STEP
 
 
-def _slot_changes(backend: str, current: Slots, target: Slots, twin: bool) -> list[SetServer]:
-    changes = []
+def _slot_changes(
+    layout: BackendLayout, current: Slots, target: Slots, *, pool: bool = False
+) -> list[AddServer | SetServer]:
+    """The commands from ``current`` to ``target`` slots; new slots are added first.
+
+    ``pool``: a passthrough pool backend, whose slots have no twins.
+    """
+    changes: list[AddServer | SetServer] = []
+    twin = layout.settings.twins and not pool
     for index, endpoint in enumerate(target):
         previous = current[index] if index < len(current) else None
+        if index >= len(current):
+            changes.append(AddServer(layout.name, index + 1, layout.settings, endpoint, pool))
         if endpoint != previous:
-            changes.append(SetServer(backend, index + 1, endpoint, previous, twin))
+            changes.append(
+                SetServer(
+                    layout.name,
+                    index + 1,
+                    endpoint,
+                    previous,
+                    twin,
+                    twin_state=twin and index >= layout.slots,
+                )
+            )
     return changes
 
 
-def plan_full_sync(target: AppliedState) -> tuple[Operation, ...]:
-    """After a reload: set every slot, whatever the state file restored."""
-    twins = {layout.name: layout.settings.twins for layout in target.structure.backends}
-    return tuple(
-        SetServer(name, index + 1, endpoint, twin=twins.get(name, False))
-        for name in sorted(target.servers)
-        for index, endpoint in enumerate(target.servers[name])
+def declared(target: AppliedState) -> AppliedState:
+    """``target`` as a reload runs it: haproxy.cfg declares every slot.
+
+    A reload drops the servers added at run time, so the configuration
+    declares them. Free slots past the last filled one (and past
+    ``server-slots``) are left out where slots can be added back at run
+    time: a scaled-down backend gives its memory back at the next reload.
+    """
+    minimum = target.structure.settings.slots_min
+    servers = dict(target.servers)
+
+    def declare(layouts: tuple[BackendLayout, ...]) -> tuple[BackendLayout, ...]:
+        result = []
+        for layout in layouts:
+            slots = servers.get(layout.name, ())
+            if layout.settings.runtime_growth:
+                keep = len(slots)
+                while keep > minimum and slots[keep - 1] is None:
+                    keep -= 1
+                slots = servers[layout.name] = slots[:keep]
+            same = layout.slots == len(slots)
+            result.append(layout if same else dataclasses.replace(layout, slots=len(slots)))
+        return tuple(result)
+
+    structure = dataclasses.replace(
+        target.structure,
+        backends=declare(target.structure.backends),
+        passthrough=declare(target.structure.passthrough),
     )
+    return dataclasses.replace(target, structure=structure, servers=servers)
+
+
+def plan_full_sync(target: AppliedState) -> tuple[Operation, ...]:
+    """Set every slot, whatever the state file restored (after a reload, on adoption).
+
+    A slot past what haproxy.cfg declares was added at run time: it is added
+    again first ("already exists" counts as done), for a HAProxy that a
+    restart left without it.
+    """
+    layouts = {layout.name: layout for layout in target.structure.backends}
+    pool = {layout.name: layout for layout in target.structure.passthrough}
+    operations: list[Operation] = []
+    for name in sorted(target.servers):
+        layout = layouts.get(name) or pool[name]
+        twin = layout.settings.twins and name not in pool
+        for index, endpoint in enumerate(target.servers[name]):
+            dynamic = index >= layout.slots
+            if dynamic:
+                operations.append(
+                    AddServer(name, index + 1, layout.settings, endpoint, name in pool)
+                )
+            operations.append(
+                SetServer(name, index + 1, endpoint, twin=twin, twin_state=twin and dynamic)
+            )
+    return tuple(operations)
 
 
 def _address_list_changes(

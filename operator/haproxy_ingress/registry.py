@@ -522,8 +522,9 @@ SETTINGS: tuple[Setting, ...] = (
         "server-slots",
         _G,
         _integer(1, 1024),
-        "8",
-        "minimum server slots per backend (when exhausted: doubled up to 256, then +25 %)",
+        "1",
+        "server slots declared per backend at least; more pods are added at run time "
+        "(`add server`), without a reload, except under `balance source`",
         "slots_min",
     ),
     Setting(

@@ -148,7 +148,7 @@ class Reconciler:
                         b for b, old in zip(desired.backends, last.backends, strict=True)
                         if b is not old
                     ]  # fmt: skip
-                    step = plan_endpoints(applied, desired, changed)
+                    step = plan_endpoints(applied, desired, changed, budget=budget)
             else:
                 desired = self._translate(served)
                 self._certificates.sweep()  # keep only the Secrets this view serves

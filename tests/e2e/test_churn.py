@@ -41,7 +41,7 @@ def bench(
     node = "churn-test-node"
     cluster.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
     settings = Settings(rate=RATE, quick=True, warmup=1.0, tail=1.0)
-    # configure=False: the controller keeps the shipped ConfigMap (8 slots,
+    # configure=False: the controller keeps the shipped ConfigMap (1 slot,
     # retries on), which other e2e modules share.
     with running_mode(
         kube=cluster,

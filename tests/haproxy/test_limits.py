@@ -101,7 +101,8 @@ async def test_past_the_limit_health_checks_are_shed_and_every_ingress_serves(
     start), active checks go off everywhere, with a Warning on the ConfigMap;
     they come back, in one reload, once there is room again."""
     pods = await start_pods("app0", 1, free_port(), first=141)
-    stack.put(ingress_class(default=True), *apps(4), slice_for("app0", pods))
+    slots = configmap({"server-slots": "8"})  # free checked slots: fds to spare
+    stack.put(slots, ingress_class(default=True), *apps(4), slice_for("app0", pods))
     await stack.sync()
     assert (await get(session, stack.http_port, "/", "app0.example.com"))[0] == 200
     served = stack.applier.applied

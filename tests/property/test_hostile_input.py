@@ -122,13 +122,24 @@ def check_shape(target: AppliedState, files: dict[str, str], empty: dict[str, li
             maxconn = layout.settings.slot_maxconn
             extra = [] if maxconn is None else ["maxconn", str(maxconn[1])]
             assert twins == [
-                ["server", f"t{words[1][1:]}", words[2], "track", words[1], "no-check", *extra]
+                [
+                    "server",
+                    f"t{words[1][1:]}",
+                    words[2],
+                    "id",
+                    str(1_000_000 + int(words[1][1:])),
+                    "track",
+                    words[1],
+                    "no-check",
+                    *extra,
+                ]
                 for words in servers
             ]
         else:
             assert twins == []
         for words in servers:
-            assert len(words) in {3, 4} and words[3:] in ([], ["disabled"]), words
+            assert words[3:5] == ["id", words[1][1:]], words
+            assert len(words) in {5, 6} and words[5:] in ([], ["disabled"]), words
             host, _, port = words[2].rpartition(":")
             ipaddress.ip_address(host.strip("[]"))
             assert 1 <= int(port) <= 65535

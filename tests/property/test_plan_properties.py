@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +19,7 @@ from haproxy_ingress.model import (
     ServerState,
     ServiceRef,
 )
-from haproxy_ingress.plan import SetServer, plan
+from haproxy_ingress.plan import AddServer, SetServer, plan
 
 SETTINGS = GlobalSettings(slots_min=2)
 SOURCE = ObjectRef("Ingress", "default", "pt")
@@ -32,43 +34,54 @@ histories = st.lists(
 )
 
 
-def desired(step: list[Endpoint]) -> DesiredState:
-    backend = Backend(
-        "be_web", ServiceRef("default", "web", "80"), SETTINGS.backend, tuple(sorted(step))
-    )
+def desired(step: list[Endpoint], balance: str = "leastconn") -> DesiredState:
+    settings = dataclasses.replace(SETTINGS.backend, balance=balance)
+    backend = Backend("be_web", ServiceRef("default", "web", "80"), settings, tuple(sorted(step)))
     return DesiredState(SETTINGS, (backend,), None, (), RoutingMaps(), ())
 
 
 def applied_after(current: AppliedState, operations: tuple[object, ...]) -> list[Endpoint | None]:
+    """The slots HAProxy has after ``operations``: an added server exists before it is set."""
     slots = list(current.servers["be_web"])
     for operation in operations:
+        if isinstance(operation, AddServer):
+            assert operation.slot == len(slots) + 1  # added in order, never twice
+            slots.append(None)
+            continue
         assert isinstance(operation, SetServer)
         slots[operation.slot - 1] = operation.endpoint
     return slots
 
 
 @settings(max_examples=400, deadline=None)
-@given(history=histories)
+@given(history=histories, balance=st.sampled_from(["leastconn", "source"]))
 def test_slots_hold_exactly_the_endpoints_and_endpoints_keep_their_slot(
-    history: list[list[Endpoint]],
+    history: list[list[Endpoint]], balance: str
 ) -> None:
+    """Growing at run time (any algorithm but source): no reload, no spare slot.
+    Under ``balance source``: power-of-two slots, and a reload to grow."""
     current: AppliedState | None = None
     for step in history:
-        result = plan(current, desired(step))
+        result = plan(current, desired(step, balance))
         slots = result.target.servers["be_web"]
         assert sorted(e for e in slots if e is not None) == sorted(step)
+        before_size = 0
         if current is not None:
             before = {e.key: i for i, e in enumerate(current.servers["be_web"]) if e}
             after = {e.key: i for i, e in enumerate(slots) if e}
             for key in before.keys() & after.keys():
                 assert before[key] == after[key]  # never moved: sticky, one command
-            grew = len(slots) > len(current.servers["be_web"])
-            assert result.reload == grew
+            before_size = len(current.servers["be_web"])
+            grew = len(slots) > before_size
+            assert result.reload == (grew and balance == "source")
             if not result.reload:
                 # The runtime operations take HAProxy exactly to the target.
                 assert applied_after(current, result.operations) == list(slots)
         assert len(slots) >= SETTINGS.slots_min
-        assert len(slots) & (len(slots) - 1) == 0  # a power of two
+        if balance == "source":
+            assert len(slots) & (len(slots) - 1) == 0  # a power of two
+        else:
+            assert len(slots) == max(SETTINGS.slots_min, len(step), before_size)
         current = result.target
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import typing
+
+from haproxy_ingress import metrics
 from haproxy_ingress.apply import ApplyResult
 from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.controller import PendingChanges
 from haproxy_ingress.metrics import figures
 from haproxy_ingress.model import TranslateOptions
-from haproxy_ingress.plan import plan
+from haproxy_ingress.plan import Operation, plan
 from haproxy_ingress.sync import Outcome
 from haproxy_ingress.translate import translate
 from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
@@ -66,14 +69,15 @@ def test_a_reload_counts_its_reasons_and_no_runtime_operations() -> None:
     assert got.problems["Ingress"] == 1 and got.problems["Secret"] == 0
     assert got.quarantined == 2
     assert got.endpoints == {"ready": 1, "drain": 0, "maint": 1}
-    assert got.slots == 16  # two backends (one for the missing Service) of 8 slots
+    # Exactly the endpoints: 2 for web, and server-slots (1) for the missing Service.
+    assert got.slots == 3
 
 
 def test_a_runtime_only_sync_counts_its_operations_by_kind() -> None:
     applied = ApplyResult(False, (), 8, False, 0.01)
     got = figures(outcome(*CLUSTER, result=applied), quarantined=0)
     assert got.reloads == {}
-    assert got.runtime_operations == {"server": 16}  # every slot set from scratch
+    assert got.runtime_operations == {"server": 3}  # every slot set from scratch
     nothing = figures(outcome(*CLUSTER, result=None), quarantined=0)
     assert nothing.runtime_operations == {} and nothing.reloads == {}
 
@@ -89,3 +93,9 @@ def test_full_says_whether_the_next_sync_waits_a_whole_window() -> None:
     assert not pending.full
     pending.everything()
     assert pending.full
+
+
+def test_every_kind_of_runtime_operation_has_a_metric_label() -> None:
+    kinds = typing.get_args(Operation)
+    assert kinds and set(metrics._OPERATION_KINDS) == set(kinds)
+    assert set(metrics._OPERATION_KINDS.values()) == set(metrics.RUNTIME_KINDS)

@@ -21,6 +21,7 @@ from haproxy_ingress.model import (
 from haproxy_ingress.plan import (
     PASSTHROUGH_MAP,
     PASSTHROUGH_POOL_MIN,
+    AddServer,
     ReplaceMap,
     SetServer,
     hold_unconfirmed,
@@ -283,7 +284,7 @@ def test_hosts_come_and_go_at_runtime() -> None:
     assert not later.reload and dict(later.target.sni)["d.example.com"] == "be_passthrough_2"
 
 
-def test_pods_move_in_slots_and_grow_with_a_reload() -> None:
+def test_pods_move_in_slots_and_grow_at_run_time() -> None:
     start = plan(None, wanted(host("a.example.com", 1))).target
     scaled = plan(start, wanted(host("a.example.com", 1, 2)))
     assert not scaled.reload
@@ -292,6 +293,18 @@ def test_pods_move_in_slots_and_grow_with_a_reload() -> None:
         Endpoint("10.0.0.2", 8443),
     )
     grown = plan(scaled.target, wanted(host("a.example.com", 1, 2, 3)))
+    assert not grown.reload
+    third = Endpoint("10.0.0.3", 8443)
+    settings = SETTINGS.backend
+    assert grown.operations == (
+        AddServer("be_passthrough_1", 3, settings, third, pool=True),
+        SetServer("be_passthrough_1", 3, third),
+    )
+    # Under balance source (no dynamic servers in 2.6) it reloads.
+    source = dataclasses.replace(SETTINGS, backend=dataclasses.replace(settings, balance="source"))
+    two = dataclasses.replace(wanted(host("a.example.com", 1, 2)), settings=source)
+    three = dataclasses.replace(wanted(host("a.example.com", 1, 2, 3)), settings=source)
+    grown = plan(plan(None, two).target, three)
     assert grown.reload_reasons == (
         "passthrough backend be_passthrough_1 (a.example.com) needs 3 server slots, has 2",
     )

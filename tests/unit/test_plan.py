@@ -19,14 +19,17 @@ from haproxy_ingress.model import (
     ServiceRef,
 )
 from haproxy_ingress.plan import (
+    AddServer,
     PutCertificate,
     RemoveCertificate,
     ReplaceAddressList,
     ReplaceMap,
     SetServer,
     assign_slots,
+    declared,
     plan,
     plan_endpoints,
+    plan_full_sync,
     slot_count,
 )
 
@@ -103,28 +106,92 @@ def test_state_change_is_one_operation_on_the_same_slot() -> None:
     )
 
 
-def test_slot_exhaustion_grows_geometrically_with_one_named_reload() -> None:
+SOURCE = replace(SETTINGS.backend, balance="source")  # no dynamic servers in 2.6
+
+
+def test_a_backend_short_of_slots_gets_new_ones_at_run_time() -> None:
     first = plan(None, desired(backend("web", *(ep(n) for n in range(1, 5)))))
     assert len(first.target.servers["be_web"]) == 4
-    result = plan(first.target, desired(backend("web", *(ep(n) for n in range(1, 6)))))
+    result = plan(first.target, desired(backend("web", *(ep(n) for n in range(1, 7)))))
+    assert not result.reload, result.reload_reasons
+    # Exactly the endpoints; haproxy.cfg still declares 4 until a reload.
+    assert result.target.servers["be_web"] == tuple(ep(n) for n in range(1, 7))
+    assert result.target.structure.backends[0].slots == 4
+    settings = SETTINGS.backend
+    assert result.operations == (
+        AddServer("be_web", 5, settings, ep(5)),
+        SetServer("be_web", 5, ep(5), twin=True, twin_state=True),
+        AddServer("be_web", 6, settings, ep(6)),
+        SetServer("be_web", 6, ep(6), twin=True, twin_state=True),
+    )
+    # A slot added at run time changes state with its own twin: no track.
+    gone = plan(result.target, desired(backend("web", *(ep(n) for n in range(1, 6)))))
+    assert gone.operations == (SetServer("be_web", 6, None, ep(6), twin=True, twin_state=True),)
+
+
+def test_balance_source_grows_geometrically_with_one_named_reload() -> None:
+    first = plan(None, desired(backend("web", *(ep(n) for n in range(1, 5)), settings=SOURCE)))
+    assert len(first.target.servers["be_web"]) == 4
+    grown = backend("web", *(ep(n) for n in range(1, 6)), settings=SOURCE)
+    result = plan(first.target, desired(grown))
     assert result.reload_reasons == ("backend be_web needs 5 server slots, has 4",)
     assert len(result.target.servers["be_web"]) == 8
+    assert result.target.structure.backends[0].slots == 8
     # existing endpoints stay where they were
     assert result.target.servers["be_web"][:5] == tuple(ep(n) for n in range(1, 6))
 
 
-def test_scaling_to_a_thousand_costs_a_handful_of_reloads() -> None:
-    applied = plan(None, desired(backend("web", ep(1)))).target
-    reloads = 0
-    for count in range(2, 1001):
-        endpoints = [Endpoint(f"10.{n // 250}.{n % 250}.1", 80) for n in range(count)]
-        step = plan(applied, desired(backend("web", *endpoints)))
-        reloads += step.reload
-        applied = step.target
-    # Doubling up to 256 slots (8 → 16 → … → 256), then a quarter more each
-    # time (336 → 432 → 544 → 688 → 864 → 1088).
-    assert reloads == 12
-    assert 1000 < len(applied.servers["be_web"]) <= 1000 * 5 // 4 + 16
+def test_scaling_to_a_thousand_costs_no_reload_and_no_spare_slot() -> None:
+    for settings, reloads_expected in ((SETTINGS.backend, 0), (SOURCE, 12)):
+        applied = plan(None, desired(backend("web", ep(1), settings=settings))).target
+        reloads = 0
+        for count in range(2, 1001):
+            endpoints = [Endpoint(f"10.{n // 250}.{n % 250}.1", 80) for n in range(count)]
+            step = plan(applied, desired(backend("web", *endpoints, settings=settings)))
+            reloads += step.reload
+            applied = step.target
+        # balance source: doubling up to 256 slots (4 → 8 → … → 256), then a
+        # quarter more each time (336 → 432 → 544 → 688 → 864 → 1088).
+        assert reloads == reloads_expected
+        size = len(applied.servers["be_web"])
+        assert size == 1000 if settings is SETTINGS.backend else 1000 < size <= 1266
+
+
+def test_a_reload_declares_added_slots_and_drops_trailing_free_ones() -> None:
+    start = plan(None, desired(backend("web", ep(1)), backend("src", ep(1), settings=SOURCE)))
+    many = [ep(n) for n in range(1, 11)]
+    scaled = plan(
+        start.target,
+        desired(backend("web", *many), backend("src", *many[:5], settings=SOURCE)),
+    )
+    assert scaled.reload_reasons == ("backend be_src needs 5 server slots, has 4",)
+    assert [b.slots for b in scaled.target.structure.backends] == [8, 10]  # src, web
+    # Scale down, then anything that reloads: web keeps its filled slots
+    # and server-slots (4); src keeps its headroom.
+    down = desired(backend("web", ep(1), ep(7)), backend("src", ep(1), settings=SOURCE))
+    step = plan(scaled.target, down)
+    assert not step.reload
+    forced = plan(step.target, replace(down, settings=replace(SETTINGS, timeout_client="61s")))
+    assert forced.reload_reasons == ("global settings changed",)
+    assert forced.target.servers["be_web"] == (ep(1), None, None, None, None, None, ep(7))
+    assert forced.target.servers["be_src"] == (ep(1),) + (None,) * 7
+    assert [b.slots for b in forced.target.structure.backends] == [8, 7]
+    assert declared(forced.target) == forced.target
+    assert not any(isinstance(op, AddServer) for op in forced.operations)
+
+
+def test_a_full_sync_adds_the_slots_a_restarted_haproxy_may_lack() -> None:
+    start = plan(None, desired(backend("web", *(ep(n) for n in range(1, 5)))))
+    grown = plan(start.target, desired(backend("web", *(ep(n) for n in range(1, 7))))).target
+    freed = plan(grown, desired(backend("web", *(ep(n) for n in (1, 2, 3, 4, 6))))).target
+    settings = SETTINGS.backend
+    assert plan_full_sync(freed)[-4:] == (
+        AddServer("be_web", 5, settings, None),
+        SetServer("be_web", 5, None, twin=True, twin_state=True),
+        AddServer("be_web", 6, settings, ep(6)),
+        SetServer("be_web", 6, ep(6), twin=True, twin_state=True),
+    )
+    assert plan_full_sync(freed)[0] == SetServer("be_web", 1, ep(1), twin=True)
 
 
 def test_huge_backends_grow_by_a_quarter_not_by_doubling() -> None:
@@ -266,13 +333,24 @@ def test_planning_only_the_refreshed_backends_matches_the_full_plan() -> None:
     assert [(op.backend, op.slot) for op in quick.operations] == [("be_web", 1), ("be_web", 3)]
 
 
-def test_planning_only_the_refreshed_backends_leaves_growth_to_the_full_plan() -> None:
+def test_planning_only_the_refreshed_backends_grows_at_run_time() -> None:
     running = plan(None, desired(backend("web", ep(1)))).target
     grown = backend("web", *(ep(n) for n in range(1, 6)))
-    assert plan_endpoints(running, desired(grown), [grown]) is None
-    assert plan(running, desired(grown)).reload
+    fast = plan_endpoints(running, desired(grown), [grown])
+    assert fast is not None
+    assert fast == plan(running, desired(grown))
+    # Unless the full plan must decide: an unknown backend, balance source,
+    # or checked slots past the descriptor limit (it sheds checks).
     unknown = backend("new", ep(1))
     assert plan_endpoints(running, desired(backend("web", ep(1)), unknown), [unknown]) is None
+    source = plan(None, desired(backend("web", ep(1), settings=SOURCE))).target
+    grown_source = backend("web", *(ep(n) for n in range(1, 6)), settings=SOURCE)
+    assert plan_endpoints(source, desired(grown_source), [grown_source]) is None
+    need = Budget(limit=0, listeners=4, threads=2).needed(fast.target)
+    tight = Budget(limit=need - 1, listeners=4, threads=2)
+    assert plan_endpoints(running, desired(grown), [grown], budget=tight) is None
+    roomy = Budget(limit=need, listeners=4, threads=2)
+    assert plan_endpoints(running, desired(grown), [grown], budget=roomy) == fast
 
 
 def test_an_owned_address_list_changes_at_run_time_and_a_new_list_reloads() -> None:

@@ -210,6 +210,62 @@ def set_server_state(
     return Command(("set", "server", _server_ref(backend, server), "state", state))
 
 
+# Options 2.6.12 gives config-file servers but not dynamic ones: without them
+# an added server never reuses a connection (HAProxy's own defaults).
+DYNAMIC_SERVER_POOL: Final = ("pool-purge-delay", "5s", "pool-max-conn", "-1")
+_ADD_SERVER_OK: Final = (
+    r"New server registered\.|Already exists a server with the same name in backend\."
+    r"|'id' : custom id {id} already used at \S+ \('server {name}'\)\."
+)
+
+
+def add_server(
+    backend: str,
+    server: str,
+    server_id: int,
+    addr: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    port: int,
+    *,
+    options: Sequence[str],
+) -> Command:
+    """``add server BE/SRV ADDR:PORT id N <options>``: a server added in maintenance.
+
+    2.6.12 replies ``New server registered.``; a server of that name that
+    exists already (one added before a controller restart) counts as done,
+    since the SetServer that follows sets its address and state (2.6.12
+    checks the id first: "custom id N already used at (null):0 ('server
+    sN')" says the same of the same server). Never with
+    ``enabled``: in 2.6.12 it corrupts the backend's count of active servers
+    (503 with a healthy server); the state is set with ``set server`` instead.
+    """
+    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
+        raise UnsafeArgumentError(f"{addr}: scoped IPv6 addresses are not supported")
+    if not 1 <= port <= 65535:
+        raise UnsafeArgumentError(f"port {port} out of range 1-65535")
+    if server_id < 1:
+        raise UnsafeArgumentError(f"server id {server_id} must be positive")
+    if "enabled" in options:
+        raise UnsafeArgumentError("'enabled' corrupts a 2.6.12 backend's server count")
+    host = f"[{addr}]" if addr.version == 6 else str(addr)
+    target = (_server_ref(backend, server), f"{host}:{port}", "id", str(server_id))
+    ok = re.compile(_ADD_SERVER_OK.format(id=server_id, name=re.escape(server)))
+    return Command(("add", "server", *target, *options, *DYNAMIC_SERVER_POOL), ok=ok)
+
+
+def enable_health(backend: str, server: str) -> Command:
+    """``enable health BE/SRV``: a dynamic server's check starts off; 2.6.12 replies nothing."""
+    return Command(("enable", "health", _server_ref(backend, server)))
+
+
+def enable_dynamic_cookie(backend: str) -> Command:
+    """``enable dynamic-cookie backend BE``: (re)computes every server's cookie.
+
+    A server added at run time has no cookie until then (2.6.12), and
+    ``cookie`` is refused on its ``add server`` line. Replies nothing.
+    """
+    return Command(("enable", "dynamic-cookie", "backend", _check_name("backend", backend)))
+
+
 # --- parsers -------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from haproxy_ingress.model import (
     Endpoint,
     HostTLS,
     ServerState,
+    Structure,
 )
 from haproxy_ingress.plan import PASSTHROUGH_MAP, twin_name
 
@@ -38,7 +39,8 @@ TEMPLATE = "haproxy.cfg.j2"
 # The request canonicaliser (see canonical.py), copied next to haproxy.cfg.
 LUA = "ingress.lua"
 # Placeholder address of a free slot; `disabled` keeps it out of traffic and checks.
-FREE_SLOT_ADDRESS = "127.0.0.1:1"
+FREE_SLOT_ENDPOINT = ("127.0.0.1", 1)
+FREE_SLOT_ADDRESS = "{}:{}".format(*FREE_SLOT_ENDPOINT)
 ALPN = "h2,http/1.1"
 # The statuses HAProxy's redirect can answer with.
 REDIRECT_CODES = (301, 302, 303, 307, 308)
@@ -84,6 +86,88 @@ class Rendered:
         return (*self.files, self.config)
 
 
+# Server ids, explicit so that a slot added at run time (plan.AddServer) has
+# the id it keeps once a reload declares it: consistent hashing places a
+# server by its id, and 2.6.12's random and hash algorithms starve dynamic
+# servers without one. Slot sN is id N; its twin tN is TWIN_ID_BASE + N.
+TWIN_ID_BASE = 1_000_000
+
+
+def server_id(server: str) -> int:
+    """The id of slot ``sN`` or twin ``tN``."""
+    index = int(server[1:])
+    if not 0 < index < TWIN_ID_BASE:
+        raise UnsafeValueError(f"server {server!r} out of the id range")
+    return index if server[0] == "s" else TWIN_ID_BASE + index
+
+
+def server_options(settings: BackendSettings, tls: tuple[str, str]) -> tuple[str, ...]:
+    """The options every slot of a backend has, but its maxconn.
+
+    haproxy.cfg gives them in the backend's ``default-server`` line; a
+    server added at run time gets them on its ``add server`` line, since
+    HAProxy 2.6 applies no default-server to dynamic servers. ``tls``: the
+    proxy-ssl-secret's client certificate and CA files ("" for none).
+    """
+    crt, ca = tls
+    words: list[str] = []
+    if settings.protocol in ("HTTPS", "GRPCS"):
+        words.append("ssl")
+        if settings.proxy_ssl_verify and ca:
+            words += ["verify", "required", "ca-file", ca]
+            if settings.proxy_ssl_name:
+                words += ["verifyhost", settings.proxy_ssl_name]
+        else:
+            words += ["verify", "none"]
+        if crt:
+            words += ["crt", crt]
+        if settings.proxy_ssl_ciphers:
+            words += ["ciphers", settings.proxy_ssl_ciphers]
+        if settings.proxy_ssl_protocols:
+            low, high = settings.proxy_ssl_protocols
+            words += ["ssl-min-ver", low, "ssl-max-ver", high]
+        if settings.proxy_ssl_server_name:
+            name = settings.proxy_ssl_name
+            words += ["sni", f"str({name})" if name else "req.hdr(host),field(1,:)"]
+        words += ["alpn", "http/1.1" if settings.protocol == "HTTPS" else "h2"]
+    elif settings.protocol in ("GRPC", "H2C"):
+        words += ["proto", "h2"]
+    if settings.health_check:
+        words += ["check", "inter", settings.check_inter]
+        words += ["fall", str(settings.check_fall), "rise", str(settings.check_rise)]
+        if settings.observe != "none":
+            words += ["observe", settings.observe, "error-limit", str(settings.error_limit)]
+            words += ["on-error", settings.on_error]
+    if settings.slowstart:
+        words += ["slowstart", settings.slowstart]
+    return tuple(safe_token(word) for word in words)
+
+
+def pool_server_options(settings: BackendSettings) -> tuple[str, ...]:
+    """:func:`server_options` of a passthrough pool backend (TCP: no TLS, no layer 7)."""
+    words: list[str] = []
+    if settings.health_check:
+        words += ["check", "inter", settings.check_inter]
+        words += ["fall", str(settings.check_fall), "rise", str(settings.check_rise)]
+        if settings.observe == "layer4":
+            words += ["observe", "layer4", "error-limit", str(settings.error_limit)]
+            words += ["on-error", settings.on_error]
+    if settings.slowstart:
+        words += ["slowstart", settings.slowstart]
+    return tuple(safe_token(word) for word in words)
+
+
+def upstream_tls_files(paths: HAProxyPaths, structure: Structure) -> dict[str, tuple[str, str]]:
+    """proxy-ssl-secret ("namespace/name") → its client certificate and CA files."""
+    return {
+        tls.secret: (
+            str(upstream_client_path(paths, tls.name)) if tls.pem else "",
+            str(upstream_ca_path(paths, tls.name)) if tls.ca else "",
+        )
+        for tls in structure.upstream_tls
+    }
+
+
 @dataclass(frozen=True)
 class _Server:
     name: str
@@ -91,8 +175,16 @@ class _Server:
     disabled: bool
 
     @property
+    def id(self) -> int:
+        return server_id(self.name)
+
+    @property
     def twin(self) -> str:
         return twin_name(self.name)
+
+    @property
+    def twin_id(self) -> int:
+        return server_id(self.twin)
 
 
 @dataclass(frozen=True)
@@ -100,6 +192,7 @@ class _BackendView:
     name: str
     settings: BackendSettings
     servers: tuple[_Server, ...]
+    options: tuple[str, ...] = ()  # server_options
 
 
 def template_source(name: str) -> str:
@@ -310,6 +403,7 @@ def render(
     env = env or environment()
     paths = options.paths
     structure = target.structure
+    upstream = upstream_tls_files(paths, structure)
     config = env.get_template(TEMPLATE).render(
         paths=paths,
         options=options,
@@ -324,13 +418,7 @@ def render(
         tls_map=map_path(paths, "tls"),
         www_map=map_path(paths, "www"),
         headers_map=map_path(paths, "headers"),
-        upstream_tls={
-            tls.secret: (
-                upstream_client_path(paths, tls.name) if tls.pem else "",
-                upstream_ca_path(paths, tls.name) if tls.ca else "",
-            )
-            for tls in structure.upstream_tls
-        },
+        upstream_tls=upstream,
         policies_map=map_path(paths, "policies"),
         option_maps={name: map_path(paths, name) for name in ROUTE_OPTION_MAPS},
         cors_maps={name: map_path(paths, name) for name in CORS_MAPS},
@@ -357,7 +445,8 @@ def render(
             else None
         ),
         backends=[
-            _backend_view(b, target.servers.get(b.name, ())) for b in target.structure.backends
+            _backend_view(b, target.servers.get(b.name, ()), upstream)
+            for b in target.structure.backends
         ],
         passthrough_map=map_path(paths, PASSTHROUGH_MAP),
         https_socket=paths.https_socket,
@@ -575,6 +664,14 @@ def _servers(
     return result
 
 
-def _backend_view(layout: BackendLayout, slots: tuple[Endpoint | None, ...]) -> _BackendView:
+def _backend_view(
+    layout: BackendLayout,
+    slots: tuple[Endpoint | None, ...],
+    upstream: Mapping[str, tuple[str, str]] | None = None,
+) -> _BackendView:
     servers = tuple(server for _, server, _ in _servers(layout, slots))
-    return _BackendView(layout.name, layout.settings, servers)
+    settings = layout.settings
+    if upstream is None:  # the passthrough pool
+        return _BackendView(layout.name, settings, servers, pool_server_options(settings))
+    tls = upstream.get(settings.proxy_ssl_secret or "", ("", ""))
+    return _BackendView(layout.name, settings, servers, server_options(settings, tls))

@@ -35,9 +35,20 @@ def descriptors_needed(target: AppliedState, listeners: int, threads: int) -> in
 
 
 def checked_slots(target: AppliedState) -> int:
-    """Health-checked server slots, the passthrough pool's included."""
+    """Health-checked servers, the passthrough pool's included.
+
+    A slot added at run time (plan.AddServer) counts as it will once a
+    reload declares it, and so does its twin, which has a check of its own
+    until then. HAProxy sized its limit at start without them: they share
+    the room of 2 x maxconn with the connections (see README).
+    """
     layouts = (*target.structure.backends, *target.structure.passthrough)
-    return sum(layout.slots for layout in layouts if layout.settings.health_check)
+    total = 0
+    for layout in layouts:
+        if layout.settings.health_check:
+            added = max(0, len(target.servers.get(layout.name, ())) - layout.slots)
+            total += layout.slots + added * (2 if layout.settings.twins else 1)
+    return total
 
 
 @dataclass(frozen=True)
