@@ -58,6 +58,7 @@ from tests.kube import (
 
 from haproxy_ingress.apply import Applier
 from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.haproxy.commands import parse_csv_stat
 from haproxy_ingress.haproxy.config import (
     RenderOptions,
     default_certificate_path,
@@ -109,18 +110,26 @@ def _tls_secret(name: str, host: str, key: Any) -> dict[str, Any]:
     }
 
 
-def cluster(apps: int, pods: int, tls: int, *, moved: int = -1) -> list[dict[str, Any]]:
-    """The synthetic cluster; ``moved``: that app's first endpoint has another address."""
+def cluster(
+    apps: int, pods: int, tls: int, *, moved: int = -1, network: str = "10", port: int = 8080
+) -> list[dict[str, Any]]:
+    """The synthetic cluster; ``moved``: that app's first endpoint has another address.
+
+    Pod addresses are ``<network>.<i // 250>.<i % 250>.<j + 1>``: with
+    ``network`` 127 one listener on the wildcard address answers them all
+    (``--live-pods``).
+    """
     keys = _keys() if tls else []
     objects: list[dict[str, Any]] = [ingress_class(default=True)]
     tls_every = apps // tls if tls else 0
     for i in range(apps):
         host = f"app{i}.example.com"
         objects.append(service(f"app{i}"))
-        addresses = [f"10.{i // 250}.{i % 250}.{j + 1}" for j in range(pods)]
+        addresses = [f"{network}.{i // 250}.{i % 250}.{j + 1}" for j in range(pods)]
         if i == moved:
-            addresses[0] = f"10.{i // 250}.{i % 250}.{pods + 1}"
-        objects.append(endpoint_slice(f"app{i}", *(endpoint(a) for a in addresses)))
+            addresses[0] = f"{network}.{i // 250}.{i % 250}.{pods + 1}"
+        ports = [{"name": "http", "port": port}]
+        objects.append(endpoint_slice(f"app{i}", *(endpoint(a) for a in addresses), ports=ports))
         item = ingress(f"app{i}", rule(host, path("/", f"app{i}"), path("/api", f"app{i}")))
         if tls_every and i % tls_every == 0 and i // tls_every < tls:
             secret = f"tls{i}"
@@ -299,6 +308,11 @@ async def _endpoint_and_haproxy(objects: list[dict[str, Any]], args: argparse.Na
             controller_rss_mib=_proc_rss_mib(os.getpid()),
             controller_peak_rss_mib=rss_mib(),
             idle_cpu_percent=round(100 * (cpu_after - cpu_before) / args.idle, 1),
+            # Servers whose check passes: all of them with --live-pods.
+            servers_up=sum(
+                row["status"].startswith("UP") and row["check_status"].startswith("L4OK")
+                for row in parse_csv_stat(await runtime.run("show", "stat", "-1", "4", "-1"))
+            ),
         )
         await _endpoint_changes(reconciler, objects, options, args)
     finally:
@@ -335,10 +349,14 @@ async def _endpoint_changes(
     for change in range(args.changes):
         app = change * 7919 % args.ingresses  # spread over the cluster
         shift = 1 + (change + 1) % 2  # alternate so every change is a change
-        addresses = [f"10.{app // 250}.{app % 250}.{j + shift}" for j in range(args.pods)]
+        network = "127" if args.live_pods else "10"
+        addresses = [f"{network}.{app // 250}.{app % 250}.{j + shift}" for j in range(args.pods)]
         # One EndpointSlice replaced: the view the handlers would hold after its event.
         slices = list(base.endpoint_slices)
-        slices[index[f"app{app}"]] = endpoint_slice(f"app{app}", *map(endpoint, addresses))
+        ports = [{"name": "http", "port": args.pod_port}]
+        slices[index[f"app{app}"]] = endpoint_slice(
+            f"app{app}", *map(endpoint, addresses), ports=ports
+        )
         moved_views.append((app, dataclasses.replace(base, endpoint_slices=tuple(slices))))
     tick_task = asyncio.create_task(ticker())
     try:
@@ -392,11 +410,19 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="another ConfigMap key (repeatable), e.g. health-check-interval=10s",
     )
+    parser.add_argument(
+        "--live-pods",
+        action="store_true",
+        help="pods on 127/8 answered by one HAProxy listener (health checks succeed, as "
+        "against real pods); else 10/8 addresses nothing answers (every check times out)",
+    )
     parser.add_argument("--only", default="full,render,haproxy,endpoint", help="comma-separated")
     args = parser.parse_args()
     only = set(args.only.split(","))
     began = time.perf_counter()
-    objects = cluster(args.ingresses, args.pods, args.tls)
+    args.pod_port = free_port() if args.live_pods else 8080
+    network = "127" if args.live_pods else "10"
+    objects = cluster(args.ingresses, args.pods, args.tls, network=network, port=args.pod_port)
     data = {"health-check": "false"} if args.no_health_check else {}
     if args.server_slots:
         data["server-slots"] = str(args.server_slots)
@@ -414,7 +440,34 @@ def main() -> None:
     if "render" in only:
         bench_render(objects, args)
     if only & {"haproxy", "endpoint"}:
-        asyncio.run(_endpoint_and_haproxy(objects, args))
+        with live_pods(args.pod_port if args.live_pods else None):
+            asyncio.run(_endpoint_and_haproxy(objects, args))
+
+
+@contextmanager
+def live_pods(port: int | None) -> Iterator[None]:
+    """Every 127/8 address answers on ``port`` (an HAProxy that accepts and closes).
+
+    A TCP health check then succeeds, as against a live pod, so the idle
+    CPU figure is what checking real endpoints costs. Its own CPU is not in
+    the figure (another process tree). None: nothing to start.
+    """
+    if port is None:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-pods-") as scratch:
+        config = Path(scratch) / "pods.cfg"
+        config.write_text(
+            "global\n    maxconn 5000\n"
+            "defaults\n    mode tcp\n    timeout client 5s\n"
+            f"frontend pods\n    bind 0.0.0.0:{port}\n    tcp-request connection reject\n"
+        )
+        pods = subprocess.Popen(["haproxy", "-f", str(config)])
+        try:
+            yield
+        finally:
+            pods.terminate()
+            pods.wait()
 
 
 if __name__ == "__main__":

@@ -429,7 +429,9 @@ class Applier:
         servers: list[Command] = []
         for operation in operations:
             if isinstance(operation, AddServer):
-                added.extend(add_server_commands(operation, upstream))
+                added.extend(
+                    add_server_commands(operation, upstream, target.structure.check_stretch)
+                )
                 if operation.settings.affinity == "cookie" and not operation.pool:
                     cookies[operation.backend] = commands.enable_dynamic_cookie(operation.backend)
             elif isinstance(operation, SetServer):
@@ -502,7 +504,7 @@ class _ScratchPaths(HAProxyPaths):
 
 
 def add_server_commands(
-    operation: AddServer, upstream: Mapping[str, tuple[str, str]]
+    operation: AddServer, upstream: Mapping[str, tuple[str, str]], stretch: int = 1
 ) -> list[Command]:
     """``add server`` for a slot (and its twin), with its checks on; it stays in maintenance.
 
@@ -517,11 +519,11 @@ def add_server_commands(
         (endpoint.address, endpoint.port) if endpoint is not None else FREE_SLOT_ENDPOINT
     )
     if operation.pool:  # TCP, no twins, the pod's whole maxconn
-        options = pool_server_options(settings)
+        options = pool_server_options(settings, stretch)
         servers = [(operation.server, settings.maxconn)]
     else:
         tls = upstream.get(settings.proxy_ssl_secret or "", ("", ""))
-        options = server_options(settings, tls)
+        options = server_options(settings, tls, stretch)
         shares = settings.slot_maxconn or (None, None)
         servers = [(operation.server, shares[0])]
         if settings.twins:

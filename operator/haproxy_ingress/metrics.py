@@ -79,6 +79,19 @@ def figures(outcome: Outcome, quarantined: int) -> SyncFigures:
     )
 
 
+# Reasons whose text carries names or figures (plan.py), by their opening words.
+_REASON_PREFIXES = (
+    ("access policy ", "access policy added"),
+    ("active health checks off", "health checks shed"),
+    ("active health checks back", "health checks back"),
+    ("active check intervals", "check intervals changed"),
+    ("per-host TLS settings", "client certificates changed"),
+    ("a client CA bundle", "client certificates changed"),
+    ("ssl passthrough turned", "passthrough changed"),
+    ("passthrough ", "passthrough changed"),
+)
+
+
 # Every label value the controller can produce, created at zero on start so
 # that dashboards and alerts (rate(), absent()) see the series before the
 # first increment.
@@ -93,6 +106,7 @@ RELOAD_REASONS = (
     "access policy added",
     "runtime refused",
     "reload on every change",
+    *dict.fromkeys(label for _, label in _REASON_PREFIXES if label != "access policy added"),
 )
 RUNTIME_KINDS = ("server", "map", "acl", "cert")
 ENDPOINT_STATES = ("ready", "drain", "maint")
@@ -206,9 +220,10 @@ class Metrics:
 
 
 def reason_label(reason: str) -> str:
-    """A bounded label value: the reason's kind, not its backend name."""
-    if reason.startswith("access policy "):
-        return "access policy added"
+    """A bounded label value: the reason's kind, not its backend name or figures."""
+    for prefix, label in _REASON_PREFIXES:
+        if reason.startswith(prefix):
+            return label
     for kind in ("refused", "added", "removed", "settings changed", "server slots"):
         if kind in reason:
             return {"server slots": "slots exhausted", "refused": "runtime refused"}.get(

@@ -692,6 +692,8 @@ class GlobalSettings:
     # Slots declared per backend at least (see plan.assign_slots); more are
     # added at run time.
     slots_min: int = 1
+    # Active checks per second in all (plan.stretch_checks); 0: no limit.
+    check_max_rate: int = 1000
     # Trust X-Forwarded-* from clients whose address is in proxy_real_ip_cidr
     # (ingress-nginx's use-forwarded-headers); otherwise they are replaced.
     use_forwarded_headers: bool = False
@@ -795,6 +797,9 @@ class Structure:
     # Active health checks turned off for every backend because the checked
     # slots would not fit HAProxy's file-descriptor limit (plan.py).
     checks_shed: bool = False
+    # Every check interval of healthy servers multiplied by this power of two
+    # to keep the total check rate under GlobalSettings.check_max_rate (plan.py).
+    check_stretch: int = 1
 
 
 @dataclass(frozen=True)

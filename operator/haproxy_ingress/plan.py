@@ -33,6 +33,7 @@ from haproxy_ingress.model import (
     Structure,
     passthrough_backend_name,
 )
+from haproxy_ingress.validate import duration_ms
 
 # How much traffic a state lets in, to compare them: READY > DRAIN > MAINT.
 _OPENNESS = {ServerState.MAINT: 0, ServerState.DRAIN: 1, ServerState.READY: 2}
@@ -234,7 +235,89 @@ def plan(
     and retries with redispatch cover the race, as ingress-nginx works
     without active checks. They come back once they fit in
     ``CHECKS_BACK_BELOW`` of the limit.
+
+    Then the check rate: see :func:`check_stretch`.
     """
+    result = _plan_with_budget(current, desired, always_reload, budget)
+    target = result.target
+    before = current.structure.check_stretch if current is not None else 1
+    rate = check_rate(target)
+    stretch = 1
+    if not target.structure.checks_shed:
+        stretch = check_stretch(rate, desired.settings.check_max_rate, before)
+    target = dataclasses.replace(
+        target, structure=dataclasses.replace(target.structure, check_stretch=stretch)
+    )
+    if result.reload or stretch == before:
+        return dataclasses.replace(result, target=target)
+    target = declared(target)
+    reason = (
+        f"active check intervals x{stretch}: {rate:.0f} checks/s at the configured intervals, "
+        f"health-check-max-rate {desired.settings.check_max_rate}"
+    )
+    return Plan(target, (reason,), plan_full_sync(target))
+
+
+# Past this many times the configured interval, checks are not stretched
+# further (2 s becomes ~34 min).
+MAX_CHECK_STRETCH = 1024
+
+
+def check_rate(target: AppliedState) -> float:
+    """Active checks per second of ``target``'s servers at their configured intervals.
+
+    A free slot or a pod in maintenance is not checked (HAProxy skips
+    servers in maintenance), nor is a twin, which tracks its slot. (A twin
+    added at run time checks on its own until the next reload declares it:
+    not counted, since changing the stretch is a reload anyway.)
+    """
+    rate = 0.0
+    for layout in (*target.structure.backends, *target.structure.passthrough):
+        settings = layout.settings
+        if settings.health_check:
+            checked = sum(
+                slot is not None and slot.state is not ServerState.MAINT
+                for slot in target.servers.get(layout.name, ())
+            )
+            rate += checked * 1000 / duration_ms(settings.check_inter)
+    return rate
+
+
+def check_stretch(rate: float, maximum: int, before: int) -> int:
+    """The power of two by which healthy servers' check intervals are multiplied.
+
+    An idle pod costs HAProxy a check every interval (a TCP connection, ~50
+    µs of CPU), so 30,000 pods checked every 2 s keep a core busy without a
+    request. Past ``maximum`` checks per second every interval is doubled
+    until the rate fits; servers that are down or changing state keep the
+    configured pace (``downinter``/``fastinter``), and passive checks
+    (``observe``) still take a failing pod out at its first refused
+    connection. The stretch comes down once the rate fits
+    ``CHECKS_BACK_BELOW`` of the maximum with a smaller one, so a cluster
+    hovering at the limit does not reload back and forth. 0: no maximum.
+    """
+    if maximum <= 0 or rate <= 0:
+        return 1
+
+    def smallest(limit: float) -> int:
+        stretch = 1
+        while rate / stretch > limit and stretch < MAX_CHECK_STRETCH:
+            stretch *= 2
+        return stretch
+
+    up = smallest(maximum)
+    if up > before:
+        return up
+    down = smallest(maximum * CHECKS_BACK_BELOW)
+    return min(down, before)
+
+
+def _plan_with_budget(
+    current: AppliedState | None,
+    desired: DesiredState,
+    always_reload: bool,
+    budget: Budget | None,
+) -> Plan:
     step = _plan(current, desired, always_reload)
     if budget is None:
         return step

@@ -519,6 +519,16 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="from the fd limit",
     ),
     Setting(
+        "health-check-max-rate",
+        _G,
+        _integer(0, 1_000_000),
+        "1000",
+        "active checks per second HAProxy may run in all; past it every "
+        "`health-check-interval` is stretched (x2, x4, ...), down and changing pods "
+        "keep theirs (0: no limit)",
+        "check_max_rate",
+    ),
+    Setting(
         "server-slots",
         _G,
         _integer(1, 1024),

@@ -42,7 +42,8 @@ from haproxy_ingress.model import (
 #    the ssl-passthrough pool and its SNI map; client certificates (policies'
 #    client_auth, host_tls, the client-CA sni map); owner-named policies;
 #    checks_shed
-FORMAT = 6
+# 7: servers added at run time (slots past BackendLayout.slots), check_stretch
+FORMAT = 7
 
 
 def dump(state: AppliedState) -> bytes:
@@ -144,6 +145,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             ),
             host_tls=tuple(HostTLS(**h) for h in structure["host_tls"]),
             checks_shed=bool(structure["checks_shed"]),
+            check_stretch=int(structure["check_stretch"]),
         ),
         servers={name: _slots(slots) for name, slots in body["servers"].items()},
         maps=RoutingMaps(

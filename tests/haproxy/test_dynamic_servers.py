@@ -20,7 +20,7 @@ from haproxy_ingress.plan import AddServer
 from tests.backends import Backend, free_port
 from tests.haproxy.stack import Stack, get, wait_for
 from tests.haproxy.test_traffic import server_rows, slice_for, start_pods
-from tests.kube import ingress, path, rule, service
+from tests.kube import configmap, ingress, path, rule, service
 
 pytestmark = pytest.mark.haproxy
 
@@ -266,3 +266,40 @@ async def test_a_restarted_controller_adopts_the_added_servers(
         assert all(pod.served for pod in pods)
     finally:
         await successor.client.close()
+
+
+async def test_stretched_check_intervals_run_and_added_servers_get_them(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """Past health-check-max-rate, healthy servers are checked less often
+    (plan.check_stretch); the options HAProxy accepts in haproxy.cfg it also
+    accepts on an ``add server`` line."""
+    port = free_port()
+    pods = await start_pods("web", 4, port, first=211)
+    stack.put(
+        configmap({"health-check-max-rate": "1"}),  # 3 pods every 2 s: 1.5/s
+        service("web"),
+        slice_for("web", pods[:3]),
+        ingress("a", rule("dyn.example.com", path("/"))),
+    )
+    outcome = await stack.sync()
+    assert outcome.plan.target.structure.check_stretch == 2
+    assert "check inter 4000ms fastinter 2s downinter 2s fall 3" in stack.paths.config.read_text()
+    await wait_for(lambda: _up(stack, 3))
+    before = await stack.proc()
+    stack.put(slice_for("web", pods))  # 2 checks/s: x2 still fits
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded
+    assert sum(isinstance(op, AddServer) for op in outcome.plan.operations) == 1
+    await wait_for(lambda: _up(stack, 4))
+    assert (await stack.proc()).reloads == before.reloads
+
+    async def checked() -> bool:  # its first check comes within the stretched 4 s
+        rows = {row["svname"]: row for row in await server_rows(stack, BACKEND, twins=True)}
+        return rows["s4"]["check_status"].startswith("L4OK") and rows["t4"]["status"] == "UP"
+
+    await wait_for(checked)
+    for pod in pods:
+        pod.served = 0
+    await _hits(session, stack, pods)
+    assert all(pod.served for pod in pods)

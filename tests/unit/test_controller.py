@@ -99,3 +99,23 @@ def test_every_kind_of_runtime_operation_has_a_metric_label() -> None:
     kinds = typing.get_args(Operation)
     assert kinds and set(metrics._OPERATION_KINDS) == set(kinds)
     assert set(metrics._OPERATION_KINDS.values()) == set(metrics.RUNTIME_KINDS)
+
+
+def test_reload_reason_labels_stay_bounded() -> None:
+    reasons = {
+        "backend be_a_b_80 added": "backend added",
+        "active health checks off: 30228 file descriptors needed, limit 20000": (
+            "health checks shed"
+        ),
+        "active health checks back on: 900 file descriptors of 20000": "health checks back",
+        "active check intervals x4: 15000 checks/s at the configured intervals, "
+        "health-check-max-rate 1000": "check intervals changed",
+        "passthrough backend be_passthrough_1 (a.example.com) needs 3 server slots, has 2": (
+            "passthrough changed"
+        ),
+        "per-host TLS settings (client CA, ciphers) changed": "client certificates changed",
+        "access policy p_0123 added": "access policy added",
+    }
+    for reason, label in reasons.items():
+        assert metrics.reason_label(reason) == label
+        assert label in metrics.RELOAD_REASONS

@@ -26,6 +26,8 @@ from haproxy_ingress.plan import (
     ReplaceMap,
     SetServer,
     assign_slots,
+    check_rate,
+    check_stretch,
     declared,
     plan,
     plan_endpoints,
@@ -412,3 +414,52 @@ def test_the_endpoint_fast_path_keeps_to_what_haproxy_runs_with_checks_shed() ->
     quick = plan_endpoints(running, desired(moved), [moved])
     assert quick is not None and quick.operations
     assert not any(op.twin for op in quick.operations if isinstance(op, SetServer))
+
+
+def test_check_intervals_stretch_by_powers_of_two_past_the_rate_with_hysteresis() -> None:
+    assert check_stretch(900, 1000, 1) == 1
+    assert check_stretch(1001, 1000, 1) == 2
+    assert check_stretch(15_000, 1000, 1) == 16
+    assert check_stretch(15_000, 0, 1) == 1  # no maximum
+    assert check_stretch(10**12, 1000, 1) == 1024  # capped
+    # Down only once the smaller stretch fits 90 % of the maximum.
+    assert check_stretch(1900, 1000, 2) == 2
+    assert check_stretch(1700, 1000, 2) == 2  # 1700/1 > 900: stays
+    assert check_stretch(850, 1000, 2) == 1
+    assert check_stretch(850, 1000, 4) == 1
+
+
+def test_the_check_rate_counts_checked_servers_only() -> None:
+    web = backend("web", ep(1), ep(2), ep(3, ServerState.MAINT), ep(4, ServerState.DRAIN))
+    target = plan(None, desired(web)).target
+    # 3 checked (maintenance is not), every 2 s; free slots are not checked.
+    assert check_rate(target) == 1.5
+    grown = plan(target, desired(backend("web", *(ep(n) for n in range(1, 7))))).target
+    assert check_rate(grown) == 6 / 2
+
+
+def test_past_the_check_rate_intervals_stretch_in_one_reload_and_come_back() -> None:
+    settings = replace(SETTINGS, check_max_rate=6, slots_min=1)
+
+    def pods(count: int) -> DesiredState:
+        apps = [backend(f"app{n}", *(ep(i) for i in range(1, count + 1))) for n in range(10)]
+        return desired(*apps, settings=settings)
+
+    start = plan(None, pods(1))  # 10 pods every 2 s: 5 checks/s
+    assert start.target.structure.check_stretch == 1
+    # 10 pods added at run time: 10 checks/s.
+    grown = plan(start.target, pods(2))
+    assert grown.reload_reasons == (
+        "active check intervals x2: 10 checks/s at the configured intervals, "
+        "health-check-max-rate 6",
+    )
+    assert grown.target.structure.check_stretch == 2
+    assert [b.slots for b in grown.target.structure.backends] == [2] * 10  # declared
+    steady = plan(grown.target, pods(2))
+    assert steady.empty and steady.target.structure.check_stretch == 2
+    # Back to 5 checks/s: fits 90 % of 6 without stretching.
+    down = plan(steady.target, pods(1))
+    assert down.reload_reasons[0].startswith("active check intervals x1: 5 checks/s")
+    # Checks shed for descriptors: nothing to stretch.
+    shed = plan(None, pods(2), budget=Budget(limit=30, listeners=4, threads=2))
+    assert shed.target.structure.checks_shed and shed.target.structure.check_stretch == 1

@@ -33,6 +33,7 @@ from haproxy_ingress.model import (
     Structure,
 )
 from haproxy_ingress.plan import PASSTHROUGH_MAP, twin_name
+from haproxy_ingress.validate import MAX_DURATION_MS, duration_ms
 
 TEMPLATES_PACKAGE = "haproxy_ingress.templates"
 TEMPLATE = "haproxy.cfg.j2"
@@ -101,7 +102,30 @@ def server_id(server: str) -> int:
     return index if server[0] == "s" else TWIN_ID_BASE + index
 
 
-def server_options(settings: BackendSettings, tls: tuple[str, str]) -> tuple[str, ...]:
+def check_options(settings: BackendSettings, stretch: int, *, layer7: bool = True) -> list[str]:
+    """Active and passive check options; ``stretch``: see plan.check_stretch.
+
+    Stretched, only healthy servers are checked less often: a server going
+    down or coming back (``fastinter``) and one that is down (``downinter``)
+    keep the configured interval.
+    """
+    if not settings.health_check:
+        return []
+    words = ["check", "inter", settings.check_inter]
+    if stretch > 1:
+        stretched = min(int(duration_ms(settings.check_inter)) * stretch, MAX_DURATION_MS)
+        words = ["check", "inter", f"{stretched}ms"]
+        words += ["fastinter", settings.check_inter, "downinter", settings.check_inter]
+    words += ["fall", str(settings.check_fall), "rise", str(settings.check_rise)]
+    if settings.observe == "layer4" or (layer7 and settings.observe != "none"):
+        words += ["observe", settings.observe, "error-limit", str(settings.error_limit)]
+        words += ["on-error", settings.on_error]
+    return words
+
+
+def server_options(
+    settings: BackendSettings, tls: tuple[str, str], stretch: int = 1
+) -> tuple[str, ...]:
     """The options every slot of a backend has, but its maxconn.
 
     haproxy.cfg gives them in the backend's ``default-server`` line; a
@@ -132,26 +156,15 @@ def server_options(settings: BackendSettings, tls: tuple[str, str]) -> tuple[str
         words += ["alpn", "http/1.1" if settings.protocol == "HTTPS" else "h2"]
     elif settings.protocol in ("GRPC", "H2C"):
         words += ["proto", "h2"]
-    if settings.health_check:
-        words += ["check", "inter", settings.check_inter]
-        words += ["fall", str(settings.check_fall), "rise", str(settings.check_rise)]
-        if settings.observe != "none":
-            words += ["observe", settings.observe, "error-limit", str(settings.error_limit)]
-            words += ["on-error", settings.on_error]
+    words += check_options(settings, stretch)
     if settings.slowstart:
         words += ["slowstart", settings.slowstart]
     return tuple(safe_token(word) for word in words)
 
 
-def pool_server_options(settings: BackendSettings) -> tuple[str, ...]:
+def pool_server_options(settings: BackendSettings, stretch: int = 1) -> tuple[str, ...]:
     """:func:`server_options` of a passthrough pool backend (TCP: no TLS, no layer 7)."""
-    words: list[str] = []
-    if settings.health_check:
-        words += ["check", "inter", settings.check_inter]
-        words += ["fall", str(settings.check_fall), "rise", str(settings.check_rise)]
-        if settings.observe == "layer4":
-            words += ["observe", "layer4", "error-limit", str(settings.error_limit)]
-            words += ["on-error", settings.on_error]
+    words = check_options(settings, stretch, layer7=False)
     if settings.slowstart:
         words += ["slowstart", settings.slowstart]
     return tuple(safe_token(word) for word in words)
@@ -445,13 +458,14 @@ def render(
             else None
         ),
         backends=[
-            _backend_view(b, target.servers.get(b.name, ()), upstream)
+            _backend_view(b, target.servers.get(b.name, ()), structure.check_stretch, upstream)
             for b in target.structure.backends
         ],
         passthrough_map=map_path(paths, PASSTHROUGH_MAP),
         https_socket=paths.https_socket,
         passthrough=[
-            _backend_view(b, target.servers.get(b.name, ())) for b in structure.passthrough
+            _backend_view(b, target.servers.get(b.name, ()), structure.check_stretch)
+            for b in structure.passthrough
         ],
     )
     files = [
@@ -667,11 +681,12 @@ def _servers(
 def _backend_view(
     layout: BackendLayout,
     slots: tuple[Endpoint | None, ...],
+    stretch: int,
     upstream: Mapping[str, tuple[str, str]] | None = None,
 ) -> _BackendView:
     servers = tuple(server for _, server, _ in _servers(layout, slots))
     settings = layout.settings
     if upstream is None:  # the passthrough pool
-        return _BackendView(layout.name, settings, servers, pool_server_options(settings))
+        return _BackendView(layout.name, settings, servers, pool_server_options(settings, stretch))
     tls = upstream.get(settings.proxy_ssl_secret or "", ("", ""))
-    return _BackendView(layout.name, settings, servers, server_options(settings, tls))
+    return _BackendView(layout.name, settings, servers, server_options(settings, tls, stretch))
