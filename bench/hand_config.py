@@ -216,8 +216,8 @@ def run_size(count: int, args: argparse.Namespace, base: Path) -> None:
         for variant in variants:
             summary[f"{variant}_req_per_s"] = round(median[variant]["req_per_s"])
             summary[f"{variant}_cpu_us_per_req"] = round(median[variant]["cpu_us"], 1)
-            summary[f"{variant}_p50_ms"] = median[variant]["p50_ms"]
-            summary[f"{variant}_p99_ms"] = median[variant]["p99_ms"]
+            summary[f"{variant}_p50_ms"] = round(median[variant]["p50_ms"], 2)
+            summary[f"{variant}_p99_ms"] = round(median[variant]["p99_ms"], 2)
         for variant in ("ours", *(("baseline",) if args.baseline else ())):
             # req/s: higher is better, so ours/hand; CPU per request: hand/ours,
             # so that both read "fraction of the hand config's efficiency".
