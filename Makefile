@@ -5,7 +5,7 @@ PYTEST ?= $(PYTHON) -m pytest
 # HAProxy (Debian's package) and the Python dependencies, then remembers it.
 DEPS := .make/deps.stamp
 
-.PHONY: help install test test-unit test-haproxy test-e2e test-node image lint typecheck format golden run cluster-up cluster-down clean bench-churn bench-translate bench-scale bench-watchgap
+.PHONY: help install test test-unit test-haproxy test-e2e test-node image lint typecheck format golden run cluster-up cluster-down clean bench-churn bench-translate bench-scale bench-watchgap bench-hand
 
 help:
 	@echo "make run          run the controller (starts a local control plane and HAProxy when KUBECONFIG is unset)"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench-churn  failed requests, reloads and convergence under endpoint churn"
 	@echo "make bench-translate  the pure stages at scale"
 	@echo "make bench-scale  10k Ingresses: full sync, render, HAProxy start, endpoint-change blocking"
+	@echo "make bench-hand   req/s and HAProxy CPU per request: our config vs a minimal hand-written one"
 	@echo "make bench-watchgap  API requests and seconds to consistency per watch gap, 1k and 10k Ingresses"
 
 install: $(DEPS)
@@ -96,6 +97,11 @@ bench-scale: $(DEPS)
 
 bench-watchgap: $(DEPS)
 	$(PYTHON) bench/watchgap.py $(BENCH_ARGS)
+
+# Issue 13's request path: our rendered config vs a minimal hand-written one, 1 and
+# 10k Ingresses side by side (one JSON line per round, a summary with ratios per size).
+bench-hand: $(DEPS)
+	$(PYTHON) -m bench.hand_config $(BENCH_ARGS)
 
 # NODE=1: also a real node (kubelet + containerd + runc + CNI + kube-proxy; root).
 cluster-up:

@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import base64
 import datetime
+import itertools
 import json
 import os
 import re
@@ -42,10 +43,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.haproxy import limits
 from haproxy_ingress.haproxy.config import RenderOptions, default_certificate_path, render
 from haproxy_ingress.haproxy.files import atomic_write
 from haproxy_ingress.haproxy.paths import HAProxyPaths
@@ -182,8 +186,12 @@ def write_config(directory: Path, objects: list[Any], port: int) -> Path:
         generate_default_certificate(datetime.datetime.now(datetime.UTC)).encode(),
         mode=0o600,
     )
+    # As the controller plans (apply.Applier.budget): past the fd limit,
+    # active checks are shed instead of HAProxy failing to start.
+    limit = limits.descriptor_limit()
+    budget = None if limit is None else limits.Budget(limit, 1, limits.threads())
     rendered = render(
-        plan(None, desired).target,
+        plan(None, desired, budget=budget).target,
         RenderOptions(paths, http_binds=(f"127.0.0.1:{port}",), https_binds=()),
     )
     for file in rendered.all:
@@ -202,17 +210,60 @@ defaults
     timeout server 30s
     timeout connect 5s
 frontend pod
-    bind 127.0.0.1:{port}
+{binds}
     http-request return status 200 content-type text/plain string ok
 """
 
 
-async def _client(port: int, host: str, deadline: float, counts: list[int]) -> None:
+def start_pod(base: Path, processes: list[subprocess.Popen[bytes]], addresses: int = 1) -> int:
+    """The pods: one HAProxy answering 200 itself on 127.0.0.1..``addresses`` (a
+    Python pod would be the bottleneck); returns their common port."""
+    port = free_port()
+    binds = "\n".join(f"    bind 127.0.0.{i + 1}:{port}" for i in range(addresses))
+    (base / "pod.cfg").write_text(POD_CONFIG.format(binds=binds))
+    processes.append(subprocess.Popen(["haproxy", "-f", str(base / "pod.cfg"), "-db"]))
+    return port
+
+
+def start_haproxy(config: Path, processes: list[subprocess.Popen[bytes]]) -> int:
+    """``haproxy -c`` then start ``config`` in the foreground; returns its pid."""
+    check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, check=False)
+    if check.returncode != 0:
+        raise SystemExit(check.stderr.decode())
+    processes.append(
+        subprocess.Popen(
+            ["haproxy", "-f", str(config), "-db"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    return processes[-1].pid
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def alternating(variants: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, variant), each round in the reverse order of the one before, so
+    drift on a shared machine hits every variant alike."""
+    for round_ in range(rounds):
+        for variant in variants if round_ % 2 == 0 else tuple(reversed(variants)):
+            yield round_, variant
+
+
+async def _client(
+    port: int, requests: Sequence[bytes], deadline: float, latencies: list[float]
+) -> None:
+    """One keep-alive connection sending ``requests`` in turn until ``deadline``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = f"GET /app/x HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    done = 0
     try:
-        while time.monotonic() < deadline:
+        for request in itertools.cycle(requests):
+            sent = time.perf_counter()
+            if sent >= deadline:
+                break
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 200"):
@@ -222,10 +273,13 @@ async def _client(port: int, host: str, deadline: float, counts: list[int]) -> N
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":", 1)[1])
             await reader.readexactly(length)
-            done += 1
+            latencies.append(time.perf_counter() - sent)
     finally:
         writer.close()
-        counts.append(done)
+
+
+def request(host: str, path: str = "/app/x") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -234,17 +288,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(port: int, pid: int, connections: int, seconds: float) -> tuple[float, float]:
-    """(requests per second, HAProxy CPU microseconds per request)."""
-    counts: list[int] = []
+@dataclass(frozen=True)
+class Round:
+    """One closed-loop round against one HAProxy."""
+
+    req_per_s: float
+    cpu_us_per_req: float  # HAProxy's user + system time per answered request
+    latencies: list[float]  # seconds, one per request
+
+
+async def measure(
+    port: int,
+    pid: int,
+    connections: int,
+    seconds: float,
+    requests: Sequence[bytes] = (request(MEASURED_HOST),),
+) -> Round:
+    """``connections`` clients busy for ``seconds``, each cycling through ``requests``
+    (each starts at another offset, so every request is in flight)."""
+    latencies: list[float] = []
     cpu = cpu_seconds(pid)
-    start = time.monotonic()
+    start = time.perf_counter()
     deadline = start + seconds
+    step = max(len(requests) // connections, 1)
     await asyncio.gather(
-        *(_client(port, MEASURED_HOST, deadline, counts) for _ in range(connections))
+        *(
+            _client(port, [*requests[i * step :], *requests[: i * step]], deadline, latencies)
+            for i in range(connections)
+        )
     )
-    total = sum(counts)
-    return total / (time.monotonic() - start), (cpu_seconds(pid) - cpu) * 1e6 / max(total, 1)
+    total = len(latencies)
+    return Round(
+        total / (time.perf_counter() - start),
+        (cpu_seconds(pid) - cpu) * 1e6 / max(total, 1),
+        latencies,
+    )
 
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----\n?", re.S)
@@ -259,7 +337,7 @@ def _cert() -> tuple[str, str]:
     return base64.b64encode(crt.encode()).decode(), base64.b64encode(key.encode()).decode()
 
 
-def _render_with(tree: Path, directory: Path, objects: list[Any], port: int) -> Path:
+def render_with(tree: Path, directory: Path, objects: list[Any], port: int) -> Path:
     """Render ``objects`` with another checkout's code (``--baseline``), in a subprocess."""
     source = directory.parent / f"{directory.name}.json"
     source.write_text(json.dumps(objects))
@@ -279,67 +357,57 @@ def _render_with(tree: Path, directory: Path, objects: list[Any], port: int) -> 
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ingresses", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=4)
+def add_round_arguments(parser: argparse.ArgumentParser, *, rounds: int) -> None:
+    """The flags of a side-by-side run: rounds, their length, the load, a baseline."""
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
         "--baseline",
         type=Path,
         help="an operator/ source tree of another version (e.g. `git archive main`): its "
-        "rendering of the plain cluster is measured too, as `baseline`",
+        "rendering of the (plain) cluster is measured too, as `baseline`",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ingresses", type=int, default=200)
+    add_round_arguments(parser, rounds=4)
     args = parser.parse_args()
     variants = ("plain", "featured", *(("baseline",) if args.baseline else ()))
     tls = _cert()
     with tempfile.TemporaryDirectory(prefix="bench-fast-path-") as tmp:
         base = Path(tmp)
-        pod_port = free_port()
-        (base / "pod.cfg").write_text(POD_CONFIG.format(port=pod_port))
-        processes = [subprocess.Popen(["haproxy", "-f", str(base / "pod.cfg"), "-db"])]
+        processes: list[subprocess.Popen[bytes]] = []
         ports = {}
         pids = {}
         try:
+            pod_port = start_pod(base, processes)
             for variant in variants:
                 ports[variant] = free_port()
                 objects = cluster(args.ingresses, pod_port, featured=variant == "featured", tls=tls)
                 if variant == "baseline":
-                    config = _render_with(args.baseline, base / variant, objects, ports[variant])
+                    config = render_with(args.baseline, base / variant, objects, ports[variant])
                 else:
                     config = write_config(base / variant, objects, ports[variant])
-                check = subprocess.run(
-                    ["haproxy", "-c", "-f", str(config)], capture_output=True, check=False
-                )
-                if check.returncode != 0:
-                    raise SystemExit(check.stderr.decode())
-                processes.append(
-                    subprocess.Popen(
-                        ["haproxy", "-f", str(config), "-db"],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
-                pids[variant] = processes[-1].pid
+                pids[variant] = start_haproxy(config, processes)
             time.sleep(1.5)  # every one listening, health checks run
             results: dict[str, list[float]] = {v: [] for v in variants}
             cpu: dict[str, list[float]] = {v: [] for v in variants}
-            for round_ in range(args.rounds):
-                order = variants if round_ % 2 == 0 else tuple(reversed(variants))
-                for variant in order:
-                    rate, per_request = asyncio.run(
-                        measure(ports[variant], pids[variant], args.connections, args.seconds)
-                    )
-                    results[variant].append(rate)
-                    cpu[variant].append(per_request)
-                    line = {
-                        "round": round_,
-                        "variant": variant,
-                        "req_per_s": round(rate),
-                        "haproxy_cpu_us_per_req": round(per_request, 1),
-                    }
-                    print(json.dumps(line))
+            for round_, variant in alternating(variants, args.rounds):
+                measured = asyncio.run(
+                    measure(ports[variant], pids[variant], args.connections, args.seconds)
+                )
+                results[variant].append(measured.req_per_s)
+                cpu[variant].append(measured.cpu_us_per_req)
+                line = {
+                    "round": round_,
+                    "variant": variant,
+                    "req_per_s": round(measured.req_per_s),
+                    "haproxy_cpu_us_per_req": round(measured.cpu_us_per_req, 1),
+                }
+                print(json.dumps(line))
             summary: dict[str, Any] = {
                 "ingresses": args.ingresses,
                 "connections": args.connections,
@@ -351,9 +419,7 @@ def main() -> None:
                 )
             print(json.dumps(summary))
         finally:
-            for process in processes:
-                process.terminate()
-                process.wait(timeout=10)
+            stop(processes)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from haproxy_ingress.canonical import canonical_host, canonical_path
-from haproxy_ingress.haproxy.config import lua_source
+from haproxy_ingress.haproxy.config import environment, lua_source
 from tests.backends import Backend, free_port
 from tests.haproxy.stack import Stack, wait_for
 from tests.haproxy.test_traffic import _ready, slice_for
@@ -37,13 +37,17 @@ PATH_TOKENS = [
     "/", "//", "a", "x", "admin", "api", "stat", "statistics", "b", "any", "e", "E",
     ".", "..", "%2e", "%2E%2e", "%2f", "%2F", "%5c", "%5C", ";", ";p=1", "%3b", "%41dmin",
     "%61", "%", "%zz", "%00", "~", "%7E", "%C3%A9", "%20", "+", "'", "*", "@", ":",
+    "-", "_", "!", "$", "&", "(", ")", ",", "=", "...", ".a", "a.",
 ]  # fmt: skip
 HOSTS = [
     None, "", "a.example.com", "A.EXAMPLE.COM", "a.example.com.", "a.example.com:80",
     "a.example.com:", "b.example.com", "z.example.com", "y.z.example.com", "example.com",
     "other.org", "a.example.com/x", "a.example.com, b.example.com", "x@a.example.com",
     "a..example.com", "[::1]", "[::1]:443", "127.0.0.1", "-a.example.com", "a_b.example.com",
-    "a.example.com:99999", "a.example.com:8080:1",
+    "a.example.com:99999", "a.example.com:8080:1", "a.example.com:123456", "a-b.example.com",
+    "a.example.com:", "1.example.com", "a-.example.com", "x" * 63 + ".example.com",
+    "x" * 64 + ".example.com", ("x" * 62 + ".") * 4 + "a", ("x" * 62 + ".") * 4 + "ab",
+    ("x" * 62 + ".") * 4 + "a:8080", "a.example.com.:80", "a.Example.com",
 ]  # fmt: skip
 paths = st.lists(st.sampled_from(PATH_TOKENS), max_size=8).map(lambda t: "/" + "".join(t))
 hosts = st.one_of(
@@ -85,8 +89,19 @@ class Loop:
 # --- property 1: the Lua canonicaliser is the Python one ---------------------------------
 
 
-@pytest.fixture(scope="module")
-def echo_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+# The canonicalising steps under test: ingress.lua alone (every input reaches
+# it), and fe_http's as rendered (canonical.cfg.j2: plain requests taken as
+# they are, the rest through ingress.lua).
+CANONICALISERS = {
+    "lua": "    http-request lua.ingress_canonical",
+    "frontend": environment().get_template("canonical.cfg.j2").render(),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CANONICALISERS))
+def echo_port(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int]:
     """A HAProxy that answers every request with the canonical host and path it computed."""
     base = tmp_path_factory.mktemp("canonical")
     port = free_port()
@@ -103,7 +118,7 @@ defaults
     timeout connect 5s
 frontend echo
     bind 127.0.0.1:{port}
-    http-request lua.ingress_canonical
+{CANONICALISERS[request.param]}
     http-request return status 400 if {{ var(txn.invalid) -m found }}
     http-request return status 200 content-type text/plain \
         lf-string "%[var(txn.host)] %[var(txn.path)]"
@@ -127,15 +142,56 @@ frontend echo
     max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(host=hosts, target=paths)
-def test_lua_canonicaliser_equals_the_reference(
-    echo_port: int, host: str | None, target: str
-) -> None:
-    status, body = request(target, host, echo_port)
+def test_canonicaliser_equals_the_reference(echo_port: int, host: str | None, target: str) -> None:
+    answers_the_reference(echo_port, host, target)
+
+
+def answers_the_reference(port: int, host: str | None, target: str) -> None:
+    status, body = request(target, host, port)
     want_host, want_path = canonical_host(host), canonical_path(target)
     if want_host is None or want_path is None:
         assert status == 400, (host, target, body)
     else:
         assert (status, body.decode("latin-1")) == (200, f"{want_host} {want_path}"), (host, target)
+
+
+# Requests at the edge of "canonical already" (the frontend's plain-request
+# path): DNS-like names with and without a port, paths of segments among which
+# dot segments, empty ones and bytes canonicalising would change.
+LONG_NAMES = [("x" * 62 + ".") * 4 + tail for tail in ("a", "ab", "a:80", "ab:80", "a.")]
+near_hosts = st.one_of(
+    st.builds(
+        lambda labels, port: ".".join(labels) + port,
+        st.lists(
+            st.one_of(
+                st.text(alphabet="ab0-", max_size=4),
+                st.sampled_from(["x" * 63, "x" * 64, "A", "a_b"]),
+            ),
+            min_size=1,
+            max_size=5,
+        ),
+        st.sampled_from(["", ":", ":80", ":65535", ":123456", ":8a"]),
+    ),
+    st.sampled_from(LONG_NAMES),  # 253 and 254 characters (the limit), a port, a final dot
+)
+near_paths = st.builds(
+    lambda segments, slash: "/" + "/".join(segments) + slash,
+    st.lists(
+        st.sampled_from(["a", "b.c", ".", "..", "...", ".a", "a.", "", "x;y", "%41", "-_~", "@:"]),
+        max_size=6,
+    ),
+    st.sampled_from(["", "/"]),
+)
+
+
+@settings(
+    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(host=near_hosts, target=near_paths)
+def test_canonicaliser_equals_the_reference_on_plain_requests(
+    echo_port: int, host: str, target: str
+) -> None:
+    answers_the_reference(echo_port, host, target)
 
 
 # --- property 2: routing by canonical host and path only ---------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def test_every_source_package_is_shipped() -> None:
 def test_the_templates_are_package_data_read_from_the_top_level_directory() -> None:
     patterns = PROJECT["tool"]["setuptools"]["package-data"]["haproxy_ingress.templates"]
     shipped = {p.name for pattern in patterns for p in (ROOT / "templates").glob(pattern)}
-    assert shipped == {TEMPLATE, LUA}
+    # The configuration's template, the partials it includes, and the Lua.
+    partials = set(re.findall(r'{%-? include "([^"]+)"', template_source(TEMPLATE)))
+    assert shipped == {TEMPLATE, LUA, *partials}
     for name in shipped:
         assert template_source(name) == (ROOT / "templates" / name).read_text()
