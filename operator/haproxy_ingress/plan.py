@@ -712,8 +712,10 @@ def declared(target: AppliedState) -> AppliedState:
     """
     minimum = target.structure.settings.slots_min
     servers = dict(target.servers)
+    changed = False
 
     def declare(layouts: tuple[BackendLayout, ...]) -> tuple[BackendLayout, ...]:
+        nonlocal changed
         result = []
         for layout in layouts:
             slots = servers.get(layout.name, ())
@@ -721,16 +723,23 @@ def declared(target: AppliedState) -> AppliedState:
                 keep = len(slots)
                 while keep > minimum and slots[keep - 1] is None:
                     keep -= 1
-                slots = servers[layout.name] = slots[:keep]
-            same = layout.slots == len(slots)
-            result.append(layout if same else dataclasses.replace(layout, slots=len(slots)))
+                if keep != len(slots):
+                    slots = servers[layout.name] = slots[:keep]
+                    changed = True
+            if layout.slots != len(slots):
+                changed = True
+                result.append(dataclasses.replace(layout, slots=len(slots)))
+            else:
+                result.append(layout)
         return tuple(result)
 
-    structure = dataclasses.replace(
-        target.structure,
-        backends=declare(target.structure.backends),
-        passthrough=declare(target.structure.passthrough),
-    )
+    backends = declare(target.structure.backends)
+    passthrough = declare(target.structure.passthrough)
+    if not changed:
+        # The very object: the reconciler recognises what HAProxy runs by
+        # identity (sync.Reconciler._basis), and a reload applies this.
+        return target
+    structure = dataclasses.replace(target.structure, backends=backends, passthrough=passthrough)
     return dataclasses.replace(target, structure=structure, servers=servers)
 
 

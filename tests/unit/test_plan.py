@@ -463,3 +463,9 @@ def test_past_the_check_rate_intervals_stretch_in_one_reload_and_come_back() -> 
     # Checks shed for descriptors: nothing to stretch.
     shed = plan(None, pods(2), budget=Budget(limit=30, listeners=4, threads=2))
     assert shed.target.structure.checks_shed and shed.target.structure.check_stretch == 1
+
+
+def test_declaring_what_is_declared_returns_the_very_same_state() -> None:
+    """The reconciler knows what HAProxy runs by identity (sync.Reconciler)."""
+    target = plan(None, desired(backend("web", ep(1), ep(2)))).target
+    assert declared(target) is target
