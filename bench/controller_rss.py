@@ -199,6 +199,12 @@ def wait(check: Callable[[], object], timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
+def ready(controller: Any) -> bool:
+    if controller.process.poll() is not None:
+        raise RuntimeError(f"the controller exited:\n{controller.log_tail(20)}")
+    return bool(controller.probe("/readyz")[0] == 200)
+
+
 def quiet(controller: Any, seconds: float = 5.0) -> float:
     """Wait until the controller ran no sync for ``seconds``; returns the syncs so far."""
     count = -1.0
@@ -318,7 +324,7 @@ def main() -> None:
                 sync_timeout=1800,
             )
         stack.callback(controller.stop)
-        wait(lambda: controller.probe("/readyz")[0] == 200, 1800, "/readyz")
+        wait(lambda: ready(controller), 1800, "/readyz")
         ready = round(time.monotonic() - begun, 1)
         measure("first-sync", started, controller, args, seconds_to_ready=ready)
         started = load()
