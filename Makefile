@@ -5,7 +5,7 @@ PYTEST ?= $(PYTHON) -m pytest
 # HAProxy (Debian's package) and the Python dependencies, then remembers it.
 DEPS := .make/deps.stamp
 
-.PHONY: help install test test-unit test-haproxy test-e2e test-node image lint typecheck format golden run cluster-up cluster-down clean bench-churn bench-translate bench-scale bench-watchgap bench-hand
+.PHONY: help install test test-unit test-haproxy test-e2e test-node image lint typecheck format golden run cluster-up cluster-down clean bench-churn bench-translate bench-scale bench-watchgap bench-hand bench-controller-rss
 
 help:
 	@echo "make run          run the controller (starts a local control plane and HAProxy when KUBECONFIG is unset)"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench-scale  10k Ingresses: full sync, render, HAProxy start, endpoint-change blocking"
 	@echo "make bench-hand   req/s and HAProxy CPU per request: our config vs a minimal hand-written one"
 	@echo "make bench-watchgap  API requests and seconds to consistency per watch gap, 1k and 10k Ingresses"
+	@echo "make bench-controller-rss  the controller process's RSS at 10k Ingresses / 50k endpoints"
 
 install: $(DEPS)
 
@@ -102,6 +103,10 @@ bench-watchgap: $(DEPS)
 # 10k Ingresses side by side (one JSON line per round, a summary with ratios per size).
 bench-hand: $(DEPS)
 	$(PYTHON) -m bench.hand_config $(BENCH_ARGS)
+
+# Issue 13's whole-process RSS: a control plane, the synthetic cluster, the controller as users run it.
+bench-controller-rss: $(DEPS)
+	$(PYTHON) bench/controller_rss.py $(BENCH_ARGS)
 
 # NODE=1: also a real node (kubelet + containerd + runc + CNI + kube-proxy; root).
 cluster-up:

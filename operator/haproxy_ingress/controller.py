@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from kubernetes_asyncio import client, config
 
-from haproxy_ingress import ingress_class, publish, serving, verifier
+from haproxy_ingress import ingress_class, memory, publish, serving, verifier
 from haproxy_ingress.apply import Applier
 from haproxy_ingress.cluster import (
     ClusterView,
@@ -54,6 +54,13 @@ logger = logging.getLogger(__name__)
 
 # The trailing window of endpoint-only syncs (see _sync_loop), at most --debounce.
 ENDPOINT_WINDOW = 0.01
+# glibc malloc arenas: the event loop's, and one for the worker threads that
+# translate and render (the default, 8 per core, keeps freed pages in each).
+MALLOC_ARENAS = 2
+# After a full sync, free heap goes back to the kernel this much later: past
+# the sync's own leftovers and Kopf's per-object workers, which exit after
+# 5 s idle (settings.queueing.idle_timeout) once the start's events are handled.
+RELEASE_DELAY = 10.0
 
 ViewSource = Callable[[KubeObject | None], ClusterView]
 
@@ -105,6 +112,7 @@ class Controller:
         self._view = view
         self.metrics = Metrics()
         self._changed = asyncio.Event()
+        self._full_synced = asyncio.Event()  # wakes _release_memory
         self.pending = PendingChanges()
         self._tasks: list[asyncio.Task[None]] = []
         self._configmap: KubeObject | None = None
@@ -139,6 +147,7 @@ class Controller:
         self._reported: tuple[Problem, ...] = ()  # the problems of the last good sync
 
     async def start(self) -> None:
+        memory.limit_arenas(MALLOC_ARENAS)
         paths = self.config.paths
         paths.ensure()
         default_cert = default_certificate_path(paths)
@@ -155,6 +164,7 @@ class Controller:
         self._spawn(self._resync_timer(), "resync")
         self._spawn(self.gaps.run(), "watch-gaps")
         self._spawn(self._watch_haproxy(), "haproxy-watchdog")
+        self._spawn(self._release_memory(), "release-memory")
         assert self._api is not None
         configmap = ConfigMapWatch(
             self._api,
@@ -311,6 +321,8 @@ class Controller:
         self.metrics.syncs.labels("ok").inc()
         self.health.applied(full=full and indexed)
         self._record(outcome)
+        if full:
+            self._full_synced.set()  # it freed what it built: give that back soon
         self._reported = outcome.desired.problems
         await self._report(outcome.desired.problems)
         if full and self._notices is not None:
@@ -364,6 +376,14 @@ class Controller:
             if not await self.applier.healthy():
                 self.metrics.haproxy_restarts.inc()
                 self.trigger()
+
+    async def _release_memory(self) -> None:
+        """Some seconds after each full sync, hand free heap back to the kernel (see memory.py)."""
+        while True:
+            await self._full_synced.wait()
+            await asyncio.sleep(RELEASE_DELAY)
+            self._full_synced.clear()  # full syncs meanwhile are covered by this release
+            await asyncio.to_thread(memory.release)
 
     async def _resync_timer(self) -> None:
         while True:

@@ -123,8 +123,12 @@ def start_controller(
     http_port: int | None = None,
     publish: tuple[str, str] = ("publish-address", PUBLISHED_ADDRESS),
     api_server: str | None = None,
+    sync_timeout: float = 60.0,
 ) -> RunningController:
-    """The controller as ``haproxy-ingress run`` (flags), or as ``kopf run`` (environment)."""
+    """The controller as ``haproxy-ingress run`` (flags), or as ``kopf run`` (environment).
+
+    ``sync_timeout``: seconds to wait for the first sync (a big cluster's takes minutes).
+    """
     cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests"))
     kubeconfig = service_account_kubeconfig(cluster, workdir / "controller.kubeconfig", api_server)
     https_port, metrics_port, liveness_port, health_port = (free_port() for _ in range(4))
@@ -181,7 +185,7 @@ def start_controller(
         except OSError:
             return False
 
-    wait_for(synced, timeout=60, what="the controller's first sync")
+    wait_for(synced, timeout=sync_timeout, what="the controller's first sync")
     return controller
 
 
