@@ -14,12 +14,14 @@ from typing import Any
 
 import kopf
 
-from haproxy_ingress import logs
+from haproxy_ingress import kopfpatch, logs
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject, WatchedKind, trim
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.controller import Controller
 
 logger = logging.getLogger(__name__)
+
+kopfpatch.install()  # before Kopf builds its toggle sets: see kopfpatch
 
 # Slices gather under their Service: the key a backend looks them up by.
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
