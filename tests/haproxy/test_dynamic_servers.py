@@ -62,6 +62,20 @@ async def _hits(session: aiohttp.ClientSession, stack: Stack, pods: list[Backend
         await get(session, stack.http_port, "/", "dyn.example.com")
 
 
+async def _grown(stack: Stack, count: int, first: int) -> tuple[list[Backend], int]:
+    """``count`` pods behind dyn.example.com, 1 declared and the rest added at run time."""
+    port = free_port()
+    pods = await start_pods("web", count, port, first=first)
+    stack.put(
+        service("web"), slice_for("web", pods[:1]), ingress("a", rule("dyn.example.com", path("/")))
+    )
+    await stack.sync()
+    stack.put(slice_for("web", pods))
+    await stack.sync()
+    await wait_for(lambda: _up(stack, count))
+    return pods, port
+
+
 async def test_pods_beyond_the_declared_slots_are_added_without_a_reload(
     stack: Stack, session: aiohttp.ClientSession
 ) -> None:
@@ -112,15 +126,7 @@ async def test_pods_beyond_the_declared_slots_are_added_without_a_reload(
 async def test_a_reload_declares_the_added_servers_and_keeps_them_serving(
     stack: Stack, session: aiohttp.ClientSession
 ) -> None:
-    port = free_port()
-    pods = await start_pods("web", 4, port, first=171)
-    stack.put(
-        service("web"), slice_for("web", pods[:1]), ingress("a", rule("dyn.example.com", path("/")))
-    )
-    await stack.sync()
-    stack.put(slice_for("web", pods))
-    await stack.sync()
-    await wait_for(lambda: _up(stack, 4))
+    pods, port = await _grown(stack, 4, first=171)
     before = await stack.proc()
 
     async def reload() -> None:
@@ -238,15 +244,7 @@ async def test_cookie_affinity_sticks_to_a_server_added_at_run_time(
 async def test_a_restarted_controller_adopts_the_added_servers(
     stack: Stack, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = free_port()
-    pods = await start_pods("web", 3, port, first=201)
-    stack.put(
-        service("web"), slice_for("web", pods[:1]), ingress("a", rule("dyn.example.com", path("/")))
-    )
-    await stack.sync()
-    stack.put(slice_for("web", pods))
-    await stack.sync()
-    await wait_for(lambda: _up(stack, 3))
+    pods, _ = await _grown(stack, 3, first=201)
     before = await stack.proc()
     await stack.client.close()
     successor = Stack(stack.base, http_port=stack.http_port, https_port=stack.https_port)
