@@ -286,10 +286,11 @@ def check_rate(target: AppliedState) -> float:
 def check_stretch(rate: float, maximum: int, before: int) -> int:
     """The power of two by which healthy servers' check intervals are multiplied.
 
-    An idle pod costs HAProxy a check every interval (a TCP connection, ~50
-    µs of CPU), so 30,000 pods checked every 2 s keep a core busy without a
-    request. Past ``maximum`` checks per second every interval is doubled
-    until the rate fits; servers that are down or changing state keep the
+    An idle pod costs HAProxy a check every interval (a TCP connection,
+    ~16 µs of CPU measured with bench/scale.py --live-pods), so 30,000 pods
+    checked every 2 s take a quarter of a core without a request. Past
+    ``maximum`` checks per second every interval is doubled until the rate
+    fits; servers that are down or changing state keep the
     configured pace (``downinter``/``fastinter``), and passive checks
     (``observe``) still take a failing pod out at its first refused
     connection. The stretch comes down once the rate fits
