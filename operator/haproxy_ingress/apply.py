@@ -423,12 +423,14 @@ class Applier:
         # A host's crt-list entry carries its options (client CA, ciphers):
         # unchanged since the last reload, or the plan would have reloaded.
         host_tls = {tls.host: tls for tls in target.structure.host_tls}
-        upstream = upstream_tls_files(paths, target.structure)
+        upstream: Mapping[str, tuple[str, str]] | None = None  # only if a server is added
         added: list[Command] = []
         cookies: dict[str, Command] = {}
         servers: list[Command] = []
         for operation in operations:
             if isinstance(operation, AddServer):
+                if upstream is None:
+                    upstream = upstream_tls_files(paths, target.structure)
                 added.extend(
                     add_server_commands(operation, upstream, target.structure.check_stretch)
                 )

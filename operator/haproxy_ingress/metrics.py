@@ -30,7 +30,7 @@ from haproxy_ingress.plan import (
 from haproxy_ingress.sync import Outcome
 
 PROBLEM_KINDS = ("Ingress", "Service", "EndpointSlice", "Secret", "ConfigMap")
-# Every kind of plan.Operation (test_metrics checks none is missing).
+# Every kind of plan.Operation (test_controller checks none is missing).
 _OPERATION_KINDS: Mapping[type[Operation], str] = {
     AddServer: "server",
     SetServer: "server",
@@ -96,17 +96,21 @@ _REASON_PREFIXES = (
 # that dashboards and alerts (rate(), absent()) see the series before the
 # first increment.
 SYNC_RESULTS = ("ok", "error", "config-rejected")
-RELOAD_REASONS = (
-    "initial configuration",
-    "global settings changed",
-    "default backend changed",
-    "backend added",
-    "backend settings changed",
-    "slots exhausted",
-    "access policy added",
-    "runtime refused",
-    "reload on every change",
-    *dict.fromkeys(label for _, label in _REASON_PREFIXES if label != "access policy added"),
+RELOAD_REASONS = tuple(
+    dict.fromkeys(
+        (
+            "initial configuration",
+            "global settings changed",
+            "default backend changed",
+            "backend added",
+            "backend settings changed",
+            "slots exhausted",
+            "access policy added",
+            "runtime refused",
+            "reload on every change",
+            *(label for _, label in _REASON_PREFIXES),
+        )
+    )
 )
 RUNTIME_KINDS = ("server", "map", "acl", "cert")
 ENDPOINT_STATES = ("ready", "drain", "maint")

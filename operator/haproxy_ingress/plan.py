@@ -241,19 +241,21 @@ def plan(
     result = _plan_with_budget(current, desired, always_reload, budget)
     target = result.target
     before = current.structure.check_stretch if current is not None else 1
-    rate = check_rate(target)
-    stretch = 1
-    if not target.structure.checks_shed:
-        stretch = check_stretch(rate, desired.settings.check_max_rate, before)
-    target = dataclasses.replace(
-        target, structure=dataclasses.replace(target.structure, check_stretch=stretch)
-    )
+    maximum = desired.settings.check_max_rate
+    rate, stretch = 0.0, 1
+    if maximum > 0 and not target.structure.checks_shed:
+        rate = check_rate(target)
+        stretch = check_stretch(rate, maximum, before)
+    if target.structure.check_stretch != stretch:
+        target = dataclasses.replace(
+            target, structure=dataclasses.replace(target.structure, check_stretch=stretch)
+        )
     if result.reload or stretch == before:
         return dataclasses.replace(result, target=target)
     target = declared(target)
     reason = (
         f"active check intervals x{stretch}: {rate:.0f} checks/s at the configured intervals, "
-        f"health-check-max-rate {desired.settings.check_max_rate}"
+        f"health-check-max-rate {maximum}"
     )
     return Plan(target, (reason,), plan_full_sync(target))
 

@@ -171,6 +171,14 @@ def _server_ref(backend: str, server: str) -> str:
 # --- builders for server slots ---------------------------------------------------
 
 
+def _check_endpoint(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> None:
+    """A pod address HAProxy takes as given (2.6.12 wraps ``99999`` to 34463, accepts 0)."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
+        raise UnsafeArgumentError(f"{addr}: scoped IPv6 addresses are not supported")
+    if not 1 <= port <= 65535:
+        raise UnsafeArgumentError(f"port {port} out of range 1-65535")
+
+
 def set_server_addr(
     backend: str,
     server: str,
@@ -186,10 +194,7 @@ def set_server_addr(
     range-checked here because 2.6.12 silently wraps ``99999`` to 34463 and
     accepts 0; trailing garbage words are silently ignored too.
     """
-    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
-        raise UnsafeArgumentError(f"{addr}: scoped IPv6 addresses are not supported")
-    if not 1 <= port <= 65535:
-        raise UnsafeArgumentError(f"port {port} out of range 1-65535")
+    _check_endpoint(addr, port)
     text = str(addr)
     ok = re.compile(
         rf"(?:IP changed from '[^']*' to '{re.escape(text)}'|no need to change the addr), "
@@ -238,10 +243,7 @@ def add_server(
     ``enabled``: in 2.6.12 it corrupts the backend's count of active servers
     (503 with a healthy server); the state is set with ``set server`` instead.
     """
-    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
-        raise UnsafeArgumentError(f"{addr}: scoped IPv6 addresses are not supported")
-    if not 1 <= port <= 65535:
-        raise UnsafeArgumentError(f"port {port} out of range 1-65535")
+    _check_endpoint(addr, port)
     if server_id < 1:
         raise UnsafeArgumentError(f"server id {server_id} must be positive")
     if "enabled" in options:

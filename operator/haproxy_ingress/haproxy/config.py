@@ -111,8 +111,9 @@ def check_options(settings: BackendSettings, stretch: int, *, layer7: bool = Tru
     """
     if not settings.health_check:
         return []
-    words = ["check", "inter", settings.check_inter]
-    if stretch > 1:
+    if stretch == 1:
+        words = ["check", "inter", settings.check_inter]
+    else:
         stretched = min(int(duration_ms(settings.check_inter)) * stretch, MAX_DURATION_MS)
         words = ["check", "inter", f"{stretched}ms"]
         words += ["fastinter", settings.check_inter, "downinter", settings.check_inter]
@@ -205,7 +206,7 @@ class _BackendView:
     name: str
     settings: BackendSettings
     servers: tuple[_Server, ...]
-    options: tuple[str, ...] = ()  # server_options
+    options: tuple[str, ...]  # server_options or pool_server_options
 
 
 def template_source(name: str) -> str:
@@ -458,13 +459,25 @@ def render(
             else None
         ),
         backends=[
-            _backend_view(b, target.servers.get(b.name, ()), structure.check_stretch, upstream)
+            _backend_view(
+                b,
+                target.servers.get(b.name, ()),
+                server_options(
+                    b.settings,
+                    upstream.get(b.settings.proxy_ssl_secret or "", ("", "")),
+                    structure.check_stretch,
+                ),
+            )
             for b in target.structure.backends
         ],
         passthrough_map=map_path(paths, PASSTHROUGH_MAP),
         https_socket=paths.https_socket,
         passthrough=[
-            _backend_view(b, target.servers.get(b.name, ()), structure.check_stretch)
+            _backend_view(
+                b,
+                target.servers.get(b.name, ()),
+                pool_server_options(b.settings, structure.check_stretch),
+            )
             for b in structure.passthrough
         ],
     )
@@ -679,14 +692,7 @@ def _servers(
 
 
 def _backend_view(
-    layout: BackendLayout,
-    slots: tuple[Endpoint | None, ...],
-    stretch: int,
-    upstream: Mapping[str, tuple[str, str]] | None = None,
+    layout: BackendLayout, slots: tuple[Endpoint | None, ...], options: tuple[str, ...]
 ) -> _BackendView:
     servers = tuple(server for _, server, _ in _servers(layout, slots))
-    settings = layout.settings
-    if upstream is None:  # the passthrough pool
-        return _BackendView(layout.name, settings, servers, pool_server_options(settings, stretch))
-    tls = upstream.get(settings.proxy_ssl_secret or "", ("", ""))
-    return _BackendView(layout.name, settings, servers, server_options(settings, tls, stretch))
+    return _BackendView(layout.name, layout.settings, servers, options)
