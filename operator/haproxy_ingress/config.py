@@ -46,7 +46,7 @@ class ControllerConfig:
     health_bind: str | None = "0.0.0.0:10254"
     debounce: float = 0.05  # seconds of quiet before a sync: bursts coalesce
     resync_interval: float = 300.0  # full resync safety net
-    startup_timeout: float = 2.0  # first sync even if no object ever arrives
+    startup_timeout: float = 2.0  # then say the first sync waits for the initial listing
     always_reload: bool = False  # a benchmark baseline: reload on every change
     serve_nginx: bool = False  # also serve the Ingresses of class nginx (take-over)
     # ingress-nginx's flag: honour ssl-passthrough (the HTTPS binds become SNI-routed TCP).

@@ -105,13 +105,24 @@ class PendingChanges:
 
 class Controller:
     def __init__(
-        self, config: ControllerConfig, view: ViewSource, *, events: Reporter | None = None
+        self,
+        config: ControllerConfig,
+        view: ViewSource,
+        *,
+        events: Reporter | None = None,
+        indexed: asyncio.Event | None = None,
     ) -> None:
-        """``events``: where problems are reported (default: Kubernetes Events, once connected)."""
+        """``events``: where problems are reported (default: Kubernetes Events, once connected).
+
+        ``indexed``: set once the view holds every watched kind's initial
+        listing (:func:`haproxy_ingress.kopfpatch.indexed`); the first sync
+        waits for it, or for :meth:`mark_indexed`.
+        """
         self.config = config
         self._view = view
         self.metrics = Metrics()
         self._changed = asyncio.Event()
+        self._indexed = indexed if indexed is not None else asyncio.Event()
         self._full_synced = asyncio.Event()  # wakes _release_memory
         self.pending = PendingChanges()
         self._tasks: list[asyncio.Task[None]] = []
@@ -195,6 +206,10 @@ class Controller:
             view, header_configmaps=tuple(v for _, v in sorted(self._header_configmaps.items()))
         )
 
+    def mark_indexed(self) -> None:
+        """Kopf called an event handler: it does so only once every index is populated."""
+        self._indexed.set()
+
     def trigger(self) -> None:
         """Anything changed: the next sync translates the whole view."""
         self.pending.everything()
@@ -235,12 +250,25 @@ class Controller:
 
     # --- the loop -----------------------------------------------------------------
 
+    async def _wait_indexed(self) -> None:
+        """Until Kopf holds every watched kind's initial listing, however long that takes.
+
+        Neither a timeout nor another trigger (the ConfigMap's own watch, the
+        leader election) may start the first sync earlier: it would apply a
+        half-listed cluster (Ingresses without their Services: false
+        BackendNotFound warnings, a reload once the rest arrives). A cluster
+        with nothing of ours is listed quickly, and that counts too.
+        """
+        try:
+            await asyncio.wait_for(self._indexed.wait(), self.config.startup_timeout)
+        except TimeoutError:
+            logger.info("waiting for the initial listing of every watched kind before syncing")
+            await self._indexed.wait()
+        self.health.mark_indexed()
+
     async def _sync_loop(self) -> None:
-        # Event handlers run only once every index is populated; if no object
-        # matches anything, no event ever comes, so start anyway after a while.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), self.config.startup_timeout)
-        # The start's burst of events (every object, as the indexes fill) is
+        await self._wait_indexed()
+        # The start's burst of events (every object, as Kopf releases them) is
         # batched by one full window.
         last_sync = time.monotonic()
         while True:

@@ -4,7 +4,9 @@ Only ``@kopf.index`` and ``@kopf.on.event`` on users' objects: they keep no
 progress and write nothing back (no annotations, finalizers or status of our
 own). Indexes hold trimmed objects; event handlers only poke the sync loop,
 which reads all indexes at once. Event handlers run only after every index
-is fully populated, so the first sync never sees a half-listed cluster.
+is fully populated, and the first sync waits for that moment (an empty
+cluster's too: :func:`haproxy_ingress.kopfpatch.indexed`), so it never sees
+a half-listed cluster.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
             configmap,
         )
 
-    controller = Controller(config, view)
+    controller = Controller(config, view, indexed=kopfpatch.indexed(memo))
     await controller.start()
     memo["controller"] = controller
 
@@ -84,7 +86,7 @@ def _index_key(kind: WatchedKind, namespace: str | None, name: str, labels: kopf
 async def _changed(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
     if controller is not None:
-        controller.health.mark_indexed()  # Kopf calls event handlers once all are listed
+        controller.mark_indexed()  # Kopf calls event handlers once all are listed
         controller.trigger()
 
 
@@ -94,7 +96,7 @@ async def _endpoints_changed(
     controller: Controller | None = memo.get("controller")
     service = labels.get(SERVICE_NAME_LABEL)
     if controller is not None:
-        controller.health.mark_indexed()
+        controller.mark_indexed()
     if controller is not None and service:
         controller.trigger_endpoints(namespace or "", service)
 

@@ -59,7 +59,7 @@ class Health:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self.indexed = False  # Kopf delivered events: every index is listed
+        self.indexed = False  # Kopf holds every watched kind's initial listing
         self.synced = False  # a full sync after that was applied
         self.failure: str | None = None  # HAProxy does not run what we want, because…
         self._failures = 0

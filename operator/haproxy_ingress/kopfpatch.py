@@ -1,4 +1,4 @@
-"""A linear start for Kopf's index pre-population (Kopf 1.45).
+"""A linear start for Kopf's index pre-population, and word of its end (Kopf 1.45).
 
 Kopf holds every event handler back until every ``@kopf.index`` is
 populated: each object listed at start gets a toggle in one
@@ -17,13 +17,30 @@ state. So waking the waiters is needed only when the overall state changes
 then. Individual toggles still notify on ``turn_to`` as before. Kopf builds
 its sets by looking ``aiotoggles.ToggleSet`` up when the operator starts,
 so :func:`install` (called when the handlers are imported) replaces it there.
+
+Kopf tells nobody when the pre-population is over: event handlers simply
+start being called. When no object matches any handler, nothing is ever
+called, so the sync loop cannot tell "still listing" (a big cluster, a slow
+API server) from "nothing to list". :func:`indexed` is an
+``asyncio.Event`` in the operator's memo that :func:`install` has Kopf set
+once every indexed kind's watcher is running and the set above is on: every
+kind's initial LIST is over (empty ones too) and every listed object is
+indexed -- the moment Kopf itself releases the event handlers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import functools
+from collections.abc import Container, Iterable
+from typing import Any
 
 from kopf._cogs.aiokits import aiotoggles
+from kopf._cogs.structs import references
+from kopf._core.reactor import orchestration
+
+# The memo key of the event :func:`indexed` returns.
+_INDEXED = "kopfpatch.indexed"
 
 
 class LinearToggleSet(aiotoggles.ToggleSet):
@@ -51,6 +68,67 @@ class LinearToggleSet(aiotoggles.ToggleSet):
                 self._condition.notify_all()
 
 
+def indexed(memo: Any) -> asyncio.Event:
+    """Set once Kopf holds every indexed kind's initial listing (the operator's ``memo``)."""
+    event = memo.get(_INDEXED)
+    if event is None:
+        event = memo[_INDEXED] = asyncio.Event()
+    assert isinstance(event, asyncio.Event)
+    return event
+
+
+_spawn_missing_watchers = orchestration.spawn_missing_watchers
+_waiters: set[asyncio.Task[None]] = set()  # strong references while they wait
+
+
+async def _spawn_and_tell(
+    *,
+    processor: Any,
+    settings: Any,
+    indexed_resources: Container[references.Resource],
+    watched_resources: Iterable[references.Resource],
+    watched_namespaces: Iterable[references.Namespace],
+    ensemble: orchestration.Ensemble,
+) -> None:
+    """Kopf's own, then: once every indexed kind has its watcher, set :func:`indexed` when on."""
+    watched_resources = list(watched_resources)
+    watched_namespaces = list(watched_namespaces)
+    await _spawn_missing_watchers(
+        processor=processor,
+        settings=settings,
+        indexed_resources=indexed_resources,
+        watched_resources=watched_resources,
+        watched_namespaces=watched_namespaces,
+        ensemble=ensemble,
+    )
+    memo = processor.keywords.get("memobase") if isinstance(processor, functools.partial) else None
+    if memo is None:
+        return
+    event = indexed(memo)
+    # Kopf revises resources and namespaces one at a time: a call with either
+    # still unknown spawns nothing, and the set is on for want of toggles.
+    keys = {
+        orchestration.EnsembleKey(resource, namespace if resource.namespaced else None)
+        for resource in watched_resources
+        if resource in indexed_resources
+        for namespace in watched_namespaces
+    }
+    if event.is_set() or not keys or not keys <= ensemble.watcher_tasks.keys():
+        return
+
+    async def tell() -> None:
+        await ensemble.operator_indexed.wait_for(True)
+        event.set()
+
+    waiter = asyncio.create_task(tell(), name="kopfpatch: indexes populated")
+    _waiters.add(waiter)
+    waiter.add_done_callback(_waiters.discard)
+
+
 def install() -> None:
-    """Make Kopf build its toggle sets as :class:`LinearToggleSet` (idempotent)."""
+    """Make Kopf build its toggle sets as :class:`LinearToggleSet`, and set :func:`indexed`.
+
+    Idempotent.
+    """
     aiotoggles.ToggleSet = LinearToggleSet  # type: ignore[misc]
+    orchestration.spawn_missing_watchers = _spawn_and_tell

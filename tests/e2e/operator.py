@@ -8,6 +8,7 @@ namespace (hack/podnet.py) with non-loopback addresses.
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -30,23 +31,31 @@ SERVICE_ACCOUNT = "system:serviceaccount:haproxy-ingress:haproxy-ingress"
 PUBLISHED_ADDRESS = "203.0.113.7"
 
 
-def service_account_kubeconfig(cluster: Kube, path: Path, server: str | None = None) -> Path:
+def service_account_kubeconfig(
+    cluster: Kube, path: Path, server: str | None = None, ca: bytes | None = None
+) -> Path:
     """A kubeconfig holding a TokenRequest token of the controller's ServiceAccount.
 
-    ``server``: another address of the API server (a proxy in front of it).
+    ``server``: another address of the API server (a proxy in front of it);
+    ``ca``: the PEM certificate to trust there, if not the cluster's.
     """
     token = cluster.kubectl(
         "create", "token", "haproxy-ingress", "-n", "haproxy-ingress", "--duration=2h"
     ).stdout.strip()
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    ca = admin["clusters"][0]["cluster"]["certificate-authority-data"]
+    ca_data = admin["clusters"][0]["cluster"]["certificate-authority-data"]
+    if ca is not None:
+        ca_data = base64.b64encode(ca).decode()
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {
                 "name": "e2e",
-                "cluster": {"server": server or cluster.server, "certificate-authority-data": ca},
+                "cluster": {
+                    "server": server or cluster.server,
+                    "certificate-authority-data": ca_data,
+                },
             }
         ],
         "users": [{"name": "controller", "user": {"token": token}}],
@@ -123,14 +132,19 @@ def start_controller(
     http_port: int | None = None,
     publish: tuple[str, str] = ("publish-address", PUBLISHED_ADDRESS),
     api_server: str | None = None,
+    api_ca: bytes | None = None,
     sync_timeout: float = 60.0,
 ) -> RunningController:
     """The controller as ``haproxy-ingress run`` (flags), or as ``kopf run`` (environment).
 
-    ``sync_timeout``: seconds to wait for the first sync (a big cluster's takes minutes).
+    ``api_server``, ``api_ca``: another address of the API server and the
+    certificate to trust there; ``sync_timeout``: seconds to wait for the first
+    sync (a big cluster's takes minutes).
     """
     cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests"))
-    kubeconfig = service_account_kubeconfig(cluster, workdir / "controller.kubeconfig", api_server)
+    kubeconfig = service_account_kubeconfig(
+        cluster, workdir / "controller.kubeconfig", api_server, api_ca
+    )
     https_port, metrics_port, liveness_port, health_port = (free_port() for _ in range(4))
     http_port = http_port or free_port()
     log = workdir / "controller.log"

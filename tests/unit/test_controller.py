@@ -1,13 +1,18 @@
-"""The controller's pure decisions: what the next sync covers, and what it adds to the metrics."""
+"""The controller's decisions: when the first sync runs, what the next sync covers, and
+what it adds to the metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import typing
+from pathlib import Path
 
 from haproxy_ingress import metrics
 from haproxy_ingress.apply import ApplyResult
 from haproxy_ingress.cluster import ClusterView
-from haproxy_ingress.controller import PendingChanges
+from haproxy_ingress.config import ControllerConfig
+from haproxy_ingress.controller import Controller, PendingChanges
 from haproxy_ingress.metrics import figures
 from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.plan import Operation, plan
@@ -119,3 +124,33 @@ def test_reload_reason_labels_stay_bounded() -> None:
     for reason, label in reasons.items():
         assert metrics.reason_label(reason) == label
         assert label in metrics.RELOAD_REASONS
+
+
+async def test_the_first_sync_waits_for_the_indexes_whatever_triggers_come_first(
+    tmp_path: Path,
+) -> None:
+    """Neither the start-up timeout nor an early trigger (the ConfigMap's watch) starts it."""
+    config = ControllerConfig(state_dir=tmp_path, startup_timeout=0.01, debounce=0.01)
+    indexed = asyncio.Event()
+    controller = Controller(config, lambda configmap: ClusterView(), indexed=indexed)
+    synced: list[bool] = []
+
+    async def sync_once() -> None:
+        synced.append(controller.health.indexed)
+
+    controller.sync_once = sync_once  # type: ignore[method-assign]
+    loop = asyncio.create_task(controller._sync_loop())
+    try:
+        controller.trigger()  # the ConfigMap, listed long before Kopf's kinds
+        await asyncio.sleep(0.2)
+        assert synced == []
+        indexed.set()  # every kind listed: nothing of ours, or Kopf's events on their way
+        for _ in range(100):
+            if synced:
+                break
+            await asyncio.sleep(0.01)
+        assert synced == [True]  # and readiness may count it as the first full sync
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop

@@ -1,13 +1,28 @@
-"""kopfpatch: Kopf's index pre-population wakes its waiters once, not once per object."""
+"""kopfpatch: Kopf's index pre-population wakes its waiters once, not once per object,
+and says when it is over (every kind listed, empty ones too)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
+import kopf
+import pytest
 from kopf._cogs.aiokits import aiotoggles
+from kopf._cogs.clients import watching
+from kopf._cogs.structs import references
+from kopf._core.actions import lifecycles
+from kopf._core.engines import indexing, peering
+from kopf._core.intents import registries
+from kopf._core.reactor import inventory, orchestration, processing
 
-from haproxy_ingress import handlers  # noqa: F401  (installs the patch, as the controller does)
+from haproxy_ingress import (
+    handlers,  # noqa: F401  (installs the patch, as the controller does)
+    kopfpatch,
+)
 from haproxy_ingress.kopfpatch import LinearToggleSet
 
 _StockToggleSet = LinearToggleSet.__bases__[0]  # Kopf's own, before install()
@@ -76,3 +91,114 @@ async def test_individual_toggles_still_wake_their_waiters() -> None:
 
 def test_kopf_builds_its_sets_with_the_linear_one() -> None:
     assert aiotoggles.ToggleSet is LinearToggleSet
+
+
+# --- word of the end of the pre-population (kopfpatch.indexed) -----------------------
+
+INGRESSES = references.Resource("networking.k8s.io", "v1", "ingresses", namespaced=True)
+SERVICES = references.Resource("", "v1", "services", namespaced=True)
+SLICES = references.Resource("discovery.k8s.io", "v1", "endpointslices", namespaced=True)
+
+
+def _object(kind: str, name: str) -> dict[str, Any]:
+    return {"kind": kind, "metadata": {"namespace": "default", "name": name, "uid": name}}
+
+
+class FakeApi:
+    """Kopf's watch streams of a few kinds: each lists its objects once its gate opens."""
+
+    def __init__(self, objects: dict[references.Resource, list[dict[str, Any]]]) -> None:
+        self.objects = objects
+        self.gates = {resource: asyncio.Event() for resource in objects}
+        for gate in self.gates.values():
+            gate.set()
+
+    async def infinite_watch(
+        self, *, resource: references.Resource, **_: Any
+    ) -> AsyncIterator[Any]:
+        for obj in self.objects[resource]:
+            yield {"type": None, "object": obj}
+        await self.gates[resource].wait()  # the LIST's last page
+        yield watching.Bookmark.LISTED
+        await asyncio.Event().wait()  # watching, nothing happens
+
+
+@contextlib.asynccontextmanager
+async def _kopf(api: FakeApi, memo: kopf.Memo) -> AsyncIterator[references.Insights]:
+    """Kopf's own orchestrator and per-object processing, over ``api``'s streams."""
+    settings = kopf.OperatorSettings()
+    settings.peering.standalone = True
+    insights = references.Insights()
+    processor = functools.partial(
+        processing.process_resource_event,
+        lifecycle=lifecycles.get_default_lifecycle(),
+        registry=registries.OperatorRegistry(),
+        settings=settings,
+        indexers=indexing.OperatorIndexers(),
+        memories=inventory.ResourceMemories(),
+        memobase=memo,
+        operator_paused=aiotoggles.ToggleSet(any),
+        event_queue=asyncio.Queue(),
+    )
+    task = asyncio.create_task(
+        orchestration.orchestrator(
+            processor=processor,
+            settings=settings,
+            identity=peering.Identity("test"),
+            insights=insights,
+            operator_paused=aiotoggles.ToggleSet(any),
+        )
+    )
+    try:
+        yield insights
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _revise(insights: references.Insights, **changes: set[Any]) -> None:
+    """As Kopf's observers do: resources first, namespaces in a later revision."""
+    async with insights.revised:
+        for name, values in changes.items():
+            getattr(insights, name).update(values)
+        insights.revised.notify_all()
+    await asyncio.sleep(0.2)  # Kopf's workers batch an object's events for 0.1 s
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
+    fake = FakeApi(
+        {
+            INGRESSES: [_object("Ingress", "a"), _object("Ingress", "b")],
+            SERVICES: [_object("Service", "web")],
+            SLICES: [],
+        }
+    )
+    monkeypatch.setattr(watching, "infinite_watch", fake.infinite_watch)
+    return fake
+
+
+async def test_indexed_only_once_every_kind_is_listed(api: FakeApi) -> None:
+    api.gates[SERVICES].clear()  # a kind that lists slowly
+    memo = kopf.Memo()
+    indexed = kopfpatch.indexed(memo)
+    kinds = {INGRESSES, SERVICES, SLICES}
+    async with _kopf(api, memo) as insights:
+        await _revise(insights, watched_resources=kinds, indexed_resources=kinds)
+        assert not indexed.is_set()  # no namespace yet: no watcher, the set is on, empty
+        await _revise(insights, namespaces={None})
+        assert not indexed.is_set()  # Services still listing; the rest indexed
+        api.gates[SERVICES].set()
+        await asyncio.wait_for(indexed.wait(), 5)
+
+
+async def test_indexed_when_nothing_at_all_is_listed(api: FakeApi) -> None:
+    for objects in api.objects.values():
+        objects.clear()
+    memo = kopf.Memo()
+    kinds = {INGRESSES, SERVICES, SLICES}
+    async with _kopf(api, memo) as insights:
+        await _revise(insights, watched_resources=kinds, indexed_resources=kinds)
+        await _revise(insights, namespaces={None})
+        await asyncio.wait_for(kopfpatch.indexed(memo).wait(), 5)
