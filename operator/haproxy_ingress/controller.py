@@ -116,7 +116,7 @@ class Controller:
 
         ``indexed``: set once the view holds every watched kind's initial
         listing (:func:`haproxy_ingress.kopfpatch.indexed`); the first sync
-        waits for it, or for :meth:`mark_indexed`.
+        waits for it.
         """
         self.config = config
         self._view = view
@@ -205,10 +205,6 @@ class Controller:
         return dataclasses.replace(
             view, header_configmaps=tuple(v for _, v in sorted(self._header_configmaps.items()))
         )
-
-    def mark_indexed(self) -> None:
-        """Kopf called an event handler: it does so only once every index is populated."""
-        self._indexed.set()
 
     def trigger(self) -> None:
         """Anything changed: the next sync translates the whole view."""

@@ -3,10 +3,12 @@
 Only ``@kopf.index`` and ``@kopf.on.event`` on users' objects: they keep no
 progress and write nothing back (no annotations, finalizers or status of our
 own). Indexes hold trimmed objects; event handlers only poke the sync loop,
-which reads all indexes at once. Event handlers run only after every index
-is fully populated, and the first sync waits for that moment (an empty
-cluster's too: :func:`haproxy_ingress.kopfpatch.indexed`), so it never sees
-a half-listed cluster.
+which reads all indexes at once. Event handlers run as soon as their object
+is indexed, without waiting for the rest (:mod:`haproxy_ingress.kopfpatch`:
+that wait held every listed object in memory); the first sync waits until
+every index is fully populated (an empty cluster's too:
+:func:`haproxy_ingress.kopfpatch.indexed`), so it never sees a half-listed
+cluster.
 """
 
 from __future__ import annotations
@@ -86,7 +88,6 @@ def _index_key(kind: WatchedKind, namespace: str | None, name: str, labels: kopf
 async def _changed(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
     if controller is not None:
-        controller.mark_indexed()  # Kopf calls event handlers once all are listed
         controller.trigger()
 
 
@@ -95,8 +96,6 @@ async def _endpoints_changed(
 ) -> None:
     controller: Controller | None = memo.get("controller")
     service = labels.get(SERVICE_NAME_LABEL)
-    if controller is not None:
-        controller.mark_indexed()
     if controller is not None and service:
         controller.trigger_endpoints(namespace or "", service)
 

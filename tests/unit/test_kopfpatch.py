@@ -124,17 +124,28 @@ class FakeApi:
 
 
 @contextlib.asynccontextmanager
-async def _kopf(api: FakeApi, memo: kopf.Memo) -> AsyncIterator[references.Insights]:
-    """Kopf's own orchestrator and per-object processing, over ``api``'s streams."""
+async def _kopf(
+    api: FakeApi,
+    memo: kopf.Memo,
+    registry: registries.OperatorRegistry | None = None,
+    process: Any = None,
+) -> AsyncIterator[references.Insights]:
+    """Kopf's own orchestrator and per-object processing, over ``api``'s streams.
+
+    ``process``: the per-object processing (default: as installed, patched).
+    """
     settings = kopf.OperatorSettings()
     settings.peering.standalone = True
     insights = references.Insights()
+    registry = registry if registry is not None else registries.OperatorRegistry()
+    indexers = indexing.OperatorIndexers()
+    indexers.ensure(registry._indexing.get_all_handlers())
     processor = functools.partial(
-        processing.process_resource_event,
+        process if process is not None else processing.process_resource_event,
         lifecycle=lifecycles.get_default_lifecycle(),
-        registry=registries.OperatorRegistry(),
+        registry=registry,
         settings=settings,
-        indexers=indexing.OperatorIndexers(),
+        indexers=indexers,
         memories=inventory.ResourceMemories(),
         memobase=memo,
         operator_paused=aiotoggles.ToggleSet(any),
@@ -202,3 +213,44 @@ async def test_indexed_when_nothing_at_all_is_listed(api: FakeApi) -> None:
         await _revise(insights, watched_resources=kinds, indexed_resources=kinds)
         await _revise(insights, namespaces={None})
         await asyncio.wait_for(kopfpatch.indexed(memo).wait(), 5)
+
+
+# --- objects are processed without waiting for the others (kopfpatch.Unparked) --------
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "kopf-stock"])
+async def test_an_object_is_processed_while_other_kinds_still_list(
+    api: FakeApi, patched: bool
+) -> None:
+    api.gates[SERVICES].clear()  # a kind that lists slowly
+    registry = registries.OperatorRegistry()
+    handled: list[str] = []
+
+    @kopf.index("networking.k8s.io", "v1", "ingresses", registry=registry)
+    async def by_name(name: str, **_: Any) -> Any:
+        return {name: name}
+
+    @kopf.on.event("networking.k8s.io", "v1", "ingresses", registry=registry)
+    async def changed(name: str, **_: Any) -> None:
+        handled.append(name)
+
+    memo = kopf.Memo()
+    indexed = kopfpatch.indexed(memo)
+    kinds = {INGRESSES, SERVICES}
+    stock = kopfpatch._process_resource_event
+    process = None if patched else stock
+    async with _kopf(api, memo, registry, process) as insights:
+        await _revise(insights, watched_resources=kinds, indexed_resources=kinds)
+        await _revise(insights, namespaces={None})
+        # Kopf's own holds the Ingresses' processing (raw bodies and all) until
+        # the Services are listed; ours handles them, and still waits to say so.
+        assert sorted(handled) == (["a", "b"] if patched else [])
+        assert not indexed.is_set()
+        api.gates[SERVICES].set()
+        await asyncio.wait_for(indexed.wait(), 5)
+        await asyncio.sleep(0.2)
+        assert sorted(handled) == ["a", "b"]
+
+
+def test_kopf_processes_objects_with_the_unparked_processing() -> None:
+    assert processing.process_resource_event is kopfpatch.process_unparked
