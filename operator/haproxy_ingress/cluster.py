@@ -113,6 +113,7 @@ class ClusterView:
         configmap: KubeObject | None = None
         header_configmaps: list[KubeObject] = []
         unknown: list[KubeObject] = []
+        shared = SharedValues()
         for obj in objects:
             kind = (str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
             if kind == ("v1", "ConfigMap"):
@@ -130,7 +131,7 @@ class ClusterView:
             if bucket is None:
                 unknown.append(obj)
             else:
-                buckets[bucket].append(trim(obj))
+                buckets[bucket].append(trim(obj, shared))
         view = cls.of(buckets, configmap, header_configmaps)
         return view, unknown
 
@@ -160,15 +161,58 @@ _UNREAD_SERVICE_SPEC = frozenset(
 # values that repeat across objects ("http", "TCP", "Prefix", Service names).
 # Longer ones (certificates, annotations' texts) are mostly unique.
 _INTERNED_LENGTH = 64
+# Mappings this small whose values are all scalars are shared (SharedValues).
+_SHARED_ITEMS = 4
+_SCALARS = (str, int, float, bool, type(None))
 
 
-def trim(obj: KubeObject) -> KubeObject:
+class SharedValues:
+    """One copy of each small mapping of scalars, for every trimmed object that holds it.
+
+    Endpoints' ``conditions`` (``{"ready": true}``), port references
+    (``{"number": 80}``), ports (``{"name": "http", "port": 8080}``):
+    the same few mappings recur across thousands of objects, and each copy
+    costs a dict (about 184 bytes). The view's objects are never modified
+    (the indexes share them with every sync), so equal ones can be one.
+    Equal means the same keys in the same order with values of the same
+    type (``True`` is not ``1``), so a shared mapping behaves exactly as its
+    copy would. Metadata and object references (with a ``uid``) are each
+    object's own and never shared. The table keeps what it hands out, up to
+    ``limit`` entries: past that, mappings are copied as before.
+    """
+
+    def __init__(self, limit: int = 65_536) -> None:
+        self._table: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._limit = limit
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def share(self, value: dict[str, Any]) -> dict[str, Any]:
+        if (
+            len(value) > _SHARED_ITEMS
+            or "uid" in value  # a reference to one object (targetRef)
+            or not all(type(v) in _SCALARS for v in value.values())
+        ):
+            return value
+        key = tuple((k, type(v), v) for k, v in value.items())
+        known = self._table.get(key)
+        if known is not None:
+            return known
+        if len(self._table) < self._limit:
+            self._table[key] = value
+        return value
+
+
+def trim(obj: KubeObject, shared: SharedValues | None = None) -> KubeObject:
     """Keep only what the controller reads, compactly: memory stays flat on big clusters.
 
     The result is a deep copy of plain dicts and lists that shares nothing
     with ``obj``, whose strings are interned: the watch decodes each event
     on its own, so without it every object holds its own copy of every key.
-    At 10,000 Ingresses the indexes hold about 31,000 objects.
+    With ``shared``, small mappings equal to one an earlier object holds are
+    that one (:class:`SharedValues`). At 10,000 Ingresses the indexes hold
+    about 31,000 objects.
     """
     meta = obj.get("metadata")
     kept: dict[str, Any] = {k: v for k, v in obj.items() if k not in {"metadata", "status"}}
@@ -191,20 +235,24 @@ def trim(obj: KubeObject) -> KubeObject:
     if obj.get("kind") == "Ingress" and isinstance(status, Mapping) and "loadBalancer" in status:
         # The one status field we read: it is written only when it differs.
         kept["status"] = {"loadBalancer": status["loadBalancer"]}
-    result: KubeObject = _compact(kept)
+    # Metadata (name, uid, ...) is one object's own: nothing to share.
+    result: KubeObject = {
+        _compact(k, None): _compact(v, None if k == "metadata" else shared) for k, v in kept.items()
+    }
     return result
 
 
-def _compact(value: Any) -> Any:
+def _compact(value: Any, shared: SharedValues | None) -> Any:
     """A deep copy of a JSON-like value with short strings interned (Mappings become dicts)."""
     if isinstance(value, str):
         return sys.intern(value) if len(value) <= _INTERNED_LENGTH else value
     if isinstance(value, Mapping):
-        return {_compact(k): _compact(v) for k, v in value.items()}
+        copied = {_compact(k, None): _compact(v, shared) for k, v in value.items()}
+        return shared.share(copied) if shared is not None else copied
     if isinstance(value, list):
-        return [_compact(v) for v in value]
+        return [_compact(v, shared) for v in value]
     if isinstance(value, tuple):
-        return tuple(_compact(v) for v in value)
+        return tuple(_compact(v, shared) for v in value)
     return value
 
 

@@ -19,7 +19,14 @@ from typing import Any
 import kopf
 
 from haproxy_ingress import kopfpatch, logs
-from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject, WatchedKind, trim
+from haproxy_ingress.cluster import (
+    WATCHED,
+    ClusterView,
+    KubeObject,
+    SharedValues,
+    WatchedKind,
+    trim,
+)
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.controller import Controller
 
@@ -29,6 +36,9 @@ kopfpatch.install()  # before Kopf builds its toggle sets: see kopfpatch
 
 # Slices gather under their Service: the key a backend looks them up by.
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+# The memo key of the indexes' SharedValues (Kopf gives each object a shallow
+# copy of the operator's memo: one table for all).
+SHARED_VALUES = "shared_values"
 
 
 @kopf.on.startup()
@@ -65,6 +75,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     controller = Controller(config, view, indexed=kopfpatch.indexed(memo))
     await controller.start()
     memo["controller"] = controller
+    memo[SHARED_VALUES] = SharedValues()  # before Kopf starts watching: startup comes first
 
 
 @kopf.on.cleanup()
@@ -102,10 +113,15 @@ async def _endpoints_changed(
 
 def _register(kind: WatchedKind) -> None:
     async def index(
-        namespace: str | None, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+        namespace: str | None,
+        name: str,
+        labels: kopf.Labels,
+        body: kopf.Body,
+        memo: kopf.Memo,
+        **_: Any,
     ) -> Any:
         key = _index_key(kind, namespace, name, labels)
-        return {key: trim(body)} if key is not None else None
+        return {key: trim(body, memo.get(SHARED_VALUES))} if key is not None else None
 
     resource = (kind.group, kind.version, kind.plural)
     field, values = kind.only or (None, ())

@@ -248,9 +248,12 @@ class Quarantine:
 
     def __init__(self) -> None:
         self._entries: dict[ObjectKey, Entry] = {}
-        # The users' objects of the last view whose configuration passed
-        # `haproxy -c` and was applied; None until one did.
-        self._good: dict[ObjectKey, KubeObject] | None = None
+        # The last view whose configuration passed `haproxy -c` and was
+        # applied; None until one did. Kept as the view (its objects are the
+        # indexes' own) and keyed only when a refusal asks for suspects: a
+        # key per object of a 10k-Ingress cluster is 31,000 keys held for a
+        # rare event.
+        self._good: ClusterView | None = None
 
     @property
     def entries(self) -> tuple[Entry, ...]:
@@ -279,11 +282,11 @@ class Quarantine:
         return leave_out(view, kept), tuple(sorted(e.problem for e in kept.values()))
 
     def suspects(self, view: ClusterView) -> list[ObjectKey]:
-        return suspects(view, self._good)
+        return suspects(view, objects(self._good) if self._good is not None else None)
 
     def accepted(self, view: ClusterView) -> None:
         """``view`` (already screened) was rendered, passed `haproxy -c` and applied."""
-        self._good = objects(view)
+        self._good = view
 
     def add(self, view: ClusterView, search: Search[ObjectKey]) -> None:
         """Leave out what the search found, from the next :meth:`screen` on."""

@@ -193,7 +193,7 @@ class Reconciler:
         if result.reloaded and endpoints_of is None:
             # `haproxy -c` passed on this view: the baseline of later searches.
             # (Runtime-only changes were never checked, so they stay suspects.)
-            await asyncio.to_thread(self._quarantine.accepted, served)
+            self._quarantine.accepted(served)
         return Outcome(desired, step, result)
 
     def _checks_shed(self, budget: Budget | None) -> Problem:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from haproxy_ingress.cluster import WATCHED, ClusterView, trim
+from haproxy_ingress.cluster import WATCHED, ClusterView, SharedValues, trim
 from haproxy_ingress.haproxy.config import RenderOptions, render
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.loader import load_objects
@@ -142,3 +142,42 @@ def test_strings_are_shared_across_objects() -> None:
 def test_trimming_twice_changes_nothing() -> None:
     body = as_served(service("web"))
     assert trim(trim(body)) == trim(body)
+
+
+def test_small_mappings_of_scalars_are_one_across_objects() -> None:
+    shared = SharedValues()
+    first, second = (
+        trim(as_served(endpoint_slice(name, endpoint("10.0.0.1"))), shared) for name in ("a", "b")
+    )
+    assert first["endpoints"][0]["conditions"] is second["endpoints"][0]["conditions"]
+    assert first["ports"][0] is second["ports"][0]
+    # Each object's own: its metadata, and the lists around the shared mappings.
+    assert first["metadata"] is not second["metadata"]
+    assert first["endpoints"] is not second["endpoints"]
+    assert trim(as_served(endpoint_slice("c", endpoint("10.0.0.1")))) == first | {
+        "metadata": trim(as_served(endpoint_slice("c", endpoint("10.0.0.1"))))["metadata"]
+    }
+
+
+def test_only_equal_mappings_are_shared() -> None:
+    shared = SharedValues()
+    ready = shared.share({"ready": True})
+    assert shared.share({"ready": True}) is ready
+    assert shared.share({"ready": 1}) is not ready  # equal in Python, not the same JSON
+    assert shared.share({"ready": False}) is not ready
+    reordered = {"port": 80, "name": "http"}
+    assert shared.share({"name": "http", "port": 80}) is not shared.share(reordered)
+    pod = {"kind": "Pod", "name": "web-1", "namespace": "default", "uid": "u-1"}
+    assert shared.share(pod) is pod and len(shared) == 5  # a targetRef is one object's own
+    nested = {"service": {"name": "web"}}
+    assert shared.share(nested) is nested and len(shared) == 5
+
+
+def test_the_table_stops_growing_at_its_limit() -> None:
+    shared = SharedValues(limit=2)
+    for number in range(5):
+        shared.share({"number": number})
+    assert len(shared) == 2
+    late = {"number": 4}
+    assert shared.share(late) is late  # copied as before, not shared
+    assert shared.share({"number": 0}) == {"number": 0}
