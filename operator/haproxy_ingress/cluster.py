@@ -199,7 +199,7 @@ def _compact(value: Any) -> Any:
     """A deep copy of a JSON-like value with short strings interned (Mappings become dicts)."""
     # Exact types first: what a watch decodes. Every EndpointSlice event comes
     # through here, and the Mapping check of the general case costs an ABC
-    # lookup per value (a third of the controller's CPU per slice event).
+    # lookup per value (a 10-endpoint slice: 50 -> 37 µs of CPU here).
     kind = type(value)
     if kind is dict:
         return {_compact(k): _compact(v) for k, v in value.items()}

@@ -45,8 +45,9 @@ logger = logging.getLogger(__name__)
 
 
 # The endpoint fast path runs on the event loop while it costs less than
-# this (CPU seconds, measured each time): small and medium clusters. At 10k
-# Ingresses it walks every backend (~20 ms) and goes to a worker thread.
+# this (CPU seconds, measured each time): small clusters. It walks every
+# backend (~2 ms at 1,000 Ingresses, bench/translate.py): bigger ones go to
+# a worker thread, as full translations always do.
 INLINE_FAST_PATH = 0.002
 
 
