@@ -244,11 +244,21 @@ def trim(obj: KubeObject, shared: SharedValues | None = None) -> KubeObject:
 
 def _compact(value: Any, shared: SharedValues | None) -> Any:
     """A deep copy of a JSON-like value with short strings interned (Mappings become dicts)."""
-    if isinstance(value, str):
+    # Exact types first: what a watch decodes. Every EndpointSlice event comes
+    # through here, and the Mapping check of the general case costs an ABC
+    # lookup per value (a 10-endpoint slice: 50 -> 37 µs of CPU here).
+    kind = type(value)
+    if kind is str:
         return sys.intern(value) if len(value) <= _INTERNED_LENGTH else value
-    if isinstance(value, Mapping):
+    if kind is int or kind is bool or kind is float or value is None:
+        return value
+    if kind is dict or (kind is not list and isinstance(value, Mapping)):
         copied = {_compact(k, None): _compact(v, shared) for k, v in value.items()}
         return shared.share(copied) if shared is not None else copied
+    if kind is list:
+        return [_compact(v, shared) for v in value]
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= _INTERNED_LENGTH else value
     if isinstance(value, list):
         return [_compact(v, shared) for v in value]
     if isinstance(value, tuple):

@@ -78,17 +78,30 @@ class PendingChanges:
     noted meanwhile are part of it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._full = True  # the first sync translates everything
         self._services: set[tuple[str, str]] = set()
+        self._since: float | None = None
 
     def everything(self) -> None:
+        self._noted()
         self._full = True
         self._services.clear()
 
     def endpoints(self, namespace: str, service: str) -> None:
+        self._noted()
         if not self._full:
             self._services.add((namespace, service))
+
+    def _noted(self) -> None:
+        if self._since is None:
+            self._since = self._clock()
+
+    @property
+    def since(self) -> float | None:
+        """When the oldest change not yet taken was noted (the clock's time), if any."""
+        return self._since
 
     @property
     def full(self) -> bool:
@@ -100,7 +113,15 @@ class PendingChanges:
         services = None if self._full else frozenset(self._services)
         self._full = False
         self._services.clear()
+        self._since = None
         return services
+
+
+def endpoint_wait(window: float, now: float, last_sync: float, since: float | None) -> float:
+    """Seconds endpoint changes still wait: the window runs from the end of the
+    last sync or from the oldest change noted (``since``), whichever came first."""
+    opened = last_sync if since is None else min(last_sync, since)
+    return window - (now - opened)
 
 
 class Controller:
@@ -270,8 +291,12 @@ class Controller:
         while True:
             # Endpoint changes have a leading edge: after a quiet spell of one
             # window, one is applied at once (a lone endpoint change waits for
-            # nothing); those during a sync or right after it wait out the rest
-            # of the window and go together. Anything else waits a whole
+            # nothing); those right after a sync wait out the rest of the
+            # window and go together. Those noted during a sync wait at most
+            # a window from when the first of them came: under a burst of
+            # slow syncs (a busy machine), a window after each sync on top of
+            # it would delay every change by the sync it waited for plus a
+            # whole window. Anything else waits a whole
             # window: Ingress and Service changes come in bursts (kubectl
             # apply, a re-list after a watch gap), and a view taken at the
             # first event of a burst is a half-written one.
@@ -281,7 +306,7 @@ class Controller:
                 # Endpoint events need no view of a whole burst: a short
                 # window batches what arrives during a sync, no more.
                 window = min(self.config.debounce, ENDPOINT_WINDOW)
-                rest = window - (time.monotonic() - last_sync)
+                rest = endpoint_wait(window, time.monotonic(), last_sync, self.pending.since)
             if rest > 0:
                 await asyncio.sleep(rest)
             self._changed.clear()

@@ -8,11 +8,13 @@ import contextlib
 import typing
 from pathlib import Path
 
+import pytest
+
 from haproxy_ingress import metrics
 from haproxy_ingress.apply import ApplyResult
 from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.config import ControllerConfig
-from haproxy_ingress.controller import Controller, PendingChanges
+from haproxy_ingress.controller import Controller, PendingChanges, endpoint_wait
 from haproxy_ingress.metrics import figures
 from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.plan import Operation, plan
@@ -154,3 +156,30 @@ async def test_the_first_sync_waits_for_the_indexes_whatever_triggers_come_first
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
+
+
+def test_pending_changes_remember_when_the_oldest_came() -> None:
+    clock = iter([1.0, 2.0])
+    pending = PendingChanges(clock=lambda: next(clock))
+    pending.take()
+    assert pending.since is None
+    pending.endpoints("default", "web")
+    pending.endpoints("default", "web")  # later ones do not move it
+    assert pending.since == 1.0
+    pending.take()
+    assert pending.since is None
+    pending.everything()
+    assert pending.since == 2.0
+
+
+def test_endpoint_changes_wait_at_most_a_window_from_the_first_of_them() -> None:
+    window = 0.01
+    # After a quiet spell: at once (the leading edge).
+    assert endpoint_wait(window, now=5.0, last_sync=1.0, since=5.0) < 0
+    # Right after a sync: the rest of the window, batching what follows.
+    assert endpoint_wait(window, now=1.002, last_sync=1.0, since=1.002) == pytest.approx(0.008)
+    # Noted during a sync that took longer than a window: at once when it ends,
+    # not a whole window after it.
+    assert endpoint_wait(window, now=1.05, last_sync=1.05, since=1.01) < 0
+    # Noted during a short sync: the rest of the window from when it came.
+    assert endpoint_wait(window, now=1.003, last_sync=1.003, since=1.001) == pytest.approx(0.008)

@@ -254,3 +254,73 @@ async def test_an_object_is_processed_while_other_kinds_still_list(
 
 def test_kopf_processes_objects_with_the_unparked_processing() -> None:
     assert processing.process_resource_event is kopfpatch.process_unparked
+
+
+# --- cause detection without the diff-base ------------------------------------------
+
+
+def _slice(rv: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"namespace": "default", "name": "web-1", "uid": "u1", "resourceVersion": rv},
+        "endpoints": [{"addresses": ["198.18.0.1"], "conditions": {"ready": True}}],
+    }
+
+
+class CountingDiffBase(kopf.AnnotationsDiffBaseStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.builds = 0
+
+    def build(self, **kwargs: Any) -> Any:
+        self.builds += 1
+        return super().build(**kwargs)
+
+
+async def _process(registry: registries.OperatorRegistry, settings: kopf.OperatorSettings) -> None:
+    await processing.process_resource_event(
+        lifecycle=lifecycles.get_default_lifecycle(),
+        registry=registry,
+        settings=settings,
+        indexers=indexing.OperatorIndexers(),
+        memories=inventory.ResourceMemories(),
+        memobase=kopf.Memo(),
+        resource=SLICES,
+        raw_event={"type": "MODIFIED", "object": _slice("7")},
+        event_queue=asyncio.Queue(),
+    )
+
+
+async def test_event_handlers_alone_get_their_events_without_a_diff_base() -> None:
+    registry = registries.OperatorRegistry()
+    seen: list[tuple[str | None, str]] = []
+
+    @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry)
+    async def spy(type: str | None, body: kopf.Body, **_: Any) -> None:
+        seen.append((type, body["metadata"]["resourceVersion"]))
+
+    settings = kopf.OperatorSettings()
+    settings.persistence.diffbase_storage = storage = CountingDiffBase()
+    await _process(registry, settings)
+    assert seen == [("MODIFIED", "7")]
+    assert storage.builds == 0  # Kopf's own detection builds it on every event
+
+
+async def test_objects_with_change_handlers_keep_kopfs_detection() -> None:
+    registry = registries.OperatorRegistry()
+    seen: list[str] = []
+
+    @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry)
+    async def spy(body: kopf.Body, **_: Any) -> None:
+        seen.append(body["metadata"]["resourceVersion"])
+
+    @kopf.on.update("discovery.k8s.io", "v1", "endpointslices", registry=registry)
+    async def changed(**_: Any) -> None:
+        pass
+
+    settings = kopf.OperatorSettings()
+    settings.persistence.diffbase_storage = storage = CountingDiffBase()
+    await _process(registry, settings)
+    assert seen == ["7"]
+    assert storage.builds >= 1

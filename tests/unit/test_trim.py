@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 
 from haproxy_ingress.cluster import WATCHED, ClusterView, SharedValues, trim
@@ -181,3 +182,17 @@ def test_the_table_stops_growing_at_its_limit() -> None:
     late = {"number": 4}
     assert shared.share(late) is late  # copied as before, not shared
     assert shared.share({"number": 0}) == {"number": 0}
+
+
+def test_trimming_what_kopf_hands_over_equals_trimming_the_plain_object() -> None:
+    """Handlers get a ``kopf.Body`` (a Mapping, not a dict): the same plain result."""
+    obj = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "web-1", "namespace": "default", "labels": {"a": "b"}},
+        "endpoints": [{"addresses": ["198.18.0.1"], "conditions": {"ready": True}, "x": 1.5}],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }
+    trimmed = trim(kopf.Body(obj))
+    assert trimmed == trim(obj)
+    assert type(trimmed) is dict and type(trimmed["endpoints"][0]) is dict
