@@ -62,6 +62,8 @@ from kopf._core.reactor import orchestration, processing
 
 # The memo key of the event :func:`indexed` returns.
 _INDEXED = "kopfpatch.indexed"
+# The memo key of the task that sets it (the memo holds it while it waits).
+_TELLER = "kopfpatch.indexed.teller"
 
 
 class LinearToggleSet(aiotoggles.ToggleSet):
@@ -99,7 +101,6 @@ def indexed(memo: Any) -> asyncio.Event:
 
 
 _spawn_missing_watchers = orchestration.spawn_missing_watchers
-_waiters: set[asyncio.Task[None]] = set()  # strong references while they wait
 
 
 async def _spawn_and_tell(
@@ -136,14 +137,15 @@ async def _spawn_and_tell(
     }
     if event.is_set() or not keys or not keys <= ensemble.watcher_tasks.keys():
         return
+    teller = memo.get(_TELLER)
+    if teller is not None and not teller.done():
+        return  # it waits for the same set to be on
 
     async def tell() -> None:
         await ensemble.operator_indexed.wait_for(True)
         event.set()
 
-    waiter = asyncio.create_task(tell(), name="kopfpatch: indexes populated")
-    _waiters.add(waiter)
-    waiter.add_done_callback(_waiters.discard)
+    memo[_TELLER] = asyncio.create_task(tell(), name="kopfpatch: indexes populated")
 
 
 class Unparked:
