@@ -37,7 +37,7 @@ views, three loggers, its worker, queue and task, until the last object of
 every kind is indexed. At 10,000 Ingresses those 31,000 parked objects
 made the controller's peak (HWM 820-880 MiB), and the holes they left
 among the objects that stay (trimmed copies, Kopf's per-object memories)
-kept the idle RSS at 690-770 MiB (pymalloc: 230 MB of blocks in use in
+kept the idle RSS at 690-720 MiB (pymalloc: 230 MB of blocks in use in
 594 MB of arenas). :func:`install` therefore also has each object's
 processing drop its toggle as Kopf does and go on without waiting: Kopf
 still counts every object in (so :func:`indexed` keeps its meaning), and
