@@ -101,6 +101,12 @@ class SlowListProxy:
         started.set()
         async with server:
             await self._stopped.wait()
+        # Connections still open (the controller's watches): end them here,
+        # not as pending tasks of a closed loop.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_tls = ssl.create_default_context()
