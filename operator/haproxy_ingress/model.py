@@ -669,6 +669,33 @@ CORS_MAPS = (
     "cors-credentials",
 )
 
+# The maps whose frontend rules haproxy.cfg.j2 renders only while one of them
+# has entries (Structure.frontend_maps): every route option's but opt-stream
+# (request buffering is on unless a route streams), CORS, the global deny-
+# list and header sets, from-to-www-redirect, regex routes and the https
+# redirect of TLS hosts. The rest (exact, prefix, hosts, tls, sni, opt-stream)
+# are read by every request's routing, or cost it nothing.
+OPTIONAL_MAPS = tuple(
+    sorted(
+        (
+            "deny",
+            "headers",
+            "redirect",
+            "regex",
+            "www",
+            *(name for name in ROUTE_OPTION_MAPS if name != "opt-stream"),
+            *CORS_MAPS,
+        )
+    )
+)
+
+
+def frontend_maps(maps: RoutingMaps) -> tuple[str, ...]:
+    """The optional maps of ``maps`` that have entries (sorted): the rules the frontend needs."""
+    return tuple(
+        sorted(name for name, entries in maps.files() if entries and name in OPTIONAL_MAPS)
+    )
+
 
 @dataclass(frozen=True, order=True)
 class Certificate:
@@ -800,6 +827,12 @@ class Structure:
     # Every check interval of healthy servers multiplied by this power of two
     # to keep the total check rate under GlobalSettings.check_max_rate (plan.py).
     check_stretch: int = 1
+    # The optional maps (OPTIONAL_MAPS) whose frontend rules haproxy.cfg has,
+    # sorted: those with entries when it was rendered, and any kept since
+    # (plan.py). A rule no route needs still costs every request its turn,
+    # so the frontend leaves out the others' rules; a map gaining its first
+    # entries then reloads. The default renders every rule.
+    frontend_maps: tuple[str, ...] = OPTIONAL_MAPS
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from haproxy_ingress.model import (
     ServerState,
     Slots,
     Structure,
+    frontend_maps,
     passthrough_backend_name,
 )
 from haproxy_ingress.validate import duration_ms
@@ -422,15 +423,31 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
         if current is not None:
             reasons.append(f"access policy {name} added")
 
+    # The frontend has the rules of an optional map only while it has
+    # entries (Structure.frontend_maps): a map's first entries need its rules.
+    rules = frontend_maps(desired.maps)
+    if current is not None:
+        missing = sorted(set(rules) - set(current.structure.frontend_maps))
+        if missing:
+            reasons.append(f"frontend rules for the {', '.join(missing)} maps added")
+    if desired.ssl_passthrough and "redirect" not in rules:
+        # A passthrough host's plain HTTP is redirected to https (translate):
+        # with the rules there from the start (turning passthrough on
+        # reloads), its hosts come and go by map.
+        rules = tuple(sorted((*rules, "redirect")))
+
     # A backend no route uses any more is harmless: keep it (all slots free)
     # until something else forces a reload, so deleting an Ingress is free.
-    # The same holds for an access policy no route names any more.
+    # The same holds for an access policy no route names any more, and for
+    # the rules of a map that has lost its entries.
     leftovers = sorted(set(old_layouts) - set(layouts))
     if not reasons:
         for name in leftovers:
             layouts[name] = old_layouts[name]
             servers[name] = tuple(None for _ in old_servers.get(name, ()))
         policies = {**old_policies, **policies}
+        if current is not None:
+            rules = current.structure.frontend_maps
 
     target = AppliedState(
         structure=Structure(
@@ -441,6 +458,7 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
             upstream_tls=desired.upstream_tls,
             passthrough=pool.layouts,
             host_tls=desired.host_tls,
+            frontend_maps=rules,
         ),
         servers=servers,
         maps=desired.maps,
