@@ -201,9 +201,7 @@ class Applier:
         have = {(row["be_name"], row["srv_name"]) for row in parse_servers_state(text).rows}
 
         def present(op: AddServer) -> bool:
-            twin = op.settings.twins and not op.pool
-            names = [op.server, twin_name(op.server)] if twin else [op.server]
-            return all((op.backend, name) in have for name in names)
+            return all((op.backend, name) in have for name in op.names)
 
         return tuple(op for op in operations if not (isinstance(op, AddServer) and present(op)))
 
@@ -533,8 +531,8 @@ def add_server_commands(
         tls = upstream.get(settings.proxy_ssl_secret or "", ("", ""))
         options = server_options(settings, tls, stretch)
         shares = settings.slot_maxconn or (None, None)
-        servers = [(operation.server, shares[0])]
-        if settings.twins:
+        servers = [] if operation.only_twin else [(operation.server, shares[0])]
+        if operation.twin:
             servers.append((twin_name(operation.server), shares[1]))
     result = []
     for name, maxconn in servers:

@@ -156,6 +156,21 @@ class BackendSettings:
         """
         return self.health_check and self.maxconn != 1 and self.affinity != "cookie"
 
+    def twins_at(self, slots: int) -> bool:
+        """Whether a backend of ``slots`` server slots has its twins (see :attr:`twins`).
+
+        Only from two slots: a backend with one slot has one pod at most,
+        and when it fails there is no other to retry on, twin or not (an L7
+        retry goes to the same pod either way). A twin is not free: under
+        leastconn an idle server is always picked first, so a pod's requests
+        alternate between slot and twin and their idle connections, which
+        cost ~4 µs of HAProxy CPU per request with one pod (bench/hand_config.py).
+        A backend that grows to two slots at run time gets the twin of its
+        first slot then (plan.AddServer). With a maxconn, which slot and twin
+        share, every slot has its twin from the start.
+        """
+        return self.twins and (slots >= 2 or self.maxconn is not None)
+
     @property
     def runtime_growth(self) -> bool:
         """Whether slots may be added at run time (``add server``) instead of reloading.

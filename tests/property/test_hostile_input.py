@@ -129,8 +129,8 @@ def check_shape(target: AppliedState, files: dict[str, str], empty_with: Empty) 
         assert [words[1] for words in servers] == [f"s{i}" for i in range(1, layout.slots + 1)]
         twins = [line.split() for line in lines if line.startswith("server t")]
         assert len(servers) + len(twins) == sum(1 for line in lines if line.startswith("server "))
-        # Each slot's twin (BackendSettings.twins): its address, tracking it, no check.
-        if layout.settings.twins:
+        # Each slot's twin (BackendSettings.twins_at): its address, tracking it, no check.
+        if layout.settings.twins_at(layout.slots):
             maxconn = layout.settings.slot_maxconn
             extra = [] if maxconn is None else ["maxconn", str(maxconn[1])]
             assert twins == [

@@ -207,6 +207,7 @@ class _BackendView:
     settings: BackendSettings
     servers: tuple[_Server, ...]
     options: tuple[str, ...]  # server_options or pool_server_options
+    twins: bool = False  # each slot has its twin (BackendSettings.twins_at)
 
 
 def template_source(name: str) -> str:
@@ -700,4 +701,5 @@ def _backend_view(
     layout: BackendLayout, slots: tuple[Endpoint | None, ...], options: tuple[str, ...]
 ) -> _BackendView:
     servers = tuple(server for _, server, _ in _servers(layout, slots))
-    return _BackendView(layout.name, layout.settings, servers, options)
+    twins = layout.settings.twins_at(layout.slots)
+    return _BackendView(layout.name, layout.settings, servers, options, twins)
