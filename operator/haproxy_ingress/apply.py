@@ -49,7 +49,7 @@ from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyProcess, check_config
 from haproxy_ingress.haproxy.runtime import RuntimeClient
-from haproxy_ingress.model import AppliedState, ServerState
+from haproxy_ingress.model import OPTIONAL_MAPS, AppliedState, ServerState
 from haproxy_ingress.plan import (
     PASSTHROUGH_MAP,
     AddServer,
@@ -160,7 +160,13 @@ class Applier:
         await self._execute(
             (
                 *await self._missing_servers_only(plan_full_sync(saved)),
-                *(ReplaceMap(name, entries) for name, entries in saved.maps.files()),
+                # A map whose rules the configuration leaves out is unknown to
+                # HAProxy (and empty: Structure.frontend_maps).
+                *(
+                    ReplaceMap(name, entries)
+                    for name, entries in saved.maps.files()
+                    if name not in OPTIONAL_MAPS or name in saved.structure.frontend_maps
+                ),
                 # Lists edited at run time (owner-named policies) may be newer in
                 # HAProxy than in the saved state, like maps: the saved ones again.
                 *(
@@ -195,9 +201,7 @@ class Applier:
         have = {(row["be_name"], row["srv_name"]) for row in parse_servers_state(text).rows}
 
         def present(op: AddServer) -> bool:
-            twin = op.settings.twins and not op.pool
-            names = [op.server, twin_name(op.server)] if twin else [op.server]
-            return all((op.backend, name) in have for name in names)
+            return all((op.backend, name) in have for name in op.names)
 
         return tuple(op for op in operations if not (isinstance(op, AddServer) and present(op)))
 
@@ -527,8 +531,8 @@ def add_server_commands(
         tls = upstream.get(settings.proxy_ssl_secret or "", ("", ""))
         options = server_options(settings, tls, stretch)
         shares = settings.slot_maxconn or (None, None)
-        servers = [(operation.server, shares[0])]
-        if settings.twins:
+        servers = [] if operation.only_twin else [(operation.server, shares[0])]
+        if operation.twin:
             servers.append((twin_name(operation.server), shares[1]))
     result = []
     for name, maxconn in servers:

@@ -156,6 +156,21 @@ class BackendSettings:
         """
         return self.health_check and self.maxconn != 1 and self.affinity != "cookie"
 
+    def twins_at(self, slots: int) -> bool:
+        """Whether a backend of ``slots`` server slots has its twins (see :attr:`twins`).
+
+        Only from two slots: a backend with one slot has one pod at most,
+        and when it fails there is no other to retry on, twin or not (an L7
+        retry goes to the same pod either way). A twin is not free: under
+        leastconn an idle server is always picked first, so a pod's requests
+        alternate between slot and twin and their idle connections, which
+        cost ~4 µs of HAProxy CPU per request with one pod (bench/hand_config.py).
+        A backend that grows to two slots at run time gets the twin of its
+        first slot then (plan.AddServer). With a maxconn, which slot and twin
+        share, every slot has its twin from the start.
+        """
+        return self.twins and (slots >= 2 or self.maxconn is not None)
+
     @property
     def runtime_growth(self) -> bool:
         """Whether slots may be added at run time (``add server``) instead of reloading.
@@ -669,6 +684,33 @@ CORS_MAPS = (
     "cors-credentials",
 )
 
+# The maps whose frontend rules haproxy.cfg.j2 renders only while one of them
+# has entries (Structure.frontend_maps): every route option's but opt-stream
+# (request buffering is on unless a route streams), CORS, the global deny-
+# list and header sets, from-to-www-redirect, regex routes and the https
+# redirect of TLS hosts. The rest (exact, prefix, hosts, tls, sni, opt-stream)
+# are read by every request's routing, or cost it nothing.
+OPTIONAL_MAPS = tuple(
+    sorted(
+        (
+            "deny",
+            "headers",
+            "redirect",
+            "regex",
+            "www",
+            *(name for name in ROUTE_OPTION_MAPS if name != "opt-stream"),
+            *CORS_MAPS,
+        )
+    )
+)
+
+
+def frontend_maps(maps: RoutingMaps) -> tuple[str, ...]:
+    """The optional maps of ``maps`` that have entries (sorted): the rules the frontend needs."""
+    return tuple(
+        sorted(name for name, entries in maps.files() if entries and name in OPTIONAL_MAPS)
+    )
+
 
 @dataclass(frozen=True, order=True)
 class Certificate:
@@ -800,6 +842,12 @@ class Structure:
     # Every check interval of healthy servers multiplied by this power of two
     # to keep the total check rate under GlobalSettings.check_max_rate (plan.py).
     check_stretch: int = 1
+    # The optional maps (OPTIONAL_MAPS) whose frontend rules haproxy.cfg has,
+    # sorted: those with entries when it was rendered, and any kept since
+    # (plan.py). A rule no route needs still costs every request its turn,
+    # so the frontend leaves out the others' rules; a map gaining its first
+    # entries then reloads. The default renders every rule.
+    frontend_maps: tuple[str, ...] = OPTIONAL_MAPS
 
 
 @dataclass(frozen=True)

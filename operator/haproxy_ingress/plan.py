@@ -31,6 +31,7 @@ from haproxy_ingress.model import (
     ServerState,
     Slots,
     Structure,
+    frontend_maps,
     passthrough_backend_name,
 )
 from haproxy_ingress.validate import duration_ms
@@ -93,7 +94,7 @@ class SetServer:
     slot: int  # 1-based, as in the server name "s<slot>"
     endpoint: Endpoint | None
     previous: Endpoint | None = None
-    twin: bool = False  # the slot has a twin (BackendSettings.twins) to re-address too
+    twin: bool = False  # the slot has a twin (BackendSettings.twins_at) to re-address too
     # The twin was added at run time: HAProxy 2.6 cannot ``track`` a dynamic
     # server, so the twin has its own check and gets the slot's state too.
     twin_state: bool = False
@@ -121,10 +122,20 @@ class AddServer:
     settings: BackendSettings
     endpoint: Endpoint | None  # None: a free slot (re-added on adoption)
     pool: bool = False  # a passthrough pool backend (TCP, no twins)
+    twin: bool = False  # with its twin (BackendSettings.twins_at)
+    # The slot exists (declared with no twin): its twin alone, as a backend
+    # reaches two slots.
+    only_twin: bool = False
 
     @property
     def server(self) -> str:
         return f"s{self.slot}"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The servers this adds."""
+        twin = (twin_name(self.server),) if self.twin else ()
+        return twin if self.only_twin else (self.server, *twin)
 
 
 def twin_name(server: str) -> str:
@@ -422,15 +433,31 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
         if current is not None:
             reasons.append(f"access policy {name} added")
 
+    # The frontend has the rules of an optional map only while it has
+    # entries (Structure.frontend_maps): a map's first entries need its rules.
+    rules = frontend_maps(desired.maps)
+    if current is not None:
+        missing = sorted(set(rules) - set(current.structure.frontend_maps))
+        if missing:
+            reasons.append(f"frontend rules for the {', '.join(missing)} maps added")
+    if desired.ssl_passthrough and "redirect" not in rules:
+        # A passthrough host's plain HTTP is redirected to https (translate):
+        # with the rules there from the start (turning passthrough on
+        # reloads), its hosts come and go by map.
+        rules = tuple(sorted((*rules, "redirect")))
+
     # A backend no route uses any more is harmless: keep it (all slots free)
     # until something else forces a reload, so deleting an Ingress is free.
-    # The same holds for an access policy no route names any more.
+    # The same holds for an access policy no route names any more, and for
+    # the rules of a map that has lost its entries.
     leftovers = sorted(set(old_layouts) - set(layouts))
     if not reasons:
         for name in leftovers:
             layouts[name] = old_layouts[name]
             servers[name] = tuple(None for _ in old_servers.get(name, ()))
         policies = {**old_policies, **policies}
+        if current is not None:
+            rules = current.structure.frontend_maps
 
     target = AppliedState(
         structure=Structure(
@@ -441,6 +468,7 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
             upstream_tls=desired.upstream_tls,
             passthrough=pool.layouts,
             host_tls=desired.host_tls,
+            frontend_maps=rules,
         ),
         servers=servers,
         maps=desired.maps,
@@ -683,15 +711,26 @@ def _slot_changes(
 ) -> list[AddServer | SetServer]:
     """The commands from ``current`` to ``target`` slots; new slots are added first.
 
-    ``pool``: a passthrough pool backend, whose slots have no twins.
+    ``pool``: a passthrough pool backend, whose slots have no twins. A
+    backend reaching two slots gets the twins of the slots it had
+    (BackendSettings.twins_at), set afresh.
     """
     changes: list[AddServer | SetServer] = []
-    twin = layout.settings.twins and not pool
+    settings = layout.settings
+    twin = not pool and settings.twins_at(len(target))
+    twinned = twin and not settings.twins_at(len(current))
+    # Twins haproxy.cfg declares track their slot; the others need its state too.
+    declared_twins = settings.twins_at(layout.slots)
     for index, endpoint in enumerate(target):
         previous = current[index] if index < len(current) else None
         if index >= len(current):
-            changes.append(AddServer(layout.name, index + 1, layout.settings, endpoint, pool))
-        if endpoint != previous:
+            changes.append(AddServer(layout.name, index + 1, settings, endpoint, pool, twin))
+        elif twinned:
+            changes.append(
+                AddServer(layout.name, index + 1, settings, endpoint, twin=True, only_twin=True)
+            )
+            previous = None  # the new twin needs the address too
+        if endpoint != previous or (twinned and endpoint is None):
             changes.append(
                 SetServer(
                     layout.name,
@@ -699,7 +738,7 @@ def _slot_changes(
                     endpoint,
                     previous,
                     twin,
-                    twin_state=twin and index >= layout.slots,
+                    twin_state=twin and (index >= layout.slots or not declared_twins),
                 )
             )
     return changes
@@ -758,15 +797,28 @@ def plan_full_sync(target: AppliedState) -> tuple[Operation, ...]:
     operations: list[Operation] = []
     for name in sorted(target.servers):
         layout = layouts.get(name) or pool[name]
-        twin = layout.settings.twins and name not in pool
-        for index, endpoint in enumerate(target.servers[name]):
+        slots = target.servers[name]
+        settings = layout.settings
+        twin = name not in pool and settings.twins_at(len(slots))
+        declared_twins = settings.twins_at(layout.slots)
+        for index, endpoint in enumerate(slots):
             dynamic = index >= layout.slots
             if dynamic:
                 operations.append(
-                    AddServer(name, index + 1, layout.settings, endpoint, name in pool)
+                    AddServer(name, index + 1, settings, endpoint, name in pool, twin)
+                )
+            elif twin and not declared_twins:
+                operations.append(
+                    AddServer(name, index + 1, settings, endpoint, twin=True, only_twin=True)
                 )
             operations.append(
-                SetServer(name, index + 1, endpoint, twin=twin, twin_state=twin and dynamic)
+                SetServer(
+                    name,
+                    index + 1,
+                    endpoint,
+                    twin=twin,
+                    twin_state=twin and (dynamic or not declared_twins),
+                )
             )
     return tuple(operations)
 

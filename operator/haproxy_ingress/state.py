@@ -43,7 +43,8 @@ from haproxy_ingress.model import (
 #    client_auth, host_tls, the client-CA sni map); owner-named policies;
 #    checks_shed
 # 7: servers added at run time (slots past BackendLayout.slots), check_stretch
-FORMAT = 7
+# 8: frontend_maps (the optional maps whose rules haproxy.cfg has)
+FORMAT = 8
 
 
 def dump(state: AppliedState) -> bytes:
@@ -146,6 +147,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             host_tls=tuple(HostTLS(**h) for h in structure["host_tls"]),
             checks_shed=bool(structure["checks_shed"]),
             check_stretch=int(structure["check_stretch"]),
+            frontend_maps=tuple(str(name) for name in structure["frontend_maps"]),
         ),
         servers={name: _slots(slots) for name, slots in body["servers"].items()},
         maps=RoutingMaps(

@@ -3,19 +3,21 @@
 For every generated cluster: each Ingress is either served or has a problem;
 the rendered haproxy.cfg passes a real ``haproxy -c``; and parsing the
 rendered files shows only what the templates intend — the frontend, global
-and defaults sections are byte-identical to an empty cluster's, backends hold
+and defaults sections are byte-identical to an empty cluster's (the frontend
+with the same optional rules, Structure.frontend_maps), backends hold
 only their allowed keywords and exactly their slots, map lines are exactly a
 key and a backend. The runtime-command encoder gets the same treatment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +69,13 @@ def sections(text: str) -> dict[str, list[str]]:
     return result
 
 
-def render_files(desired: DesiredState, base: Path) -> tuple[AppliedState, dict[str, str]]:
+def render_files(
+    desired: DesiredState, base: Path, frontend_maps: tuple[str, ...] | None = None
+) -> tuple[AppliedState, dict[str, str]]:
     target = plan(None, desired).target
+    if frontend_maps is not None:
+        structure = dataclasses.replace(target.structure, frontend_maps=frontend_maps)
+        target = dataclasses.replace(target, structure=structure)
     paths = HAProxyPaths(base)
     paths.ensure()
     atomic_write(default_certificate_path(paths), DEFAULT_CERT.encode(), mode=0o600)
@@ -82,14 +89,19 @@ def render_files(desired: DesiredState, base: Path) -> tuple[AppliedState, dict[
     }
 
 
-def empty_sections(base: Path) -> dict[str, list[str]]:
+def empty_sections(base: Path, frontend_maps: tuple[str, ...]) -> dict[str, list[str]]:
+    """An empty cluster's sections, its frontend with the rules of ``frontend_maps``."""
     view = ClusterView.from_objects([], OPTIONS)[0]
-    _, files = render_files(translate(view, OPTIONS), base)
+    _, files = render_files(translate(view, OPTIONS), base, frontend_maps)
     return sections(files["haproxy.cfg"])
 
 
-def check_shape(target: AppliedState, files: dict[str, str], empty: dict[str, list[str]]) -> None:
+Empty = Callable[[tuple[str, ...]], dict[str, list[str]]]
+
+
+def check_shape(target: AppliedState, files: dict[str, str], empty_with: Empty) -> None:
     found = sections(files["haproxy.cfg"])
+    empty = empty_with(target.structure.frontend_maps)
     for fixed in ("global", "defaults", "backend be_default_404"):
         assert found[fixed] == empty[fixed], fixed
     # The frontend is the empty cluster's plus exactly one deny line per access
@@ -117,8 +129,8 @@ def check_shape(target: AppliedState, files: dict[str, str], empty: dict[str, li
         assert [words[1] for words in servers] == [f"s{i}" for i in range(1, layout.slots + 1)]
         twins = [line.split() for line in lines if line.startswith("server t")]
         assert len(servers) + len(twins) == sum(1 for line in lines if line.startswith("server "))
-        # Each slot's twin (BackendSettings.twins): its address, tracking it, no check.
-        if layout.settings.twins:
+        # Each slot's twin (BackendSettings.twins_at): its address, tracking it, no check.
+        if layout.settings.twins_at(layout.slots):
             maxconn = layout.settings.slot_maxconn
             extra = [] if maxconn is None else ["maxconn", str(maxconn[1])]
             assert twins == [
@@ -158,9 +170,16 @@ def served_or_reported(objects: Iterable[dict[str, Any]], desired: DesiredState)
 
 
 @pytest.fixture(scope="module")
-def empty() -> dict[str, list[str]]:
-    with tempfile.TemporaryDirectory() as directory:
-        return empty_sections(Path(directory))
+def empty() -> Empty:
+    known: dict[tuple[str, ...], dict[str, list[str]]] = {}
+
+    def with_rules(frontend_maps: tuple[str, ...]) -> dict[str, list[str]]:
+        if frontend_maps not in known:
+            with tempfile.TemporaryDirectory() as directory:
+                known[frontend_maps] = empty_sections(Path(directory), frontend_maps)
+        return known[frontend_maps]
+
+    return with_rules
 
 
 @pytest.mark.haproxy
@@ -171,7 +190,7 @@ def empty() -> dict[str, list[str]]:
 )
 @given(objects=clusters())
 def test_hostile_clusters_render_only_intended_config(
-    objects: list[dict[str, Any]], empty: dict[str, list[str]]
+    objects: list[dict[str, Any]], empty: Empty
 ) -> None:
     view = ClusterView.from_objects(objects, OPTIONS)[0]
     desired = translate(view, OPTIONS)

@@ -159,17 +159,25 @@ def test_limits_make_one_policy_per_distinct_rate() -> None:
 
 
 def test_global_deny_list_is_a_map_and_changes_without_reload() -> None:
-    before = run(*with_defaults(ingress("a", rule("a.example.com", path("/")))))
-    after = run(
-        *with_defaults(
-            ingress("a", rule("a.example.com", path("/"))),
-            configmap({"denylist-source-range": "192.0.2.0/24, 2001:db8::/32"}),
-        )
-    )
+    def with_list(ranges: str) -> DesiredState:
+        data = {"denylist-source-range": ranges} if ranges else {}
+        return run(*with_defaults(ingress("a", rule("a.example.com", path("/"))), configmap(data)))
+
+    before = with_list("")
+    first = with_list("192.0.2.0/24")
+    after = with_list("192.0.2.0/24, 2001:db8::/32")
     assert after.maps.deny == (("192.0.2.0/24", "1"), ("2001:db8::/32", "1"))
-    step = plan(plan(None, before).target, after)
+    # The first entries need the frontend's deny rule (left out without any).
+    step = plan(plan(None, before).target, first)
+    assert step.reload_reasons == ("frontend rules for the deny maps added",)
+    # Then the list is a map: changed, emptied, filled again without a reload.
+    step = plan(step.target, after)
     assert step.reload_reasons == ()
     assert [getattr(op, "name", None) for op in step.operations] == ["deny"]
+    emptied = plan(step.target, before)
+    assert emptied.reload_reasons == ()
+    assert [getattr(op, "name", None) for op in emptied.operations] == ["deny"]
+    assert plan(emptied.target, after).reload_reasons == ()
 
 
 def test_cors_is_a_route_option_changed_by_map() -> None:

@@ -32,3 +32,18 @@ def test_refusal_only_past_the_limit_and_never_without_one() -> None:
     assert limits.refusal(state(10), 2, needed) is None
     alert = limits.refusal(state(10), 2, needed - 1)
     assert alert is not None and alert.startswith("[ALERT]") and str(needed) in alert
+
+
+def test_servers_added_at_run_time_count_with_their_twins() -> None:
+    """A slot added at run time has a checked twin; so has a declared slot whose
+    backend reached two slots at run time (BackendSettings.twins_at)."""
+    layout = BackendLayout("be", BackendSettings(), 1)
+    structure = Structure(GlobalSettings(), (layout,), None)
+    one = AppliedState(structure, {"be": (None,)}, RoutingMaps(), ())
+    assert limits.checked_slots(one) == 1
+    three = AppliedState(structure, {"be": (None, None, None)}, RoutingMaps(), ())
+    assert limits.checked_slots(three) == 6  # s1-s3, t1-t3
+    declared = BackendLayout("be", BackendSettings(), 2)
+    structure = Structure(GlobalSettings(), (declared,), None)
+    grown = AppliedState(structure, {"be": (None, None, None)}, RoutingMaps(), ())
+    assert limits.checked_slots(grown) == 4  # s1, s2 (t1, t2 track them), s3, t3

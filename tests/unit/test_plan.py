@@ -121,14 +121,68 @@ def test_a_backend_short_of_slots_gets_new_ones_at_run_time() -> None:
     assert result.target.structure.backends[0].slots == 4
     settings = SETTINGS.backend
     assert result.operations == (
-        AddServer("be_web", 5, settings, ep(5)),
+        AddServer("be_web", 5, settings, ep(5), twin=True),
         SetServer("be_web", 5, ep(5), twin=True, twin_state=True),
-        AddServer("be_web", 6, settings, ep(6)),
+        AddServer("be_web", 6, settings, ep(6), twin=True),
         SetServer("be_web", 6, ep(6), twin=True, twin_state=True),
     )
     # A slot added at run time changes state with its own twin: no track.
     gone = plan(result.target, desired(backend("web", *(ep(n) for n in range(1, 6)))))
     assert gone.operations == (SetServer("be_web", 6, None, ep(6), twin=True, twin_state=True),)
+
+
+def test_a_backend_of_one_slot_has_no_twin_until_it_has_two() -> None:
+    """One slot, one pod at most: nothing to retry on when it fails, twin or not.
+    Reaching two slots at run time adds the twin of the first (checked, given
+    its slot's state, as every twin added at run time) with the second slot's."""
+    settings = SETTINGS.backend
+    one = GlobalSettings(slots_min=1)
+    first = plan(None, desired(backend("web", ep(1)), settings=one))
+    assert first.target.servers["be_web"] == (ep(1),)
+    assert first.operations == (SetServer("be_web", 1, ep(1)),)
+    grown = plan(first.target, desired(backend("web", ep(1), ep(2)), settings=one))
+    assert not grown.reload, grown.reload_reasons
+    assert grown.operations == (
+        AddServer("be_web", 1, settings, ep(1), twin=True, only_twin=True),
+        SetServer("be_web", 1, ep(1), twin=True, twin_state=True),
+        AddServer("be_web", 2, settings, ep(2), twin=True),
+        SetServer("be_web", 2, ep(2), twin=True, twin_state=True),
+    )
+    # Until a reload declares them, both twins change state with their slot.
+    drained = desired(backend("web", ep(1, ServerState.DRAIN), ep(2)), settings=one)
+    step = plan(grown.target, drained)
+    assert step.operations == (
+        SetServer("be_web", 1, ep(1, ServerState.DRAIN), ep(1), twin=True, twin_state=True),
+    )
+    # After a restart, a full sync adds them again (the adopted state).
+    assert plan_full_sync(step.target) == (
+        AddServer("be_web", 1, settings, ep(1, ServerState.DRAIN), twin=True, only_twin=True),
+        SetServer("be_web", 1, ep(1, ServerState.DRAIN), twin=True, twin_state=True),
+        AddServer("be_web", 2, settings, ep(2), twin=True),
+        SetServer("be_web", 2, ep(2), twin=True, twin_state=True),
+    )
+    # A reload declares two slots and their twins, which track them.
+    forced = plan(step.target, replace(drained, settings=replace(one, timeout_client="61s")))
+    assert forced.reload
+    assert forced.operations == (
+        SetServer("be_web", 1, ep(1, ServerState.DRAIN), twin=True),
+        SetServer("be_web", 2, ep(2), twin=True),
+    )
+    # A free first slot gets its twin in maintenance too.
+    lone = plan(None, desired(backend("web"), settings=one)).target
+    assert lone.servers["be_web"] == (None,)
+    step = plan(lone, desired(backend("web", ep(1), ep(2)), settings=one))
+    assert step.operations[:2] == (
+        AddServer("be_web", 1, settings, ep(1), twin=True, only_twin=True),
+        SetServer("be_web", 1, ep(1), twin=True, twin_state=True),
+    )
+
+
+def test_a_backend_with_a_maxconn_has_twins_from_one_slot() -> None:
+    """Slot and twin share a pod's maxconn: the split holds from the start."""
+    capped = replace(SETTINGS.backend, maxconn=10)
+    assert capped.twins_at(1) and not SETTINGS.backend.twins_at(1)
+    assert SETTINGS.backend.twins_at(2)
 
 
 def test_balance_source_grows_geometrically_with_one_named_reload() -> None:
@@ -188,9 +242,9 @@ def test_a_full_sync_adds_the_slots_a_restarted_haproxy_may_lack() -> None:
     freed = plan(grown, desired(backend("web", *(ep(n) for n in (1, 2, 3, 4, 6))))).target
     settings = SETTINGS.backend
     assert plan_full_sync(freed)[-4:] == (
-        AddServer("be_web", 5, settings, None),
+        AddServer("be_web", 5, settings, None, twin=True),
         SetServer("be_web", 5, None, twin=True, twin_state=True),
-        AddServer("be_web", 6, settings, ep(6)),
+        AddServer("be_web", 6, settings, ep(6), twin=True),
         SetServer("be_web", 6, ep(6), twin=True, twin_state=True),
     )
     assert plan_full_sync(freed)[0] == SetServer("be_web", 1, ep(1), twin=True)

@@ -207,6 +207,7 @@ class _BackendView:
     settings: BackendSettings
     servers: tuple[_Server, ...]
     options: tuple[str, ...]  # server_options or pool_server_options
+    twins: bool = False  # each slot has its twin (BackendSettings.twins_at)
 
 
 def template_source(name: str) -> str:
@@ -418,11 +419,16 @@ def render(
     paths = options.paths
     structure = target.structure
     upstream = upstream_tls_files(paths, structure)
+    frontend = frozenset(structure.frontend_maps)
     config = env.get_template(TEMPLATE).render(
         paths=paths,
         options=options,
         settings=target.structure.settings,
         structure=target.structure,
+        # Whether the frontend has the rules of any of these optional maps.
+        reads=lambda *names: any(name in frontend for name in names),
+        canary_maps=[name for name in ROUTE_OPTION_MAPS if name.startswith("opt-canary")],
+        error_maps=("opt-error-backend", "opt-error-codes", "opt-error-source", "opt-fallback"),
         default_certificate=default_certificate_path(paths),
         exact_map=map_path(paths, "exact"),
         prefix_map=map_path(paths, "prefix"),
@@ -695,4 +701,5 @@ def _backend_view(
     layout: BackendLayout, slots: tuple[Endpoint | None, ...], options: tuple[str, ...]
 ) -> _BackendView:
     servers = tuple(server for _, server, _ in _servers(layout, slots))
-    return _BackendView(layout.name, layout.settings, servers, options)
+    twins = layout.settings.twins_at(layout.slots)
+    return _BackendView(layout.name, layout.settings, servers, options, twins)

@@ -39,15 +39,21 @@ def checked_slots(target: AppliedState) -> int:
 
     A slot added at run time (plan.AddServer) counts as it will once a
     reload declares it, and so does its twin, which has a check of its own
-    until then. HAProxy sized its limit at start without them: they share
-    the room of 2 x maxconn with the connections (see README).
+    until then (as have the twins of declared slots added when a backend
+    reached two slots). HAProxy sized its limit at start without them: they
+    share the room of 2 x maxconn with the connections (see README).
     """
     layouts = (*target.structure.backends, *target.structure.passthrough)
     total = 0
     for layout in layouts:
-        if layout.settings.health_check:
-            added = max(0, len(target.servers.get(layout.name, ())) - layout.slots)
-            total += layout.slots + added * (2 if layout.settings.twins else 1)
+        settings = layout.settings
+        if settings.health_check:
+            slots = len(target.servers.get(layout.name, ()))
+            added = max(0, slots - layout.slots)
+            twins = 0
+            if settings.twins_at(slots):
+                twins = added if settings.twins_at(layout.slots) else added + layout.slots
+            total += layout.slots + added + twins
     return total
 
 
