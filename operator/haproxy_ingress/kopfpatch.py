@@ -42,7 +42,7 @@ kept the idle RSS at 690-720 MiB (pymalloc: 230 MB of blocks in use in
 processing drop its toggle as Kopf does and go on without waiting: Kopf
 still counts every object in (so :func:`indexed` keeps its meaning), and
 each object's transient state is freed as soon as it is processed: the
-same 10,000 Ingresses peak at 437-443 MiB and idle at 311-313 MiB.
+same 10,000 Ingresses peak at 421-443 MiB and idle at 311-320 MiB.
 
 Kopf also builds a diff-base (deep copies of the object) on every event, for
 handlers this controller never registers: see :func:`_detect_watching_causes`.
