@@ -20,6 +20,7 @@ from haproxy_ingress import (
     audit,
     handlers,  # noqa: F401  (registers the handlers kopf.run runs)
     ingress_class,
+    kopfpatch,
     logs,
 )
 from haproxy_ingress import config as controller_config
@@ -192,7 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         clusterwide=not args.watch_namespace,
         namespaces=args.watch_namespace or (),
         liveness_endpoint=args.liveness,
-        memo=kopf.Memo(config=config),
+        memo=kopfpatch.SharedMemo(config=config),
     )
     return EXIT_OK
 

@@ -55,6 +55,7 @@ import functools
 from collections.abc import Container, Iterable
 from typing import Any
 
+import kopf
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.structs import references
 from kopf._core.intents import causes
@@ -146,6 +147,19 @@ async def _spawn_and_tell(
         event.set()
 
     memo[_TELLER] = asyncio.create_task(tell(), name="kopfpatch: indexes populated")
+
+
+class SharedMemo(kopf.Memo):
+    """The operator's memo, which every object's handlers get as it is, not a copy.
+
+    Kopf gives each object it sees a shallow copy of the operator's memo,
+    for handlers that keep per-object state in it; ours only read the
+    operator's (the controller, the shared values). At 10,000 Ingresses the
+    31,000 copies were 6 MiB of dicts.
+    """
+
+    def __copy__(self) -> SharedMemo:
+        return self
 
 
 class Unparked:

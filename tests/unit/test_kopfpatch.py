@@ -324,3 +324,18 @@ async def test_objects_with_change_handlers_keep_kopfs_detection() -> None:
     await _process(registry, settings)
     assert seen == ["7"]
     assert storage.builds >= 1
+
+
+# --- one memo for the operator and its objects (kopfpatch.SharedMemo) ----------------
+
+
+async def test_every_object_gets_the_operators_memo_itself() -> None:
+    memobase = kopfpatch.SharedMemo(config="the controller's")
+    memories = inventory.ResourceMemories()
+    first = await memories.recall(_object("Ingress", "a"), memobase=memobase)
+    second = await memories.recall(_object("Ingress", "b"), memobase=memobase)
+    assert first.memo is memobase and second.memo is memobase
+    plain = await inventory.ResourceMemories().recall(
+        _object("Ingress", "a"), memobase=kopf.Memo(config="x")
+    )
+    assert plain.memo == {"config": "x"}  # Kopf's own: a copy per object
