@@ -245,6 +245,8 @@ class Controller:
         """Kopf listed objects of ``kind`` again (a watch could not resume): verify the view."""
         if self._synced:
             self.gaps.relisted(kind)
+        else:
+            self.gaps.listed(kind)  # the initial listing (see WatchGaps.listed)
 
     async def stop(self) -> None:
         for task in self._tasks:

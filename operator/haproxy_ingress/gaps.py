@@ -80,6 +80,16 @@ class WatchGaps:
         self._confirmed = False
         self._suspected.set()
 
+    def listed(self, kind: str) -> None:
+        """An object of ``kind`` from the initial listing: no gap, but part of a burst.
+
+        Kopf hands the last listed objects to handlers after the indexes are
+        complete, so after the first sync may have started: those objects,
+        less than ``BURST`` seconds after the ones before them, are the same
+        LIST's tail, not a re-list.
+        """
+        self._relisting[kind] = time.monotonic()
+
     def relisted(self, kind: str) -> None:
         """An object of ``kind`` came from a LIST: suspect a gap at the first of a burst.
 

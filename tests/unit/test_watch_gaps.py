@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import types
 from collections.abc import Callable
 
-from haproxy_ingress.gaps import WatchGaps
+import pytest
+
+from haproxy_ingress import gaps as gaps_module
+from haproxy_ingress.gaps import BURST, WatchGaps
 from haproxy_ingress.model import ServerState
 from haproxy_ingress.plan import hold_unconfirmed, plan
 from tests.unit.test_plan import backend, desired, ep
@@ -131,3 +135,34 @@ async def test_a_re_list_is_one_signal_per_kind_however_many_objects_it_brings()
         await _until(lambda: verify.ok == 2)
     finally:
         task.cancel()
+
+
+async def test_the_initial_listings_tail_after_the_first_sync_is_no_re_list() -> None:
+    verify = Verifier()
+    gaps = WatchGaps(verify, lambda: None, settle=0.01)
+    task = asyncio.create_task(gaps.run())
+    try:
+        for _ in range(100):
+            gaps.listed("Ingress")  # the initial LIST, before the first sync
+        gaps.relisted("Ingress")  # its last object, handed over after the first sync began
+        await asyncio.sleep(0.1)
+        assert gaps.confirmed and verify.calls == 0
+        gaps.relisted("Service")  # a kind never listed before: a LIST after the start
+        await _until(lambda: verify.ok == 1)
+    finally:
+        task.cancel()
+
+
+def test_a_re_list_long_after_the_initial_listing_is_a_gap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gaps = WatchGaps(Verifier(), lambda: None, settle=0.01)
+    clock = [1000.0]
+    monkeypatch.setattr(gaps_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    gaps.listed("Ingress")
+    clock[0] += BURST - 0.5
+    gaps.relisted("Ingress")  # still the same LIST's objects
+    assert gaps.confirmed
+    clock[0] += BURST + 1
+    gaps.relisted("Ingress")  # a LIST of its own: Kopf could not resume the watch
+    assert not gaps.confirmed
