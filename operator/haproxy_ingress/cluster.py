@@ -252,11 +252,11 @@ def _compact(value: Any, shared: SharedValues | None) -> Any:
         return sys.intern(value) if len(value) <= _INTERNED_LENGTH else value
     if kind is int or kind is bool or kind is float or value is None:
         return value
-    if kind is dict or (kind is not list and isinstance(value, Mapping)):
-        copied = {_compact(k, None): _compact(v, shared) for k, v in value.items()}
-        return shared.share(copied) if shared is not None else copied
     if kind is list:
         return [_compact(v, shared) for v in value]
+    if kind is dict or isinstance(value, Mapping):
+        copied = {_compact(k, None): _compact(v, shared) for k, v in value.items()}
+        return shared.share(copied) if shared is not None else copied
     if isinstance(value, str):
         return sys.intern(value) if len(value) <= _INTERNED_LENGTH else value
     if isinstance(value, list):

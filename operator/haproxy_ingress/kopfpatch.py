@@ -1,5 +1,7 @@
-"""Kopf 1.45, patched: a linear index pre-population, word of its end, and
-no diff-base for objects only event handlers watch (:func:`install`).
+"""Kopf 1.45, patched (:func:`install`): a linear index pre-population, word
+of its end, listed objects processed without waiting for the others, and no
+diff-base for objects only event handlers watch; and :class:`SharedMemo`, one
+memo for the operator and every object.
 
 Kopf holds every event handler back until every ``@kopf.index`` is
 populated: each object listed at start gets a toggle in one

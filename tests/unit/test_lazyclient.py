@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from haproxy_ingress.lazyclient import LAZY_PACKAGES, parse_init
-
-OPERATOR = Path(__file__).resolve().parents[2] / "operator"
+from tests.unit.test_layers import run_fresh
 
 # Every public name of the three generated packages → "module.qualname".
 _DUMP = f"""
@@ -26,20 +21,9 @@ print(json.dumps(out))
 """
 
 
-def _run(code: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "PYTHONPATH": str(OPERATOR)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout
-
-
 def test_every_name_resolves_to_the_same_class_as_the_eager_import() -> None:
-    eager = json.loads(_run(_DUMP))
-    lazy = json.loads(_run("from haproxy_ingress import lazyclient\n" + _DUMP))
+    eager = json.loads(run_fresh(_DUMP))
+    lazy = json.loads(run_fresh("from haproxy_ingress import lazyclient\n" + _DUMP))
     assert len(eager) > 700  # the packages really are the big generated ones
     assert lazy == eager
 
@@ -56,7 +40,7 @@ print(json.dumps({
     "lazy": type(sys.modules["kubernetes_asyncio.client"]).__name__,
 }))
 """
-    found = json.loads(_run(probe))
+    found = json.loads(run_fresh(probe))
     assert found == {"models": found["models"], "kopf_sees_the_class": True, "lazy": "LazyPackage"}
     assert found["models"] < 40  # of about 700
 
@@ -77,7 +61,7 @@ async def main():
 
 asyncio.run(main())
 """
-    assert _run(probe).split() == ["V1Lease", "lock", "me"]
+    assert run_fresh(probe).split() == ["V1Lease", "lock", "me"]
 
 
 def test_an_init_that_does_more_than_import_is_left_eager() -> None:
