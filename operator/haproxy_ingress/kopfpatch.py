@@ -61,7 +61,7 @@ import kopf
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.structs import references
 from kopf._core.intents import causes
-from kopf._core.reactor import orchestration, processing
+from kopf._core.reactor import inventory, orchestration, processing
 
 # The memo key of the event :func:`indexed` returns.
 _INDEXED = "kopfpatch.indexed"
@@ -183,11 +183,56 @@ _process_resource_event = processing.process_resource_event
 
 
 async def process_unparked(**kwargs: Any) -> Any:
-    """Kopf's ``process_resource_event``, with the indexes' set seen through :class:`Unparked`."""
+    """Kopf's ``process_resource_event``, with the indexes' set seen through
+    :class:`Unparked`, and the object's memory forgotten when it holds nothing
+    (:func:`_forget_if_blank`)."""
     toggles = kwargs.get("operator_indexed")
     if toggles is not None:
         kwargs["operator_indexed"] = Unparked(toggles)
-    return await _process_resource_event(**kwargs)
+    result = await _process_resource_event(**kwargs)
+    await _forget_if_blank(
+        kwargs["memories"], kwargs["registry"], kwargs["resource"], kwargs["raw_event"]
+    )
+    return result
+
+
+async def _forget_if_blank(
+    memories: inventory.ResourceMemories,
+    registry: Any,
+    resource: references.Resource,
+    raw_event: Any,
+) -> None:
+    """Forget an object's memory that holds only defaults: Kopf makes a new one on its next event.
+
+    Kopf keeps a ``ResourceMemory`` for every object it has seen, with a
+    ``Throttler``, an ``IndexingMemory`` and a ``DaemonsMemory`` (two sets, a
+    dict) in it: about 0.8 KiB an object, 24 MiB at 10,000 Ingresses (31,000
+    objects). What it remembers there serves handlers this controller never
+    registers (daemons, timers, ``on.create``/``update``/``resume``, patches)
+    or failures: an index handler to retry, errors to throttle. Between
+    events, a memory with none of those is the same as a new one, so it is
+    dropped; one with any is kept as Kopf keeps it.
+    """
+    if raw_event["type"] == "DELETED":
+        return  # Kopf forgot it already
+    if registry._changing.has_handlers(resource=resource) or registry._spawning.has_handlers(
+        resource=resource
+    ):
+        return
+    memory = await memories.recall(raw_event["object"])
+    throttler = memory.error_throttler
+    daemons = memory.daemons_memory
+    if (
+        memory.remaining_patch is None
+        and memory.indexing_memory.indexing_state is None
+        and throttler.source_of_delays is None
+        and throttler.last_used_delay is None
+        and throttler.active_until is None
+        and daemons.live_fresh_body is None
+        and not daemons.running_daemons
+        and not daemons.forever_stopped
+    ):
+        await memories.forget(raw_event["object"])
 
 
 _detect_causes = processing._detect_causes

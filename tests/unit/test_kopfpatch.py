@@ -339,3 +339,62 @@ async def test_every_object_gets_the_operators_memo_itself() -> None:
         _object("Ingress", "a"), memobase=kopf.Memo(config="x")
     )
     assert plain.memo == {"config": "x"}  # Kopf's own: a copy per object
+
+
+# --- no memory kept for objects that need none (kopfpatch._forget_if_blank) ---------
+
+
+async def _process_kept(registry: registries.OperatorRegistry) -> list[Any]:
+    """Kopf's memories after one event of a slice, processed as installed (patched)."""
+    memories = inventory.ResourceMemories()
+    indexers = indexing.OperatorIndexers()
+    indexers.ensure(registry._indexing.get_all_handlers())
+    await processing.process_resource_event(
+        lifecycle=lifecycles.get_default_lifecycle(),
+        registry=registry,
+        settings=kopf.OperatorSettings(),
+        indexers=indexers,
+        memories=memories,
+        memobase=kopfpatch.SharedMemo(),
+        resource=SLICES,
+        raw_event={"type": "MODIFIED", "object": _slice("7")},
+        event_queue=asyncio.Queue(),
+    )
+    return list(memories.iter_all_memories())
+
+
+async def test_an_indexed_object_with_event_handlers_leaves_no_memory() -> None:
+    registry = registries.OperatorRegistry()
+    seen: list[str] = []
+
+    @kopf.index("discovery.k8s.io", "v1", "endpointslices", registry=registry)
+    async def by_name(name: str, **_: Any) -> Any:
+        return {None: name}
+
+    @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry)
+    async def spy(body: kopf.Body, **_: Any) -> None:
+        seen.append(body["metadata"]["resourceVersion"])
+
+    assert await _process_kept(registry) == []
+    assert seen == ["7"]
+
+
+async def test_an_index_handler_to_retry_keeps_its_memory() -> None:
+    registry = registries.OperatorRegistry()
+
+    @kopf.index("discovery.k8s.io", "v1", "endpointslices", registry=registry)
+    async def flaky(**_: Any) -> Any:
+        raise kopf.TemporaryError("not yet", delay=1)
+
+    kept = await _process_kept(registry)
+    assert len(kept) == 1 and kept[0].indexing_memory.indexing_state is not None
+
+
+async def test_objects_with_change_handlers_keep_their_memory() -> None:
+    registry = registries.OperatorRegistry()
+
+    @kopf.on.update("discovery.k8s.io", "v1", "endpointslices", registry=registry)
+    async def changed(**_: Any) -> None:
+        pass
+
+    assert len(await _process_kept(registry)) == 1
