@@ -15,7 +15,9 @@ controller's Python process (HAProxy's master and workers apart) from /proc:
 - ``first-sync``: once ``/readyz`` answers 200 after the first full sync;
 - ``idle``: ``--idle`` seconds later;
 - ``churn``: after ``--changes`` EndpointSlices changed and one Ingress got a
-  third path, once that path answers and the controller's syncs went quiet.
+  second host, once that host answers and the controller's syncs went quiet
+  (5 s: before the heap is handed back, ``memory.py``);
+- ``settled``: ``--idle`` seconds after that.
 
 One JSON line per measurement, with the load average at its start and end.
 Endpoint addresses are moved into 198.19.0.0/16, which this machine
@@ -235,7 +237,7 @@ def measure(
 
 
 def churn(api: Api, objects: Iterable[dict[str, Any]], changes: int, pods: int) -> str:
-    """``changes`` EndpointSlices get new addresses, one Ingress a third path: its host."""
+    """``changes`` EndpointSlices get new addresses, one Ingress a second host: that host."""
     slices = [o for o in objects if o["kind"] == "EndpointSlice"]
     ingresses = [o for o in objects if o["kind"] == "Ingress"]
     moved = slices[:: max(1, len(slices) // changes)][:changes]
@@ -254,11 +256,13 @@ def churn(api: Api, objects: Iterable[dict[str, Any]], changes: int, pods: int) 
         list(pool.map(move, enumerate(moved)))
     # One without TLS: a TLS host answers plain HTTP with a redirect.
     target = next(o for o in ingresses if not o["spec"].get("tls"))
+    # A new host, not a new path: every path of an existing host is already
+    # answered (503, the endpoints are blackholed) by its "/" Prefix route,
+    # while an unknown host is 404 until the change is served.
     rule = target["spec"]["rules"][0]
-    extra = {**rule["http"]["paths"][0], "path": "/rss-bench"}
-    rules = [{**rule, "http": {"paths": [*rule["http"]["paths"], extra]}}]
-    api.merge_patch(target, {"spec": {"rules": rules}})
-    return str(rule["host"])
+    host = f"rss-bench.{rule['host']}"
+    api.merge_patch(target, {"spec": {"rules": [*target["spec"]["rules"], {**rule, "host": host}]}})
+    return host
 
 
 def main() -> None:
@@ -333,7 +337,7 @@ def main() -> None:
         started = load()
         begun = time.monotonic()
         host = churn(api, objects, args.changes, args.pods)
-        wait(lambda: controller.get(host, "/rss-bench")[0] != 404, 600, "the new path")
+        wait(lambda: controller.get(host, "/")[0] != 404, 600, "the new host")
         quiet(controller)
         measure(
             "churn",
@@ -344,6 +348,9 @@ def main() -> None:
             changed_ingresses=1,
             seconds=round(time.monotonic() - begun, 1),
         )
+        started = load()
+        time.sleep(args.idle)
+        measure("settled", started, controller, args, idle_seconds=args.idle)
 
 
 @contextlib.contextmanager
