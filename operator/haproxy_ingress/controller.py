@@ -32,6 +32,7 @@ from haproxy_ingress.cluster import (
 )
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.configmap_watch import ConfigMapWatch
+from haproxy_ingress.feedback import Due, Feedback, FullSync
 from haproxy_ingress.gaps import WatchGaps
 from haproxy_ingress.haproxy.config import default_certificate_path
 from haproxy_ingress.haproxy.files import atomic_write
@@ -158,7 +159,6 @@ class Controller:
         self._events: Reporter | None = events
         self._notices: EventReporter | None = None
         self._publish: publish.ServiceAddress | None = None
-        self._published: list[dict[str, str]] | None = None
         self._status: IngressStatusWriter | None = None
         self._metrics_runner: Any = None
         self._health_runner: Any = None
@@ -177,6 +177,7 @@ class Controller:
             config.translate_options(), self.applier, always_reload=config.always_reload
         )
         self._reported: tuple[Problem, ...] = ()  # the problems of the last good sync
+        self.feedback = Feedback(self._write_feedback)  # Events and status, off the sync loop
 
     async def start(self) -> None:
         memory.limit_arenas(MALLOC_ARENAS)
@@ -255,6 +256,7 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.feedback.close()
         # The files of the last runtime-only apply, so a later controller
         # adopts what HAProxy ran last (a failure only costs it one reload).
         with contextlib.suppress(OSError):
@@ -346,17 +348,13 @@ class Controller:
                 "serving: %s",
                 error.output,
             )
-            await self._report(
-                [
-                    *self._reported,
-                    Problem(
-                        ObjectRef("ConfigMap", self.config.namespace, self.config.configmap),
-                        "",
-                        f"HAProxy rejected the rendered configuration: {error.output[:500]}",
-                        "ConfigRejected",
-                    ),
-                ]
+            rejected = Problem(
+                ObjectRef("ConfigMap", self.config.namespace, self.config.configmap),
+                "",
+                f"HAProxy rejected the rendered configuration: {error.output[:500]}",
+                "ConfigRejected",
             )
+            self.feedback.hand((*self._reported, rejected), None)
             return None
         except (HAProxyError, OSError) as error:
             self.metrics.syncs.labels("error").inc()
@@ -375,19 +373,10 @@ class Controller:
         if full:
             self._full_synced.set()  # it freed what it built: give that back soon
         self._reported = outcome.desired.problems
-        await self._report(outcome.desired.problems)
-        if full and self._notices is not None:
-            left = ingress_class.all_left_out(
-                view.ingresses, view.ingress_classes, self.config.translate_options()
-            )
-            await self._notices.report(ingress_class.notices(left))
-        if self._leader and self._status is not None:
-            if self._publish is not None and (full or self._published is None):
-                # The Service's own events are full syncs: resolve only then.
-                self._published = await self._publish.resolve(view.endpoint_slices)
-                if self._published is not None:
-                    self._status.publish(self._published)
-            await self._update_status(outcome, view)
+        # Endpoint-only syncs change no route: status and notices stay as they are.
+        self.feedback.hand(
+            outcome.desired.problems, FullSync(view, outcome.desired.routes) if full else None
+        )
         return outcome
 
     def _record(self, outcome: Outcome) -> None:
@@ -406,19 +395,35 @@ class Controller:
             else:
                 logger.warning("backend %s has no usable server: %s", backend, reason)
 
-    async def _report(self, problems: Any) -> None:
+    async def _write_feedback(self, due: Due) -> bool:
+        """Events for the problems, and after a full sync notices and status (see feedback.py)."""
         if self._events is not None:
-            await self._events.report(problems)
-
-    async def _update_status(self, outcome: Outcome, view: ClusterView) -> None:
-        assert self._status is not None
-        served = {route.source for route in outcome.desired.routes}  # uid is not compared
+            await self._events.report(due.problems)
+        if due.full is None:
+            return True
+        view = due.full.view
+        if self._notices is not None:
+            left = ingress_class.all_left_out(
+                view.ingresses, view.ingress_classes, self.config.translate_options()
+            )
+            await self._notices.report(ingress_class.notices(left))
+        if not self._leader or self._status is None:
+            return True
+        resolved = True
+        if self._publish is not None:
+            # The Service's own events are full syncs: resolve only then
+            # (or after the next sync, when the API server did not answer).
+            published = await self._publish.resolve(view.endpoint_slices)
+            resolved = published is not None
+            if published is not None:
+                self._status.publish(published)
+        served = {route.source for route in due.full.routes}  # uid is not compared
         current: dict[ObjectRef, Mapping[str, Any]] = {}
         for ingress in view.ingresses:
             meta = ingress.get("metadata") or {}
             ref = ObjectRef("Ingress", meta.get("namespace", ""), meta.get("name", ""))
             current[ref] = (ingress.get("status") or {}).get("loadBalancer") or {}
-        await self._status.update(served, current)
+        return (await self._status.update(served, current)).complete and resolved
 
     async def _watch_haproxy(self) -> None:
         """Restart HAProxy within seconds if its master or worker dies."""

@@ -13,7 +13,7 @@ import datetime
 import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from kubernetes_asyncio import client
@@ -110,6 +110,11 @@ def load_balancer_status(address: str | None) -> dict[str, Any]:
     return {"ingress": [{"ip": address}]}
 
 
+class Patched(NamedTuple):
+    patched: int  # Ingresses patched
+    complete: bool  # False: the API server failed midway (the rest waits for the next pass)
+
+
 class IngressStatusWriter:
     """Writes the published address into served Ingresses (leader only)."""
 
@@ -125,13 +130,13 @@ class IngressStatusWriter:
         self,
         served: Iterable[ObjectRef],
         current: Mapping[ObjectRef, Mapping[str, Any]],
-    ) -> int:
+    ) -> Patched:
         """Patch Ingresses whose ``status.loadBalancer`` is not what it should be.
 
         ``current`` holds every Ingress in the view with its status; served ones
         get the published address, and an Ingress that still shows our address
         but is no longer served (its class changed, it became invalid) is
-        cleared. Returns how many were patched.
+        cleared.
         """
         wanted = set(served)
         empty = load_balancer_status(None)
@@ -159,6 +164,6 @@ class IngressStatusWriter:
                     logger.warning("could not update status of %s: %s", ref, error.reason)
             except API_ERRORS as error:
                 logger.warning("could not update status of %s (retried next sync): %r", ref, error)
-                return patched
+                return Patched(patched, complete=False)
             await asyncio.sleep(0)
-        return patched
+        return Patched(patched, complete=True)

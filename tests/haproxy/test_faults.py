@@ -218,6 +218,7 @@ async def test_rejected_config_is_reported_as_a_warning_naming_the_cause(tmp_pat
     controller = Controller(config, lambda configmap: ClusterView(), events=reporter)
     try:
         assert await controller.sync_once() is None
+        await controller.feedback.settled()  # Events are written off the sync loop
     finally:
         await controller.stop()
     (problem,) = reporter.problems

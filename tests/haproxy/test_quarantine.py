@@ -248,6 +248,7 @@ async def test_the_controller_reports_the_culprit_not_its_configmap(tmp_path: Pa
     try:
         outcome = await controller.sync_once()
         assert outcome is not None  # applied, without the culprit
+        await controller.feedback.settled()  # Events are written off the sync loop
     finally:
         await controller.stop()
     (problem,) = reporter.problems

@@ -48,7 +48,7 @@ async def test_status_is_written_only_where_it_differs_and_cleared_when_no_longe
         ref("left"): OURS,  # shows our address, no longer served
         ref("foreign"): {"ingress": [{"ip": "198.51.100.1"}]},  # another controller's
     }
-    assert await status.update({ref("new"), ref("done")}, current) == 2
+    assert await status.update({ref("new"), ref("done")}, current) == (2, True)
     assert api.patches == [
         ("default", "left", {"ingress": None}),
         ("default", "new", {"ingress": [{"ip": "203.0.113.7"}]}),
