@@ -204,6 +204,50 @@ class SharedValues:
         return value
 
 
+class StatusEchoes:
+    """Which Ingress events changed nothing translation reads: only ``status``, mostly ours.
+
+    Translation never reads an Ingress's status; only the status writer does,
+    from the view of the next full sync. Writing the published address into
+    10,000 new Ingresses brings back 10,000 such events, and each used to
+    start a full translation. Each Ingress's last trimmed object (the one its
+    index holds too) is kept by uid to compare the next one with.
+    """
+
+    __slots__ = ("_echoes", "_last")
+
+    def __init__(self) -> None:
+        self._last: dict[str, KubeObject] = {}
+        self._echoes: set[str] = set()  # uids whose last indexed event was an echo
+
+    def seen(self, trimmed: KubeObject) -> None:
+        """The index took ``trimmed``: note whether it differs from the last in ``status`` alone."""
+        uid = str((trimmed.get("metadata") or {}).get("uid") or "")
+        if not uid:
+            return
+        old = self._last.get(uid)
+        self._last[uid] = trimmed
+        if old is not None and _sans_status(old) == _sans_status(trimmed):
+            self._echoes.add(uid)
+        else:
+            self._echoes.discard(uid)
+
+    def echo(self, uid: str) -> bool:
+        """Whether the event just indexed for ``uid`` was a status echo (asked once per event)."""
+        if uid in self._echoes:
+            self._echoes.discard(uid)
+            return True
+        return False
+
+    def gone(self, uid: str) -> None:
+        self._last.pop(uid, None)
+        self._echoes.discard(uid)
+
+
+def _sans_status(obj: KubeObject) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k != "status"}
+
+
 def trim(obj: KubeObject, shared: SharedValues | None = None) -> KubeObject:
     """Keep only what the controller reads, compactly: memory stays flat on big clusters.
 

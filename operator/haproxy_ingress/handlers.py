@@ -24,6 +24,7 @@ from haproxy_ingress.cluster import (
     ClusterView,
     KubeObject,
     SharedValues,
+    StatusEchoes,
     WatchedKind,
     trim,
 )
@@ -39,6 +40,8 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 # The memo key of the indexes' SharedValues (Kopf gives each object a shallow
 # copy of the operator's memo: one table for all).
 SHARED_VALUES = "shared_values"
+# The memo key of the Ingresses' StatusEchoes.
+STATUS_ECHOES = "status_echoes"
 
 
 @kopf.on.startup()
@@ -76,6 +79,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     await controller.start()
     memo["controller"] = controller
     memo[SHARED_VALUES] = SharedValues()  # before Kopf starts watching: startup comes first
+    memo[STATUS_ECHOES] = StatusEchoes()
 
 
 @kopf.on.cleanup()
@@ -116,7 +120,11 @@ def _register(kind: WatchedKind) -> None:
         # key -- 31,000 of them at 10,000 Ingresses when keyed per object.
         if not _indexed(kind, labels):
             return None
-        return {None: trim(body, memo.get(SHARED_VALUES))}
+        trimmed = trim(body, memo.get(SHARED_VALUES))
+        echoes: StatusEchoes | None = memo.get(STATUS_ECHOES)
+        if kind.kind == "Ingress" and echoes is not None:
+            echoes.seen(trimmed)
+        return {None: trimmed}
 
     resource = (kind.group, kind.version, kind.plural)
     field, values = kind.only or (None, ())
@@ -128,11 +136,17 @@ def _register(kind: WatchedKind) -> None:
     kopf.index(*resource, id=_index_id(kind), field=field, value=value)(index)
     changed = _endpoints_changed if kind.kind == "EndpointSlice" else _changed
 
-    async def on_event(memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
+    async def on_event(memo: kopf.Memo, type: str | None, uid: str | None, **kwargs: Any) -> None:
         controller: Controller | None = memo.get("controller")
         if type is None and controller is not None:
             # A LIST (type None), not a watch event: a re-list once synced (see gaps.py).
             controller.relisted(kind.kind)
+        echoes: StatusEchoes | None = memo.get(STATUS_ECHOES)
+        if kind.kind == "Ingress" and echoes is not None:
+            if type == "DELETED":
+                echoes.gone(uid or "")
+            elif echoes.echo(uid or "") and type == "MODIFIED":
+                return  # only its status changed: nothing to translate (see StatusEchoes)
         await changed(memo=memo, **kwargs)
 
     kopf.on.event(*resource, id=f"{kind.field}_changed", field=field, value=value)(on_event)
