@@ -48,6 +48,9 @@ same 10,000 Ingresses peak at 421-443 MiB and idle at 311-320 MiB.
 
 Kopf also builds a diff-base (deep copies of the object) on every event, for
 handlers this controller never registers: see :func:`_detect_watching_causes`.
+And it keeps a ``ResourceMemory`` per object seen, for those handlers and for
+failures: one holding only defaults is forgotten after each event
+(:func:`_forget_if_blank`), 24 MiB at 10,000 Ingresses.
 """
 
 from __future__ import annotations
@@ -294,7 +297,8 @@ def _detect_watching_causes(  # noqa: PLR0917  (Kopf's own signature)
 def install() -> None:
     """Make Kopf build its toggle sets as :class:`LinearToggleSet`, set :func:`indexed`,
     and process each listed object without waiting for the others (:class:`Unparked`),
-    and skip the diff-base of objects that only event handlers watch.
+    forgetting its memory if blank, and skip the diff-base of objects that only
+    event handlers watch.
 
     Kopf looks these names up when the operator starts or per event
     (``running`` binds the processor at start), so installing when the
