@@ -221,6 +221,25 @@ async def test_server_state_survives_reload_and_client_follows(
     assert bodies == {"alpha /app"}
 
 
+async def test_a_change_sent_right_after_a_reload_reaches_the_new_worker(
+    hx_instance: Instance,
+) -> None:
+    """The first batch goes out behind the liveness probe, in one write (runtime.py):
+    on a stopping worker it runs there for nothing and must be sent again."""
+    process = hx_instance.process
+    await process.start()
+    async with RuntimeClient(hx_instance.paths.runtime_socket) as client:
+        await client.execute([set_weight("be_app", "s1", 7)])
+        old_worker = client.worker_pid
+        info = await process.reload()
+        await client.execute([set_weight("be_app", "s1", 9)])  # the connection is on old_worker
+        new_worker = client.worker_pid
+        assert new_worker in info.worker_pids and new_worker != old_worker
+    async with RuntimeClient(hx_instance.paths.runtime_socket) as fresh:
+        assert fresh.worker_pid == new_worker
+        assert (await servers_state(fresh, "be_app"))["s1"]["srv_uweight"] == "9"
+
+
 async def test_adopt_and_stop_an_adopted_master(
     hx_instance: Instance, tmp_path_factory: pytest.TempPathFactory, session: aiohttp.ClientSession
 ) -> None:
