@@ -278,18 +278,25 @@ class CountingDiffBase(kopf.AnnotationsDiffBaseStorage):
         return super().build(**kwargs)
 
 
-async def _process(registry: registries.OperatorRegistry, settings: kopf.OperatorSettings) -> None:
+async def _process(
+    registry: registries.OperatorRegistry, settings: kopf.OperatorSettings | None = None
+) -> list[Any]:
+    """One event of a slice, processed as installed (patched); Kopf's memories after it."""
+    memories = inventory.ResourceMemories()
+    indexers = indexing.OperatorIndexers()
+    indexers.ensure(registry._indexing.get_all_handlers())
     await processing.process_resource_event(
         lifecycle=lifecycles.get_default_lifecycle(),
         registry=registry,
-        settings=settings,
-        indexers=indexing.OperatorIndexers(),
-        memories=inventory.ResourceMemories(),
-        memobase=kopf.Memo(),
+        settings=settings or kopf.OperatorSettings(),
+        indexers=indexers,
+        memories=memories,
+        memobase=kopfpatch.SharedMemo(),
         resource=SLICES,
         raw_event={"type": "MODIFIED", "object": _slice("7")},
         event_queue=asyncio.Queue(),
     )
+    return list(memories.iter_all_memories())
 
 
 async def test_event_handlers_alone_get_their_events_without_a_diff_base() -> None:
@@ -344,25 +351,6 @@ async def test_every_object_gets_the_operators_memo_itself() -> None:
 # --- no memory kept for objects that need none (kopfpatch._forget_if_blank) ---------
 
 
-async def _process_kept(registry: registries.OperatorRegistry) -> list[Any]:
-    """Kopf's memories after one event of a slice, processed as installed (patched)."""
-    memories = inventory.ResourceMemories()
-    indexers = indexing.OperatorIndexers()
-    indexers.ensure(registry._indexing.get_all_handlers())
-    await processing.process_resource_event(
-        lifecycle=lifecycles.get_default_lifecycle(),
-        registry=registry,
-        settings=kopf.OperatorSettings(),
-        indexers=indexers,
-        memories=memories,
-        memobase=kopfpatch.SharedMemo(),
-        resource=SLICES,
-        raw_event={"type": "MODIFIED", "object": _slice("7")},
-        event_queue=asyncio.Queue(),
-    )
-    return list(memories.iter_all_memories())
-
-
 async def test_an_indexed_object_with_event_handlers_leaves_no_memory() -> None:
     registry = registries.OperatorRegistry()
     seen: list[str] = []
@@ -375,7 +363,7 @@ async def test_an_indexed_object_with_event_handlers_leaves_no_memory() -> None:
     async def spy(body: kopf.Body, **_: Any) -> None:
         seen.append(body["metadata"]["resourceVersion"])
 
-    assert await _process_kept(registry) == []
+    assert await _process(registry) == []
     assert seen == ["7"]
 
 
@@ -386,7 +374,7 @@ async def test_an_index_handler_to_retry_keeps_its_memory() -> None:
     async def flaky(**_: Any) -> Any:
         raise kopf.TemporaryError("not yet", delay=1)
 
-    kept = await _process_kept(registry)
+    kept = await _process(registry)
     assert len(kept) == 1 and kept[0].indexing_memory.indexing_state is not None
 
 
@@ -397,4 +385,4 @@ async def test_objects_with_change_handlers_keep_their_memory() -> None:
     async def changed(**_: Any) -> None:
         pass
 
-    assert len(await _process_kept(registry)) == 1
+    assert len(await _process(registry)) == 1
