@@ -243,6 +243,12 @@ class StatusEchoes:
         self._last.pop(uid, None)
         self._echoes.discard(uid)
 
+    def retain(self, view: ClusterView) -> None:
+        """Forget Ingresses ``view`` no longer has: deleted in a watch gap, no DELETED came."""
+        live = {str((obj.get("metadata") or {}).get("uid") or "") for obj in view.ingresses}
+        for uid in [uid for uid in self._last if uid not in live]:
+            self.gone(uid)
+
 
 def _sans_status(obj: KubeObject) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k != "status"}

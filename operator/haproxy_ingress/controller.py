@@ -133,12 +133,15 @@ class Controller:
         *,
         events: Reporter | None = None,
         indexed: asyncio.Event | None = None,
+        on_full_view: Callable[[ClusterView], None] | None = None,
     ) -> None:
         """``events``: where problems are reported (default: Kubernetes Events, once connected).
 
         ``indexed``: set once the view holds every watched kind's initial
         listing (:func:`haproxy_ingress.kopfpatch.indexed`); the first sync
         waits for it.
+
+        ``on_full_view``: called with the view of each full sync, once applied.
         """
         self.config = config
         self._view = view
@@ -178,6 +181,7 @@ class Controller:
         )
         self._reported: tuple[Problem, ...] = ()  # the problems of the last good sync
         self.feedback = Feedback(self._write_feedback)  # Events and status, off the sync loop
+        self._on_full_view = on_full_view
 
     async def start(self) -> None:
         memory.limit_arenas(MALLOC_ARENAS)
@@ -372,6 +376,8 @@ class Controller:
         self._record(outcome)
         if full:
             self._full_synced.set()  # it freed what it built: give that back soon
+            if self._on_full_view is not None:
+                self._on_full_view(view)
         self._reported = outcome.desired.problems
         # Endpoint-only syncs change no route: status and notices stay as they are.
         self.feedback.hand(

@@ -75,11 +75,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
             configmap,
         )
 
-    controller = Controller(config, view, indexed=kopfpatch.indexed(memo))
+    echoes = StatusEchoes()
+    controller = Controller(
+        config, view, indexed=kopfpatch.indexed(memo), on_full_view=echoes.retain
+    )
     await controller.start()
     memo["controller"] = controller
     memo[SHARED_VALUES] = SharedValues()  # before Kopf starts watching: startup comes first
-    memo[STATUS_ECHOES] = StatusEchoes()
+    memo[STATUS_ECHOES] = echoes
 
 
 @kopf.on.cleanup()

@@ -14,7 +14,7 @@ from kopf._core.intents import registries
 from kopf._core.reactor import inventory, processing
 
 from haproxy_ingress import handlers
-from haproxy_ingress.cluster import StatusEchoes, trim
+from haproxy_ingress.cluster import ClusterView, StatusEchoes, trim
 from tests.kube import ingress, path, rule
 
 INGRESSES = references.Resource("networking.k8s.io", "v1", "ingresses", namespaced=True)
@@ -49,6 +49,19 @@ def test_only_a_change_of_status_alone_is_an_echo() -> None:
     echoes.gone("uid-web")
     echoes.seen(trim(annotated))  # the same again, after a deletion: new
     assert not echoes.echo("uid-web")
+
+
+def test_ingresses_gone_from_the_view_are_forgotten() -> None:
+    """Deleted during a watch gap: no DELETED event ever says so."""
+    echoes = StatusEchoes()
+    kept, gone = trim(_served("kept")), trim(_served("gone"))
+    echoes.seen(kept)
+    echoes.seen(gone)
+    echoes.retain(ClusterView(ingresses=(kept,)))
+    echoes.seen(trim(_with_status(_served("kept"), "203.0.113.7")))
+    echoes.seen(trim(_with_status(_served("gone"), "203.0.113.7")))
+    assert echoes.echo("uid-kept")
+    assert not echoes.echo("uid-gone")  # new to it again
 
 
 class Recorder:
