@@ -368,9 +368,10 @@ async def _reload(
     then one request on a new connection: the time until the new worker
     serves. Its CPU is the master's (it re-executes and parses everything
     again) and the new worker's. The second is a reload plan through
-    ``Applier.apply``: render, ``haproxy -c``, the reload, and the runtime
-    commands that re-assert every slot's state. The new worker's RSS is
-    taken ``idle`` seconds after it serves, as the first worker's.
+    ``Applier.apply``: render, ``haproxy -c`` (its CPU apart), the reload,
+    and the runtime commands that re-assert every slot's state. The new
+    worker's RSS is taken ``idle`` seconds after it serves, as the first
+    worker's.
     """
     assert applier.applied is not None and process.master_pid is not None
     target = applier.applied
@@ -387,13 +388,19 @@ async def _reload(
     await asyncio.sleep(idle)  # as long as the first worker ran before its RSS was taken
     worker_rss = sum(map(_proc_rss_mib, new_workers))
     begun = time.perf_counter()
+    # The HAProxy master is our child too, but only `haproxy -c` is reaped meanwhile.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     with fd_limit(FD_LIMIT):
         await applier.apply(Plan(target, ("bench",), ()))
+    checks = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "reload_seconds": round(reload_seconds, 2),
         "reload_cpu_seconds": round(cpu, 2),
         "reloaded_worker_rss_mib": worker_rss,
         "controller_reload_seconds": round(time.perf_counter() - begun, 2),
+        "controller_check_cpu_seconds": round(
+            checks.ru_utime + checks.ru_stime - children.ru_utime - children.ru_stime, 2
+        ),
     }
 
 

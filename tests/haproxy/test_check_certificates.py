@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,9 @@ def last_check(stack: Stack) -> list[str]:
     return sorted(line.split()[-1] for line in checks[-1].splitlines())
 
 
-def tls_app(name: str, host: str, secret: str, certificate: str | None = None) -> list[dict]:
+def tls_app(
+    name: str, host: str, secret: str, certificate: str | None = None
+) -> list[dict[str, Any]]:
     crt, key = make_cert(certificate or host)
     return [
         service(name),
@@ -113,7 +116,8 @@ def test_a_line_is_known_by_its_files_and_what_it_is_loaded_under(tmp_path: Path
         paths = HAProxyPaths(base)
         line = f"{paths.certs}/a.pem [alpn h2] a.example.com\n"
         other = f"{paths.certs}/default.pem [alpn h2 verify optional] b.example.com\n"
-        config = f"global\n    crt-base /x\n\ndefaults\n    bind :443 ssl crt-list {paths.crt_list} {bind}\n"
+        bind_line = f"    bind :443 ssl crt-list {paths.crt_list} {bind}\n"
+        config = f"global\n    crt-base /x\n\ndefaults\n    mode http\n\nfrontend fe\n{bind_line}"
         files = (
             RenderedFile(paths.certs / "a.pem", pem),
             RenderedFile(paths.crt_list, (line + other).encode()),
