@@ -283,7 +283,7 @@ class Applier:
         checked crt-list.
         """
         paths = paths or self._options.paths
-        keys = crt_list_keys(rendered, paths)
+        keys = crt_list_keys(rendered, paths, live=self._options.paths)
         config = rendered.config.path
         fresh = [line for line, key in keys.items() if key is None or key not in self._loaded_lines]
         if len(fresh) == len(keys):
@@ -524,26 +524,35 @@ class Applier:
                 await self._client.del_cert(pem_path)
 
 
-def crt_list_keys(rendered: Rendered, paths: HAProxyPaths) -> dict[str, bytes | None]:
+def crt_list_keys(
+    rendered: Rendered, paths: HAProxyPaths, *, live: HAProxyPaths
+) -> dict[str, bytes | None]:
     """Each line of ``rendered``'s crt-list (newline kept) → what loading it depends on.
 
     That is one digest of the line, the content of every rendered file it
     names, and what every line is loaded under: the global section (crt-base,
     ssl-default-bind-*, tune.ssl.*) and the binds that read the crt-list.
-    Paths count relative to ``paths.base``, so a check in a scratch directory
-    and the live files agree. A line naming a file that is not rendered
-    (the default certificate, written once at start) has no key: always
-    checked.
+    Paths count relative to ``paths.base`` and ``live.base`` (a check in a
+    scratch directory keeps the live sockets), so a scratch check and the
+    live files agree. A line naming a file that is not rendered (the default
+    certificate, written once at start) has no key: always checked.
     """
-    base = f"{paths.base}/"
+    # The scratch directory lies inside the live one: the longer first.
+    bases = sorted({f"{paths.base}/", f"{live.base}/"}, key=len, reverse=True)
+
+    def relative(text: str) -> bytes:
+        for base in bases:
+            text = text.replace(base, "")
+        return text.encode()
+
     files = {str(file.path): file.content for file in rendered.files}
     config = rendered.config.content.decode()
     context = [config.partition("\ndefaults")[0]]
     context += [line for line in config.splitlines() if f" crt-list {paths.crt_list} " in line]
-    shared = hashlib.sha256("\n".join(context).replace(base, "").encode()).digest()
+    shared = hashlib.sha256(relative("\n".join(context))).digest()
     keys: dict[str, bytes | None] = {}
     for line in files.get(str(paths.crt_list), b"").decode().splitlines(keepends=True):
-        digest = hashlib.sha256(shared + line.replace(base, "").encode())
+        digest = hashlib.sha256(shared + relative(line))
         for word in line.replace("[", " ").replace("]", " ").split():
             if word.startswith("/"):
                 if word not in files:

@@ -112,21 +112,28 @@ async def test_a_refused_new_certificate_is_still_caught(stack: Stack) -> None:
 
 
 def test_a_line_is_known_by_its_files_and_what_it_is_loaded_under(tmp_path: Path) -> None:
-    def rendered(base: Path, pem: bytes = b"pem", bind: str = "alpn h2") -> dict[str, bytes | None]:
+    live_paths = HAProxyPaths(tmp_path / "live")
+
+    def keys(base: Path, pem: bytes = b"pem", bind: str = "alpn h2") -> dict[str, bytes | None]:
         paths = HAProxyPaths(base)
         line = f"{paths.certs}/a.pem [alpn h2] a.example.com\n"
         other = f"{paths.certs}/default.pem [alpn h2 verify optional] b.example.com\n"
-        bind_line = f"    bind :443 ssl crt-list {paths.crt_list} {bind}\n"
-        config = f"global\n    crt-base /x\n\ndefaults\n    mode http\n\nfrontend fe\n{bind_line}"
+        # A scratch check keeps the live sockets (apply._ScratchPaths).
+        config = (
+            f"global\n    stats socket {live_paths.runtime_socket}\n    crt-base /x\n\n"
+            f"defaults\n    mode http\n\nfrontend fe\n"
+            f"    bind :443 ssl crt-list {paths.crt_list} {bind}\n"
+        )
         files = (
             RenderedFile(paths.certs / "a.pem", pem),
             RenderedFile(paths.crt_list, (line + other).encode()),
         )
-        keys = crt_list_keys(Rendered(RenderedFile(paths.config, config.encode()), files), paths)
-        assert keys[other] is None  # names a file that is not rendered: always checked
-        return {line.replace(str(base), ""): key for line, key in keys.items()}
+        rendered = Rendered(RenderedFile(paths.config, config.encode()), files)
+        found = crt_list_keys(rendered, paths, live=live_paths)
+        assert found[other] is None  # names a file that is not rendered: always checked
+        return {line.replace(str(base), ""): key for line, key in found.items()}
 
-    live = rendered(tmp_path / "live")
-    assert rendered(tmp_path / "scratch") == live
-    assert rendered(tmp_path / "live", pem=b"rotated") != live
-    assert rendered(tmp_path / "live", bind="alpn http/1.1") != live
+    live = keys(live_paths.base)
+    assert keys(live_paths.base / ".check-x") == live
+    assert keys(live_paths.base, pem=b"rotated") != live
+    assert keys(live_paths.base, bind="alpn http/1.1") != live
