@@ -273,11 +273,11 @@ class Applier:
         set up for the key, the certificate's public key and DH parameters,
         and an SSL_CTX) about 0.8 ms of CPU whatever the key type: 0.8 of the
         1.4 s `haproxy -c` took at 10,000 Ingresses with 1,000 TLS Secrets,
-        and a reload rarely changes a certificate. A line whose text, named
-        files and loading context (:func:`crt_list_keys`) match one of the
-        last passing check loaded then, so only the other lines go into the
-        crt-list this check reads; the reload itself loads every line, and
-        one that failed anyway would leave the old worker serving
+        and a reload rarely changes a certificate. A line whose key
+        (:func:`crt_list_keys`: its text, the files it names, what it is
+        loaded under) is one the last passing check loaded stays out of the
+        crt-list this check reads. The reload itself loads every line; one
+        that failed there anyway would leave the old worker serving
         (ReloadError). The alerts name the checked configuration's lines as
         ``rendered.config``'s (same numbering); a crt-list alert names the
         checked crt-list.
