@@ -11,8 +11,13 @@ JSON line with the machine's load average at its start and end:
   render) cold (first translation: every certificate parsed) and warm (the
   next one, as after any Ingress change), plus the process's peak RSS.
 - ``render``: the offline ``haproxy-ingress render`` of the whole cluster.
-- ``haproxy``: HAProxy under a 20,000-fd limit: ``haproxy -c`` and start time,
-  whether it starts, its memory and the CPU its health checks cost at idle.
+- ``haproxy``: HAProxy under a 20,000-fd limit: ``haproxy -c`` (wall and CPU)
+  and start time, whether it starts, its memory and the CPU its health checks
+  cost at idle; then a reload of the same configuration through the master
+  CLI, as the controller reloads: until the new worker answers a request,
+  the CPU the master and the new worker spent, the new worker's memory; and
+  the controller's whole reload (render, ``haproxy -c``, reload, runtime
+  commands).
 - ``endpoint``: one endpoint change at a time through the real reconciler and
   a running HAProxy: the time until the runtime commands are done and the
   longest the event loop was blocked, p50/p99/max over ``--changes``.
@@ -62,6 +67,7 @@ from haproxy_ingress.haproxy.commands import parse_csv_stat
 from haproxy_ingress.haproxy.config import (
     RenderOptions,
     default_certificate_path,
+    enabled_servers,
     environment,
     render,
 )
@@ -69,7 +75,7 @@ from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import HAProxyError, HAProxyProcess
 from haproxy_ingress.haproxy.runtime import RuntimeClient
 from haproxy_ingress.model import TranslateOptions
-from haproxy_ingress.plan import plan
+from haproxy_ingress.plan import Plan, plan
 from haproxy_ingress.sync import Reconciler
 from haproxy_ingress.tls import CertificateCache, generate_default_certificate, self_signed
 from haproxy_ingress.translate import translate
@@ -279,16 +285,19 @@ async def _endpoint_and_haproxy(objects: list[dict[str, Any]], args: argparse.Na
         shutil.rmtree(scratch, ignore_errors=True)
         return
     try:
-        check_begun = time.perf_counter()
-        command = ("haproxy", "-c", "-q", "-f", str(paths.config))
-        checker = await asyncio.create_subprocess_exec(*command)
-        assert await checker.wait() == 0, "haproxy -c refused the running configuration"
-        check_seconds = round(time.perf_counter() - check_begun, 2)
+        check_seconds, check_cpu = await asyncio.to_thread(_check_cpu, paths.config)
         master = process.master_pid
         workers = _children(master) if master else []
         cpu_before = sum(_proc_cpu_seconds(p) for p in workers)
         await asyncio.sleep(args.idle)
         cpu_after = sum(_proc_cpu_seconds(p) for p in workers)
+        worker_rss = sum(_proc_rss_mib(p) for p in workers)
+        # Servers whose check passes: all of them with --live-pods.
+        servers_up = sum(
+            row["status"].startswith("UP") and row["check_status"].startswith("L4OK")
+            for row in parse_csv_stat(await runtime.run("show", "stat", "-1", "4", "-1"))
+        )
+        reload = await _reload(process, applier, render_options, args.idle)
         emit(
             "haproxy",
             started,
@@ -296,11 +305,12 @@ async def _endpoint_and_haproxy(objects: list[dict[str, Any]], args: argparse.Na
             fd_limit=FD_LIMIT,
             starts=True,
             check_seconds=check_seconds,
+            check_cpu_seconds=check_cpu,
             first_sync_seconds=start_seconds,
             servers=sum(len(slots) for slots in applier.applied.servers.values())
             if applier.applied
             else 0,
-            worker_rss_mib=sum(_proc_rss_mib(p) for p in workers),
+            worker_rss_mib=worker_rss,
             master_rss_mib=_proc_rss_mib(master) if master else 0.0,
             # This process holds what the controller holds (the objects, the
             # reconciler's desired and applied states, the certificate cache),
@@ -308,17 +318,90 @@ async def _endpoint_and_haproxy(objects: list[dict[str, Any]], args: argparse.Na
             controller_rss_mib=_proc_rss_mib(os.getpid()),
             controller_peak_rss_mib=rss_mib(),
             idle_cpu_percent=round(100 * (cpu_after - cpu_before) / args.idle, 1),
-            # Servers whose check passes: all of them with --live-pods.
-            servers_up=sum(
-                row["status"].startswith("UP") and row["check_status"].startswith("L4OK")
-                for row in parse_csv_stat(await runtime.run("show", "stat", "-1", "4", "-1"))
-            ),
+            servers_up=servers_up,
+            **reload,
         )
         await _endpoint_changes(reconciler, objects, options, args)
     finally:
         await runtime.close()
         await process.stop()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_cpu(config: Path) -> tuple[float, float]:
+    """``haproxy -c`` of ``config``: wall seconds and the checker's CPU seconds (user+sys)."""
+    begun = time.perf_counter()
+    checker = subprocess.Popen(("haproxy", "-c", "-q", "-f", str(config)))
+    _, status, usage = os.wait4(checker.pid, 0)
+    checker.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    assert checker.returncode == 0, "haproxy -c refused the running configuration"
+    return round(time.perf_counter() - begun, 2), round(usage.ru_utime + usage.ru_stime, 2)
+
+
+async def _answered(address: str) -> None:
+    """One request on a new connection, until HAProxy answers it."""
+    host, port = address.rsplit(":", 1)
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nHost: bench.invalid\r\nConnection: close\r\n\r\n")
+            if (await reader.read(12)).startswith(b"HTTP/1.1 "):
+                return
+        except OSError:
+            pass
+        finally:
+            writer.close()
+        await asyncio.sleep(0.01)
+
+
+async def _reload(
+    process: HAProxyProcess, applier: Applier, options: RenderOptions, idle: float
+) -> dict[str, float]:
+    """The running configuration reloaded twice: the master CLI's reload, the controller's.
+
+    The first is ``HAProxyProcess.reload`` as ``Applier`` calls it (server
+    state saved, ``reload`` on the master CLI, until the old worker stops),
+    then one request on a new connection: the time until the new worker
+    serves. Its CPU is the master's (it re-executes and parses everything
+    again) and the new worker's. The second is a reload plan through
+    ``Applier.apply``: render, ``haproxy -c`` (its CPU apart), the reload,
+    and the runtime commands that re-assert every slot's state. The new
+    worker's RSS is taken ``idle`` seconds after it serves, as the first
+    worker's.
+    """
+    assert applier.applied is not None and process.master_pid is not None
+    target = applier.applied
+    master = process.master_pid
+    old_workers = set(_children(master))
+    master_cpu = _proc_cpu_seconds(master)
+    begun = time.perf_counter()
+    with fd_limit(FD_LIMIT):
+        info = await process.reload(enabled_servers(target))
+    await _answered(options.http_binds[0])
+    reload_seconds = time.perf_counter() - begun
+    new_workers = [p for p in info.worker_pids if p not in old_workers]
+    cpu = _proc_cpu_seconds(master) - master_cpu + sum(map(_proc_cpu_seconds, new_workers))
+    await asyncio.sleep(idle)  # as long as the first worker ran before its RSS was taken
+    worker_rss = sum(map(_proc_rss_mib, new_workers))
+    begun = time.perf_counter()
+    # The HAProxy master is our child too, but only `haproxy -c` is reaped meanwhile.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with fd_limit(FD_LIMIT):
+        await applier.apply(Plan(target, ("bench",), ()))
+    checks = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "reload_seconds": round(reload_seconds, 2),
+        "reload_cpu_seconds": round(cpu, 2),
+        "reloaded_worker_rss_mib": worker_rss,
+        "controller_reload_seconds": round(time.perf_counter() - begun, 2),
+        "controller_check_cpu_seconds": round(
+            checks.ru_utime + checks.ru_stime - children.ru_utime - children.ru_stime, 2
+        ),
+    }
 
 
 async def _endpoint_changes(

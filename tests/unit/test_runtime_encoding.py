@@ -16,6 +16,7 @@ from haproxy_ingress.haproxy.commands import (
     MAX_COMMAND_BYTES,
     Command,
     UnsafeArgumentError,
+    add_server,
     parse_crt_list,
     parse_csv_stat,
     parse_servers_state,
@@ -183,6 +184,24 @@ def test_set_server_addr_accepts_real_replies(addr: str, port: int, reply: str) 
 def test_set_server_addr_rejects_other_replies(reply: str) -> None:
     command = set_server_addr("be_x", "s1", ipaddress.ip_address("10.0.0.5"), 8080)
     assert not command.accepts(reply)
+
+
+@pytest.mark.parametrize(
+    ("reply", "accepted"),
+    [
+        ("New server registered.", True),
+        ("Already exists a server with the same name in backend.", True),
+        # 2.6.12 checks the id first: the same server, added before a restart
+        ("'id' : custom id 3 already used at (null):0 ('server s3').", True),
+        # the id taken by another server, or another id
+        ("'id' : custom id 3 already used at (null):0 ('server s4').", False),
+        ("'id' : custom id 30 already used at (null):0 ('server s3').", False),
+        ("No such backend.", False),
+    ],
+)
+def test_add_server_replies(reply: str, accepted: bool) -> None:
+    command = add_server("be_x", "s3", 3, ipaddress.ip_address("10.0.0.5"), 80, options=())
+    assert command.accepts(reply) is accepted
 
 
 @pytest.mark.parametrize("port", [0, -1, 65536, 99999])
