@@ -151,6 +151,12 @@ def haproxy_timers(log: str, backend: str) -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
@@ -830,8 +836,12 @@ class Bench:
         try:
             time.sleep(settings.warmup)
             start = time.monotonic()
+            cpu_start = cpu_seconds(self.controller.process.pid)
             churn()
             converged = self.monitor.wait_converged(30)
+            # The controller's CPU from the first change to convergence: what
+            # the convergence times wait for on a busy machine, less its noise.
+            controller_cpu = cpu_seconds(self.controller.process.pid) - cpu_start
             time.sleep(settings.tail)
         finally:
             records = load.stop()
@@ -873,6 +883,7 @@ class Bench:
                 "superseded": sum(1 for s in samples if s.superseded),
                 "unconverged": self.monitor.unconverged_since(start) + (0 if converged else 1),
             },
+            "controller_cpu_ms": round(controller_cpu * 1000),
             "haproxy_timers_ms": haproxy_timers(self._log_since(log_start), self.backend),
             # Other work on the machine shows in latency tails: keep the load with them.
             "loadavg": machine()["loadavg"],

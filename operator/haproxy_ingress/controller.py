@@ -42,7 +42,7 @@ from haproxy_ingress.health import Health, Status, summarize
 from haproxy_ingress.health import serve as serve_health
 from haproxy_ingress.leader import StatusLeader
 from haproxy_ingress.metrics import Metrics, figures
-from haproxy_ingress.model import ObjectRef, Problem
+from haproxy_ingress.model import Backend, ObjectRef, Problem
 from haproxy_ingress.status import (
     API_ERRORS,
     EventReporter,
@@ -166,6 +166,7 @@ class Controller:
         self._metrics_runner: Any = None
         self._health_runner: Any = None
         self._unusable: dict[str, str] = {}  # backend → why it has no usable server
+        self._judged: dict[str, Backend] = {}  # backend → the object _unusable judged
         self._synced = False  # a first sync ran: a LIST seen later is a re-list
         self.gaps = WatchGaps(self.verify_indexes, self._gap_verified)
         self.metrics.unconfirmed.set_function(lambda: 0.0 if self.gaps.confirmed else 1.0)
@@ -387,15 +388,27 @@ class Controller:
 
     def _record(self, outcome: Outcome) -> None:
         self.metrics.record(figures(outcome, len(self.reconciler.quarantine.entries)))
+        self.metrics.applied(outcome)
         self._log_unusable(outcome)
 
     def _log_unusable(self, outcome: Outcome) -> None:
-        """Say why a backend answers 503, once per change (the 503 itself is silent)."""
+        """Say why a backend answers 503, once per change (the 503 itself is silent).
+
+        Only backends that are new objects since the last sync are judged
+        again: an endpoint-only sync keeps every other backend as it was, and
+        judging 10,000 of them took 12 ms of the event loop per sync.
+        """
         observed = serving.backends(outcome.desired)
-        present = {backend.name for backend in observed}
-        before = {k: v for k, v in self._unusable.items() if k in present}
-        self._unusable = serving.unusable(observed)
-        for backend, reason in serving.changes(before, self._unusable):
+        judged = self._judged
+        fresh = [backend for backend in observed if judged.get(backend.name) is not backend]
+        if not fresh and len(observed) == len(judged):
+            return
+        now = {backend.name: backend for backend in observed}
+        before = {k: v for k, v in self._unusable.items() if k in now}
+        after = {k: v for k, v in before.items() if now[k] is judged.get(k)}
+        after.update(serving.unusable(fresh))
+        self._judged, self._unusable = now, after
+        for backend, reason in serving.changes(before, after):
             if reason is None:
                 logger.info("backend %s has a ready server again", backend)
             else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections import Counter as Tally
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,8 +53,27 @@ class SyncFigures:
     runtime_operations: Mapping[str, int]  # kind → operations (counter increments)
     problems: Mapping[str, int]  # object kind → objects with problems (gauge)
     quarantined: int  # gauge
-    endpoints: Mapping[str, int]  # state → endpoints (gauge)
-    slots: int  # gauge
+
+
+@dataclass(frozen=True)
+class Census:
+    """What HAProxy serves, counted over the whole cluster (gauges read at scrape time).
+
+    Counting walks every endpoint: about 100 ms at 10,000 Ingresses (30,000
+    endpoints). Done per sync, that was 100 ms on the event loop after every
+    endpoint change; Prometheus asks every 15-60 s.
+    """
+
+    endpoints: Mapping[str, int]  # state → pods (distinct addresses)
+    slots: int  # server slots rendered in total
+
+
+def census(outcome: Outcome) -> Census:
+    """The gauges of the state ``outcome`` applied (pure)."""
+    return Census(
+        endpoints=serving.endpoint_counts(serving.backends(outcome.desired)),
+        slots=sum(len(slots) for slots in outcome.plan.target.servers.values()),
+    )
 
 
 def figures(outcome: Outcome, quarantined: int) -> SyncFigures:
@@ -74,8 +95,6 @@ def figures(outcome: Outcome, quarantined: int) -> SyncFigures:
         ),
         problems={kind: problems.get(kind, 0) for kind in PROBLEM_KINDS},
         quarantined=quarantined,
-        endpoints=serving.endpoint_counts(serving.backends(outcome.desired)),
-        slots=sum(len(slots) for slots in outcome.plan.target.servers.values()),
     )
 
 
@@ -188,10 +207,14 @@ class Metrics:
             (self.reloads, RELOAD_REASONS),
             (self.runtime_operations, RUNTIME_KINDS),
             (self.problems, PROBLEM_KINDS),
-            (self.endpoints, ENDPOINT_STATES),
         ):
             for value in values:
                 family.labels(value)
+        self._applied: Outcome | None = None
+        self._taken: tuple[Outcome, Census] | None = None  # the census of that outcome
+        for state in ENDPOINT_STATES:
+            self.endpoints.labels(state).set_function(functools.partial(self._pods, state))
+        self.slots.set_function(lambda: self._census().slots)
 
     def record(self, figures: SyncFigures) -> None:
         for reason, count in figures.reloads.items():
@@ -203,15 +226,30 @@ class Metrics:
         for kind, count in figures.problems.items():
             self.problems.labels(kind).set(count)
         self.quarantined.set(figures.quarantined)
-        for state, count in figures.endpoints.items():
-            self.endpoints.labels(state).set(count)
-        self.slots.set(figures.slots)
+
+    def applied(self, outcome: Outcome) -> None:
+        """The state HAProxy runs now: its census is taken when metrics are read."""
+        self._applied = outcome
+
+    def _pods(self, state: str) -> float:
+        return self._census().endpoints.get(state, 0)
+
+    def _census(self) -> Census:
+        # Read from the scrape's worker thread; the loop only swaps _applied.
+        applied = self._applied
+        if applied is None:
+            return Census({state: 0 for state in ENDPOINT_STATES}, 0)
+        taken = self._taken
+        if taken is None or taken[0] is not applied:
+            taken = self._taken = (applied, census(applied))
+        return taken[1]
 
     async def serve(self, bind: str) -> web.AppRunner:
         """Serve ``/metrics`` on ``host:port`` in this loop; stop with ``runner.cleanup()``."""
 
         async def handle(_: web.Request) -> web.Response:
-            body = generate_latest(self.registry)
+            # The census walks the cluster (Census): off the event loop.
+            body = await asyncio.to_thread(generate_latest, self.registry)
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         app = web.Application()

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 import typing
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
-from haproxy_ingress import metrics
+from haproxy_ingress import metrics, serving
 from haproxy_ingress.apply import ApplyResult
 from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.controller import Controller, PendingChanges, endpoint_wait
 from haproxy_ingress.metrics import figures
-from haproxy_ingress.model import TranslateOptions
+from haproxy_ingress.model import Backend, Endpoint, ServerState, TranslateOptions
 from haproxy_ingress.plan import Operation, plan
 from haproxy_ingress.sync import Outcome
 from haproxy_ingress.translate import translate
@@ -75,9 +78,42 @@ def test_a_reload_counts_its_reasons_and_no_runtime_operations() -> None:
     assert not got.runtime_fallback
     assert got.problems["Ingress"] == 1 and got.problems["Secret"] == 0
     assert got.quarantined == 2
-    assert got.endpoints == {"ready": 1, "drain": 0, "maint": 1}
+
+
+def test_the_census_is_taken_when_metrics_are_read_once_per_applied_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken: list[Outcome] = []
+    real = metrics.census
+
+    def counting(outcome: Outcome) -> metrics.Census:
+        taken.append(outcome)
+        return real(outcome)
+
+    monkeypatch.setattr(metrics, "census", counting)
+    registry = metrics.Metrics()
+    first = outcome(*CLUSTER, result=None)
+    registry.applied(first)
+    assert taken == []  # nothing counted by the sync itself
+    samples = _samples(registry)
+    assert (samples['haproxy_ingress_endpoints{state="ready"}'],
+            samples['haproxy_ingress_endpoints{state="maint"}']) == (1.0, 1.0)  # fmt: skip
     # Exactly the endpoints: 2 for web, and server-slots (1) for the missing Service.
-    assert got.slots == 3
+    assert samples["haproxy_ingress_server_slots"] == 3.0
+    _samples(registry)
+    assert taken == [first]  # read again: the same state, counted once
+    registry.applied(outcome(*CLUSTER[:4], result=None))  # without the missing Service
+    assert _samples(registry)["haproxy_ingress_server_slots"] == 2.0
+    assert len(taken) == 2
+
+
+def _samples(registry: metrics.Metrics) -> dict[str, float]:
+    text = generate_latest(registry.registry).decode()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 def test_a_runtime_only_sync_counts_its_operations_by_kind() -> None:
@@ -183,3 +219,49 @@ def test_endpoint_changes_wait_at_most_a_window_from_the_first_of_them() -> None
     assert endpoint_wait(window, now=1.05, last_sync=1.05, since=1.01) < 0
     # Noted during a short sync: the rest of the window from when it came.
     assert endpoint_wait(window, now=1.003, last_sync=1.003, since=1.001) == pytest.approx(0.008)
+
+
+def test_unusable_backends_are_logged_once_per_change_judging_only_new_backends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    controller = Controller(ControllerConfig(state_dir=tmp_path), lambda configmap: ClusterView())
+    judged: list[int] = []
+    real = serving.unusable
+
+    def counting(backends: typing.Iterable[Backend]) -> dict[str, str]:
+        backends = list(backends)
+        judged.append(len(backends))
+        return real(backends)
+
+    monkeypatch.setattr(serving, "unusable", counting)
+    first = outcome(*CLUSTER, result=None)
+    web = next(b for b in first.desired.backends if b.service.name == "web")
+
+    def with_web(endpoints: tuple[Endpoint, ...]) -> Outcome:
+        """An endpoint-only sync: the other backends are the very same objects."""
+        backends = tuple(
+            dataclasses.replace(b, endpoints=endpoints) if b is web else b
+            for b in first.desired.backends
+        )
+        return dataclasses.replace(
+            first, desired=dataclasses.replace(first.desired, backends=backends)
+        )
+
+    def logged() -> list[str]:
+        messages = [r.getMessage() for r in caplog.records if r.name.endswith("controller")]
+        caplog.clear()
+        return messages
+
+    with caplog.at_level(logging.INFO, logger="haproxy_ingress.controller"):
+        controller._log_unusable(first)
+        (missing,) = logged()
+        assert "has no usable server" in missing and "missing" in missing
+        controller._log_unusable(first)
+        assert logged() == []
+        draining = tuple(dataclasses.replace(e, state=ServerState.DRAIN) for e in web.endpoints)
+        controller._log_unusable(with_web(draining))
+        (gone,) = logged()
+        assert web.name in gone and "no endpoint is ready" in gone
+        controller._log_unusable(with_web(web.endpoints))
+        assert logged() == [f"backend {web.name} has a ready server again"]
+    assert judged == [2, 1, 1]  # all at first; then none, and only web each time
