@@ -17,7 +17,9 @@ controller's Python process (HAProxy's master and workers apart) from /proc:
 - ``churn``: after ``--changes`` EndpointSlices changed and one Ingress got a
   second host, once that host answers and the controller's syncs went quiet
   (5 s: before the heap is handed back, ``memory.py``);
-- ``settled``: ``--idle`` seconds after that.
+- ``settled``: ``--idle`` seconds after that;
+- ``endpoint-latency``: ``--latency`` EndpointSlice changes, one at a time,
+  each timed from its PATCH to HAProxy showing the new address.
 
 One JSON line per measurement, with the load average at its start and end.
 Endpoint addresses are moved into 198.19.0.0/16, which this machine
@@ -27,6 +29,7 @@ blackholes: HAProxy's health checks fail at once instead of leaving the host.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import http.client
 import importlib
@@ -51,7 +54,9 @@ if str(REPO_ROOT) not in sys.path:
 from tests.e2e.conftest import Kube, localcluster  # noqa: E402
 
 import haproxy_ingress  # noqa: E402
-from bench.scale import _children, cluster, emit, load  # noqa: E402
+from bench.scale import _children, _percentile, cluster, emit, load  # noqa: E402
+from haproxy_ingress.haproxy.paths import HAProxyPaths  # noqa: E402
+from haproxy_ingress.haproxy.runtime import RuntimeClient  # noqa: E402
 
 # tests/e2e/operator.py imports hack/podnet.py via sys.path (see bench/churn.py).
 _e2e: Any = importlib.import_module("tests.e2e.operator")
@@ -236,6 +241,43 @@ def measure(
     )
 
 
+def endpoint_latency(
+    api: Api, objects: list[dict[str, Any]], socket: Path, changes: int, pods: int
+) -> list[float]:
+    """Seconds from one EndpointSlice PATCH to HAProxy's servers showing its new address.
+
+    One change at a time, each to another Service, through everything a
+    user's change goes through: the API server, the watch, Kopf, the sync,
+    the runtime API. HAProxy is polled every 2 ms.
+    """
+    slices = [o for o in objects if o["kind"] == "EndpointSlice"]
+    picked = slices[1 :: max(1, len(slices) // changes)][:changes]
+    # Past what blackholed() and churn() hand out, inside ENDPOINT_NET.
+    spare = ENDPOINT_NET.network_address + len(slices) * pods + 1_000
+
+    async def measure() -> list[float]:
+        seconds = []
+        async with RuntimeClient(socket) as runtime:
+            for index, item in enumerate(picked):
+                address = str(spare + index)
+                service = item["metadata"]["labels"]["kubernetes.io/service-name"]
+                backend = f"be_{NAMESPACE}_{service}_80"
+                endpoints = [{**item["endpoints"][0], "addresses": [address]}]
+                begun = time.monotonic()
+                await asyncio.to_thread(
+                    api.merge_patch, item, {"endpoints": endpoints + item["endpoints"][1:]}
+                )
+                while f" {address} " not in await runtime.run("show", "servers", "state", backend):
+                    if time.monotonic() - begun > 60:
+                        raise TimeoutError(f"{backend} never showed {address}")
+                    await asyncio.sleep(0.002)
+                seconds.append(time.monotonic() - begun)
+                await asyncio.sleep(0.5)  # one change at a time
+        return seconds
+
+    return asyncio.run(measure())
+
+
 def churn(api: Api, objects: Iterable[dict[str, Any]], changes: int, pods: int) -> str:
     """``changes`` EndpointSlices get new addresses, one Ingress a second host: that host."""
     slices = [o for o in objects if o["kind"] == "EndpointSlice"]
@@ -272,6 +314,9 @@ def main() -> None:
     parser.add_argument("--tls", type=int, default=1_000)
     parser.add_argument("--idle", type=float, default=60.0, help="seconds between measurements")
     parser.add_argument("--changes", type=int, default=200, help="EndpointSlices changed")
+    parser.add_argument(
+        "--latency", type=int, default=20, help="EndpointSlice changes timed one by one at the end"
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
         "--compaction-interval",
@@ -351,6 +396,19 @@ def main() -> None:
         started = load()
         time.sleep(args.idle)
         measure("settled", started, controller, args, idle_seconds=args.idle)
+        if args.latency:
+            started = load()
+            socket = HAProxyPaths(controller.state_dir).runtime_socket
+            seconds = endpoint_latency(api, objects, socket, args.latency, args.pods)
+            emit(
+                "endpoint-latency",
+                started,
+                ingresses=args.ingresses,
+                changes=len(seconds),
+                p50_ms=round(_percentile(seconds, 50) * 1000, 1),
+                p99_ms=round(_percentile(seconds, 99) * 1000, 1),
+                max_ms=round(max(seconds) * 1000, 1),
+            )
 
 
 @contextlib.contextmanager
