@@ -10,7 +10,8 @@ endpoints (default 1, see ``main``), it runs side by side:
   frontend, ``use_backend`` from an exact map then a ``map_beg`` map keyed
   by host + path (``base``), one backend per Service with plain servers, no
   Lua, no variables; servers health-checked exactly when ours are (at 10k
-  ours sheds checks past the fd limit), so only the request path differs;
+  ours sheds checks past the fd limit) and as often (ours stretches the
+  intervals under health-check-max-rate), so only the request path differs;
 * ``baseline`` (with ``--baseline TREE``): ours as another checkout renders
   it (before/after in one run).
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -107,7 +109,7 @@ backend be_404
 
 
 def write_hand_config(
-    directory: Path, count: int, pods: int, pod_port: int, port: int, *, checks: bool
+    directory: Path, count: int, pods: int, pod_port: int, port: int, *, checks: str
 ) -> Path:
     """The hand-written configuration: Prefix ``/api`` is the exact key ``host/api``
     and the prefix key ``host/api/`` (so ``/apix`` is not under it), ``/`` the
@@ -116,7 +118,7 @@ def write_hand_config(
     exact: list[str] = []
     prefix: list[str] = []
     backends: list[str] = []
-    check = " check" if checks else ""
+    check = f" check {checks}" if checks else ""
     for i in range(count):
         name = f"app{i}"
         for value in PATHS:
@@ -135,12 +137,24 @@ def write_hand_config(
     return config
 
 
-def health_checked(config: Path) -> bool:
-    """Whether our rendered configuration runs active health checks."""
-    return any(
-        line.lstrip().startswith("default-server") and " check " in f"{line} "
-        for line in config.read_text().splitlines()
-    )
+# The timing words of a server's active checks.
+CHECK_TIMING = ("inter", "fastinter", "downinter", "fall", "rise")
+
+
+def health_checks(config: Path) -> str:
+    """How often our rendered configuration checks its servers (the timing words
+    of its first checked default-server, e.g. ``inter 16000ms fall 3 rise 2``),
+    or "" if it runs no active checks. At 10k the plan stretches the intervals
+    (health-check-max-rate): the hand config's servers get the same."""
+    for line in config.read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["default-server"] and "check" in words:
+            return " ".join(
+                f"{word} {value}"
+                for word, value in itertools.pairwise(words)
+                if word in CHECK_TIMING
+            )
+    return ""
 
 
 def requests_for(count: int, hosts: int) -> list[bytes]:
@@ -166,7 +180,7 @@ def run_size(count: int, args: argparse.Namespace, base: Path) -> None:
             configs["baseline"] = render_with(
                 args.baseline, base / "baseline", objects, ports["baseline"]
             )
-        checks = health_checked(configs["ours"])
+        checks = health_checks(configs["ours"])
         configs["hand"] = write_hand_config(
             base / "hand", count, args.pods, pod_port, ports["hand"], checks=checks
         )
@@ -206,7 +220,7 @@ def run_size(count: int, args: argparse.Namespace, base: Path) -> None:
             "summary": "hand_config",
             "ingresses": count,
             "pods": args.pods,
-            "health_checks": checks,
+            "health_checks": checks or None,
             "connections": args.connections,
             "rounds": args.rounds,
             "seconds": args.seconds,

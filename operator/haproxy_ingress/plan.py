@@ -32,6 +32,7 @@ from haproxy_ingress.model import (
     Slots,
     Structure,
     frontend_maps,
+    names_policy,
     passthrough_backend_name,
 )
 from haproxy_ingress.validate import duration_ms
@@ -440,6 +441,11 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
         missing = sorted(set(rules) - set(current.structure.frontend_maps))
         if missing:
             reasons.append(f"frontend rules for the {', '.join(missing)} maps added")
+    # The route-policy rules (Structure.route_policies): the first route
+    # naming a policy reloads with them, whatever else changed.
+    route_policies = desired.settings.default_policy is not None or names_policy(desired.maps)
+    if current is not None and route_policies and not current.structure.route_policies:
+        reasons.append("frontend rules for routes' access policies added")
     if desired.ssl_passthrough and "redirect" not in rules:
         # A passthrough host's plain HTTP is redirected to https (translate):
         # with the rules there from the start (turning passthrough on
@@ -458,6 +464,7 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
         policies = {**old_policies, **policies}
         if current is not None:
             rules = current.structure.frontend_maps
+            route_policies = current.structure.route_policies
 
     target = AppliedState(
         structure=Structure(
@@ -469,6 +476,7 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
             passthrough=pool.layouts,
             host_tls=desired.host_tls,
             frontend_maps=rules,
+            route_policies=route_policies,
         ),
         servers=servers,
         maps=desired.maps,

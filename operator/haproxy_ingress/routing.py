@@ -21,7 +21,8 @@ exact map and ``Prefix`` beats ``ImplementationSpecific`` in the prefix map.
 
 A host that has rules owns its requests: the frontend first picks the scope
 (the exact host if the ``hosts`` map has it, else its wildcard form if that
-has rules, else no host) and then looks up paths in that scope only. So a
+has rules, else no host; the map values each host by itself, so one lookup
+both tests and sets the scope) and then looks up paths in that scope only. So a
 request for ``a.example.com`` never reaches a backend of a ``*.example.com``
 or host-less rule because ``a.example.com``'s own rules missed its path; it
 gets the default backend, as in ingress-nginx.
@@ -123,7 +124,8 @@ def routing_maps(
             for key, (_, _, value) in sorted(regex.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
         ),
         redirect=tuple((host, "https") for host in sorted(set(redirects))),
-        hosts=tuple((host, "rules") for host in sorted(hosts)),
+        # Valued by itself: the frontend takes its scope from the lookup.
+        hosts=tuple((host, host) for host in sorted(hosts)),
         tls=tuple((host, "tls") for host in sorted(set(tls))),
         www=tuple(sorted((www or {}).items())),
         headers=tuple(sorted((headers or {}).items())),

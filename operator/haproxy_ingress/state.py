@@ -44,7 +44,9 @@ from haproxy_ingress.model import (
 #    checks_shed
 # 7: servers added at run time (slots past BackendLayout.slots), check_stretch
 # 8: frontend_maps (the optional maps whose rules haproxy.cfg has)
-FORMAT = 8
+# 9: route_policies (whether haproxy.cfg reads routes' access policies); the
+#    hosts map values each host by itself
+FORMAT = 9
 
 
 def dump(state: AppliedState) -> bytes:
@@ -148,6 +150,7 @@ def _state(body: dict[str, Any]) -> AppliedState:
             checks_shed=bool(structure["checks_shed"]),
             check_stretch=int(structure["check_stretch"]),
             frontend_maps=tuple(str(name) for name in structure["frontend_maps"]),
+            route_policies=bool(structure["route_policies"]),
         ),
         servers={name: _slots(slots) for name, slots in body["servers"].items()},
         maps=RoutingMaps(

@@ -310,6 +310,32 @@ async def test_deny_lists_per_route_and_global_without_reload(stack: Stack) -> N
     assert (await stack.proc()).reloads == before + 1
 
 
+async def test_the_first_route_with_a_policy_is_refused_from_its_first_request(
+    stack: Stack,
+) -> None:
+    """Without a route naming a policy the frontend has no rules reading one
+    (Structure.route_policies); the first such route reloads with them, so
+    it is never served unchecked (fail closed)."""
+    backends = await pods(stack, "open", first=161)
+    stack.put(ingress("open", rule("app.example.com", path("/", "open"))))
+    await synced(stack, ["open"])
+    assert "txn.policy" not in stack.paths.config.read_text()
+    assert (await answer(stack, "app.example.com", "/"))[0] == 200
+    before = (await stack.proc()).reloads
+    stack.put(
+        ingress(
+            "open",
+            rule("app.example.com", path("/", "open")),
+            annotations={N + "whitelist-source-range": NOBODY},
+        )
+    )
+    await stack.sync()
+    assert (await stack.proc()).reloads == before + 1
+    served = backends["open"].served
+    assert (await answer(stack, "app.example.com", "/"))[0] == 403
+    assert backends["open"].served == served
+
+
 async def test_deny_list_with_a_trusted_proxy(stack: Stack) -> None:
     await pods(stack, "open", first=151)
     stack.put(

@@ -4,7 +4,7 @@ For every generated cluster: each Ingress is either served or has a problem;
 the rendered haproxy.cfg passes a real ``haproxy -c``; and parsing the
 rendered files shows only what the templates intend — the frontend, global
 and defaults sections are byte-identical to an empty cluster's (the frontend
-with the same optional rules, Structure.frontend_maps), backends hold
+with the same optional rules, Structure.frontend_maps and route_policies), backends hold
 only their allowed keywords and exactly their slots, map lines are exactly a
 key and a backend. The runtime-command encoder gets the same treatment.
 """
@@ -70,11 +70,14 @@ def sections(text: str) -> dict[str, list[str]]:
 
 
 def render_files(
-    desired: DesiredState, base: Path, frontend_maps: tuple[str, ...] | None = None
+    desired: DesiredState, base: Path, rules: tuple[tuple[str, ...], bool] | None = None
 ) -> tuple[AppliedState, dict[str, str]]:
+    """``rules``: the structure's (frontend_maps, route_policies), else the plan's."""
     target = plan(None, desired).target
-    if frontend_maps is not None:
-        structure = dataclasses.replace(target.structure, frontend_maps=frontend_maps)
+    if rules is not None:
+        structure = dataclasses.replace(
+            target.structure, frontend_maps=rules[0], route_policies=rules[1]
+        )
         target = dataclasses.replace(target, structure=structure)
     paths = HAProxyPaths(base)
     paths.ensure()
@@ -89,19 +92,19 @@ def render_files(
     }
 
 
-def empty_sections(base: Path, frontend_maps: tuple[str, ...]) -> dict[str, list[str]]:
-    """An empty cluster's sections, its frontend with the rules of ``frontend_maps``."""
+def empty_sections(base: Path, rules: tuple[tuple[str, ...], bool]) -> dict[str, list[str]]:
+    """An empty cluster's sections, its frontend with the optional ``rules``."""
     view = ClusterView.from_objects([], OPTIONS)[0]
-    _, files = render_files(translate(view, OPTIONS), base, frontend_maps)
+    _, files = render_files(translate(view, OPTIONS), base, rules)
     return sections(files["haproxy.cfg"])
 
 
-Empty = Callable[[tuple[str, ...]], dict[str, list[str]]]
+Empty = Callable[[tuple[tuple[str, ...], bool]], dict[str, list[str]]]
 
 
 def check_shape(target: AppliedState, files: dict[str, str], empty_with: Empty) -> None:
     found = sections(files["haproxy.cfg"])
-    empty = empty_with(target.structure.frontend_maps)
+    empty = empty_with((target.structure.frontend_maps, target.structure.route_policies))
     for fixed in ("global", "defaults", "backend be_default_404"):
         assert found[fixed] == empty[fixed], fixed
     # The frontend is the empty cluster's plus exactly one deny line per access
@@ -112,8 +115,13 @@ def check_shape(target: AppliedState, files: dict[str, str], empty_with: Empty) 
         for p in target.structure.policies
     ]
     frontend = empty["frontend fe_http"]
-    # (right after the check that a route's policy is known, before the route options).
-    at = 1 + next(i for i, line in enumerate(frontend) if "maps/policies.map" in line)
+    # (right after the check that a route's policy is known, before the route
+    # options; without the rules reading routes' policies, after the sni map's).
+    at = 1 + max(
+        i
+        for i, line in enumerate(frontend)
+        if "maps/policies.map" in line or "maps/sni.map" in line
+    )
     assert found["frontend fe_http"] == [*frontend[:at], *policy_lines, *frontend[at:]]
     for policy in target.structure.policies:
         networks = files[f"maps/{policy.name}.acl"].splitlines()
@@ -171,13 +179,13 @@ def served_or_reported(objects: Iterable[dict[str, Any]], desired: DesiredState)
 
 @pytest.fixture(scope="module")
 def empty() -> Empty:
-    known: dict[tuple[str, ...], dict[str, list[str]]] = {}
+    known: dict[tuple[tuple[str, ...], bool], dict[str, list[str]]] = {}
 
-    def with_rules(frontend_maps: tuple[str, ...]) -> dict[str, list[str]]:
-        if frontend_maps not in known:
+    def with_rules(rules: tuple[tuple[str, ...], bool]) -> dict[str, list[str]]:
+        if rules not in known:
             with tempfile.TemporaryDirectory() as directory:
-                known[frontend_maps] = empty_sections(Path(directory), frontend_maps)
-        return known[frontend_maps]
+                known[rules] = empty_sections(Path(directory), rules)
+        return known[rules]
 
     return with_rules
 
