@@ -242,7 +242,13 @@ def measure(
 
 
 def endpoint_latency(
-    api: Api, objects: list[dict[str, Any]], socket: Path, changes: int, pods: int
+    api: Api,
+    objects: list[dict[str, Any]],
+    socket: Path,
+    changes: int,
+    pods: int,
+    *,
+    gap: float,
 ) -> list[float]:
     """Seconds from one EndpointSlice PATCH to HAProxy's servers showing its new address.
 
@@ -272,7 +278,7 @@ def endpoint_latency(
                         raise TimeoutError(f"{backend} never showed {address}")
                     await asyncio.sleep(0.002)
                 seconds.append(time.monotonic() - begun)
-                await asyncio.sleep(0.5)  # one change at a time
+                await asyncio.sleep(gap)  # one change at a time
         return seconds
 
     return asyncio.run(measure())
@@ -316,6 +322,9 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=200, help="EndpointSlices changed")
     parser.add_argument(
         "--latency", type=int, default=20, help="EndpointSlice changes timed one by one at the end"
+    )
+    parser.add_argument(
+        "--latency-gap", type=float, default=0.5, help="seconds between the timed changes"
     )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
@@ -399,12 +408,15 @@ def main() -> None:
         if args.latency:
             started = load()
             socket = HAProxyPaths(controller.state_dir).runtime_socket
-            seconds = endpoint_latency(api, objects, socket, args.latency, args.pods)
+            seconds = endpoint_latency(
+                api, objects, socket, args.latency, args.pods, gap=args.latency_gap
+            )
             emit(
                 "endpoint-latency",
                 started,
                 ingresses=args.ingresses,
                 changes=len(seconds),
+                gap_seconds=args.latency_gap,
                 p50_ms=round(_percentile(seconds, 50) * 1000, 1),
                 p99_ms=round(_percentile(seconds, 99) * 1000, 1),
                 max_ms=round(max(seconds) * 1000, 1),

@@ -70,9 +70,14 @@ from haproxy_ingress.plan import (
 logger = logging.getLogger(__name__)
 
 # The background writer of runtime-only applies waits for a quiet moment
-# (see Applier._quiet_moment), but never longer than the max delay.
-WRITE_QUIET = 0.25
-WRITE_MAX_DELAY = 2.0
+# (see Applier._quiet_moment), but never longer than the max delay. A write
+# renders and serialises the whole cluster: about 1.7 s of CPU at 10,000
+# Ingresses, which after every change of a steady trickle of endpoint changes
+# kept a core busy (bench/controller_rss.py --latency). The files only matter
+# at the next reload (which writes them first) or restart (which re-asserts
+# what HAProxy runs), so they may lag this far behind.
+WRITE_QUIET = 1.0
+WRITE_MAX_DELAY = 10.0
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def dump(state: AppliedState) -> bytes:
         return "{" + ",".join(f"{encode(key)}:{text}" for key, text in pairs) + "}"
 
     servers = members(
-        (name, encode([None if s is None else dataclasses.asdict(s) for s in slots]))
+        (name, encode([None if s is None else _endpoint(s) for s in slots]))
         for name, slots in sorted(state.servers.items())
     )
     maps = members(
@@ -84,6 +84,12 @@ def dump(state: AppliedState) -> bytes:
             ("sni", encode([list(entry) for entry in state.sni])),
         )
     ).encode()
+
+
+def _endpoint(slot: Endpoint) -> dict[str, object]:
+    """``dataclasses.asdict(slot)``, field by field: 50,000 slots at 10k Ingresses took
+    0.5 s through ``asdict``'s generic recursion, on every write of the state."""
+    return {"address": slot.address, "port": slot.port, "state": slot.state, "target": slot.target}
 
 
 def _plain(value: object) -> object:
