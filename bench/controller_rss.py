@@ -18,8 +18,10 @@ controller's Python process (HAProxy's master and workers apart) from /proc:
   second host, once that host answers and the controller's syncs went quiet
   (5 s: before the heap is handed back, ``memory.py``);
 - ``settled``: ``--idle`` seconds after that;
-- ``endpoint-latency``: ``--latency`` EndpointSlice changes, one at a time,
-  each timed from its PATCH to HAProxy showing the new address.
+- ``statuses``: seconds more until the first sync's status writes are over
+  (the published address on the last Ingress);
+- ``endpoint-latency``: then ``--latency`` EndpointSlice changes, one at a
+  time, each timed from its PATCH to HAProxy showing the new address.
 
 One JSON line per measurement, with the load average at its start and end.
 Endpoint addresses are moved into 198.19.0.0/16, which this machine
@@ -241,6 +243,11 @@ def measure(
     )
 
 
+def published(kube: Kube, name: str) -> bool:
+    status = kube.get_json("ingress", name, "-n", NAMESPACE).get("status") or {}
+    return bool((status.get("loadBalancer") or {}).get("ingress"))
+
+
 def endpoint_latency(
     api: Api,
     objects: list[dict[str, Any]],
@@ -249,8 +256,10 @@ def endpoint_latency(
     pods: int,
     *,
     gap: float,
-) -> list[float]:
-    """Seconds from one EndpointSlice PATCH to HAProxy's servers showing its new address.
+) -> list[tuple[float, float]]:
+    """Seconds from one EndpointSlice PATCH to HAProxy's servers showing its new address:
+    from sending it, and from its answer (the API server has stored the change and
+    sends the watch event then, so this is the controller's part).
 
     One change at a time, each to another Service, through everything a
     user's change goes through: the API server, the watch, Kopf, the sync,
@@ -261,7 +270,7 @@ def endpoint_latency(
     # Past what blackholed() and churn() hand out, inside ENDPOINT_NET.
     spare = ENDPOINT_NET.network_address + len(slices) * pods + 1_000
 
-    async def measure() -> list[float]:
+    async def measure() -> list[tuple[float, float]]:
         seconds = []
         async with RuntimeClient(socket) as runtime:
             for index, item in enumerate(picked):
@@ -273,11 +282,12 @@ def endpoint_latency(
                 await asyncio.to_thread(
                     api.merge_patch, item, {"endpoints": endpoints + item["endpoints"][1:]}
                 )
+                stored = time.monotonic()
                 while f" {address} " not in await runtime.run("show", "servers", "state", backend):
                     if time.monotonic() - begun > 60:
                         raise TimeoutError(f"{backend} never showed {address}")
                     await asyncio.sleep(0.002)
-                seconds.append(time.monotonic() - begun)
+                seconds.append((time.monotonic() - begun, time.monotonic() - stored))
                 await asyncio.sleep(gap)  # one change at a time
         return seconds
 
@@ -406,20 +416,36 @@ def main() -> None:
         time.sleep(args.idle)
         measure("settled", started, controller, args, idle_seconds=args.idle)
         if args.latency:
+            # Steady state first: the first sync's status writes (one PATCH
+            # per Ingress, in name order, each echoed back as an event) are
+            # over once the last Ingress shows the published address.
+            started = load()
+            begun = time.monotonic()
+            last = max(o["metadata"]["name"] for o in objects if o["kind"] == "Ingress")
+            wait(lambda: published(kube, last), 1800, "the published address on every Ingress")
+            emit("statuses", started, seconds=round(time.monotonic() - begun, 1))
             started = load()
             socket = HAProxyPaths(controller.state_dir).runtime_socket
-            seconds = endpoint_latency(
+            timed = endpoint_latency(
                 api, objects, socket, args.latency, args.pods, gap=args.latency_gap
             )
+            figures = {}
+            for name, seconds in (
+                ("patch", [t[0] for t in timed]),
+                ("stored", [t[1] for t in timed]),
+            ):
+                figures[f"from_{name}_ms"] = {
+                    "p50": round(_percentile(seconds, 50) * 1000, 1),
+                    "p99": round(_percentile(seconds, 99) * 1000, 1),
+                    "max": round(max(seconds) * 1000, 1),
+                }
             emit(
                 "endpoint-latency",
                 started,
                 ingresses=args.ingresses,
-                changes=len(seconds),
+                changes=len(timed),
                 gap_seconds=args.latency_gap,
-                p50_ms=round(_percentile(seconds, 50) * 1000, 1),
-                p99_ms=round(_percentile(seconds, 99) * 1000, 1),
-                max_ms=round(max(seconds) * 1000, 1),
+                **figures,
             )
 
 
