@@ -64,8 +64,9 @@ MALLOC_ARENAS = 2
 # files (about 2 s of Python at 10,000 Ingresses) run in threads; every time
 # the loop blocks on I/O, the thread takes the GIL, and the loop gets it back
 # only when the interval runs out. An endpoint event needs dozens of such
-# turns (Kopf, the sync, the runtime API), so at 5 ms each it waited 250 ms
-# (p50) behind a write at 10k. Switching costs the thread a little throughput.
+# turns (Kopf, the sync, the runtime API). At 10k with such threads busy, the
+# p99 from an EndpointSlice PATCH to HAProxy went 967 -> 342 ms (p50 the same,
+# bench/controller_rss.py --latency). Switching costs the thread a little.
 GIL_SWITCH_INTERVAL = 0.0005
 # After a full sync, free heap goes back to the kernel this much later: past
 # the sync's own leftovers and Kopf's per-object workers, which exit after
