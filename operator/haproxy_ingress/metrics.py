@@ -230,6 +230,7 @@ class Metrics:
     def applied(self, outcome: Outcome) -> None:
         """The state HAProxy runs now: its census is taken when metrics are read."""
         self._applied = outcome
+        self._taken = None  # holds the outcome before: a whole desired state at 10k
 
     def _pods(self, state: str) -> float:
         return self._census().endpoints.get(state, 0)
@@ -241,7 +242,9 @@ class Metrics:
             return Census({state: 0 for state in ENDPOINT_STATES}, 0)
         taken = self._taken
         if taken is None or taken[0] is not applied:
-            taken = self._taken = (applied, census(applied))
+            taken = (applied, census(applied))
+            if self._applied is applied:  # else a newer one came meanwhile: keep no old one
+                self._taken = taken
         return taken[1]
 
     async def serve(self, bind: str) -> web.AppRunner:

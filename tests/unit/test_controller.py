@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import typing
+import weakref
 from pathlib import Path
 
 import pytest
@@ -103,8 +104,11 @@ def test_the_census_is_taken_when_metrics_are_read_once_per_applied_state(
     _samples(registry)
     assert taken == [first]  # read again: the same state, counted once
     registry.applied(outcome(*CLUSTER[:4], result=None))  # without the missing Service
+    gone = weakref.ref(first)
+    del first, taken[:]
+    assert gone() is None  # the metrics keep no outcome but the applied one
     assert _samples(registry)["haproxy_ingress_server_slots"] == 2.0
-    assert len(taken) == 2
+    assert len(taken) == 1
 
 
 def _samples(registry: metrics.Metrics) -> dict[str, float]:
