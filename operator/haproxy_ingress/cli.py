@@ -10,19 +10,13 @@ import argparse
 import asyncio
 import datetime
 import gc
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import kopf
-
-from haproxy_ingress import (
-    audit,
-    handlers,  # noqa: F401  (registers the handlers kopf.run runs)
-    ingress_class,
-    kopfpatch,
-    logs,
-)
+from haproxy_ingress import audit, ingress_class, logs
 from haproxy_ingress import config as controller_config
 from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.config import ControllerConfig
@@ -44,6 +38,7 @@ from haproxy_ingress.validate import Invalid
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_UNUSABLE = 2
+ONE_SHOT = frozenset({"render", "audit"})  # commands that end by os._exit (see script)
 
 
 def _add_controller_flags(parser: argparse.ArgumentParser) -> None:
@@ -184,6 +179,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Kopf and the handlers only here: importing them is 0.2 s (and 40 MiB)
+    # that the offline commands do not need.
+    import kopf  # noqa: PLC0415
+
+    from haproxy_ingress import (  # noqa: PLC0415
+        handlers,  # noqa: F401  (registers the handlers kopf.run runs)
+        kopfpatch,
+    )
+
     config = controller_config.from_arguments(args)
     # Kopf's own logging set-up, as `kopf run` does it: plain, full or JSON lines.
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
@@ -298,5 +302,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args.handler(args))
 
 
+def script() -> None:
+    """The ``haproxy-ingress`` command: :func:`main`; the offline ones end as mypy ends.
+
+    ``render`` and ``audit`` of 10k Ingresses hold millions of objects when
+    they are done, and freeing them one by one at exit took 0.36 s of a 5 s
+    render, for nothing: the process is ending. So, once the output is
+    flushed, they leave with ``os._exit`` (mypy's ``--fast-exit``). ``run``
+    exits as usual.
+    """
+    args = build_parser().parse_args()
+    code = int(args.handler(args))
+    if args.command in ONE_SHOT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    script()

@@ -13,8 +13,9 @@ a mistake (a class that does not exist) as a Warning Event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from haproxy_ingress.cluster import KubeObject
 from haproxy_ingress.model import ObjectRef, Problem, TranslateOptions
@@ -70,10 +71,23 @@ def left_out(
     ingress: KubeObject, classes: Iterable[KubeObject], options: TranslateOptions
 ) -> LeftOut | None:
     """None if this controller serves the Ingress, else why not."""
+    return classifier(classes, options)(ingress)
+
+
+def classifier(
+    classes: Iterable[KubeObject], options: TranslateOptions
+) -> Callable[[KubeObject], LeftOut | None]:
+    """:func:`left_out` for many Ingresses: the IngressClasses are read once, not per Ingress."""
     known = _classes(classes, options)
+    has_default = any(found.default for found in known.values())
+    return lambda ingress: _left_out(ingress, known, has_default, options)
+
+
+def _left_out(
+    ingress: KubeObject, known: Mapping[str, _Class], has_default: bool, options: TranslateOptions
+) -> LeftOut | None:
     meta = ingress.get("metadata") or {}
     meta = meta if isinstance(meta, Mapping) else {}
-    ref = ObjectRef("Ingress", str(meta.get("namespace", "")), str(meta.get("name", "")))
     spec = ingress.get("spec") or {}
     class_name = spec.get("ingressClassName") if isinstance(spec, Mapping) else None
     if class_name is not None:
@@ -83,7 +97,7 @@ def left_out(
             return None
         if class_name not in known:
             return LeftOut(
-                ref,
+                _ingress_ref(meta),
                 UNDEFINED,
                 f"spec.ingressClassName {class_name!r} names no IngressClass; "
                 "no controller serves this Ingress",
@@ -91,29 +105,39 @@ def left_out(
         found = known[class_name]
         if found.ours:
             return None
-        return LeftOut(ref, FOREIGN, f"IngressClass {class_name!r} belongs to {found.controller!r}")
+        return LeftOut(
+            _ingress_ref(meta),
+            FOREIGN,
+            f"IngressClass {class_name!r} belongs to {found.controller!r}",
+        )
     annotations = meta.get("annotations") or {}
     legacy = annotations.get(LEGACY_CLASS_ANNOTATION) if isinstance(annotations, Mapping) else None
     if legacy is not None:
         if legacy == options.ingress_class or (options.serve_nginx and legacy == NGINX_CLASS):
             return None
         return LeftOut(
-            ref, FOREIGN, f"{LEGACY_CLASS_ANNOTATION} is {legacy!r}, not {options.ingress_class!r}"
+            _ingress_ref(meta),
+            FOREIGN,
+            f"{LEGACY_CLASS_ANNOTATION} is {legacy!r}, not {options.ingress_class!r}",
         )
-    if any(found.default for found in known.values()):
+    if has_default:
         return None
     return LeftOut(
-        ref,
+        _ingress_ref(meta),
         NO_CLASS,
         "no ingressClassName, and none of our IngressClasses is the cluster default",
     )
 
 
+def _ingress_ref(meta: Mapping[str, Any]) -> ObjectRef:
+    # Built only for an Ingress left out: most are served, and translate asks for each.
+    return ObjectRef("Ingress", str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
 def all_left_out(
     ingresses: Iterable[KubeObject], classes: Iterable[KubeObject], options: TranslateOptions
 ) -> list[LeftOut]:
-    classes = tuple(classes)
-    found = (left_out(ingress, classes, options) for ingress in ingresses)
+    found = map(classifier(classes, options), ingresses)
     return sorted(item for item in found if item is not None)
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "ingress_settings",
     "parse_configmap",
     "parse_service_ref",
+    "settings_key",
 ]
 
 _ALLOWLIST = registry.BY_KEY["allowlist-source-range"]
@@ -144,6 +145,25 @@ def _guards(setting: registry.Setting) -> bool:
 
 def _field(name: str) -> str:
     return f"metadata.annotations[{name}]"
+
+
+def settings_key(annotations: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """What :func:`ingress_settings` reads of ``annotations``, as a hashable key.
+
+    Only keys under the two prefixes count, so Ingresses made from one template
+    (a chart's, a team's) share a key whatever else they are annotated with:
+    translate parses each key once. None when a key or value is not a string
+    (offline input), which is parsed each time.
+    """
+    items = []
+    for name, value in annotations.items():
+        if not isinstance(name, str):
+            return None
+        if name.startswith((ANNOTATION_PREFIX, NGINX_PREFIX)):
+            if not isinstance(value, str):
+                return None
+            items.append((name, value))
+    return tuple(sorted(items))
 
 
 def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -> IngressSettings:

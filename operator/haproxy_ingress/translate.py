@@ -19,7 +19,7 @@ from typing import Any
 from haproxy_ingress import auth, headers, regex, snippets, validate
 from haproxy_ingress.canonical import canonical_path
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
-from haproxy_ingress.ingress_class import left_out
+from haproxy_ingress.ingress_class import classifier
 from haproxy_ingress.model import (
     AccessPolicy,
     Backend,
@@ -53,6 +53,7 @@ from haproxy_ingress.settings import (
     IngressSettings,
     ingress_settings,
     parse_configmap,
+    settings_key,
 )
 from haproxy_ingress.tls import (
     CertificateCache,
@@ -94,10 +95,8 @@ def translate(
     slices = _slices_by_service(view.endpoint_slices)
     secrets = _by_name(view.secrets)
 
-    ingresses = sorted(
-        (ing for ing in view.ingresses if _is_ours(ing, view.ingress_classes, options)),
-        key=_age_key,
-    )
+    left_out = classifier(view.ingress_classes, options)
+    ingresses = sorted((ing for ing in view.ingresses if left_out(ing) is None), key=_age_key)
     routes: list[Route] = []
     claims: dict[tuple[str, str, PathType], ObjectRef] = {}
     tls_claims: list[_TlsClaim] = []
@@ -125,6 +124,8 @@ def translate(
     # and host → the oldest Ingress with a route for it (Ingresses come oldest first).
     passed: dict[str, _PassthroughAsk] = {}
     served_by: dict[str, ObjectRef] = {}
+    # Annotations (under our prefixes) → settings: the same set parsed once.
+    parsed_settings: dict[tuple[tuple[str, str], ...], IngressSettings] = {}
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         try:
@@ -134,7 +135,12 @@ def translate(
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason, "Rejected"))
             continue
-        asked = ingress_settings(annotations, settings)
+        asked_key = settings_key(annotations)
+        asked = parsed_settings.get(asked_key) if asked_key is not None else None
+        if asked is None:
+            asked = ingress_settings(annotations, settings)
+            if asked_key is not None:
+                parsed_settings[asked_key] = asked
         problems.extend(Problem(source, n.field, n.reason, n.event) for n in asked.notices)
         errors = list(asked.errors)
         client = _client_tls(asked, source, secrets=secrets, errors=errors, annotations=annotations)
@@ -267,7 +273,8 @@ def translate(
             if policy is DENY_ALL:
                 continue  # its paths deny everyone: no say in the Service's tuning
             tuned, tuned_by = tuning.setdefault(service, (backend_settings, source))
-            if tuned != backend_settings and tuned_by != source:
+            # Identity first: dataclass equality compares every field, even of one object.
+            if tuned is not backend_settings and tuned != backend_settings and tuned_by != source:
                 problems.append(
                     Problem(
                         source,
@@ -773,14 +780,6 @@ def _annotation(key: str, annotations: Mapping[str, Any]) -> str:
     if name not in annotations and NGINX_PREFIX + key in annotations:
         name = NGINX_PREFIX + key
     return f"metadata.annotations[{name}]"
-
-
-# --- ingress classes ---------------------------------------------------------
-
-
-def _is_ours(ingress: KubeObject, classes: Iterable[KubeObject], options: TranslateOptions) -> bool:
-    """Whether this controller serves the Ingress (ingress_class.left_out says why not)."""
-    return left_out(ingress, classes, options) is None
 
 
 # --- ingresses -----------------------------------------------------------------
@@ -1487,10 +1486,13 @@ def _sticky(canary: Canary, settings: BackendSettings, main: BackendSettings) ->
     )
 
 
+_PATH_TYPES = {path_type.value: path_type for path_type in PathType}
+
+
 def _path_type(value: object, field: str) -> PathType:
-    for path_type in PathType:
-        if value == path_type.value:
-            return path_type
+    found = _PATH_TYPES.get(value) if isinstance(value, str) else None
+    if found is not None:
+        return found
     raise Invalid(field, f"must be Exact, Prefix or ImplementationSpecific, got {value!r}")
 
 

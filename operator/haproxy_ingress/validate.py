@@ -127,7 +127,9 @@ def host(value: object, field: str) -> str:
             field,
             f"must be a DNS name with at most one leading '*.' label, got {_show(value)}",
         )
-    if _is_ip_address(name):
+    # Only digits and dots can make an IP address here (the pattern refuses
+    # ':'): skips ipaddress's failed parse, and its exception, for every name.
+    if name.replace(".", "").isdigit() and _is_ip_address(name):
         raise Invalid(field, f"must be a DNS name, not an IP address, got {_show(value)}")
     return lowered
 
@@ -327,6 +329,8 @@ def choice(value: object, field: str, allowed: tuple[str, ...]) -> str:
 
 def mapping(value: object, field: str) -> Mapping[str, Any]:
     """A nested object of a Kubernetes resource (absent means empty)."""
+    if type(value) is dict:
+        return value  # what the API and YAML give: skips the ABC check (~0.3 µs, 500k calls at 10k)
     if value is None:
         return {}
     if not isinstance(value, Mapping):

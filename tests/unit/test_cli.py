@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +45,35 @@ def test_rejected_objects_are_listed_and_exit_1(
     assert lines[3] == "Ingresses: 2 served, 1 ignored (1 undefined class), 1 rejected"
     assert len(lines) == 4
     assert (tmp_path / "haproxy.cfg").exists()
+
+
+@pytest.mark.parametrize("stdout", ["pipe", "file"])
+def test_the_command_exits_with_its_code_and_all_its_output(tmp_path: Path, stdout: str) -> None:
+    # `render` and `audit` end with os._exit (cli.script): what they print must
+    # be flushed first, to a pipe or to a block-buffered file alike.
+    out = tmp_path / "stdout.txt"
+    command = [sys.executable, "-m", "haproxy_ingress.cli"]
+    source = str(CLUSTERS / "conflicts" / "all.yaml")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with out.open("w") as sink:
+        rendered = subprocess.run(
+            [*command, "render", "-f", source, "--out", str(tmp_path / "out")],
+            env=env, stderr=subprocess.PIPE, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        audited = subprocess.run(
+            [*command, "audit", "-f", source],
+            env=env, stdout=subprocess.PIPE if stdout == "pipe" else sink, text=True,
+            check=False, timeout=60,
+        )  # fmt: skip
+    assert rendered.returncode == 1
+    assert rendered.stderr.splitlines()[-1] == (
+        "Ingresses: 2 served, 1 ignored (1 undefined class), 1 rejected"
+    )
+    assert (tmp_path / "out" / "haproxy.cfg").exists()
+    assert audited.returncode == 1
+    report = audited.stdout if stdout == "pipe" else out.read_text()
+    assert "team/hostile" in report
+    assert report.endswith("\n")
 
 
 @pytest.mark.parametrize(

@@ -70,3 +70,49 @@ def test_a_directive_keeps_the_file_whole(monkeypatch: pytest.MonkeyPatch) -> No
     text = "%YAML 1.1\n---\na: 1\n" + "---\nb: 2\n" * 10
     assert loader._chunks(text, 4) == [text]
     assert loader._chunks("a: 1\n---\nb: 2\n", 1) == ["a: 1\n---\nb: 2\n"]
+
+
+# YAML whose objects PyYAML builds in less common ways: the fast construction
+# (loader._FastLoader) must give exactly the same, or leave it to PyYAML.
+UNUSUAL = [
+    "a: 1\nb: true\nc: null\nd: 1.5\ne: 2026-01-01\nf: 0x1f\ng: ~\nh: '1'\n",
+    "base: &base {x: 1, y: [a, b]}\nmerged:\n  <<: *base\n  y: [c]\n",  # merge key
+    "list: &l [1, 2]\nagain: *l\nmap: &m {k: v}\nsame: *m\n",  # aliases
+    "? [a, b]\n: unhashable key\n",
+    "1: int key\ntrue: bool key\n",
+    "=: value key\n",
+    "tagged: !!str 12\nset: !!set {a, b}\nomap: !!omap [a: 1, b: 2]\n",
+    "bytes: !!binary aGVsbG8=\n",
+    "empty: {}\nnothing: []\nblank:\n",
+    "- a\n- {b: [c, {d: e}]}\n",
+    "recursive: &r [*r]\n",
+]
+
+
+@pytest.mark.parametrize("text", UNUSUAL)
+def test_documents_are_built_as_pyyaml_builds_them(text: str) -> None:
+    try:
+        expected = list(yaml.load_all(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as error:
+        with pytest.raises(type(error)):
+            loader._parse(text)
+        return
+    built = loader._parse(text)
+    if text.startswith("recursive"):  # equal by structure: a list inside itself
+        assert built[0]["recursive"][0] is built[0]["recursive"]
+        assert expected[0]["recursive"][0] is expected[0]["recursive"]
+    else:
+        assert built == expected
+        assert [type(d) for d in built] == [type(d) for d in expected]
+
+
+def test_an_alias_is_the_object_already_built() -> None:
+    # So an alias bomb stays as small as PyYAML keeps it: nine levels of ten
+    # aliases are a billion strings if expanded, and nine lists here.
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 10):
+        lines.append(f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 10)}]")
+    (document,) = loader._parse("\n".join(lines) + "\n")
+    top = document["a9"]
+    assert len(top) == 10 and all(item is top[0] for item in top)
+    assert document["a8"] is top[0]

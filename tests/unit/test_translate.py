@@ -154,6 +154,7 @@ def test_hosts_are_lowered_and_wildcards_kept() -> None:
         "example.com:80",
         "exämple.com",
         "%[src].example.com",
+        "*.10.0.0.1",
     ],
 )
 def test_invalid_hosts_reject_the_ingress(host: str) -> None:
@@ -167,6 +168,33 @@ def test_invalid_hosts_reject_the_ingress(host: str) -> None:
     assert len(state.problems) == 1
     assert state.problems[0].source.name == "bad"
     assert state.problems[0].field == "spec.rules[0].host"
+
+
+def test_names_of_digits_that_are_no_address_are_hosts() -> None:
+    state = run(*with_defaults(ingress("web", rule("1234", path("/")), rule("1.2.3", path("/")))))
+    assert {host for host, *_ in routes(state)} == {"1234", "1.2.3"}
+    assert not state.problems
+
+
+def test_ingresses_with_the_same_annotations_each_get_their_own_problems() -> None:
+    # translate parses a set of annotations once (settings_key); what it
+    # finds is still reported on, and applied to, every Ingress that has it.
+    bad = {"haproxy-ingress.kopf.dev/timeout-server": "soon", "team": "a"}
+    good = {"haproxy-ingress.kopf.dev/timeout-server": "7s", "team": "b"}
+    state = run(
+        *with_defaults(
+            ingress("a1", rule("a1.example.com", path("/")), annotations=bad),
+            ingress("a2", rule("a2.example.com", path("/")), annotations={**bad, "team": "c"}),
+            ingress("b1", rule("b1.example.com", path("/")), annotations=good),
+            ingress("b2", rule("b2.example.com", path("/")), annotations=good),
+        )
+    )
+    assert sorted((p.source.name, p.field) for p in state.problems) == [
+        ("a1", "metadata.annotations[haproxy-ingress.kopf.dev/timeout-server]"),
+        ("a2", "metadata.annotations[haproxy-ingress.kopf.dev/timeout-server]"),
+    ]
+    assert {host for host, *_ in routes(state)} == {"b1.example.com", "b2.example.com"}
+    assert [b.settings.timeout_server for b in state.backends] == ["7s"]
 
 
 # --- paths -------------------------------------------------------------------------
