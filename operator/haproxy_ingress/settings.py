@@ -38,6 +38,7 @@ __all__ = [
     "NGINX_PREFIX",
     "IngressSettings",
     "Notice",
+    "SettingsMemo",
     "ingress_settings",
     "parse_configmap",
     "parse_service_ref",
@@ -147,7 +148,7 @@ def _field(name: str) -> str:
     return f"metadata.annotations[{name}]"
 
 
-def settings_key(annotations: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+def settings_key(annotations: Mapping[str, Any]) -> SettingsKey | None:
     """What :func:`ingress_settings` reads of ``annotations``, as a hashable key.
 
     Only keys under the two prefixes count, so Ingresses made from one template
@@ -164,6 +165,50 @@ def settings_key(annotations: Mapping[str, Any]) -> tuple[tuple[str, str], ...] 
                 return None
             items.append((name, value))
     return tuple(sorted(items))
+
+
+SettingsKey = tuple[tuple[str, str], ...]
+
+
+class SettingsMemo:
+    """:func:`ingress_settings` by :func:`settings_key`, kept across translations while used.
+
+    A full sync at 10k Ingresses parses the same annotations as the last one
+    but for the Ingress that changed (~40 µs per Ingress with a few
+    annotations). A hit returns what the parse would, as the key is all it
+    reads; a change of the ConfigMap's settings (the parse's other input)
+    empties the memo. Owned by the reconciler (never module state);
+    :meth:`sweep` after each full translation forgets the sets no Ingress
+    has any more, so memory follows the cluster.
+    """
+
+    def __init__(self) -> None:
+        self._defaults: GlobalSettings | None = None
+        self._entries: dict[SettingsKey, IngressSettings] = {}
+        self._used: set[SettingsKey] = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def parse(self, annotations: Mapping[str, Any], defaults: GlobalSettings) -> IngressSettings:
+        """:func:`ingress_settings`, memoised."""
+        if defaults is not self._defaults:
+            if defaults != self._defaults:
+                self._entries = {}
+            self._defaults = defaults
+        key = settings_key(annotations)
+        if key is None:
+            return ingress_settings(annotations, defaults)
+        self._used.add(key)
+        found = self._entries.get(key)
+        if found is None:
+            found = self._entries[key] = ingress_settings(annotations, defaults)
+        return found
+
+    def sweep(self) -> None:
+        """Forget every entry not read since the last sweep."""
+        self._entries = {k: v for k, v in self._entries.items() if k in self._used}
+        self._used = set()
 
 
 def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -> IngressSettings:
@@ -226,6 +271,10 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     ssl_passthrough, passthrough_field = False, ""
     client_tls: ClientTLSAsk | None = None
     ssl_ciphers: str | None = None
+    # Collected, then applied together (registry.apply_all).
+    backend_changes: list[tuple[registry.Setting, Any]] = []
+    option_changes: list[tuple[registry.Setting, Any]] = []
+    snippet: str | None = None
     for setting in sorted(named.values(), key=lambda s: registry.POSITION[id(s)]):
         theirs = [n for n in setting.nginx_annotations if n in annotations]
         ours = setting.annotation_name if setting.annotation_name in annotations else None
@@ -249,7 +298,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 raise Invalid(field, "must be a string")
             parsed = setting.parse(value, field) if ours else setting.parse_nginx(value, field)
             if setting.scope is Scope.BACKEND:
-                backend = registry.apply(backend, setting, parsed)
+                backend_changes.append((setting, parsed))
             elif setting is _ALLOWLIST:
                 policy = parsed
             elif setting is _SSL_REDIRECT:
@@ -285,7 +334,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                         raise Invalid(field, reason + "; it holds an access rule")
                     notices.append(Notice(field, reason, "Refused"))
                 elif setting is _CONFIGURATION_SNIPPET:
-                    options = dataclasses.replace(options, snippet=parsed.program or None)
+                    snippet = parsed.program or None
                 elif setting is _SERVER_SNIPPET:
                     server_snippet, server_field = parsed.program, field
                 else:
@@ -298,9 +347,13 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                         )
                     )
             else:
-                options = registry.apply(options, setting, parsed)
+                option_changes.append((setting, parsed))
         except Invalid as error:
             errors.append(error)
+    backend = registry.apply_all(backend, backend_changes)
+    options = registry.apply_all(options, option_changes)
+    if snippet is not None:
+        options = dataclasses.replace(options, snippet=snippet)
     options = set_cors(options, cors)
     return IngressSettings(
         backend=backend,

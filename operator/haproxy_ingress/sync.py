@@ -38,6 +38,7 @@ from haproxy_ingress.quarantine import (
     first_alert,
     leave_out,
 )
+from haproxy_ingress.settings import SettingsMemo
 from haproxy_ingress.tls import CertificateCache
 from haproxy_ingress.translate import refresh_endpoints, translate
 
@@ -82,6 +83,7 @@ class Reconciler:
         self._basis: tuple[DesiredState, AppliedState] | None = None
         self._quarantine = Quarantine()
         self._certificates = CertificateCache()
+        self._settings = SettingsMemo()
         # CPU seconds of the last endpoint fast path (none yet: in a thread).
         self._fast_cost = math.inf
 
@@ -166,7 +168,9 @@ class Reconciler:
                     step = plan_endpoints(applied, desired, changed, budget=budget)
             else:
                 desired = self._translate(served)
-                self._certificates.sweep()  # keep only the Secrets this view serves
+                # Keep only the Secrets and annotation sets this view has.
+                self._certificates.sweep()
+                self._settings.sweep()
             if not confirmed:
                 desired = hold_unconfirmed(desired, applied)
             if held:
@@ -174,7 +178,8 @@ class Reconciler:
                     desired, problems=tuple(sorted({*desired.problems, *held}))
                 )
             if step is None:
-                step = plan(applied, desired, always_reload=self._always_reload, budget=budget)
+                with cyclic_gc_paused():  # as translation: see gcpause
+                    step = plan(applied, desired, always_reload=self._always_reload, budget=budget)
             if step.target.structure.checks_shed:
                 desired = dataclasses.replace(
                     desired,
@@ -246,6 +251,7 @@ class Reconciler:
                 self._options,
                 now=datetime.datetime.now(datetime.UTC),
                 certificate_cache=self._certificates,
+                settings_memo=self._settings,
             )
 
     async def _isolate(self, served: ClusterView, refused: ConfigCheckError) -> None:
@@ -301,7 +307,9 @@ class Reconciler:
 
         def compute() -> AppliedState:
             desired = self._translate(view)
-            return plan(applied, desired, always_reload=self._always_reload, budget=budget).target
+            with cyclic_gc_paused():
+                step = plan(applied, desired, always_reload=self._always_reload, budget=budget)
+            return step.target
 
         target = await asyncio.to_thread(compute)
         try:

@@ -51,9 +51,8 @@ from haproxy_ingress.settings import (
     ANNOTATION_PREFIX,
     GLOBAL_ACCESS_REFUSED,
     IngressSettings,
-    ingress_settings,
+    SettingsMemo,
     parse_configmap,
-    settings_key,
 )
 from haproxy_ingress.tls import (
     CertificateCache,
@@ -81,15 +80,19 @@ def translate(
     *,
     now: datetime.datetime | None = None,
     certificate_cache: CertificateCache | None = None,
+    settings_memo: SettingsMemo | None = None,
 ) -> DesiredState:
     """The whole desired state of HAProxy for this cluster view.
 
     ``now`` (the caller's clock: translate reads none) enables warnings for
     certificates outside their validity period; they are still served.
     ``certificate_cache`` memoises the parsing of TLS Secrets across calls (the
-    result is the same with or without it).
+    result is the same with or without it); ``settings_memo`` likewise the
+    parsing of annotations (without one, each distinct set is parsed once per call).
     """
     settings, configured_default, problems = parse_configmap(view.configmap)
+    if settings_memo is None:  # (not `or`: an empty memo is falsy)
+        settings_memo = SettingsMemo()
     view = _well_named(view, problems)
     services = _by_name(view.services)
     slices = _slices_by_service(view.endpoint_slices)
@@ -124,8 +127,6 @@ def translate(
     # and host → the oldest Ingress with a route for it (Ingresses come oldest first).
     passed: dict[str, _PassthroughAsk] = {}
     served_by: dict[str, ObjectRef] = {}
-    # Annotations (under our prefixes) → settings: the same set parsed once.
-    parsed_settings: dict[tuple[tuple[str, str], ...], IngressSettings] = {}
     for ingress in ingresses:
         source = _ref("Ingress", ingress)
         try:
@@ -135,12 +136,7 @@ def translate(
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason, "Rejected"))
             continue
-        asked_key = settings_key(annotations)
-        asked = parsed_settings.get(asked_key) if asked_key is not None else None
-        if asked is None:
-            asked = ingress_settings(annotations, settings)
-            if asked_key is not None:
-                parsed_settings[asked_key] = asked
+        asked = settings_memo.parse(annotations, settings)
         problems.extend(Problem(source, n.field, n.reason, n.event) for n in asked.notices)
         errors = list(asked.errors)
         client = _client_tls(asked, source, secrets=secrets, errors=errors, annotations=annotations)

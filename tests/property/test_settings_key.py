@@ -11,18 +11,24 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from haproxy_ingress.model import GlobalSettings
+from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.model import GlobalSettings, TranslateOptions
 from haproxy_ingress.registry import NGINX_PREFIX
 from haproxy_ingress.settings import (
     ANNOTATION_PREFIX,
     IngressSettings,
+    SettingsMemo,
     ingress_settings,
     settings_key,
 )
-from tests.property.strategies import annotations
+from haproxy_ingress.translate import translate
+from tests.kube import configmap
+from tests.property.strategies import annotations, clusters
+
+OPTIONS = TranslateOptions()
 
 # Keys that look like ours but are not under either prefix, and a few others.
 OTHER_KEYS = st.sampled_from(
@@ -79,3 +85,36 @@ def test_a_value_or_key_that_is_not_a_string_has_no_key() -> None:
     assert settings_key({1: "x"}) is None
     # Outside the prefixes, a non-string value is never read.
     assert settings_key({"example.com/owner": 3}) == ()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    first=clusters(),
+    second=clusters(),
+    timeouts=st.lists(st.sampled_from(["", "5s", "90s"]), min_size=3, max_size=3),
+)
+def test_a_memo_kept_across_translations_changes_no_result(
+    first: list[dict[str, Any]], second: list[dict[str, Any]], timeouts: list[str]
+) -> None:
+    # As the reconciler keeps it: across full syncs of changing clusters and
+    # ConfigMaps (whose settings are the parse's other input), swept after each.
+    memo = SettingsMemo()
+    for objects, timeout in zip((first, second, first), timeouts, strict=True):
+        extra = [configmap({"timeout-server": timeout})] if timeout else []
+        view, _ = ClusterView.from_objects([*objects, *extra], OPTIONS)
+        assert translate(view, OPTIONS, settings_memo=memo) == translate(view, OPTIONS)
+        memo.sweep()
+
+
+def test_the_memo_forgets_what_no_ingress_has_any_more() -> None:
+    memo, defaults = SettingsMemo(), GlobalSettings()
+    memo.parse({ANNOTATION_PREFIX + "timeout-server": "5s"}, defaults)
+    memo.parse({}, defaults)
+    memo.sweep()
+    assert len(memo) == 2
+    memo.parse({}, defaults)
+    memo.sweep()
+    assert len(memo) == 1
+    # Equal defaults (a new object from the same ConfigMap) keep the entries.
+    memo.parse({}, GlobalSettings())
+    assert len(memo) == 1
