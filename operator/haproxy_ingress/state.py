@@ -74,16 +74,41 @@ def dump(state: AppliedState) -> bytes:
         for field in dataclasses.fields(state.maps)
     )
     certificates = "[" + ",".join(encode(dataclasses.asdict(c)) for c in state.certificates) + "]"
+    # Layouts share their settings objects (an Ingress's, the ConfigMap's):
+    # each is made plain once, not per backend (0.35 s of 0.6 at 10k).
+    settings: dict[int, object] = {}
+
+    def layouts(items: tuple[BackendLayout, ...]) -> str:
+        def layout(item: BackendLayout) -> str:
+            plain = settings.get(id(item.settings))
+            if plain is None:
+                plain = settings[id(item.settings)] = dataclasses.asdict(item.settings)
+            return encode({"name": item.name, "settings": plain, "slots": item.slots})
+
+        return "[" + ",".join(layout(item) for item in items) + "]"
+
+    structure = members(
+        (
+            field.name,
+            layouts(getattr(state.structure, field.name))
+            if field.name in _LAYOUTS
+            else encode(_plain(getattr(state.structure, field.name))),
+        )
+        for field in dataclasses.fields(state.structure)
+    )
     return members(
         (
             ("format", encode(FORMAT)),
-            ("structure", encode(dataclasses.asdict(state.structure))),
+            ("structure", structure),
             ("servers", servers),
             ("maps", maps),
             ("certificates", certificates),
             ("sni", encode([list(entry) for entry in state.sni])),
         )
     ).encode()
+
+
+_LAYOUTS = frozenset({"backends", "passthrough"})  # Structure's tuples of BackendLayout
 
 
 def _endpoint(slot: Endpoint) -> dict[str, object]:

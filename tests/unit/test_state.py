@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
+
+import pytest
 
 from haproxy_ingress import state
 from haproxy_ingress.cluster import ClusterView
@@ -34,3 +38,29 @@ def test_a_slot_is_written_with_every_field_of_its_endpoint() -> None:
     """state._endpoint spells out dataclasses.asdict: a new Endpoint field must be added there."""
     slot = Endpoint("10.0.0.7", 8080, ServerState.DRAIN, target="web-1")
     assert state._endpoint(slot) == dataclasses.asdict(slot)
+
+
+def _plain_dump(applied: state.AppliedState) -> bytes:
+    """The state as one json.dumps of dataclasses.asdict: what state.dump must equal."""
+    body = {
+        "format": state.FORMAT,
+        "structure": dataclasses.asdict(applied.structure),
+        "servers": {
+            name: [None if s is None else dataclasses.asdict(s) for s in slots]
+            for name, slots in sorted(applied.servers.items())
+        },
+        "maps": dataclasses.asdict(applied.maps),
+        "certificates": [dataclasses.asdict(c) for c in applied.certificates],
+        "sni": [list(entry) for entry in applied.sni],
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("cluster", sorted(p.name for p in CLUSTERS.iterdir() if p.is_dir()))
+def test_the_state_is_written_as_one_plain_encoding_would_write_it(cluster: str) -> None:
+    # dump encodes piece by piece, and each backend's shared settings once:
+    # byte for byte what the straightforward encoding gives.
+    options = TranslateOptions(ssl_passthrough=True)
+    view, _ = ClusterView.from_objects(load_objects([Path(CLUSTERS / cluster)]), options)
+    applied = plan(None, translate(view, options)).target
+    assert state.dump(applied) == _plain_dump(applied)
