@@ -46,7 +46,7 @@ from haproxy_ingress.haproxy.config import (
     upstream_client_path,
     upstream_tls_files,
 )
-from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
+from haproxy_ingress.haproxy.files import atomic_write, atomic_write_chunks, remove_if_exists
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import ConfigCheckError, HAProxyProcess, check_config
 from haproxy_ingress.haproxy.runtime import RuntimeClient
@@ -366,8 +366,7 @@ class Applier:
         # Keys of Secrets no longer served must not stay on disk.
         self._remove_stale_certificates(target)
         with cyclic_gc_paused():
-            data = state.dump(target)
-        atomic_write(self._state_path, data, mode=0o600)
+            atomic_write_chunks(self._state_path, state.chunks(target), mode=0o600)
 
     def _persist_later(self, target: AppliedState) -> None:
         """Write ``target``'s files and state soon, off the event loop.

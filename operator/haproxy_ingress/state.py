@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from haproxy_ingress.model import (
@@ -50,62 +50,83 @@ FORMAT = 9
 
 
 def dump(state: AppliedState) -> bytes:
-    """The state as compact JSON, built from many small encodings.
+    """The state as compact JSON (:func:`chunks`, joined)."""
+    return b"".join(chunks(state))
 
-    At 10k Ingresses the state is ~13 MB. One ``json.dumps`` of it runs in C
+
+def chunks(state: AppliedState) -> Iterator[bytes]:
+    """The state as compact JSON, in pieces that are each small.
+
+    At 10k Ingresses the state is ~14 MB. One ``json.dumps`` of it runs in C
     without releasing the GIL for ~0.5 s, and the writer thread that calls
     this would stall the event loop that long; encoding backend by backend
-    and map by map lets the loop in between. Field order is fixed, so the
+    and map by map lets the loop in between. The pieces go to the file one
+    by one (files.atomic_write_chunks): joined, then encoded, they were 40-50
+    MiB of the controller's peak memory at 10k. Field order is fixed, so the
     output is deterministic without sorting keys.
     """
 
-    def encode(value: object) -> str:
-        return json.dumps(value, separators=(",", ":"))
+    def encode(value: object) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
 
-    def members(pairs: Iterable[tuple[str, str]]) -> str:
-        return "{" + ",".join(f"{encode(key)}:{text}" for key, text in pairs) + "}"
+    def members(pairs: Iterable[tuple[str, Iterable[bytes]]]) -> Iterator[bytes]:
+        yield b"{"
+        for index, (key, value) in enumerate(pairs):
+            yield (b"," if index else b"") + encode(key) + b":"
+            yield from value
 
-    servers = members(
-        (name, encode([None if s is None else _endpoint(s) for s in slots]))
+    def array(items: Iterable[bytes]) -> Iterator[bytes]:
+        yield b"["
+        for index, item in enumerate(items):
+            yield (b"," if index else b"") + item
+        yield b"]"
+
+    def closed(parts: Iterator[bytes]) -> Iterator[bytes]:
+        yield from parts
+        yield b"}"
+
+    servers = (
+        (name, (encode([None if s is None else _endpoint(s) for s in slots]),))
         for name, slots in sorted(state.servers.items())
     )
-    maps = members(
-        (field.name, encode(_plain(getattr(state.maps, field.name))))
+    maps = (
+        (field.name, (encode(_plain(getattr(state.maps, field.name))),))
         for field in dataclasses.fields(state.maps)
     )
-    certificates = "[" + ",".join(encode(dataclasses.asdict(c)) for c in state.certificates) + "]"
     # Layouts share their settings objects (an Ingress's, the ConfigMap's):
     # each is made plain once, not per backend (0.35 s of 0.6 at 10k).
     settings: dict[int, object] = {}
 
-    def layouts(items: tuple[BackendLayout, ...]) -> str:
-        def layout(item: BackendLayout) -> str:
-            plain = settings.get(id(item.settings))
-            if plain is None:
-                plain = settings[id(item.settings)] = dataclasses.asdict(item.settings)
-            return encode({"name": item.name, "settings": plain, "slots": item.slots})
+    def layout(item: BackendLayout) -> bytes:
+        plain = settings.get(id(item.settings))
+        if plain is None:
+            plain = settings[id(item.settings)] = dataclasses.asdict(item.settings)
+        return encode({"name": item.name, "settings": plain, "slots": item.slots})
 
-        return "[" + ",".join(layout(item) for item in items) + "]"
-
-    structure = members(
+    structure = (
         (
             field.name,
-            layouts(getattr(state.structure, field.name))
+            array(layout(item) for item in getattr(state.structure, field.name))
             if field.name in _LAYOUTS
-            else encode(_plain(getattr(state.structure, field.name))),
+            else (encode(_plain(getattr(state.structure, field.name))),),
         )
         for field in dataclasses.fields(state.structure)
     )
-    return members(
-        (
-            ("format", encode(FORMAT)),
-            ("structure", structure),
-            ("servers", servers),
-            ("maps", maps),
-            ("certificates", certificates),
-            ("sni", encode([list(entry) for entry in state.sni])),
+    yield from closed(
+        members(
+            (
+                ("format", (encode(FORMAT),)),
+                ("structure", closed(members(structure))),
+                ("servers", closed(members(servers))),
+                ("maps", closed(members(maps))),
+                (
+                    "certificates",
+                    array(encode(dataclasses.asdict(c)) for c in state.certificates),
+                ),
+                ("sni", (encode([list(entry) for entry in state.sni]),)),
+            )
         )
-    ).encode()
+    )
 
 
 _LAYOUTS = frozenset({"backends", "passthrough"})  # Structure's tuples of BackendLayout

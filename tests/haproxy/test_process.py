@@ -8,14 +8,14 @@ import os
 import socket
 import stat
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from haproxy_ingress.haproxy.commands import set_server_addr, set_server_state
-from haproxy_ingress.haproxy.files import atomic_write, remove_if_exists
+from haproxy_ingress.haproxy.files import atomic_write, atomic_write_chunks, remove_if_exists
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import (
     ConfigCheckError,
@@ -338,6 +338,23 @@ def test_atomic_write_keeps_the_old_file_on_a_read_only_filesystem(
     assert caught.value.errno == errno.EROFS
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_a_file_written_in_chunks_is_whole_or_the_old_one(tmp_path: Path) -> None:
+    target = tmp_path / "applied.json"
+    atomic_write(target, b"old")
+
+    def failing() -> Iterator[bytes]:
+        yield b"{"
+        raise RuntimeError("the encoder failed half-way")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_chunks(target, failing(), mode=0o600)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["applied.json"]
+    atomic_write_chunks(target, iter([b"{", b'"a":1', b"}"]), mode=0o600)
+    assert target.read_bytes() == b'{"a":1}'
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
 def test_remove_if_exists(tmp_path: Path) -> None:

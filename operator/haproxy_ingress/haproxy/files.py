@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -42,14 +43,35 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = 
             os.chmod(path, mode)
         return False
 
+    _replace(path, (data,), mode=mode, durable=durable)
+    return True
+
+
+def atomic_write_chunks(
+    path: Path, chunks: Iterable[bytes], *, mode: int = 0o644, durable: bool = True
+) -> None:
+    """:func:`atomic_write` of the chunks' concatenation, never held whole in memory.
+
+    For a file as big as the cluster that nothing reads at reload time (the
+    applied state: 14 MB at 10k Ingresses, ~50 MB of the controller's peak
+    when joined, encoded and compared with the old one). It is always
+    rewritten: there is no comparison with the current content.
+    """
+    _replace(path, chunks, mode=mode, durable=durable)
+
+
+def _replace(path: Path, chunks: Iterable[bytes], *, mode: int, durable: bool) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    size = 0
     try:
         try:
             os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            for chunk in chunks:
+                view = memoryview(chunk)
+                size += len(view)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
             if durable:
                 os.fsync(fd)
         finally:
@@ -61,8 +83,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = 
         raise
     if durable:
         _fsync_directory(path.parent)
-    logger.debug("file written path=%s bytes=%d", path, len(data), extra={"path": str(path)})
-    return True
+    logger.debug("file written path=%s bytes=%d", path, size, extra={"path": str(path)})
 
 
 def remove_if_exists(path: Path) -> bool:
