@@ -301,6 +301,8 @@ def test_atomic_write_skips_identical_content_and_fixes_mode(tmp_path: Path) -> 
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert atomic_write(target, b"two", mode=0o600)
     assert target.read_bytes() == b"two"
+    assert atomic_write(target, b"longer", mode=0o600)  # another size: not read to compare
+    assert target.read_bytes() == b"longer"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key.pem"]
 
 

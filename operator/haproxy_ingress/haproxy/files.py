@@ -35,7 +35,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = 
     removed.
     """
     try:
-        current = path.read_bytes()
+        # A file of another size differs: not read (haproxy.cfg is ~10 MB at 10k Ingresses).
+        current = path.read_bytes() if path.stat().st_size == len(data) else None
     except FileNotFoundError:
         current = None
     if current == data:
