@@ -114,7 +114,9 @@ async def test_a_refused_new_certificate_is_still_caught(stack: Stack) -> None:
 def test_a_line_is_known_by_its_files_and_what_it_is_loaded_under(tmp_path: Path) -> None:
     live_paths = HAProxyPaths(tmp_path / "live")
 
-    def keys(base: Path, pem: bytes = b"pem", bind: str = "alpn h2") -> dict[str, bytes | None]:
+    def keys(
+        base: Path, pem: bytes = b"pem", bind: str = "alpn h2", last: str = "alpn h2"
+    ) -> dict[str, bytes | None]:
         paths = HAProxyPaths(base)
         line = f"{paths.certs}/a.pem [alpn h2] a.example.com\n"
         other = f"{paths.certs}/default.pem [alpn h2 verify optional] b.example.com\n"
@@ -123,6 +125,9 @@ def test_a_line_is_known_by_its_files_and_what_it_is_loaded_under(tmp_path: Path
             f"global\n    stats socket {live_paths.runtime_socket}\n    crt-base /x\n\n"
             f"defaults\n    mode http\n\nfrontend fe\n"
             f"    bind :443 ssl crt-list {paths.crt_list} {bind}\n"
+            f"    bind :8080\n"
+            # A second bind reading it, on the last line (no newline after it).
+            f"    bind :8443 ssl crt-list {paths.crt_list} {last}"
         )
         files = (
             RenderedFile(paths.certs / "a.pem", pem),
@@ -137,3 +142,4 @@ def test_a_line_is_known_by_its_files_and_what_it_is_loaded_under(tmp_path: Path
     assert keys(live_paths.base / ".check-x") == live
     assert keys(live_paths.base, pem=b"rotated") != live
     assert keys(live_paths.base, bind="alpn http/1.1") != live
+    assert keys(live_paths.base, last="alpn http/1.1") != live
