@@ -445,6 +445,9 @@ def test_checks_are_shed_when_the_checked_slots_would_not_fit_the_descriptor_lim
     assert len(step.reload_reasons) == 1  # not one "settings changed" per backend
     assert step.target.structure.checks_shed
     assert not any(b.settings.health_check for b in step.target.structure.backends)
+    # Backends that shared a settings object share its unchecked copy (at 10k
+    # Ingresses, one copy per backend was 10,000 objects held while applied).
+    assert len({id(b.settings) for b in step.target.structure.backends}) == 1
     assert tight.needed(step.target) <= fits_two
     # Steady: the same cluster plans nothing more.
     assert plan(step.target, big, budget=tight).empty
