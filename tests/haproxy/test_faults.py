@@ -15,12 +15,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from haproxy_ingress import apply
 from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.controller import Controller
 from haproxy_ingress.model import Problem
 from tests.backends import free_port
-from tests.haproxy.conftest import HAPROXY
+from tests.haproxy.conftest import HAPROXY, servers_state
 from tests.haproxy.stack import Stack, add_phantom_backend, get, wait_for
 from tests.haproxy.test_traffic import slice_for, start_pods
 from tests.kube import ingress, ingress_class, path, rule, service, tls_secret
@@ -226,3 +227,34 @@ async def test_rejected_config_is_reported_as_a_warning_naming_the_cause(tmp_pat
     assert "HAProxy rejected the rendered configuration" in problem.reason
     assert "70000" in problem.reason
     assert not config.paths.config.exists()  # nothing swapped in
+
+
+async def test_a_full_sync_sends_its_server_commands_in_chunks(
+    stack: Stack, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a reload every slot is set again (plan_full_sync), a few thousand
+    # commands at a time (apply.EXECUTE_CHUNK). Here three at a time: every
+    # pod of every Service must still be in place and serving.
+    monkeypatch.setattr(apply, "EXECUTE_CHUNK", 3)
+    port = free_port()
+    apps = {
+        name: await start_pods(name, 3, port, first=first)
+        for name, first in (("a", 131), ("b", 141))
+    }
+    for name, pods in apps.items():
+        stack.put(
+            service(name),
+            slice_for(name, pods),
+            ingress(name, rule(f"{name}.example.com", path("/", name))),
+        )
+    outcome = await stack.sync()
+    assert outcome.plan.reload
+    for name, pods in apps.items():
+        rows = await servers_state(stack.client, f"be_default_{name}_80")
+        ready = {row["srv_addr"] for row in rows.values() if row["srv_op_state"] == "2"}
+        assert ready == {pod.host for pod in pods}
+        bodies = {
+            (await get(session, stack.http_port, "/", f"{name}.example.com"))[1][:5]
+            for _ in range(6)
+        }
+        assert bodies == {pod.name for pod in pods}
