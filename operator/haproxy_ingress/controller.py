@@ -17,7 +17,7 @@ import datetime
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Protocol
 
 from kubernetes_asyncio import client, config
@@ -27,6 +27,7 @@ from haproxy_ingress.apply import Applier
 from haproxy_ingress.cluster import (
     ClusterView,
     KubeObject,
+    ServiceKey,
     trim,
     uids,
     without,
@@ -73,7 +74,10 @@ GIL_SWITCH_INTERVAL = 0.0005
 # 5 s idle (settings.queueing.idle_timeout) once the start's events are handled.
 RELEASE_DELAY = 10.0
 
+# The whole view, given the controller's ConfigMap.
 ViewSource = Callable[[KubeObject | None], ClusterView]
+# A view of only some Services and their EndpointSlices (cluster.IndexedView.of_services).
+ServiceViewSource = Callable[[Collection[ServiceKey]], ClusterView]
 
 
 class Reporter(Protocol):
@@ -141,11 +145,15 @@ class Controller:
         config: ControllerConfig,
         view: ViewSource,
         *,
+        service_view: ServiceViewSource | None = None,
         events: Reporter | None = None,
         indexed: asyncio.Event | None = None,
         on_full_view: Callable[[ClusterView], None] | None = None,
     ) -> None:
-        """``events``: where problems are reported (default: Kubernetes Events, once connected).
+        """``service_view``: some Services and their EndpointSlices, without the rest of the
+        view: what an endpoint-only sync reads (without it, it reads the whole view).
+
+        ``events``: where problems are reported (default: Kubernetes Events, once connected).
 
         ``indexed``: set once the view holds every watched kind's initial
         listing (:func:`haproxy_ingress.kopfpatch.indexed`); the first sync
@@ -155,6 +163,7 @@ class Controller:
         """
         self.config = config
         self._view = view
+        self._service_view = service_view
         self.metrics = Metrics()
         self._changed = asyncio.Event()
         self._indexed = indexed if indexed is not None else asyncio.Event()
@@ -243,6 +252,13 @@ class Controller:
         return dataclasses.replace(
             view, header_configmaps=tuple(v for _, v in sorted(self._header_configmaps.items()))
         )
+
+    def snapshot_of(self, services: Collection[ServiceKey]) -> ClusterView | None:
+        """Only these Services and their EndpointSlices, in time proportional to them:
+        what the endpoint fast path reads (None: no such view, take the whole one)."""
+        if self._service_view is None:
+            return None
+        return without(self._service_view(services), self._deleted)
 
     def trigger(self) -> None:
         """Anything changed: the next sync translates the whole view."""
@@ -349,9 +365,15 @@ class Controller:
             full = endpoints_of is None
             indexed = self.health.indexed  # read before the snapshot it vouches for
             confirmed = self.gaps.confirmed  # likewise
-            view = self.snapshot()
+            # An endpoint-only sync reads only the changed Services' objects;
+            # the whole view is taken only if it turns out to need one.
+            part = self.snapshot_of(endpoints_of) if endpoints_of is not None else None
+            view: ClusterView | None = self.snapshot() if part is None else None
             outcome = await self.reconciler.reconcile(
-                view, endpoints_of=endpoints_of, confirmed=confirmed
+                view if view is not None else self.snapshot,
+                endpoints_of=endpoints_of,
+                part=part,
+                confirmed=confirmed,
             )
         except ConfigCheckError as error:
             self.pending.everything()  # whatever comes next starts from scratch
@@ -386,14 +408,15 @@ class Controller:
         self.metrics.syncs.labels("ok").inc()
         self.health.applied(full=full and indexed)
         self._record(outcome)
-        if full:
+        if full and view is not None:
             self._full_synced.set()  # it freed what it built: give that back soon
             if self._on_full_view is not None:
                 self._on_full_view(view)
         self._reported = outcome.desired.problems
         # Endpoint-only syncs change no route: status and notices stay as they are.
         self.feedback.hand(
-            outcome.desired.problems, FullSync(view, outcome.desired.routes) if full else None
+            outcome.desired.problems,
+            FullSync(view, outcome.desired.routes) if full and view is not None else None,
         )
         return outcome
 

@@ -2,8 +2,10 @@
 
 Only ``@kopf.index`` and ``@kopf.on.event`` on users' objects: they keep no
 progress and write nothing back (no annotations, finalizers or status of our
-own). Indexes hold trimmed objects; event handlers only poke the sync loop,
-which reads all indexes at once. Event handlers run as soon as their object
+own). Indexes hold trimmed objects (Services and EndpointSlices in a
+:class:`~haproxy_ingress.cluster.ServiceIndex`, filed by Service, so that an
+endpoint event's sync reads only its Service's); event handlers only poke
+the sync loop, which reads all indexes at once. Event handlers run as soon as their object
 is indexed, without waiting for the rest (:mod:`haproxy_ingress.kopfpatch`:
 that wait held every listed object in memory); the first sync waits until
 every index is fully populated (an empty cluster's too:
@@ -20,9 +22,10 @@ import kopf
 
 from haproxy_ingress import kopfpatch, logs
 from haproxy_ingress.cluster import (
+    SERVICE_NAME_LABEL,
     WATCHED,
-    ClusterView,
-    KubeObject,
+    IndexedView,
+    ServiceIndex,
     SharedValues,
     StatusEchoes,
     WatchedKind,
@@ -35,13 +38,13 @@ logger = logging.getLogger(__name__)
 
 kopfpatch.install()  # before Kopf builds its toggle sets: see kopfpatch
 
-# Slices gather under their Service: the key a backend looks them up by.
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 # The memo key of the indexes' SharedValues (Kopf gives each object a shallow
 # copy of the operator's memo: one table for all).
 SHARED_VALUES = "shared_values"
 # The memo key of the Ingresses' StatusEchoes.
 STATUS_ECHOES = "status_echoes"
+# The memo key of the ServiceIndex (Services and EndpointSlices by Service).
+SERVICE_INDEX = "service_index"
 
 
 @kopf.on.startup()
@@ -64,25 +67,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
             settings.watching.field_selectors[kind.group or kind.version, kind.plural] = (
                 kind.field_selector
             )
-    indexes = {kind.field: kwargs[_index_id(kind)] for kind in WATCHED}
-
-    def view(configmap: KubeObject | None) -> ClusterView:
-        return ClusterView.of(
-            {
-                name: (obj for store in index.values() for obj in store)
-                for name, index in indexes.items()
-            },
-            configmap,
-        )
-
+    services = ServiceIndex()
+    view = IndexedView({kind.field: kwargs[_index_id(kind)] for kind in WATCHED}, services)
     echoes = StatusEchoes()
     controller = Controller(
-        config, view, indexed=kopfpatch.indexed(memo), on_full_view=echoes.retain
+        config,
+        view,
+        service_view=view.of_services,
+        indexed=kopfpatch.indexed(memo),
+        on_full_view=echoes.retain,
     )
     await controller.start()
     memo["controller"] = controller
     memo[SHARED_VALUES] = SharedValues()  # before Kopf starts watching: startup comes first
     memo[STATUS_ECHOES] = echoes
+    memo[SERVICE_INDEX] = services
 
 
 @kopf.on.cleanup()
@@ -121,6 +120,20 @@ def _register(kind: WatchedKind) -> None:
         # One key for the whole kind: the view reads every object and never
         # looks one up, and Kopf keeps a Store (an object and two dicts) per
         # key -- 31,000 of them at 10,000 Ingresses when keyed per object.
+        # Services and EndpointSlices are looked up, by Service, on every
+        # endpoint event: they go to the ServiceIndex, and Kopf keeps nothing.
+        services: ServiceIndex | None = memo.get(SERVICE_INDEX)
+        if services is not None and services.holds(kind.kind):
+            # A slice whose label changed or went left a Service, whose
+            # servers change too: its own event names only the new one.
+            if _indexed(kind, labels):
+                left = services.put(kind.kind, trim(body, memo.get(SHARED_VALUES)))
+            else:
+                left = services.drop(kind.kind, body)
+            controller: Controller | None = memo.get("controller")
+            if left is not None and controller is not None:
+                controller.trigger_endpoints(*left)
+            return None
         if not _indexed(kind, labels):
             return None
         trimmed = trim(body, memo.get(SHARED_VALUES))
@@ -139,8 +152,15 @@ def _register(kind: WatchedKind) -> None:
     kopf.index(*resource, id=_index_id(kind), field=field, value=value)(index)
     changed = _endpoints_changed if kind.kind == "EndpointSlice" else _changed
 
-    async def on_event(memo: kopf.Memo, type: str | None, uid: str | None, **kwargs: Any) -> None:
+    async def on_event(
+        memo: kopf.Memo, type: str | None, uid: str | None, body: kopf.Body, **kwargs: Any
+    ) -> None:
         controller: Controller | None = memo.get("controller")
+        services: ServiceIndex | None = memo.get(SERVICE_INDEX)
+        if type == "DELETED" and services is not None and services.holds(kind.kind):
+            # Kopf drops a deleted object from its own index before this
+            # handler runs, without calling the index handler: the same here.
+            services.drop(kind.kind, body)
         if type is None and controller is not None:
             # A LIST (type None), not a watch event: a re-list once synced (see gaps.py).
             controller.relisted(kind.kind)
@@ -150,7 +170,7 @@ def _register(kind: WatchedKind) -> None:
                 echoes.gone(uid or "")
             elif echoes.echo(uid or "") and type == "MODIFIED":
                 return  # only its status changed: nothing to translate (see StatusEchoes)
-        await changed(memo=memo, **kwargs)
+        await changed(memo=memo, body=body, **kwargs)
 
     kopf.on.event(*resource, id=f"{kind.field}_changed", field=field, value=value)(on_event)
 

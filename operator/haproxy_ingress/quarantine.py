@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
-from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
+from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject, ServiceKey, service_key
 from haproxy_ingress.model import ObjectRef, Problem
 
 T = TypeVar("T")
@@ -234,6 +234,9 @@ class Entry:
     version: str  # the object as it was refused; any change releases it
     reason: str  # fixed when quarantined, so its Event is posted once
     proven: bool = True  # False: left out unproven (budget ran out), retried next sync
+    # The Service a Service or an EndpointSlice belongs to (cluster.service_key):
+    # an endpoint-only sync's view holds only some Services' objects.
+    service: ServiceKey | None = None
 
     @property
     def problem(self) -> Problem:
@@ -260,24 +263,36 @@ class Quarantine:
         return tuple(self._entries[key] for key in sorted(self._entries))
 
     def screen(
-        self, view: ClusterView, *, retry_unproven: bool = True
+        self,
+        view: ClusterView,
+        *,
+        retry_unproven: bool = True,
+        services: Collection[ServiceKey] | None = None,
     ) -> tuple[ClusterView, tuple[Problem, ...]]:
         """The view without quarantined objects, and their problems.
 
         An object that changed (or went away) since it was refused is released:
         it is tried again. Entries left out unproven are released too, unless
         ``retry_unproven`` is False (right after the search that left them out).
+        ``services``: ``view`` holds only these Services and their
+        EndpointSlices (an endpoint-only sync's); an entry for any other
+        object is judged by the next sync that sees it (none of them changed:
+        their change would have been part of this sync).
         """
         if not self._entries:
             return view, ()  # the common case costs nothing per sync
         current = objects(view)
         kept: dict[ObjectKey, Entry] = {}
         for key, entry in self._entries.items():
+            if not entry.proven and retry_unproven:
+                continue
+            if services is not None and entry.service not in services:
+                kept[key] = entry  # not in this view: unseen, not gone
+                continue
             obj = current.get(key)
             if obj is None or version(obj) != entry.version:
                 continue
-            if entry.proven or not retry_unproven:
-                kept[key] = entry
+            kept[key] = entry
         self._entries = kept
         return leave_out(view, kept), tuple(sorted(e.problem for e in kept.values()))
 
@@ -296,11 +311,17 @@ class Quarantine:
                 "HAProxy refused the configuration with this object, which is left out "
                 f"until it changes: {first_alert(refusal)}"
             )
-            self._entries[key] = Entry(key, version(current[key]), reason)
+            obj = current[key]
+            self._entries[key] = Entry(
+                key, version(obj), reason, service=service_key(key.kind, obj)
+            )
         for key in search.unresolved:
             reason = (
                 "left out for now: HAProxy refused the configuration and the search for "
                 "the objects responsible stopped before reaching this one; retried at "
                 "the next sync"
             )
-            self._entries[key] = Entry(key, version(current[key]), reason, proven=False)
+            obj = current[key]
+            self._entries[key] = Entry(
+                key, version(obj), reason, proven=False, service=service_key(key.kind, obj)
+            )

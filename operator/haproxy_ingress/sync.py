@@ -13,11 +13,11 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from haproxy_ingress.apply import Applier, ApplyResult
-from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.cluster import ClusterView, ServiceKey
 from haproxy_ingress.gcpause import cyclic_gc_paused
 from haproxy_ingress.haproxy.limits import Budget
 from haproxy_ingress.haproxy.process import ConfigCheckError
@@ -97,15 +97,20 @@ class Reconciler:
 
     async def reconcile(
         self,
-        view: ClusterView,
+        view: ClusterView | Callable[[], ClusterView],
         *,
-        endpoints_of: Collection[tuple[str, str]] | None = None,
+        endpoints_of: Collection[ServiceKey] | None = None,
+        part: ClusterView | None = None,
         confirmed: bool = True,
     ) -> Outcome:
         """Bring HAProxy to the view, less the objects HAProxy refuses.
 
         ``endpoints_of``: only these Services' EndpointSlices changed since the
         last reconcile, so only their servers are re-derived (the fast path).
+        ``part``: with ``endpoints_of``, a view of only those Services and
+        their slices (:meth:`haproxy_ingress.cluster.IndexedView.of_services`),
+        which is all the fast path reads; ``view`` (or what calling it
+        returns) is then taken only if a full translation turns out to be due.
         ``confirmed=False``: the view may be stale (a watch gap not yet
         verified), so no server gains traffic (:func:`plan.hold_unconfirmed`).
 
@@ -113,25 +118,42 @@ class Reconciler:
         without every object changed since HAProxy last accepted one (the
         cause is the controller's ConfigMap or the controller itself).
         """
+
+        def whole() -> ClusterView:
+            return view() if callable(view) else view
+
         async with self._lock:
-            # Screening walks the whole view while anything is quarantined:
-            # off the event loop, like translation. Otherwise it is free, and
-            # a hop to a worker thread and back is two wake-ups, each of which
-            # a busy machine can delay by a time slice.
-            if self._quarantine.entries:
-                served, held = await asyncio.to_thread(self._quarantine.screen, view)
-            else:
-                served, held = self._quarantine.screen(view)
             fast = endpoints_of if self._last is not None else None
-            try:
-                return await self._apply(served, held, fast, confirmed)
-            except ConfigCheckError as error:
-                refused = error
+            if fast is not None and part is not None:
+                # Screening only what the part holds costs nothing per sync.
+                served, held = self._quarantine.screen(part, services=fast)
+                try:
+                    return await self._apply(served, held, fast, confirmed)
+                except ConfigCheckError as error:
+                    refused = error
+                # The fast path's plan reloaded (slots ran out) and was
+                # refused: the search needs the whole view, as below.
+                full_view = whole()
+                served, _ = await asyncio.to_thread(self._quarantine.screen, full_view)
+            else:
+                full_view = whole()
+                # Screening walks the whole view while anything is quarantined:
+                # off the event loop, like translation. Otherwise it is free, and
+                # a hop to a worker thread and back is two wake-ups, each of which
+                # a busy machine can delay by a time slice.
+                if self._quarantine.entries:
+                    served, held = await asyncio.to_thread(self._quarantine.screen, full_view)
+                else:
+                    served, held = self._quarantine.screen(full_view)
+                try:
+                    return await self._apply(served, held, fast, confirmed)
+                except ConfigCheckError as error:
+                    refused = error
             await self._isolate(served, refused)
             # The culprits (and any suspect left unresolved) are out; whatever
             # the fast path would have done, a full translation is due now.
             served, held = await asyncio.to_thread(
-                self._quarantine.screen, view, retry_unproven=False
+                self._quarantine.screen, full_view, retry_unproven=False
             )
             return await self._apply(served, held, None, confirmed)
 
@@ -139,7 +161,7 @@ class Reconciler:
         self,
         served: ClusterView,
         held: tuple[Problem, ...],
-        endpoints_of: Collection[tuple[str, str]] | None,
+        endpoints_of: Collection[ServiceKey] | None,
         confirmed: bool = True,
     ) -> Outcome:
         last, applied, basis = self._last, self._applier.applied, self._basis

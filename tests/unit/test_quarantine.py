@@ -26,7 +26,7 @@ from haproxy_ingress.quarantine import (
     suspects,
     version,
 )
-from tests.kube import ingress, path, rule, service
+from tests.kube import endpoint, endpoint_slice, ingress, path, rule, service
 
 
 class FakeCheck:
@@ -184,6 +184,42 @@ def test_unproven_objects_are_retried_at_the_next_sync() -> None:
     assert served.ingresses == () and "left out for now" in problems[0].reason
     served, problems = quarantine.screen(view)
     assert len(served.ingresses) == 1 and problems == ()
+
+
+def test_an_endpoint_syncs_view_judges_only_the_entries_of_its_services() -> None:
+    """The fast path's view holds only the changed Services and their slices: an entry
+    it cannot see is unseen, not gone (its object did not change, or it would be in it)."""
+    bad_ingress = ingress("bad", rule("bad.example.com", path("/")))
+    bad_slice = endpoint_slice("web", endpoint("10.0.0.1"))
+    bad_slice["metadata"]["uid"] = "slice-1"
+    whole = view_of(bad_ingress, service("web"), bad_slice, service("api"))
+    quarantine = Quarantine()
+    culprits = ((key_of("Ingress", bad_ingress), "x"), (key_of("EndpointSlice", bad_slice), "y"))
+    quarantine.add(whole, Search(culprits, (), 3))
+    api_only = ClusterView(services=(whole.services[1],))
+    served, problems = quarantine.screen(api_only, services={("default", "api")})
+    assert served == api_only and len(problems) == 2
+    assert len(quarantine.entries) == 2  # the whole view's screen judges them, as before
+    web_only = ClusterView(services=(whole.services[0],), endpoint_slices=whole.endpoint_slices)
+    served, problems = quarantine.screen(web_only, services={("default", "web")})
+    assert served.endpoint_slices == () and len(problems) == 2  # web's slice is still out
+    changed = endpoint_slice("web", endpoint("10.0.0.2"))
+    changed["metadata"]["uid"] = "slice-1"
+    served, problems = quarantine.screen(
+        view_of(service("web"), changed), services={("default", "web")}
+    )
+    assert len(served.endpoint_slices) == 1  # changed: tried again
+    assert [p.source.kind for p in problems] == ["Ingress"]  # unseen: still out
+    served, problems = quarantine.screen(ClusterView(), services={("default", "web")})
+    assert [e.key.kind for e in quarantine.entries] == ["Ingress"]
+
+
+def test_unproven_objects_are_retried_whatever_the_view_holds() -> None:
+    obj = ingress("maybe", rule("m.example.com", path("/")))
+    quarantine = Quarantine()
+    quarantine.add(view_of(obj), Search((), (key_of("Ingress", obj),), 100))
+    assert quarantine.screen(ClusterView(), services={("default", "web")})[1] == ()
+    assert quarantine.entries == ()
 
 
 def test_leave_out_keeps_the_configmap_and_other_kinds() -> None:
