@@ -430,18 +430,35 @@ class Controller:
 
         Only backends that are new objects since the last sync are judged
         again: an endpoint-only sync keeps every other backend as it was, and
-        judging 10,000 of them took 12 ms of the event loop per sync.
+        judging 10,000 of them took 12 ms of the event loop per sync. Such a
+        sync says which it re-derived (``Outcome.refreshed``), so not even
+        finding them walks the others (1.4 ms at 10,000).
         """
-        observed = serving.backends(outcome.desired)
         judged = self._judged
-        fresh = [backend for backend in observed if judged.get(backend.name) is not backend]
-        if not fresh and len(observed) == len(judged):
-            return
-        now = {backend.name: backend for backend in observed}
-        before = {k: v for k, v in self._unusable.items() if k in now}
-        after = {k: v for k, v in before.items() if now[k] is judged.get(k)}
-        after.update(serving.unusable(fresh))
-        self._judged, self._unusable = now, after
+        if outcome.refreshed is not None and judged:
+            # The same backends as before (names and order), some re-derived.
+            observed: tuple[Backend, ...] = (
+                *outcome.refreshed,
+                *serving.passthrough_backends(outcome.desired),
+            )
+            fresh = [backend for backend in observed if judged.get(backend.name) is not backend]
+            names = {backend.name for backend in fresh}
+            before = {k: v for k, v in self._unusable.items() if k in names}
+            after = serving.unusable(fresh)
+            for one in fresh:
+                judged[one.name] = one
+                self._unusable.pop(one.name, None)
+            self._unusable.update(after)
+        else:
+            observed = serving.backends(outcome.desired)
+            fresh = [backend for backend in observed if judged.get(backend.name) is not backend]
+            if not fresh and len(observed) == len(judged):
+                return
+            now = {backend.name: backend for backend in observed}
+            before = {k: v for k, v in self._unusable.items() if k in now}
+            after = {k: v for k, v in before.items() if now[k] is judged.get(k)}
+            after.update(serving.unusable(fresh))
+            self._judged, self._unusable = now, after
         for backend, reason in serving.changes(before, after):
             if reason is None:
                 logger.info("backend %s has a ready server again", backend)

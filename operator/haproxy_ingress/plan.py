@@ -526,6 +526,7 @@ def plan_endpoints(
     changed: Sequence[Backend],
     *,
     budget: Budget | None = None,
+    layouts: Mapping[str, BackendLayout] | None = None,
 ) -> Plan | None:
     """:func:`plan` for the endpoint fast path, in time proportional to ``changed``.
 
@@ -537,14 +538,19 @@ def plan_endpoints(
     70-290 ms per endpoint event at 10k Ingresses. A backend short of slots
     gets new ones at run time (AddServer). None when that is not possible (an
     unknown backend, ``balance source``, checked slots past ``budget``): the
-    full plan decides, and it reloads.
+    full plan decides, and it reloads. ``layouts``: ``current.structure``'s
+    backend layouts by name, if the caller keeps them (else a walk of every
+    backend finds the changed ones).
     """
-    servers = dict(current.servers)
+    servers = dict(current.servers)  # a copy in C: ~0.1 ms for 10,000 backends
     operations: list[AddServer | SetServer] = []
     # Layouts as HAProxy runs them: with checks shed (plan) there are no
     # twins, whatever the desired backend asks.
-    names = {backend.name for backend in changed}
-    layouts = {layout.name: layout for layout in current.structure.backends if layout.name in names}
+    if layouts is None:
+        names = {backend.name for backend in changed}
+        layouts = {
+            layout.name: layout for layout in current.structure.backends if layout.name in names
+        }
     grew = False
     for backend in changed:
         before = current.servers.get(backend.name)

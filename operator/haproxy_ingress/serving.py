@@ -23,12 +23,14 @@ def backends(desired: DesiredState) -> tuple[Backend, ...]:
     A passthrough host's pool backend is chosen by the plan, so it is named
     by its host here (for logs and counts only).
     """
-    return (
-        *desired.backends,
-        *(
-            Backend(f"{p.host} (ssl-passthrough)", p.service, desired.settings.backend, p.endpoints)
-            for p in desired.passthrough
-        ),
+    return (*desired.backends, *passthrough_backends(desired))
+
+
+def passthrough_backends(desired: DesiredState) -> tuple[Backend, ...]:
+    """Each ssl-passthrough host's pods as a backend (new objects at every call)."""
+    return tuple(
+        Backend(f"{p.host} (ssl-passthrough)", p.service, desired.settings.backend, p.endpoints)
+        for p in desired.passthrough
     )
 
 

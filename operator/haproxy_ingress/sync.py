@@ -13,7 +13,7 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from haproxy_ingress.apply import Applier, ApplyResult
@@ -23,9 +23,12 @@ from haproxy_ingress.haproxy.limits import Budget
 from haproxy_ingress.haproxy.process import ConfigCheckError
 from haproxy_ingress.model import (
     AppliedState,
+    Backend,
+    BackendLayout,
     DesiredState,
     ObjectRef,
     Problem,
+    Structure,
     TranslateOptions,
 )
 from haproxy_ingress.plan import Plan, hold_unconfirmed, plan, plan_endpoints
@@ -40,16 +43,45 @@ from haproxy_ingress.quarantine import (
 )
 from haproxy_ingress.settings import SettingsMemo
 from haproxy_ingress.tls import CertificateCache
-from haproxy_ingress.translate import refresh_endpoints, translate
+from haproxy_ingress.translate import BackendIndex, refresh_services, translate
 
 logger = logging.getLogger(__name__)
 
 
 # The endpoint fast path runs on the event loop while it costs less than
-# this (CPU seconds, measured each time): small clusters. It walks every
-# backend (~2 ms at 1,000 Ingresses, bench/translate.py): bigger ones go to
-# a worker thread, as full translations always do.
+# this (CPU seconds, measured each time). It grows with the Services it
+# refreshes, not with the cluster (about 0.6 ms for one at 10,000 Ingresses,
+# bench/endpoint_cpu.py; it walked every backend before, 20 ms there): the
+# first after a full translation, and one after a costly burst of many
+# Services, go to a worker thread, as full translations always do.
 INLINE_FAST_PATH = 0.002
+
+
+@dataclass(frozen=True)
+class _Computed:
+    """What a reconcile computed (in a worker thread or on the loop) before applying it."""
+
+    desired: DesiredState
+    step: Plan
+    refreshed: tuple[Backend, ...] | None  # see Outcome.refreshed
+    index: BackendIndex | None  # where desired's backends sit (see Reconciler._index)
+
+
+def with_problems(
+    desired: DesiredState, extra: Sequence[Problem], index: BackendIndex | None
+) -> DesiredState:
+    """``desired`` with ``extra`` among its problems (sorted, unique, as translate leaves them).
+
+    On every endpoint sync while something is quarantined, or while checks
+    are shed (at 10,000 Ingresses with 5 pods each, always): when they are
+    there already, ``desired`` itself, instead of every problem sorted again
+    (``index`` knows an unchanged problems tuple as a set).
+    """
+    if index is not None:
+        known = index.problems(desired.problems)
+        if known.ordered and known.set.issuperset(extra):
+            return desired
+    return dataclasses.replace(desired, problems=tuple(sorted({*desired.problems, *extra})))
 
 
 @dataclass(frozen=True)
@@ -57,6 +89,9 @@ class Outcome:
     desired: DesiredState
     plan: Plan
     result: ApplyResult | None  # None: nothing to do
+    # The backends an endpoint-only sync re-derived: every other backend is
+    # the object the sync before had. None: any backend may be new (a full sync).
+    refreshed: tuple[Backend, ...] | None = None
 
 
 class Reconciler:
@@ -84,6 +119,14 @@ class Reconciler:
         self._quarantine = Quarantine()
         self._certificates = CertificateCache()
         self._settings = SettingsMemo()
+        # Where each Service's backends sit in `_last` (and in every state
+        # refreshed from the same full translation): built in the thread
+        # that translated, so that the fast path walks no backend list.
+        # Replaced only together with `_last`.
+        self._index: BackendIndex | None = None
+        # The applied structure's backend layouts by name, for plan_endpoints
+        # (the structure stays the same object until a reload).
+        self._layouts: tuple[Structure, Mapping[str, BackendLayout]] | None = None
         # CPU seconds of the last endpoint fast path (none yet: in a thread).
         self._fast_cost = math.inf
 
@@ -167,10 +210,13 @@ class Reconciler:
         last, applied, basis = self._last, self._applier.applied, self._basis
         budget = self._applier.budget()
 
-        def compute() -> tuple[DesiredState, Plan]:
+        def compute() -> _Computed:
             step: Plan | None = None
+            refreshed: tuple[Backend, ...] | None = None
             if endpoints_of is not None and last is not None:
-                desired = refresh_endpoints(last, served, endpoints_of)
+                index = self._index
+                fresh = refresh_services(last, served, endpoints_of, index)
+                desired, refreshed = fresh.desired, fresh.backends
                 if (
                     confirmed
                     and not self._always_reload
@@ -183,44 +229,44 @@ class Reconciler:
                 ):
                     # HAProxy runs exactly the plan of `last`: only the
                     # refreshed backends (new objects) need planning.
-                    changed = [
-                        b for b, old in zip(desired.backends, last.backends, strict=True)
-                        if b is not old
-                    ]  # fmt: skip
-                    step = plan_endpoints(applied, desired, changed, budget=budget)
+                    step = plan_endpoints(
+                        applied,
+                        desired,
+                        refreshed,
+                        budget=budget,
+                        layouts=self._layouts_of(applied.structure),
+                    )
             else:
                 desired = self._translate(served)
+                index = BackendIndex(desired)
                 # Keep only the Secrets and annotation sets this view has.
                 self._certificates.sweep()
                 self._settings.sweep()
             if not confirmed:
                 desired = hold_unconfirmed(desired, applied)
+                refreshed = None  # every backend held anew
             if held:
-                desired = dataclasses.replace(
-                    desired, problems=tuple(sorted({*desired.problems, *held}))
-                )
+                desired = with_problems(desired, held, index)
             if step is None:
                 with cyclic_gc_paused():  # as translation: see gcpause
                     step = plan(applied, desired, always_reload=self._always_reload, budget=budget)
+                self._layouts_of(step.target.structure)  # here, in the thread, once per reload
             if step.target.structure.checks_shed:
-                desired = dataclasses.replace(
-                    desired,
-                    problems=tuple(sorted({*desired.problems, self._checks_shed(budget)})),
-                )
-            return desired, step
+                desired = with_problems(desired, (self._checks_shed(budget),), index)
+            return _Computed(desired, step, refreshed, index)
 
         # Translation and planning grow with the cluster (plan walks every
-        # backend even on the fast path): a worker thread runs them, so the
-        # event loop keeps taking watch events meanwhile. Nothing else touches
-        # their inputs: the view is a snapshot of immutable objects, and the
-        # reconciler's lock keeps `last` and `applied` as they are until the
-        # plan is applied. A fast path that took less than INLINE_FAST_PATH
-        # of CPU last time runs on the loop: the hop to a thread and back
-        # costs two wake-ups, and on a busy machine each can wait for a CPU
-        # longer than the work itself (the churn benchmark's scale scenario).
+        # backend): a worker thread runs them, so the event loop keeps taking
+        # watch events meanwhile. Nothing else touches their inputs: the view
+        # is a snapshot of immutable objects, and the reconciler's lock keeps
+        # `last` and `applied` as they are until the plan is applied. A fast
+        # path that took less than INLINE_FAST_PATH of CPU last time runs on
+        # the loop: the hop to a thread and back costs two wake-ups, and on a
+        # busy machine each can wait for a CPU longer than the work itself
+        # (the churn benchmark's scale scenario).
         fast = endpoints_of is not None and last is not None
 
-        def measured() -> tuple[DesiredState, Plan]:
+        def measured() -> _Computed:
             started = time.thread_time()
             try:
                 return compute()
@@ -229,15 +275,17 @@ class Reconciler:
                     self._fast_cost = time.thread_time() - started
 
         if fast and self._fast_cost < INLINE_FAST_PATH:
-            desired, step = measured()
+            computed = measured()
         else:
-            desired, step = await asyncio.to_thread(measured)
-        self._last = desired
+            computed = await asyncio.to_thread(measured)
+        desired, step, refreshed = computed.desired, computed.step, computed.refreshed
+        # The index goes with the state it was built for (and those refreshed from it).
+        self._last, self._index = desired, computed.index
         self._basis = None
         if step.empty:
             if applied is not None:
                 self._basis = (desired, applied)
-            return Outcome(desired, step, None)
+            return Outcome(desired, step, None, refreshed)
         result = await self._applier.apply(step)
         if self._applier.applied is step.target:
             self._basis = (desired, step.target)
@@ -252,7 +300,13 @@ class Reconciler:
             # `haproxy -c` passed on this view: the baseline of later searches.
             # (Runtime-only changes were never checked, so they stay suspects.)
             self._quarantine.accepted(served)
-        return Outcome(desired, step, result)
+        return Outcome(desired, step, result, refreshed)
+
+    def _layouts_of(self, structure: Structure) -> Mapping[str, BackendLayout]:
+        """``structure``'s backend layouts by name (kept while it is the same object)."""
+        if self._layouts is None or self._layouts[0] is not structure:
+            self._layouts = (structure, {layout.name: layout for layout in structure.backends})
+        return self._layouts[1]
 
     def _checks_shed(self, budget: Budget | None) -> Problem:
         limit = f" ({budget.limit})" if budget is not None else ""

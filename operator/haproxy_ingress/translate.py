@@ -410,6 +410,95 @@ def translate(
     )
 
 
+@dataclass(frozen=True)
+class Refreshed:
+    """What :func:`refresh_services` re-derived."""
+
+    desired: DesiredState
+    # The backends whose servers were re-derived (new objects, in the order
+    # of ``desired.backends``): the only ones whose slots may need planning.
+    backends: tuple[Backend, ...]
+
+
+class _Problems:
+    """One problems tuple's problems by source, and as a set (built once per tuple)."""
+
+    __slots__ = ("by_source", "ordered", "problems", "set")
+
+    def __init__(self, problems: tuple[Problem, ...]) -> None:
+        self.problems = problems
+        self.set = frozenset(problems)
+        # Sorted without duplicates, as translate leaves it: then it is its own result.
+        self.ordered = all(problems[i] < problems[i + 1] for i in range(len(problems) - 1))
+        by_source: dict[ObjectRef, set[Problem]] = {}
+        for problem in problems:
+            by_source.setdefault(problem.source, set()).add(problem)
+        self.by_source = by_source
+
+
+class BackendIndex:
+    """Where each Service's backends and passthrough hosts sit in a desired state.
+
+    The fast path re-derives the servers of a few Services; finding their
+    backends among all of them was a walk of every backend (10,000 at 10,000
+    Ingresses) on every endpoint event. A refresh keeps every backend in its
+    place (same names, same order) and only replaces some, so the places
+    found once, after a full translation, hold for every state refreshed
+    from it: :meth:`fits` checks the counts, each lookup that the places it
+    gives hold the asked Services' backends, and :func:`refresh_services`
+    walks as before when they do not. It also keeps the last problems tuple
+    it was asked about by source (they are replaced only when a refreshed
+    slice has or had one), so an unchanged tuple costs nothing to consult.
+    """
+
+    __slots__ = ("_backends", "_count", "_passthrough", "_problems")
+
+    def __init__(self, state: DesiredState) -> None:
+        backends: dict[tuple[str, str], list[int]] = {}
+        for place, backend in enumerate(state.backends):
+            backends.setdefault((backend.service.namespace, backend.service.name), []).append(place)
+        passthrough: dict[tuple[str, str], list[int]] = {}
+        for place, passing in enumerate(state.passthrough):
+            passthrough.setdefault((passing.service.namespace, passing.service.name), []).append(
+                place
+            )
+        self._backends = {key: tuple(places) for key, places in backends.items()}
+        self._passthrough = {key: tuple(places) for key, places in passthrough.items()}
+        self._count = (len(state.backends), len(state.passthrough))
+        self._problems = _Problems(state.problems)
+
+    def fits(self, state: DesiredState) -> bool:
+        """Whether ``state`` may have its backends where this index says (as many:
+        refreshes and :func:`plan.hold_unconfirmed` keep every backend in its place)."""
+        return (len(state.backends), len(state.passthrough)) == self._count
+
+    def backends(self, state: DesiredState, keys: Collection[tuple[str, str]]) -> list[int] | None:
+        """Where ``state`` has the backends of these Services (None: not where this index says)."""
+        places = sorted(place for key in keys for place in self._backends.get(key, ()))
+        for place in places:
+            service = state.backends[place].service
+            if (service.namespace, service.name) not in keys:
+                return None
+        return places
+
+    def passthrough(
+        self, state: DesiredState, keys: Collection[tuple[str, str]]
+    ) -> list[int] | None:
+        """Where ``state`` has the passthrough hosts of these Services (None: as above)."""
+        places = sorted(place for key in keys for place in self._passthrough.get(key, ()))
+        for place in places:
+            service = state.passthrough[place].service
+            if (service.namespace, service.name) not in keys:
+                return None
+        return places
+
+    def problems(self, problems: tuple[Problem, ...]) -> _Problems:
+        """``problems`` by source and as a set (remembered for the same tuple: ``is``)."""
+        if self._problems.problems is not problems:
+            self._problems = _Problems(problems)
+        return self._problems
+
+
 def refresh_endpoints(
     previous: DesiredState, view: ClusterView, services: Collection[tuple[str, str]]
 ) -> DesiredState:
@@ -420,6 +509,24 @@ def refresh_endpoints(
     routing maps are not translated again. Any other change takes the full
     :func:`translate`. Problems of the affected Services' slices are replaced;
     those of a slice that was deleted outright go at the next full translate.
+    """
+    return refresh_services(previous, view, services).desired
+
+
+def refresh_services(
+    previous: DesiredState,
+    view: ClusterView,
+    services: Collection[tuple[str, str]],
+    index: BackendIndex | None = None,
+) -> Refreshed:
+    """:func:`refresh_endpoints`, and which backends it re-derived.
+
+    ``view`` may hold only ``services`` and their slices
+    (:meth:`haproxy_ingress.cluster.IndexedView.of_services`); nothing else
+    of it is read. With ``index`` (built from the full translation
+    ``previous`` was refreshed from), the work is proportional to
+    ``services``, not to the cluster: the backends are found by place, and
+    an unchanged problems tuple is kept as it is.
     """
     wanted = set(services)
     names = {name for _, name in wanted}
@@ -439,7 +546,8 @@ def refresh_endpoints(
     # Only these Services and their slices, then the name checks the full
     # translate made (their problems were reported then): checking all 30k
     # objects of a 10k-Ingress view cost ~100 ms per endpoint event, and
-    # even picking these out took 55 ms at 10k until the names came first.
+    # even picking these out took 55 ms at 10k until the names came first
+    # (and 16-19 ms after: hence views of only these, IndexedView.of_services).
     view = _well_named(
         ClusterView(
             services=tuple(s for s in view.services if named(s) and _meta_key(s) in wanted),
@@ -462,48 +570,86 @@ def refresh_endpoints(
         service = service_objects.get((backend.service.namespace, backend.service.name))
         return service is not None and _cluster_address(service, backend.service) is not None
 
+    backend_places = passthrough_places = None
+    if index is not None and index.fits(previous):
+        backend_places = index.backends(previous, wanted)
+        passthrough_places = index.passthrough(previous, wanted)
+    if backend_places is None or passthrough_places is None:
+        index = None
+        backend_places = [
+            place
+            for place, b in enumerate(previous.backends)
+            if b.service.name in names and (b.service.namespace, b.service.name) in wanted
+        ]
+        passthrough_places = [
+            place
+            for place, p in enumerate(previous.passthrough)
+            if (p.service.namespace, p.service.name) in wanted
+        ]
     affected = [
-        b
-        for b in previous.backends
-        if b.service.name in names
-        and (b.service.namespace, b.service.name) in wanted
-        and not sends_to_cluster_ip(b)
+        place for place in backend_places if not sends_to_cluster_ip(previous.backends[place])
     ]
     passing = [
-        p
-        for p in previous.passthrough
-        if (p.service.namespace, p.service.name) in wanted
-        and not sends_to_cluster_ip(Backend("", p.service, previous.settings.backend, ()))
+        place
+        for place in passthrough_places
+        if not sends_to_cluster_ip(
+            Backend("", previous.passthrough[place].service, previous.settings.backend, ())
+        )
     ]
     if not affected and not passing:
-        return previous
+        return Refreshed(previous, ())
     slices = _slices_by_service(view.endpoint_slices)
     stale = {_ref("EndpointSlice", s) for group in slices.values() for s in group}
-    problems = [p for p in previous.problems if p.source not in stale]
+    found: list[Problem] = []  # the refreshed slices' problems, as translate finds them
 
     def endpoints_of(ref: ServiceRef, drain: bool) -> tuple[Endpoint, ...]:
         service = service_objects.get((ref.namespace, ref.name))
         port_name = _service_port_name(service, ref) if service is not None else None
         if port_name is None:
             return ()
-        return _endpoints(slices.get((ref.namespace, ref.name), []), port_name, drain, problems)
+        return _endpoints(slices.get((ref.namespace, ref.name), []), port_name, drain, found)
 
-    refreshed = {
-        b.name: dataclasses.replace(b, endpoints=endpoints_of(b.service, b.settings.drain))
-        for b in affected
-    }
-    passed = {
-        p.host: dataclasses.replace(
-            p, endpoints=endpoints_of(p.service, previous.settings.backend.drain)
+    backends = list(previous.backends)
+    for place in affected:
+        backend = backends[place]
+        backends[place] = dataclasses.replace(
+            backend, endpoints=endpoints_of(backend.service, backend.settings.drain)
         )
-        for p in passing
-    }
-    return dataclasses.replace(
-        previous,
-        backends=tuple(refreshed.get(b.name, b) for b in previous.backends),
-        passthrough=tuple(passed.get(p.host, p) for p in previous.passthrough),
-        problems=tuple(sorted(set(problems))),
+    passthrough = list(previous.passthrough)
+    for place in passing:
+        passthrough[place] = dataclasses.replace(
+            passthrough[place],
+            endpoints=endpoints_of(passthrough[place].service, previous.settings.backend.drain),
+        )
+    return Refreshed(
+        dataclasses.replace(
+            previous,
+            backends=tuple(backends),
+            passthrough=tuple(passthrough),
+            problems=_refreshed_problems(previous.problems, stale, found, index),
+        ),
+        tuple(backends[place] for place in affected),
     )
+
+
+def _refreshed_problems(
+    problems: tuple[Problem, ...],
+    stale: set[ObjectRef],
+    found: list[Problem],
+    index: BackendIndex | None,
+) -> tuple[Problem, ...]:
+    """``problems`` with those of the ``stale`` slices replaced by ``found`` (sorted, unique).
+
+    Slices rarely have problems: when the refreshed ones had none and have
+    none, or the same, the tuple is kept as it is (``index`` knows it by
+    source) instead of sorted again, along with every other object's.
+    """
+    if index is not None:
+        known = index.problems(problems)
+        before = set().union(*(known.by_source.get(ref, ()) for ref in stale))
+        if known.ordered and before == set(found):
+            return problems
+    return tuple(sorted({*(p for p in problems if p.source not in stale), *found}))
 
 
 # --- access control ----------------------------------------------------------------

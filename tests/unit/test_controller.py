@@ -269,3 +269,36 @@ def test_unusable_backends_are_logged_once_per_change_judging_only_new_backends(
         controller._log_unusable(with_web(web.endpoints))
         assert logged() == [f"backend {web.name} has a ready server again"]
     assert judged == [2, 1, 1]  # all at first; then none, and only web each time
+
+
+def test_an_endpoint_sync_judges_only_the_backends_it_refreshed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not even finding them walks the others (Outcome.refreshed): 1.4 ms at 10k."""
+    controller = Controller(ControllerConfig(state_dir=tmp_path), lambda configmap: ClusterView())
+    first = outcome(*CLUSTER, result=None)
+    controller._log_unusable(first)
+    caplog.clear()
+    web = next(b for b in first.desired.backends if b.service.name == "web")
+
+    def everything(desired: object) -> typing.NoReturn:
+        raise AssertionError("an endpoint sync walked every backend")
+
+    monkeypatch.setattr(serving, "backends", everything)
+    draining = dataclasses.replace(
+        web, endpoints=tuple(dataclasses.replace(e, state=ServerState.DRAIN) for e in web.endpoints)
+    )
+    refreshed = dataclasses.replace(
+        first,
+        desired=dataclasses.replace(
+            first.desired,
+            backends=tuple(draining if b is web else b for b in first.desired.backends),
+        ),
+        refreshed=(draining,),
+    )
+    with caplog.at_level(logging.INFO, logger="haproxy_ingress.controller"):
+        controller._log_unusable(refreshed)
+        controller._log_unusable(dataclasses.replace(refreshed, refreshed=()))
+    (gone,) = [r.getMessage() for r in caplog.records if r.name.endswith("controller")]
+    assert web.name in gone and "no endpoint is ready" in gone
+    assert set(controller._unusable) == {web.name, "be_default_missing_80"}
