@@ -43,7 +43,7 @@ from haproxy_ingress.haproxy.runtime import RuntimeClient
 from haproxy_ingress.health import Health, Status, summarize
 from haproxy_ingress.health import serve as serve_health
 from haproxy_ingress.leader import StatusLeader
-from haproxy_ingress.metrics import Metrics, figures
+from haproxy_ingress.metrics import Metrics, figures, problem_counts
 from haproxy_ingress.model import Backend, ObjectRef, Problem
 from haproxy_ingress.status import (
     API_ERRORS,
@@ -186,6 +186,8 @@ class Controller:
         self._health_runner: Any = None
         self._unusable: dict[str, str] = {}  # backend → why it has no usable server
         self._judged: dict[str, Backend] = {}  # backend → the object _unusable judged
+        # The last problems tuple recorded, and its counts by kind.
+        self._counted: tuple[tuple[Problem, ...], Mapping[str, int]] | None = None
         self._synced = False  # a first sync ran: a LIST seen later is a re-list
         self.gaps = WatchGaps(self.verify_indexes, self._gap_verified)
         self.metrics.unconfirmed.set_function(lambda: 0.0 if self.gaps.confirmed else 1.0)
@@ -421,7 +423,12 @@ class Controller:
         return outcome
 
     def _record(self, outcome: Outcome) -> None:
-        self.metrics.record(figures(outcome, len(self.reconciler.quarantine.entries)))
+        problems = outcome.desired.problems
+        if self._counted is None or self._counted[0] is not problems:
+            # Counted once per problems tuple: an endpoint sync mostly keeps it.
+            self._counted = (problems, problem_counts(problems))
+        quarantined = len(self.reconciler.quarantine.entries)
+        self.metrics.record(figures(outcome, quarantined, self._counted[1]))
         self.metrics.applied(outcome)
         self._log_unusable(outcome)
 

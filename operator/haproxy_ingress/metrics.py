@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import Counter as Tally
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -19,6 +19,7 @@ from prometheus_client import (
 )
 
 from haproxy_ingress import serving
+from haproxy_ingress.model import Problem
 from haproxy_ingress.plan import (
     AddServer,
     Operation,
@@ -76,11 +77,24 @@ def census(outcome: Outcome) -> Census:
     )
 
 
-def figures(outcome: Outcome, quarantined: int) -> SyncFigures:
-    """The metrics of a sync, derived from its outcome alone (pure)."""
+def problem_counts(problems: Iterable[Problem]) -> dict[str, int]:
+    """Objects with problems, by kind (the problems gauge)."""
+    counted = Tally(problem.source.kind for problem in problems)
+    return {kind: counted.get(kind, 0) for kind in PROBLEM_KINDS}
+
+
+def figures(
+    outcome: Outcome, quarantined: int, problems: Mapping[str, int] | None = None
+) -> SyncFigures:
+    """The metrics of a sync, derived from its outcome alone (pure).
+
+    ``problems``: :func:`problem_counts` of the outcome's problems, if the
+    caller kept them (an endpoint sync's problems are mostly the same tuple).
+    """
     result = outcome.result
     reloaded = result is not None and result.reloaded
-    problems = Tally(problem.source.kind for problem in outcome.desired.problems)
+    if problems is None:
+        problems = problem_counts(outcome.desired.problems)
     return SyncFigures(
         reloads=(
             Tally(reason_label(r) for r in result.reload_reasons)
@@ -93,7 +107,7 @@ def figures(outcome: Outcome, quarantined: int) -> SyncFigures:
             if result is not None and not reloaded
             else {}
         ),
-        problems={kind: problems.get(kind, 0) for kind in PROBLEM_KINDS},
+        problems=problems,
         quarantined=quarantined,
     )
 

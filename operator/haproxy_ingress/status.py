@@ -49,9 +49,15 @@ class EventReporter:
         self._host = host
         self._posted: set[Problem] = set()
         self._logged: set[Problem] = set()
+        # The last tuple reported whose problems were all posted: an endpoint
+        # sync hands on the same tuple when its problems did not change, and
+        # then there is nothing to compare (every problem of the cluster).
+        self._done: tuple[Problem, ...] | None = None
 
     async def report(self, problems: Iterable[Problem]) -> int:
         """Post the problems not posted yet; forget the ones that went away."""
+        if problems is self._done:
+            return 0
         current = set(problems)
         posted = 0
         for problem in sorted(current - self._logged):
@@ -63,6 +69,7 @@ class EventReporter:
                 self._posted.add(problem)
                 posted += 1
         self._posted &= current  # a problem that comes back is news again
+        self._done = problems if isinstance(problems, tuple) and self._posted == current else None
         return posted
 
     async def _post(self, problem: Problem) -> bool:

@@ -55,14 +55,20 @@ async def test_status_is_written_only_where_it_differs_and_cleared_when_no_longe
     ]
 
 
-async def test_events_are_posted_once_per_distinct_problem() -> None:
+def reporter_with(core: Any) -> EventReporter:
     reporter = EventReporter.__new__(EventReporter)
-    core = RecordingCore()
-    reporter._core = core  # type: ignore[assignment]
+    reporter._core = core
     reporter._component = "haproxy-ingress"
     reporter._host = "pod-1"
     reporter._posted = set()
     reporter._logged = set()
+    reporter._done = None
+    return reporter
+
+
+async def test_events_are_posted_once_per_distinct_problem() -> None:
+    core = RecordingCore()
+    reporter = reporter_with(core)
     bad = Problem(ref("a"), "spec.rules[0].host", "must be a DNS name", "Rejected")
     other = Problem(ref("b"), "backend", "Service default/x not found", "BackendNotFound")
     assert await reporter.report([bad, other]) == 2
@@ -76,3 +82,30 @@ async def test_events_are_posted_once_per_distinct_problem() -> None:
         ("a", "Rejected", "Warning"),
     ]
     assert core.events[0].message == "spec.rules[0].host: must be a DNS name"
+
+
+class FailingCore(RecordingCore):
+    """An API server that refuses the first ``failures`` Events."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def create_namespaced_event(self, namespace: str, body: Any, **_: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("connection refused")
+        await super().create_namespaced_event(namespace, body)
+
+
+async def test_the_same_problems_again_cost_nothing_once_all_are_posted() -> None:
+    """An endpoint sync hands on the very tuple of the sync before: nothing to compare."""
+    core = FailingCore(failures=1)
+    reporter = reporter_with(core)
+    problems = (Problem(ref("a"), "", "x", "Rejected"), Problem(ref("b"), "", "y", "Rejected"))
+    assert await reporter.report(problems) == 1  # one refused: retried next time
+    assert await reporter.report(problems) == 1
+    assert len(core.events) == 2
+    reporter._posted = set()  # were it compared again, everything would be posted anew
+    assert await reporter.report(problems) == 0
+    assert await reporter.report(list(problems)) == 2  # another collection: compared
