@@ -448,6 +448,7 @@ async def _endpoint_changes(
         str(obj["metadata"]["labels"]["kubernetes.io/service-name"]): i
         for i, obj in enumerate(base.endpoint_slices)
     }
+    services = {str(obj["metadata"]["name"]): obj for obj in base.services}
     moved_views = []
     for change in range(args.changes):
         app = change * 7919 % args.ingresses  # spread over the cluster
@@ -457,17 +458,19 @@ async def _endpoint_changes(
         # One EndpointSlice replaced: the view the handlers would hold after its event.
         slices = list(base.endpoint_slices)
         ports = [{"name": "http", "port": args.pod_port}]
-        slices[index[f"app{app}"]] = endpoint_slice(
-            f"app{app}", *map(endpoint, addresses), ports=ports
-        )
-        moved_views.append((app, dataclasses.replace(base, endpoint_slices=tuple(slices))))
+        moved = endpoint_slice(f"app{app}", *map(endpoint, addresses), ports=ports)
+        slices[index[f"app{app}"]] = moved
+        # What the controller's sync reads: the Service and its slices only
+        # (ServiceIndex); the whole view only if a full translation is due.
+        part = ClusterView(services=(services[f"app{app}"],), endpoint_slices=(moved,))
+        moved_views.append((app, dataclasses.replace(base, endpoint_slices=tuple(slices)), part))
     tick_task = asyncio.create_task(ticker())
     try:
-        for app, view in moved_views:
+        for app, view, part in moved_views:
             await asyncio.sleep(0.05)
             ticks.clear()
             begun = time.perf_counter()
-            await reconciler.reconcile(view, endpoints_of={("default", f"app{app}")})
+            await reconciler.reconcile(view, endpoints_of={("default", f"app{app}")}, part=part)
             totals.append((time.perf_counter() - begun) * 1000)
             await asyncio.sleep(0.01)
             stalls.append(max(ticks, default=0.0) * 1000)

@@ -5,12 +5,12 @@ progress and write nothing back (no annotations, finalizers or status of our
 own). Indexes hold trimmed objects (Services and EndpointSlices in a
 :class:`~haproxy_ingress.cluster.ServiceIndex`, filed by Service, so that an
 endpoint event's sync reads only its Service's); event handlers only poke
-the sync loop, which reads all indexes at once. Event handlers run as soon as their object
-is indexed, without waiting for the rest (:mod:`haproxy_ingress.kopfpatch`:
-that wait held every listed object in memory); the first sync waits until
-every index is fully populated (an empty cluster's too:
-:func:`haproxy_ingress.kopfpatch.indexed`), so it never sees a half-listed
-cluster.
+the sync loop, which reads the indexes. Event handlers run as soon as their
+object is indexed, without waiting for the rest
+(:mod:`haproxy_ingress.kopfpatch`: that wait held every listed object in
+memory); the first sync waits until every index is fully populated (an
+empty cluster's too: :func:`haproxy_ingress.kopfpatch.indexed`), so it never
+sees a half-listed cluster.
 """
 
 from __future__ import annotations
