@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -436,6 +436,29 @@ class _Problems:
         self.by_source = by_source
 
 
+def _places_by_service(
+    items: Sequence[Backend | Passthrough],
+) -> dict[tuple[str, str], tuple[int, ...]]:
+    places: dict[tuple[str, str], list[int]] = {}
+    for place, item in enumerate(items):
+        places.setdefault((item.service.namespace, item.service.name), []).append(place)
+    return {key: tuple(found) for key, found in places.items()}
+
+
+def _places_of(
+    table: Mapping[tuple[str, str], tuple[int, ...]],
+    items: Sequence[Backend | Passthrough],
+    keys: Collection[tuple[str, str]],
+) -> list[int] | None:
+    """The places ``table`` gives for ``keys``, if ``items`` has those Services there."""
+    places = sorted(place for key in keys for place in table.get(key, ()))
+    for place in places:
+        service = items[place].service
+        if (service.namespace, service.name) not in keys:
+            return None
+    return places
+
+
 class BackendIndex:
     """Where each Service's backends and passthrough hosts sit in a desired state.
 
@@ -454,16 +477,8 @@ class BackendIndex:
     __slots__ = ("_backends", "_count", "_passthrough", "_problems")
 
     def __init__(self, state: DesiredState) -> None:
-        backends: dict[tuple[str, str], list[int]] = {}
-        for place, backend in enumerate(state.backends):
-            backends.setdefault((backend.service.namespace, backend.service.name), []).append(place)
-        passthrough: dict[tuple[str, str], list[int]] = {}
-        for place, passing in enumerate(state.passthrough):
-            passthrough.setdefault((passing.service.namespace, passing.service.name), []).append(
-                place
-            )
-        self._backends = {key: tuple(places) for key, places in backends.items()}
-        self._passthrough = {key: tuple(places) for key, places in passthrough.items()}
+        self._backends = _places_by_service(state.backends)
+        self._passthrough = _places_by_service(state.passthrough)
         self._count = (len(state.backends), len(state.passthrough))
         self._problems = _Problems(state.problems)
 
@@ -474,23 +489,13 @@ class BackendIndex:
 
     def backends(self, state: DesiredState, keys: Collection[tuple[str, str]]) -> list[int] | None:
         """Where ``state`` has the backends of these Services (None: not where this index says)."""
-        places = sorted(place for key in keys for place in self._backends.get(key, ()))
-        for place in places:
-            service = state.backends[place].service
-            if (service.namespace, service.name) not in keys:
-                return None
-        return places
+        return _places_of(self._backends, state.backends, keys)
 
     def passthrough(
         self, state: DesiredState, keys: Collection[tuple[str, str]]
     ) -> list[int] | None:
         """Where ``state`` has the passthrough hosts of these Services (None: as above)."""
-        places = sorted(place for key in keys for place in self._passthrough.get(key, ()))
-        for place in places:
-            service = state.passthrough[place].service
-            if (service.namespace, service.name) not in keys:
-                return None
-        return places
+        return _places_of(self._passthrough, state.passthrough, keys)
 
     def problems(self, problems: tuple[Problem, ...]) -> _Problems:
         """``problems`` by source and as a set (remembered for the same tuple: ``is``)."""
