@@ -19,6 +19,7 @@ from typing import Any
 from haproxy_ingress import registry, validate
 from haproxy_ingress.auth import AccessAsk, ClientTLSAsk
 from haproxy_ingress.cors import set_cors
+from haproxy_ingress.memo import Swept
 from haproxy_ingress.model import (
     AccessPolicy,
     BackendSettings,
@@ -184,8 +185,7 @@ class SettingsMemo:
 
     def __init__(self) -> None:
         self._defaults: GlobalSettings | None = None
-        self._entries: dict[SettingsKey, IngressSettings] = {}
-        self._used: set[SettingsKey] = set()
+        self._entries: Swept[SettingsKey, IngressSettings] = Swept()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -194,21 +194,16 @@ class SettingsMemo:
         """:func:`ingress_settings`, memoised."""
         if defaults is not self._defaults:
             if defaults != self._defaults:
-                self._entries = {}
+                self._entries.clear()
             self._defaults = defaults
         key = settings_key(annotations)
         if key is None:
             return ingress_settings(annotations, defaults)
-        self._used.add(key)
-        found = self._entries.get(key)
-        if found is None:
-            found = self._entries[key] = ingress_settings(annotations, defaults)
-        return found
+        return self._entries.recall(key, lambda: ingress_settings(annotations, defaults))
 
     def sweep(self) -> None:
         """Forget every entry not read since the last sweep."""
-        self._entries = {k: v for k, v in self._entries.items() if k in self._used}
-        self._used = set()
+        self._entries.sweep()
 
 
 def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -> IngressSettings:

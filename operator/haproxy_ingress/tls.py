@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
 
+from haproxy_ingress.memo import Swept
 from haproxy_ingress.validate import Invalid
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
@@ -210,8 +211,7 @@ class CertificateCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[bytes, CheckedCertificate | Invalid] = {}
-        self._used: set[bytes] = set()
+        self._entries: Swept[bytes, CheckedCertificate | Invalid] = Swept()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -221,22 +221,21 @@ class CertificateCache:
         key = _content_key(secret)
         if key is None:  # a shape the digest cannot cover: parse, do not remember
             return certificate_from_secret(secret)
-        self._used.add(key)
-        entry = self._entries.get(key)
-        if entry is None:
+
+        def parsed() -> CheckedCertificate | Invalid:
             try:
-                entry = certificate_from_secret(secret)
+                return certificate_from_secret(secret)
             except Invalid as error:
-                entry = error
-            self._entries[key] = entry
+                return error
+
+        entry = self._entries.recall(key, parsed)
         if isinstance(entry, Invalid):
             raise Invalid(entry.field, entry.reason)
         return entry
 
     def sweep(self) -> None:
         """Forget every entry not read since the last sweep."""
-        self._entries = {k: v for k, v in self._entries.items() if k in self._used}
-        self._used = set()
+        self._entries.sweep()
 
 
 def _content_key(secret: Mapping[str, Any]) -> bytes | None:

@@ -1,0 +1,47 @@
+"""Parse results kept across full translations while the cluster still has their input.
+
+Every full sync translates the whole cluster again, and most of what it
+parses (TLS Secrets, sets of annotations) is what the last one parsed. A
+:class:`Swept` keeps each result under a key that covers all of its input,
+so a hit is what parsing again would give; :meth:`Swept.sweep`, after each
+full translation, forgets the keys it did not read, so memory follows the
+cluster. Owned by the reconciler, never module state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Swept(Generic[K, V]):
+    """Results by key, forgotten at the first sweep that finds them unread since the last."""
+
+    __slots__ = ("_entries", "_used")
+
+    def __init__(self) -> None:
+        self._entries: dict[K, V] = {}
+        self._used: set[K] = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def recall(self, key: K, make: Callable[[], V]) -> V:
+        """The result kept for ``key``, or ``make()``'s, kept from now on."""
+        self._used.add(key)
+        if key in self._entries:
+            return self._entries[key]
+        result = self._entries[key] = make()
+        return result
+
+    def clear(self) -> None:
+        """Forget everything (what the keys do not cover has changed)."""
+        self._entries = {}
+
+    def sweep(self) -> None:
+        """Forget every entry not read since the last sweep."""
+        self._entries = {k: v for k, v in self._entries.items() if k in self._used}
+        self._used = set()
