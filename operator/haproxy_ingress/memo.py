@@ -45,3 +45,26 @@ class Swept(Generic[K, V]):
         """Forget every entry not read since the last sweep."""
         self._entries = {k: v for k, v in self._entries.items() if k in self._used}
         self._used = set()
+
+
+T = TypeVar("T")
+
+
+def per_object(make: Callable[[T], V]) -> Callable[[T], V]:
+    """``make``, worked out once per argument object: by identity, not equality.
+
+    For a pass over a big state whose items share a few settings objects (an
+    Ingress's, the ConfigMap's): hashing or comparing a settings object costs
+    what the work on it would. Only for the length of a call that holds every
+    argument alive, since a freed object's id can be reused.
+    """
+    done: dict[int, V] = {}
+
+    def once(argument: T) -> V:
+        key = id(argument)
+        if key in done:
+            return done[key]
+        result = done[key] = make(argument)
+        return result
+
+    return once

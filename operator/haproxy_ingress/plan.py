@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from haproxy_ingress.haproxy.limits import Budget, checked_slots
+from haproxy_ingress.memo import per_object
 from haproxy_ingress.model import (
     AccessPolicy,
     AppliedState,
@@ -361,17 +362,14 @@ def _plan_with_budget(
 
 def _without_checks(desired: DesiredState) -> DesiredState:
     """``desired`` with active health checks off in every backend and the defaults."""
+
     # Backends share settings objects (an Ingress's, the ConfigMap's): each
     # is copied once, and the copies stay shared. One copy per backend was
     # 10,000 settings objects at 10k Ingresses, for as long as the plan is
     # the applied state (and each made plain again by state.dump).
-    unchecked: dict[int, BackendSettings] = {}
-
+    @per_object
     def off(settings: BackendSettings) -> BackendSettings:
-        copy = unchecked.get(id(settings))
-        if copy is None:
-            copy = unchecked[id(settings)] = dataclasses.replace(settings, health_check=False)
-        return copy
+        return dataclasses.replace(settings, health_check=False)
 
     return dataclasses.replace(
         desired,

@@ -18,6 +18,7 @@ from pathlib import Path
 import jinja2
 
 from haproxy_ingress.haproxy.paths import HAProxyPaths
+from haproxy_ingress.memo import per_object
 from haproxy_ingress.model import (
     CORS_MAPS,
     ROUTE_OPTION_MAPS,
@@ -422,18 +423,13 @@ def render(
     structure = target.structure
     upstream = upstream_tls_files(paths, structure)
     frontend = frozenset(structure.frontend_maps)
+
     # Backends share their settings objects (an Ingress's, the ConfigMap's):
     # their server options are worked out once per object, not per backend.
-    # Keyed by identity: structure holds every settings object until the end.
-    option_words: dict[int, tuple[str, ...]] = {}
-
+    @per_object
     def options_of(settings: BackendSettings) -> tuple[str, ...]:
-        words = option_words.get(id(settings))
-        if words is None:
-            secret = upstream.get(settings.proxy_ssl_secret or "", ("", ""))
-            words = server_options(settings, secret, structure.check_stretch)
-            option_words[id(settings)] = words
-        return words
+        secret = upstream.get(settings.proxy_ssl_secret or "", ("", ""))
+        return server_options(settings, secret, structure.check_stretch)
 
     config = env.get_template(TEMPLATE).render(
         paths=paths,
