@@ -167,17 +167,10 @@ class Reconciler:
 
         async with self._lock:
             fast = endpoints_of if self._last is not None else None
+            full_view: ClusterView | None = None
             if fast is not None and part is not None:
                 # Screening only what the part holds costs nothing per sync.
                 served, held = self._quarantine.screen(part, services=fast)
-                try:
-                    return await self._apply(served, held, fast, confirmed)
-                except ConfigCheckError as error:
-                    refused = error
-                # The fast path's plan reloaded (slots ran out) and was
-                # refused: the search needs the whole view, as below.
-                full_view = whole()
-                served, _ = await asyncio.to_thread(self._quarantine.screen, full_view)
             else:
                 full_view = whole()
                 # Screening walks the whole view while anything is quarantined:
@@ -188,10 +181,15 @@ class Reconciler:
                     served, held = await asyncio.to_thread(self._quarantine.screen, full_view)
                 else:
                     served, held = self._quarantine.screen(full_view)
-                try:
-                    return await self._apply(served, held, fast, confirmed)
-                except ConfigCheckError as error:
-                    refused = error
+            try:
+                return await self._apply(served, held, fast, confirmed)
+            except ConfigCheckError as error:
+                refused = error
+            if full_view is None:
+                # The fast path's plan reloaded (slots ran out) and was
+                # refused: the search needs the whole view.
+                full_view = whole()
+                served, _ = await asyncio.to_thread(self._quarantine.screen, full_view)
             await self._isolate(served, refused)
             # The culprits (and any suspect left unresolved) are out; whatever
             # the fast path would have done, a full translation is due now.
