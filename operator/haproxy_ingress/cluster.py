@@ -48,10 +48,28 @@ class WatchedKind:
         return self.selector
 
     @property
+    def list_selectors(self) -> tuple[str | None, ...]:
+        """Field selectors whose LISTs return together exactly what the watch keeps.
+
+        The watch's ``selector`` can only exclude, and Kopf filters the rest
+        (``only``); one LIST per kept value filters on the API server the same
+        way (a Secret's ``type`` is a field selector).
+        """
+        if self.only is None:
+            return (self.selector,)
+        field, values = self.only
+        return tuple(f"{field}={value}" for value in values)
+
+    @property
     def list_path(self) -> str:
         """The cluster-wide LIST endpoint."""
         prefix = f"/apis/{self.group}" if self.group else "/api"
         return f"{prefix}/{self.version}/{self.plural}"
+
+
+def indexed_labels(kind: WatchedKind, labels: Mapping[str, str]) -> bool:
+    """Whether an object enters its kind's index: a slice only when it names its Service."""
+    return kind.kind != "EndpointSlice" or bool(labels.get(SERVICE_NAME_LABEL))
 
 
 # Every kind the controller watches (its ConfigMap aside, which has a watch of its own).
@@ -519,7 +537,7 @@ def uids(view: ClusterView) -> set[str]:
     }
 
 
-def without(view: ClusterView, removed: set[str]) -> ClusterView:
+def without(view: ClusterView, removed: Collection[str]) -> ClusterView:
     """The view minus objects whose uid is in ``removed`` (known to be deleted)."""
     if not removed:
         return view

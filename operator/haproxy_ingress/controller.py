@@ -173,9 +173,9 @@ class Controller:
         self._configmap: KubeObject | None = None
         # The other ConfigMaps of its namespace, by name: header sets.
         self._header_configmaps: dict[str, KubeObject] = {}
-        # uids of objects still in Kopf's indexes that the API server no longer
-        # has: deleted during a watch gap (a 410 re-list sends no DELETED event).
-        self._deleted: set[str] = set()
+        # Objects still in Kopf's indexes that the API server no longer has:
+        # deleted during a watch gap (a 410 re-list sends no DELETED event).
+        self._verified = verifier.Verification()
         self._lead: StatusLeader | None = None
         self._api: client.ApiClient | None = None
         self._events: Reporter | None = events
@@ -189,7 +189,9 @@ class Controller:
         # The last problems tuple recorded, and its counts by kind.
         self._counted: tuple[tuple[Problem, ...], Mapping[str, int]] | None = None
         self._synced = False  # a first sync ran: a LIST seen later is a re-list
-        self.gaps = WatchGaps(self.verify_indexes, self._gap_verified)
+        self.gaps = WatchGaps(
+            self.verify_indexes, self._gap_verified, behind=self._behind, on_confirmed=self.trigger
+        )
         self.metrics.unconfirmed.set_function(lambda: 0.0 if self.gaps.confirmed else 1.0)
         self.health = Health()
         paths = config.paths
@@ -250,7 +252,7 @@ class Controller:
         return self.health.status(self.process.running)
 
     def snapshot(self) -> ClusterView:
-        view = without(self._view(self._configmap), self._deleted)
+        view = self._without_deleted(self._view(self._configmap))
         return dataclasses.replace(
             view, header_configmaps=tuple(v for _, v in sorted(self._header_configmaps.items()))
         )
@@ -260,7 +262,19 @@ class Controller:
         what the endpoint fast path reads (None: no such view, take the whole one)."""
         if self._service_view is None:
             return None
-        return without(self._service_view(services), self._deleted)
+        return self._without_deleted(self._service_view(services))
+
+    def _without_deleted(self, view: ClusterView) -> ClusterView:
+        """``view`` without what the last verification found deleted (see verifier.py)."""
+        verified, now = self._verified, time.monotonic()
+        if not verified.awaiting(now):  # the usual case: no pass over the view
+            return without(view, verified.gone)
+        return without(view, verified.removed(uids(view), now))
+
+    def _behind(self) -> bool:
+        """Whether an object recreated during a watch gap is still missing from the indexes."""
+        verified, now = self._verified, time.monotonic()
+        return verified.awaiting(now) and verified.behind(uids(self._view(self._configmap)), now)
 
     def trigger(self) -> None:
         """Anything changed: the next sync translates the whole view."""
@@ -533,8 +547,9 @@ class Controller:
         Returns how many indexed objects turned out to be deleted.
         """
         assert self._api is not None
-        self._deleted = await verifier.deleted(self._api, uids(self._view(self._configmap)))
-        return len(self._deleted)
+        indexed = verifier.identities(self._view(self._configmap))
+        self._verified = await verifier.verify(self._api, indexed)
+        return len(self._verified.gone)
 
     # --- the Kubernetes API, beyond Kopf's watches ------------------------------------
 

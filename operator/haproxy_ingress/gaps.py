@@ -20,7 +20,8 @@ else's). Two signals, both seen without private Kopf API:
 
 Either makes the view *unconfirmed* (:attr:`WatchGaps.confirmed`) until one
 verification -- the paginated, metadata-only LIST of every watched kind of
-:mod:`haproxy_ingress.verifier` -- succeeds after the last signal. Signals are
+:mod:`haproxy_ingress.verifier` -- succeeds after the last signal, and the
+indexes hold the objects it found recreated under their names. Signals are
 coalesced: a re-list is a burst of events and an outage breaks every watch,
 so a verification waits for a short quiet spell, suspicions while the API
 server is unreachable are absorbed by the next attempt, and only a signal
@@ -51,14 +52,25 @@ class WatchGaps:
         verify: Callable[[], Awaitable[int]],
         on_verified: Callable[[], None],
         *,
+        behind: Callable[[], bool] = lambda: False,
+        on_confirmed: Callable[[], None] = lambda: None,
         settle: float = 0.3,
         max_settle: float = 3.0,
         retry: tuple[float, float] = (0.25, 1.0),
+        poll: float = 0.1,
     ) -> None:
-        """``settle``: the quiet spell awaited (at most ``max_settle``); ``retry``: first and
-        longest delay between attempts while the API server is unreachable."""
+        """``on_verified`` runs after each verification; ``behind``: whether the indexes
+        still lack objects it listed (see :class:`haproxy_ingress.verifier.Verification`);
+        ``on_confirmed``: at a confirmation that waited for them.
+
+        ``settle``: the quiet spell awaited (at most ``max_settle``); ``retry``: first and
+        longest delay between attempts while the API server is unreachable; ``poll``:
+        how often ``behind`` is asked meanwhile."""
         self._verify = verify
         self._on_verified = on_verified
+        self._behind = behind
+        self._on_confirmed = on_confirmed
+        self._poll = poll
         self._settle = settle
         self._max_settle = max_settle
         self._retry = retry
@@ -135,11 +147,21 @@ class WatchGaps:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._retry[1])
             self.verifications += 1
-            if not self._suspected.is_set():
-                self._confirmed = True
             logger.info(
                 "view verified after a watch gap: %d deleted objects dropped (%.2f s)",
                 gone,
                 time.monotonic() - started,
             )
             self._on_verified()
+            # The LIST may beat Kopf's watches back from the gap: a view missing
+            # what the LIST saw is not confirmed yet. ``behind`` turns false by
+            # itself when the wait is over (verifier.CATCH_UP).
+            waited = False
+            while self._behind() and not self._suspected.is_set():
+                waited = True
+                await asyncio.sleep(self._poll)
+            if not self._suspected.is_set():
+                self._confirmed = True
+                if waited:
+                    logger.info("the watches caught up with the verification: view confirmed")
+                    self._on_confirmed()  # what the unconfirmed view held back is applied

@@ -29,6 +29,7 @@ from haproxy_ingress.cluster import (
     SharedValues,
     StatusEchoes,
     WatchedKind,
+    indexed_labels,
     trim,
 )
 from haproxy_ingress.config import ControllerConfig
@@ -95,11 +96,6 @@ def _index_id(kind: WatchedKind) -> str:
     return f"{kind.field}_index"  # Kopf passes each index as the keyword argument of its id
 
 
-def _indexed(kind: WatchedKind, labels: kopf.Labels) -> bool:
-    """Whether an object enters its kind's index: a slice only when it names its Service."""
-    return kind.kind != "EndpointSlice" or bool(labels.get(SERVICE_NAME_LABEL))
-
-
 async def _changed(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
     if controller is not None:
@@ -126,7 +122,7 @@ def _register(kind: WatchedKind) -> None:
         if services is not None and services.holds(kind.kind):
             # A slice whose label changed or went left a Service, whose
             # servers change too: its own event names only the new one.
-            if _indexed(kind, labels):
+            if indexed_labels(kind, labels):
                 left = services.put(kind.kind, trim(body, memo.get(SHARED_VALUES)))
             else:
                 left = services.drop(kind.kind, body)
@@ -134,7 +130,7 @@ def _register(kind: WatchedKind) -> None:
             if left is not None and controller is not None:
                 controller.trigger_endpoints(*left)
             return None
-        if not _indexed(kind, labels):
+        if not indexed_labels(kind, labels):
             return None
         trimmed = trim(body, memo.get(SHARED_VALUES))
         echoes: StatusEchoes | None = memo.get(STATUS_ECHOES)

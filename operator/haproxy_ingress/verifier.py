@@ -4,56 +4,149 @@ After a watch gap (an API server restart, a resourceVersion too old) Kopf
 re-lists without emitting DELETED for what disappeared meanwhile, so the
 indexes can keep objects that no longer exist. A LIST of uids per watched
 kind (metadata only, paginated) tells which.
+
+The LIST may also come back before Kopf's own watches do (they retry on
+their own back-off): an object deleted and recreated under the same name
+during the gap is then gone from the API server while its successor is not
+in the indexes yet. Dropping the predecessor at once would unroute a host
+that was never meant to stop serving (a 404 until the watch is back), so
+:class:`Verification` keeps it until the successor is indexed, for
+:data:`CATCH_UP` seconds at most.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from kubernetes_asyncio import client
 
-from haproxy_ingress.cluster import WATCHED, WatchedKind
+from haproxy_ingress.cluster import WATCHED, ClusterView, WatchedKind, indexed_labels
 from haproxy_ingress.status import REQUEST_TIMEOUT
 
 logger = logging.getLogger(__name__)
 
 _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
+# Seconds a predecessor is kept for a successor the indexes lack: Kopf's
+# watches retry every 3 s at most (handlers.startup's error back-offs), so a
+# successor not indexed by then is not coming through the watch; after it the
+# plain rule (drop what is gone) applies.
+CATCH_UP = 10.0
 
-async def deleted(api: client.ApiClient, indexed: set[str]) -> set[str]:
-    """The uids in ``indexed`` that no watched kind's LIST returns."""
-    live: set[str] = set()
+
+class Identity(NamedTuple):
+    """What names an object across a delete and re-create (its uid does not)."""
+
+    kind: str
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What one verification found, and how long a recreated object is awaited."""
+
+    gone: frozenset[str] = frozenset()  # indexed uids no LIST returns
+    # A gone uid -> the uid now live under its kind, namespace and name, which
+    # the indexes did not hold yet: an object recreated during the gap.
+    successors: Mapping[str, str] = field(default_factory=dict)
+    until: float = 0.0  # time.monotonic() past which successors are no longer awaited
+
+    def awaiting(self, now: float) -> bool:
+        return bool(self.successors) and now <= self.until
+
+    def removed(self, present: Collection[str], now: float) -> frozenset[str]:
+        """The uids to leave out of a view holding ``present``: the gone ones, each
+        predecessor only once its successor is in (or no longer awaited)."""
+        if not self.awaiting(now):
+            return self.gone
+        return self.gone - {old for old, new in self.successors.items() if new not in present}
+
+    def behind(self, present: Collection[str], now: float) -> bool:
+        """Whether an awaited successor is still missing from ``present``."""
+        return self.awaiting(now) and any(new not in present for new in self.successors.values())
+
+
+def identities(view: ClusterView) -> dict[str, Identity]:
+    """Every object of the view by uid (the ConfigMap has its own watch)."""
+    result: dict[str, Identity] = {}
     for kind in WATCHED:
-        live |= await list_uids(api, kind)
-    gone = indexed - live
+        for obj in view.objects(kind):
+            meta = obj.get("metadata") or {}
+            uid = meta.get("uid")
+            if uid:
+                result[str(uid)] = Identity(
+                    kind.kind, str(meta.get("namespace") or ""), str(meta.get("name") or "")
+                )
+    return result
+
+
+def compare(
+    indexed: Mapping[str, Identity], live: Mapping[str, Identity], *, until: float
+) -> Verification:
+    """What the indexes hold that the API server does not, and what replaced it."""
+    gone = frozenset(indexed.keys() - live.keys())
+    if not gone:
+        return Verification()
+    newcomers = {identity: uid for uid, identity in live.items() if uid not in indexed}
+    successors = {old: newcomers[indexed[old]] for old in gone if indexed[old] in newcomers}
+    return Verification(gone, successors, until)
+
+
+async def verify(api: client.ApiClient, indexed: Mapping[str, Identity]) -> Verification:
+    """LIST every watched kind and compare it with the indexes' objects."""
+    live: dict[str, Identity] = {}
+    for kind in WATCHED:
+        live |= await list_identities(api, kind)
+    result = compare(indexed, live, until=time.monotonic() + CATCH_UP)
     logger.debug("index verified: %d indexed, %d live", len(indexed), len(live))
-    if gone:
+    if result.gone:
         logger.warning(
-            "%d indexed objects were deleted during a watch gap; dropping them", len(gone)
+            "%d indexed objects were deleted during a watch gap; dropping them%s",
+            len(result.gone),
+            f" ({len(result.successors)} once the objects recreated under their names are in)"
+            if result.successors
+            else "",
         )
-    return gone
+    return result
 
 
-async def list_uids(api: client.ApiClient, kind: WatchedKind) -> set[str]:
-    """The uids of every object of ``kind`` the API server has (paginated LIST)."""
-    query: list[tuple[str, object]] = [("limit", 500)]
-    if kind.field_selector:
-        query.append(("fieldSelector", kind.field_selector))
-    live: set[str] = set()
-    token: str | None = None
-    while True:
-        page = await api.call_api(
-            kind.list_path,
-            "GET",
-            query_params=[*query, ("continue", token)] if token else query,
-            # Only the metadata (uids), not whole objects: Secrets hold keys.
-            header_params={"Accept": f"{_METADATA_ONLY},application/json"},
-            response_types_map={200: "object"},
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-            _request_timeout=REQUEST_TIMEOUT,
-        )
-        live.update(str(item["metadata"]["uid"]) for item in page.get("items") or ())
-        token = (page.get("metadata") or {}).get("continue")
-        if not token:
-            return live
+async def list_identities(api: client.ApiClient, kind: WatchedKind) -> dict[str, Identity]:
+    """Every object of ``kind`` the API server has that the indexes would hold, by uid.
+
+    One paginated LIST per field selector of :attr:`WatchedKind.list_selectors`,
+    so that a live object missing from the indexes is one the watch has not
+    brought yet, never one it filters out.
+    """
+    live: dict[str, Identity] = {}
+    for selector in kind.list_selectors:
+        query: list[tuple[str, object]] = [("limit", 500)]
+        if selector:
+            query.append(("fieldSelector", selector))
+        token: str | None = None
+        while True:
+            page = await api.call_api(
+                kind.list_path,
+                "GET",
+                query_params=[*query, ("continue", token)] if token else query,
+                # Only the metadata (uids), not whole objects: Secrets hold keys.
+                header_params={"Accept": f"{_METADATA_ONLY},application/json"},
+                response_types_map={200: "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+            for item in page.get("items") or ():
+                meta = item.get("metadata") or {}
+                if indexed_labels(kind, meta.get("labels") or {}):
+                    live[str(meta["uid"])] = Identity(
+                        kind.kind, str(meta.get("namespace") or ""), str(meta.get("name") or "")
+                    )
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                break
+    return live

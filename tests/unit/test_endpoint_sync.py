@@ -19,6 +19,7 @@ from haproxy_ingress.controller import Controller
 from haproxy_ingress.model import TranslateOptions
 from haproxy_ingress.sync import Reconciler
 from haproxy_ingress.translate import translate
+from haproxy_ingress.verifier import Verification
 from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
 from tests.unit.test_sync_threads import StubApplier
 
@@ -93,7 +94,7 @@ async def test_objects_found_deleted_after_a_watch_gap_stay_out_of_the_services_
     controller = Controller(
         ControllerConfig(state_dir=tmp_path), cluster, service_view=cluster.indexed.of_services
     )
-    controller._deleted = {"web-1"}  # what verify_indexes finds
+    controller._verified = Verification(frozenset({"web-1"}))  # what verify_indexes finds
     part = controller.snapshot_of({("default", "web")})
     assert part is not None
     assert [s["metadata"]["name"] for s in part.services] == ["web"]

@@ -166,3 +166,44 @@ def test_a_re_list_long_after_the_initial_listing_is_a_gap(
     clock[0] += BURST + 1
     gaps.relisted("Ingress")  # a LIST of its own: Kopf could not resume the watch
     assert not gaps.confirmed
+
+
+async def test_the_view_is_confirmed_only_once_the_watches_caught_up_with_the_list() -> None:
+    """A LIST back before Kopf's watches saw a recreated object the indexes lack."""
+    verify, verified, confirmed = Verifier(), list[int](), list[int]()
+    behind = [True]
+    gaps = WatchGaps(
+        verify,
+        lambda: verified.append(1),
+        behind=lambda: behind[0],
+        on_confirmed=lambda: confirmed.append(1),
+        settle=0.01,
+        poll=0.01,
+    )
+    task = asyncio.create_task(gaps.run())
+    try:
+        gaps.suspect("ConfigMap watch interrupted")
+        await _until(lambda: verify.ok == 1)
+        await asyncio.sleep(0.1)
+        # Verified (what is gone is dropped), not confirmed: no server gains traffic yet.
+        assert len(verified) == 1 and not gaps.confirmed and confirmed == []
+        behind[0] = False  # the successor is indexed
+        await _until(lambda: gaps.confirmed)
+        assert (verify.calls, len(verified), len(confirmed)) == (1, 1, 1)
+    finally:
+        task.cancel()
+
+
+async def test_a_gap_while_awaiting_the_watches_needs_another_verification() -> None:
+    verify, behind = Verifier(), [True]
+    gaps = WatchGaps(verify, lambda: None, behind=lambda: behind[0], settle=0.01, poll=0.01)
+    task = asyncio.create_task(gaps.run())
+    try:
+        gaps.suspect("first")
+        await _until(lambda: verify.ok == 1)
+        gaps.suspect("Ingress re-listed")
+        behind[0] = False
+        await _until(lambda: verify.ok == 2)
+        await _until(lambda: gaps.confirmed)
+    finally:
+        task.cancel()
