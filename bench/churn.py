@@ -542,17 +542,7 @@ class Load:
                 "--out",
                 str(out),
             ]
-            process = subprocess.Popen(
-                command,
-                cwd=REPO_ROOT,
-                stdout=subprocess.PIPE,
-                # Its own session: with autogroup scheduling, in ours it took
-                # the monitor's CPU share (~0.3 CPU each at 2000 req/s), and
-                # the 4 ms polls that stop the convergence clock had gaps up
-                # to 45-70 ms during scale-down (README, issue 13).
-                start_new_session=True,
-                preexec_fn=localcluster._die_with_parent,  # noqa: PLW1509
-            )
+            process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE)
             self.processes.append(process)
         for process in self.processes:
             line = process.stdout.readline() if process.stdout else b""
