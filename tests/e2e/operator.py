@@ -22,7 +22,14 @@ from typing import Any
 import yaml
 
 from tests.backends import free_port
-from tests.e2e.conftest import REPO_ROOT, Kube, pod_manifest, set_pod_status, wait_for
+from tests.e2e.conftest import (
+    REPO_ROOT,
+    Kube,
+    localcluster,
+    pod_manifest,
+    set_pod_status,
+    wait_for,
+)
 
 sys.path.insert(0, str(REPO_ROOT / "hack"))
 from podnet import Pod, PodNetwork
@@ -185,7 +192,19 @@ def start_controller(
             command += [f"--{key}", value]
         command += extra
     process = subprocess.Popen(
-        command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=workdir
+        command,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+        # Its own session, as HAProxy, the pods and the control plane have
+        # theirs: with the kernel's autogroup scheduling (on by default) CPU
+        # is shared between sessions, and in the harness's session the
+        # controller shared one share with the churn benchmark's load
+        # generator and monitor (bench/README.md, issue 13). A cluster gives
+        # its container a cgroup of its own. It still goes down with the harness.
+        start_new_session=True,
+        preexec_fn=localcluster._die_with_parent,  # noqa: PLW1509
     )
     controller = RunningController(
         process, workdir / "haproxy", http_port, metrics_port, log, health_port
