@@ -9,14 +9,16 @@ from freshly written files always converges.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import ipaddress
 import logging
 import os
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from haproxy_ingress.haproxy import commands, limits
 from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError, parse_servers_state
 from haproxy_ingress.haproxy.config import (
     ALPN,
+    CONFIG_MODE,
     FREE_SLOT_ENDPOINT,
     Rendered,
     RenderOptions,
@@ -40,6 +43,8 @@ from haproxy_ingress.haproxy.config import (
     map_path,
     pool_server_options,
     render,
+    render_config,
+    render_files,
     server_id,
     server_options,
     upstream_ca_path,
@@ -117,6 +122,11 @@ class Applier:
         self._writer: asyncio.Task[None] | None = None
         self._write_error: OSError | None = None
         self._write_now = asyncio.Event()  # flush(): no more waiting for a quiet moment
+        # Held by the writer while it writes, and by writer_paused's blocks.
+        self._writing = asyncio.Lock()
+        # Set while a block of writer_paused waits or runs: the write under way gives up.
+        self._stop = threading.Event()
+        self._abandoned = False  # the last write was given up (see _write_unwritten)
         # crt-list lines the last passing `haproxy -c` loaded (see _check).
         self._loaded_lines: frozenset[bytes] = frozenset()
 
@@ -346,7 +356,8 @@ class Applier:
         candidate = self._options.paths.config.with_suffix(".cfg.next")
 
         def write() -> None:
-            self._write(rendered, config=False)
+            for file in rendered.files:
+                atomic_write(file.path, file.content, mode=file.mode)
             atomic_write(candidate, rendered.config.content, mode=rendered.config.mode)
 
         await asyncio.to_thread(write)
@@ -367,11 +378,31 @@ class Applier:
         await asyncio.to_thread(self._finish, target)
         return len(operations)
 
-    def _finish(self, target: AppliedState) -> None:
+    def _finish(self, target: AppliedState, stop: threading.Event | None = None) -> None:
         # Keys of Secrets no longer served must not stay on disk.
         self._remove_stale_certificates(target)
         with cyclic_gc_paused():
-            atomic_write_chunks(self._state_path, state.chunks(target), mode=0o600)
+            atomic_write_chunks(self._state_path, _unless(stop, state.chunks(target)), mode=0o600)
+
+    def _persist(self, target: AppliedState, stop: threading.Event) -> None:
+        """The background writer's work, in a worker thread: ``target``'s files, then its state.
+
+        haproxy.cfg streams from the template to its file, never whole in
+        memory (config.render_config). Once ``stop`` is set the write gives
+        up (:class:`_Abandoned`) at its next file or piece (see
+        writer_paused), as a crash half-way would leave it: some files newer
+        than the state, which is written last, and all of them behind
+        HAProxy. A restarted controller adopts the older state and re-asserts
+        it, or, if haproxy.cfg is not the one the state renders, reloads.
+        """
+        with cyclic_gc_paused():
+            for file in render_files(target, self._options):
+                if stop.is_set():
+                    raise _Abandoned
+                atomic_write(file.path, file.content, mode=file.mode)
+            config = render_config(target, self._options, self._templates)
+            atomic_write_chunks(self._options.paths.config, _unless(stop, config), mode=CONFIG_MODE)
+        self._finish(target, stop)
 
     def _persist_later(self, target: AppliedState) -> None:
         """Write ``target``'s files and state soon, off the event loop.
@@ -414,25 +445,49 @@ class Applier:
     async def _write_unwritten(self) -> None:
         while self._unwritten is not None:
             await self._quiet_moment()
-            target = self._unwritten
-            if target is None:
-                return
-
-            def persist(target: AppliedState = target) -> None:
-                self._write(self._render(target), config=True)
-                self._finish(target)
-
-            try:
-                await asyncio.to_thread(persist)
-            except OSError as error:
-                # Kept for the next attempt: the next runtime apply, flush or
-                # reload (which renders everything anyway) tries again.
-                self._write_error = error
-                logger.error("could not write HAProxy's files for the applied state: %s", error)
-                return
+            async with self._writing:
+                target = self._unwritten
+                if target is None:
+                    return
+                # Once in a row at most, so that a steady run of full syncs
+                # cannot hold the files back for ever: the next write finishes.
+                stop = self._stop if not self._abandoned else threading.Event()
+                try:
+                    await asyncio.to_thread(self._persist, target, stop)
+                except _Abandoned:
+                    self._abandoned = True
+                    continue
+                except OSError as error:
+                    # Kept for the next attempt: the next runtime apply, flush or
+                    # reload (which renders everything anyway) tries again.
+                    self._write_error = error
+                    logger.error("could not write HAProxy's files for the applied state: %s", error)
+                    return
+            self._abandoned = False
             self._write_error = None
             if self._unwritten is target:
                 self._unwritten = None
+
+    @contextlib.asynccontextmanager
+    async def writer_paused(self) -> AsyncIterator[None]:
+        """No background write runs in the block; one under way gives up at its next piece.
+
+        For a full sync's translation and plan. The writer renders and
+        encodes the whole cluster (haproxy.cfg, the state) of the last
+        runtime-only apply; done at the same time as a translation and plan
+        of the next view, two generations of the biggest objects lived at
+        once, and that made the controller's high-water mark at 10k Ingresses
+        (bench/README.md, controller memory). The write is worth nothing
+        then: once the sync applies, the files of its target are due instead.
+        A write that was given up is not given up for the next pause (see
+        _write_unwritten): it finishes, and the block waits for it.
+        """
+        self._stop.set()
+        try:
+            async with self._writing:
+                yield
+        finally:
+            self._stop.clear()
 
     async def flush(self) -> None:
         """Write the files of every runtime-only apply now; raises OSError if they cannot be."""
@@ -446,12 +501,6 @@ class Applier:
                 self._write_now.clear()
         if self._unwritten is not None and self._write_error is not None:
             raise self._write_error
-
-    def _write(self, rendered: Rendered, *, config: bool) -> None:
-        for file in rendered.files:
-            atomic_write(file.path, file.content, mode=file.mode)
-        if config:
-            atomic_write(rendered.config.path, rendered.config.content, mode=rendered.config.mode)
 
     def _remove_stale_certificates(self, target: AppliedState) -> None:
         paths = self._options.paths
@@ -593,6 +642,18 @@ def crt_list_keys(
         else:
             keys[line] = digest.digest()
     return keys
+
+
+class _Abandoned(Exception):
+    """A background write gave up for a full sync (Applier.writer_paused)."""
+
+
+def _unless(stop: threading.Event | None, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``chunks``, raising _Abandoned before the next one once ``stop`` is set."""
+    for chunk in chunks:
+        if stop is not None and stop.is_set():
+            raise _Abandoned
+        yield chunk
 
 
 @dataclass(frozen=True)
