@@ -28,6 +28,7 @@ from haproxy_ingress.haproxy import commands, limits
 from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError, parse_servers_state
 from haproxy_ingress.haproxy.config import (
     ALPN,
+    CONFIG_CHUNK,
     CONFIG_MODE,
     FREE_SLOT_ENDPOINT,
     Rendered,
@@ -157,7 +158,7 @@ class Applier:
             self.applied = plan.target
             self._persist_later(plan.target)
             return ApplyResult(False, (), len(plan.operations), False, time.monotonic() - started)
-        done = await self._reload(plan.target, plan.reload_reasons)
+        done = await self._reload(plan.target, plan.reload_reasons, plan.operations)
         return ApplyResult(True, plan.reload_reasons, done, False, time.monotonic() - started)
 
     async def adopt(self) -> bool:
@@ -312,10 +313,12 @@ class Applier:
             crt_list = paths.crt_list.with_name("crt-list.check.txt")
             checked = config.with_name(config.name + ".check")
             live_bind = f" crt-list {paths.crt_list} ".encode()
-            content = rendered.config.content.replace(live_bind, f" crt-list {crt_list} ".encode())
+            content = _replaced(
+                rendered.config.content, live_bind, f" crt-list {crt_list} ".encode()
+            )
             try:
-                for path, data in ((crt_list, "".join(fresh).encode()), (checked, content)):
-                    atomic_write(path, data, mode=0o600, durable=False)
+                atomic_write(crt_list, "".join(fresh).encode(), mode=0o600, durable=False)
+                atomic_write_chunks(checked, content, mode=0o600, durable=False)
                 await check_config(checked, binary=self._binary)
             except ConfigCheckError as error:
                 alerts = error.output.replace(str(checked), str(config))
@@ -341,17 +344,48 @@ class Applier:
     def _state_path(self) -> Path:
         return self._options.paths.base / "applied.json"
 
-    async def _reload(self, target: AppliedState, reasons: Sequence[str]) -> int:
+    async def _reload(
+        self,
+        target: AppliedState,
+        reasons: Sequence[str],
+        planned: Sequence[Operation] | None = None,
+    ) -> int:
         """The one way to a reload: render, check once, swap in, reload, set every slot.
 
-        Returns how many runtime operations followed the reload.
+        ``planned``: a reload plan's operations, which set every slot of its
+        target (Plan.operations), used instead of a second such list (one
+        operation per slot: 50,000 at 10k Ingresses) if the target needs no
+        declaring. Returns how many runtime operations followed the reload.
         """
         # A runtime apply's fallback brings slots added at run time: a reload
         # declares them (plan.declared; a planned reload's target already does).
-        target = declared(target)
+        declared_target = declared(target)
+        if declared_target is not target:
+            target, planned = declared_target, None
         # Files written in the background for an earlier target must not land
         # over this one's.
         await self.flush()
+        await self._swap_in(target)
+        logger.debug("reloading HAProxy: %s", "; ".join(reasons))
+        if not self._process.running and await self._process.adopt() is None:
+            await self._process.start()
+        else:
+            # A running master (ours, or one a previous controller left) loads
+            # the new files; clients keep their connections, and the slots the
+            # new configuration agrees with keep their runtime state.
+            await self._process.reload(enabled_servers(target))
+        operations = planned if planned is not None else plan_full_sync(target)
+        await self._execute(operations, target)
+        self.applied = target
+        await asyncio.to_thread(self._finish, target)
+        return len(operations)
+
+    async def _swap_in(self, target: AppliedState) -> None:
+        """Render ``target``, write its files, check haproxy.cfg, and put it in place.
+
+        A method of its own so that the rendered files (haproxy.cfg is ~11 MB
+        at 10k Ingresses) are freed before the reload's slot commands are built.
+        """
         rendered = await asyncio.to_thread(self._render, target)
         candidate = self._options.paths.config.with_suffix(".cfg.next")
 
@@ -364,19 +398,6 @@ class Applier:
         self._check_limits(target)
         await self._check(dataclasses.replace(rendered, config=rendered.config.moved(candidate)))
         candidate.replace(self._options.paths.config)
-        logger.debug("reloading HAProxy: %s", "; ".join(reasons))
-        if not self._process.running and await self._process.adopt() is None:
-            await self._process.start()
-        else:
-            # A running master (ours, or one a previous controller left) loads
-            # the new files; clients keep their connections, and the slots the
-            # new configuration agrees with keep their runtime state.
-            await self._process.reload(enabled_servers(target))
-        operations = plan_full_sync(target)
-        await self._execute(operations, target)
-        self.applied = target
-        await asyncio.to_thread(self._finish, target)
-        return len(operations)
 
     def _finish(self, target: AppliedState, stop: threading.Event | None = None) -> None:
         # Keys of Secrets no longer served must not stay on disk.
@@ -619,7 +640,9 @@ def crt_list_keys(
 
     files = {str(file.path): file.content for file in rendered.files}
     config = rendered.config.content
-    context = [config.partition(b"\ndefaults")[0].decode()]
+    # The global section, sliced off (a partition would copy the rest too).
+    defaults = config.find(b"\ndefaults")
+    context = [(config if defaults == -1 else config[:defaults]).decode()]
     # The lines naming the crt-list, found in place: the whole configuration
     # decoded and split into lines was ~15 MiB of the controller's peak at 10k.
     needle = f" crt-list {paths.crt_list} ".encode()
@@ -642,6 +665,29 @@ def crt_list_keys(
         else:
             keys[line] = digest.digest()
     return keys
+
+
+def _replaced(content: bytes, old: bytes, new: bytes) -> Iterator[bytes]:
+    """``content.replace(old, new)`` in pieces of at most CONFIG_CHUNK bytes.
+
+    For the configuration ``haproxy -c`` checks (Applier._check): replaced
+    whole, it was a second copy of haproxy.cfg (~11 MB at 10k Ingresses)
+    beside the rendered one.
+    """
+    view = memoryview(content)
+
+    def pieces(start: int, end: int) -> Iterator[bytes]:
+        for begin in range(start, end, CONFIG_CHUNK):
+            yield bytes(view[begin : min(begin + CONFIG_CHUNK, end)])
+
+    position = 0
+    found = content.find(old)
+    while found != -1:
+        yield from pieces(position, found)
+        yield new
+        position = found + len(old)
+        found = content.find(old, position)
+    yield from pieces(position, len(content))
 
 
 class _Abandoned(Exception):
