@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from haproxy_ingress import state
 from haproxy_ingress.gcpause import cyclic_gc_paused
@@ -31,7 +32,7 @@ from haproxy_ingress.haproxy.config import (
     CONFIG_CHUNK,
     CONFIG_MODE,
     FREE_SLOT_ENDPOINT,
-    Rendered,
+    RenderedFile,
     RenderOptions,
     address_list_path,
     certificate_path,
@@ -43,7 +44,6 @@ from haproxy_ingress.haproxy.config import (
     environment,
     map_path,
     pool_server_options,
-    render,
     render_config,
     render_files,
     server_id,
@@ -178,7 +178,7 @@ class Applier:
             running = paths.config.read_bytes()
         except OSError:
             saved = None
-        if saved is None or self._render(saved).config.content != running:
+        if saved is None or self._config_of(saved) != running:
             logger.info("adopted a running HAProxy with unknown state; the next sync reloads")
             return True
         await self._execute(
@@ -260,16 +260,19 @@ class Applier:
             paths = _ScratchPaths(Path(scratch), live=live)
             paths.ensure()
             default_certificate_path(paths).symlink_to(default_certificate_path(live))
-            rendered = render(
-                target, dataclasses.replace(self._options, paths=paths), self._templates
-            )
-            for file in rendered.all:
+            options = dataclasses.replace(self._options, paths=paths)
+            files = render_files(target, options)
+            config = render_config(target, options, self._templates)
+            for path, pieces, mode in (
+                *((file.path, (file.content,), file.mode) for file in files),
+                (paths.config, config, CONFIG_MODE),
+            ):
                 # Private directory, thrown away: no atomic rename, no fsync.
-                descriptor = os.open(file.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file.mode)
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
                 with os.fdopen(descriptor, "wb") as output:
-                    output.write(file.content)
+                    output.writelines(pieces)
             try:
-                await self._check(rendered, paths)
+                await self._check(paths.config, files, paths)
             except ConfigCheckError as error:
                 alerts = error.output.replace(f"{scratch}/", "")
                 raise ConfigCheckError("haproxy -c rejected a candidate", alerts) from None
@@ -287,8 +290,11 @@ class Applier:
         binds = len(self._options.http_binds) + len(self._options.https_binds)
         return binds + 2 + int(passthrough)
 
-    async def _check(self, rendered: Rendered, paths: HAProxyPaths | None = None) -> None:
-        """``haproxy -c`` of ``rendered``, written out, less the certificates it loaded last time.
+    async def _check(
+        self, config: Path, files: Sequence[RenderedFile], paths: HAProxyPaths | None = None
+    ) -> None:
+        """``haproxy -c`` of ``config`` and ``files``, written out, less the certificates
+        it loaded last time.
 
         Loading a crt-list line costs HAProxy 2.6 (OpenSSL 3.0: a key decoder
         set up for the key, the certificate's public key and DH parameters,
@@ -300,12 +306,11 @@ class Applier:
         crt-list this check reads. The reload itself loads every line; one
         that failed there anyway would leave the old worker serving
         (ReloadError). The alerts name the checked configuration's lines as
-        ``rendered.config``'s (same numbering); a crt-list alert names the
-        checked crt-list.
+        ``config``'s (same numbering); a crt-list alert names the checked
+        crt-list.
         """
         paths = paths or self._options.paths
-        keys = crt_list_keys(rendered, paths, live=self._options.paths)
-        config = rendered.config.path
+        keys = crt_list_keys(config, files, paths, live=self._options.paths)
         fresh = [line for line, key in keys.items() if key is None or key not in self._loaded_lines]
         if len(fresh) == len(keys):
             await check_config(config, binary=self._binary)
@@ -313,12 +318,12 @@ class Applier:
             crt_list = paths.crt_list.with_name("crt-list.check.txt")
             checked = config.with_name(config.name + ".check")
             live_bind = f" crt-list {paths.crt_list} ".encode()
-            content = _replaced(
-                rendered.config.content, live_bind, f" crt-list {crt_list} ".encode()
-            )
+            check_bind = f" crt-list {crt_list} ".encode()
             try:
                 atomic_write(crt_list, "".join(fresh).encode(), mode=0o600, durable=False)
-                atomic_write_chunks(checked, content, mode=0o600, durable=False)
+                with config.open("rb") as source:
+                    content = _replaced(source, live_bind, check_bind)
+                    atomic_write_chunks(checked, content, mode=0o600, durable=False)
                 await check_config(checked, binary=self._binary)
             except ConfigCheckError as error:
                 alerts = error.output.replace(str(checked), str(config))
@@ -335,10 +340,10 @@ class Applier:
         if alert is not None:
             raise ConfigCheckError("HAProxy could not start this configuration", alert)
 
-    def _render(self, target: AppliedState) -> Rendered:
-        # Rendering and serialising a big cluster run in worker threads: see gcpause.
-        with cyclic_gc_paused():
-            return render(target, self._options, self._templates)
+    def _config_of(self, target: AppliedState) -> bytes:
+        """``target``'s haproxy.cfg, whole: only adoption compares it, before any sync."""
+        with cyclic_gc_paused():  # a big cluster: see gcpause
+            return b"".join(render_config(target, self._options, self._templates))
 
     @property
     def _state_path(self) -> Path:
@@ -383,20 +388,27 @@ class Applier:
     async def _swap_in(self, target: AppliedState) -> None:
         """Render ``target``, write its files, check haproxy.cfg, and put it in place.
 
-        A method of its own so that the rendered files (haproxy.cfg is ~11 MB
-        at 10k Ingresses) are freed before the reload's slot commands are built.
+        haproxy.cfg (~11 MB at 10k Ingresses) streams from the template to
+        its file, and the check reads it back from there: held whole, with
+        the other rendered files it was ~23 MiB of a 10k first sync's peak.
+        A method of its own so that the other files are freed before the
+        reload's slot commands are built.
         """
-        rendered = await asyncio.to_thread(self._render, target)
         candidate = self._options.paths.config.with_suffix(".cfg.next")
 
-        def write() -> None:
-            for file in rendered.files:
-                atomic_write(file.path, file.content, mode=file.mode)
-            atomic_write(candidate, rendered.config.content, mode=rendered.config.mode)
+        def write() -> tuple[RenderedFile, ...]:
+            # Rendering a big cluster runs in a worker thread: see gcpause.
+            with cyclic_gc_paused():
+                files = render_files(target, self._options)
+                for file in files:
+                    atomic_write(file.path, file.content, mode=file.mode)
+                config = render_config(target, self._options, self._templates)
+                atomic_write_chunks(candidate, config, mode=CONFIG_MODE)
+            return files
 
-        await asyncio.to_thread(write)
+        files = await asyncio.to_thread(write)
         self._check_limits(target)
-        await self._check(dataclasses.replace(rendered, config=rendered.config.moved(candidate)))
+        await self._check(candidate, files)
         candidate.replace(self._options.paths.config)
 
     def _finish(self, target: AppliedState, stop: threading.Event | None = None) -> None:
@@ -618,17 +630,18 @@ class Applier:
 
 
 def crt_list_keys(
-    rendered: Rendered, paths: HAProxyPaths, *, live: HAProxyPaths
+    config: Path, files: Iterable[RenderedFile], paths: HAProxyPaths, *, live: HAProxyPaths
 ) -> dict[str, bytes | None]:
-    """Each line of ``rendered``'s crt-list (newline kept) → what loading it depends on.
+    """Each line of the crt-list among ``files`` (newline kept) → what loading it depends on.
 
-    That is one digest of the line, the content of every rendered file it
-    names, and what every line is loaded under: the global section (crt-base,
-    ssl-default-bind-*, tune.ssl.*) and the binds that read the crt-list.
-    Paths count relative to ``paths.base`` and ``live.base`` (a check in a
-    scratch directory keeps the live sockets), so a scratch check and the
-    live files agree. A line naming a file that is not rendered (the default
-    certificate, written once at start) has no key: always checked.
+    That is one digest of the line, the content of every file it names,
+    and what every line is loaded under: the global section of ``config``
+    (crt-base, ssl-default-bind-*, tune.ssl.*) and its binds that read the
+    crt-list. Paths count relative to ``paths.base`` and ``live.base`` (a
+    check in a scratch directory keeps the live sockets), so a scratch check
+    and the live files agree. A line naming a file that is not among
+    ``files`` (the default certificate, written once at start) has no key:
+    always checked.
     """
     # The scratch directory lies inside the live one: the longer first.
     bases = sorted({f"{paths.base}/", f"{live.base}/"}, key=len, reverse=True)
@@ -638,56 +651,41 @@ def crt_list_keys(
             text = text.replace(base, "")
         return text.encode()
 
-    files = {str(file.path): file.content for file in rendered.files}
-    config = rendered.config.content
-    # The global section, sliced off (a partition would copy the rest too).
-    defaults = config.find(b"\ndefaults")
-    context = [(config if defaults == -1 else config[:defaults]).decode()]
-    # The lines naming the crt-list, found in place: the whole configuration
-    # decoded and split into lines was ~15 MiB of the controller's peak at 10k.
+    contents = {str(file.path): file.content for file in files}
+    # The global section and the binds naming the crt-list, read line by
+    # line: haproxy.cfg (~11 MB at 10k Ingresses) is never whole in memory.
     needle = f" crt-list {paths.crt_list} ".encode()
-    found = config.find(needle)
-    while found != -1:
-        end = config.find(b"\n", found)
-        end = len(config) if end == -1 else end
-        context.append(config[config.rfind(b"\n", 0, found) + 1 : end].decode())
-        found = config.find(needle, end)
-    shared = hashlib.sha256(relative("\n".join(context))).digest()
+    context: list[bytes] = []
+    in_global = True
+    with config.open("rb") as lines:
+        for text in lines:
+            in_global = in_global and not text.startswith(b"defaults")
+            if in_global or needle in text:
+                context.append(text)
+    shared = hashlib.sha256(relative(b"".join(context).decode())).digest()
     keys: dict[str, bytes | None] = {}
-    for line in files.get(str(paths.crt_list), b"").decode().splitlines(keepends=True):
+    for line in contents.get(str(paths.crt_list), b"").decode().splitlines(keepends=True):
         digest = hashlib.sha256(shared + relative(line))
         for word in line.replace("[", " ").replace("]", " ").split():
             if word.startswith("/"):
-                if word not in files:
+                if word not in contents:
                     keys[line] = None
                     break
-                digest.update(hashlib.sha256(files[word]).digest())
+                digest.update(hashlib.sha256(contents[word]).digest())
         else:
             keys[line] = digest.digest()
     return keys
 
 
-def _replaced(content: bytes, old: bytes, new: bytes) -> Iterator[bytes]:
-    """``content.replace(old, new)`` in pieces of at most CONFIG_CHUNK bytes.
+def _replaced(source: BinaryIO, old: bytes, new: bytes) -> Iterator[bytes]:
+    """``source``'s content with ``old`` replaced by ``new``, in pieces of whole lines.
 
     For the configuration ``haproxy -c`` checks (Applier._check): replaced
-    whole, it was a second copy of haproxy.cfg (~11 MB at 10k Ingresses)
-    beside the rendered one.
+    whole, it was a second copy of haproxy.cfg (~11 MB at 10k Ingresses).
+    ``old`` must not span lines (a bind's crt-list path does not).
     """
-    view = memoryview(content)
-
-    def pieces(start: int, end: int) -> Iterator[bytes]:
-        for begin in range(start, end, CONFIG_CHUNK):
-            yield bytes(view[begin : min(begin + CONFIG_CHUNK, end)])
-
-    position = 0
-    found = content.find(old)
-    while found != -1:
-        yield from pieces(position, found)
-        yield new
-        position = found + len(old)
-        found = content.find(old, position)
-    yield from pieces(position, len(content))
+    while lines := source.readlines(CONFIG_CHUNK):
+        yield b"".join(lines).replace(old, new)
 
 
 class _Abandoned(Exception):

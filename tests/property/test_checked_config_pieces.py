@@ -1,12 +1,14 @@
 """The configuration ``haproxy -c`` checks, written in pieces (apply._replaced).
 
-It is haproxy.cfg with the crt-list path of its binds replaced: in pieces of
-at most CONFIG_CHUNK bytes, never a second whole copy of an ~11 MB file. The
-pieces must join to what one ``bytes.replace`` gives, wherever the path falls
-against the pieces' edges.
+It is haproxy.cfg, read back from its file, with the crt-list path of its
+binds replaced: in pieces of whole lines, never a second whole copy of an
+~11 MB file. The pieces must join to what one ``bytes.replace`` gives,
+wherever the path and the line ends fall against the pieces' edges.
 """
 
 from __future__ import annotations
+
+import io
 
 import pytest
 from hypothesis import given
@@ -16,16 +18,23 @@ from haproxy_ingress import apply
 
 OLD = b" crt-list /h/crt-list.txt "
 NEW = b" crt-list /h/crt-list.check.txt "
+# Text without line ends, and a line of it with the path inside.
+TEXT = st.binary(max_size=30).map(lambda b: b.replace(b"\n", b""))
+LINE = st.one_of(TEXT, st.tuples(TEXT, TEXT).map(OLD.join))
 
 
 @given(
-    parts=st.lists(st.binary(max_size=40), min_size=1, max_size=8),
-    chunk=st.integers(min_value=1, max_value=50),
+    lines=st.lists(LINE, min_size=1, max_size=12),
+    last_newline=st.booleans(),
+    chunk=st.integers(min_value=1, max_value=80),
 )
-def test_pieces_join_to_the_whole_replacement(parts: list[bytes], chunk: int) -> None:
-    content = OLD.join(parts)  # the path between any two parts, or nowhere
+def test_pieces_join_to_the_whole_replacement(
+    lines: list[bytes], last_newline: bool, chunk: int
+) -> None:
+    content = b"\n".join(lines) + (b"\n" if last_newline else b"")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(apply, "CONFIG_CHUNK", chunk)
-        pieces = list(apply._replaced(content, OLD, NEW))
+        pieces = list(apply._replaced(io.BytesIO(content), OLD, NEW))
     assert b"".join(pieces) == content.replace(OLD, NEW)
-    assert all(len(piece) <= max(chunk, len(NEW)) for piece in pieces)
+    longest = max(len(line) for line in lines) + len(NEW)
+    assert all(len(piece) <= chunk + longest + 1 for piece in pieces)

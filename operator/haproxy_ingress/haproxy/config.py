@@ -82,9 +82,6 @@ class RenderedFile:
     content: bytes
     mode: int = 0o644
 
-    def moved(self, path: Path) -> RenderedFile:
-        return RenderedFile(path, self.content, self.mode)
-
 
 @dataclass(frozen=True)
 class Rendered:
