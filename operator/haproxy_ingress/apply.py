@@ -29,7 +29,6 @@ from haproxy_ingress.haproxy import commands, limits
 from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError, parse_servers_state
 from haproxy_ingress.haproxy.config import (
     ALPN,
-    CONFIG_CHUNK,
     CONFIG_MODE,
     FREE_SLOT_ENDPOINT,
     RenderedFile,
@@ -89,6 +88,9 @@ WRITE_MAX_DELAY = 10.0
 # held at once were ~17 MiB of the controller's peak. Each chunk is checked
 # whole before it is sent, as RuntimeClient.execute does.
 EXECUTE_CHUNK = 4096
+# The configuration `haproxy -c` checks is written in pieces of whole lines of
+# about this many bytes (see _replaced).
+CHECKED_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -684,7 +686,7 @@ def _replaced(source: BinaryIO, old: bytes, new: bytes) -> Iterator[bytes]:
     whole, it was a second copy of haproxy.cfg (~11 MB at 10k Ingresses).
     ``old`` must not span lines (a bind's crt-list path does not).
     """
-    while lines := source.readlines(CONFIG_CHUNK):
+    while lines := source.readlines(CHECKED_CHUNK):
         yield b"".join(lines).replace(old, new)
 
 

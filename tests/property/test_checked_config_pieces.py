@@ -33,7 +33,7 @@ def test_pieces_join_to_the_whole_replacement(
 ) -> None:
     content = b"\n".join(lines) + (b"\n" if last_newline else b"")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(apply, "CONFIG_CHUNK", chunk)
+        patch.setattr(apply, "CHECKED_CHUNK", chunk)
         pieces = list(apply._replaced(io.BytesIO(content), OLD, NEW))
     assert b"".join(pieces) == content.replace(OLD, NEW)
     longest = max(len(line) for line in lines) + len(NEW)

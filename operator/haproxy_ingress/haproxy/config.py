@@ -9,6 +9,7 @@ translate, and this is the second lock on the same door.
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,10 +46,11 @@ FREE_SLOT_ADDRESS = "{}:{}".format(*FREE_SLOT_ENDPOINT)
 ALPN = "h2,http/1.1"
 # The statuses HAProxy's redirect can answer with.
 REDIRECT_CODES = (301, 302, 303, 307, 308)
-# haproxy.cfg is rendered and written in pieces of about this many characters
-# (render_config): big enough that the per-write cost vanishes, small beside the
-# ~11 MB of a 10k-Ingress configuration.
-CONFIG_CHUNK = 1 << 16
+# haproxy.cfg is rendered and written in pieces of this many template outputs
+# (render_config): ~70 KB, small beside the ~11 MB of a 10k-Ingress
+# configuration. Counted in outputs, not bytes: a Python step per output (there
+# are over a million) made the render ~20% slower.
+CONFIG_PIECES = 8192
 # haproxy.cfg holds the userlists' password hashes: private like the keys.
 CONFIG_MODE = 0o600
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:/@*\[\]%,=~!$&'()+-]+")
@@ -430,7 +432,7 @@ def render(
 def render_config(
     target: AppliedState, options: RenderOptions, env: jinja2.Environment | None = None
 ) -> Iterator[bytes]:
-    """``target``'s haproxy.cfg, encoded, in pieces of about CONFIG_CHUNK bytes.
+    """``target``'s haproxy.cfg, encoded, in pieces of CONFIG_PIECES template outputs.
 
     The template is rendered as it is read, and each backend's view is made
     only when the template reaches it. At 10k Ingresses haproxy.cfg is ~11
@@ -512,16 +514,8 @@ def render_config(
             for b in structure.passthrough
         ),
     )
-    chunk: list[str] = []
-    size = 0
-    for piece in pieces:
-        chunk.append(piece)
-        size += len(piece)
-        if size >= CONFIG_CHUNK:
-            yield "".join(chunk).encode("utf-8")
-            chunk, size = [], 0
-    if chunk:
-        yield "".join(chunk).encode("utf-8")
+    while batch := list(itertools.islice(pieces, CONFIG_PIECES)):
+        yield "".join(batch).encode("utf-8")
 
 
 def render_files(target: AppliedState, options: RenderOptions) -> tuple[RenderedFile, ...]:
