@@ -176,7 +176,7 @@ async def run(args: argparse.Namespace) -> None:
     applier = controller.applier
     applier._client = SilentRuntime()  # type: ignore[assignment]
 
-    async def reloaded(target: AppliedState, reasons: Any) -> int:
+    async def reloaded(target: AppliedState, *_: Any) -> int:  # reasons, planned operations
         applier.applied = target
         return 0
 

@@ -9,16 +9,19 @@ from freshly written files always converges.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import ipaddress
 import logging
 import os
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from haproxy_ingress import state
 from haproxy_ingress.gcpause import cyclic_gc_paused
@@ -26,8 +29,9 @@ from haproxy_ingress.haproxy import commands, limits
 from haproxy_ingress.haproxy.commands import Command, RuntimeCommandError, parse_servers_state
 from haproxy_ingress.haproxy.config import (
     ALPN,
+    CONFIG_MODE,
     FREE_SLOT_ENDPOINT,
-    Rendered,
+    RenderedFile,
     RenderOptions,
     address_list_path,
     certificate_path,
@@ -39,7 +43,8 @@ from haproxy_ingress.haproxy.config import (
     environment,
     map_path,
     pool_server_options,
-    render,
+    render_config,
+    render_files,
     server_id,
     server_options,
     upstream_ca_path,
@@ -83,6 +88,9 @@ WRITE_MAX_DELAY = 10.0
 # held at once were ~17 MiB of the controller's peak. Each chunk is checked
 # whole before it is sent, as RuntimeClient.execute does.
 EXECUTE_CHUNK = 4096
+# The configuration `haproxy -c` checks is written in pieces of whole lines of
+# about this many bytes (see _replaced).
+CHECKED_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,11 @@ class Applier:
         self._writer: asyncio.Task[None] | None = None
         self._write_error: OSError | None = None
         self._write_now = asyncio.Event()  # flush(): no more waiting for a quiet moment
+        # Held by the writer while it writes, and by writer_paused's blocks.
+        self._writing = asyncio.Lock()
+        # Set while a block of writer_paused waits or runs: the write under way gives up.
+        self._stop = threading.Event()
+        self._abandoned = False  # the last write was given up (see _write_unwritten)
         # crt-list lines the last passing `haproxy -c` loaded (see _check).
         self._loaded_lines: frozenset[bytes] = frozenset()
 
@@ -147,7 +160,7 @@ class Applier:
             self.applied = plan.target
             self._persist_later(plan.target)
             return ApplyResult(False, (), len(plan.operations), False, time.monotonic() - started)
-        done = await self._reload(plan.target, plan.reload_reasons)
+        done = await self._reload(plan.target, plan.reload_reasons, plan.operations)
         return ApplyResult(True, plan.reload_reasons, done, False, time.monotonic() - started)
 
     async def adopt(self) -> bool:
@@ -167,7 +180,7 @@ class Applier:
             running = paths.config.read_bytes()
         except OSError:
             saved = None
-        if saved is None or self._render(saved).config.content != running:
+        if saved is None or self._config_of(saved) != running:
             logger.info("adopted a running HAProxy with unknown state; the next sync reloads")
             return True
         await self._execute(
@@ -249,16 +262,19 @@ class Applier:
             paths = _ScratchPaths(Path(scratch), live=live)
             paths.ensure()
             default_certificate_path(paths).symlink_to(default_certificate_path(live))
-            rendered = render(
-                target, dataclasses.replace(self._options, paths=paths), self._templates
-            )
-            for file in rendered.all:
+            options = dataclasses.replace(self._options, paths=paths)
+            files = render_files(target, options)
+            config = render_config(target, options, self._templates)
+            for path, pieces, mode in (
+                *((file.path, (file.content,), file.mode) for file in files),
+                (paths.config, config, CONFIG_MODE),
+            ):
                 # Private directory, thrown away: no atomic rename, no fsync.
-                descriptor = os.open(file.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file.mode)
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
                 with os.fdopen(descriptor, "wb") as output:
-                    output.write(file.content)
+                    output.writelines(pieces)
             try:
-                await self._check(rendered, paths)
+                await self._check(paths.config, files, paths)
             except ConfigCheckError as error:
                 alerts = error.output.replace(f"{scratch}/", "")
                 raise ConfigCheckError("haproxy -c rejected a candidate", alerts) from None
@@ -276,8 +292,11 @@ class Applier:
         binds = len(self._options.http_binds) + len(self._options.https_binds)
         return binds + 2 + int(passthrough)
 
-    async def _check(self, rendered: Rendered, paths: HAProxyPaths | None = None) -> None:
-        """``haproxy -c`` of ``rendered``, written out, less the certificates it loaded last time.
+    async def _check(
+        self, config: Path, files: Sequence[RenderedFile], paths: HAProxyPaths | None = None
+    ) -> None:
+        """``haproxy -c`` of ``config`` and ``files``, written out, less the certificates
+        it loaded last time.
 
         Loading a crt-list line costs HAProxy 2.6 (OpenSSL 3.0: a key decoder
         set up for the key, the certificate's public key and DH parameters,
@@ -289,12 +308,11 @@ class Applier:
         crt-list this check reads. The reload itself loads every line; one
         that failed there anyway would leave the old worker serving
         (ReloadError). The alerts name the checked configuration's lines as
-        ``rendered.config``'s (same numbering); a crt-list alert names the
-        checked crt-list.
+        ``config``'s (same numbering); a crt-list alert names the checked
+        crt-list.
         """
         paths = paths or self._options.paths
-        keys = crt_list_keys(rendered, paths, live=self._options.paths)
-        config = rendered.config.path
+        keys = crt_list_keys(config, files, paths, live=self._options.paths)
         fresh = [line for line, key in keys.items() if key is None or key not in self._loaded_lines]
         if len(fresh) == len(keys):
             await check_config(config, binary=self._binary)
@@ -302,10 +320,12 @@ class Applier:
             crt_list = paths.crt_list.with_name("crt-list.check.txt")
             checked = config.with_name(config.name + ".check")
             live_bind = f" crt-list {paths.crt_list} ".encode()
-            content = rendered.config.content.replace(live_bind, f" crt-list {crt_list} ".encode())
+            check_bind = f" crt-list {crt_list} ".encode()
             try:
-                for path, data in ((crt_list, "".join(fresh).encode()), (checked, content)):
-                    atomic_write(path, data, mode=0o600, durable=False)
+                atomic_write(crt_list, "".join(fresh).encode(), mode=0o600, durable=False)
+                with config.open("rb") as source:
+                    content = _replaced(source, live_bind, check_bind)
+                    atomic_write_chunks(checked, content, mode=0o600, durable=False)
                 await check_config(checked, binary=self._binary)
             except ConfigCheckError as error:
                 alerts = error.output.replace(str(checked), str(config))
@@ -322,37 +342,37 @@ class Applier:
         if alert is not None:
             raise ConfigCheckError("HAProxy could not start this configuration", alert)
 
-    def _render(self, target: AppliedState) -> Rendered:
-        # Rendering and serialising a big cluster run in worker threads: see gcpause.
-        with cyclic_gc_paused():
-            return render(target, self._options, self._templates)
+    def _config_of(self, target: AppliedState) -> bytes:
+        """``target``'s haproxy.cfg, whole: only adoption compares it, before any sync."""
+        with cyclic_gc_paused():  # a big cluster: see gcpause
+            return b"".join(render_config(target, self._options, self._templates))
 
     @property
     def _state_path(self) -> Path:
         return self._options.paths.base / "applied.json"
 
-    async def _reload(self, target: AppliedState, reasons: Sequence[str]) -> int:
+    async def _reload(
+        self,
+        target: AppliedState,
+        reasons: Sequence[str],
+        planned: Sequence[Operation] | None = None,
+    ) -> int:
         """The one way to a reload: render, check once, swap in, reload, set every slot.
 
-        Returns how many runtime operations followed the reload.
+        ``planned``: a reload plan's operations, which set every slot of its
+        target (Plan.operations), used instead of a second such list (one
+        operation per slot: 50,000 at 10k Ingresses) if the target needs no
+        declaring. Returns how many runtime operations followed the reload.
         """
         # A runtime apply's fallback brings slots added at run time: a reload
         # declares them (plan.declared; a planned reload's target already does).
-        target = declared(target)
+        declared_target = declared(target)
+        if declared_target is not target:
+            target, planned = declared_target, None
         # Files written in the background for an earlier target must not land
         # over this one's.
         await self.flush()
-        rendered = await asyncio.to_thread(self._render, target)
-        candidate = self._options.paths.config.with_suffix(".cfg.next")
-
-        def write() -> None:
-            self._write(rendered, config=False)
-            atomic_write(candidate, rendered.config.content, mode=rendered.config.mode)
-
-        await asyncio.to_thread(write)
-        self._check_limits(target)
-        await self._check(dataclasses.replace(rendered, config=rendered.config.moved(candidate)))
-        candidate.replace(self._options.paths.config)
+        await self._swap_in(target)
         logger.debug("reloading HAProxy: %s", "; ".join(reasons))
         if not self._process.running and await self._process.adopt() is None:
             await self._process.start()
@@ -361,17 +381,63 @@ class Applier:
             # the new files; clients keep their connections, and the slots the
             # new configuration agrees with keep their runtime state.
             await self._process.reload(enabled_servers(target))
-        operations = plan_full_sync(target)
+        operations = planned if planned is not None else plan_full_sync(target)
         await self._execute(operations, target)
         self.applied = target
         await asyncio.to_thread(self._finish, target)
         return len(operations)
 
-    def _finish(self, target: AppliedState) -> None:
+    async def _swap_in(self, target: AppliedState) -> None:
+        """Render ``target``, write its files, check haproxy.cfg, and put it in place.
+
+        haproxy.cfg (~11 MB at 10k Ingresses) streams from the template to
+        its file, and the check reads it back from there: held whole, with
+        the other rendered files it was ~23 MiB of a 10k first sync's peak.
+        A method of its own so that the other files are freed before the
+        reload's slot commands are built.
+        """
+        candidate = self._options.paths.config.with_suffix(".cfg.next")
+
+        def write() -> tuple[RenderedFile, ...]:
+            # Rendering a big cluster runs in a worker thread: see gcpause.
+            with cyclic_gc_paused():
+                files = render_files(target, self._options)
+                for file in files:
+                    atomic_write(file.path, file.content, mode=file.mode)
+                config = render_config(target, self._options, self._templates)
+                atomic_write_chunks(candidate, config, mode=CONFIG_MODE)
+            return files
+
+        files = await asyncio.to_thread(write)
+        self._check_limits(target)
+        await self._check(candidate, files)
+        candidate.replace(self._options.paths.config)
+
+    def _finish(self, target: AppliedState, stop: threading.Event | None = None) -> None:
         # Keys of Secrets no longer served must not stay on disk.
         self._remove_stale_certificates(target)
         with cyclic_gc_paused():
-            atomic_write_chunks(self._state_path, state.chunks(target), mode=0o600)
+            atomic_write_chunks(self._state_path, _unless(stop, state.chunks(target)), mode=0o600)
+
+    def _persist(self, target: AppliedState, stop: threading.Event) -> None:
+        """The background writer's work, in a worker thread: ``target``'s files, then its state.
+
+        haproxy.cfg streams from the template to its file, never whole in
+        memory (config.render_config). Once ``stop`` is set the write gives
+        up (:class:`_Abandoned`) at its next file or piece (see
+        writer_paused), as a crash half-way would leave it: some files newer
+        than the state, which is written last, and all of them behind
+        HAProxy. A restarted controller adopts the older state and re-asserts
+        it, or, if haproxy.cfg is not the one the state renders, reloads.
+        """
+        with cyclic_gc_paused():
+            for file in render_files(target, self._options):
+                if stop.is_set():
+                    raise _Abandoned
+                atomic_write(file.path, file.content, mode=file.mode)
+            config = render_config(target, self._options, self._templates)
+            atomic_write_chunks(self._options.paths.config, _unless(stop, config), mode=CONFIG_MODE)
+        self._finish(target, stop)
 
     def _persist_later(self, target: AppliedState) -> None:
         """Write ``target``'s files and state soon, off the event loop.
@@ -414,25 +480,49 @@ class Applier:
     async def _write_unwritten(self) -> None:
         while self._unwritten is not None:
             await self._quiet_moment()
-            target = self._unwritten
-            if target is None:
-                return
-
-            def persist(target: AppliedState = target) -> None:
-                self._write(self._render(target), config=True)
-                self._finish(target)
-
-            try:
-                await asyncio.to_thread(persist)
-            except OSError as error:
-                # Kept for the next attempt: the next runtime apply, flush or
-                # reload (which renders everything anyway) tries again.
-                self._write_error = error
-                logger.error("could not write HAProxy's files for the applied state: %s", error)
-                return
+            async with self._writing:
+                target = self._unwritten
+                if target is None:
+                    return
+                # Once in a row at most, so that a steady run of full syncs
+                # cannot hold the files back for ever: the next write finishes.
+                stop = self._stop if not self._abandoned else threading.Event()
+                try:
+                    await asyncio.to_thread(self._persist, target, stop)
+                except _Abandoned:
+                    self._abandoned = True
+                    continue
+                except OSError as error:
+                    # Kept for the next attempt: the next runtime apply, flush or
+                    # reload (which renders everything anyway) tries again.
+                    self._write_error = error
+                    logger.error("could not write HAProxy's files for the applied state: %s", error)
+                    return
+            self._abandoned = False
             self._write_error = None
             if self._unwritten is target:
                 self._unwritten = None
+
+    @contextlib.asynccontextmanager
+    async def writer_paused(self) -> AsyncIterator[None]:
+        """No background write runs in the block; one under way gives up at its next piece.
+
+        For a full sync's translation and plan. The writer renders and
+        encodes the whole cluster (haproxy.cfg, the state) of the last
+        runtime-only apply; done at the same time as a translation and plan
+        of the next view, two generations of the biggest objects lived at
+        once, and that made the controller's high-water mark at 10k Ingresses
+        (bench/README.md, controller memory). The write is worth nothing
+        then: once the sync applies, the files of its target are due instead.
+        A write that was given up is not given up for the next pause (see
+        _write_unwritten): it finishes, and the block waits for it.
+        """
+        self._stop.set()
+        try:
+            async with self._writing:
+                yield
+        finally:
+            self._stop.clear()
 
     async def flush(self) -> None:
         """Write the files of every runtime-only apply now; raises OSError if they cannot be."""
@@ -446,12 +536,6 @@ class Applier:
                 self._write_now.clear()
         if self._unwritten is not None and self._write_error is not None:
             raise self._write_error
-
-    def _write(self, rendered: Rendered, *, config: bool) -> None:
-        for file in rendered.files:
-            atomic_write(file.path, file.content, mode=file.mode)
-        if config:
-            atomic_write(rendered.config.path, rendered.config.content, mode=rendered.config.mode)
 
     def _remove_stale_certificates(self, target: AppliedState) -> None:
         paths = self._options.paths
@@ -548,17 +632,18 @@ class Applier:
 
 
 def crt_list_keys(
-    rendered: Rendered, paths: HAProxyPaths, *, live: HAProxyPaths
+    config: Path, files: Iterable[RenderedFile], paths: HAProxyPaths, *, live: HAProxyPaths
 ) -> dict[str, bytes | None]:
-    """Each line of ``rendered``'s crt-list (newline kept) → what loading it depends on.
+    """Each line of the crt-list among ``files`` (newline kept) → what loading it depends on.
 
-    That is one digest of the line, the content of every rendered file it
-    names, and what every line is loaded under: the global section (crt-base,
-    ssl-default-bind-*, tune.ssl.*) and the binds that read the crt-list.
-    Paths count relative to ``paths.base`` and ``live.base`` (a check in a
-    scratch directory keeps the live sockets), so a scratch check and the
-    live files agree. A line naming a file that is not rendered (the default
-    certificate, written once at start) has no key: always checked.
+    That is one digest of the line, the content of every file it names,
+    and what every line is loaded under: the global section of ``config``
+    (crt-base, ssl-default-bind-*, tune.ssl.*) and its binds that read the
+    crt-list. Paths count relative to ``paths.base`` and ``live.base`` (a
+    check in a scratch directory keeps the live sockets), so a scratch check
+    and the live files agree. A line naming a file that is not among
+    ``files`` (the default certificate, written once at start) has no key:
+    always checked.
     """
     # The scratch directory lies inside the live one: the longer first.
     bases = sorted({f"{paths.base}/", f"{live.base}/"}, key=len, reverse=True)
@@ -568,31 +653,53 @@ def crt_list_keys(
             text = text.replace(base, "")
         return text.encode()
 
-    files = {str(file.path): file.content for file in rendered.files}
-    config = rendered.config.content
-    context = [config.partition(b"\ndefaults")[0].decode()]
-    # The lines naming the crt-list, found in place: the whole configuration
-    # decoded and split into lines was ~15 MiB of the controller's peak at 10k.
+    contents = {str(file.path): file.content for file in files}
+    # The global section and the binds naming the crt-list, read line by
+    # line: haproxy.cfg (~11 MB at 10k Ingresses) is never whole in memory.
     needle = f" crt-list {paths.crt_list} ".encode()
-    found = config.find(needle)
-    while found != -1:
-        end = config.find(b"\n", found)
-        end = len(config) if end == -1 else end
-        context.append(config[config.rfind(b"\n", 0, found) + 1 : end].decode())
-        found = config.find(needle, end)
-    shared = hashlib.sha256(relative("\n".join(context))).digest()
+    context: list[bytes] = []
+    in_global = True
+    with config.open("rb") as lines:
+        for text in lines:
+            in_global = in_global and not text.startswith(b"defaults")
+            if in_global or needle in text:
+                context.append(text)
+    shared = hashlib.sha256(relative(b"".join(context).decode())).digest()
     keys: dict[str, bytes | None] = {}
-    for line in files.get(str(paths.crt_list), b"").decode().splitlines(keepends=True):
+    for line in contents.get(str(paths.crt_list), b"").decode().splitlines(keepends=True):
         digest = hashlib.sha256(shared + relative(line))
         for word in line.replace("[", " ").replace("]", " ").split():
             if word.startswith("/"):
-                if word not in files:
+                if word not in contents:
                     keys[line] = None
                     break
-                digest.update(hashlib.sha256(files[word]).digest())
+                digest.update(hashlib.sha256(contents[word]).digest())
         else:
             keys[line] = digest.digest()
     return keys
+
+
+def _replaced(source: BinaryIO, old: bytes, new: bytes) -> Iterator[bytes]:
+    """``source``'s content with ``old`` replaced by ``new``, in pieces of whole lines.
+
+    For the configuration ``haproxy -c`` checks (Applier._check): replaced
+    whole, it was a second copy of haproxy.cfg (~11 MB at 10k Ingresses).
+    ``old`` must not span lines (a bind's crt-list path does not).
+    """
+    while lines := source.readlines(CHECKED_CHUNK):
+        yield b"".join(lines).replace(old, new)
+
+
+class _Abandoned(Exception):
+    """A background write gave up for a full sync (Applier.writer_paused)."""
+
+
+def _unless(stop: threading.Event | None, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``chunks``, raising _Abandoned before the next one once ``stop`` is set."""
+    for chunk in chunks:
+        if stop is not None and stop.is_set():
+            raise _Abandoned
+        yield chunk
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,8 @@ MALLOC_ARENAS = 2
 # bench/controller_rss.py --latency). Switching costs the thread a little.
 GIL_SWITCH_INTERVAL = 0.0005
 # After a full sync, free heap goes back to the kernel this much later: past
-# the sync's own leftovers and Kopf's per-object workers, which exit after
-# 5 s idle (settings.queueing.idle_timeout) once the start's events are handled.
+# the sync's own leftovers and Kopf's per-object workers, which exit once idle
+# (handlers.WORKER_IDLE_TIMEOUT) after the start's events are handled.
 RELEASE_DELAY = 10.0
 
 # The whole view, given the controller's ConfigMap.

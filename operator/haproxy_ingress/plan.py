@@ -88,7 +88,9 @@ def hold_unconfirmed(desired: DesiredState, current: AppliedState | None) -> Des
     return dataclasses.replace(desired, backends=tuple(backends), passthrough=tuple(passthrough))
 
 
-@dataclass(frozen=True)
+# Slot operations come by the hundred thousand after a reload at 10k
+# Ingresses (plan_full_sync): without a __dict__ each is ~40% smaller.
+@dataclass(frozen=True, slots=True)
 class SetServer:
     """Point a slot at an endpoint (address, port, state), or free it (maintenance)."""
 
@@ -110,7 +112,7 @@ class SetServer:
         return twin_name(self.server) if self.twin else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # as SetServer
 class AddServer:
     """Declare slot ``s<slot>`` (and its twin) at run time, in maintenance.
 
@@ -205,7 +207,8 @@ MAX_RUNTIME_PEM = 14_000
 class Plan:
     target: AppliedState
     reload_reasons: tuple[str, ...]  # empty: runtime operations suffice
-    operations: tuple[Operation, ...]  # after the reload, if there is one
+    # After a reload, if there is one: then every slot set (plan_full_sync).
+    operations: tuple[Operation, ...]
 
     @property
     def reload(self) -> bool:
@@ -346,6 +349,9 @@ def _plan_with_budget(
             reason = f"active health checks back on: {needed} file descriptors of {budget.limit}"
             return dataclasses.replace(step, reload_reasons=(reason,))
         return step
+    # Not kept while the plan without checks is made: after a reload its slot
+    # operations are one per slot (50,000 at 10k Ingresses, ~6 MiB).
+    del step
     shed = _plan(current, _without_checks(desired), always_reload)
     target = dataclasses.replace(
         shed.target, structure=dataclasses.replace(shed.target.structure, checks_shed=True)
@@ -356,7 +362,9 @@ def _plan_with_budget(
             f"active health checks off: {needed} file descriptors needed, limit {budget.limit}",
         )
     if reasons:
-        return Plan(target, reasons, plan_full_sync(target))
+        # A reload's slot operations are the same list: checks_shed is not
+        # among what plan_full_sync reads.
+        return Plan(target, reasons, shed.operations if shed.reload else plan_full_sync(target))
     return dataclasses.replace(shed, target=target)
 
 

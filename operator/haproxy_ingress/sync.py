@@ -274,8 +274,13 @@ class Reconciler:
 
         if fast and self._fast_cost < INLINE_FAST_PATH:
             computed = measured()
-        else:
+        elif fast:
             computed = await asyncio.to_thread(measured)
+        else:
+            # A full translation and plan are as big as the cluster: not
+            # while the background writer renders the last target's files.
+            async with self._applier.writer_paused():
+                computed = await asyncio.to_thread(measured)
         desired, step, refreshed = computed.desired, computed.step, computed.refreshed
         # The index goes with the state it was built for (and those refreshed from it).
         self._last, self._index = desired, computed.index
@@ -385,7 +390,8 @@ class Reconciler:
                 step = plan(applied, desired, always_reload=self._always_reload, budget=budget)
             return step.target
 
-        target = await asyncio.to_thread(compute)
+        async with self._applier.writer_paused():  # as a full sync's (see _apply)
+            target = await asyncio.to_thread(compute)
         try:
             await self._applier.check(target)
         except ConfigCheckError as error:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from haproxy_ingress.apply import crt_list_keys
-from haproxy_ingress.haproxy.config import Rendered, RenderedFile
+from haproxy_ingress.haproxy.config import RenderedFile
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from tests.haproxy.conftest import HAPROXY, tls_handshake
 from tests.haproxy.stack import Stack
@@ -133,8 +133,9 @@ def test_a_line_is_known_by_its_files_and_what_it_is_loaded_under(tmp_path: Path
             RenderedFile(paths.certs / "a.pem", pem),
             RenderedFile(paths.crt_list, (line + other).encode()),
         )
-        rendered = Rendered(RenderedFile(paths.config, config.encode()), files)
-        found = crt_list_keys(rendered, paths, live=live_paths)
+        written = tmp_path / "haproxy.cfg"
+        written.write_text(config)
+        found = crt_list_keys(written, files, paths, live=live_paths)
         assert found[other] is None  # names a file that is not rendered: always checked
         return {line.replace(str(base), ""): key for line, key in found.items()}
 

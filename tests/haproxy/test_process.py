@@ -359,6 +359,22 @@ def test_a_file_written_in_chunks_is_whole_or_the_old_one(tmp_path: Path) -> Non
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
+def test_a_file_written_in_chunks_is_left_alone_when_unchanged(tmp_path: Path) -> None:
+    target = tmp_path / "haproxy.cfg"
+    assert atomic_write_chunks(target, [b"global\n", b"defaults\n"], mode=0o600)
+    os.utime(target, (1, 1))
+    os.chmod(target, 0o644)
+    # The same bytes in other pieces: not rewritten (mtime kept), only the mode put right.
+    assert not atomic_write_chunks(target, [b"glo", b"bal\ndefaults\n"], mode=0o600)
+    assert target.stat().st_mtime == 1
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    # A prefix, a longer file, one byte else: each replaces the file.
+    for content in (b"global\n", b"global\ndefaults\n\n", b"global\ndefaultz\n"):
+        assert atomic_write_chunks(target, [content[:4], content[4:]], mode=0o600)
+        assert target.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["haproxy.cfg"]
+
+
 def test_remove_if_exists(tmp_path: Path) -> None:
     target = tmp_path / "f"
     target.write_bytes(b"x")

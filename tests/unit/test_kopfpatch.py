@@ -20,7 +20,7 @@ from kopf._core.intents import registries
 from kopf._core.reactor import inventory, orchestration, processing
 
 from haproxy_ingress import (
-    handlers,  # noqa: F401  (installs the patch, as the controller does)
+    handlers,  # installs the patch, as the controller does
     kopfpatch,
 )
 from haproxy_ingress.kopfpatch import LinearToggleSet
@@ -129,13 +129,16 @@ async def _kopf(
     memo: kopf.Memo,
     registry: registries.OperatorRegistry | None = None,
     process: Any = None,
+    settings: kopf.OperatorSettings | None = None,
 ) -> AsyncIterator[references.Insights]:
     """Kopf's own orchestrator and per-object processing, over ``api``'s streams.
 
     ``process``: the per-object processing (default: as installed, patched).
+    ``settings``: Kopf's (default: its own, standalone).
     """
-    settings = kopf.OperatorSettings()
-    settings.peering.standalone = True
+    if settings is None:
+        settings = kopf.OperatorSettings()
+        settings.peering.standalone = True
     insights = references.Insights()
     registry = registry if registry is not None else registries.OperatorRegistry()
     indexers = indexing.OperatorIndexers()
@@ -250,6 +253,33 @@ async def test_an_object_is_processed_while_other_kinds_still_list(
         await asyncio.wait_for(indexed.wait(), 5)
         await asyncio.sleep(0.2)
         assert sorted(handled) == ["a", "b"]
+
+
+def _workers() -> int:
+    """Kopf's per-object workers alive (queueing.worker tasks)."""
+    return sum(
+        getattr(task.get_coro(), "__qualname__", "") == "worker" for task in asyncio.all_tasks()
+    )
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["ours", "kopf-default"])
+async def test_the_workers_of_listed_objects_exit_soon(api: FakeApi, ours: bool) -> None:
+    # An idle worker keeps its object's last event: with Kopf's 5 s, thousands
+    # of them lived through a 10k cluster's first full sync (handlers.configure).
+    settings = kopf.OperatorSettings()
+    if ours:
+        handlers.configure(settings)
+    else:
+        settings.peering.standalone = True
+    memo = kopf.Memo()
+    kinds = {INGRESSES, SERVICES}
+    async with _kopf(api, memo, settings=settings) as insights:
+        await _revise(insights, watched_resources=kinds, indexed_resources=kinds)
+        await _revise(insights, namespaces={None})
+        await asyncio.wait_for(kopfpatch.indexed(memo).wait(), 5)
+        assert _workers() == 3  # a, b and web, just processed
+        await asyncio.sleep(handlers.WORKER_IDLE_TIMEOUT + 0.5)
+        assert _workers() == (0 if ours else 3)
 
 
 def test_kopf_processes_objects_with_the_unparked_processing() -> None:

@@ -443,6 +443,8 @@ def test_checks_are_shed_when_the_checked_slots_would_not_fit_the_descriptor_lim
     step = plan(running, big, budget=tight)
     assert step.reload and step.reload_reasons[0].startswith("active health checks off")
     assert len(step.reload_reasons) == 1  # not one "settings changed" per backend
+    # Every slot set after the reload (the plan without checks' list, made once).
+    assert step.operations == plan_full_sync(step.target)
     assert step.target.structure.checks_shed
     assert not any(b.settings.health_check for b in step.target.structure.backends)
     # Backends that shared a settings object share its unchecked copy (at 10k

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from haproxy_ingress.cluster import ClusterView
+from haproxy_ingress.haproxy import config
 from haproxy_ingress.haproxy.config import RenderOptions, render
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.loader import load_objects
@@ -79,3 +80,19 @@ def test_rendering_is_deterministic() -> None:
     for name in cluster_names():
         first = render_cluster(CLUSTERS / name, GOLDEN_BASE)
         assert render_cluster(CLUSTERS / name, GOLDEN_BASE) == first
+
+
+@pytest.mark.parametrize("name", ["basic", "passthrough"])
+def test_haproxy_cfg_in_pieces_is_the_whole_one(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The background writer streams haproxy.cfg (render_config) instead of
+    # holding it whole (render): the same bytes, in pieces of CONFIG_PIECES outputs.
+    directory = CLUSTERS / name
+    passthrough = "--enable-ssl-passthrough" in cluster_flags(directory)
+    options = TranslateOptions(ssl_passthrough=passthrough)
+    view, _ = ClusterView.from_objects(load_objects(sorted(directory.glob("*.yaml"))), options)
+    target = plan(None, translate(view, options)).target
+    render_options = RenderOptions(HAProxyPaths(GOLDEN_BASE))
+    monkeypatch.setattr(config, "CONFIG_PIECES", 20)
+    pieces = list(config.render_config(target, render_options))
+    assert b"".join(pieces) == render(target, render_options).config.content
+    assert len(pieces) > 10

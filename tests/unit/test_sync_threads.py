@@ -7,6 +7,8 @@ delay each by a time slice: the fast path of a small cluster costs far less.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,6 +29,7 @@ class StubApplier:
 
     def __init__(self) -> None:
         self.applied: Any = None
+        self.pauses = 0  # blocks of writer_paused entered
 
     def budget(self) -> None:
         return None
@@ -34,6 +37,11 @@ class StubApplier:
     async def apply(self, plan: Plan) -> ApplyResult:
         self.applied = plan.target
         return ApplyResult(False, (), len(plan.operations), False, 0.0)
+
+    @contextlib.asynccontextmanager
+    async def writer_paused(self) -> AsyncIterator[None]:
+        self.pauses += 1  # no background writer to pause
+        yield
 
 
 def view(pods: int) -> ClusterView:
@@ -82,3 +90,17 @@ async def test_a_costly_fast_path_stays_in_a_thread(
     for pods in (2, 3, 4):
         await reconciler.reconcile(view(pods), endpoints_of={("default", "web")})
     assert hops == ["measured"] * 4
+
+
+async def test_only_full_translations_pause_the_background_writer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sync, "INLINE_FAST_PATH", 0.0)  # fast paths in a thread too
+    applier = StubApplier()
+    reconciler = Reconciler(OPTIONS, applier)  # type: ignore[arg-type]
+    await reconciler.reconcile(view(1))
+    assert applier.pauses == 1
+    await reconciler.reconcile(view(2), endpoints_of={("default", "web")})
+    assert applier.pauses == 1  # the Service's servers only: the writer may go on
+    await reconciler.reconcile(view(2))
+    assert applier.pauses == 2
