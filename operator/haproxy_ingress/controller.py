@@ -272,7 +272,7 @@ class Controller:
         return without(view, verified.removed(uids(view), now))
 
     def _behind(self) -> bool:
-        """Whether an object recreated during a watch gap is still missing from the indexes."""
+        """Whether an object created during a watch gap is still missing from the indexes."""
         verified, now = self._verified, time.monotonic()
         return verified.awaiting(now) and verified.behind(uids(self._view(self._configmap)), now)
 

@@ -6,12 +6,18 @@ indexes can keep objects that no longer exist. A LIST of uids per watched
 kind (metadata only, paginated) tells which.
 
 The LIST may also come back before Kopf's own watches do (they retry on
-their own back-off): an object deleted and recreated under the same name
-during the gap is then gone from the API server while its successor is not
-in the indexes yet. Dropping the predecessor at once would unroute a host
-that was never meant to stop serving (a 404 until the watch is back), so
-:class:`Verification` keeps it until the successor is indexed, for
-:data:`CATCH_UP` seconds at most.
+their own back-off): an Ingress deleted and recreated during the gap, under
+its name or another (a rename), is then gone from the API server while its
+successor is not in the indexes yet. Dropping the predecessor at once would
+unroute a host that was never meant to stop serving (a 404 until the watch
+is back), so :class:`Verification` keeps a gone object while objects of its
+kind and namespace that the LIST saw are missing from the indexes (the
+watch is behind there), for :data:`CATCH_UP` seconds at most.
+
+EndpointSlices are the exception: a gone slice is dropped at once. Its pod
+IPs may already be other pods', another tenant's perhaps; taking its servers
+away early costs at most a few retries, keeping them may send one tenant's
+requests to another.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ CATCH_UP = 10.0
 
 
 class Identity(NamedTuple):
-    """What names an object across a delete and re-create (its uid does not)."""
+    """An object's kind, namespace and name (its uid changes across a delete and re-create)."""
 
     kind: str
     namespace: str
@@ -51,9 +57,10 @@ class Verification:
     """What one verification found, and how long a recreated object is awaited."""
 
     gone: frozenset[str] = frozenset()  # indexed uids no LIST returns
-    # A gone uid -> the uid now live under its kind, namespace and name, which
-    # the indexes did not hold yet: an object recreated during the gap.
-    successors: Mapping[str, str] = field(default_factory=dict)
+    # A gone uid -> the live uids of its kind and namespace that the indexes
+    # did not hold yet (its successors, whatever their names): it stays until
+    # they are all in.
+    successors: Mapping[str, frozenset[str]] = field(default_factory=dict)
     until: float = 0.0  # time.monotonic() past which successors are no longer awaited
 
     def awaiting(self, now: float) -> bool:
@@ -61,14 +68,21 @@ class Verification:
 
     def removed(self, present: Collection[str], now: float) -> frozenset[str]:
         """The uids to leave out of a view holding ``present``: the gone ones, each
-        predecessor only once its successor is in (or no longer awaited)."""
+        predecessor only once its successors are in (or no longer awaited)."""
         if not self.awaiting(now):
             return self.gone
-        return self.gone - {old for old, new in self.successors.items() if new not in present}
+        waiting = {old for old, new in self.successors.items() if not _all_in(new, present)}
+        return self.gone - waiting
 
     def behind(self, present: Collection[str], now: float) -> bool:
         """Whether an awaited successor is still missing from ``present``."""
-        return self.awaiting(now) and any(new not in present for new in self.successors.values())
+        return self.awaiting(now) and not all(
+            _all_in(new, present) for new in self.successors.values()
+        )
+
+
+def _all_in(uids: frozenset[str], present: Collection[str]) -> bool:
+    return all(uid in present for uid in uids)
 
 
 def identities(view: ClusterView) -> dict[str, Identity]:
@@ -88,12 +102,20 @@ def identities(view: ClusterView) -> dict[str, Identity]:
 def compare(
     indexed: Mapping[str, Identity], live: Mapping[str, Identity], *, until: float
 ) -> Verification:
-    """What the indexes hold that the API server does not, and what replaced it."""
+    """What the indexes hold that the API server does not, and what may replace it."""
     gone = frozenset(indexed.keys() - live.keys())
     if not gone:
         return Verification()
-    newcomers = {identity: uid for uid, identity in live.items() if uid not in indexed}
-    successors = {old: newcomers[indexed[old]] for old in gone if indexed[old] in newcomers}
+    newcomers: dict[tuple[str, str], set[str]] = {}
+    for uid, identity in live.items():
+        if uid not in indexed:
+            newcomers.setdefault((identity.kind, identity.namespace), set()).add(uid)
+    successors = {
+        old: frozenset(newcomers[key])
+        for old in gone
+        if indexed[old].kind != "EndpointSlice"
+        and (key := (indexed[old].kind, indexed[old].namespace)) in newcomers
+    }
     return Verification(gone, successors, until)
 
 
@@ -108,7 +130,7 @@ async def verify(api: client.ApiClient, indexed: Mapping[str, Identity]) -> Veri
         logger.warning(
             "%d indexed objects were deleted during a watch gap; dropping them%s",
             len(result.gone),
-            f" ({len(result.successors)} once the objects recreated under their names are in)"
+            f" ({len(result.successors)} once the objects created meanwhile are in)"
             if result.successors
             else "",
         )

@@ -19,10 +19,9 @@ SITE = Identity("Ingress", "shop", "site")
 GONE = Identity("Ingress", "shop", "gone")
 
 
-def test_a_deleted_object_with_nothing_under_its_name_is_dropped_at_once() -> None:
-    result = compare(
-        {"old": GONE, "kept": SITE}, {"kept": SITE, "new": GONE._replace(name="x")}, until=1.0
-    )
+def test_a_deleted_object_with_nothing_new_in_its_namespace_is_dropped_at_once() -> None:
+    live = {"kept": SITE, "new": GONE._replace(namespace="blog")}
+    result = compare({"old": GONE, "kept": SITE}, live, until=1.0)
     assert result.gone == {"old"} and result.successors == {}
     assert not result.awaiting(0.0)
     assert result.removed(set(), 0.0) == {"old"}
@@ -30,13 +29,23 @@ def test_a_deleted_object_with_nothing_under_its_name_is_dropped_at_once() -> No
 
 def test_a_recreated_object_keeps_its_predecessor_until_it_is_indexed() -> None:
     result = compare({"old": SITE, "other": GONE}, {"new": SITE}, until=10.0)
-    assert result.gone == {"old", "other"} and result.successors == {"old": "new"}
+    assert result.gone == {"old", "other"}
+    assert result.successors == {"old": {"new"}, "other": {"new"}}
     # The LIST came back before the watch: the successor is not in the indexes yet.
     assert result.behind({"old", "other"}, 1.0)
-    assert result.removed({"old", "other"}, 1.0) == {"other"}
-    # The watch brought it: the predecessor goes, nothing is awaited any more.
-    assert not result.behind({"old", "new"}, 2.0)
-    assert result.removed({"old", "new"}, 2.0) == {"old", "other"}
+    assert result.removed({"old", "other"}, 1.0) == set()
+    # The watch brought it: the predecessors go, nothing is awaited any more.
+    assert not result.behind({"old", "other", "new"}, 2.0)
+    assert result.removed({"old", "other", "new"}, 2.0) == {"old", "other"}
+
+
+def test_a_renamed_ingress_keeps_the_old_one_until_every_newcomer_is_in() -> None:
+    """Deleted "site", created "site-v2" and "shop" in its namespace during the gap."""
+    live = {"v2": SITE._replace(name="site-v2"), "shop": SITE._replace(name="shop")}
+    result = compare({"old": SITE}, live, until=10.0)
+    assert result.successors == {"old": {"v2", "shop"}}
+    assert result.removed({"old", "v2"}, 1.0) == set()  # the watch is still behind
+    assert result.removed({"old", "v2", "shop"}, 1.0) == {"old"}
 
 
 def test_a_successor_that_never_comes_is_awaited_for_a_bounded_time() -> None:
@@ -46,13 +55,20 @@ def test_a_successor_that_never_comes_is_awaited_for_a_bounded_time() -> None:
     assert result.removed({"old"}, 10.1) == {"old"}
 
 
-def test_only_the_same_kind_namespace_and_name_is_a_successor() -> None:
+def test_only_the_same_kind_and_namespace_is_a_successor() -> None:
     live = {
         "a": Identity("Service", "shop", "site"),  # another kind
         "b": Identity("Ingress", "blog", "site"),  # another namespace
-        "c": Identity("Ingress", "shop", "site2"),  # another name
     }
     assert compare({"old": SITE}, live, until=10.0).successors == {}
+
+
+def test_a_deleted_endpoint_slice_is_dropped_at_once_whatever_replaces_it() -> None:
+    """Its pod IPs may be another tenant's by now: no server is kept on the chance."""
+    web = Identity("EndpointSlice", "shop", "web-abcde")
+    result = compare({"old": web}, {"new": web}, until=10.0)
+    assert result.successors == {}
+    assert result.removed(set(), 1.0) == {"old"}
 
 
 def test_an_indexed_successor_is_not_awaited() -> None:
@@ -125,7 +141,7 @@ async def test_the_controller_serves_the_predecessor_until_the_successor_is_inde
     """An Ingress deleted and recreated during a gap, the LIST back before the watch."""
     old = ingress("site", rule("a.example"), namespace="shop", uid="old")
     new = ingress("site", rule("b.example"), namespace="shop", uid="new")
-    gone = ingress("gone", rule("c.example"), namespace="shop", uid="gone")
+    gone = ingress("gone", rule("c.example"), namespace="blog", uid="gone")  # nothing new there
     indexed: list[dict[str, Any]] = [old, gone]
 
     async def list_identities(api: object, kind: Any) -> dict[str, Identity]:
