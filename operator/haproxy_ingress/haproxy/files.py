@@ -86,14 +86,11 @@ def atomic_write_chunks(
             if path.stat().st_mode & 0o7777 != mode:
                 os.chmod(path, mode)
             return False
-        os.replace(tmp_name, path)
+        _install(tmp_name, path, durable=durable, size=size)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    if durable:
-        _fsync_directory(path.parent)
-    logger.debug("file written path=%s bytes=%d", path, size, extra={"path": str(path)})
     return True
 
 
@@ -107,14 +104,19 @@ def _replace(path: Path, data: bytes, *, mode: int, durable: bool) -> None:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp_name, path)
+        _install(tmp_name, path, durable=durable, size=len(data))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def _install(tmp_name: str, path: Path, *, durable: bool, size: int) -> None:
+    """The written temporary file becomes ``path`` (its directory synced when durable)."""
+    os.replace(tmp_name, path)
     if durable:
         _fsync_directory(path.parent)
-    logger.debug("file written path=%s bytes=%d", path, len(data), extra={"path": str(path)})
+    logger.debug("file written path=%s bytes=%d", path, size, extra={"path": str(path)})
 
 
 def _write_all(fd: int, data: bytes) -> None:
