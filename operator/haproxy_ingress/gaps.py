@@ -21,11 +21,12 @@ else's). Two signals, both seen without private Kopf API:
 Either makes the view *unconfirmed* (:attr:`WatchGaps.confirmed`) until one
 verification -- the paginated, metadata-only LIST of every watched kind of
 :mod:`haproxy_ingress.verifier` -- succeeds after the last signal, and the
-indexes hold the objects it found recreated under their names. Signals are
-coalesced: a re-list is a burst of events and an outage breaks every watch,
-so a verification waits for a short quiet spell, suspicions while the API
-server is unreachable are absorbed by the next attempt, and only a signal
-arriving while a verification runs causes one more. The periodic resync
+indexes hold what it listed in the namespaces of the objects it found
+deleted (their successors, see :class:`~haproxy_ingress.verifier.Verification`).
+Signals are coalesced: a re-list is a burst of events and an outage breaks
+every watch, so a verification waits for a short quiet spell, suspicions
+while the API server is unreachable are absorbed by the next attempt, and
+only a signal arriving while a verification runs causes one more. The periodic resync
 stays as a safety net for gaps neither signal shows.
 """
 
