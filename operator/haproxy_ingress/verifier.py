@@ -51,6 +51,10 @@ class Identity(NamedTuple):
     namespace: str
     name: str
 
+    @classmethod
+    def of(cls, kind: WatchedKind, meta: Mapping[str, object]) -> Identity:
+        return cls(kind.kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
 
 @dataclass(frozen=True)
 class Verification:
@@ -93,9 +97,7 @@ def identities(view: ClusterView) -> dict[str, Identity]:
             meta = obj.get("metadata") or {}
             uid = meta.get("uid")
             if uid:
-                result[str(uid)] = Identity(
-                    kind.kind, str(meta.get("namespace") or ""), str(meta.get("name") or "")
-                )
+                result[str(uid)] = Identity.of(kind, meta)
     return result
 
 
@@ -165,9 +167,7 @@ async def list_identities(api: client.ApiClient, kind: WatchedKind) -> dict[str,
             for item in page.get("items") or ():
                 meta = item.get("metadata") or {}
                 if indexed_labels(kind, meta.get("labels") or {}):
-                    live[str(meta["uid"])] = Identity(
-                        kind.kind, str(meta.get("namespace") or ""), str(meta.get("name") or "")
-                    )
+                    live[str(meta["uid"])] = Identity.of(kind, meta)
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 break
