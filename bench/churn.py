@@ -896,6 +896,13 @@ class Bench:
                 "samples": len(samples),
                 "superseded": sum(1 for s in samples if s.superseded),
                 "unconverged": self.monitor.unconverged_since(start) + (0 if converged else 1),
+                # Each event: ms from the churn's start, its convergence time,
+                # 1 if superseded. Where in the scenario the slow ones fall
+                # (a scale-down's burst, a pod's start) is the first question
+                # about a tail.
+                "timeline": [
+                    [_ms(s.at - start), _ms(s.latency), int(s.superseded)] for s in samples
+                ],
             },
             "controller_cpu_ms": round(controller_cpu * 1000),
             "haproxy_timers_ms": haproxy_timers(self._log_since(log_start), self.backend),
