@@ -28,6 +28,7 @@ import ctypes
 import ctypes.util
 import functools
 import re
+from collections.abc import Iterator
 
 from haproxy_ingress.validate import Invalid
 
@@ -43,6 +44,7 @@ _VISIBLE = re.compile(r"[\x21-\x7e]+")
 _FORBIDDEN_CHARS = "\"'#~`"
 _CLASS_ESCAPES = "dDwWsSbB"
 _UNBOUNDED = re.compile(r"\{([0-9]+)(,([0-9]*))?\}")
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 
 
 @functools.cache
@@ -103,21 +105,14 @@ def _shape_error(pattern: str) -> str | None:
                 )
             i += 2
         elif char == "[":
-            j = i + 1
-            if j < n and pattern[j] == "^":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                if pattern[j] == "\\":
-                    escaped = pattern[j + 1 : j + 2]
-                    if escaped.isalnum() and escaped not in _CLASS_ESCAPES:
-                        return f"escape \\{pattern[j + 1]} is not allowed in a class"
-                    j += 1
-                j += 1
-            if j >= n:
+            end = _class_end(pattern, i)
+            if end < 0:
                 return "has an unclosed '['"
-            i = j + 1
+            for escape in _ESCAPED.finditer(pattern, i + 1, end):
+                escaped = escape.group(1)
+                if escaped.isalnum() and escaped not in _CLASS_ESCAPES:
+                    return f"escape \\{escaped} is not allowed in a class"
+            i = end + 1
         elif char == "(":
             if pattern.startswith("(?:", i):
                 i += 3
@@ -202,37 +197,48 @@ def path_pattern(value: object, field: str) -> str:
     checked = pattern(value, field)
     if not checked.startswith("/"):
         raise Invalid(field, f"a regular-expression path must start with '/', got {checked[:60]!r}")
-    if _outside_classes(checked, "^"):
+    if "^" in _outside_classes(checked):
         raise Invalid(field, "'^' may only start a regular-expression path")
     return checked
 
 
-def _outside_classes(value: str, wanted: str) -> bool:
+def _class_end(value: str, start: int) -> int:
+    """The index of the ']' that closes the class opened at ``value[start]``, or -1.
+
+    As PCRE2 reads a class: a ']' first (after '[' or '[^') is a literal,
+    and a backslash escapes the next character. The one reading of classes
+    for the shape check, the '^' rule and a route's literal prefix.
+    """
+    j = start + 1
+    if value.startswith("^", j):
+        j += 1
+    if value.startswith("]", j):
+        j += 1
+    while j < len(value) and value[j] != "]":
+        j += 2 if value[j] == "\\" else 1
+    return j if j < len(value) else -1
+
+
+def _outside_classes(value: str) -> Iterator[str]:
+    """The characters of ``value`` that are neither escaped nor inside a class, in order."""
     i = 0
-    in_class = False
     while i < len(value):
         char = value[i]
         if char == "\\":
             i += 2
-            continue
-        if in_class:
-            if char == "]":
-                in_class = False
         elif char == "[":
-            in_class = True
-            if value[i + 1 : i + 2] == "^":
-                i += 1
-            if value[i + 1 : i + 2] == "]":
-                i += 1
-        elif char == wanted:
-            return True
-        i += 1
-    return False
+            end = _class_end(value, i)
+            if end < 0:
+                return
+            i = end + 1
+        else:
+            yield char
+            i += 1
 
 
 def literal_prefix(value: str) -> str:
     """The text every match of ``value`` starts with (how specific a regex route is)."""
-    if _outside_classes(value, "|") and _top_level_alternation(value):
+    if _top_level_alternation(value):
         return ""
     out: list[str] = []
     i = 0
@@ -254,25 +260,15 @@ def literal_prefix(value: str) -> str:
 
 
 def _top_level_alternation(value: str) -> bool:
+    """Whether ``value`` has a '|' outside every group (its matches share no prefix)."""
     depth = 0
-    i = 0
-    in_class = False
-    while i < len(value):
-        char = value[i]
-        if char == "\\":
-            i += 2
-            continue
-        if in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char == "(":
+    for char in _outside_classes(value):
+        if char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
         elif char == "|" and depth == 0:
             return True
-        i += 1
     return False
 
 
