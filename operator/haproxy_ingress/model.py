@@ -597,7 +597,7 @@ class RoutingMaps:
     # the order of ROUTE_OPTION_MAPS; every map is always present.
     options: tuple[tuple[tuple[str, str], ...], ...] = ()
     # Regular-expression routes (map_reg: the first key that matches, in
-    # order), keyed by ``^<escaped scope>(?i:<pattern>)``.
+    # order), keyed by ``^<escaped scope>(?=/)(?i:<pattern>)`` (regex.scoped_key).
     regex: tuple[tuple[str, str], ...] = ()
     # The ConfigMap's denylist-source-range (map_ip: network → "1"), checked
     # before routing; a map, so a change needs no reload.

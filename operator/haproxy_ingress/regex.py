@@ -272,6 +272,19 @@ def _top_level_alternation(value: str) -> bool:
     return False
 
 
+def scoped_key(scope: str, pattern: str) -> str:
+    """The regex map key of a path ``pattern`` in a host's ``scope`` ("": no host).
+
+    Requests are looked up as ``<scope><path>``, and a path starts with '/',
+    which no host holds. A pattern checked by :func:`path_pattern` starts with
+    '/', but only its first alternative has to: ``/x|.*`` or ``/x|\\.com/.*``
+    would match after a shorter scope and reach other hosts' requests
+    (``victim.example.com/admin`` for a host-less rule). The lookahead makes
+    every alternative start where the path does, right after this scope.
+    """
+    return f"^{pcre_escape(scope)}(?=/)(?i:{pattern})"
+
+
 def pcre_escape(text: str) -> str:
     """``text`` matched literally (hosts are DNS names: only '.', '*' and '-' need care)."""
     return re.sub(r"([^A-Za-z0-9_/-])", r"\\\1", text)

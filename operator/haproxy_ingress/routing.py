@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping
 from haproxy_ingress.cors import cors_maps
 from haproxy_ingress.headers import encode as encode_headers
 from haproxy_ingress.model import ROUTE_OPTION_MAPS, PathType, Route, RouteOptions, RoutingMaps
-from haproxy_ingress.regex import literal_prefix, pcre_escape
+from haproxy_ingress.regex import literal_prefix, scoped_key
 
 # Lower wins when two routes produce the same key.
 _EXACT_PRIORITY = {PathType.EXACT: 0, PathType.PREFIX: 1}
@@ -85,7 +85,7 @@ def routing_maps(
         if not route.options.empty:
             value += f"~{route.options.name}"
         if route.regex:
-            key = f"^{pcre_escape(host)}(?i:{route.path})"
+            key = scoped_key(host, route.path)
             if key not in regex:
                 specific = len(literal_prefix(route.path))
                 regex[key] = (specific, len(regex), f"{value}@{specific}")

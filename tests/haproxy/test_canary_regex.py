@@ -254,3 +254,40 @@ async def test_use_regex_and_rewrite_with_capture_groups(
     assert await get("/api/vx/items", "regex.bar.com") == (200, "other-66 /api/vx/items")
     assert await get("/foo/bar/bar", "regex.bar.com") == (200, "other-66 /foo/bar/bar")
     assert (await stack.proc()).reloads == reloads
+
+
+async def test_a_regex_alternative_never_takes_another_hosts_requests(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """A host-less pattern ``/nothing|[a-z.]+/.*`` of one tenant: its second
+    alternative does not start with '/', so against the map key (the scope,
+    then the path) it would match ``victim.example.com/admin`` — the paths of
+    another tenant's host that its own rules miss."""
+    port = free_port()
+    victim = await start_pods("web", 1, port, first=67)
+    intruder = await start_pods("evil", 1, port, first=68)
+    stack.put(
+        service("web"),
+        slice_for("web", victim),
+        service("evil", namespace="tenant-b"),
+        slice_for("evil", intruder, namespace="tenant-b"),
+        ingress("victim", rule("victim.example.com", path("/app"))),
+        ingress(
+            "evil",
+            rule(None, path("/nothing|[a-z.]+/.*", "evil", path_type="ImplementationSpecific")),
+            namespace="tenant-b",
+            annotations={NGINX + "use-regex": "true"},
+        ),
+    )
+    outcome = await stack.sync()
+    assert outcome.result is not None
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+    await wait_for(lambda: _ready(stack, "be_tenant-b_evil_80", 1))
+    status, _, body, _ = await request(session, stack, "/app", "victim.example.com")
+    assert (status, body.split()[0]) == (200, "web-67")
+    status, _, body, _ = await request(session, stack, "/admin", "victim.example.com")
+    assert status == 404, body
+    assert intruder[0].served == 0
+    # Its own scope (no host) is still served by the pattern.
+    status, _, body, _ = await request(session, stack, "/nothing/x", "elsewhere.test")
+    assert (status, body.split()[0]) == (200, "evil-68")

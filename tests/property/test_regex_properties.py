@@ -8,6 +8,8 @@ cookie names (CRLF, quotes, NUL) are refused.
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,10 +34,16 @@ def test_accepted_path_patterns_compile_wrapped_and_stay_in_their_group(value: s
     except Invalid:
         return
     assert not any(c in checked for c in "\r\n \"'#~\x00")
-    key = f"^{regex.pcre_escape('a.example.com')}(?i:{checked})"
+    key = regex.scoped_key("a.example.com", checked)
     assert regex.pcre2_error(key) is None
     # The wrapped pattern cannot match another host: its group never closes early.
     assert regex.pcre2_error(f"(?i:{checked})") is None
+    # Nor can any alternative of it start elsewhere than the path: a request is
+    # looked up as scope + path, so a longer host's key, or any host's key for
+    # a host-less pattern, never matches (Python's re reads this subset as PCRE2).
+    for scope, other in (("a.example", "a.example.com"), ("", "a.example.com")):
+        for rest in ("/", "/a", "/aa/a", ".com/a", "//a"):
+            assert re.match(regex.scoped_key(scope, checked), other + rest) is None
 
 
 @given(st.text(max_size=40))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -361,7 +362,7 @@ def test_use_regex_paths_go_to_the_regex_map_case_insensitive_and_scoped() -> No
     (route,) = [r for r in state.routes if r.source.name == "rx"]
     assert route.regex and route.options.path_regex == "/foo(/|$)(.*)"
     ((key, value),) = state.maps.regex
-    assert key == "^a\\.example\\.com(?i:/foo(/|$)(.*))"
+    assert key == "^a\\.example\\.com(?=/)(?i:/foo(/|$)(.*))"
     assert value == f"be_default_web_80~~{route.options.name}@4"
     # The plain Ingress's prefix route in that host carries its length.
     assert dict(state.maps.prefix)["a.example.com/bar/"].endswith("@5")
@@ -382,6 +383,39 @@ def test_costly_or_escaping_regex_paths_are_rejected(pattern: str) -> None:
     )
     assert not state.routes
     assert "Rejected" in events(state).values()
+
+
+@pytest.mark.parametrize(
+    ("host", "pattern", "other_key"),
+    [
+        # A host-less pattern whose second alternative does not start with '/'
+        # would match the key of any host's scope ("<host>/<path>").
+        (None, "/nothing|[a-z.]+/.*", "victim.example.com/admin"),
+        (None, "/x|.*", "*.example.com/admin"),
+        # A host's pattern would reach the scope of a longer host it prefixes.
+        ("shop.example", "/x|\\.com/.*", "shop.example.com/admin"),
+    ],
+)
+def test_regex_paths_with_alternatives_never_match_another_hosts_scope(
+    host: str | None, pattern: str, other_key: str
+) -> None:
+    """The map key a request is looked up with is its scope then its path:
+    every alternative of a pattern must start where the path starts."""
+    state = run(
+        *with_defaults(
+            ingress(
+                "rx",
+                rule(host, path(pattern, path_type="ImplementationSpecific")),
+                namespace="tenant-b",
+                annotations={NGINX + "use-regex": "true"},
+            )
+        )
+    )
+    ((key, _),) = state.maps.regex
+    assert re.match(key, other_key) is None
+    # Its own scope still matches, every alternative of it.
+    own = host or ""
+    assert re.match(key, own + "/x") is not None or re.match(key, own + "/nothing") is not None
 
 
 def test_whitelist_alias_is_the_allow_list() -> None:

@@ -592,7 +592,7 @@ def lua_source() -> bytes:
     return template_source(LUA).encode()
 
 
-# A regex map key (routing.py: ``^<escaped host>(?i:<pattern>)``, the
+# A regex map key (regex.scoped_key: ``^<escaped host>(?=/)(?i:<pattern>)``, the
 # pattern checked by regex.py): visible ASCII, no '#', quotes or blanks.
 _SAFE_PATTERN = re.compile(r"\^[\x21-\x7e]+")
 
