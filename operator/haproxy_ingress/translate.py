@@ -102,7 +102,7 @@ def translate(
     ingresses = sorted((ing for ing in view.ingresses if left_out(ing) is None), key=_age_key)
     routes: list[Route] = []
     claims: dict[tuple[str, str, PathType], ObjectRef] = {}
-    tls_claims: list[_TlsClaim] = []
+    tls_asks: list[_TlsAsk] = []
     service_refs: dict[ServiceRef, ObjectRef] = {}
     tuning: dict[ServiceRef, tuple[BackendSettings, ObjectRef]] = {}
     redirects: set[str] = set()
@@ -221,6 +221,7 @@ def translate(
             )
             backend_settings = settings.backend
         accepted: list[Route] = []
+        ruled = frozenset(r.host for r, _ in parsed.routes if r.host)
         if asked.ssl_passthrough:
             granted = _grant_passthrough(
                 _passthrough_ask(
@@ -292,13 +293,12 @@ def translate(
                 denied=denied_hosts,
                 problems=problems,
             )
-        tls_claims.extend(_TlsClaim(source, secret, hosts) for secret, hosts in parsed.tls)
+        # Which of its spec.tls hosts it may have is known once every
+        # Ingress's rules are (_own_tls).
+        tls_asks.append(_TlsAsk(source, tuple(parsed.tls), ruled, asked.ssl_redirect))
         own_tls = {host for _, hosts in parsed.tls for host in hosts}
-        tls_hosts.update(own_tls)
         if asked.server_snippet and policy is not DENY_ALL:
             server_snippets.append((source, asked.server_snippet_field, asked.server_snippet))
-        if asked.ssl_redirect:
-            redirects.update(own_tls)
         if not errors and (asked.aliases or asked.www_redirect):
             names.append(
                 _MoreNames(
@@ -319,6 +319,9 @@ def translate(
         redirects=redirects,
         tls_hosts=tls_hosts,
         problems=problems,
+    )
+    tls_claims = _own_tls(
+        tls_asks, routes, passed, redirects=redirects, tls_hosts=tls_hosts, problems=problems
     )
     # A granted server-alias takes the CA of the routes it copies: its own
     # crt-list line must ask for the certificate they check.
@@ -1854,6 +1857,83 @@ class _TlsClaim:
     source: ObjectRef
     secret: str
     hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _TlsAsk:
+    """An Ingress's spec.tls, with the hosts of its own rules and its ssl-redirect."""
+
+    source: ObjectRef
+    entries: tuple[tuple[str, tuple[str, ...]], ...]  # (secretName, hosts)
+    ruled: frozenset[str]
+    redirect: bool
+
+
+def _own_tls(
+    asks: Iterable[_TlsAsk],
+    routes: Iterable[Route],
+    passed: Mapping[str, _PassthroughAsk],
+    *,
+    redirects: set[str],
+    tls_hosts: set[str],
+    problems: list[Problem],
+) -> list[_TlsClaim]:
+    """The spec.tls hosts each Ingress may give its certificate, https redirect and HSTS.
+
+    A host's TLS belongs to those who serve it: ingress-nginx gives a server
+    a certificate only from an Ingress with a rule for its host. So a host
+    that Ingresses of another namespace serve (rules, a granted alias,
+    ssl-passthrough) is kept only by an Ingress with a rule for it; else
+    one tenant's spec.tls would put its certificate (whose key it holds),
+    a 308 to https and HSTS on another tenant's host. A wildcard is kept
+    only if no other namespace serves a name it covers (its SNI filter and
+    redirect would reach that name). Hosts of the Ingress's own namespace
+    or of nobody stay allowed: a team may split TLS and rules over two
+    Ingresses, or list names before it serves them.
+    """
+    serving: dict[str, set[str]] = defaultdict(set)  # host as written → namespaces
+    covered: dict[str, set[str]] = defaultdict(set)  # "*.p" → namespaces serving an "x.p"
+    for host, namespace in [
+        *((route.host, route.source.namespace) for route in routes if route.host),
+        *((host, ask.source.namespace) for host, ask in passed.items()),
+    ]:
+        serving[host].add(namespace)
+        if not host.startswith("*.") and "." in host:
+            covered["*." + host.split(".", 1)[1]].add(namespace)
+
+    def served_by(host: str) -> set[str]:
+        if host.startswith("*."):
+            return serving.get(host, set()) | covered.get(host, set())
+        if host in serving:
+            return serving[host]
+        # No rules of its own: its requests go to its wildcard's rules.
+        return serving.get("*." + host.split(".", 1)[1], set()) if "." in host else set()
+
+    claims = []
+    for ask in asks:
+        for secret, hosts in ask.entries:
+            kept = []
+            for host in hosts:
+                others = sorted(served_by(host) - {ask.source.namespace})
+                if others and host not in ask.ruled:
+                    problems.append(
+                        Problem(
+                            ask.source,
+                            "spec.tls",
+                            f"host {host!r} is served by Ingresses of other namespaces "
+                            f"({', '.join(others)}) and by no rule of this Ingress; "
+                            "its TLS entry is ignored",
+                            "Conflict",
+                        )
+                    )
+                    continue
+                kept.append(host)
+            if kept:
+                claims.append(_TlsClaim(ask.source, secret, tuple(kept)))
+                tls_hosts.update(kept)
+                if ask.redirect:
+                    redirects.update(kept)
+    return claims
 
 
 def _certificates(

@@ -474,3 +474,35 @@ async def test_editing_an_ingress_address_lists_takes_effect_without_a_reload(
     assert sorted(p.owner for p in owned) == ["default/admin", "default/other"]
     (mine,) = (p for p in owned if p.owner == "default/admin")
     assert (stack.paths.maps / f"{mine.name}.deny.acl").read_text() == "127.0.0.1/32\n"
+
+
+async def test_another_namespaces_spec_tls_never_redirects_a_host(stack: Stack) -> None:
+    """tenant-b lists shop.example.com in its spec.tls without a rule for it:
+    the shop's plain-HTTP clients keep being served, never sent (308) to a
+    certificate whose key tenant-b holds."""
+    port = free_port()
+    (shop,) = await start_pods("shop", 1, port, first=41)
+    (evil,) = await start_pods("evil", 1, port, first=42)
+    crt, key = make_cert("shop.example.com")
+    stack.put(
+        service("shop"),
+        slice_for("shop", [shop]),
+        service("evil", namespace="tenant-b"),
+        slice_for("evil", [evil], namespace="tenant-b"),
+        tls_secret("evil-tls", crt, key, namespace="tenant-b"),
+        ingress("shop", rule("shop.example.com", path("/", "shop"))),
+        ingress(
+            "evil",
+            rule("evil.example.com", path("/", "evil")),
+            namespace="tenant-b",
+            created="2025-01-01T00:00:00Z",
+            tls=[{"hosts": ["shop.example.com"], "secretName": "evil-tls"}],
+        ),
+    )
+    outcome = await stack.sync()
+    assert outcome.result is not None
+    await wait_for(lambda: _ready(stack, "be_default_shop_80", 1))
+    status, body = await raw(stack.http_port, request(b"/", b"shop.example.com"))
+    assert status == 200, body
+    assert body.startswith(b"shop-41 ")
+    assert "Conflict" in {p.event for p in outcome.desired.problems if p.source.name == "evil"}

@@ -620,6 +620,106 @@ def test_host_with_two_certificates_goes_to_the_older_ingress() -> None:
     assert [p.source.name for p in state.problems] == ["b"]
 
 
+@pytest.mark.parametrize("attacker_older", [True, False])
+def test_tls_for_another_namespaces_host_is_ignored(attacker_older: bool) -> None:
+    """spec.tls names a host; only rules serve it (ingress-nginx gives a server
+    a certificate only from an Ingress with a rule for it). An Ingress of
+    another namespace listing shop.example.com in its spec.tls, without a
+    rule for it, must not give it its certificate, nor its https redirect and
+    HSTS: the shop's plain-HTTP clients would be sent to a certificate whose
+    key the other tenant holds."""
+    shop_crt, shop_key = make_cert("shop.example.com")
+    evil_crt, evil_key = make_cert("shop.example.com")
+    evil_created = "2025-01-01T00:00:00Z" if attacker_older else "2026-05-01T00:00:00Z"
+    for shop_tls in (True, False):
+        state = run(
+            *with_defaults(
+                tls_secret("shop-tls", shop_crt, shop_key),
+                tls_secret("evil-tls", evil_crt, evil_key, namespace="tenant-b"),
+                service("web", namespace="tenant-b"),
+                ingress(
+                    "shop",
+                    rule("shop.example.com", path("/")),
+                    tls=[{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]
+                    if shop_tls
+                    else None,
+                ),
+                ingress(
+                    "evil",
+                    rule("evil.example.com", path("/")),
+                    namespace="tenant-b",
+                    created=evil_created,
+                    tls=[
+                        {
+                            "hosts": ["shop.example.com", "evil.example.com"],
+                            "secretName": "evil-tls",
+                        }
+                    ],
+                ),
+            )
+        )
+        hosts = {c.name: c.hosts for c in state.certificates}
+        assert hosts.get("tenant-b_evil-tls") == ("evil.example.com",), (shop_tls, hosts)
+        assert ("shop.example.com" in hosts.get("default_shop-tls", ())) is shop_tls
+        assert (("shop.example.com", "https") in state.maps.redirect) is shop_tls
+        assert (("shop.example.com", "tls") in state.maps.tls) is shop_tls
+        assert any(
+            p.source.name == "evil" and "shop.example.com" in p.message for p in state.problems
+        )
+        assert not [p for p in state.problems if p.source.name == "shop"]
+
+
+@pytest.mark.parametrize(
+    ("served", "listed"),
+    [
+        # Its requests go to the other tenant's wildcard rules.
+        ("*.example.com", "x.example.com"),
+        # A wildcard covering a name the other tenant serves.
+        ("shop.example.com", "*.example.com"),
+    ],
+)
+def test_tls_covering_another_namespaces_requests_is_ignored(served: str, listed: str) -> None:
+    crt, key = make_cert("example.com")
+    state = run(
+        *with_defaults(
+            tls_secret("evil-tls", crt, key, namespace="tenant-b"),
+            service("web", namespace="tenant-b"),
+            ingress("shop", rule(served, path("/"))),
+            ingress(
+                "evil",
+                rule("evil.test", path("/")),
+                namespace="tenant-b",
+                created="2025-01-01T00:00:00Z",
+                tls=[{"hosts": [listed], "secretName": "evil-tls"}],
+            ),
+        )
+    )
+    assert state.certificates == ()
+    assert state.maps.redirect == () and state.maps.tls == ()
+    assert [p.event for p in state.problems if p.source.name == "evil"] == ["Conflict"]
+
+
+def test_tls_for_a_host_of_the_own_namespace_or_nobodys_is_kept() -> None:
+    """One team may split a host's TLS and rules over two Ingresses, and list
+    names no Ingress serves yet (a wildcard for later subdomains)."""
+    crt, key = make_cert("h.example.com")
+    state = run(
+        *with_defaults(
+            tls_secret("h-tls", crt, key),
+            ingress(
+                "tls-only",
+                rule("other.example.com", path("/")),
+                tls=[{"hosts": ["h.example.com", "*.h.example.com"], "secretName": "h-tls"}],
+            ),
+            ingress("rules", rule("h.example.com", path("/"))),
+        )
+    )
+    assert state.problems == ()
+    (cert,) = state.certificates
+    assert cert.hosts == ("*.h.example.com", "h.example.com")
+    assert ("h.example.com", "https") in state.maps.redirect
+
+
 # --- configmap and determinism -------------------------------------------------------
 
 
