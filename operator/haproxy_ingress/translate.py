@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,10 +193,22 @@ def translate(
                 regex=asked.use_regex,
             )
         except Invalid as error:
-            problems.extend(
-                Problem(source, e.field, e.reason, "Rejected") for e in [*errors, error]
-            )
-            continue
+            if not asked.access_rule:
+                problems.extend(
+                    Problem(source, e.field, e.reason, "Rejected") for e in [*errors, error]
+                )
+                continue
+            # It guards its paths: those that parse are kept and deny
+            # everyone (below), else they would fall through to another rule.
+            salvaged: list[Invalid] = []
+            try:
+                parsed = _parse_ingress(ingress, regex=asked.use_regex, salvage=salvaged)
+            except Invalid:  # the spec itself is unreadable: no path to keep
+                problems.extend(
+                    Problem(source, e.field, e.reason, "Rejected") for e in [*errors, error]
+                )
+                continue
+            errors.extend(salvaged or [error])
         if asked.client_tls is not None and any(not r.host for r, _ in parsed.routes):
             errors.append(
                 Invalid(
@@ -947,13 +959,17 @@ def _parse_ingress(
     options: RouteOptions = NO_OPTIONS,
     *,
     regex: bool = False,
+    salvage: list[Invalid] | None = None,
 ) -> _ParsedIngress:
     """Validate the whole Ingress; one bad field rejects it (no half-served Ingress).
 
     ``policy`` names the access policy every route of the Ingress carries,
     ``options`` what its routes do besides choosing a backend. With
     ``regex`` (use-regex) its Prefix and ImplementationSpecific paths are
-    regular expressions; Exact paths stay literal.
+    regular expressions; Exact paths stay literal. With ``salvage``, a bad
+    rule, path or TLS entry goes there instead and only it is left out: the
+    routes that parse are what a rejected Ingress with an access rule keeps,
+    denying everyone, so they cannot fall through to another rule.
     """
     source = _ref("Ingress", ingress)
     namespace = source.namespace
@@ -963,22 +979,53 @@ def _parse_ingress(
     parsed = _ParsedIngress()
     explicit_roots: set[str] = set()
     hosts: list[str] = []
-    for rule_field, rule in validate.objects(spec.get("rules"), "spec.rules"):
-        host = validate.host(rule["host"], f"{rule_field}.host") if rule.get("host") else ""
+
+    def each(value: object, field: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """validate.objects, with a bad item (or list) salvaged past when asked."""
+        try:
+            items = validate.sequence(value, field)
+        except Invalid as error:
+            if salvage is None:
+                raise
+            salvage.append(error)
+            return
+        for index, item in enumerate(items):
+            item_field = f"{field}[{index}]"
+            try:
+                yield item_field, validate.mapping(item, item_field)
+            except Invalid as error:
+                if salvage is None:
+                    raise
+                salvage.append(error)
+
+    for rule_field, rule in each(spec.get("rules"), "spec.rules"):
+        try:
+            host = validate.host(rule["host"], f"{rule_field}.host") if rule.get("host") else ""
+            http = validate.mapping(rule.get("http"), f"{rule_field}.http")
+        except Invalid as error:
+            if salvage is None:
+                raise
+            salvage.append(error)
+            continue
         hosts.append(host)
-        http = validate.mapping(rule.get("http"), f"{rule_field}.http")
-        for path_field, item in validate.objects(http.get("paths"), f"{rule_field}.http.paths"):
-            path_type = _path_type(item.get("pathType"), f"{path_field}.pathType")
-            written = item.get("path", "/") or "/"
-            is_regex = regex and path_type is not PathType.EXACT
-            route_options = options
-            if is_regex:
-                path = _regex_path(written, f"{path_field}.path")
-                if options.rewrite_target and CAPTURE.search(options.rewrite_target):
-                    route_options = dataclasses.replace(options, path_regex=path)
-            else:
-                path = _route_path(written, f"{path_field}.path")
-            service = _service_ref(namespace, item.get("backend"), f"{path_field}.backend")
+        for path_field, item in each(http.get("paths"), f"{rule_field}.http.paths"):
+            try:
+                path_type = _path_type(item.get("pathType"), f"{path_field}.pathType")
+                written = item.get("path", "/") or "/"
+                is_regex = regex and path_type is not PathType.EXACT
+                route_options = options
+                if is_regex:
+                    path = _regex_path(written, f"{path_field}.path")
+                    if options.rewrite_target and CAPTURE.search(options.rewrite_target):
+                        route_options = dataclasses.replace(options, path_regex=path)
+                else:
+                    path = _route_path(written, f"{path_field}.path")
+                service = _service_ref(namespace, item.get("backend"), f"{path_field}.backend")
+            except Invalid as error:
+                if salvage is None:
+                    raise
+                salvage.append(error)
+                continue
             if path_type is not PathType.EXACT and path.rstrip("/") == "":
                 explicit_roots.add(host)
             parsed.routes.append(
@@ -998,26 +1045,44 @@ def _parse_ingress(
                 )
             )
     if spec.get("defaultBackend") is not None:
-        service = _service_ref(namespace, spec["defaultBackend"], "spec.defaultBackend")
-        # An Ingress's default backend serves the paths its hosts do not match;
-        # without rules it serves any host.
-        for host in sorted(set(hosts or [""]) - explicit_roots):
-            parsed.routes.append(
-                (
-                    Route(
-                        host, "/", PathType.PREFIX, service.backend_name, source, policy, options
-                    ),
-                    service,
+        try:
+            service = _service_ref(namespace, spec["defaultBackend"], "spec.defaultBackend")
+        except Invalid as error:
+            if salvage is None:
+                raise
+            salvage.append(error)
+        else:
+            # An Ingress's default backend serves the paths its hosts do not
+            # match; without rules it serves any host.
+            for host in sorted(set(hosts or [""]) - explicit_roots):
+                parsed.routes.append(
+                    (
+                        Route(
+                            host,
+                            "/",
+                            PathType.PREFIX,
+                            service.backend_name,
+                            source,
+                            policy,
+                            options,
+                        ),
+                        service,
+                    )
                 )
+    for tls_field, entry in each(spec.get("tls"), "spec.tls"):
+        try:
+            secret = validate.dns_subdomain(entry.get("secretName"), f"{tls_field}.secretName")
+            tls_hosts = tuple(
+                validate.host(h, f"{tls_field}.hosts[{i}]")
+                for i, h in enumerate(validate.sequence(entry.get("hosts"), f"{tls_field}.hosts"))
             )
-    for tls_field, entry in validate.objects(spec.get("tls"), "spec.tls"):
-        secret = validate.dns_subdomain(entry.get("secretName"), f"{tls_field}.secretName")
-        tls_hosts = tuple(
-            validate.host(h, f"{tls_field}.hosts[{i}]")
-            for i, h in enumerate(validate.sequence(entry.get("hosts"), f"{tls_field}.hosts"))
-        )
+        except Invalid as error:
+            if salvage is None:
+                raise
+            salvage.append(error)
+            continue
         parsed.tls.append((secret, tls_hosts))
-    if not parsed.routes and not parsed.tls:
+    if not parsed.routes and not parsed.tls and salvage is None:
         raise Invalid("spec", "has neither rules with paths nor a defaultBackend")
     return parsed
 
@@ -1672,22 +1737,28 @@ def _service_usable(
     route: Route,
     problems: list[Problem],
 ) -> bool:
-    """False for Services HAProxy cannot reach by pod address (route left out)."""
+    """False for Services HAProxy cannot reach by pod address (route left out).
+
+    A route with an access policy is kept (True), answering 503 behind its
+    policy: left out, its path would fall through to another rule, such as
+    another Ingress's catch-all '/', without the policy (fail closed).
+    """
     service = services.get((ref.namespace, ref.name))
     if service is None:
         return True  # served as 503 until it exists; reported with the backend
     spec = service.get("spec") or {}
     if isinstance(spec, Mapping) and spec.get("type") == "ExternalName":
+        kept = "answers 503 behind its access rule" if route.policy else "left out"
         problems.append(
             Problem(
                 source,
                 "spec.rules",
                 f"Service {ref.namespace}/{ref.name} is of type ExternalName, which this "
-                f"controller does not proxy; path {route.path!r} left out",
+                f"controller does not proxy; path {route.path!r} {kept}",
                 "Unsupported",
             )
         )
-        return False
+        return bool(route.policy)
     return True
 
 

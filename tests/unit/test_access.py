@@ -17,7 +17,7 @@ from haproxy_ingress.model import DesiredState, TranslateOptions
 from haproxy_ingress.plan import plan
 from haproxy_ingress.translate import DENY_ALL, EVERYONE
 from haproxy_ingress.validate import Invalid
-from tests.kube import configmap, ingress, path, rule
+from tests.kube import configmap, ingress, path, rule, service
 from tests.unit.test_translate import run, with_defaults
 
 N = "nginx.ingress.kubernetes.io/"
@@ -196,3 +196,50 @@ def test_cors_is_a_route_option_changed_by_map() -> None:
     assert first.routes[0].options.cors is not None
     assert first.routes[0].policy == ""  # not an access rule
     assert plan(plan(None, first).target, second).reload_reasons == ()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        path("/../x"),  # climbs above the root
+        path("/y", path_type="Fuzzy"),
+        {"pathType": "Prefix", "path": "/z", "backend": {"resource": {"kind": "X", "name": "x"}}},
+        "not-an-object",
+    ],
+)
+def test_a_guarded_ingress_with_a_bad_path_keeps_its_good_paths_denying(bad: Any) -> None:
+    """One bad path rejects the Ingress, but its guarded paths that parse must
+    not fall through to another Ingress's catch-all '/': they answer 403."""
+    state = run(
+        *with_defaults(
+            ingress(
+                "admin",
+                rule("app.example.com", path("/admin"), bad),
+                annotations={N + "whitelist-source-range": "10.0.0.0/8"},
+            ),
+            ingress("catchall", rule("app.example.com", path("/")), created="2026-02-01T00:00:00Z"),
+        )
+    )
+    assert policy_of(state, "/admin") == DENY_ALL
+    events = {p.event for p in state.problems if p.source.name == "admin"}
+    assert {"Rejected", "AccessDenied"} <= events
+    assert policy_of(state, "/") is None
+
+
+def test_a_guarded_path_to_an_external_name_service_never_falls_through() -> None:
+    state = run(
+        *with_defaults(
+            service("outside", type_="ExternalName"),
+            ingress(
+                "admin",
+                rule("app.example.com", path("/admin", "outside"), path("/ok")),
+                annotations={N + "whitelist-source-range": "10.0.0.0/8"},
+            ),
+            ingress("catchall", rule("app.example.com", path("/")), created="2026-02-01T00:00:00Z"),
+        )
+    )
+    admin = next(r for r in state.routes if r.path == "/admin")
+    assert admin.source.name == "admin"
+    assert policy_of(state, "/admin").allow_sources == ("10.0.0.0/8",)
+    assert policy_of(state, "/ok").allow_sources == ("10.0.0.0/8",)
+    assert "Unsupported" in {p.event for p in state.problems if p.source.name == "admin"}
