@@ -1661,7 +1661,8 @@ SETTINGS: tuple[Setting, ...] = (
         _R,
         validate.boolean,
         "false",
-        "this Ingress is a canary of the one with the same host and path (same namespace)",
+        "this Ingress is a canary of the one with the same host, path and path type (same "
+        "namespace)",
         "enabled",
         reload=False,
         configmap=False,

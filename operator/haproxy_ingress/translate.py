@@ -1624,14 +1624,19 @@ def _attach_canaries(
     tenant's canary never takes another tenant's traffic. One canary per
     route (ingress-nginx keeps one too): the older canary wins.
     """
-    index = {(r.host, r.written or r.path): i for i, r in reversed(list(enumerate(routes)))}
+    # Host, path as written and path type, as ingress-nginx merges a canary
+    # into a location: another Ingress's route of the same path but another
+    # type is not the main route (and must not make a canary lose it).
+    index = {
+        (r.host, r.written or r.path, r.path_type): i for i, r in reversed(list(enumerate(routes)))
+    }
     result = list(routes)
     # The main routes' backend settings, by backend name (their Services' tuning).
     tuned = {ref.backend_name: settings for ref, (settings, _) in tuning.items()}
     for source, asked, parsed in canaries:
         assert asked.canary is not None
         for route, service in parsed.routes:
-            at = index.get((route.host, route.written or route.path))
+            at = index.get((route.host, route.written or route.path, route.path_type))
             if at is None or result[at].source.namespace != source.namespace:
                 problems.append(
                     Problem(

@@ -318,6 +318,38 @@ def test_canary_of_another_namespace_never_takes_the_route() -> None:
     assert "CanaryWithoutMain" in events(state).values()
 
 
+def test_a_canary_shadows_the_route_of_its_own_path_type() -> None:
+    """ingress-nginx merges a canary into the location of the same host, path
+    and pathType. An older Ingress of another namespace with an Exact /app on
+    the host must not stand in the way of this team's Prefix /app canary (nor
+    would its own Exact canary reach the Prefix route)."""
+    state = run(
+        *with_defaults(
+            service("web-canary"),
+            endpoint_slice("web-canary", endpoint("10.0.0.2")),
+            service("web", namespace="other"),
+            ingress(
+                "exact",
+                rule("a.example.com", path("/app", path_type="Exact")),
+                namespace="other",
+                created="2025-01-01T00:00:00Z",
+            ),
+            ingress("main", rule("a.example.com", path("/app")), created="2026-01-02T00:00:00Z"),
+            ingress(
+                "canary",
+                rule("a.example.com", path("/app", service="web-canary")),
+                created="2026-01-03T00:00:00Z",
+                annotations={NGINX + "canary": "true", NGINX + "canary-weight": "100"},
+            ),
+        )
+    )
+    assert "CanaryWithoutMain" not in events(state).values()
+    canaries = {(r.source.name, r.path_type.value): r.options.canary for r in state.routes}
+    assert canaries[("exact", "Exact")] is None
+    main = canaries[("main", "Prefix")]
+    assert main is not None and main.backend == "be_default_web-canary_80"
+
+
 def test_canary_with_its_own_access_rule_is_left_out() -> None:
     state = canary_pair(
         {NGINX + "canary-weight": "100", NGINX + "whitelist-source-range": "10.0.0.0/8"}
