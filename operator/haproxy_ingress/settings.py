@@ -131,6 +131,7 @@ class IngressSettings:
     # whether the Ingress may act on them) and the annotation that set it.
     server_snippet: str = ""
     server_snippet_field: str = ""
+    server_snippet_answers: bool = False  # it holds a return (snippets.Interpreted)
     # ssl-passthrough, and the annotation that set it (translate decides).
     ssl_passthrough: bool = False
     ssl_passthrough_field: str = ""
@@ -263,6 +264,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
     access = AccessAsk()
     cors = Cors()
     server_snippet = server_field = ""
+    server_answers = False
     ssl_passthrough, passthrough_field = False, ""
     client_tls: ClientTLSAsk | None = None
     ssl_ciphers: str | None = None
@@ -330,8 +332,21 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                     notices.append(Notice(field, reason, "Refused"))
                 elif setting is _CONFIGURATION_SNIPPET:
                     snippet = parsed.program or None
+                    # A return refuses (or hides) requests: an access rule, so
+                    # any error keeps the paths denying rather than left out.
+                    access_rule = access_rule or parsed.answers
                 elif setting is _SERVER_SNIPPET:
                     server_snippet, server_field = parsed.program, field
+                    server_answers = parsed.answers
+                    access_rule = access_rule or parsed.answers
+                elif parsed.answers:
+                    # auth-snippet is never applied: its return would be lost.
+                    access_rule = True
+                    raise Invalid(
+                        field,
+                        "holds a return, which is not applied: auth-url requests are built by "
+                        "ingress.lua and take no snippet",
+                    )
                 else:
                     notices.append(
                         Notice(
@@ -368,6 +383,7 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         default_backend=default_backend,
         server_snippet=server_snippet,
         server_snippet_field=server_field,
+        server_snippet_answers=server_answers,
         ssl_passthrough=ssl_passthrough,
         ssl_passthrough_field=passthrough_field,
         client_tls=client_tls,

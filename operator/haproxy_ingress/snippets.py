@@ -355,6 +355,9 @@ class Interpreted:
     program: str = ""
     refused: str = ""  # non-empty: left unapplied, with this reason
     access: bool = False  # refused and it held an access rule: fail closed
+    # Applied and it holds a return: it answers (refuses, hides) some requests
+    # itself, so wherever it cannot be applied the paths must deny instead.
+    answers: bool = False
 
 
 def interpret(text: str, *, server: bool = False) -> Interpreted:
@@ -374,7 +377,7 @@ def interpret(text: str, *, server: bool = False) -> Interpreted:
     except Refused as refusal:
         access = any(ACCESS_DIRECTIVE.fullmatch(n) for n in names) or "return" in names
         return Interpreted(refused=refusal.reason, access=access)
-    return Interpreted(program=program)
+    return Interpreted(program=program, answers="return" in names)
 
 
 _IN_IF = frozenset(
@@ -628,52 +631,67 @@ def combine(*programs: str) -> str:
 # --- server-snippet: the host's routes ----------------------------------------------
 
 
+@dataclass(frozen=True)
+class ServerSnippet:
+    """An Ingress's server-snippet: its program and whether it holds a return."""
+
+    source: ObjectRef
+    field: str  # the annotation that set it
+    program: str
+    answers: bool = False
+
+
 def with_server_snippets(
-    routes: list[Route], claims: list[tuple[ObjectRef, str, str]]
-) -> tuple[list[Route], list[Problem]]:
+    routes: list[Route], claims: list[ServerSnippet]
+) -> tuple[list[Route], list[Problem], set[tuple[ObjectRef, str]]]:
     """``routes`` with each server-snippet applied to the routes of its Ingress's hosts.
 
-    ``claims``: (Ingress, annotation field, program), oldest Ingress first. A server-snippet acts
-    on a whole host (an nginx server block), so it applies only where the
-    Ingress's namespace is the only one serving the host — one tenant's
-    snippet never touches another tenant's paths — and, per host, only the
-    oldest Ingress's applies. Its operations run before the route's own
-    configuration-snippet, as nginx's server rewrite phase runs first.
+    ``claims`` come oldest Ingress first. A server-snippet acts on a whole
+    host (an nginx server block), but one tenant's snippet never touches
+    another tenant's paths: it applies to the routes of its Ingress's
+    namespace on the host, and per host and namespace only the oldest
+    Ingress's applies. (It was refused outright where another namespace
+    served the host too, so any other tenant adding one path there switched
+    off a snippet that refused requests.) Its operations run before the
+    route's own configuration-snippet, as nginx's server rewrite phase runs
+    first. Also returned: (Ingress, host) pairs whose routes must deny, a
+    younger Ingress's snippet holding a return that another's displaced
+    (fail closed: a refusal that cannot be applied).
     """
     problems: list[Problem] = []
-    namespaces: dict[str, set[str]] = {}
-    for route in routes:
-        namespaces.setdefault(route.host, set()).add(route.source.namespace)
-    programs: dict[str, tuple[str, ObjectRef]] = {}
-    for source, annotation, program in claims:
+    denied: set[tuple[ObjectRef, str]] = set()
+    programs: dict[tuple[str, str], tuple[str, ObjectRef]] = {}
+    for claim in claims:
+        source = claim.source
         for host in sorted({r.host for r in routes if r.source == source}):
-            shown = host or "*"
-            others = namespaces[host] - {source.namespace}
-            if others:
-                problems.append(
-                    Problem(
-                        source,
-                        annotation,
-                        f"not applied to host {shown!r}: Ingresses of other namespaces "
-                        f"({', '.join(sorted(others))}) serve it too",
-                        "Refused",
-                    )
-                )
-                continue
-            owner = programs.setdefault(host, (program, source))[1]
+            owner = programs.setdefault((host, source.namespace), (claim.program, source))[1]
             if owner != source:
                 problems.append(
                     Problem(
                         source,
-                        annotation,
-                        f"not applied to host {shown!r}: Ingress {owner.namespace}/{owner.name} "
-                        "has the host's server-snippet",
+                        claim.field,
+                        f"not applied to host {host or '*'!r}: Ingress "
+                        f"{owner.namespace}/{owner.name} has the host's server-snippet"
+                        + (
+                            "; it holds a return, so this Ingress's paths there answer 403"
+                            if claim.answers
+                            else ""
+                        ),
                         "Conflict",
                     )
                 )
+                if claim.answers:
+                    denied.add((source, host))
     if not programs:
-        return routes, problems
-    return [_with_server_snippet(route, programs.get(route.host)) for route in routes], problems
+        return routes, problems, denied
+    return (
+        [
+            _with_server_snippet(route, programs.get((route.host, route.source.namespace)))
+            for route in routes
+        ],
+        problems,
+        denied,
+    )
 
 
 def _with_server_snippet(route: Route, found: tuple[str, ObjectRef] | None) -> Route:

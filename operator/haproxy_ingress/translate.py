@@ -106,7 +106,7 @@ def translate(
     service_refs: dict[ServiceRef, ObjectRef] = {}
     tuning: dict[ServiceRef, tuple[BackendSettings, ObjectRef]] = {}
     redirects: set[str] = set()
-    server_snippets: list[tuple[ObjectRef, str, str]] = []
+    server_snippets: list[snippets.ServerSnippet] = []
     policies: set[AccessPolicy] = set()
     if settings.default_policy is not None:
         policies.add(settings.default_policy)
@@ -310,7 +310,14 @@ def translate(
         tls_asks.append(_TlsAsk(source, tuple(parsed.tls), ruled, asked.ssl_redirect))
         own_tls = {host for _, hosts in parsed.tls for host in hosts}
         if asked.server_snippet and policy is not DENY_ALL:
-            server_snippets.append((source, asked.server_snippet_field, asked.server_snippet))
+            server_snippets.append(
+                snippets.ServerSnippet(
+                    source,
+                    asked.server_snippet_field,
+                    asked.server_snippet,
+                    asked.server_snippet_answers,
+                )
+            )
         if not errors and (asked.aliases or asked.www_redirect):
             names.append(
                 _MoreNames(
@@ -373,8 +380,15 @@ def translate(
         settings = dataclasses.replace(settings, default_policy=DENY_ALL)
         server_snippets = []
         passthrough = ()  # terminated here, where the deny applies
-    routes, snippet_problems = snippets.with_server_snippets(routes, server_snippets)
+    routes, snippet_problems, displaced = snippets.with_server_snippets(routes, server_snippets)
     problems.extend(snippet_problems)
+    if displaced:
+        routes = _deny_routes(routes, displaced)
+        policies.add(DENY_ALL)
+        problems.extend(
+            Problem(source, "metadata.annotations", DENIED_REASON, "AccessDenied")
+            for source in sorted({source for source, _ in displaced})
+        )
     if default_ref is not None:
         service_refs.setdefault(
             default_ref,

@@ -145,7 +145,8 @@ async def test_server_snippet_stays_in_its_namespace_and_changes_without_reload(
         annotations={SERVER: "add_header X-Server one;", SNIPPET: "add_header X-Loc a;"},
     )
     sibling = ingress("sibling", rule("own.example.com", path("/b")))
-    # Another namespace on a shared host: its server-snippet is refused.
+    # Another namespace on a shared host: its server-snippet acts on its own
+    # paths there only.
     intruder = ingress(
         "intruder",
         rule("shared.example.com", path("/x")),
@@ -154,7 +155,9 @@ async def test_server_snippet_stays_in_its_namespace_and_changes_without_reload(
     )
     victim = ingress("victim", rule("shared.example.com", path("/y")))
     events = await serve(stack, pods, owner, sibling, intruder, victim)
-    assert "Refused" in events  # (and the other namespace has no Service web)
+    assert "Refused" not in events
+    status, _, body, _ = await request(session, stack, "/x", "shared.example.com")
+    assert (status, body) == (200, "taken")
     _, headers, _, _ = await request(session, stack, "/a", "own.example.com")
     assert (headers["x-server"], headers["x-loc"]) == ("one", "a")
     _, headers, body, _ = await request(session, stack, "/b", "own.example.com")
@@ -170,3 +173,24 @@ async def test_server_snippet_stays_in_its_namespace_and_changes_without_reload(
     _, headers, _, _ = await request(session, stack, "/b", "own.example.com")
     assert headers["x-server"] == "two"
     assert (await stack.proc()).reloads == reloads
+
+
+async def test_another_namespace_on_the_host_never_switches_a_guard_off(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """A server-snippet that refuses requests without a token: tenant-b adding
+    one path on the host used to switch it off, serving /admin to anyone."""
+    pods = await start_pods("web", 1, free_port(), first=54)
+    guarded = ingress(
+        "admin",
+        rule("guard.example.com", path("/admin")),
+        annotations={SERVER: 'if ($http_x_token != "s3cret") { return 403 "no"; }'},
+    )
+    other = ingress("other", rule("guard.example.com", path("/other")), namespace="tenant-b")
+    await serve(stack, pods, guarded, other)
+    status, _, body, _ = await request(session, stack, "/admin", "guard.example.com")
+    assert (status, body) == (403, "no")
+    status, _, body, _ = await request(
+        session, stack, "/admin", "guard.example.com", headers={"X-Token": "s3cret"}
+    )
+    assert (status, body) == (200, "web-54 /admin")

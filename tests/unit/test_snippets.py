@@ -7,6 +7,7 @@ import pytest
 from haproxy_ingress import snippets
 from haproxy_ingress.model import DesiredState
 from haproxy_ingress.snippets import FIELD, PART, RECORD, Directive, Refused, interpret, parse
+from haproxy_ingress.translate import DENY_ALL
 from tests.kube import ingress, path, rule
 from tests.unit.test_translate import run, with_defaults
 
@@ -241,9 +242,97 @@ def test_server_snippet_needs_the_host_to_itself() -> None:
     server = interpret("add_header S 1;").program
     assert by_path["/a"] == server + RECORD + interpret("add_header L 1;").program
     assert by_path["/b"] == by_path["/c"] == server  # the host's routes, oldest owner's
-    assert by_path["/x"] == by_path["/y"] == ""  # another namespace shares b.example.com
+    # Another namespace shares b.example.com: the snippet acts on its own
+    # namespace's paths there, never on the other's.
+    assert by_path["/x"] == interpret("return 200 mine;").program
+    assert by_path["/y"] == ""
     reasons = {(p.source.name, p.event) for p in state.problems if "server-snippet" in p.field}
-    assert reasons == {("late", "Conflict"), ("intruder", "Refused")}
+    assert reasons == {("late", "Conflict")}
+
+
+def test_a_server_snippet_guarding_a_shared_host_still_guards_its_own_paths() -> None:
+    """Before, any Ingress of another namespace on the host (one path is
+    enough) switched the snippet off: its own paths were served unguarded."""
+    guard = 'if ($http_x_token != "s") { return 403; }'
+    state = run(
+        *with_defaults(
+            ingress("admin", rule("a.example.com", path("/admin")), annotations={SERVER: guard}),
+            ingress("other", rule("a.example.com", path("/other")), namespace="tenant-b"),
+        )
+    )
+    by_path = {r.path: r.options.snippet or "" for r in state.routes}
+    assert by_path == {"/admin": interpret(guard).program, "/other": ""}
+
+
+def test_a_guarding_server_snippet_that_loses_its_host_denies_its_paths() -> None:
+    """Per host only the oldest Ingress's server-snippet applies (nginx: one per
+    server). A younger one holding a return cannot be applied: fail closed."""
+    state = run(
+        *with_defaults(
+            ingress(
+                "first",
+                rule("a.example.com", path("/a")),
+                annotations={SERVER: "add_header S 1;"},
+            ),
+            ingress(
+                "guarded",
+                rule("a.example.com", path("/admin")),
+                annotations={SERVER: "if ($remote_addr != 10.0.0.1) { return 403; }"},
+                created="2026-01-02T00:00:00Z",
+            ),
+        )
+    )
+    admin = next(r for r in state.routes if r.path == "/admin")
+    assert admin.policy == DENY_ALL.name
+    assert {p.event for p in state.problems if p.source.name == "guarded"} >= {
+        "Conflict",
+        "AccessDenied",
+    }
+    first = next(r for r in state.routes if r.path == "/a")
+    assert first.policy == ""
+
+
+@pytest.mark.parametrize("key", ["configuration-snippet", "server-snippet"])
+def test_a_snippet_return_is_an_access_rule_when_the_ingress_is_rejected(key: str) -> None:
+    """An Ingress that refuses some requests with a snippet's return, rejected
+    for another annotation, keeps its paths denying: left out, they would
+    fall through to another Ingress's catch-all '/'."""
+    state = run(
+        *with_defaults(
+            ingress(
+                "admin",
+                rule("a.example.com", path("/admin")),
+                annotations={
+                    NGINX + key: 'if ($http_x_token != "s") { return 403; }',
+                    NGINX + "proxy-body-size": "lots",
+                },
+            ),
+            ingress("catchall", rule("a.example.com", path("/")), created="2026-01-02T00:00:00Z"),
+        )
+    )
+    admin = next((r for r in state.routes if r.path == "/admin"), None)
+    assert admin is not None and admin.policy == DENY_ALL.name
+    assert "AccessDenied" in {p.event for p in state.problems}
+
+
+def test_an_auth_snippet_holding_a_return_fails_closed() -> None:
+    """auth-snippet is never applied (auth-url requests take no snippet): a
+    return in it is a refusal that cannot be honoured."""
+    state = run(
+        *with_defaults(
+            ingress(
+                "a",
+                rule("a.example.com", path("/a")),
+                annotations={
+                    NGINX + "auth-url": "http://auth.example.com/check",
+                    NGINX + "auth-snippet": 'if ($http_x_key != "k") { return 401; }',
+                },
+            )
+        )
+    )
+    (route,) = state.routes
+    assert route.policy == DENY_ALL.name
+    assert "AccessDenied" in events(state).values()
 
 
 def test_auth_snippet_is_checked_but_not_applied() -> None:
