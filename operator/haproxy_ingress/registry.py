@@ -327,8 +327,10 @@ def upstream_vhost(value: str, field: str) -> str:
     host, _, port = value.partition(":")
     checked = validate.host(host, field)
     if port:
-        validate.port_number(int(port) if port.isascii() and port.isdigit() else 0, field)
-        return f"{checked}:{int(port)}"
+        # At most 5 ASCII digits before int(): it raises ValueError (not
+        # Invalid) past 4,300 digits, and str.isdigit() is true for '٣'.
+        number = int(port) if re.fullmatch(r"[0-9]{1,5}", port) else 0
+        return f"{checked}:{validate.port_number(number, field)}"
     return checked
 
 

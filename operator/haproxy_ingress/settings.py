@@ -360,6 +360,11 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 option_changes.append((setting, parsed))
         except Invalid as error:
             errors.append(error)
+        except ValueError as error:
+            # A parser that tripped over a value instead of refusing it (int()
+            # past 4,300 digits, a lone surrogate): still this Ingress's
+            # problem alone, never an exception that ends every sync.
+            errors.append(Invalid(field, f"cannot be read: {type(error).__name__}"))
     backend = registry.apply_all(backend, backend_changes)
     options = registry.apply_all(options, option_changes)
     if snippet is not None:
@@ -496,6 +501,9 @@ def parse_configmap(
                 settings = registry.apply(settings, setting, parsed)
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason, "InvalidSetting"))
+        except ValueError as error:  # as in ingress_settings: reported, default kept
+            reason = f"cannot be read: {type(error).__name__}"
+            problems.append(Problem(source, field, reason, "InvalidSetting"))
     return settings, default_backend, problems
 
 

@@ -196,7 +196,11 @@ def _tokens(text: str) -> Iterator[tuple[str, int, bool]]:
 
 def parse(text: str) -> tuple[Directive, ...]:
     """The directives of a snippet, blocks nested; :class:`Refused` if it is not nginx syntax."""
-    if len(text.encode()) > MAX_SNIPPET_BYTES:
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:  # a lone surrogate (YAML's "\ud800", offline input)
+        raise Refused("is not UTF-8 text") from None
+    if size > MAX_SNIPPET_BYTES:
         raise Refused(f"longer than {MAX_SNIPPET_BYTES} bytes")
     stack: list[tuple[list[Directive], str, tuple[str, ...], int]] = []
     current: list[Directive] = []

@@ -1108,3 +1108,20 @@ def test_a_global_access_key_of_the_configmap_we_cannot_honour_denies_every_rout
     for key, value in (("enable-modsecurity", "false"), ("global-auth-url", "")):
         state = run(*with_defaults(app, configmap({key: value})))
         assert state.routes and not any(r.policy == DENY_ALL.name for r in state.routes), key
+
+
+def test_a_port_of_thousands_of_digits_rejects_only_its_ingress() -> None:
+    """int() refuses more than 4,300 digits with a ValueError, which escaped
+    the validators: every sync failed, so no tenant's change was applied."""
+    state = run(
+        *with_defaults(
+            ingress(
+                "bad",
+                rule("bad.example.com", path("/")),
+                annotations={NGINX + "upstream-vhost": "a.example.com:" + "9" * 5000},
+            ),
+            ingress("good", rule("good.example.com", path("/"))),
+        )
+    )
+    assert {r.source.name for r in state.routes} == {"good"}
+    assert events(state) == {f"metadata.annotations[{NGINX}upstream-vhost]": "Rejected"}

@@ -179,3 +179,36 @@ def test_a_backend_annotation_sets_its_field() -> None:
     asked = ingress_settings({ANNOTATION_PREFIX + "drain-terminating": "false"}, GlobalSettings())
     assert asked.errors == ()
     assert asked.backend == dataclasses.replace(BackendSettings(), drain=False)
+
+
+# Text a tenant can put in any annotation that a parser could trip over rather
+# than refuse: digits past int()'s 4,300-digit limit, non-ASCII digits, a lone
+# surrogate (YAML's "\ud800", offline), control characters.
+_DIGITS = "9" * 5000
+HOSTILE_VALUES = (
+    _DIGITS,
+    f"a.example.com:{_DIGITS}",
+    f"{_DIGITS}s",
+    f"http://a.example.com:{_DIGITS}/",
+    f"10.0.0.0/{_DIGITS}",
+    "a.example.com:٣",
+    "²",
+    "\ud800",
+    "a\x00b",
+    "{" + _DIGITS + "}",
+)
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES, ids=range(len(HOSTILE_VALUES)))
+def test_every_annotation_refuses_hostile_text_with_a_problem(value: str) -> None:
+    """A value no parser expected rejects its Ingress (Invalid), never raises:
+    an exception would end the sync of every tenant's change, each time."""
+    for setting in SETTINGS:
+        if not setting.annotation:
+            continue
+        names = [ANNOTATION_PREFIX + setting.key, *setting.nginx_annotations]
+        for name in names:
+            parsed = ingress_settings({name: value}, registry.defaults())
+            assert all(e.field == f"metadata.annotations[{name}]" for e in parsed.errors), name
+        data = {key: value for key in (setting.key, *setting.nginx)}
+        parse_configmap({"data": data})
