@@ -763,7 +763,12 @@ def _access_policy(
         satisfy_any=ask.satisfy_any and allow is not None and (ask.basic or bool(external.url)),
         client_auth=client_auth,
         # Its own lists: named by this Ingress, so editing them is no reload.
-        owner=f"{source.namespace}/{source.name}" if allow is not None or ask.deny_sources else "",
+        # Its limits too: as ingress-nginx's zone per Ingress, its stick
+        # table counts its own requests only, never those a client sends to
+        # another Ingress (another tenant's) that sets the same limit.
+        owner=f"{source.namespace}/{source.name}"
+        if allow is not None or ask.deny_sources or limit.active
+        else "",
     )
     if not ask.basic:
         return policy

@@ -451,6 +451,33 @@ async def test_rate_limit_burst_exemption_and_per_minute(stack: Stack) -> None:
     assert minute == [200, 200, 200, 503, 503]
 
 
+async def test_equal_rate_limits_of_two_ingresses_count_apart(stack: Stack) -> None:
+    """ingress-nginx keeps a limit zone per Ingress (namespace, name, uid): a
+    client's requests to another tenant's Ingress with the same limit-rps
+    never spend its budget here."""
+    await pods(stack, "mine", first=195)
+    stack.put(
+        configmap({"limit-req-status-code": "429"}),
+        service("theirs", namespace="tenant-b"),
+        slice_for("theirs", [], namespace="tenant-b"),
+        ingress(
+            "mine",
+            rule("mine.example.com", path("/", "mine")),
+            annotations={N + "limit-rps": "2", N + "limit-burst-multiplier": "1"},
+        ),
+        ingress(
+            "theirs",
+            rule("theirs.example.com", path("/", "theirs")),
+            namespace="tenant-b",
+            annotations={N + "limit-rps": "2", N + "limit-burst-multiplier": "1"},
+        ),
+    )
+    await synced(stack, ["mine"])
+    spent = [(await answer(stack, "theirs.example.com", "/"))[0] for _ in range(3)]
+    assert spent[-1] == 429, spent  # over tenant-b's limit (its Service has no pod: 503)
+    assert (await answer(stack, "mine.example.com", "/"))[0] == 200
+
+
 async def test_connection_limit_counts_concurrent_requests(stack: Stack) -> None:
     port = free_port()
     slow = await Backend("slow-1", "127.0.0.191", port, delay=1.5).start()

@@ -146,7 +146,9 @@ def test_satisfy_any_needs_credentials_to_mean_anything() -> None:
     assert policy.allow_sources == ("10.0.0.0/8",) and not policy.satisfy_any
 
 
-def test_limits_make_one_policy_per_distinct_rate() -> None:
+def test_limits_make_one_policy_per_limited_ingress() -> None:
+    """Each Ingress's limits count in a table of its own (ingress-nginx: a zone
+    per Ingress), even where two set the same rate."""
     state = run(
         *with_defaults(
             ingress("a", rule("a.example.com", path("/")), annotations={N + "limit-rps": "5"}),
@@ -154,8 +156,9 @@ def test_limits_make_one_policy_per_distinct_rate() -> None:
             ingress("c", rule("c.example.com", path("/")), annotations={N + "limit-rpm": "5"}),
         )
     )
-    limits = sorted((p.limit.rps, p.limit.rpm) for p in state.policies)
-    assert limits == [(0, 5), (5, 0)]
+    limits = sorted((p.limit.rps, p.limit.rpm, p.owner) for p in state.policies)
+    assert limits == [(0, 5, "default/c"), (5, 0, "default/a"), (5, 0, "default/b")]
+    assert len({route.policy for route in state.routes}) == 3
 
 
 def test_global_deny_list_is_a_map_and_changes_without_reload() -> None:
