@@ -2028,7 +2028,46 @@ def _own_tls(
                 tls_hosts.update(kept)
                 if ask.redirect:
                     redirects.update(kept)
+    _extend_wildcards(claims, routes, redirects=redirects, tls_hosts=tls_hosts)
     return claims
+
+
+def _extend_wildcards(
+    claims: Iterable[_TlsClaim],
+    routes: Iterable[Route],
+    *,
+    redirects: set[str],
+    tls_hosts: set[str],
+) -> None:
+    """Give a wildcard's https redirect and HSTS to the hosts with rules it may reach.
+
+    haproxy.cfg reads a request's wildcard form in the redirect and HSTS
+    maps only when its host has no rules of its own; a host with rules is
+    looked up by its exact name. So a wildcard's TLS reaches such a host only
+    through an exact entry, added here when every namespace serving that host
+    claimed the wildcard (a team's ``*.shop`` certificate and ``a.shop``
+    rules): another tenant's ``b.shop`` keeps its plain HTTP, as ingress-nginx
+    gives a host a certificate only from an Ingress with a rule for it. A
+    host with a TLS entry of its own keeps its own redirect setting.
+    """
+    claimants: dict[str, set[str]] = defaultdict(set)  # "*.p" → namespaces that kept it
+    for claim in claims:
+        for host in claim.hosts:
+            if host.startswith("*."):
+                claimants[host].add(claim.source.namespace)
+    if not claimants:
+        return
+    serving: dict[str, set[str]] = defaultdict(set)
+    for route in routes:
+        if route.host and not route.host.startswith("*.") and "." in route.host:
+            serving[route.host].add(route.source.namespace)
+    for host, namespaces in sorted(serving.items()):
+        wildcard = "*." + host.split(".", 1)[1]
+        if host in tls_hosts or not namespaces <= claimants.get(wildcard, set()):
+            continue
+        tls_hosts.add(host)
+        if wildcard in redirects:
+            redirects.add(host)
 
 
 def _certificates(

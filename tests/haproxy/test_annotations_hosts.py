@@ -68,6 +68,41 @@ async def test_hsts_on_https_responses_of_tls_hosts(
     assert status == 200 and HSTS not in headers
 
 
+async def test_a_wildcards_tls_reaches_hosts_with_rules_of_its_own_namespace_only(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """tenant-a serves *.shop.example with TLS; tenant-b serves b.shop.example
+    without: b's plain HTTP is served (no 308) and its HTTPS answers carry
+    no HSTS, as ingress-nginx gives b's server block no certificate. A host
+    of tenant-a's own namespace under the wildcard gets both, and a name
+    with no rules (served by the wildcard's) gets them from the wildcard."""
+    pods = await start_pods("web", 1, free_port(), first=86)
+    crt, key = make_cert("*.shop.example")
+    other = service("web", namespace="tenant-b"), slice_for("web", pods, namespace="tenant-b")
+    assert not await serve(
+        stack,
+        pods,
+        *other,
+        tls_secret("wild-tls", crt, key),
+        ingress(
+            "wild",
+            rule("*.shop.example", path("/")),
+            rule("a.shop.example", path("/")),
+            tls=[{"hosts": ["*.shop.example"], "secretName": "wild-tls"}],
+        ),
+        ingress("b", rule("b.shop.example", path("/")), namespace="tenant-b"),
+    )
+    status, headers, _, _ = await request(session, stack, "/", "b.shop.example")
+    assert status == 200, headers
+    status, headers, _, _ = await request(session, stack, "/", "b.shop.example", https=True)
+    assert status == 200 and HSTS not in headers
+    for own in ("a.shop.example", "c.shop.example"):
+        status, headers, _, _ = await request(session, stack, "/", own)
+        assert (status, headers.get("Location")) == (308, f"https://{own}"), own
+        status, headers, _, _ = await request(session, stack, "/", own, https=True)
+        assert status == 200 and HSTS in headers, own
+
+
 async def test_https_redirect_drops_a_trailing_slash_unless_preserved(
     stack: Stack, session: aiohttp.ClientSession
 ) -> None:

@@ -720,6 +720,41 @@ def test_tls_for_a_host_of_the_own_namespace_or_nobodys_is_kept() -> None:
     assert ("h.example.com", "https") in state.maps.redirect
 
 
+def test_a_wildcards_tls_reaches_hosts_with_rules_of_its_namespace_only() -> None:
+    """haproxy.cfg reads the wildcard form only for hosts without rules: the
+    team's a.p gets exact redirect and HSTS entries, another tenant's b.p
+    none, and a host with a TLS entry of its own keeps its own redirect."""
+    crt, key = make_cert("*.p.example")
+    own_crt, own_key = make_cert("d.p.example")
+    state = run(
+        *with_defaults(
+            tls_secret("wild", crt, key),
+            tls_secret("d-tls", own_crt, own_key),
+            ingress(
+                "wild",
+                rule("*.p.example", path("/")),
+                rule("a.p.example", path("/")),
+                tls=[{"hosts": ["*.p.example"], "secretName": "wild"}],
+            ),
+            ingress(
+                "d",
+                rule("d.p.example", path("/")),
+                tls=[{"hosts": ["d.p.example"], "secretName": "d-tls"}],
+                annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"},
+            ),
+            service("web", namespace="tenant-b"),
+            endpoint_slice("web", endpoint("10.0.0.2"), namespace="tenant-b"),
+            ingress("b", rule("b.p.example", path("/")), namespace="tenant-b"),
+        )
+    )
+    assert state.problems == ()
+    assert "b.p.example" in {host for host, _ in state.maps.hosts}
+    redirect = {host for host, _ in state.maps.redirect}
+    tls = {host for host, _ in state.maps.tls}
+    assert redirect == {"*.p.example", "a.p.example"}
+    assert tls == {"*.p.example", "a.p.example", "d.p.example"}
+
+
 # --- configmap and determinism -------------------------------------------------------
 
 
