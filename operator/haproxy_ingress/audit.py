@@ -7,7 +7,8 @@ classified from translate's own Problems and the registry — there is no
 second list of what is supported that could drift from what is served:
 
 * ``honoured``: a key the registry declares, with no Problem on it;
-* ``ignored``: served without it, with a Warning (``Unsupported``, ``Conflict``);
+* ``ignored``: served without it, with a Warning (``Unsupported``, ``Conflict``,
+  ``InvalidSetting`` for an empty ingress-nginx value);
 * ``refused``: a snippet (or part) never applied, with a Warning (``Refused``);
 * ``fail-closed``: its paths answer 403 until it is fixed (``AccessDenied``);
 * ``rejected``: the Ingress is not served at all (a bad value).
@@ -41,6 +42,7 @@ class Verdict(enum.StrEnum):
 _WARNINGS = {
     "Unsupported": Verdict.IGNORED,
     "Conflict": Verdict.IGNORED,
+    "InvalidSetting": Verdict.IGNORED,  # an empty ingress-nginx value: its default applies
     "Refused": Verdict.REFUSED,
 }
 

@@ -288,6 +288,20 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         name = ours or theirs[0]
         field = _field(name)
         value = annotations[name]
+        if ours is None and _empty(value) and not _guards(setting):
+            # ingress-nginx reads an empty value as no value (its parsers
+            # refuse it and the default applies; charts render `key: ""` for
+            # an unset option), so a migrating Ingress keeps being served.
+            # Access rules are not read that way: an empty allow-list or
+            # auth-url still fails closed below.
+            notices.append(
+                Notice(
+                    field,
+                    "empty: ignored, as ingress-nginx does (the default applies)",
+                    "InvalidSetting",
+                )
+            )
+            continue
         try:
             if setting in (_SSL_REDIRECT, _SSL_PASSTHROUGH) and isinstance(value, bool):
                 value = str(value).lower()  # unquoted in offline YAML
@@ -394,6 +408,11 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         client_tls=client_tls,
         ssl_ciphers=ssl_ciphers,
     )
+
+
+def _empty(value: object) -> bool:
+    """Whether ingress-nginx reads ``value`` as empty (its parsers trim each line)."""
+    return isinstance(value, str) and not value.strip()
 
 
 def _unsupported_nginx(key: str, value: object) -> Notice | tuple[str, bool] | None:

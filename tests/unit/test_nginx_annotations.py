@@ -173,11 +173,9 @@ def test_route_options_land_in_maps_by_name_never_in_the_config() -> None:
         ("proxy-ssl-protocols", "SSLv3 TLSv1"),
         ("proxy-ssl-protocols", "TLSv1 TLSv1.2"),
         ("proxy-ssl-protocols", "TLSv1.2\nverify none"),
-        ("proxy-ssl-protocols", ""),
         ("proxy-redirect-from", "~^http://(.*)$"),
         ("proxy-redirect-from", "http://a/\r\nSet-Cookie: x=1"),
         ("proxy-redirect-from", "http://a/ b"),
-        ("proxy-redirect-from", ""),
         ("proxy-redirect-to", "$scheme://$host/"),
         ("proxy-redirect-to", "/x\n"),
         ("proxy-redirect-to", "/" + "a" * 3000),
@@ -197,7 +195,6 @@ def test_route_options_land_in_maps_by_name_never_in_the_config() -> None:
         ("connection-proxy-header", "keep alive"),
         ("connection-proxy-header", "keep-alive;"),
         ("connection-proxy-header", '"close"'),
-        ("connection-proxy-header", ""),
         ("connection-proxy-header", ",".join(["a"] * 17)),
         ("connection-proxy-header", "$connection_upgrade"),
         ("proxy-request-buffering", "o\r\nff"),
@@ -208,6 +205,58 @@ def test_bad_values_reject_the_ingress(key: str, value: str) -> None:
     state = one({NGINX + key: value})
     assert not state.routes
     assert events(state) == {f"metadata.annotations[{NGINX}{key}]": "Rejected"}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "x-forwarded-prefix",
+        "rewrite-target",
+        "upstream-vhost",
+        "proxy-body-size",
+        "proxy-read-timeout",
+        "backend-protocol",
+        "affinity",
+        "canary",
+        "enable-cors",
+        "use-regex",
+        "server-alias",
+        "permanent-redirect",
+        "proxy-ssl-protocols",
+        "proxy-redirect-from",
+        "connection-proxy-header",
+    ],
+)
+def test_an_empty_nginx_value_is_unset_and_the_ingress_served(key: str) -> None:
+    # xforwardedprefix.go "should not add X-Forwarded-Prefix if the annotation
+    # value is empty": ingress-nginx's parsers refuse "" and the default applies.
+    state = one({NGINX + "rewrite-target": "/foo"} | {NGINX + key: " "})
+    assert [r.path for r in state.routes] == ["/app"]
+    assert events(state)[f"metadata.annotations[{NGINX}{key}]"] == "InvalidSetting"
+    assert "Rejected" not in events(state).values()
+    if key != "rewrite-target":
+        (options,) = {r.options for r in state.routes}
+        assert options == RouteOptions(rewrite_target="/foo")
+    # Under our prefix an empty value is a bad value, as any other.
+    assert not one({OURS + key: ""}).routes
+
+
+def test_an_empty_nginx_value_falls_back_to_the_configmap() -> None:
+    defaults = GlobalSettings(route=RouteOptions(body_max=10))
+    asked = ingress_settings({NGINX + "proxy-body-size": ""}, defaults)
+    assert asked.options.body_max == 10 and not asked.errors
+
+
+@pytest.mark.parametrize(
+    "key", ["auth-url", "auth-type", "whitelist-source-range", "limit-rps", "auth-tls-secret"]
+)
+def test_an_empty_nginx_access_value_still_fails_closed(key: str) -> None:
+    # ingress-nginx would serve the paths unguarded; an access rule never opens here.
+    state = one({NGINX + key: ""})
+    (route,) = [r for r in state.routes if r.path == "/app"]
+    policy = next(p for p in state.policies if p.name == route.policy)
+    assert policy.allow_sources == ()
+    assert "AccessDenied" in events(state).values()
 
 
 def test_unknown_nginx_key_warns_and_serves() -> None:
@@ -1068,7 +1117,7 @@ def test_sticky_canary_sides(
         assert attached.sticky_cookie == "INGRESSCOOKIE-canary"
 
 
-@pytest.mark.parametrize("value", ["Sticky", "sticky\r\n", "", "legacy ", "none"])
+@pytest.mark.parametrize("value", ["Sticky", "sticky\r\n", "legacy ", "none"])
 def test_bad_affinity_canary_behavior_leaves_the_canary_out(value: str) -> None:
     state = canary_state({}, {NGINX + "affinity-canary-behavior": value})
     assert not [r for r in state.routes if r.options.canary is not None]
