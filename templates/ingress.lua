@@ -913,9 +913,10 @@ core.register_action("ingress_cors", { "http-req" }, function(txn)
     return
   end
   origin = origin:lower()
-  -- The syntax cors.py accepts for listed origins, so nothing else is echoed.
-  if #origin > 300 or not origin:match("^https?://[a-z0-9.-]+$")
-      and not origin:match("^https?://[a-z0-9.-]+:[0-9]+$") then
+  -- The syntax cors.py accepts for listed origins (any scheme), so nothing
+  -- else is echoed.
+  if #origin > 300 or not origin:match("^[a-z][a-z0-9+.-]*://[a-z0-9.-]+$")
+      and not origin:match("^[a-z][a-z0-9+.-]*://[a-z0-9.-]+:[0-9]+$") then
     if (" " .. allowed .. " "):find(" * ", 1, true) then
       txn:set_var("txn.cors_origin", "*")
     end
@@ -930,7 +931,7 @@ core.register_action("ingress_cors", { "http-req" }, function(txn)
       txn:set_var("txn.cors_origin", origin)
       return
     end
-    local scheme, parent = entry:match("^(https?://)%*%.(.+)$")
+    local scheme, parent = entry:match("^([a-z][a-z0-9+.-]*://)%*%.(.+)$")
     if scheme ~= nil and origin:sub(1, #scheme) == scheme then
       local rest = origin:sub(#scheme + 1)
       local label = rest:match("^([a-z0-9-]+)%.")

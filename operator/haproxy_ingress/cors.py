@@ -22,10 +22,24 @@ from haproxy_ingress import validate
 from haproxy_ingress.model import CORS_MAPS, Cors, RouteOptions
 from haproxy_ingress.validate import Invalid
 
-__all__ = ["CORS_MAPS", "cors_maps", "headers", "max_age", "methods", "origins", "set_cors"]
+__all__ = [
+    "CORS_MAPS",
+    "cors_maps",
+    "headers",
+    "max_age",
+    "methods",
+    "nginx_origins",
+    "origins",
+    "set_cors",
+    "skipped_origins",
+]
 MAX_ORIGINS = 100
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_ORIGIN_RE = re.compile(rf"https?://(?:\*\.)?{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?")
+# Any URI scheme, as ingress-nginx (`tauri://localhost`, `capacitor://…`:
+# desktop and mobile shells send their own); ingress.lua accepts the same.
+_ORIGIN_RE = re.compile(
+    rf"[a-z][a-z0-9+.-]{{0,31}}://(?:\*\.)?{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?"
+)
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")  # RFC 9110 token
 MAX_LIST = 64
 
@@ -48,6 +62,34 @@ def origins(value: str, field: str) -> tuple[str, ...]:
             )
         result.append(lowered)
     return tuple(sorted(set(result)))
+
+
+def nginx_origins(value: str, field: str) -> tuple[str, ...]:
+    """cors-allow-origin as ingress-nginx reads it: what it would skip is skipped.
+
+    Comma-separated; blank entries and entries that are not an origin (a host
+    without its scheme, say) are left out (:func:`skipped_origins` names them
+    for a Warning) rather than refusing the Ingress; any ``*`` allows every
+    origin. Nothing usable left allows no origin (ingress-nginx would then
+    echo every origin, credentials included: never here).
+    """
+    words = [w.strip(" \t").lower() for w in value.split(",")]
+    if "*" in words:
+        return ("*",)
+    kept = sorted({w for w in words if _ORIGIN_RE.fullmatch(w)})
+    if len(kept) > MAX_ORIGINS:
+        raise Invalid(
+            field, f"must list 1 to {MAX_ORIGINS} origins, got {validate.printable(value)}"
+        )
+    return tuple(kept)
+
+
+def skipped_origins(value: str) -> tuple[str, ...]:
+    """The entries of an ingress-nginx cors-allow-origin that :func:`nginx_origins` left out."""
+    words = [w.strip(" \t") for w in value.split(",")]
+    if "*" in words:
+        return ()
+    return tuple(w for w in words if w and not _ORIGIN_RE.fullmatch(w.lower()))
 
 
 def _tokens(kind: str) -> Callable[[str, str], str]:
@@ -95,6 +137,10 @@ def cors_maps(all_options: Iterable[RouteOptions]) -> tuple[tuple[tuple[str, str
     for options in sorted({o for o in all_options if o.cors is not None}, key=lambda o: o.name):
         cors = options.cors
         assert cors is not None
+        if not cors.origins:
+            # No origin allowed (every one of ingress-nginx's was skipped):
+            # the route answers as without CORS.
+            continue
         name = options.name
         origin.append((name, _b64(" ".join(cors.origins))))
         method.append((name, _b64(cors.methods)))

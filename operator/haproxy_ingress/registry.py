@@ -1394,7 +1394,10 @@ SETTINGS: tuple[Setting, ...] = (
         reload=False,
         configmap=False,
         nginx=("cors-allow-origin",),
-        difference="`*.` matches one label; with `*`, credentials are never allowed",
+        nginx_parse=cors.nginx_origins,
+        difference="`*.` matches one label; with `*`, credentials are never allowed; "
+        "ingress-nginx's entries that are not origins are skipped with a Warning (none "
+        "left: no origin is allowed, where ingress-nginx allows all)",
     ),
     Setting(
         "cors-allow-methods",

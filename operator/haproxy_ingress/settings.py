@@ -19,6 +19,7 @@ from typing import Any
 from haproxy_ingress import registry, validate
 from haproxy_ingress.auth import AccessAsk, ClientTLSAsk
 from haproxy_ingress.cors import set_cors
+from haproxy_ingress.cors import skipped_origins as cors_skipped
 from haproxy_ingress.memo import Swept
 from haproxy_ingress.model import (
     AccessPolicy,
@@ -59,6 +60,7 @@ _DEFAULT_BACKEND_ANNOTATION = registry.BY_KEY["default-backend"]
 _CONFIGURATION_SNIPPET = registry.BY_KEY["configuration-snippet"]
 _SERVER_SNIPPET = registry.BY_KEY["server-snippet"]
 _SSL_CIPHERS = registry.BY_KEY["ssl-ciphers"]
+_CORS_ORIGIN = registry.BY_KEY["cors-allow-origin"]
 
 # ingress-nginx keys whose absence would open access or weaken TLS: an
 # Ingress that sets one we do not honour is not served as if it had not
@@ -332,6 +334,15 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 access = registry.apply(access, setting, parsed)
             elif setting in registry.CORS:
                 cors = registry.apply(cors, setting, parsed)
+                if setting is _CORS_ORIGIN and ours is None and cors_skipped(value):
+                    notices.append(
+                        Notice(
+                            field,
+                            "not origins, skipped as ingress-nginx does: "
+                            + ", ".join(validate.printable(w) for w in cors_skipped(value)),
+                            "InvalidSetting",
+                        )
+                    )
             elif setting in registry.CLIENT_TLS:
                 client_tls = registry.apply(client_tls or ClientTLSAsk(), setting, parsed)
             elif setting is _SSL_CIPHERS:

@@ -593,6 +593,54 @@ async def test_cors_preflight_and_actual_requests(stack: Stack) -> None:
     assert status == 200 and "access-control-allow-origin" not in headers_of(head)
 
 
+async def test_cors_origins_as_ingress_nginx_reads_them(stack: Stack) -> None:
+    """cors.go: entries that are not origins are skipped (the Ingress is served),
+    and origins of any scheme (desktop shells: tauri://) are echoed."""
+    await pods(stack, "mixed", "shell", "none", first=236)
+    stack.put(
+        ingress(
+            "mixed",
+            rule("mixed.example.com", path("/", "mixed")),
+            annotations={
+                N + "enable-cors": "true",
+                N + "cors-allow-origin": "origin.cors.com:8080, https://origin2.cors.com,",
+            },
+        ),
+        ingress(
+            "shell",
+            rule("shell.example.com", path("/", "shell")),
+            annotations={
+                N + "enable-cors": "true",
+                N + "cors-allow-origin": "test://localhost, tauri://localhost:3000",
+            },
+        ),
+        ingress(
+            "none",
+            rule("none.example.com", path("/", "none")),
+            annotations={N + "enable-cors": "true", N + "cors-allow-origin": "foo.com"},
+        ),
+    )
+    await synced(stack, ["mixed", "shell", "none"])
+    status, head = await answer(
+        stack, "mixed.example.com", "/", b"Origin: https://origin2.cors.com"
+    )
+    assert status == 200
+    assert headers_of(head)["access-control-allow-origin"] == "https://origin2.cors.com"
+    for foreign in (b"Origin: origin.cors.com:8080", b"Origin: http://origin.cors.com:8080"):
+        status, head = await answer(stack, "mixed.example.com", "/", foreign)
+        assert status == 200 and "access-control-allow-origin" not in headers_of(head)
+    for origin in ("test://localhost", "tauri://localhost:3000"):
+        status, head = await answer(stack, "shell.example.com", "/", f"Origin: {origin}".encode())
+        assert (status, headers_of(head)["access-control-allow-origin"]) == (200, origin)
+    status, head = await answer(stack, "shell.example.com", "/", b"Origin: tauri://localhost")
+    assert status == 200 and "access-control-allow-origin" not in headers_of(head)
+    # No usable origin: served, and no origin is allowed (ingress-nginx: every one).
+    status, head = await answer(stack, "none.example.com", "/", b"Origin: https://foo.com")
+    assert status == 200 and "access-control-allow-origin" not in headers_of(head)
+    status, headers = await preflight(stack, "none.example.com", "https://foo.com")
+    assert status == 200 and "access-control-allow-origin" not in headers
+
+
 def outward_address() -> str:
     """This machine's own non-loopback IPv4 address (auth-url refuses loopback)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:

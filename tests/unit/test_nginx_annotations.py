@@ -259,6 +259,57 @@ def test_an_empty_nginx_access_value_still_fails_closed(key: str) -> None:
     assert "AccessDenied" in events(state).values()
 
 
+def cors_origins(state: DesiredState) -> set[tuple[str, ...] | None]:
+    return {r.options.cors.origins if r.options.cors else None for r in state.routes}
+
+
+@pytest.mark.parametrize(
+    ("value", "origins", "skipped"),
+    [
+        # cors.go "should allow correct origins - single origin for multiple cors values"
+        (
+            "origin.cors.com:8080, https://origin2.cors.com, https://origin.com",
+            ("https://origin.com", "https://origin2.cors.com"),
+            "'origin.cors.com:8080'",
+        ),
+        # "should not break functionality with extra domain": any * is *
+        ("*, foo.bar.com", ("*",), None),
+        ("https://a.example, *", ("*",), None),
+        # "... cors allow origin annotations contain trailing comma"
+        (
+            "https://origin-123.cors.com:8080,   ,https://origin-321.cors.com:8080,",
+            ("https://origin-123.cors.com:8080", "https://origin-321.cors.com:8080"),
+            None,
+        ),
+        # "should allow - origins with non-http[s] protocols"
+        (
+            "test://localhost, tauri://localhost:3000",
+            ("tauri://localhost:3000", "test://localhost"),
+            None,
+        ),
+        # Nothing usable: no origin allowed (ingress-nginx would echo them all).
+        ("foo.com", (), "foo.com"),
+    ],
+)
+def test_nginx_cors_origins_skip_what_ingress_nginx_skips(
+    value: str, origins: tuple[str, ...], skipped: str | None
+) -> None:
+    state = one({NGINX + "enable-cors": "true", NGINX + "cors-allow-origin": value})
+    assert cors_origins(state) == {origins}
+    field = f"metadata.annotations[{NGINX}cors-allow-origin]"
+    notes = [p for p in state.problems if p.field == field]
+    if skipped is None:
+        assert not notes
+    else:
+        (note,) = notes
+        assert note.event == "InvalidSetting" and note.message.endswith(skipped)
+    # A route left with no origin gets no CORS map entry: it answers as without CORS.
+    assert bool(state.maps.cors[0]) == bool(origins)
+    # Under our prefix an entry that is not an origin rejects, as any bad value.
+    if skipped is not None:
+        assert not one({OURS + "enable-cors": "true", OURS + "cors-allow-origin": value}).routes
+
+
 def test_unknown_nginx_key_warns_and_serves() -> None:
     state = one({NGINX + "enable-opentelemetry": "true"})
     assert state.routes
