@@ -313,11 +313,19 @@ def product(value: object, field: str) -> str:
     return value
 
 
+# What Go's strconv.ParseBool reads, which ingress-nginx's annotation and
+# ConfigMap parsers use ("1", "t", "TRUE", ...), compared without case.
+_TRUE = frozenset({"true", "t", "1"})
+_FALSE = frozenset({"false", "f", "0"})
+
+
 def boolean(value: object, field: str) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.isascii() and value.strip().lower() in {"true", "false"}:
-        return value.strip().lower() == "true"
+    if isinstance(value, str) and value.isascii():
+        word = value.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
     raise Invalid(field, f"must be true or false, got {_show(value)}")
 
 

@@ -225,6 +225,21 @@ def test_boolean_is_ascii_strict() -> None:
         validate.boolean("\u0442rue", "f")  # Cyrillic te
 
 
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [("1", True), ("t", True), ("T", True), ("True", True), ("0", False), ("f", False)],
+)
+def test_boolean_reads_what_ingress_nginx_reads(value: str, parsed: bool) -> None:
+    """ingress-nginx parses booleans with Go's strconv.ParseBool."""
+    assert validate.boolean(value, "f") is parsed
+
+
+@pytest.mark.parametrize("value", ["yes", "on", "2", "", "tru", "\u0661"])
+def test_boolean_refuses_other_words(value: str) -> None:
+    with pytest.raises(Invalid, match="true or false"):
+        validate.boolean(value, "f")
+
+
 @pytest.mark.parametrize("port", ["\u0663", "\u00b2", "8" * 5000, "0" * 6 + "80", "65536"])
 def test_service_ref_ports_are_ascii_digits(port: str) -> None:
     with pytest.raises(Invalid):
