@@ -494,6 +494,10 @@ class RouteOptions:
     """
 
     force_https: bool = False  # plain HTTP gets a 308 to https, with or without TLS
+    # Plain HTTP is never redirected to https, whatever the host's TLS says:
+    # ssl-redirect "false" on the route's Ingress (ingress-nginx decides per
+    # location) or a path under no-tls-redirect-locations (translate).
+    plain_http: bool = False
     # Every request answered with a redirect there (permanent wins over temporal).
     permanent_redirect: str | None = None
     permanent_redirect_code: int = 301
@@ -671,6 +675,7 @@ ROUTE_OPTION_MAPS = (
     "opt-cookie-path",
     "opt-connection",
     "opt-stream",
+    "opt-plain",
 )
 
 
@@ -740,6 +745,9 @@ class GlobalSettings:
     # (ingress-nginx's use-forwarded-headers); otherwise they are replaced.
     use_forwarded_headers: bool = False
     proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0", "::/0")
+    # Routes whose path starts with one of these are never redirected to
+    # https (ingress-nginx's no-tls-redirect-locations: ACME challenges).
+    no_tls_redirect_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
     use_proxy_protocol: bool = False  # binds accept the PROXY protocol
     # Sent as Server on every response that has none (the backend's wins);
     # the Ingress conformance tests expect one, as ingress-nginx sends. None: off.

@@ -454,6 +454,26 @@ def _max_age_if_unset(target: Any, value: int) -> Any:
     return dataclasses.replace(target, cookie_max_age=value)
 
 
+_PATH_PREFIX = re.compile(r"/[A-Za-z0-9._~/-]*")
+
+
+def _path_prefixes(value: object, field: str) -> tuple[str, ...]:
+    """Comma-separated path prefixes (no-tls-redirect-locations); "" for none.
+
+    Only compared with routes' paths in translate, never written anywhere;
+    still only plain path characters, so a typo shows as a Warning.
+    """
+    if not isinstance(value, str):
+        raise Invalid(field, "must be comma-separated paths")
+    prefixes = tuple(part.strip() for part in value.split(",") if part.strip())
+    for prefix in prefixes:
+        if not _PATH_PREFIX.fullmatch(prefix):
+            raise Invalid(
+                field, f"{validate.printable(prefix)} is not a path of letters, digits and ._~/-"
+            )
+    return prefixes
+
+
 _B = Scope.BACKEND
 _G = Scope.GLOBAL
 _R = Scope.ROUTE
@@ -561,6 +581,17 @@ SETTINGS: tuple[Setting, ...] = (
         "the proxies `use-forwarded-headers` trusts",
         "proxy_real_ip_cidr",
         nginx=("proxy-real-ip-cidr",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "no-tls-redirect-locations",
+        _G,
+        _path_prefixes,
+        "/.well-known/acme-challenge",
+        "paths under these prefixes are never redirected to https (ACME HTTP-01 challenges), "
+        "`force-ssl-redirect` included",
+        "no_tls_redirect_locations",
+        nginx=("no-tls-redirect-locations",),
         nginx_configmap=True,
     ),
     Setting(
@@ -1466,7 +1497,8 @@ SETTINGS: tuple[Setting, ...] = (
         reload=False,
         configmap=False,
         nginx=("ssl-redirect",),
-        difference="per host: any Ingress of a TLS host with it on redirects the host",
+        difference="a TLS host is redirected when an Ingress listing it in `spec.tls` has it "
+        'on; `"false"` keeps the plain HTTP of its own Ingress\'s paths',
     ),
     Setting(
         "ssl-passthrough",

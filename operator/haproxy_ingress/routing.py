@@ -180,11 +180,14 @@ def option_maps(
         cookie_path,
         connection,
         stream,
+        plain,
     ) = tables
     for options in sorted({o for o in all_options if not o.empty}, key=lambda o: o.name):
         name = options.name
         if options.force_https:
             https.append((name, "1"))
+        if options.plain_http:
+            plain.append((name, "1"))
         if options.permanent_redirect is not None:
             redirect.append((name, _b64(options.permanent_redirect)))
             code.append((name, str(options.permanent_redirect_code)))

@@ -174,6 +174,8 @@ def _state(body: dict[str, Any]) -> AppliedState:
             route[key] = (str(route[key][0]), str(route[key][1]))
     settings["route"] = RouteOptions(**route)
     settings["proxy_real_ip_cidr"] = tuple(settings["proxy_real_ip_cidr"])
+    if "no_tls_redirect_locations" in settings:  # absent from a state saved before it
+        settings["no_tls_redirect_locations"] = tuple(settings["no_tls_redirect_locations"])
     settings["deny_sources"] = tuple(settings["deny_sources"])
     settings["ssl_protocols"] = tuple(settings["ssl_protocols"])
     settings["allowed_response_headers"] = tuple(settings["allowed_response_headers"])

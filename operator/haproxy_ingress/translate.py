@@ -257,7 +257,9 @@ def translate(
                 )
                 if asked.ssl_redirect:
                     redirects.update(granted)
-        for route, service in parsed.routes:
+        exempt = settings.no_tls_redirect_locations
+        for written, service in parsed.routes:
+            route = _plain_http(written, asked.ssl_redirect, exempt)
             if not _service_usable(service, services, source, route, problems):
                 continue
             key = route_key(route)
@@ -2030,6 +2032,25 @@ def _own_tls(
                     redirects.update(kept)
     _extend_wildcards(claims, routes, redirects=redirects, tls_hosts=tls_hosts)
     return claims
+
+
+def _plain_http(route: Route, ssl_redirect: bool, exempt: tuple[str, ...]) -> Route:
+    """``route``, marked ``plain_http`` where ingress-nginx keeps its plain HTTP.
+
+    ingress-nginx decides per location: a path under no-tls-redirect-locations
+    (ACME HTTP-01 challenges, which must answer on port 80) is never
+    redirected, force-ssl-redirect included; otherwise force-ssl-redirect
+    redirects, and ssl-redirect "false" on the location's own Ingress keeps
+    plain HTTP even where another Ingress's TLS redirects the host.
+    """
+    options = route.options
+    if any(route.path.startswith(prefix) for prefix in exempt):
+        options = dataclasses.replace(options, force_https=False, plain_http=True)
+    elif not ssl_redirect and not options.force_https:
+        options = dataclasses.replace(options, plain_http=True)
+    else:
+        return route
+    return dataclasses.replace(route, options=options)
 
 
 def _extend_wildcards(

@@ -103,6 +103,43 @@ async def test_a_wildcards_tls_reaches_hosts_with_rules_of_its_own_namespace_onl
         assert status == 200 and HSTS in headers, own
 
 
+async def test_ssl_redirect_is_decided_per_route_and_acme_challenges_stay_plain(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """ingress-nginx decides the https redirect per location: on a TLS host,
+    another Ingress's paths with ssl-redirect "false" keep plain HTTP, and a
+    path under no-tls-redirect-locations (/.well-known/acme-challenge, where
+    cert-manager's HTTP-01 solver answers) is never redirected, even with
+    force-ssl-redirect."""
+    pods = await start_pods("web", 1, free_port(), first=87)
+    crt, key = make_cert("shared.example.com")
+    assert not await serve(
+        stack,
+        pods,
+        tls_secret("shared-tls", crt, key),
+        ingress(
+            "site",
+            rule("shared.example.com", path("/")),
+            tls=[{"hosts": ["shared.example.com"], "secretName": "shared-tls"}],
+        ),
+        ingress(
+            "plain",
+            rule("shared.example.com", path("/health")),
+            annotations={NGINX + "ssl-redirect": "false"},
+        ),
+        ingress(
+            "solver",
+            rule("shared.example.com", path("/.well-known/acme-challenge/token")),
+            annotations={NGINX + "force-ssl-redirect": "true"},
+        ),
+    )
+    status, headers, _, _ = await request(session, stack, "/", "shared.example.com")
+    assert (status, headers.get("Location")) == (308, "https://shared.example.com"), headers
+    for target in ("/health", "/.well-known/acme-challenge/token"):
+        status, headers, _, _ = await request(session, stack, target, "shared.example.com")
+        assert status == 200, (target, headers)
+
+
 async def test_https_redirect_drops_a_trailing_slash_unless_preserved(
     stack: Stack, session: aiohttp.ClientSession
 ) -> None:

@@ -78,6 +78,7 @@ def test_every_settings_field_is_declared_once() -> None:
             "error_backend",
             "error_source",
             "fallback",
+            "plain_http",  # set by translate (ssl-redirect, no-tls-redirect-locations)
         }
     )
     # default_policy and deny_sources: the ConfigMap's allow- and deny-lists

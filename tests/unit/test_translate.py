@@ -755,6 +755,37 @@ def test_a_wildcards_tls_reaches_hosts_with_rules_of_its_namespace_only() -> Non
     assert tls == {"*.p.example", "a.p.example", "d.p.example"}
 
 
+def _plain(state: DesiredState) -> dict[str, bool]:
+    return {r.path: r.options.plain_http for r in state.routes}
+
+
+def test_plain_http_per_route_and_under_no_tls_redirect_locations() -> None:
+    """ssl-redirect "false" marks its own Ingress's routes; ACME challenge
+    paths are marked whatever force-ssl-redirect says (ingress-nginx)."""
+    objects = (
+        ingress("site", rule("h.example.com", path("/"))),
+        ingress(
+            "plain",
+            rule("h.example.com", path("/health")),
+            annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"},
+        ),
+        ingress(
+            "solver",
+            rule("h.example.com", path("/.well-known/acme-challenge/t")),
+            annotations={"nginx.ingress.kubernetes.io/force-ssl-redirect": "true"},
+        ),
+    )
+    state = run(*with_defaults(*objects))
+    assert _plain(state) == {"/": False, "/health": True, "/.well-known/acme-challenge/t": True}
+    assert not any(r.options.force_https for r in state.routes)
+    # The ConfigMap's no-tls-redirect-locations: "" exempts no path.
+    state = run(*with_defaults(configmap({"no-tls-redirect-locations": ""}), *objects))
+    solver = next(r for r in state.routes if r.path.startswith("/.well-known"))
+    assert (solver.options.plain_http, solver.options.force_https) == (False, True)
+    bad = run(*with_defaults(configmap({"no-tls-redirect-locations": "/ok, no spaces"})))
+    assert "no-tls-redirect-locations" in " ".join(messages(bad))
+
+
 # --- configmap and determinism -------------------------------------------------------
 
 
