@@ -1001,32 +1001,32 @@ def _parse_ingress(
     explicit_roots: set[str] = set()
     hosts: list[str] = []
 
+    def salvaged(error: Invalid) -> None:
+        """With ``salvage``, note ``error`` (the caller skips its item); else raise it."""
+        if salvage is None:
+            raise error
+        salvage.append(error)
+
     def each(value: object, field: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
         """validate.objects, with a bad item (or list) salvaged past when asked."""
         try:
             items = validate.sequence(value, field)
         except Invalid as error:
-            if salvage is None:
-                raise
-            salvage.append(error)
+            salvaged(error)
             return
         for index, item in enumerate(items):
             item_field = f"{field}[{index}]"
             try:
                 yield item_field, validate.mapping(item, item_field)
             except Invalid as error:
-                if salvage is None:
-                    raise
-                salvage.append(error)
+                salvaged(error)
 
     for rule_field, rule in each(spec.get("rules"), "spec.rules"):
         try:
             host = validate.host(rule["host"], f"{rule_field}.host") if rule.get("host") else ""
             http = validate.mapping(rule.get("http"), f"{rule_field}.http")
         except Invalid as error:
-            if salvage is None:
-                raise
-            salvage.append(error)
+            salvaged(error)
             continue
         hosts.append(host)
         for path_field, item in each(http.get("paths"), f"{rule_field}.http.paths"):
@@ -1043,9 +1043,7 @@ def _parse_ingress(
                     path = _route_path(written, f"{path_field}.path")
                 service = _service_ref(namespace, item.get("backend"), f"{path_field}.backend")
             except Invalid as error:
-                if salvage is None:
-                    raise
-                salvage.append(error)
+                salvaged(error)
                 continue
             if path_type is not PathType.EXACT and path.rstrip("/") == "":
                 explicit_roots.add(host)
@@ -1069,9 +1067,7 @@ def _parse_ingress(
         try:
             service = _service_ref(namespace, spec["defaultBackend"], "spec.defaultBackend")
         except Invalid as error:
-            if salvage is None:
-                raise
-            salvage.append(error)
+            salvaged(error)
         else:
             # An Ingress's default backend serves the paths its hosts do not
             # match; without rules it serves any host.
@@ -1098,9 +1094,7 @@ def _parse_ingress(
                 for i, h in enumerate(validate.sequence(entry.get("hosts"), f"{tls_field}.hosts"))
             )
         except Invalid as error:
-            if salvage is None:
-                raise
-            salvage.append(error)
+            salvaged(error)
             continue
         parsed.tls.append((secret, tls_hosts))
     if not parsed.routes and not parsed.tls and salvage is None:
