@@ -334,12 +334,13 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
                 access = registry.apply(access, setting, parsed)
             elif setting in registry.CORS:
                 cors = registry.apply(cors, setting, parsed)
-                if setting is _CORS_ORIGIN and ours is None and cors_skipped(value):
+                skipped = cors_skipped(value) if setting is _CORS_ORIGIN and ours is None else ()
+                if skipped:
                     notices.append(
                         Notice(
                             field,
                             "not origins, skipped as ingress-nginx does: "
-                            + ", ".join(validate.printable(w) for w in cors_skipped(value)),
+                            + ", ".join(validate.printable(w) for w in skipped),
                             "InvalidSetting",
                         )
                     )
