@@ -290,6 +290,10 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
         name = ours or theirs[0]
         field = _field(name)
         value = annotations[name]
+        if ours is None and isinstance(value, str):
+            # ingress-nginx trims every line of a value before reading it
+            # (its parser's normalizeString): "legacy " is "legacy" there.
+            value = "\n".join(line.strip() for line in value.split("\n"))
         if ours is None and _empty(value) and not _guards(setting):
             # ingress-nginx reads an empty value as no value (its parsers
             # refuse it and the default applies; charts render `key: ""` for

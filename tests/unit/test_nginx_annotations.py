@@ -36,7 +36,7 @@ from tests.kube import (
     rule,
     service,
 )
-from tests.unit.test_translate import make_cert, run, with_defaults
+from tests.unit.test_translate import make_cert, messages, run, with_defaults
 
 NGINX = "nginx.ingress.kubernetes.io/"
 OURS = "haproxy-ingress.kopf.dev/"
@@ -1168,7 +1168,7 @@ def test_sticky_canary_sides(
         assert attached.sticky_cookie == "INGRESSCOOKIE-canary"
 
 
-@pytest.mark.parametrize("value", ["Sticky", "sticky\r\n", "legacy ", "none"])
+@pytest.mark.parametrize("value", ["Sticky", "sticky\r\n", "legacy sticky", "none"])
 def test_bad_affinity_canary_behavior_leaves_the_canary_out(value: str) -> None:
     state = canary_state({}, {NGINX + "affinity-canary-behavior": value})
     assert not [r for r in state.routes if r.options.canary is not None]
@@ -1225,3 +1225,23 @@ def test_a_port_of_thousands_of_digits_rejects_only_its_ingress() -> None:
     )
     assert {r.source.name for r in state.routes} == {"good"}
     assert events(state) == {f"metadata.annotations[{NGINX}upstream-vhost]": "Rejected"}
+
+
+def test_nginx_values_are_read_with_each_line_trimmed() -> None:
+    """ingress-nginx trims every line of an annotation's value (normalizeString)."""
+    state = run(
+        *with_defaults(
+            ingress(
+                "a",
+                rule("a.example.com", path("/")),
+                annotations={
+                    NGINX + "upstream-vhost": " internal.example.com \t",
+                    NGINX + "affinity": "cookie ",
+                    NGINX + "affinity-mode": "persistent \t",
+                },
+            )
+        )
+    )
+    assert messages(state) == []
+    (route,) = state.routes
+    assert route.options.upstream_vhost == "internal.example.com"
