@@ -2038,7 +2038,7 @@ def _plain_http(route: Route, ssl_redirect: bool, exempt: tuple[str, ...]) -> Ro
     plain HTTP even where another Ingress's TLS redirects the host.
     """
     options = route.options
-    if any(route.path.startswith(prefix) for prefix in exempt):
+    if exempt and route.path.startswith(exempt):
         options = dataclasses.replace(options, force_https=False, plain_http=True)
     elif not ssl_redirect and not options.force_https:
         options = dataclasses.replace(options, plain_http=True)
