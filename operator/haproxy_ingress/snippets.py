@@ -665,9 +665,15 @@ def with_server_snippets(
     problems: list[Problem] = []
     denied: set[tuple[ObjectRef, str]] = set()
     programs: dict[tuple[str, str], tuple[str, ObjectRef]] = {}
+    # Each Ingress's hosts, in one pass: per claim, a scan of every route
+    # would cost claims times routes on every full translation.
+    hosts_of: dict[ObjectRef, set[str]] = {}
+    if claims:
+        for route in routes:
+            hosts_of.setdefault(route.source, set()).add(route.host)
     for claim in claims:
         source = claim.source
-        for host in sorted({r.host for r in routes if r.source == source}):
+        for host in sorted(hosts_of.get(source, ())):
             owner = programs.setdefault((host, source.namespace), (claim.program, source))[1]
             if owner != source:
                 problems.append(
