@@ -73,10 +73,10 @@ def nginx_origins(value: str, field: str) -> tuple[str, ...]:
     origin. Nothing usable left allows no origin (ingress-nginx would then
     echo every origin, credentials included: never here).
     """
-    words = [w.strip(" \t").lower() for w in value.split(",")]
+    words = _nginx_words(value)
     if "*" in words:
         return ("*",)
-    kept = sorted({w for w in words if _ORIGIN_RE.fullmatch(w)})
+    kept = sorted({w.lower() for w in words if _ORIGIN_RE.fullmatch(w.lower())})
     if len(kept) > MAX_ORIGINS:
         raise Invalid(
             field, f"must list 1 to {MAX_ORIGINS} origins, got {validate.printable(value)}"
@@ -86,10 +86,15 @@ def nginx_origins(value: str, field: str) -> tuple[str, ...]:
 
 def skipped_origins(value: str) -> tuple[str, ...]:
     """The entries of an ingress-nginx cors-allow-origin that :func:`nginx_origins` left out."""
-    words = [w.strip(" \t") for w in value.split(",")]
+    words = _nginx_words(value)
     if "*" in words:
         return ()
     return tuple(w for w in words if w and not _ORIGIN_RE.fullmatch(w.lower()))
+
+
+def _nginx_words(value: str) -> list[str]:
+    """cors-allow-origin's comma-separated entries, as ingress-nginx splits them."""
+    return [w.strip(" \t") for w in value.split(",")]
 
 
 def _tokens(kind: str) -> Callable[[str, str], str]:
