@@ -118,8 +118,9 @@ _REASON_PREFIXES = (
     ("active health checks off", "health checks shed"),
     ("active health checks back", "health checks back"),
     ("active check intervals", "check intervals changed"),
-    ("per-host TLS settings", "client certificates changed"),
+    ("per-host TLS settings", "per-host TLS changed"),
     ("a client CA bundle", "client certificates changed"),
+    ("a host with a crt-list line", "per-host TLS changed"),
     ("ssl passthrough turned", "passthrough changed"),
     ("passthrough ", "passthrough changed"),
 )

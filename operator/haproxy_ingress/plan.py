@@ -400,12 +400,18 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
         if current.structure.host_tls != desired.host_tls:
             # A crt-list line naming a CA file HAProxy has not loaded is
             # refused at run time ("unable to load"); see README.
-            reasons.append("per-host TLS settings (client CA, ciphers) changed")
+            reasons.append(
+                "per-host TLS settings (client CA, ciphers, default-certificate lines) changed"
+            )
         elif any(
             max(len(change.ca), len(change.crl)) > MAX_RUNTIME_PEM
             for change in _client_ca_changes(current.structure.host_tls, desired.host_tls)
         ):
             reasons.append("a client CA bundle or CRL too large for the runtime API changed")
+        elif _handshake_certificates(
+            current.certificates, current.structure.host_tls
+        ) != _handshake_certificates(desired.certificates, desired.host_tls):
+            reasons.append("a host with a crt-list line of its own changed certificate")
 
     layouts: dict[str, BackendLayout] = {}
     servers: dict[str, Slots] = {}
@@ -861,6 +867,21 @@ def _address_list_changes(
         if before.deny_sources != after.deny_sources:
             changes.append(ReplaceAddressList(name, True, after.deny_sources))
     return changes
+
+
+def _handshake_certificates(
+    certificates: Sequence[Certificate], host_tls: Sequence[HostTLS]
+) -> dict[str, str]:
+    """Each host with a crt-list line of its own → the certificate on it ("": the default).
+
+    The runtime API replaces a certificate's lines, not the default
+    certificate's (config.crt_list writes those): a host moving between
+    the two would keep a stale line, or get two for one SNI.
+    """
+    if not host_tls:
+        return {}
+    by_host = {host: cert.name for cert in certificates for host in cert.hosts}
+    return {tls.host: by_host.get(tls.host, "") for tls in host_tls}
 
 
 def _client_ca_changes(current: Sequence[HostTLS], target: Sequence[HostTLS]) -> list[PutClientCA]:

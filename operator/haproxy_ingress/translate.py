@@ -407,8 +407,10 @@ def translate(
         )
         for ref, reported_on in sorted(service_refs.items())
     )
-    certificates = _certificates(tls_claims, secrets, problems, now, certificate_cache)
-    host_tls = _host_tls(ca_claims, cipher_claims)
+    certificates, owners = _certificates(tls_claims, secrets, problems, now, certificate_cache)
+    certificates, host_tls = _sni_under_wildcards(
+        certificates, owners, _host_tls(ca_claims, cipher_claims), routes
+    )
     return DesiredState(
         settings=settings,
         backends=backends,
@@ -2091,8 +2093,11 @@ def _certificates(
     problems: list[Problem],
     now: datetime.datetime | None,
     cache: CertificateCache | None,
-) -> tuple[Certificate, ...]:
-    """One certificate per Secret; a host served by two Secrets goes to the older Ingress."""
+) -> tuple[tuple[Certificate, ...], dict[str, str]]:
+    """One certificate per Secret; a host served by two Secrets goes to the older Ingress.
+
+    Also each served host → the namespace of the Secret it got.
+    """
     host_owner: dict[str, tuple[str, str]] = {}
     pems: dict[tuple[str, str], str] = {}
     hosts_of: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -2156,7 +2161,7 @@ def _certificates(
                 )
                 continue
             hosts_of[key].add(host)
-    return tuple(
+    certificates = tuple(
         sorted(
             Certificate(
                 certificate_name(namespace, name), pem, tuple(sorted(hosts_of[(namespace, name)]))
@@ -2165,6 +2170,65 @@ def _certificates(
             if hosts_of[(namespace, name)]
         )
     )
+    return certificates, {host: key[0] for key, hosts in hosts_of.items() for host in hosts}
+
+
+def _sni_under_wildcards(
+    certificates: tuple[Certificate, ...],
+    owners: Mapping[str, str],
+    host_tls: tuple[HostTLS, ...],
+    routes: Iterable[Route],
+) -> tuple[tuple[Certificate, ...], tuple[HostTLS, ...]]:
+    """Which certificate a host with rules but no certificate of its own gets by SNI.
+
+    HAProxy picks a crt-list line by exact SNI, then by its wildcard form.
+    ingress-nginx gives a server block a certificate only from an Ingress
+    with a rule for its host, so another tenant's ``*.p`` certificate must
+    not answer for ``b.p`` (its holder's name would vouch for b's pods):
+    a host that the wildcard Secret's namespace has no rule for gets an
+    empty :class:`HostTLS`, that is a default-certificate line of its own
+    (config.crt_list; a change reloads, like other crt-list options). A
+    host the wildcard's namespace serves keeps the wildcard, as
+    ingress-nginx's server block for it takes the certificate from that
+    namespace's Ingress, other Ingresses on the host or not (so no other
+    tenant can take it away by adding a path). One with handshake options
+    (a client CA, ciphers) joins the wildcard certificate's hosts, so its
+    line carries both; before, it fell to the default certificate.
+    """
+    by_name = {host: cert for cert in certificates for host in cert.hosts}
+    if not any(host.startswith("*.") for host in by_name):
+        return certificates, host_tls  # the usual case: one pass over the hosts only
+    options = {tls.host: tls for tls in host_tls}
+    serving: dict[str, set[str]] = defaultdict(set)  # hosts under a wildcard → namespaces
+    for route in routes:
+        host = route.host
+        if (
+            host
+            and host not in by_name
+            and not host.startswith("*.")
+            and "." in host
+            and "*." + host.split(".", 1)[1] in by_name
+        ):
+            serving[host].add(route.source.namespace)
+    joined: dict[str, list[str]] = defaultdict(list)  # certificate name → hosts
+    shielded = []
+    for host, namespaces in sorted(serving.items()):
+        wildcard = "*." + host.split(".", 1)[1]
+        cert = by_name[wildcard]
+        if owners[wildcard] in namespaces:
+            if host in options:
+                joined[cert.name].append(host)
+        elif host not in options:
+            shielded.append(HostTLS(host))
+    if not joined and not shielded:
+        return certificates, host_tls
+    certificates = tuple(
+        dataclasses.replace(cert, hosts=tuple(sorted((*cert.hosts, *joined[cert.name]))))
+        if cert.name in joined
+        else cert
+        for cert in certificates
+    )
+    return certificates, tuple(sorted((*host_tls, *shielded)))
 
 
 # --- helpers -------------------------------------------------------------------

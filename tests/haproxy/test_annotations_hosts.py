@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from tests.backends import Backend, free_port
+from tests.haproxy.conftest import tls_handshake
 from tests.haproxy.stack import Stack, wait_for
 from tests.haproxy.test_annotations import NGINX, OURS, request, serve
 from tests.haproxy.test_traffic import _ready, slice_for, start_pods
@@ -72,10 +73,12 @@ async def test_a_wildcards_tls_reaches_hosts_with_rules_of_its_own_namespace_onl
     stack: Stack, session: aiohttp.ClientSession
 ) -> None:
     """tenant-a serves *.shop.example with TLS; tenant-b serves b.shop.example
-    without: b's plain HTTP is served (no 308) and its HTTPS answers carry
-    no HSTS, as ingress-nginx gives b's server block no certificate. A host
-    of tenant-a's own namespace under the wildcard gets both, and a name
-    with no rules (served by the wildcard's) gets them from the wildcard."""
+    without: b's plain HTTP is served (no 308), its HTTPS answers carry no
+    HSTS and its handshake presents the default certificate, never tenant-a's,
+    as ingress-nginx gives b's server block no certificate. A host of
+    tenant-a's own namespace under the wildcard gets all three, and a name
+    with no rules (served by the wildcard's) gets them from the wildcard.
+    A tenant-b host appearing later is shielded as well (a reload)."""
     pods = await start_pods("web", 1, free_port(), first=86)
     crt, key = make_cert("*.shop.example")
     other = service("web", namespace="tenant-b"), slice_for("web", pods, namespace="tenant-b")
@@ -101,6 +104,17 @@ async def test_a_wildcards_tls_reaches_hosts_with_rules_of_its_own_namespace_onl
         assert (status, headers.get("Location")) == (308, f"https://{own}"), own
         status, headers, _, _ = await request(session, stack, "/", own, https=True)
         assert status == 200 and HSTS in headers, own
+        assert (await tls_handshake(stack.https_port, own)).common_name == "*.shop.example"
+    default = "haproxy-ingress default certificate"
+    assert (await tls_handshake(stack.https_port, "b.shop.example")).common_name == default
+
+    stack.put(ingress("d", rule("d.shop.example", path("/")), namespace="tenant-b"))
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.desired.problems
+    assert (await tls_handshake(stack.https_port, "d.shop.example")).common_name == default
+    assert (await tls_handshake(stack.https_port, "e.shop.example")).common_name == (
+        "*.shop.example"
+    )
 
 
 async def test_ssl_redirect_is_decided_per_route_and_acme_challenges_stay_plain(

@@ -31,9 +31,11 @@ from tests.certs import (
     revocation_list,
     secret_data,
 )
+from tests.haproxy.conftest import tls_handshake
 from tests.haproxy.stack import Stack
 from tests.haproxy.test_access import headers_of, pods, synced
 from tests.kube import configmap, ingress, path, rule, tls_secret
+from tests.unit.test_translate import make_cert
 
 pytestmark = pytest.mark.haproxy
 
@@ -404,6 +406,33 @@ async def test_sni_of_another_host_cannot_bypass_the_check(
     assert (
         await call(port, "a.wild.example.com", "open.example.com", clients["valid"])
     ).status == 421
+
+
+async def test_a_guarded_host_under_its_teams_wildcard_presents_the_wildcard(
+    stack: Stack, ca: Authority, clients: dict[str, Client]
+) -> None:
+    """A host with a client CA of its own gets a crt-list line of its own;
+    under its team's wildcard certificate that line carries the wildcard
+    (ingress-nginx's server block takes the certificate whose SAN matches),
+    not the default certificate, and still asks for the client's."""
+    backends = await pods(stack, "guarded", first=161)
+    crt, key = make_cert("*.shop.example")
+    stack.put(
+        ca_secret("ca", {"ca.crt": b64(ca.pem)}),
+        tls_secret("wild-tls", crt, key),
+        ingress(
+            "guarded",
+            rule("a.shop.example", path("/", "guarded")),
+            tls=[{"hosts": ["*.shop.example"], "secretName": "wild-tls"}],
+            annotations={N + "auth-tls-secret": "default/ca"},
+        ),
+    )
+    await synced(stack, ["guarded"])
+    peer = await tls_handshake(stack.https_port, "a.shop.example")
+    assert peer.common_name == "*.shop.example"
+    assert (await call(stack.https_port, "a.shop.example", cert=clients["valid"])).status == 200
+    assert (await call(stack.https_port, "a.shop.example", cert=clients["foreign"])).status == 400
+    assert backends["guarded"].served == 1
 
 
 async def test_tls_settings_changes_and_what_they_cost(

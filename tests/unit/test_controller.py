@@ -160,7 +160,10 @@ def test_reload_reason_labels_stay_bounded() -> None:
         "passthrough backend be_passthrough_1 (a.example.com) needs 3 server slots, has 2": (
             "passthrough changed"
         ),
-        "per-host TLS settings (client CA, ciphers) changed": "client certificates changed",
+        "per-host TLS settings (client CA, ciphers, default-certificate lines) changed": (
+            "per-host TLS changed"
+        ),
+        "a host with a crt-list line of its own changed certificate": "per-host TLS changed",
         "access policy p_0123 added": "access policy added",
     }
     for reason, label in reasons.items():

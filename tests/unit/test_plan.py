@@ -14,6 +14,7 @@ from haproxy_ingress.model import (
     DesiredState,
     Endpoint,
     GlobalSettings,
+    HostTLS,
     RoutingMaps,
     ServerState,
     ServiceRef,
@@ -318,6 +319,23 @@ def test_certificate_changes_are_runtime_operations() -> None:
         RemoveCertificate("default_one"),
         PutCertificate(two, loaded=False, hosts_changed=True),
     )
+
+
+def test_a_host_with_a_line_of_its_own_changing_certificate_reloads() -> None:
+    """A host with handshake options (HostTLS) has a crt-list line of its own:
+    on its certificate's, or on the default certificate's, which only a
+    reload rewrites. Moving between the two reloads; other hosts' certificate
+    changes stay runtime operations."""
+    guarded = (HostTLS("a.example.com", ciphers="ECDHE-RSA-AES128-GCM-SHA256"),)
+    own = Certificate("default_one", "PEM1", ("a.example.com",))
+    other = Certificate("default_two", "PEM2", ("c.example.com",))
+    first = plan(None, replace(desired(certificates=(own,)), host_tls=guarded))
+    result = plan(first.target, replace(desired(certificates=()), host_tls=guarded))
+    assert result.reload_reasons == ("a host with a crt-list line of its own changed certificate",)
+    result = plan(first.target, replace(desired(certificates=(own, other)), host_tls=guarded))
+    assert not result.reload
+    back = plan(None, replace(desired(certificates=()), host_tls=guarded))
+    assert plan(back.target, replace(desired(certificates=(own,)), host_tls=guarded)).reload
 
 
 def test_always_reload_baseline_turns_runtime_changes_into_reloads() -> None:

@@ -755,6 +755,62 @@ def test_a_wildcards_tls_reaches_hosts_with_rules_of_its_namespace_only() -> Non
     assert tls == {"*.p.example", "a.p.example", "d.p.example"}
 
 
+def test_another_namespaces_wildcard_certificate_never_answers_for_a_host_with_rules() -> None:
+    """b.p.example (tenant-b, no TLS) gets a default-certificate line of its
+    own instead of tenant-a's *.p.example by SNI; the team's own a.p.example
+    keeps the wildcard, and with ciphers of its own joins the wildcard
+    certificate's hosts (its line carries both) rather than the default one."""
+    crt, key = make_cert("*.p.example")
+    state = run(
+        *with_defaults(
+            tls_secret("wild", crt, key),
+            ingress(
+                "wild",
+                rule("*.p.example", path("/")),
+                rule("a.p.example", path("/")),
+                rule("c.p.example", path("/")),
+                tls=[{"hosts": ["*.p.example"], "secretName": "wild"}],
+            ),
+            ingress(
+                "a-ciphers",
+                rule("a.p.example", path("/x")),
+                annotations={
+                    "nginx.ingress.kubernetes.io/ssl-ciphers": "ECDHE-RSA-AES128-GCM-SHA256"
+                },
+            ),
+            service("web", namespace="tenant-b"),
+            endpoint_slice("web", endpoint("10.0.0.2"), namespace="tenant-b"),
+            ingress("b", rule("b.p.example", path("/")), namespace="tenant-b"),
+            ingress("b2", rule("b2.q.example", path("/")), namespace="tenant-b"),
+        )
+    )
+    assert state.problems == ()
+    (cert,) = state.certificates
+    assert cert.hosts == ("*.p.example", "a.p.example")
+    assert [(tls.host, tls.ciphers) for tls in state.host_tls] == [
+        ("a.p.example", "ECDHE-RSA-AES128-GCM-SHA256"),
+        ("b.p.example", None),
+    ]
+    # A host both namespaces serve keeps tenant-a's wildcard: tenant-b's path
+    # on it cannot take tenant-a's certificate away.
+    shared = run(
+        *with_defaults(
+            tls_secret("wild", crt, key),
+            ingress(
+                "wild",
+                rule("*.p.example", path("/")),
+                rule("a.p.example", path("/")),
+                tls=[{"hosts": ["*.p.example"], "secretName": "wild"}],
+            ),
+            service("web", namespace="tenant-b"),
+            endpoint_slice("web", endpoint("10.0.0.2"), namespace="tenant-b"),
+            ingress("b", rule("a.p.example", path("/b")), namespace="tenant-b"),
+        )
+    )
+    assert shared.host_tls == ()
+    assert shared.certificates[0].hosts == ("*.p.example",)
+
+
 def _plain(state: DesiredState) -> dict[str, bool]:
     return {r.path: r.options.plain_http for r in state.routes}
 
