@@ -19,13 +19,19 @@ Path types map to keys this way (``h`` is the host key):
 When two route kinds produce the same key, ``Exact`` beats ``Prefix`` in the
 exact map and ``Prefix`` beats ``ImplementationSpecific`` in the prefix map.
 
-A host that has rules owns its requests: the frontend first picks the scope
-(the exact host if the ``hosts`` map has it, else its wildcard form if that
-has rules, else no host; the map values each host by itself, so one lookup
-both tests and sets the scope) and then looks up paths in that scope only. So a
-request for ``a.example.com`` never reaches a backend of a ``*.example.com``
-or host-less rule because ``a.example.com``'s own rules missed its path; it
-gets the default backend, as in ingress-nginx.
+A host that has rules owns its requests: paths are looked up in one scope
+only (the exact host if the ``hosts`` map has it, else its wildcard form if
+that has rules, else no host). So a request for ``a.example.com`` never
+reaches a backend of a ``*.example.com`` or host-less rule because
+``a.example.com``'s own rules missed its path; it gets the default backend,
+as in ingress-nginx. The frontend looks the path up under the request's own
+host first, with no ``hosts`` lookup: only that host's keys can match there
+(a host holds no ``/``; other scopes start with ``*.`` or ``/``). Only when
+that finds nothing does it ask the ``hosts`` map whether the host has rules
+(the miss stands) or not (the wildcard form, then no host, are tried; the
+map values each host by itself, so one lookup both tests and sets the
+scope). At 10k Ingresses that saves a tree lookup over 10k keys on most
+requests (bench/README.md).
 
 A map value is the backend name, followed by ``~`` and the route's access
 policy when it has one, and by a second ``~`` and its options' name when it
