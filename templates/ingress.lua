@@ -967,6 +967,53 @@ local function url_encode(text)
   end))
 end
 
+-- nginx variables of auth-url ($host only, as its host: translate checked
+-- the URL for every host of the Ingress's rules, all exact) and auth-signin
+-- (auth.SIGNIN_VARIABLES), expanded for this request. nil: one cannot be.
+local function host_header(txn)
+  local sent = txn.f:req_fhdr("host")
+  if sent ~= nil and (sent:match("^[%w%.%-]+$") or sent:match("^[%w%.%-]+:%d+$")) then
+    return sent
+  end
+  return txn:get_var("txn.host")
+end
+
+local EXPANSIONS = {
+  host = function(txn) return txn:get_var("txn.host") end,
+  http_host = host_header,
+  best_http_host = host_header,
+  escaped_request_uri = function(txn) return url_encode(txn.f:url()) end,
+  request_uri = function(txn) return txn.f:url() end,
+  scheme = function(txn) return txn:get_var("txn.https") and "https" or "http" end,
+}
+EXPANSIONS.pass_access_scheme = EXPANSIONS.scheme
+
+local function expand(text, txn)
+  if not text:find("$", 1, true) then
+    return text
+  end
+  local missing = false
+  local result = text:gsub("%$([%a_][%w_]*)", function(name)
+    local value = EXPANSIONS[name] and EXPANSIONS[name](txn)
+    if value == nil then
+      missing = true
+      return ""
+    end
+    return value
+  end)
+  if missing then
+    return nil
+  end
+  return result
+end
+
+-- Whether the query of ``url`` sets ``param`` (ingress-nginx then redirects
+-- to auth-signin as it is, rd= and all).
+local function sets_param(url, param)
+  local query = url:match("%?(.*)$")
+  return query ~= nil and ("&" .. query):find("&" .. param .. "=", 1, true) ~= nil
+end
+
 core.register_action("ingress_ext_auth", { "http-req" }, function(txn)
   txn:set_var("txn.ext_status", "500")
   local fields = {}
@@ -979,6 +1026,7 @@ core.register_action("ingress_ext_auth", { "http-req" }, function(txn)
   local url, method, timeout = word(fields[1]), fields[2], tonumber(fields[3])
   local signin, redirect, copied = word(fields[4]), word(fields[5]), word(fields[6])
   local param = word(fields[7]) or "rd"
+  url = url and expand(url, txn)
   if url == nil or timeout == nil then
     return
   end
@@ -1024,7 +1072,10 @@ core.register_action("ingress_ext_auth", { "http-req" }, function(txn)
     txn:set_var("txn.ext_status", "200")
   elseif status == 401 then
     txn:set_var("txn.ext_status", "401")
-    if signin ~= nil then
+    signin = signin and expand(signin, txn)
+    if signin ~= nil and sets_param(signin, param) then
+      txn:set_var("txn.ext_signin", signin)
+    elseif signin ~= nil then
       local separator = signin:find("?", 1, true) and "&" or "?"
       txn:set_var("txn.ext_signin", signin .. separator .. param .. "=" .. url_encode(original))
     end

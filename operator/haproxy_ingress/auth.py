@@ -251,9 +251,16 @@ FORBIDDEN_NAMES = re.compile(
     r"instance-data|instance-data\.ec2\.internal)\.?",
     re.IGNORECASE,
 )
+# ingress-nginx's auth-url is read by nginx, so "https://$host/oauth2/auth"
+# (oauth2-proxy's documented setup) asks the request's own host. The only
+# variable taken here, and only as the whole host: translate checks the URL
+# once per host of the Ingress's rules (auth_url_for), which must all be
+# exact, so ingress.lua's substitution can only give a host checked here.
+HOST_VARIABLE = "$host"
 _AUTH_URL_RE = re.compile(
-    r"(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(?::(?P<port>[0-9]{1,5}))?"
-    # ('$' refused: ingress-nginx would read $variables, which are not ours.)
+    r"(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.]+\]|\$host|[A-Za-z0-9.-]{1,253})"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+    # (No other '$': ingress-nginx would read $variables, which are not ours.)
     r"(?P<path>/(?:[A-Za-z0-9\-._~!&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?"
 )
 
@@ -264,6 +271,7 @@ def auth_url(value: str, field: str) -> str:
     A name is checked as written; what it resolves to is HAProxy's at request
     time (see README: a Service of type ExternalName can still point a name
     anywhere, so the controller's own ports are refused on every host too).
+    The host may be ``$host``: checked later, per host (:func:`auth_url_for`).
     """
     match = _AUTH_URL_RE.fullmatch(value) if len(value) <= validate.MAX_URL_LENGTH else None
     if match is None:
@@ -276,6 +284,8 @@ def auth_url(value: str, field: str) -> str:
     port = int(match["port"] or (443 if match["scheme"] == "https" else 80))
     if not 1 <= port <= 65535:
         raise Invalid(field, f"port {port} is not a port number")
+    if host == HOST_VARIABLE:
+        return value
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -286,6 +296,53 @@ def auth_url(value: str, field: str) -> str:
         raise Invalid(
             field, f"{address} is a loopback, link-local, metadata or unspecified address"
         )
+    return value
+
+
+def auth_url_for(value: str, host: str, field: str) -> str:
+    """``value`` (auth_url-checked) as asked for ``host``: ``$host`` replaced, then checked."""
+    if not value.startswith(("http://$host", "https://$host")):
+        return value
+    expanded = value.replace(HOST_VARIABLE, host, 1)
+    try:
+        return auth_url(expanded, field)
+    except Invalid as error:
+        raise Invalid(field, f"for host {host!r}: {error.reason}") from None
+
+
+# auth-signin is a redirect target only (nothing is fetched from it), so it
+# may name what ingress-nginx's oauth2-proxy examples use; ingress.lua
+# expands them per request. Each name → what it becomes there.
+SIGNIN_VARIABLES = {
+    "host": "the request's host, lowercased, without its port",
+    "http_host": "the Host header as sent (host[:port])",
+    "best_http_host": "the Host header as sent (host[:port])",
+    "escaped_request_uri": "the request's path and query, URL-encoded",
+    "request_uri": "the request's path and query",
+    "scheme": "http or https",
+    "pass_access_scheme": "http or https",
+}
+_VARIABLE_RE = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|)")
+_SIGNIN_HOST_RE = re.compile(r"(https?://)\$(host|http_host|best_http_host)(?=[:/]|$)")
+
+
+def signin_url(value: str, field: str) -> str:
+    """auth-signin: a redirect target (validate.url) that may name SIGNIN_VARIABLES.
+
+    A variable may stand for the whole host, or sit anywhere in the path
+    and query; any other ``$`` is refused (nginx would read it as a
+    variable we do not have).
+    """
+    placeholder = _SIGNIN_HOST_RE.sub(r"\1host.invalid", value, count=1)
+    validate.url(placeholder, field)
+    for match in _VARIABLE_RE.finditer(value):
+        name = match[1]
+        if name not in SIGNIN_VARIABLES:
+            raise Invalid(
+                field,
+                f"names {validate.printable(match[0] or '$')}; the variables it may name are "
+                + ", ".join(f"${known}" for known in SIGNIN_VARIABLES),
+            )
     return value
 
 

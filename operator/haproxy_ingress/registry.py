@@ -1162,7 +1162,8 @@ SETTINGS: tuple[Setting, ...] = (
         configmap=False,
         nginx=("auth-url",),
         difference="loopback, link-local, metadata addresses and the controller's ports "
-        "refused; no `$variables` in the URL",
+        "refused; of nginx's `$variables` only `$host`, as the whole host, where every "
+        "rule of the Ingress names an exact host (checked for each)",
     ),
     Setting(
         "auth-method",
@@ -1177,13 +1178,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "auth-signin",
         _R,
-        validate.url,
+        auth.signin_url,
         None,
-        "where a 401 from the auth service is redirected (302, with `rd=` the original URL)",
+        "where a 401 from the auth service is redirected (302, with `rd=` the original URL "
+        "unless the URL sets it)",
         field="signin",
         configmap=False,
         nginx=("auth-signin",),
-        difference="no `$variables` in the URL",
+        difference="of nginx's `$variables` only `$host`, `$http_host`, `$best_http_host`, "
+        "`$escaped_request_uri`, `$request_uri`, `$scheme` and `$pass_access_scheme`",
     ),
     Setting(
         "auth-signin-redirect-param",

@@ -216,6 +216,14 @@ def translate(
                     "needs a host on every rule: client certificates are asked for by host (SNI)",
                 )
             )
+        if asked.access.url is not None:
+            errors.extend(
+                _auth_url_hosts(
+                    asked.access.url,
+                    [*(r.host for r, _ in parsed.routes), *asked.aliases],
+                    _annotation("auth-url", annotations),
+                )
+            )
         if errors:
             problems.extend(Problem(source, e.field, e.reason, "Rejected") for e in errors)
             if not asked.access_rule:
@@ -928,6 +936,35 @@ def _deny_routes(routes: list[Route], denied: set[tuple[ObjectRef, str]]) -> lis
         else route
         for route in routes
     ]
+
+
+def _auth_url_hosts(url: str, hosts: Iterable[str], field: str) -> list[Invalid]:
+    """Why auth-url's ``$host`` cannot be honoured for these rule hosts (empty: it can).
+
+    ingress.lua puts the request's host in its place. Where every rule (and
+    alias) names an exact host, that is one of them, each checked here as
+    if written out (no metadata name, no numeric address); a wildcard or a
+    rule without a host would let the client's Host header choose where the
+    auth request goes.
+    """
+    if not url.startswith(("http://" + auth.HOST_VARIABLE, "https://" + auth.HOST_VARIABLE)):
+        return []
+    hosts = sorted(set(hosts))
+    if any(not host or host.startswith("*.") for host in hosts):
+        return [
+            Invalid(
+                field,
+                "names $host, so every rule must name an exact host: with a wildcard or no "
+                "host, the request's Host header would choose where the auth request goes",
+            )
+        ]
+    errors = []
+    for host in hosts:
+        try:
+            auth.auth_url_for(url, host, field)
+        except Invalid as error:
+            errors.append(error)
+    return errors
 
 
 def _host_tls(

@@ -757,6 +757,62 @@ async def test_external_auth_decides_and_fails_closed(stack: Stack) -> None:
         await service_.stop()
 
 
+async def test_oauth2_proxy_annotations_expand_per_request(stack: Stack) -> None:
+    """ingress-nginx's oauth2-proxy setup, unchanged: auth-signin's $host and
+    $escaped_request_uri are this request's, and a signin URL that sets the
+    redirect parameter itself is used as it is (no second rd=); one that
+    does not gets rd= appended. auth-url's $host is a name no DNS here
+    answers for: the request fails closed (500), never reaching the pod."""
+    service_ = await AuthService().start()
+    backends = await pods(stack, "sso", "plain", "named", first=231)
+    refused = f"http://{service_.host}:{service_.port}/no"
+    stack.put(
+        ingress(
+            "sso",
+            rule("sso.example.com", path("/", "sso")),
+            annotations={
+                N + "auth-url": refused,
+                N + "auth-signin": "https://$host/oauth2/start?rd=$escaped_request_uri",
+            },
+        ),
+        ingress(
+            "plain",
+            rule("plain.example.com", path("/", "plain")),
+            annotations={
+                N + "auth-url": refused,
+                N + "auth-signin": "https://login.example.com/start?from=$http_host",
+            },
+        ),
+        ingress(
+            "named",
+            rule("named.example.com", path("/", "named")),
+            annotations={
+                N + "auth-url": "http://$host/oauth2/auth",
+                P + "auth-timeout": "1s",
+            },
+        ),
+    )
+    try:
+        outcome = await stack.sync()
+        assert not outcome.desired.problems, outcome.desired.problems
+        await synced(stack, ["sso", "plain", "named"])
+        status, head = await answer(stack, "SSO.example.com:80", "/p/a%20b?q=1&r=/")
+        assert status == 302
+        assert headers_of(head)["location"] == (
+            "https://sso.example.com/oauth2/start?rd=%2Fp%2Fa%2520b%3Fq%3D1%26r%3D%2F"
+        )
+        status, head = await answer(stack, "plain.example.com:8080", "/x")
+        assert status == 302
+        assert headers_of(head)["location"] == (
+            "https://login.example.com/start?from=plain.example.com:8080"
+            "&rd=http%3A%2F%2Fplain.example.com%3A8080%2Fx"
+        )
+        assert (await answer(stack, "named.example.com", "/"))[0] == 500
+        assert all(backend.served == 0 for backend in backends.values())
+    finally:
+        await service_.stop()
+
+
 async def handshake(port: int, version: ssl.TLSVersion) -> tuple[str, str] | None:
     """(protocol, cipher) HAProxy agrees to at exactly ``version``, or None if it refuses."""
     context = ssl.create_default_context()

@@ -103,6 +103,64 @@ def test_auth_url_on_the_controllers_own_ports_denies_everyone() -> None:
     assert policy_of(state, "/other") is None
 
 
+OAUTH2_PROXY = {  # ingress-nginx's documented oauth2-proxy setup
+    N + "auth-url": "https://$host/oauth2/auth",
+    N + "auth-signin": "https://$host/oauth2/start?rd=$escaped_request_uri",
+}
+
+
+def test_auth_url_host_variable_is_checked_for_every_exact_host() -> None:
+    """$host (the whole host) becomes each rule host; wildcards, rules without
+    a host, and a host that would be refused written out deny (fail closed)."""
+    state = guarded(OAUTH2_PROXY)
+    policy = policy_of(state, "/app")
+    assert policy.external.url == "https://$host/oauth2/auth"
+    assert policy.external.signin == "https://$host/oauth2/start?rd=$escaped_request_uri"
+    assert not state.problems
+    for rules in (
+        [rule("*.example.com", path("/app"))],
+        [rule("app.example.com", path("/app")), rule(None, path("/x"))],
+        [rule("app.example.com", path("/app")), rule("metadata.google.internal", path("/y"))],
+    ):
+        state = run(*with_defaults(ingress("app", *rules, annotations=OAUTH2_PROXY)))
+        assert policy_of(state, "/app") == DENY_ALL, rules
+        assert any(f"{N}auth-url" in p.field for p in state.problems), rules
+    # An alias is a host the request may name too.
+    aliased = {**OAUTH2_PROXY, N + "server-alias": "metadata.google.internal"}
+    assert policy_of(guarded(aliased), "/app") == DENY_ALL
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://$host.evil.example/", "http://a$host/", "http://x.example/$host", "http://$hostx/"],
+)
+def test_auth_url_takes_host_variable_as_the_whole_host_only(url: str) -> None:
+    with pytest.raises(Invalid):
+        auth.auth_url(url, "f")
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://$host/oauth2/start?rd=$escaped_request_uri", True),
+        ("https://login.example.com/start?rd=$scheme://$http_host$request_uri", True),
+        ("https://$best_http_host:8443/start", True),
+        ("/oauth2/start?rd=$escaped_request_uri", True),
+        ("https://login.example.com/start?x=$remote_addr", False),
+        ("https://login.example.com/start?x=$", False),
+        ("https://login.example.com/start?x=${host}", False),
+        ("https://$host.evil.example/", False),
+        ("https://$request_uri/", False),
+    ],
+)
+def test_auth_signin_names_only_the_variables_it_expands(url: str, accepted: bool) -> None:
+    if accepted:
+        assert auth.signin_url(url, "f") == url
+    else:
+        with pytest.raises(Invalid):
+            auth.signin_url(url, "f")
+
+
 def test_basic_auth_users_by_format_and_warnings_naming_them() -> None:
     text = f"alice:{MD5}\nbob:{APR1}\ncarol:{{SHA}}abc=\n"
     state = guarded(
