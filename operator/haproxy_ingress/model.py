@@ -744,6 +744,9 @@ class GlobalSettings:
     # Trust X-Forwarded-* from clients whose address is in proxy_real_ip_cidr
     # (ingress-nginx's use-forwarded-headers); otherwise they are replaced.
     use_forwarded_headers: bool = False
+    # ingress-nginx's allow-snippet-annotations: off, the *-snippet annotations
+    # are ignored (settings.ingress_settings), those holding an access rule denying.
+    allow_snippets: bool = True
     proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0", "::/0")
     # Routes whose path starts with one of these are never redirected to
     # https (ingress-nginx's no-tls-redirect-locations: ACME challenges).

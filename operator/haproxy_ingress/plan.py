@@ -220,8 +220,9 @@ class Plan:
 
 
 def _structural(settings: GlobalSettings) -> GlobalSettings:
-    """The settings that haproxy.cfg holds: the global deny-list is a map (maps.deny)."""
-    return dataclasses.replace(settings, deny_sources=())
+    """The settings that haproxy.cfg holds: the global deny-list is a map (maps.deny),
+    and allow-snippet-annotations only changes what translate puts in the maps."""
+    return dataclasses.replace(settings, deny_sources=(), allow_snippets=True)
 
 
 # Checks shed for the descriptor limit come back only below this share of it,

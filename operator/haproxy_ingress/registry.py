@@ -574,6 +574,20 @@ SETTINGS: tuple[Setting, ...] = (
         nginx_configmap=True,
     ),
     Setting(
+        "allow-snippet-annotations",
+        _G,
+        validate.boolean,
+        "true",
+        "interpret the Ingresses' `*-snippet` annotations (never pasted); false: each is "
+        "ignored with a Warning, and one holding an access rule denies its paths",
+        "allow_snippets",
+        reload=False,
+        nginx=("allow-snippet-annotations",),
+        nginx_configmap=True,
+        difference="default true (ingress-nginx: false): a snippet is interpreted into "
+        "the model or refused, never pasted",
+    ),
+    Setting(
         "proxy-real-ip-cidr",
         _G,
         validate.cidr_list,

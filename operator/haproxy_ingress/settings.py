@@ -353,6 +353,16 @@ def ingress_settings(annotations: Mapping[str, Any], defaults: GlobalSettings) -
             elif setting is _SSL_CIPHERS:
                 ssl_ciphers = parsed
             elif setting in registry.SNIPPETS:
+                if not defaults.allow_snippets:
+                    # Off by the admin: as refused, so one holding an access
+                    # rule (or a return) still fails closed.
+                    parsed = dataclasses.replace(
+                        parsed,
+                        refused="snippets are off (ConfigMap allow-snippet-annotations)",
+                        access=parsed.access
+                        or parsed.answers
+                        or bool(_ACCESS_DIRECTIVES.search(str(value))),
+                    )
                 if parsed.refused:
                     reason = f"nginx snippet not applied: {parsed.refused}"
                     if parsed.access:

@@ -6,9 +6,10 @@ import pytest
 
 from haproxy_ingress import snippets
 from haproxy_ingress.model import DesiredState
+from haproxy_ingress.plan import plan
 from haproxy_ingress.snippets import FIELD, PART, RECORD, Directive, Refused, interpret, parse
 from haproxy_ingress.translate import DENY_ALL
-from tests.kube import ingress, path, rule
+from tests.kube import configmap, ingress, path, rule
 from tests.unit.test_translate import run, with_defaults
 
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -211,6 +212,37 @@ def test_access_snippet_fails_closed() -> None:
     (route,) = state.routes
     assert next(p for p in state.policies if p.name == route.policy).allow_sources == ()
     assert "AccessDenied" in events(state).values()
+
+
+def test_allow_snippet_annotations_false_ignores_snippets_and_fails_closed() -> None:
+    """The admin's switch (ingress-nginx's ConfigMap key): a snippet is then
+    not applied, with a Warning, and one that would have refused requests
+    (a return, an access directive) denies its paths instead. Off, no reload."""
+    off = configmap({"allow-snippet-annotations": "false"})
+    state = run(
+        *with_defaults(
+            off,
+            ingress(
+                "a", rule("a.example.com", path("/a")), annotations={SNIPPET: "add_header X y;"}
+            ),
+            ingress("b", rule("b.example.com", path("/b")), annotations={SNIPPET: "return 403;"}),
+            ingress(
+                "c",
+                rule("c.example.com", path("/c")),
+                annotations={"nginx.ingress.kubernetes.io/server-snippet": "deny all;"},
+            ),
+        )
+    )
+    by_path = {r.path: r for r in state.routes}
+    assert by_path["/a"].options.snippet is None and by_path["/a"].policy == ""
+    assert by_path["/b"].policy == DENY_ALL.name and by_path["/c"].policy == DENY_ALL.name
+    refused = [p for p in state.problems if p.source.name == "a"]
+    assert [p.event for p in refused] == ["Refused"]
+    assert "allow-snippet-annotations" in refused[0].reason
+    first = plan(None, state)
+    on = run(*with_defaults(configmap({"allow-snippet-annotations": "true"})))
+    assert on.settings.allow_snippets and not state.settings.allow_snippets
+    assert "global settings changed" not in plan(first.target, on).reload_reasons
 
 
 def test_server_snippet_needs_the_host_to_itself() -> None:
