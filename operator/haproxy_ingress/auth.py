@@ -73,6 +73,7 @@ class AccessAsk:
     response_headers: tuple[str, ...] = ()
     request_redirect: str | None = None  # auth-request-redirect
     timeout_ms: int = 5000
+    global_auth: bool = True  # enable-global-auth: the ConfigMap's global-auth-url applies
 
     @property
     def basic(self) -> bool:
@@ -349,6 +350,13 @@ def signin_url(value: str, field: str) -> str:
 def _looks_numeric(host: str) -> bool:
     """Hosts libc would read as an address in another notation (0x7f.1, 2130706433, 0177.0.0.1)."""
     return all(re.fullmatch(r"0x[0-9a-f]*|[0-9]+", part, re.IGNORECASE) for part in host.split("."))
+
+
+def url_host(value: str) -> str:
+    """The host of an auth_url-checked URL, as written."""
+    match = _AUTH_URL_RE.fullmatch(value)
+    assert match is not None
+    return match["host"]
 
 
 def url_port(value: str) -> int:

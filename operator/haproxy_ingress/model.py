@@ -744,6 +744,15 @@ class GlobalSettings:
     # Trust X-Forwarded-* from clients whose address is in proxy_real_ip_cidr
     # (ingress-nginx's use-forwarded-headers); otherwise they are replaced.
     use_forwarded_headers: bool = False
+    # ingress-nginx's global-auth-*: external auth for every Ingress without
+    # an auth-url of its own (global_auth).
+    global_auth_url: str | None = None
+    global_auth_method: str = "GET"
+    global_auth_signin: str | None = None
+    global_auth_signin_param: str = "rd"
+    global_auth_response_headers: tuple[str, ...] | None = None
+    global_auth_request_redirect: str | None = None
+    global_auth_timeout_ms: int = 5000
     # ingress-nginx's allow-snippet-annotations: off, the *-snippet annotations
     # are ignored (settings.ingress_settings), those holding an access rule denying.
     allow_snippets: bool = True
@@ -780,6 +789,21 @@ class GlobalSettings:
     ssl_protocols: tuple[str, str] = ("TLSv1.2", "TLSv1.3")
     backend: BackendSettings = BackendSettings()
     route: RouteOptions = RouteOptions()  # every route's options unless its Ingress sets them
+
+    @property
+    def global_auth(self) -> ExternalAuth | None:
+        """The ConfigMap's global-auth-* as the external auth they ask for (None: unset)."""
+        if not self.global_auth_url:
+            return None
+        return ExternalAuth(
+            url=self.global_auth_url,
+            method=self.global_auth_method,
+            signin=self.global_auth_signin or "",
+            signin_param=self.global_auth_signin_param,
+            response_headers=self.global_auth_response_headers or (),
+            request_redirect=self.global_auth_request_redirect or "",
+            timeout_ms=self.global_auth_timeout_ms,
+        )
 
 
 @dataclass(frozen=True)

@@ -391,6 +391,14 @@ def secret_ref(value: str, field: str) -> str:
     return f"{validate.dns_label(namespace, field)}/{validate.dns_subdomain(name, field)}"
 
 
+def _global_auth_url(value: str, field: str) -> str:
+    """global-auth-url: an auth-url guarding every Ingress, whatever its rules, so no $host."""
+    checked = auth.auth_url(value, field)
+    if auth.url_host(checked) == auth.HOST_VARIABLE:
+        raise Invalid(field, "cannot name $host: it guards rules without a host too")
+    return checked
+
+
 def query_parameter(value: str, field: str) -> str:
     """A URL query parameter name: unreserved characters only, so it needs no escaping."""
     if not re.fullmatch(r"[A-Za-z0-9._~-]{1,64}", value):
@@ -1243,6 +1251,89 @@ SETTINGS: tuple[Setting, ...] = (
         difference="ours (nginx uses its proxy timeouts)",
     ),
     Setting(
+        "enable-global-auth",
+        _R,
+        validate.boolean,
+        "true",
+        "false: the ConfigMap's `global-auth-url` does not guard this Ingress's paths",
+        field="global_auth",
+        configmap=False,
+        nginx=("enable-global-auth",),
+    ),
+    # ingress-nginx's global external auth: every route whose Ingress sets no
+    # auth-url of its own (nor enable-global-auth "false"). A value that
+    # cannot be honoured denies every route (settings.parse_configmap).
+    Setting(
+        "global-auth-url",
+        _G,
+        _global_auth_url,
+        None,
+        "external auth for every Ingress without an `auth-url` of its own",
+        "global_auth_url",
+        nginx=("global-auth-url",),
+        nginx_configmap=True,
+        difference="as `auth-url`, but no `$host`; a bad value makes every route answer 403",
+    ),
+    Setting(
+        "global-auth-method",
+        _G,
+        auth.auth_method,
+        "GET",
+        "`global-auth-url`'s method: GET, HEAD or POST",
+        "global_auth_method",
+        nginx=("global-auth-method",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "global-auth-signin",
+        _G,
+        auth.signin_url,
+        None,
+        "where `global-auth-url`'s 401 is redirected, as `auth-signin`",
+        "global_auth_signin",
+        nginx=("global-auth-signin",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "global-auth-signin-redirect-param",
+        _G,
+        query_parameter,
+        "rd",
+        "the query parameter of `global-auth-signin`'s redirect carrying the original URL",
+        "global_auth_signin_param",
+        nginx=("global-auth-signin-redirect-param",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "global-auth-response-headers",
+        _G,
+        auth.header_names,
+        None,
+        "headers copied from `global-auth-url`'s 2xx answer to the request",
+        "global_auth_response_headers",
+        nginx=("global-auth-response-headers",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "global-auth-request-redirect",
+        _G,
+        validate.url,
+        None,
+        "sent to `global-auth-url` as X-Auth-Request-Redirect",
+        "global_auth_request_redirect",
+        nginx=("global-auth-request-redirect",),
+        nginx_configmap=True,
+    ),
+    Setting(
+        "global-auth-timeout",
+        _G,
+        auth.auth_timeout,
+        "5s",
+        "how long the global auth request may take; then the request answers 500",
+        "global_auth_timeout_ms",
+        difference="ours (nginx uses its proxy timeouts)",
+    ),
+    Setting(
         "limit-rps",
         _R,
         _integer(1, 1_000_000),
@@ -1995,8 +2086,12 @@ ACCESS = frozenset(
         "auth-response-headers",
         "auth-request-redirect",
         "auth-timeout",
+        "enable-global-auth",
     )
 )
+# The ConfigMap's global-auth-* keys: a value that cannot be honoured denies
+# every route (an unset one would open them).
+GLOBAL_AUTH = frozenset(s for s in SETTINGS if s.key.startswith("global-auth-"))
 # auth-tls-*: the fields of an auth.ClientTLSAsk (translate reads the Secret).
 CLIENT_TLS = frozenset(s for s in SETTINGS if s.key.startswith("auth-tls-"))
 # enable-cors and cors-*: the fields of a model.Cors (RouteOptions.cors).

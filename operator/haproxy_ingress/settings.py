@@ -529,6 +529,8 @@ def parse_configmap(
         try:
             if not isinstance(value, str):
                 raise Invalid(field, "must be a string")
+            if setting in registry.GLOBAL_AUTH and not value.strip():
+                continue  # as ingress-nginx reads it: unset (charts render "")
             parsed = setting.parse(value, field) if ours else setting.parse_nginx(value, field)
             if setting is _DEFAULT_BACKEND:
                 default_backend = parsed
@@ -545,10 +547,16 @@ def parse_configmap(
             else:
                 settings = registry.apply(settings, setting, parsed)
         except Invalid as error:
-            problems.append(Problem(source, error.field, error.reason, "InvalidSetting"))
+            if setting in registry.GLOBAL_AUTH:
+                # Unset, it would guard nothing: fail closed instead.
+                reason = f"{error.reason}; every route answers 403 until it is fixed"
+                problems.append(Problem(source, error.field, reason, GLOBAL_ACCESS_REFUSED))
+            else:
+                problems.append(Problem(source, error.field, error.reason, "InvalidSetting"))
         except ValueError as error:  # as in ingress_settings: reported, default kept
             reason = f"cannot be read: {type(error).__name__}"
-            problems.append(Problem(source, field, reason, "InvalidSetting"))
+            event = GLOBAL_ACCESS_REFUSED if setting in registry.GLOBAL_AUTH else "InvalidSetting"
+            problems.append(Problem(source, field, reason, event))
     return settings, default_backend, problems
 
 
@@ -560,8 +568,8 @@ GLOBAL_ACCESS_REFUSED = "GlobalAccessDenied"
 def _global_access_refusal(key: str, value: object) -> str | None:
     """Why an unknown ingress-nginx ConfigMap key guards every route, if it does."""
     text = str(value).strip()
-    if key == "global-auth-url" and text:
-        return "global-auth-url (external auth on every route) is not honoured"
+    if key == "global-auth-snippet" and _ACCESS_DIRECTIVES.search(text):
+        return "global-auth-snippet holds an access rule, which is never pasted nor honoured"
     if key in ("block-cidrs", "block-user-agents", "block-referers") and text:
         return f"{key} (a global block list) is not honoured"
     if key in ("enable-modsecurity", "enable-owasp-modsecurity-crs") and text.lower() in (

@@ -179,6 +179,8 @@ def _state(body: dict[str, Any]) -> AppliedState:
     settings["deny_sources"] = tuple(settings["deny_sources"])
     settings["ssl_protocols"] = tuple(settings["ssl_protocols"])
     settings["allowed_response_headers"] = tuple(settings["allowed_response_headers"])
+    if settings.get("global_auth_response_headers") is not None:  # absent before it
+        settings["global_auth_response_headers"] = tuple(settings["global_auth_response_headers"])
     for key in ("add_headers", "proxy_set_headers"):
         if settings[key] is not None:
             settings[key] = (str(settings[key][0]), str(settings[key][1]))

@@ -156,6 +156,7 @@ def translate(
             annotations=annotations,
             reserved_ports=options.reserved_ports,
             client_auth=client[0] if client is not None else None,
+            global_auth=settings.global_auth,
         )
         backend_settings, upstream, tls_failed = _upstream_tls(
             asked.backend, source, secrets, problems
@@ -711,12 +712,15 @@ def _access_policy(
     annotations: Mapping[str, Any],
     reserved_ports: tuple[int, ...],
     client_auth: ClientAuth | None = None,
+    global_auth: ExternalAuth | None = None,
 ) -> AccessPolicy | None:
     """The policy of the Ingress's routes: allow- and deny-lists, basic auth, satisfy.
 
     An annotation that cannot be honoured goes to ``errors`` (the Ingress's
     paths then deny everyone); a Secret or user that cannot be used is a
-    Warning, and the paths ask for credentials nobody has (401).
+    Warning, and the paths ask for credentials nobody has (401). The
+    ConfigMap's ``global_auth`` applies unless the Ingress has an auth-url
+    of its own or sets enable-global-auth "false" (as ingress-nginx).
     """
     allow = asked.policy
     ask = asked.access
@@ -737,6 +741,8 @@ def _access_policy(
     if not limit.active:
         limit = RateLimit()
     external = ExternalAuth()
+    if ask.url is None and ask.global_auth and global_auth is not None:
+        external = global_auth
     if ask.url is not None:
         if auth.url_port(ask.url) in reserved_ports:
             errors.append(

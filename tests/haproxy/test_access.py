@@ -813,6 +813,52 @@ async def test_oauth2_proxy_annotations_expand_per_request(stack: Stack) -> None
         await service_.stop()
 
 
+async def test_global_auth_guards_every_ingress_but_those_that_opt_out(stack: Stack) -> None:
+    """The ConfigMap's global-auth-url asks the auth service for every route
+    (401 → global-auth-signin); an Ingress with enable-global-auth "false" is
+    served without it, one with its own auth-url asks that one instead."""
+    service_ = await AuthService().start()
+    backends = await pods(stack, "guarded", "out", "own", first=241)
+    url = f"http://{service_.host}:{service_.port}"
+    stack.put(
+        configmap(
+            {
+                "global-auth-url": f"{url}/no",
+                "global-auth-signin": "https://login.example.com/start?rd=$escaped_request_uri",
+            }
+        ),
+        ingress("guarded", rule("guarded.example.com", path("/", "guarded"))),
+        ingress(
+            "out",
+            rule("out.example.com", path("/", "out")),
+            annotations={N + "enable-global-auth": "false"},
+        ),
+        ingress(
+            "own",
+            rule("own.example.com", path("/", "own")),
+            annotations={N + "auth-url": f"{url}/ok"},
+        ),
+    )
+    try:
+        outcome = await stack.sync()
+        assert not outcome.desired.problems, outcome.desired.problems
+        await synced(stack, ["out"])
+        status, head = await answer(stack, "guarded.example.com", "/p?q=1")
+        assert (status, headers_of(head)["location"]) == (
+            302,
+            "https://login.example.com/start?rd=%2Fp%3Fq%3D1",
+        )
+        assert service_.seen[-1][0] == "/no"
+        assert (await answer(stack, "own.example.com", "/"))[0] == 200
+        assert service_.seen[-1][0] == "/ok"
+        asked = len(service_.seen)
+        assert (await answer(stack, "out.example.com", "/"))[0] == 200
+        assert len(service_.seen) == asked
+        assert backends["guarded"].served == 0
+    finally:
+        await service_.stop()
+
+
 async def handshake(port: int, version: ssl.TLSVersion) -> tuple[str, str] | None:
     """(protocol, cipher) HAProxy agrees to at exactly ``version``, or None if it refuses."""
     context = ssl.create_default_context()

@@ -161,6 +161,66 @@ def test_auth_signin_names_only_the_variables_it_expands(url: str, accepted: boo
             auth.signin_url(url, "f")
 
 
+GLOBAL_AUTH = {
+    "global-auth-url": "http://auth.auth-system.svc/check",
+    "global-auth-signin": "https://login.example.com/start",
+    "global-auth-response-headers": "X-User",
+}
+
+
+def test_global_auth_guards_every_ingress_without_its_own() -> None:
+    """ingress-nginx's global-auth-url: every Ingress's routes ask it, unless
+    the Ingress has an auth-url of its own or enable-global-auth "false";
+    with an allow-list the route gets both."""
+    state = run(
+        *with_defaults(
+            configmap(GLOBAL_AUTH),
+            ingress("plain", rule("a.example.com", path("/plain"))),
+            ingress(
+                "own",
+                rule("a.example.com", path("/own")),
+                annotations={N + "auth-url": "http://other.example.com/"},
+            ),
+            ingress(
+                "out",
+                rule("a.example.com", path("/out")),
+                annotations={N + "enable-global-auth": "false"},
+            ),
+            ingress(
+                "listed",
+                rule("a.example.com", path("/listed")),
+                annotations={N + "whitelist-source-range": "10.0.0.0/8"},
+            ),
+        )
+    )
+    assert not state.problems
+    plain = policy_of(state, "/plain").external
+    assert (plain.url, plain.signin, plain.response_headers) == (
+        "http://auth.auth-system.svc/check",
+        "https://login.example.com/start",
+        ("x-user",),
+    )
+    assert policy_of(state, "/own").external.url == "http://other.example.com/"
+    assert policy_of(state, "/out") is None
+    listed = policy_of(state, "/listed")
+    assert listed.allow_sources == ("10.0.0.0/8",) and listed.external == plain
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"global-auth-url": "http://169.254.169.254/"},
+        {"global-auth-url": "https://$host/oauth2/auth"},
+        {"global-auth-url": "http://auth.example.com/", "global-auth-method": "PUT"},
+        {"global-auth-url": "http://auth.example.com/", "global-auth-snippet": "deny all;"},
+    ],
+)
+def test_a_global_auth_that_cannot_be_honoured_denies_every_route(data: dict[str, str]) -> None:
+    state = run(*with_defaults(configmap(data), ingress("a", rule("a.example.com", path("/a")))))
+    assert policy_of(state, "/a") == DENY_ALL
+    assert any(p.event == "GlobalAccessDenied" for p in state.problems)
+
+
 def test_basic_auth_users_by_format_and_warnings_naming_them() -> None:
     text = f"alice:{MD5}\nbob:{APR1}\ncarol:{{SHA}}abc=\n"
     state = guarded(

@@ -101,13 +101,13 @@ def test_a_global_access_key_in_the_configmap_fails_every_ingress_closed(
     configmap = (
         "apiVersion: v1\nkind: ConfigMap\n"
         "metadata: {name: haproxy-ingress, namespace: haproxy-ingress}\n"
-        "data: {global-auth-url: 'http://auth.example.com/check'}\n"
+        "data: {block-cidrs: '198.51.100.0/24'}\n"
     )
     (tmp_path / "global.yaml").write_text(served + "\n---\n" + configmap)
     assert main(["audit", "-f", str(tmp_path / "global.yaml")]) == 1
     out = capsys.readouterr().out
     assert "2 served" not in out and "0 served, 2 fail closed" in out
-    assert "data.global-auth-url: global-auth-url (external auth on every route)" in out
+    assert "data.block-cidrs: block-cidrs (a global block list)" in out
 
 
 def test_every_nginx_key_we_do_not_honour_is_named_in_a_warning_or_fails_closed() -> None:

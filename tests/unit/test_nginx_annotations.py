@@ -1190,11 +1190,12 @@ def test_conditional_samesite_none_renders_only_with_samesite_none(tmp_path: Pat
 
 
 def test_a_global_access_key_of_the_configmap_we_cannot_honour_denies_every_route() -> None:
-    """ingress-nginx's global-auth-url, block-* lists or WAF guard every route:
-    ignoring them would open everything they guarded, so every route denies."""
+    """ingress-nginx's block-* lists or WAF guard every route, and so does a
+    global-auth-url we cannot honour (loopback): ignoring them would open
+    everything they guarded, so every route denies."""
     app = ingress("app", rule("a.example.com", path("/app")))
     for key, value in (
-        ("global-auth-url", "http://auth.example.com/check"),
+        ("global-auth-url", "http://127.0.0.1/check"),
         ("block-cidrs", "198.51.100.0/24"),
         ("block-user-agents", "~*curl"),
         ("enable-modsecurity", "true"),

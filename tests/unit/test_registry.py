@@ -160,6 +160,10 @@ UNSET_SAMPLES = {
     "auth-tls-secret": "ca",
     "auth-tls-error-page": "https://errors.example.com/cert",
     "auth-tls-match-cn": "CN=(alice|bob)",
+    "global-auth-url": "http://auth.example.com/check",
+    "global-auth-signin": "https://login.example.com/start",
+    "global-auth-response-headers": "X-User",
+    "global-auth-request-redirect": "https://app.example.com/",
 }
 
 

@@ -26,6 +26,19 @@ def test_applied_state_round_trips() -> None:
         assert state.dump(state.load(state.dump(applied))) == state.dump(applied)  # type: ignore[arg-type]
 
 
+def test_global_auth_settings_round_trip() -> None:
+    options = TranslateOptions()
+    view, _ = ClusterView.from_objects(load_objects([CLUSTERS / "basic"]), options)
+    desired = translate(view, options)
+    settings = dataclasses.replace(
+        desired.settings,
+        global_auth_url="http://auth.example.com/",
+        global_auth_response_headers=("x-user",),
+    )
+    applied = plan(None, dataclasses.replace(desired, settings=settings)).target
+    assert state.load(state.dump(applied)) == applied
+
+
 def test_unknown_or_broken_state_is_none() -> None:
     assert state.load(b"") is None
     assert state.load(b"{}") is None
