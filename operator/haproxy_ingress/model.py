@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -710,11 +710,28 @@ OPTIONAL_MAPS = tuple(
 )
 
 
-def frontend_maps(maps: RoutingMaps) -> tuple[str, ...]:
-    """The optional maps of ``maps`` that have entries (sorted): the rules the frontend needs."""
-    return tuple(
-        sorted(name for name, entries in maps.files() if entries and name in OPTIONAL_MAPS)
-    )
+# Not a map: the frontend's second routing pass (a host's wildcard form, then
+# the rules without a host), which a request of a host without rules needs
+# only while some route has a wildcard host or none (haproxy.cfg.j2). Kept
+# with the optional maps' names (Structure.frontend_maps): its rules are
+# left out, and come back with a reload, the same way.
+OTHER_SCOPES = "other-scopes"
+
+
+def frontend_maps(maps: RoutingMaps, other_scopes: bool) -> tuple[str, ...]:
+    """The optional maps of ``maps`` that have entries (sorted): the rules the frontend needs.
+
+    ``other_scopes``: some route has a wildcard host or none (OTHER_SCOPES).
+    """
+    names = [name for name, entries in maps.files() if entries and name in OPTIONAL_MAPS]
+    if other_scopes:
+        names.append(OTHER_SCOPES)
+    return tuple(sorted(names))
+
+
+def has_other_scopes(routes: Iterable[Route]) -> bool:
+    """Whether a route has a wildcard host or none (:data:`OTHER_SCOPES`)."""
+    return any(not route.host or route.host.startswith("*.") for route in routes)
 
 
 @dataclass(frozen=True, order=True)
@@ -882,7 +899,7 @@ class Structure:
     # (plan.py). A rule no route needs still costs every request its turn,
     # so the frontend leaves out the others' rules; a map gaining its first
     # entries then reloads. The default renders every rule.
-    frontend_maps: tuple[str, ...] = OPTIONAL_MAPS
+    frontend_maps: tuple[str, ...] = tuple(sorted((*OPTIONAL_MAPS, OTHER_SCOPES)))
     # Whether the frontend reads routes' access policies (the route map
     # values' second field, routing.py): the rules that take txn.policy from
     # the route and refuse a name it does not know. Left out while no route

@@ -33,6 +33,7 @@ from haproxy_ingress.model import (
     Slots,
     Structure,
     frontend_maps,
+    has_other_scopes,
     names_policy,
     passthrough_backend_name,
 )
@@ -455,7 +456,7 @@ def _plan(current: AppliedState | None, desired: DesiredState, always_reload: bo
 
     # The frontend has the rules of an optional map only while it has
     # entries (Structure.frontend_maps): a map's first entries need its rules.
-    rules = frontend_maps(desired.maps)
+    rules = frontend_maps(desired.maps, has_other_scopes(desired.routes))
     if current is not None:
         missing = sorted(set(rules) - set(current.structure.frontend_maps))
         if missing:

@@ -243,6 +243,36 @@ async def test_new_route_to_existing_backend_needs_no_reload(
     assert (await stack.proc()).reloads == reloads
 
 
+async def test_the_first_wildcard_or_hostless_rule_reloads_once_then_maps_do(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """The second routing pass (a host's wildcard form, then rules without a
+    host) is rendered only while some route needs it: the first such rule
+    reloads with it, later ones are map changes, and a host with rules of
+    its own never falls through to them."""
+    port = free_port()
+    web = await start_pods("web", 1, port, first=56)
+    stack.put(
+        service("web"), slice_for("web", web), ingress("a", rule("a.example.com", path("/a")))
+    )
+    await stack.sync()
+    await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
+    assert (await get(session, stack.http_port, "/a", "a.example.com"))[0] == 200
+    assert (await get(session, stack.http_port, "/", "other.example.com"))[0] == 404
+    reloads = (await stack.proc()).reloads
+    stack.put(ingress("any", rule(None, path("/anyhost", path_type="Exact"))))
+    outcome = await stack.sync()
+    assert outcome.result is not None and outcome.result.reloaded
+    assert "other-scopes" in " ".join(outcome.plan.reload_reasons)
+    assert (await get(session, stack.http_port, "/anyhost", "other.example.com"))[0] == 200
+    assert (await get(session, stack.http_port, "/anyhost", "a.example.com"))[0] == 404
+    stack.put(ingress("wild", rule("*.w.example.com", path("/"))))
+    outcome = await stack.sync()
+    assert outcome.result is not None and not outcome.result.reloaded
+    assert (await get(session, stack.http_port, "/x", "b.w.example.com"))[0] == 200
+    assert (await stack.proc()).reloads == reloads + 1
+
+
 async def test_new_backend_costs_exactly_one_reload(
     stack: Stack, session: aiohttp.ClientSession
 ) -> None:

@@ -19,12 +19,14 @@ from haproxy_ingress.haproxy.config import RenderOptions, map_path, render
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.model import (
     OPTIONAL_MAPS,
+    OTHER_SCOPES,
     AppliedState,
     DesiredState,
     GlobalSettings,
     RoutingMaps,
     Structure,
     frontend_maps,
+    has_other_scopes,
 )
 from haproxy_ingress.plan import ReplaceMap, plan
 from tests.kube import configmap, ingress, path, rule
@@ -70,7 +72,9 @@ def test_a_map_with_rules_gets_every_rule_that_reads_it(name: str) -> None:
 
 
 def test_the_default_structure_renders_every_rule() -> None:
-    assert Structure(GlobalSettings(), (), None).frontend_maps == OPTIONAL_MAPS
+    assert Structure(GlobalSettings(), (), None).frontend_maps == tuple(
+        sorted((*OPTIONAL_MAPS, OTHER_SCOPES))
+    )
 
 
 def cors(enabled: bool, origin: str = "https://a.example.com") -> DesiredState:
@@ -112,7 +116,9 @@ def test_a_reload_for_another_reason_drops_unused_rules() -> None:
     )
     step = plan(used, changed)
     assert step.reload_reasons == ("global settings changed",)
-    assert step.target.structure.frontend_maps == frontend_maps(plain.maps)
+    assert step.target.structure.frontend_maps == frontend_maps(
+        plain.maps, has_other_scopes(plain.routes)
+    )
     assert "cors-origins" not in step.target.structure.frontend_maps
 
 
@@ -127,3 +133,22 @@ def test_no_runtime_map_update_names_a_map_without_rules() -> None:
             if isinstance(op, ReplaceMap) and op.name in OPTIONAL_MAPS:
                 assert op.name in kept, op
         current = step.target
+
+
+def test_the_second_routing_pass_is_rendered_while_a_route_needs_it() -> None:
+    """Hosts without rules need the second pass (model.OTHER_SCOPES) only when
+    some route has a wildcard host or none; the first such route reloads."""
+    exact = run(*with_defaults(ingress("a", rule("a.example.com", path("/a")))))
+    first = plan(None, exact)
+    assert OTHER_SCOPES not in first.target.structure.frontend_maps
+    assert "txn.wildcard),map_str(" in config(first.target.structure.frontend_maps)
+    assert "map_str(/var/lib/haproxy-ingress/maps/hosts.map,)" not in config(
+        first.target.structure.frontend_maps
+    )
+    for extra in (rule(None, path("/any")), rule("*.w.example.com", path("/"))):
+        wider = run(*with_defaults(ingress("a", rule("a.example.com", path("/a")), extra)))
+        step = plan(first.target, wider)
+        assert step.reload_reasons == ("frontend rules for the other-scopes maps added",)
+        assert "maps/hosts.map,)" in config(step.target.structure.frontend_maps)
+    # The default structure (a state saved before) renders both passes.
+    assert OTHER_SCOPES in Structure(GlobalSettings(), (), None).frontend_maps
