@@ -985,6 +985,7 @@ local EXPANSIONS = {
   escaped_request_uri = function(txn) return url_encode(txn.f:url()) end,
   request_uri = function(txn) return txn.f:url() end,
   scheme = function(txn) return txn:get_var("txn.https") and "https" or "http" end,
+  request_method = function(txn) return txn.f:method() end,
 }
 EXPANSIONS.pass_access_scheme = EXPANSIONS.scheme
 

@@ -322,9 +322,10 @@ SIGNIN_VARIABLES = {
     "request_uri": "the request's path and query",
     "scheme": "http or https",
     "pass_access_scheme": "http or https",
+    "request_method": "the request's method (Authelia's `?rm=$request_method`)",
 }
 _VARIABLE_RE = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|)")
-_SIGNIN_HOST_RE = re.compile(r"(https?://)\$(host|http_host|best_http_host)(?=[:/]|$)")
+_SIGNIN_HOST_RE = re.compile(r"(https?://)\$(host|http_host|best_http_host)(?=[:/?]|$)")
 
 
 def signin_url(value: str, field: str) -> str:

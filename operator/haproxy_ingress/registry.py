@@ -1208,7 +1208,8 @@ SETTINGS: tuple[Setting, ...] = (
         configmap=False,
         nginx=("auth-signin",),
         difference="of nginx's `$variables` only `$host`, `$http_host`, `$best_http_host`, "
-        "`$escaped_request_uri`, `$request_uri`, `$scheme` and `$pass_access_scheme`",
+        "`$escaped_request_uri`, `$request_uri`, `$request_method`, `$scheme` and "
+        "`$pass_access_scheme`",
     ),
     Setting(
         "auth-signin-redirect-param",

@@ -237,13 +237,14 @@ def cidr_list(value: object, field: str) -> tuple[str, ...]:
 # leaves it in a Location header.
 _URL_RE = re.compile(
     r"(?:https?://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?)?"
-    r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?"
+    # A path, or a query straight after the host (https://login.example.com?rm=1).
+    r"(?:[/?](?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?"
 )
 MAX_URL_LENGTH = 2048
 
 
 def url(value: object, field: str) -> str:
-    """A redirect target: ``http(s)://host[:port][/path[?query]]`` or ``/path[?query]``."""
+    """A redirect target: ``http(s)://host[:port][/path][?query]`` or ``/path[?query]``."""
     if (
         not isinstance(value, str)
         or not value

@@ -784,6 +784,14 @@ async def test_oauth2_proxy_annotations_expand_per_request(stack: Stack) -> None
             },
         ),
         ingress(
+            "authelia",
+            rule("authelia.example.com", path("/", "plain")),
+            annotations={
+                N + "auth-url": refused,
+                N + "auth-signin": "https://auth.example.com?rm=$request_method",
+            },
+        ),
+        ingress(
             "named",
             rule("named.example.com", path("/", "named")),
             annotations={
@@ -806,6 +814,11 @@ async def test_oauth2_proxy_annotations_expand_per_request(stack: Stack) -> None
         assert headers_of(head)["location"] == (
             "https://login.example.com/start?from=plain.example.com:8080"
             "&rd=http%3A%2F%2Fplain.example.com%3A8080%2Fx"
+        )
+        status, head = await answer(stack, "authelia.example.com", "/y")
+        assert status == 302
+        assert headers_of(head)["location"] == (
+            "https://auth.example.com?rm=GET&rd=http%3A%2F%2Fauthelia.example.com%2Fy"
         )
         assert (await answer(stack, "named.example.com", "/"))[0] == 500
         assert all(backend.served == 0 for backend in backends.values())

@@ -146,6 +146,8 @@ def test_auth_url_takes_host_variable_as_the_whole_host_only(url: str) -> None:
         ("https://login.example.com/start?rd=$scheme://$http_host$request_uri", True),
         ("https://$best_http_host:8443/start", True),
         ("/oauth2/start?rd=$escaped_request_uri", True),
+        ("https://auth.example.com?rm=$request_method", True),  # Authelia's
+        ("https://$host?rm=$request_method", True),
         ("https://login.example.com/start?x=$remote_addr", False),
         ("https://login.example.com/start?x=$", False),
         ("https://login.example.com/start?x=${host}", False),
