@@ -14,9 +14,9 @@ import pytest
 
 from haproxy_ingress.haproxy.config import CRT_LIST_MAX_HOSTS, CRT_LIST_MAX_LINE
 from tests.certs import self_signed
+from tests.haproxy.conftest import tls_handshake
 from tests.haproxy.stack import Stack
 from tests.haproxy.test_config_check import haproxy_check
-from tests.haproxy.test_traffic import _peer_cn
 from tests.kube import ingress, path, rule, tls_secret
 from tests.unit.test_translate import make_cert
 
@@ -63,5 +63,7 @@ async def test_2100_ingresses_share_one_certificate(stack: Stack) -> None:
     assert all(len(line) <= CRT_LIST_MAX_LINE for line in lines)
     assert sum(len(line.split()) - 3 for line in lines) == HOSTS
     for host in ("h0.apps.example.com", "h1049.apps.example.com", "h2099.apps.example.com"):
-        assert await _peer_cn(stack.https_port, host) == "*.apps.example.com"
-    assert await _peer_cn(stack.https_port, "other.example.com") != "*.apps.example.com"
+        assert (await tls_handshake(stack.https_port, host)).common_name == "*.apps.example.com"
+    assert (
+        await tls_handshake(stack.https_port, "other.example.com")
+    ).common_name != "*.apps.example.com"

@@ -7,11 +7,9 @@ bookkeeping, so "no reload" is HAProxy's word, not ours.
 from __future__ import annotations
 
 import asyncio
-import ssl
 
 import aiohttp
 import pytest
-from cryptography import x509
 
 from haproxy_ingress.apply import Applier
 from haproxy_ingress.haproxy.commands import parse_csv_stat, parse_servers_state
@@ -21,6 +19,7 @@ from haproxy_ingress.model import BackendSettings
 from haproxy_ingress.plan import plan
 from haproxy_ingress.translate import translate
 from tests.backends import Backend, free_port
+from tests.haproxy.conftest import tls_handshake
 from tests.haproxy.stack import OPTIONS, Stack, get, wait_for
 from tests.kube import (
     configmap,
@@ -132,11 +131,12 @@ async def test_tls_sni_serves_the_right_certificate(stack: Stack) -> None:
     )
     await stack.sync()
     await wait_for(lambda: _ready(stack, "be_default_web_80", 1))
-    assert await _peer_cn(stack.https_port, "secure.example.com") == "secure.example.com"
     assert (
-        await _peer_cn(stack.https_port, "plain.example.com")
-        == "haproxy-ingress default certificate"
-    )
+        await tls_handshake(stack.https_port, "secure.example.com")
+    ).common_name == "secure.example.com"
+    assert (
+        await tls_handshake(stack.https_port, "plain.example.com")
+    ).common_name == "haproxy-ingress default certificate"
     # A new certificate for another host arrives through the runtime API.
     crt2, key2 = make_cert("plain.example.com")
     reloads = (await stack.proc()).reloads
@@ -154,25 +154,14 @@ async def test_tls_sni_serves_the_right_certificate(stack: Stack) -> None:
     )
     outcome = await stack.sync()
     assert outcome.result is not None and not outcome.result.reloaded
-    assert await _peer_cn(stack.https_port, "plain.example.com") == "plain.example.com"
+    assert (
+        await tls_handshake(stack.https_port, "plain.example.com")
+    ).common_name == "plain.example.com"
     assert (await stack.proc()).reloads == reloads
     # And the request itself is proxied over TLS.
     async with aiohttp.ClientSession() as session:
         code, body = await get(session, stack.https_port, "/", "secure.example.com", https=True)
     assert code == 200 and body.startswith("web-31")
-
-
-async def _peer_cn(port: int, server_name: str) -> str:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    _, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=context, server_hostname=server_name
-    )
-    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-    writer.close()
-    cert = x509.load_der_x509_certificate(der)
-    return str(cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value)
 
 
 async def test_default_backend_answers_unmatched_requests(
