@@ -302,7 +302,7 @@ def auth_url(value: str, field: str) -> str:
 
 def auth_url_for(value: str, host: str, field: str) -> str:
     """``value`` (auth_url-checked) as asked for ``host``: ``$host`` replaced, then checked."""
-    if not value.startswith(("http://$host", "https://$host")):
+    if url_host(value) != HOST_VARIABLE:
         return value
     expanded = value.replace(HOST_VARIABLE, host, 1)
     try:

@@ -953,7 +953,7 @@ def _auth_url_hosts(url: str, hosts: Iterable[str], field: str) -> list[Invalid]
     rule without a host would let the client's Host header choose where the
     auth request goes.
     """
-    if not url.startswith(("http://" + auth.HOST_VARIABLE, "https://" + auth.HOST_VARIABLE)):
+    if auth.url_host(url) != auth.HOST_VARIABLE:
         return []
     hosts = sorted(set(hosts))
     if any(not host or host.startswith("*.") for host in hosts):
