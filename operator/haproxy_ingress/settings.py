@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from haproxy_ingress import registry, validate
+from haproxy_ingress import registry, snippets, validate
 from haproxy_ingress.auth import AccessAsk, ClientTLSAsk
 from haproxy_ingress.cors import set_cors
 from haproxy_ingress.cors import skipped_origins as cors_skipped
@@ -87,11 +87,10 @@ _AUTH_TUNING = frozenset(
 _WEAKENING_WHEN_ON = frozenset({"enable-modsecurity", "enable-owasp-core-rules"})
 # Text that ingress-nginx pasted into nginx.conf. Never pasted here.
 _SNIPPET = re.compile(r".*-snippet")
-# nginx directives that grant or refuse access: a snippet holding one is an
-# access rule we cannot honour, so the Ingress fails closed.
-_ACCESS_DIRECTIVES = re.compile(
-    r"(?:^|[\s;{}])(deny|allow|auth_[a-z_]+|satisfy|limit_req|limit_conn|limit_except|return)\b"
-)
+# nginx directives that grant or refuse access (snippets.ACCESS_WORD): a
+# snippet holding one is an access rule we cannot honour, so the Ingress
+# fails closed.
+_ACCESS_DIRECTIVES = snippets.ACCESS_WORD
 
 
 @dataclass(frozen=True)

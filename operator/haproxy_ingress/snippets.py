@@ -70,8 +70,9 @@ MAX_VALUE_LENGTH = 4_096
 # snippet is left unapplied: a path it hid or refused would otherwise be served.
 ACCESS_DIRECTIVE = re.compile(r"deny|allow|auth_.*|limit_.*|satisfy|access_by_lua.*")
 
-# In text that is not nginx syntax: any word that could be an access rule.
-_ACCESS_WORD = re.compile(r"(?:^|[\s;{}])(?:return|" + ACCESS_DIRECTIVE.pattern + r")\b")
+# In text that is not nginx syntax (or a snippet never read, settings.py):
+# any word that could be an access rule.
+ACCESS_WORD = re.compile(r"(?:^|[\s;{}])(?:return|" + ACCESS_DIRECTIVE.pattern + r")\b")
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
 _WILDCARD_NAME = re.compile(r"[!#$%&'+.^_`|~0-9A-Za-z-]{1,128}\*?")
@@ -370,7 +371,7 @@ def interpret(text: str, *, server: bool = False) -> Interpreted:
         directives = parse(text)
     except Refused as refusal:
         # Unparseable: the text may still hold an access rule (fail closed).
-        access = bool(_ACCESS_WORD.search(text))
+        access = bool(ACCESS_WORD.search(text))
         return Interpreted(refused=f"not nginx syntax: {refusal.reason}", access=access)
     names = set(directive_names(directives))
     try:

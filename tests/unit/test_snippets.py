@@ -389,3 +389,23 @@ def test_auth_snippet_is_checked_but_not_applied() -> None:
         )
     )
     assert "AccessDenied" in events(denied).values()
+
+
+@pytest.mark.parametrize(
+    "text", ["access_by_lua_block { ngx.exit(403) }", "limit_rate_after 1m;", "deny all;"]
+)
+def test_a_snippet_never_read_fails_closed_on_any_access_word(text: str) -> None:
+    """stream-snippet (never honoured) holding an access rule: the Ingress's
+    paths deny, by the same words the interpreter treats as access rules
+    (snippets.ACCESS_WORD; access_by_lua passed with a Warning before)."""
+    state = run(
+        *with_defaults(
+            ingress(
+                "a",
+                rule("a.example.com", path("/a")),
+                annotations={"nginx.ingress.kubernetes.io/stream-snippet": text},
+            )
+        )
+    )
+    (route,) = state.routes
+    assert route.policy == DENY_ALL.name
