@@ -68,3 +68,37 @@ def per_object(make: Callable[[T], V]) -> Callable[[T], V]:
         return result
 
     return once
+
+
+Objects = tuple[object, ...]
+
+
+class ByIdentity(Generic[V]):
+    """Results worked out from some view objects (and a hashable rest), by the objects' identity.
+
+    A full sync reads the same Ingress and EndpointSlice objects as the last
+    one but for the few that changed: the view's indexes hold each watched
+    object as trimmed from its event, and nothing modifies it afterwards
+    (``cluster.trim``), so the same object gives the same parse. Keyed by
+    identity, a hit costs a tuple of ids: hashing an object's content would
+    cost what parsing it does. Each entry holds its objects, so that no id in
+    a live key can be reused by another object. Only for inputs that are never
+    modified; swept as :class:`Swept`.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: Swept[tuple[tuple[int, ...], Hashable], tuple[Objects, V]] = Swept()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def recall(self, objects: Objects, rest: Hashable, make: Callable[[], V]) -> V:
+        """The result kept for these very ``objects`` and ``rest``, or ``make()``'s."""
+        key = (tuple(map(id, objects)), rest)
+        return self._entries.recall(key, lambda: (objects, make()))[1]
+
+    def sweep(self) -> None:
+        """Forget (and let go of the objects of) every entry not read since the last sweep."""
+        self._entries.sweep()

@@ -43,7 +43,7 @@ from haproxy_ingress.quarantine import (
 )
 from haproxy_ingress.settings import SettingsMemo
 from haproxy_ingress.tls import CertificateCache
-from haproxy_ingress.translate import BackendIndex, refresh_services, translate
+from haproxy_ingress.translate import BackendIndex, ObjectMemo, refresh_services, translate
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class Reconciler:
         self._quarantine = Quarantine()
         self._certificates = CertificateCache()
         self._settings = SettingsMemo()
+        self._objects = ObjectMemo()
         # Where each Service's backends sit in `_last` (and in every state
         # refreshed from the same full translation): built in the thread
         # that translated, so that the fast path walks no backend list.
@@ -240,6 +241,7 @@ class Reconciler:
                 # Keep only the Secrets and annotation sets this view has.
                 self._certificates.sweep()
                 self._settings.sweep()
+                self._objects.sweep()
             if not confirmed:
                 desired = hold_unconfirmed(desired, applied)
                 refreshed = None  # every backend held anew
@@ -331,6 +333,7 @@ class Reconciler:
                 now=datetime.datetime.now(datetime.UTC),
                 certificate_cache=self._certificates,
                 settings_memo=self._settings,
+                object_memo=self._objects,
             )
 
     async def _isolate(self, served: ClusterView, refused: ConfigCheckError) -> None:

@@ -13,13 +13,14 @@ import dataclasses
 import datetime
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from haproxy_ingress import auth, headers, regex, snippets, validate
 from haproxy_ingress.canonical import canonical_path
 from haproxy_ingress.cluster import WATCHED, ClusterView, KubeObject
 from haproxy_ingress.ingress_class import classifier
+from haproxy_ingress.memo import ByIdentity
 from haproxy_ingress.model import (
     AccessPolicy,
     Backend,
@@ -74,6 +75,29 @@ NO_OPTIONS = RouteOptions()
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
+class ObjectMemo:
+    """What a translation parsed from each Ingress and each Service's EndpointSlices.
+
+    A full sync at 10k Ingresses re-parses 10k Ingresses and 30k endpoints
+    that are the very objects the last one parsed, but for the one that
+    changed: half of a warm translation. By object identity
+    (:class:`~haproxy_ingress.memo.ByIdentity`), with the parse's other inputs
+    in the key, so a hit is what parsing again would give. Owned by the
+    reconciler (never module state), swept after each full translation.
+    """
+
+    __slots__ = ("endpoints", "ingresses")
+
+    def __init__(self) -> None:
+        self.ingresses: ByIdentity[_ParsedIngress] = ByIdentity()
+        self.endpoints: ByIdentity[tuple[tuple[Endpoint, ...], tuple[Problem, ...]]] = ByIdentity()
+
+    def sweep(self) -> None:
+        """Forget the objects the last full translation did not read."""
+        self.ingresses.sweep()
+        self.endpoints.sweep()
+
+
 def translate(
     view: ClusterView,
     options: TranslateOptions,
@@ -81,6 +105,7 @@ def translate(
     now: datetime.datetime | None = None,
     certificate_cache: CertificateCache | None = None,
     settings_memo: SettingsMemo | None = None,
+    object_memo: ObjectMemo | None = None,
 ) -> DesiredState:
     """The whole desired state of HAProxy for this cluster view.
 
@@ -88,7 +113,9 @@ def translate(
     certificates outside their validity period; they are still served.
     ``certificate_cache`` memoises the parsing of TLS Secrets across calls (the
     result is the same with or without it); ``settings_memo`` likewise the
-    parsing of annotations (without one, each distinct set is parsed once per call).
+    parsing of annotations (without one, each distinct set is parsed once per call),
+    ``object_memo`` that of Ingresses and EndpointSlices (the objects of ``view``
+    must then never be modified, as the controller's are not).
     """
     settings, configured_default, problems = parse_configmap(view.configmap)
     if settings_memo is None:  # (not `or`: an empty memo is falsy)
@@ -171,27 +198,25 @@ def translate(
         # A bad access rule is no rule: nothing below may serve it.
         if errors and asked.access_rule:
             policy = None
+        route_options = _error_pages(
+            _custom_headers(
+                asked,
+                source,
+                header_sets,
+                settings=settings,
+                options=options,
+                problems=problems,
+            ),
+            asked,
+            source,
+            services=services,
+            default_ref=default_ref,
+            service_refs=service_refs,
+            problems=problems,
+        )
         try:
-            parsed = _parse_ingress(
-                ingress,
-                policy.name if policy else "",
-                _error_pages(
-                    _custom_headers(
-                        asked,
-                        source,
-                        header_sets,
-                        settings=settings,
-                        options=options,
-                        problems=problems,
-                    ),
-                    asked,
-                    source,
-                    services=services,
-                    default_ref=default_ref,
-                    service_refs=service_refs,
-                    problems=problems,
-                ),
-                regex=asked.use_regex,
+            parsed = _parsed_ingress(
+                ingress, policy.name if policy else "", route_options, asked.use_regex, object_memo
             )
         except Invalid as error:
             if not asked.access_rule:
@@ -235,10 +260,10 @@ def translate(
             problems.append(Problem(source, "metadata.annotations", DENIED_REASON, "AccessDenied"))
             policy = DENY_ALL
             parsed = _ParsedIngress(
-                routes=[
+                routes=tuple(
                     (dataclasses.replace(r, policy=policy.name, options=NO_OPTIONS), s)
                     for r, s in parsed.routes
-                ]
+                )
             )
             backend_settings = settings.backend
         accepted: list[Route] = []
@@ -262,7 +287,7 @@ def translate(
                 # A TCP connection has no path: the host's rules are the grant.
                 # Plain HTTP for it is only redirected to https (ssl-redirect).
                 parsed = dataclasses.replace(
-                    parsed, routes=[(r, s) for r, s in parsed.routes if r.host not in granted]
+                    parsed, routes=tuple((r, s) for r, s in parsed.routes if r.host not in granted)
                 )
                 if asked.ssl_redirect:
                     redirects.update(granted)
@@ -413,6 +438,7 @@ def translate(
             settings=tuning[ref][0] if ref in tuning else settings.backend,
             problems=problems,
             reported_on=reported_on,
+            memo=object_memo,
         )
         for ref, reported_on in sorted(service_refs.items())
     )
@@ -1015,8 +1041,9 @@ def _annotation(key: str, annotations: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class _ParsedIngress:
-    routes: list[tuple[Route, ServiceRef]] = field(default_factory=list)
-    tls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    # Tuples: a parse may be shared by translations (ObjectMemo).
+    routes: tuple[tuple[Route, ServiceRef], ...] = ()
+    tls: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _parse_ingress(
@@ -1042,7 +1069,8 @@ def _parse_ingress(
     spec = validate.mapping(ingress.get("spec"), "spec")
     if not isinstance(spec.get("ingressClassName", ""), str | None):
         raise Invalid("spec.ingressClassName", "must be a string")
-    parsed = _ParsedIngress()
+    routes: list[tuple[Route, ServiceRef]] = []
+    tls: list[tuple[str, tuple[str, ...]]] = []
     explicit_roots: set[str] = set()
     hosts: list[str] = []
 
@@ -1092,7 +1120,7 @@ def _parse_ingress(
                 continue
             if path_type is not PathType.EXACT and path.rstrip("/") == "":
                 explicit_roots.add(host)
-            parsed.routes.append(
+            routes.append(
                 (
                     Route(
                         host,
@@ -1117,7 +1145,7 @@ def _parse_ingress(
             # An Ingress's default backend serves the paths its hosts do not
             # match; without rules it serves any host.
             for host in sorted(set(hosts or [""]) - explicit_roots):
-                parsed.routes.append(
+                routes.append(
                     (
                         Route(
                             host,
@@ -1141,10 +1169,31 @@ def _parse_ingress(
         except Invalid as error:
             salvaged(error)
             continue
-        parsed.tls.append((secret, tls_hosts))
-    if not parsed.routes and not parsed.tls and salvage is None:
+        tls.append((secret, tls_hosts))
+    if not routes and not tls and salvage is None:
         raise Invalid("spec", "has neither rules with paths nor a defaultBackend")
-    return parsed
+    return _ParsedIngress(tuple(routes), tuple(tls))
+
+
+def _parsed_ingress(
+    ingress: KubeObject,
+    policy: str,
+    options: RouteOptions,
+    regex: bool,
+    memo: ObjectMemo | None,
+) -> _ParsedIngress:
+    """:func:`_parse_ingress` (without salvage), through ``memo`` if given.
+
+    A refusal is not kept: it raises again on every translation, as rare
+    as it should be.
+    """
+    if memo is None:
+        return _parse_ingress(ingress, policy, options, regex=regex)
+    return memo.ingresses.recall(
+        (ingress,),
+        (policy, options, regex),
+        lambda: _parse_ingress(ingress, policy, options, regex=regex),
+    )
 
 
 def _route_path(value: object, field: str) -> str:
@@ -1838,6 +1887,7 @@ def _backend(
     settings: BackendSettings,
     problems: list[Problem],
     reported_on: ObjectRef,
+    memo: ObjectMemo | None = None,
 ) -> Backend:
     service = services.get((ref.namespace, ref.name))
     endpoints: tuple[Endpoint, ...] = ()
@@ -1877,8 +1927,12 @@ def _backend(
                             "Unsupported",
                         )
                     )
-                endpoints = _endpoints(
-                    slices.get((ref.namespace, ref.name), []), port_name, settings.drain, problems
+                endpoints = _service_endpoints(
+                    slices.get((ref.namespace, ref.name), []),
+                    port_name,
+                    settings.drain,
+                    problems,
+                    memo,
                 )
     return Backend(ref.backend_name, ref, settings, endpoints)
 
@@ -1964,6 +2018,26 @@ def _endpoints(
         except Invalid as error:
             problems.append(Problem(source, error.field, error.reason))
     return tuple(sorted(found.values()))
+
+
+def _service_endpoints(
+    slices: list[KubeObject],
+    port_name: str,
+    drain: bool,
+    problems: list[Problem],
+    memo: ObjectMemo | None,
+) -> tuple[Endpoint, ...]:
+    """:func:`_endpoints`, through ``memo`` if given (its problems included)."""
+    if memo is None:
+        return _endpoints(slices, port_name, drain, problems)
+
+    def parsed() -> tuple[tuple[Endpoint, ...], tuple[Problem, ...]]:
+        found: list[Problem] = []
+        return _endpoints(slices, port_name, drain, found), tuple(found)
+
+    endpoints, found = memo.endpoints.recall(tuple(slices), (port_name, drain), parsed)
+    problems.extend(found)
+    return endpoints
 
 
 def _slice_port(endpoint_slice: KubeObject, port_name: str) -> int | None:
