@@ -8,6 +8,7 @@ tests/haproxy/test_config_check.py.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,30 @@ def test_haproxy_cfg_in_pieces_is_the_whole_one(name: str, monkeypatch: pytest.M
     pieces = list(config.render_config(target, render_options))
     assert b"".join(pieces) == render(target, render_options).config.content
     assert len(pieces) > 10
+
+
+@pytest.mark.parametrize("name", ["basic", "passthrough"])
+def test_a_server_address_that_is_not_one_token_is_refused(name: str, tmp_path: Path) -> None:
+    # The server lines are made whole in Python (config._BackendView.server_lines),
+    # which the template's finalize lets through: each address in them must
+    # still be checked, as state adopted from disk may hold anything.
+    directory = CLUSTERS / name
+    options = TranslateOptions(
+        ssl_passthrough="--enable-ssl-passthrough" in cluster_flags(directory)
+    )
+    view, _ = ClusterView.from_objects(load_objects(sorted(directory.glob("*.yaml"))), options)
+    target = plan(None, translate(view, options)).target
+    pools = {b.name for b in target.structure.passthrough}
+    names = [
+        n
+        for n, slots in target.servers.items()
+        if any(slots) and (n in pools) == (name == "passthrough")
+    ]
+    assert names, "the fixture has a backend with a server of the kind under test"
+    for bad in ["10.0.0.1:80\n    server x 10.6.6.6:80", "10.0.0.1 :80", "10.0.0.1:80#"]:
+        slots = list(target.servers[names[0]])
+        place = next(i for i, s in enumerate(slots) if s is not None)
+        slots[place] = dataclasses.replace(slots[place], address=bad)
+        tampered = dataclasses.replace(target, servers={**target.servers, names[0]: tuple(slots)})
+        with pytest.raises(config.UnsafeValueError):
+            render(tampered, RenderOptions(HAProxyPaths(tmp_path)))
