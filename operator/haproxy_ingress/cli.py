@@ -103,7 +103,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     except (LoadError, Invalid) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNUSABLE
-    view, _ = ClusterView.from_objects(objects, options)
+    view, _ = ClusterView.from_objects(objects, options, compact=False)
     desired = translate(view, options)
     paths = config.paths
     paths.ensure()
@@ -172,7 +172,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except Exception as error:  # the cluster: unreachable, forbidden, no kubeconfig
         print(f"error: cannot list the cluster: {error!r}", file=sys.stderr)
         return EXIT_UNUSABLE
-    view, _ = ClusterView.from_objects(objects, options)
+    view, _ = ClusterView.from_objects(objects, options, compact=False)
     result = audit.audit(view, options)
     sys.stdout.write(audit.render_text(result))
     return EXIT_REJECTED if result.failing else EXIT_OK
