@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
 import os
 import re
@@ -128,7 +129,29 @@ def _chunks(text: str, parts: int) -> list[str]:
     return [text[a:b] for a, b in itertools.pairwise(bounds) if a < b]
 
 
+def _json_document(text: str) -> list[Any] | None:
+    """A file that is one JSON value (``kubectl get -o json``), read as JSON; else None.
+
+    The JSON parser is C and builds what PyYAML would from the same text
+    (JSON is YAML) some ten times faster, and with JSON's own reading of
+    numbers such as ``1e3``, as the API server reads a JSON body. Anything
+    it refuses, YAML's flow style (``{a: b}``) among it, is left to PyYAML.
+    """
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(constant)  # NaN, Infinity: not JSON
+
+    try:
+        return [json.loads(text, parse_constant=refuse)]
+    except ValueError:  # json.JSONDecodeError included
+        return None
+
+
 def _documents(text: str) -> list[Any]:
+    if text.lstrip()[:1] in ("{", "["):
+        documents = _json_document(text)
+        if documents is not None:
+            return documents
     chunks = _chunks(text, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
     if len(chunks) > 1:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,31 @@ def test_an_alias_is_the_object_already_built() -> None:
     top = document["a9"]
     assert len(top) == 10 and all(item is top[0] for item in top)
     assert document["a8"] is top[0]
+
+
+def test_a_json_file_is_read_by_the_json_parser_with_the_same_objects(tmp_path: Path) -> None:
+    items = [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"s{i}"}, "spec": {}}
+        for i in range(3)
+    ]
+    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2)
+    path = tmp_path / "cluster.json"
+    path.write_text(text, encoding="utf-8")
+    assert loader._json_document(text) is not None
+    assert loader.load_objects([path]) == items == yaml.safe_load(text)["items"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{apiVersion: v1, kind: Service, metadata: {name: flow}}",  # YAML flow style
+        '{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "x": NaN}',
+        '{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}\n---\n'
+        "apiVersion: v1\nkind: Service\nmetadata: {name: t}\n",
+    ],
+)
+def test_what_json_refuses_is_read_as_yaml(tmp_path: Path, text: str) -> None:
+    assert loader._json_document(text) is None
+    assert loader.load_objects([_write(tmp_path, text)]) == [
+        d for d in yaml.safe_load_all(text) if d is not None
+    ]
