@@ -368,6 +368,14 @@ def main() -> None:
                     "controller_env": args.controller_env}),
         flush=True,
     )  # fmt: skip
+    # The endpoints' addresses must drop what is sent to them: HAProxy's checks
+    # then fail at once, and the new host's wait below tells 404 (not served
+    # yet) from 503 (served, no pod). podnet's guard route covers ENDPOINT_NET;
+    # without it a machine whose default route answers every address (seen
+    # here: 404 from 198.19.0.0/16) kept that wait spinning for ever.
+    podnet: Any = importlib.import_module("podnet")  # on the path tests.e2e.operator set
+    assert ENDPOINT_NET.subnet_of(podnet.GUARD_RANGE)
+    podnet.guard_blackhole()
     binaries = localcluster.ensure_binaries(verbose=False)
     control_plane = WideServiceRange(workdir / "cluster", binaries=binaries, die_with_parent=True)
     control_plane.compaction_interval = args.compaction_interval
