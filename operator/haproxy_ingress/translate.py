@@ -198,23 +198,23 @@ def translate(
         # A bad access rule is no rule: nothing below may serve it.
         if errors and asked.access_rule:
             policy = None
-        route_options = _error_pages(
-            _custom_headers(
+        try:
+            route_options = _error_pages(
+                _custom_headers(
+                    asked,
+                    source,
+                    header_sets,
+                    settings=settings,
+                    options=options,
+                    problems=problems,
+                ),
                 asked,
                 source,
-                header_sets,
-                settings=settings,
-                options=options,
+                services=services,
+                default_ref=default_ref,
+                service_refs=service_refs,
                 problems=problems,
-            ),
-            asked,
-            source,
-            services=services,
-            default_ref=default_ref,
-            service_refs=service_refs,
-            problems=problems,
-        )
-        try:
+            )
             parsed = _parsed_ingress(
                 ingress, policy.name if policy else "", route_options, asked.use_regex, object_memo
             )

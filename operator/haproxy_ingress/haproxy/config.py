@@ -229,7 +229,8 @@ class _BackendView:
         track a dynamic server: it has its own check and is given its slot's
         state, see plan.SetServer.) Servers carry explicit ids (server_id).
         Made here, not in the template: 80,000 slots at 10k Ingresses, whose
-        lines cost Jinja a lookup and a finalize per value (half of a render).
+        lines cost Jinja a lookup and a finalize per value (a seventh of a
+        render's instructions, counted by callgrind at 1k Ingresses).
         """
         addresses = [safe_token(server.address) for server in self.servers]
         lines = [
