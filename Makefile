@@ -28,13 +28,14 @@ install: $(DEPS)
 
 $(DEPS): pyproject.toml
 	@mkdir -p .make
-	@if ! command -v haproxy >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then \
+	@if ! command -v haproxy >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
+		|| ! command -v iptables >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "== installing haproxy and iproute2 (Debian packages)"; \
+			echo "== installing haproxy, iproute2 and iptables (Debian packages)"; \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy iproute2 >/dev/null; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy iproute2 iptables >/dev/null; \
 		else \
-			echo "haproxy is missing: sudo apt-get install haproxy iproute2" >&2; exit 1; \
+			echo "haproxy, ip or iptables is missing: sudo apt-get install haproxy iproute2 iptables" >&2; exit 1; \
 		fi; \
 	fi
 	@echo "== installing the Python dependencies"
