@@ -68,6 +68,7 @@ from haproxy_ingress.gcpause import cyclic_gc_paused
 from haproxy_ingress.haproxy.commands import parse_csv_stat
 from haproxy_ingress.haproxy.config import (
     RenderOptions,
+    SectionMemo,
     default_certificate_path,
     enabled_servers,
     environment,
@@ -76,7 +77,7 @@ from haproxy_ingress.haproxy.config import (
 from haproxy_ingress.haproxy.paths import HAProxyPaths
 from haproxy_ingress.haproxy.process import HAProxyError, HAProxyProcess
 from haproxy_ingress.haproxy.runtime import RuntimeClient
-from haproxy_ingress.model import DesiredState, TranslateOptions
+from haproxy_ingress.model import AppliedState, DesiredState, TranslateOptions
 from haproxy_ingress.plan import Plan, plan
 from haproxy_ingress.settings import SettingsMemo
 from haproxy_ingress.sync import Reconciler
@@ -183,7 +184,7 @@ def bench_full(objects: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 object_memo=objects_memo,
             )
 
-    cold_ms, desired = timed_ms(lambda: translated(view))
+    cold_ms, first = timed_ms(lambda: translated(view))
     warm_ms, desired = timed_ms(lambda: translated(after))
 
     def planned() -> Plan:
@@ -191,15 +192,18 @@ def bench_full(objects: list[dict[str, Any]], args: argparse.Namespace) -> None:
             return plan(None, desired)
 
     plan_ms, step = timed_ms(planned)
+    # Rendered as the Applier does, whose SectionMemo holds the backend
+    # sections of the last sync's configuration (here the first, cold, one).
     with tempfile.TemporaryDirectory() as scratch:
         render_options = RenderOptions(HAProxyPaths(Path(scratch)))
-        templates = environment()
+        templates, sections = environment(), SectionMemo()
 
-        def rendered() -> object:
+        def rendered(target: AppliedState) -> object:
             with cyclic_gc_paused():
-                return render(step.target, render_options, templates)
+                return render(target, render_options, templates, sections)
 
-        render_ms, _ = timed_ms(rendered)
+        render_cold_ms, _ = timed_ms(lambda: rendered(plan(None, first).target))
+        render_ms, _ = timed_ms(lambda: rendered(step.target))
     emit(
         "full",
         started,
@@ -210,6 +214,7 @@ def bench_full(objects: list[dict[str, Any]], args: argparse.Namespace) -> None:
         translate_cold_ms=cold_ms,
         translate_warm_ms=warm_ms,
         plan_ms=plan_ms,
+        render_cold_ms=render_cold_ms,
         render_ms=render_ms,
         full_sync_warm_ms=round(warm_ms + plan_ms + render_ms, 1),
         peak_rss_mib=rss_mib(),
@@ -218,7 +223,8 @@ def bench_full(objects: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 
 def bench_render(objects: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    """The offline render of the cluster as YAML (``kubectl get -o yaml``) and as JSON."""
+    """The offline render of the cluster as YAML documents, as one YAML List
+    (``kubectl get -o yaml``) and as one JSON List (``kubectl get -o json``)."""
     started = load()
     seconds: dict[str, float] = {}
     exits: dict[str, int] = {}
@@ -226,11 +232,12 @@ def bench_render(objects: list[dict[str, Any]], args: argparse.Namespace) -> Non
     with tempfile.TemporaryDirectory() as scratch:
         sources = {
             "yaml": yaml.safe_dump_all(objects),
+            "list": yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": objects}),
             "json": json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=4),
         }
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "operator")}
         for form, text in sources.items():
-            source = Path(scratch) / f"cluster.{form}"
+            source = Path(scratch) / f"cluster-{form}.{'json' if form == 'json' else 'yaml'}"
             source.write_text(text, encoding="utf-8")
             begun = time.perf_counter()
             done = subprocess.run(
@@ -245,6 +252,7 @@ def bench_render(objects: list[dict[str, Any]], args: argparse.Namespace) -> Non
         started,
         ingresses=args.ingresses,
         seconds=seconds["yaml"],
+        list_seconds=seconds["list"],
         json_seconds=seconds["json"],
         exit=max(exits.values()),
         stderr_lines=stderr_lines["yaml"],

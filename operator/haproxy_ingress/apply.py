@@ -33,6 +33,7 @@ from haproxy_ingress.haproxy.config import (
     FREE_SLOT_ENDPOINT,
     RenderedFile,
     RenderOptions,
+    SectionMemo,
     address_list_path,
     certificate_path,
     client_ca_path,
@@ -118,6 +119,8 @@ class Applier:
         self._options = options
         self._binary = binary
         self._templates = environment()  # compiled once, rendered on every apply
+        # Backend sections of the last haproxy.cfg rendered for the live paths.
+        self._sections = SectionMemo()
         self.applied: AppliedState | None = None
         # Runtime-only applies leave their files to a writer in a worker
         # thread (see _persist_later); the latest target waits here.
@@ -345,7 +348,7 @@ class Applier:
     def _config_of(self, target: AppliedState) -> bytes:
         """``target``'s haproxy.cfg, whole: only adoption compares it, before any sync."""
         with cyclic_gc_paused():  # a big cluster: see gcpause
-            return b"".join(render_config(target, self._options, self._templates))
+            return b"".join(render_config(target, self._options, self._templates, self._sections))
 
     @property
     def _state_path(self) -> Path:
@@ -404,7 +407,7 @@ class Applier:
                 files = render_files(target, self._options)
                 for file in files:
                     atomic_write(file.path, file.content, mode=file.mode)
-                config = render_config(target, self._options, self._templates)
+                config = render_config(target, self._options, self._templates, self._sections)
                 atomic_write_chunks(candidate, config, mode=CONFIG_MODE)
             return files
 
@@ -435,7 +438,7 @@ class Applier:
                 if stop.is_set():
                     raise _Abandoned
                 atomic_write(file.path, file.content, mode=file.mode)
-            config = render_config(target, self._options, self._templates)
+            config = render_config(target, self._options, self._templates, self._sections)
             atomic_write_chunks(self._options.paths.config, _unless(stop, config), mode=CONFIG_MODE)
         self._finish(target, stop)
 

@@ -77,7 +77,7 @@ def paths(tmp_path: Path) -> HAProxyPaths:
 @pytest.fixture
 def applier(paths: HAProxyPaths, monkeypatch: pytest.MonkeyPatch) -> Applier:
     monkeypatch.setattr(apply, "WRITE_QUIET", 0.01)
-    monkeypatch.setattr(config, "CONFIG_PIECES", 10)  # haproxy.cfg in many pieces
+    monkeypatch.setattr(config, "CONFIG_PIECE_CHARS", 100)  # haproxy.cfg in many pieces
     # The writer touches neither HAProxy nor its runtime socket.
     return Applier(None, None, RenderOptions(paths))  # type: ignore[arg-type]
 

@@ -86,14 +86,14 @@ def test_rendering_is_deterministic() -> None:
 @pytest.mark.parametrize("name", ["basic", "passthrough"])
 def test_haproxy_cfg_in_pieces_is_the_whole_one(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # The background writer streams haproxy.cfg (render_config) instead of
-    # holding it whole (render): the same bytes, in pieces of CONFIG_PIECES outputs.
+    # holding it whole (render): the same bytes, in pieces of about CONFIG_PIECE_CHARS characters.
     directory = CLUSTERS / name
     passthrough = "--enable-ssl-passthrough" in cluster_flags(directory)
     options = TranslateOptions(ssl_passthrough=passthrough)
     view, _ = ClusterView.from_objects(load_objects(sorted(directory.glob("*.yaml"))), options)
     target = plan(None, translate(view, options)).target
     render_options = RenderOptions(HAProxyPaths(GOLDEN_BASE))
-    monkeypatch.setattr(config, "CONFIG_PIECES", 20)
+    monkeypatch.setattr(config, "CONFIG_PIECE_CHARS", 200)
     pieces = list(config.render_config(target, render_options))
     assert b"".join(pieces) == render(target, render_options).config.content
     assert len(pieces) > 10

@@ -9,7 +9,6 @@ translate, and this is the second lock on the same door.
 from __future__ import annotations
 
 import base64
-import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from haproxy_ingress.model import (
     Endpoint,
     HostTLS,
     ServerState,
+    Slots,
     Structure,
 )
 from haproxy_ingress.plan import PASSTHROUGH_MAP, twin_name
@@ -46,11 +46,11 @@ FREE_SLOT_ADDRESS = "{}:{}".format(*FREE_SLOT_ENDPOINT)
 ALPN = "h2,http/1.1"
 # The statuses HAProxy's redirect can answer with.
 REDIRECT_CODES = (301, 302, 303, 307, 308)
-# haproxy.cfg is rendered and written in pieces of this many template outputs
-# (render_config): ~70 KB, small beside the ~11 MB of a 10k-Ingress
-# configuration. Counted in outputs, not bytes: a Python step per output (there
-# are over a million) made the render ~20% slower.
-CONFIG_PIECES = 8192
+# haproxy.cfg is rendered and written in pieces of about this many characters
+# (render_config): small beside the ~11 MB of a 10k-Ingress configuration. A
+# backend's section is one template output (SectionMemo), so the outputs are
+# tens of thousands, not millions: measuring each costs nothing worth saving.
+CONFIG_PIECE_CHARS = 64 << 10
 # haproxy.cfg holds the userlists' password hashes: private like the keys.
 CONFIG_MODE = 0o600
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:/@*\[\]%,=~!$&'()+-]+")
@@ -216,6 +216,9 @@ class _BackendView:
     servers: tuple[_Server, ...]
     options: tuple[str, ...]  # server_options or pool_server_options
     twins: bool = False  # each slot has its twin (BackendSettings.twins_at)
+    # Where its rendered section is kept (SectionMemo), if it is, and its slots.
+    memo_key: _SectionKey | None = None
+    memo_slots: Slots = ()
 
     @property
     def server_lines(self) -> tuple[_Line, ...]:
@@ -254,14 +257,93 @@ class _BackendView:
 
 
 class _Line(str):
-    """A whole line of haproxy.cfg made by this module, every value in it checked.
+    """Whole lines of haproxy.cfg made by this module, every value in them checked.
 
     The template's finalize passes it through whole (whitespace included);
     anything else it renders must be one safe token. Only made of values that
-    passed :func:`safe_token` or that this module generates (slot names and ids).
+    passed :func:`safe_token` or that this module generates (slot names and
+    ids), or of a backend's section as this template rendered it (SectionMemo).
     """
 
     __slots__ = ()
+
+
+# A backend section's inputs but its slots: its name, slot count and settings
+# (by id), and its server options, which name the proxy-ssl files the section
+# reads (server_options: "crt", "ca-file" or "verify none" without a CA).
+_SectionKey = tuple[str, int, int, tuple[str, ...]]
+# What a key keeps: the settings its id names, the slots, the section.
+_Kept = tuple[BackendSettings, Slots, _Line]
+
+
+class SectionMemo:
+    """Each backend's section of haproxy.cfg, kept from one render to the next.
+
+    A full sync renders the whole configuration again (the background
+    writer, a reload) when one Ingress changed: at 10k Ingresses that was
+    10,000 backend sections rendered to the same text, most of a render's
+    time. A section depends on its backend's name, slot count and settings,
+    its server options (with its proxy-ssl files) and the endpoints in its
+    slots, and nothing else of the template. The settings and endpoint objects are
+    the ones translate keeps (settings.SettingsMemo, translate.ObjectMemo)
+    while their input is unchanged. So the settings are keyed by identity,
+    as memo.ByIdentity does (hashing fifty fields would cost what rendering
+    does), and each entry holds its settings object, so no id in a live key
+    can be reused. The slots are compared, not hashed: equal endpoints
+    render equally, and the same objects compare at once.
+
+    Each render reads the entries of the last finished one and builds its
+    own (:class:`SectionPass`); only a render that ran to its end replaces
+    them. So memory is one configuration's sections, a render given up
+    half-way leaves the memo as it was, and two renders in different
+    threads never write the same dictionary.
+    """
+
+    __slots__ = ("_kept",)
+
+    def __init__(self) -> None:
+        self._kept: dict[_SectionKey, _Kept] = {}
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def start(self) -> SectionPass:
+        return SectionPass(self, self._kept)
+
+    def _finished(self, kept: dict[_SectionKey, _Kept]) -> None:
+        self._kept = kept
+
+
+class SectionPass:
+    """One render's use of a :class:`SectionMemo` (see there)."""
+
+    __slots__ = ("_fresh", "_memo", "_previous")
+
+    def __init__(
+        self,
+        memo: SectionMemo | None,
+        previous: Mapping[_SectionKey, _Kept],
+    ) -> None:
+        self._memo, self._previous = memo, previous
+        self._fresh: dict[_SectionKey, _Kept] = {}
+
+    def recall(self, key: _SectionKey, slots: Slots) -> _Line | None:
+        entry = self._previous.get(key)
+        if entry is None or entry[1] != slots:
+            return None
+        self._fresh[key] = entry
+        return entry[2]
+
+    def keep(self, backend: _BackendView, section: str) -> _Line:
+        """``backend``'s section as the template rendered it (every value through finalize)."""
+        text = _Line(section)
+        if backend.memo_key is not None:
+            self._fresh[backend.memo_key] = (backend.settings, backend.memo_slots, text)
+        return text
+
+    def finish(self) -> None:
+        if self._memo is not None:
+            self._memo._finished(self._fresh)  # the pair works as one
 
 
 def template_source(name: str) -> str:
@@ -468,19 +550,25 @@ def networks_file(networks: Iterable[str]) -> bytes:
 
 
 def render(
-    target: AppliedState, options: RenderOptions, env: jinja2.Environment | None = None
+    target: AppliedState,
+    options: RenderOptions,
+    env: jinja2.Environment | None = None,
+    sections: SectionMemo | None = None,
 ) -> Rendered:
     """All files for ``target``; paths inside point into ``options.paths``."""
-    config = b"".join(render_config(target, options, env))
+    config = b"".join(render_config(target, options, env, sections))
     return Rendered(
         RenderedFile(options.paths.config, config, CONFIG_MODE), render_files(target, options)
     )
 
 
 def render_config(
-    target: AppliedState, options: RenderOptions, env: jinja2.Environment | None = None
+    target: AppliedState,
+    options: RenderOptions,
+    env: jinja2.Environment | None = None,
+    sections: SectionMemo | None = None,
 ) -> Iterator[bytes]:
-    """``target``'s haproxy.cfg, encoded, in pieces of CONFIG_PIECES template outputs.
+    """``target``'s haproxy.cfg, encoded, in pieces of about CONFIG_PIECE_CHARS characters.
 
     The template is rendered as it is read, and each backend's view is made
     only when the template reaches it. At 10k Ingresses haproxy.cfg is ~11
@@ -488,6 +576,9 @@ def render_config(
     joined from, the views of every backend and server, and the encoded
     copy, about 42 MiB at once (tracemalloc) of the controller's peak; the
     background writer streams the pieces to the file (files.atomic_write_chunks).
+    ``sections``: the backend sections of the last render of this
+    configuration's paths, reused where their inputs are the same objects
+    (see SectionMemo), and replaced by this render's once it is read to the end.
     """
     env = env or environment()
     paths = options.paths
@@ -501,6 +592,21 @@ def render_config(
     def options_of(settings: BackendSettings) -> tuple[str, ...]:
         secret = upstream.get(settings.proxy_ssl_secret or "", ("", ""))
         return server_options(settings, secret, structure.check_stretch)
+
+    memo = sections.start() if sections is not None else SectionPass(None, {})
+
+    def backends() -> Iterator[_BackendView | _Line]:
+        """Each backend's view, or its section kept from the last render."""
+        for b in structure.backends:
+            slots = target.servers.get(b.name, ())
+            server_options = options_of(b.settings)
+            if sections is None:
+                yield _backend_view(b, slots, server_options)
+                continue
+            key = (b.name, b.slots, id(b.settings), server_options)
+            yield memo.recall(key, slots) or _backend_view(
+                b, slots, server_options, memo_key=key, memo_slots=slots
+            )
 
     pieces = env.get_template(TEMPLATE).generate(
         paths=paths,
@@ -547,10 +653,8 @@ def render_config(
             else None
         ),
         # Generators: the template walks each list once (for ... in, no length).
-        backends=(
-            _backend_view(b, target.servers.get(b.name, ()), options_of(b.settings))
-            for b in target.structure.backends
-        ),
+        backends=backends(),
+        sections=memo,
         passthrough_map=map_path(paths, PASSTHROUGH_MAP),
         https_socket=paths.https_socket,
         passthrough=(
@@ -563,8 +667,16 @@ def render_config(
             for b in structure.passthrough
         ),
     )
-    while batch := list(itertools.islice(pieces, CONFIG_PIECES)):
-        yield "".join(batch).encode("utf-8")
+    batch: list[str] = []
+    size = 0
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece)
+        if size >= CONFIG_PIECE_CHARS:
+            yield "".join(batch).encode("utf-8")
+            batch, size = [], 0
+    yield "".join(batch).encode("utf-8")
+    memo.finish()
 
 
 def render_files(target: AppliedState, options: RenderOptions) -> tuple[RenderedFile, ...]:
@@ -793,8 +905,10 @@ def _backend_view(
     options: tuple[str, ...],
     *,
     pool: bool = False,
+    memo_key: _SectionKey | None = None,
+    memo_slots: Slots = (),
 ) -> _BackendView:
     """A backend's view; a passthrough ``pool`` has no twins (as plan.AddServer's ``pool``)."""
     servers = tuple(server for _, server, _ in _servers(layout, slots))
     twins = not pool and layout.settings.twins_at(layout.slots)
-    return _BackendView(layout.name, layout.settings, servers, options, twins)
+    return _BackendView(layout.name, layout.settings, servers, options, twins, memo_key, memo_slots)
