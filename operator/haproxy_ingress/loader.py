@@ -75,6 +75,27 @@ class _FastLoader(_Loader):  # type: ignore[valid-type,misc]
     the result is what SafeLoader gives.
     """
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._tags: dict[tuple[str, tuple[bool, bool]], str] = {}
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
+        """A scalar's tag, worked out once per text: a tenth of a big file's load.
+
+        libyaml's composer asks for every scalar's tag (a regular expression
+        per candidate type), and a cluster repeats its keys and values
+        (``name``, ``metadata``, ``http``, ...) many thousand times. With no
+        path resolvers (the safe loader has none) the tag depends on the
+        text and on whether it was plain or quoted only.
+        """
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+        key = (value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = super().resolve(kind, value, implicit)
+        return tag
+
     def construct_document(self, node: yaml.Node) -> Any:
         try:
             data = self._build(node, {}, set())
@@ -129,6 +150,48 @@ def _chunks(text: str, parts: int) -> list[str]:
     return [text[a:b] for a, b in itertools.pairwise(bounds) if a < b]
 
 
+# A one-document List as kubectl writes it (``kubectl get -o yaml``): a
+# top-level ``items:`` line, then the items as a sequence at column 0, each
+# starting with a "- " line, up to the next line at column 0 that is not one.
+_ITEMS = re.compile(r"^items:[ \t]*\r?\n", re.MULTILINE)
+_ITEM_START = re.compile(r"^-(?=[ \t\r\n]|$)", re.MULTILINE)
+_ITEMS_END = re.compile(r"^(?!-(?:[ \t\r\n]|$))[^\s#]", re.MULTILINE)
+_NOT_ONE_DOCUMENT = re.compile(r"^(?:%|---|\.\.\.)", re.MULTILINE)
+
+
+def _list_parts(text: str, parts: int) -> list[str] | None:
+    """A one-document List's items cut at item starts into about ``parts`` pieces,
+    then the document without them (its ``items:`` left empty); else None.
+
+    Each piece is a YAML sequence of whole items, so it parses alone, and the
+    pieces' items in order are the List's: a line at column 0 starting with
+    "- " can only start an item, unless it continues a quoted scalar or a
+    flow collection begun before it, and then the piece before it ends inside
+    that scalar or collection and fails to parse (the caller then parses the
+    file whole). An alias to an anchor in another piece fails the same way.
+    """
+    if parts < 2 or len(text) < PARALLEL_BYTES or _NOT_ONE_DOCUMENT.search(text):
+        return None
+    heads = list(_ITEMS.finditer(text))
+    if len(heads) != 1:
+        return None
+    head = heads[0].end()
+    found_end = _ITEMS_END.search(text, head)
+    end = found_end.start() if found_end is not None else len(text)
+    starts = [match.start() for match in _ITEM_START.finditer(text, head, end)]
+    if not starts:
+        return None
+    cuts = [starts[0]]
+    for part in range(1, parts):
+        wanted = starts[0] + (end - starts[0]) * part // parts
+        cut = next((start for start in starts if start >= wanted), None)
+        if cut is not None and cut > cuts[-1]:
+            cuts.append(cut)
+    bounds = [*cuts, end]
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
+    return [*pieces, text[: starts[0]] + text[end:]]
+
+
 def _json_document(text: str) -> list[Any] | None:
     """A file that is one JSON value (``kubectl get -o json``), read as JSON; else None.
 
@@ -152,20 +215,41 @@ def _documents(text: str) -> list[Any]:
         documents = _json_document(text)
         if documents is not None:
             return documents
-    chunks = _chunks(text, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+    workers = min(MAX_WORKERS, len(os.sched_getaffinity(0)))
+    chunks = _chunks(text, workers)
     if len(chunks) > 1:
-        try:
-            # fork: the workers need nothing but this module, already loaded.
-            # The first chunk is parsed here meanwhile: one worker fewer, and
-            # a quarter to a half of the documents never pickled back.
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(len(chunks) - 1, mp_context=context) as pool:
-                rest = pool.map(_parse, chunks[1:])
-                first = _parse(chunks[0])
-                return [*first, *(document for part in rest for document in part)]
-        except yaml.YAMLError:
-            pass  # parsed whole below, so that the error names its real line
+        parsed = _in_parallel(chunks)
+        if parsed is not None:
+            return [document for part in parsed for document in part]
+    elif (pieces := _list_parts(text, workers)) is not None:
+        parsed = _in_parallel(pieces)
+        if parsed is not None:
+            *items, rest = parsed
+            # Each piece is one sequence (it starts with an item at column 0
+            # and has no line at column 0 but items and comments); the rest
+            # must be the List with its items line, and only that one, empty.
+            if len(rest) == 1 and isinstance(rest[0], dict) and rest[0].get("items", "") is None:
+                rest[0]["items"] = [item for (sequence,) in items for item in sequence]
+                return rest
+    # Parsed whole, so that an error names its real line.
     return _parse(text)
+
+
+def _in_parallel(chunks: list[str]) -> list[list[Any]] | None:
+    """Each chunk's documents (None if one is not YAML), in worker processes.
+
+    fork: the workers need nothing but this module, already loaded. The
+    first chunk is parsed here meanwhile: one worker fewer, and a quarter to
+    a half of the documents never pickled back. A List's pieces
+    (_list_parts) count only if each is one document, of the expected kind.
+    """
+    context = multiprocessing.get_context("fork")
+    try:
+        with ProcessPoolExecutor(len(chunks) - 1, mp_context=context) as pool:
+            rest = pool.map(_parse, chunks[1:])
+            return [_parse(chunks[0]), *rest]
+    except yaml.YAMLError:
+        return None
 
 
 def _objects_in(path: Path) -> Iterator[Mapping[str, Any]]:

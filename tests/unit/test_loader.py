@@ -87,6 +87,8 @@ UNUSUAL = [
     "empty: {}\nnothing: []\nblank:\n",
     "- a\n- {b: [c, {d: e}]}\n",
     "recursive: &r [*r]\n",
+    # The same text plain and quoted, again (loader._FastLoader.resolve keeps tags).
+    "a: 1\nb: '1'\nc: 1\nd: \"1\"\ne: true\nf: 'true'\ng: true\nh: null\ni: 'null'\nj: null\n",
 ]
 
 
@@ -145,3 +147,79 @@ def test_what_json_refuses_is_read_as_yaml(tmp_path: Path, text: str) -> None:
     assert loader.load_objects([_write(tmp_path, text)]) == [
         d for d in yaml.safe_load_all(text) if d is not None
     ]
+
+
+# A List as kubectl writes it, with what a cut at the items' "- " lines could
+# get wrong: block scalars holding such lines (indented, as they must be),
+# comments at column 0, an item that is a "-" line alone, keys after the items.
+LIST_ITEM = """\
+- apiVersion: v1
+  kind: ConfigMap
+  metadata:
+    name: c%(i)d
+  data:
+    script: |
+      - not an item
+      --- nor a document
+    quoted: "a
+      - b"
+# a comment at column 0
+-
+  apiVersion: v1
+  kind: Service
+  metadata: {name: s%(i)d}
+"""
+
+
+def _kubectl_list(items: str) -> str:
+    return f"apiVersion: v1\nitems:\n{items}kind: List\nmetadata:\n  resourceVersion: ''\n"
+
+
+def test_a_list_parsed_in_parts_gives_the_same_objects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = _kubectl_list("".join(LIST_ITEM % {"i": i} for i in range(300)))
+    monkeypatch.setattr(loader, "PARALLEL_BYTES", 1)
+    pieces = loader._list_parts(text, 4)
+    assert pieces is not None and len(pieces) == 5
+    assert all(piece.startswith("-") for piece in pieces[:-1])
+    assert pieces[-1] == "apiVersion: v1\nitems:\nkind: List\nmetadata:\n  resourceVersion: ''\n"
+    objects = loader.load_objects([_write(tmp_path, text)])
+    assert objects == yaml.safe_load(text)["items"]
+    assert len(objects) == 600
+    assert objects[0]["data"]["script"] == "- not an item\n--- nor a document\n"
+
+
+# Lists whose cut a piece must catch: a quoted scalar running over an item's
+# "- " line at column 0 (PyYAML reads it as one scalar; a flow collection
+# cannot hold such a line), a flow collection over a line at column 0 that is
+# no item, an alias to another piece's anchor, a second items key, the
+# items line inside a quoted scalar. Each is parsed whole instead, so the
+# objects are PyYAML's.
+CAUGHT = [
+    _kubectl_list('- kind: A\n  q: "x\n- kind: B\n  r: y"\n' * 40),
+    _kubectl_list("- kind: A\n  f: [1,\n-2]\n" * 40),  # "-2" at column 0 ends the items
+    _kubectl_list("- &a {kind: A}\n" + "- kind: B\n" * 40 + "- *a\n"),
+    _kubectl_list("- kind: A\n" * 40) + "items: [{kind: B}]\n",
+    _kubectl_list("- kind: A\n" * 40).replace("items:\n", "items:\n- kind: C\n  q: 'x\n", 1)
+    + "z: y'\n",
+]
+
+
+@pytest.mark.parametrize("text", CAUGHT)
+def test_a_list_cut_inside_a_scalar_or_collection_is_parsed_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setattr(loader, "PARALLEL_BYTES", 1)
+    expected = yaml.safe_load(text)
+    assert loader._documents(text) == [expected]
+    parsed_parts: list[int] = []
+    real = loader._in_parallel
+
+    def counted(chunks: list[str]) -> list[list[object]] | None:
+        parsed_parts.append(len(chunks))
+        return real(chunks)
+
+    monkeypatch.setattr(loader, "_in_parallel", counted)
+    loader._documents(text)
+    assert parsed_parts  # the cut was tried, and refused
