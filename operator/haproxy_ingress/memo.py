@@ -29,6 +29,10 @@ class Swept(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: K) -> bool:
+        """Whether a result is kept for ``key`` (not a read: the sweep may still forget it)."""
+        return key in self._entries
+
     def recall(self, key: K, make: Callable[[], V]) -> V:
         """The result kept for ``key``, or ``make()``'s, kept from now on."""
         self._used.add(key)

@@ -12,8 +12,10 @@ import binascii
 import datetime
 import hashlib
 import math
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,10 @@ from haproxy_ingress.validate import Invalid
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 OPAQUE_SECRET_TYPE = "Opaque"
 MAX_PEM_BYTES = 256 * 1024
+# New TLS Secrets checked at once on threads (CertificateCache.get_all) from
+# this many on, by at most that many threads.
+PARALLEL_CHECKS = 16
+MAX_CHECK_THREADS = 4
 # What OpenSSL 3.0 at HAProxy's default security level (2: 112-bit security)
 # loads, checked with `crt` on haproxy 2.6.12: RSA-1024 keys, secp192r1 keys,
 # SHA-1/MD5 signatures on a CA-signed certificate and an RSA-1024 CA in the
@@ -218,24 +224,54 @@ class CertificateCache:
 
     def get(self, secret: Mapping[str, Any]) -> CheckedCertificate:
         """:func:`certificate_from_secret`, memoised; raises :class:`Invalid` as it does."""
-        key = _content_key(secret)
-        if key is None:  # a shape the digest cannot cover: parse, do not remember
-            return certificate_from_secret(secret)
-
-        def parsed() -> CheckedCertificate | Invalid:
-            try:
-                return certificate_from_secret(secret)
-            except Invalid as error:
-                return error
-
-        entry = self._entries.recall(key, parsed)
+        (entry,) = self.get_all([secret])
         if isinstance(entry, Invalid):
             raise Invalid(entry.field, entry.reason)
         return entry
 
+    def get_all(self, secrets: Sequence[Mapping[str, Any]]) -> list[CheckedCertificate | Invalid]:
+        """:meth:`get` of each Secret, a refusal as its :class:`Invalid`; new ones on every core.
+
+        Most of a check is OpenSSL's work (an RSA signature, _check_rsa_key),
+        which ``cryptography`` runs without the GIL: so a first sync's or an
+        offline render's 1,000 new Secrets are checked on a few threads, at
+        once, and kept in order here.
+        """
+        keys = [_content_key(secret) for secret in secrets]
+        new: dict[bytes, Mapping[str, Any]] = {}
+        for key, secret in zip(keys, secrets, strict=True):
+            if key is not None and key not in self._entries:
+                new.setdefault(key, secret)
+        checked: dict[bytes, CheckedCertificate | Invalid] = {}
+        if len(new) >= PARALLEL_CHECKS:
+            workers = min(MAX_CHECK_THREADS, len(os.sched_getaffinity(0)))
+            with ThreadPoolExecutor(workers, thread_name_prefix="tls-check") as pool:
+                checked = dict(zip(new, pool.map(_checked, new.values()), strict=True))
+        results: list[CheckedCertificate | Invalid] = []
+        for key, secret in zip(keys, secrets, strict=True):
+            if key is None:  # a shape the digest cannot cover: parse, do not remember
+                results.append(_checked(secret))
+            else:
+                results.append(self._entries.recall(key, _reuse(checked.get(key), secret)))
+        return results
+
     def sweep(self) -> None:
         """Forget every entry not read since the last sweep."""
         self._entries.sweep()
+
+
+def _reuse(
+    made: CheckedCertificate | Invalid | None, secret: Mapping[str, Any]
+) -> Callable[[], CheckedCertificate | Invalid]:
+    """What makes ``secret``'s entry: the check already ``made``, else a check now."""
+    return lambda: _checked(secret) if made is None else made
+
+
+def _checked(secret: Mapping[str, Any]) -> CheckedCertificate | Invalid:
+    try:
+        return certificate_from_secret(secret)
+    except Invalid as error:
+        return error
 
 
 def _content_key(secret: Mapping[str, Any]) -> bytes | None:

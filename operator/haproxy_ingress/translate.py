@@ -2218,6 +2218,12 @@ def _certificates(
     host_owner: dict[str, tuple[str, str]] = {}
     pems: dict[tuple[str, str], str] = {}
     hosts_of: dict[tuple[str, str], set[str]] = defaultdict(set)
+    # Every named Secret checked first, together (see CertificateCache.get_all).
+    found = [
+        k for k in dict.fromkeys((c.source.namespace, c.secret) for c in claims) if k in secrets
+    ]
+    cache = cache if cache is not None else CertificateCache()  # (not `or`: an empty one is falsy)
+    checks = dict(zip(found, cache.get_all([secrets[key] for key in found]), strict=True))
     for claim in claims:
         key = (claim.source.namespace, claim.secret)
         if key not in pems:
@@ -2233,37 +2239,36 @@ def _certificates(
                     )
                 )
                 continue
-            try:
-                checked = (
-                    cache.get(secret) if cache is not None else certificate_from_secret(secret)
-                )
-                pems[key] = checked.pem
-                if now is not None and not checked.not_before <= now <= checked.not_after:
-                    when = "expired on" if now > checked.not_after else "is not valid before"
-                    date = checked.not_after if now > checked.not_after else checked.not_before
-                    problems.append(
-                        Problem(
-                            _ref("Secret", secret),
-                            "data[tls.crt]",
-                            f"certificate {checked.subject} {when} {date:%Y-%m-%d %H:%M} UTC; "
-                            "served anyway",
-                            "CertificateNotValidNow",
-                        )
-                    )
-            except Invalid as error:
+            checked = checks[key]
+            if isinstance(checked, Invalid):
                 problems.append(
                     Problem(
                         claim.source,
                         "spec.tls",
-                        f"TLS Secret {key[0]}/{key[1]} {error.field} {error.reason}; its "
+                        f"TLS Secret {key[0]}/{key[1]} {checked.field} {checked.reason}; its "
                         "hosts get the default certificate",
                         "InvalidCertificate",
                     )
                 )
                 problems.append(
-                    Problem(_ref("Secret", secret), error.field, error.reason, "InvalidCertificate")
+                    Problem(
+                        _ref("Secret", secret), checked.field, checked.reason, "InvalidCertificate"
+                    )
                 )
                 continue
+            pems[key] = checked.pem
+            if now is not None and not checked.not_before <= now <= checked.not_after:
+                when = "expired on" if now > checked.not_after else "is not valid before"
+                date = checked.not_after if now > checked.not_after else checked.not_before
+                problems.append(
+                    Problem(
+                        _ref("Secret", secret),
+                        "data[tls.crt]",
+                        f"certificate {checked.subject} {when} {date:%Y-%m-%d %H:%M} UTC; "
+                        "served anyway",
+                        "CertificateNotValidNow",
+                    )
+                )
         for host in claim.hosts:
             owner = host_owner.setdefault(host, key)
             if owner != key:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -101,3 +102,41 @@ def test_translate_is_the_same_with_and_without_the_cache() -> None:
     assert translate(view, options, certificate_cache=cache) == uncached
     assert len(uncached.certificates) == 1
     assert any(p.event == "InvalidCertificate" for p in uncached.problems)
+
+
+def test_many_new_secrets_are_checked_at_once_with_the_same_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    crt, _ = secret_data("a.example.com")
+    good = [make_secret(f"good{i}", *secret_data(f"h{i}.example.com")) for i in range(12)]
+    bad = [make_secret(f"bad{i}", crt, secret_data(f"z{i}.example.com")[1]) for i in range(6)]
+    copy = make_secret("copy", good[0]["data"]["tls.crt"], good[0]["data"]["tls.key"])
+    odd = {"metadata": {"name": "odd"}, "type": "kubernetes.io/tls", "data": None}
+    secrets = [*good, copy, *bad, odd, good[3]]
+    assert len(good) + len(bad) >= tls.PARALLEL_CHECKS
+    parsed: list[tuple[str, str]] = []  # (Secret, thread)
+    real = tls.certificate_from_secret
+
+    def recorded(secret: Any) -> tls.CheckedCertificate:
+        parsed.append((secret["metadata"]["name"], threading.current_thread().name))
+        return real(secret)
+
+    monkeypatch.setattr(tls, "certificate_from_secret", recorded)
+    cache = tls.CertificateCache()
+    results = cache.get_all(secrets)
+    # Each content once (not the copy of good0, not good3 again), the new ones on threads.
+    names = sorted(name for name, _ in parsed)
+    assert names == sorted([s["metadata"]["name"] for s in [*good, *bad]] + ["odd"])
+    assert {thread.split("_")[0] for name, thread in parsed if name != "odd"} == {"tls-check"}
+    for secret, result in zip(secrets, results, strict=True):
+        try:
+            expected: object = real(secret)
+        except Invalid as error:
+            expected = (error.field, error.reason)
+        assert ((result.field, result.reason) if isinstance(result, Invalid) else result) == (
+            expected
+        )
+    assert results[len(good)] is results[0]  # the copy got good0's entry
+    parsed.clear()
+    assert cache.get_all(secrets[:3]) == results[:3]
+    assert parsed == []
