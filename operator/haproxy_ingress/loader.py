@@ -165,10 +165,11 @@ def _list_parts(text: str, parts: int) -> list[str] | None:
 
     Each piece is a YAML sequence of whole items, so it parses alone, and the
     pieces' items in order are the List's: a line at column 0 starting with
-    "- " can only start an item, unless it continues a quoted scalar or a
-    flow collection begun before it, and then the piece before it ends inside
-    that scalar or collection and fails to parse (the caller then parses the
-    file whole). An alias to an anchor in another piece fails the same way.
+    "- " can only start an item (a block scalar's lines are indented, a flow
+    collection cannot hold it), unless it continues a quoted scalar begun
+    before it; then the piece before it ends inside that scalar and fails to
+    parse, and the caller parses the file whole. So does an alias to an
+    anchor in another piece.
     """
     if parts < 2 or len(text) < PARALLEL_BYTES or _NOT_ONE_DOCUMENT.search(text):
         return None
@@ -240,8 +241,7 @@ def _in_parallel(chunks: list[str]) -> list[list[Any]] | None:
 
     fork: the workers need nothing but this module, already loaded. The
     first chunk is parsed here meanwhile: one worker fewer, and a quarter to
-    a half of the documents never pickled back. A List's pieces
-    (_list_parts) count only if each is one document, of the expected kind.
+    a half of the documents never pickled back.
     """
     context = multiprocessing.get_context("fork")
     try:

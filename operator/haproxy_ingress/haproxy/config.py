@@ -284,13 +284,14 @@ class SectionMemo:
     10,000 backend sections rendered to the same text, most of a render's
     time. A section depends on its backend's name, slot count and settings,
     its server options (with its proxy-ssl files) and the endpoints in its
-    slots, and nothing else of the template. The settings and endpoint objects are
-    the ones translate keeps (settings.SettingsMemo, translate.ObjectMemo)
-    while their input is unchanged. So the settings are keyed by identity,
-    as memo.ByIdentity does (hashing fifty fields would cost what rendering
-    does), and each entry holds its settings object, so no id in a live key
-    can be reused. The slots are compared, not hashed: equal endpoints
-    render equally, and the same objects compare at once.
+    slots, and nothing else of the template. The settings and endpoint
+    objects are the ones translate keeps (settings.SettingsMemo,
+    translate.ObjectMemo) while their input is unchanged. So the settings
+    are keyed by identity, as memo.ByIdentity does (hashing fifty fields
+    would cost what rendering does), and each entry holds its settings
+    object, so no id in a live key can be reused. The slots are compared,
+    not hashed: equal endpoints render alike, and the same objects compare
+    at once.
 
     Each render reads the entries of the last finished one and builds its
     own (:class:`SectionPass`); only a render that ran to its end replaces
@@ -576,9 +577,9 @@ def render_config(
     joined from, the views of every backend and server, and the encoded
     copy, about 42 MiB at once (tracemalloc) of the controller's peak; the
     background writer streams the pieces to the file (files.atomic_write_chunks).
-    ``sections``: the backend sections of the last render of this
-    configuration's paths, reused where their inputs are the same objects
-    (see SectionMemo), and replaced by this render's once it is read to the end.
+    ``sections``: the backend sections of the last render for these paths,
+    reused where their inputs are unchanged (see SectionMemo), and replaced
+    by this render's once it is read to the end.
     """
     env = env or environment()
     paths = options.paths
