@@ -140,14 +140,19 @@ def _chunks(text: str, parts: int) -> list[str]:
     if parts < 2 or len(text) < PARALLEL_BYTES or re.search(r"^%", text, re.MULTILINE):
         return [text]  # small, or a directive (%YAML, %TAG) that binds the next document
     starts = [match.start() for match in _DOCUMENT_START.finditer(text)]
-    cuts: list[int] = []
+    return _cut(text, starts, 0, len(text), parts)
+
+
+def _cut(text: str, starts: list[int], begin: int, end: int, parts: int) -> list[str]:
+    """``text[begin:end]`` cut into about ``parts`` pieces, each at the first of ``starts``
+    past its share."""
+    cuts = [begin]
     for part in range(1, parts):
-        wanted = len(text) * part // parts
+        wanted = begin + (end - begin) * part // parts
         cut = next((start for start in starts if start >= wanted), None)
-        if cut is not None and (not cuts or cut > cuts[-1]):
+        if cut is not None and cut > cuts[-1]:
             cuts.append(cut)
-    bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in itertools.pairwise(bounds) if a < b]
+    return [text[a:b] for a, b in itertools.pairwise([*cuts, end]) if a < b]
 
 
 # A one-document List as kubectl writes it (``kubectl get -o yaml``): a
@@ -182,15 +187,7 @@ def _list_parts(text: str, parts: int) -> list[str] | None:
     starts = [match.start() for match in _ITEM_START.finditer(text, head, end)]
     if not starts:
         return None
-    cuts = [starts[0]]
-    for part in range(1, parts):
-        wanted = starts[0] + (end - starts[0]) * part // parts
-        cut = next((start for start in starts if start >= wanted), None)
-        if cut is not None and cut > cuts[-1]:
-            cuts.append(cut)
-    bounds = [*cuts, end]
-    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
-    return [*pieces, text[: starts[0]] + text[end:]]
+    return [*_cut(text, starts, starts[0], end, parts), text[: starts[0]] + text[end:]]
 
 
 def _json_document(text: str) -> list[Any] | None:
