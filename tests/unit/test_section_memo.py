@@ -9,7 +9,7 @@ in sequence, and every result is compared with a render without it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,17 +22,17 @@ from haproxy_ingress.loader import load_objects
 from haproxy_ingress.model import AppliedState, Endpoint, TranslateOptions, UpstreamTLS
 from haproxy_ingress.plan import plan
 from haproxy_ingress.translate import translate
+from tests.unit.test_render_golden import CLUSTERS, cluster_flags, cluster_names
 
-CLUSTERS = Path(__file__).resolve().parent.parent / "fixtures" / "clusters"
 OPTIONS = RenderOptions(HAProxyPaths(Path("/var/lib/haproxy-ingress")))
 TEMPLATES = config.environment()  # compiled once: most of a small render's time
 
 
 def _target(name: str) -> AppliedState:
     directory = CLUSTERS / name
-    flags = directory / "flags"
-    passthrough = flags.exists() and "--enable-ssl-passthrough" in flags.read_text()
-    options = TranslateOptions(ssl_passthrough=passthrough)
+    options = TranslateOptions(
+        ssl_passthrough="--enable-ssl-passthrough" in cluster_flags(directory)
+    )
     view, _ = ClusterView.from_objects(load_objects(sorted(directory.glob("*.yaml"))), options)
     return plan(None, translate(view, options)).target
 
@@ -107,13 +107,7 @@ CHANGES: dict[str, Callable[[AppliedState, int], AppliedState]] = {
 }
 
 
-def _clusters() -> Iterator[str]:
-    for directory in sorted(CLUSTERS.iterdir()):
-        if directory.is_dir():
-            yield directory.name
-
-
-@pytest.mark.parametrize("name", list(_clusters()))
+@pytest.mark.parametrize("name", cluster_names())
 def test_every_render_through_the_memo_is_the_render_without_it(name: str) -> None:
     base = _target(name)
     memo = SectionMemo()
