@@ -33,6 +33,7 @@ import dataclasses
 import datetime
 import gc
 import json
+import math
 import os
 import resource
 import shutil
@@ -91,6 +92,20 @@ NOT_BEFORE = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 def load() -> float:
     return round(os.getloadavg()[0], 2)
+
+
+def python_loop_ms() -> float:
+    """The machine's single-core Python speed: the best of 3 runs of a fixed
+    loop (5 million additions). This machine's speed has varied up to 2x
+    between sessions; figures from two sessions compare only alongside it."""
+    best = math.inf
+    for _ in range(3):
+        begun = time.perf_counter()
+        total = 0
+        for number in range(5_000_000):
+            total += number
+        best = min(best, time.perf_counter() - begun)
+    return round(best * 1000, 1)
 
 
 def emit(name: str, started_load: float, **figures: Any) -> None:
@@ -569,7 +584,8 @@ def main() -> None:
         objects.append(configmap(data))
     print(
         json.dumps({"bench": "setup", "objects": len(objects),
-                    "seconds": round(time.perf_counter() - began, 1), "load": load()}),
+                    "seconds": round(time.perf_counter() - began, 1), "load": load(),
+                    "python_loop_ms": python_loop_ms()}),
         flush=True,
     )  # fmt: skip
     gc.collect()
