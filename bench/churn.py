@@ -176,6 +176,7 @@ class _Process:
     group: str
     cpu: float  # user + system seconds so far
     parent: int
+    session: int
 
 
 def _processes() -> dict[int, _Process]:
@@ -193,7 +194,8 @@ def _processes() -> dict[int, _Process]:
         pid = int(entry.name)
         group = "bench" if pid == os.getpid() else "other" if argv[0] else "kernel"
         group = next((name for name, matches in CPU_GROUPS if matches(argv)), group)
-        found[pid] = _Process(group, (int(stat[11]) + int(stat[12])) / ticks, int(stat[1]))
+        cpu = (int(stat[11]) + int(stat[12])) / ticks
+        found[pid] = _Process(group, cpu, parent=int(stat[1]), session=int(stat[3]))
     return found
 
 
@@ -204,10 +206,18 @@ BACKGROUND_GROUPS = frozenset({"loadgen", "pods", "apiserver", "etcd", "controll
 
 
 def renice_background(nice: int, root: int | None = None) -> int:
-    """Give every thread of the descendants of ``root`` (this process by
-    default) in BACKGROUND_GROUPS ``nice``; returns how many processes. Only
-    descendants: another run's control plane on the machine is not ours to
-    slow. Linux's nice is per thread, hence the task walk."""
+    """Give the descendants of ``root`` (this process by default) in
+    BACKGROUND_GROUPS ``nice``; returns how many processes.
+
+    Only descendants: another run's control plane on the machine is not ours
+    to slow. Linux's nice is per thread, hence the task walk. And with
+    autogroup scheduling (``kernel.sched_autogroup_enabled``, on here) the
+    scheduler first shares the CPU equally between sessions, nice counting
+    only inside one: every pod, the load generator and the control plane run
+    in sessions of their own, so each such session's autogroup gets ``nice``
+    too (``/proc/<pid>/autogroup``); never a session that also holds this
+    process, the controller or HAProxy.
+    """
     processes = _processes()
     children: dict[int, list[int]] = {}
     for pid, process in processes.items():
@@ -218,13 +228,18 @@ def renice_background(nice: int, root: int | None = None) -> int:
         for child in children.get(todo.pop(), []):
             descendants.add(child)
             todo.append(child)
+    background = sorted(p for p in descendants if processes[p].group in BACKGROUND_GROUPS)
+    kept = {os.getsid(0)} | {
+        p.session for p in processes.values() if p.group in ("controller", "haproxy")
+    }
     reniced = 0
-    for pid in sorted(descendants):
-        if processes[pid].group not in BACKGROUND_GROUPS:
-            continue
+    for pid in background:
         try:
             for task in Path(f"/proc/{pid}/task").iterdir():
                 os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+            autogroup = Path(f"/proc/{pid}/autogroup")
+            if processes[pid].session not in kept and autogroup.exists():
+                autogroup.write_text(str(nice))
         except OSError:
             continue  # gone meanwhile
         reniced += 1

@@ -70,6 +70,9 @@ def test_renice_reaches_every_thread_of_background_children_only(tmp_path: Path)
         ["sh", "-c", f'"{sys.executable}" "{script}" serve & sleep 30 & wait'],
         start_new_session=True,
     )
+    own_autogroup = (
+        Path("/proc/self/autogroup").read_text() if Path("/proc/self/autogroup").exists() else ""
+    )
     try:
         deadline = time.monotonic() + 10
         pod = other = 0
@@ -85,6 +88,12 @@ def test_renice_reaches_every_thread_of_background_children_only(tmp_path: Path)
         assert len(tasks) == 2
         assert [os.getpriority(os.PRIO_PROCESS, t) for t in tasks] == [5, 5]
         assert os.getpriority(os.PRIO_PROCESS, other) == os.getpriority(os.PRIO_PROCESS, 0)
+        # The pod's session (not this test's) is reniced as a whole too, where
+        # the kernel schedules by session (autogroup).
+        autogroup = Path(f"/proc/{pod}/autogroup")
+        if autogroup.exists():
+            assert autogroup.read_text().split()[-1] == "5"
+            assert Path("/proc/self/autogroup").read_text() == own_autogroup
     finally:
         os.killpg(parent.pid, signal.SIGKILL)
         parent.wait()
