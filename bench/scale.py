@@ -202,11 +202,17 @@ def bench_full(objects: list[dict[str, Any]], args: argparse.Namespace) -> None:
     cold_ms, first = timed_ms(lambda: translated(view))
     warm_ms, desired = timed_ms(lambda: translated(after))
 
-    def planned() -> Plan:
-        with cyclic_gc_paused():
-            return plan(None, desired)
+    # What the first sync applied: the full sync plans from it, as the
+    # reconciler does (plan_ms); plan_initial_ms is a plan from nothing (a
+    # first sync's), which is what plan_ms measured before 2026-11-30.
+    first_target = plan(None, first).target
 
-    plan_ms, step = timed_ms(planned)
+    def planned(applied: AppliedState | None) -> Plan:
+        with cyclic_gc_paused():
+            return plan(applied, desired)
+
+    plan_initial_ms, _ = timed_ms(lambda: planned(None))
+    plan_ms, step = timed_ms(lambda: planned(first_target))
     # Rendered as the Applier does, whose SectionMemo holds the backend
     # sections of the last sync's configuration (here the first, cold, one).
     with tempfile.TemporaryDirectory() as scratch:
@@ -217,7 +223,6 @@ def bench_full(objects: list[dict[str, Any]], args: argparse.Namespace) -> None:
             with cyclic_gc_paused():
                 return render(target, render_options, templates, sections)
 
-        first_target = plan(None, first).target
         render_cold_ms, _ = timed_ms(lambda: rendered(first_target))
         render_ms, _ = timed_ms(lambda: rendered(step.target))
     emit(
@@ -230,6 +235,7 @@ def bench_full(objects: list[dict[str, Any]], args: argparse.Namespace) -> None:
         translate_cold_ms=cold_ms,
         translate_warm_ms=warm_ms,
         plan_ms=plan_ms,
+        plan_initial_ms=plan_initial_ms,
         render_cold_ms=render_cold_ms,
         render_ms=render_ms,
         full_sync_warm_ms=round(warm_ms + plan_ms + render_ms, 1),

@@ -706,6 +706,12 @@ def assign_slots(
     slot costs HAProxy ~5.4 KiB and, checked, a file descriptor. Otherwise
     growth reloads, and the slots grow ahead (slot_count).
     """
+    if current and {id(s) for s in current if s is not None} == {id(e) for e in endpoints}:
+        # The slots hold these very endpoints, and only them (a full sync of
+        # an unchanged Service: translate's ObjectMemo gives the same objects
+        # again). Below, each slot would get its own endpoint back and none
+        # would be pending: the same slots, without the work.
+        return current, False
     wanted = {endpoint.key: endpoint for endpoint in endpoints}
     slots: list[Endpoint | None] = [
         wanted.get(slot.key) if slot is not None else None for slot in current
@@ -749,6 +755,8 @@ def _slot_changes(
     backend reaching two slots gets the twins of the slots it had
     (BackendSettings.twins_at), set afresh.
     """
+    if target is current:
+        return []  # same length, so no new twins either (assign_slots' fast path)
     changes: list[AddServer | SetServer] = []
     settings = layout.settings
     twin = not pool and settings.twins_at(len(target))

@@ -76,26 +76,34 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 class ObjectMemo:
-    """What a translation parsed from each Ingress and each Service's EndpointSlices.
+    """What a translation made of each Ingress, each Service with its EndpointSlices,
+    and which objects' metadata passed.
 
     A full sync at 10k Ingresses re-parses 10k Ingresses and 30k endpoints
     that are the very objects the last one parsed, but for the one that
     changed: half of a warm translation. By object identity
     (:class:`~haproxy_ingress.memo.ByIdentity`), with the parse's other inputs
-    in the key, so a hit is what parsing again would give. Owned by the
+    in the key, so a hit is what parsing again would give. A backend kept so
+    is the very object of the last translation, endpoints included, which
+    lets plan keep its slots at a glance (plan.assign_slots). Owned by the
     reconciler (never module state), swept after each full translation.
     """
 
-    __slots__ = ("endpoints", "ingresses")
+    __slots__ = ("backends", "endpoints", "ingresses", "named")
 
     def __init__(self) -> None:
         self.ingresses: ByIdentity[_ParsedIngress] = ByIdentity()
         self.endpoints: ByIdentity[tuple[tuple[Endpoint, ...], tuple[Problem, ...]]] = ByIdentity()
+        self.backends: ByIdentity[tuple[Backend, tuple[Problem, ...]]] = ByIdentity()
+        # Per kind, the objects whose metadata the last translation found well
+        # formed, by id (each held, so that no id is reused while it is here).
+        self.named: dict[str, dict[int, KubeObject]] = {}
 
     def sweep(self) -> None:
         """Forget the objects the last full translation did not read."""
         self.ingresses.sweep()
         self.endpoints.sweep()
+        self.backends.sweep()
 
 
 def translate(
@@ -114,13 +122,14 @@ def translate(
     ``certificate_cache`` memoises the parsing of TLS Secrets across calls (the
     result is the same with or without it); ``settings_memo`` likewise the
     parsing of annotations (without one, each distinct set is parsed once per call),
-    ``object_memo`` that of Ingresses and EndpointSlices (the objects of ``view``
-    must then never be modified, as the controller's are not).
+    ``object_memo`` that of Ingresses, Services with their EndpointSlices and
+    object names (the objects of ``view`` must then never be modified, as the
+    controller's are not).
     """
     settings, configured_default, problems = parse_configmap(view.configmap)
     if settings_memo is None:  # (not `or`: an empty memo is falsy)
         settings_memo = SettingsMemo()
-    view = _well_named(view, problems)
+    view = _well_named(view, problems, object_memo)
     services = _by_name(view.services)
     slices = _slices_by_service(view.endpoint_slices)
     secrets = _by_name(view.secrets)
@@ -757,6 +766,18 @@ def _access_policy(
                 "is set without auth-type: basic; not honoured",
             )
         )
+    if (
+        allow is None
+        and not ask.deny_sources
+        and not ask.basic
+        and not (ask.limit_rps or ask.limit_rpm or ask.limit_connections)
+        and ask.url is None
+        and not (ask.global_auth and global_auth is not None)
+        and client_auth is None
+    ):
+        # Nothing to guard (most Ingresses): what the rest would conclude,
+        # without building the parts of a policy that is not there.
+        return None
     limit = RateLimit(
         rps=ask.limit_rps or 0,
         rpm=ask.limit_rpm or 0,
@@ -1189,9 +1210,12 @@ def _parsed_ingress(
     """
     if memo is None:
         return _parse_ingress(ingress, policy, options, regex=regex)
+    # The options by identity too: hashing them (a dataclass of some thirty
+    # fields) cost more than the lookup. They are the annotations' parse
+    # (SettingsMemo), the same object from one translation to the next.
     return memo.ingresses.recall(
-        (ingress,),
-        (policy, options, regex),
+        (ingress, options),
+        (policy, regex),
         lambda: _parse_ingress(ingress, policy, options, regex=regex),
     )
 
@@ -1889,7 +1913,46 @@ def _backend(
     reported_on: ObjectRef,
     memo: ObjectMemo | None = None,
 ) -> Backend:
+    """The backend of ``ref``: its Service's endpoints, through ``memo`` if given
+    (by the identity of the Service, its slices and ``settings``, which are all
+    it reads; its problems included)."""
     service = services.get((ref.namespace, ref.name))
+    service_slices = slices.get((ref.namespace, ref.name), [])
+    if memo is None:
+        return _make_backend(
+            ref, service, service_slices, settings, problems=problems, reported_on=reported_on
+        )
+
+    def made() -> tuple[Backend, tuple[Problem, ...]]:
+        found: list[Problem] = []
+        backend = _make_backend(
+            ref,
+            service,
+            service_slices,
+            settings,
+            problems=found,
+            reported_on=reported_on,
+            memo=memo,
+        )
+        return backend, tuple(found)
+
+    backend, found = memo.backends.recall(
+        (service, settings, *service_slices), (ref, reported_on), made
+    )
+    problems.extend(found)
+    return backend
+
+
+def _make_backend(
+    ref: ServiceRef,
+    service: KubeObject | None,
+    slices: list[KubeObject],
+    settings: BackendSettings,
+    *,
+    problems: list[Problem],
+    reported_on: ObjectRef,
+    memo: ObjectMemo | None = None,
+) -> Backend:
     endpoints: tuple[Endpoint, ...] = ()
     if service is None:
         problems.append(
@@ -1928,7 +1991,7 @@ def _backend(
                         )
                     )
                 endpoints = _service_endpoints(
-                    slices.get((ref.namespace, ref.name), []),
+                    slices,
                     port_name,
                     settings.drain,
                     problems,
@@ -2356,17 +2419,25 @@ def _sni_under_wildcards(
 # --- helpers -------------------------------------------------------------------
 
 
-def _well_named(view: ClusterView, problems: list[Problem]) -> ClusterView:
+def _well_named(
+    view: ClusterView, problems: list[Problem], memo: ObjectMemo | None = None
+) -> ClusterView:
     """The view without objects whose metadata the API server would refuse.
 
     Names become file and backend names and go into log lines and Events, so
     an object with a malformed one (possible in offline input) is left out
-    with a problem whose reference shows the name only as a short repr.
+    with a problem whose reference shows the name only as a short repr. With
+    ``memo``, an object that passed last time passes again unchecked: the
+    same object (never modified) has the same metadata.
     """
 
     def keep(kind: str, objects: tuple[KubeObject, ...]) -> tuple[KubeObject, ...]:
+        passed = memo.named.get(kind, {}) if memo is not None else {}
         kept = []
         for obj in objects:
+            if passed.get(id(obj)) is obj:
+                kept.append(obj)
+                continue
             try:
                 validate.object_metadata(kind, obj)
             except Invalid as error:
@@ -2380,6 +2451,8 @@ def _well_named(view: ClusterView, problems: list[Problem]) -> ClusterView:
                 problems.append(Problem(ref, error.field, error.reason, "Rejected"))
             else:
                 kept.append(obj)
+        if memo is not None:
+            memo.named[kind] = {id(obj): obj for obj in kept}
         return tuple(kept)
 
     return ClusterView.of(

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from haproxy_ingress.cluster import WATCHED, ClusterView
 from haproxy_ingress.model import TranslateOptions
+from haproxy_ingress.settings import SettingsMemo
 from haproxy_ingress.translate import ObjectMemo, translate
 from tests.kube import configmap
 from tests.property.strategies import clusters
@@ -71,11 +72,15 @@ def test_a_memo_kept_across_translations_changes_no_result(
 ) -> None:
     # Each view mixes the objects of two clusters and is translated under
     # every ConfigMap in turn, through one memo swept after each translation.
-    memo = ObjectMemo()
+    # With the annotations' parse kept as well, as the reconciler keeps it:
+    # their settings are then the same objects from one translation to the
+    # next, which the backends' memo keys on.
+    memo, settings_memo = ObjectMemo(), SettingsMemo()
     a, _ = ClusterView.from_objects(first, OPTIONS)
     b, _ = ClusterView.from_objects(second, OPTIONS)
     for view in (a, *(mixed(a, b, pick) for pick in picks), b):
         for data in order:
             shown = with_configmap(view, data)
-            assert translate(shown, OPTIONS, object_memo=memo) == translate(shown, OPTIONS)
+            memoised = translate(shown, OPTIONS, object_memo=memo, settings_memo=settings_memo)
+            assert memoised == translate(shown, OPTIONS)
             memo.sweep()

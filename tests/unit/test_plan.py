@@ -263,6 +263,30 @@ def test_new_slots_prefer_long_free_slots_over_just_freed_ones() -> None:
     assert slots == (ep(1), None, ep(5), None)
 
 
+def test_slots_holding_the_very_endpoints_are_kept_as_they_are() -> None:
+    # A full sync of an unchanged Service: translate's memo hands back the same
+    # Endpoint objects, and plan keeps the slots without placing them again.
+    one, two, three = ep(1), ep(2), ep(3)
+    current = (two, None, one, None)
+    same, grown = assign_slots(current, [one, two], 4)
+    assert same is current and not grown
+    # Equal endpoints that are other objects (a state file read back, a pod
+    # renamed on the same address): placed as before, each in its slot.
+    renamed = Endpoint("10.0.0.1", 8080, ServerState.READY, "pod-b")
+    placed, _ = assign_slots(current, [renamed, two], 4)
+    assert placed == current and placed[2] is renamed
+    # The same objects but one more, or one fewer: not the fast path.
+    assert assign_slots(current, [one, two, three], 4)[0] == (two, three, one, None)
+    assert assign_slots(current, [one], 4)[0] == (None, None, one, None)
+    # The same object twice cannot pass for two endpoints (placed as before).
+    assert assign_slots((one, None, one), [one, two], 3)[0] == (one, two, one)
+    web = backend("web", one, two)
+    first = plan(None, desired(web))
+    again = plan(first.target, desired(web))
+    assert not again.reload and again.operations == ()
+    assert again.target.servers["be_web"] is first.target.servers["be_web"]
+
+
 def test_new_backend_reloads_and_removed_backend_lingers() -> None:
     first = plan(None, desired(backend("web", ep(1))))
     added = plan(first.target, desired(backend("web", ep(1)), backend("api", ep(2))))
