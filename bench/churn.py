@@ -153,19 +153,28 @@ def haproxy_timers(log: str, backend: str) -> dict[str, Any]:
     }
 
 
+def _stat(process: Path) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces)."""
+    return (process / "stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _cpu(stat: list[str]) -> float:
+    """User + system CPU seconds, from :func:`_stat`'s fields."""
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of one process so far (/proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _cpu(_stat(Path(f"/proc/{pid}")))
 
 
 # Who a process is, from its command line: the first rule that matches names it.
 CPU_GROUPS: tuple[tuple[str, Callable[[list[str]], bool]], ...] = (
     ("controller", lambda argv: "haproxy_ingress.cli" in argv and "run" in argv),
-    ("haproxy", lambda argv: bool(argv) and Path(argv[0]).name == "haproxy"),
-    ("apiserver", lambda argv: bool(argv) and Path(argv[0]).name == "kube-apiserver"),
-    ("etcd", lambda argv: bool(argv) and Path(argv[0]).name == "etcd"),
-    ("controller-manager", lambda argv: bool(argv) and "kube-controller-manager" in argv[0]),
+    ("haproxy", lambda argv: Path(argv[0]).name == "haproxy"),
+    ("apiserver", lambda argv: Path(argv[0]).name == "kube-apiserver"),
+    ("etcd", lambda argv: Path(argv[0]).name == "etcd"),
+    ("controller-manager", lambda argv: Path(argv[0]).name == "kube-controller-manager"),
     ("loadgen", lambda argv: "bench.loadgen" in argv),
     ("pods", lambda argv: any(Path(a).name == "podnet.py" for a in argv[:3])),
 )
@@ -181,21 +190,20 @@ class _Process:
 
 def _processes() -> dict[int, _Process]:
     """Every process readable now, by pid."""
-    ticks = os.sysconf("SC_CLK_TCK")
     found: dict[int, _Process] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
+            # Split on NUL: a kernel thread's is empty, so argv is [""].
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stat = _stat(entry)
         except OSError:
             continue  # gone meanwhile
         pid = int(entry.name)
         group = "bench" if pid == os.getpid() else "other" if argv[0] else "kernel"
         group = next((name for name, matches in CPU_GROUPS if matches(argv)), group)
-        cpu = (int(stat[11]) + int(stat[12])) / ticks
-        found[pid] = _Process(group, cpu, parent=int(stat[1]), session=int(stat[3]))
+        found[pid] = _Process(group, _cpu(stat), parent=int(stat[1]), session=int(stat[3]))
     return found
 
 
