@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from haproxy_ingress import auth, headers, regex, snippets, validate
 from haproxy_ingress.canonical import canonical_path
@@ -73,6 +73,8 @@ DENIED_REASON = (
 )
 NO_OPTIONS = RouteOptions()
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+_T = TypeVar("_T")
 
 
 class ObjectMemo:
@@ -1923,9 +1925,11 @@ def _backend(
             ref, service, service_slices, settings, problems=problems, reported_on=reported_on
         )
 
-    def made() -> tuple[Backend, tuple[Problem, ...]]:
-        found: list[Problem] = []
-        backend = _make_backend(
+    return _recall_reporting(
+        memo.backends,
+        (service, settings, *service_slices),
+        (ref, reported_on),
+        lambda found: _make_backend(
             ref,
             service,
             service_slices,
@@ -1933,14 +1937,9 @@ def _backend(
             problems=found,
             reported_on=reported_on,
             memo=memo,
-        )
-        return backend, tuple(found)
-
-    backend, found = memo.backends.recall(
-        (service, settings, *service_slices), (ref, reported_on), made
+        ),
+        problems,
     )
-    problems.extend(found)
-    return backend
 
 
 def _make_backend(
@@ -2093,14 +2092,31 @@ def _service_endpoints(
     """:func:`_endpoints`, through ``memo`` if given (its problems included)."""
     if memo is None:
         return _endpoints(slices, port_name, drain, problems)
+    return _recall_reporting(
+        memo.endpoints,
+        tuple(slices),
+        (port_name, drain),
+        lambda found: _endpoints(slices, port_name, drain, found),
+        problems,
+    )
 
-    def parsed() -> tuple[tuple[Endpoint, ...], tuple[Problem, ...]]:
+
+def _recall_reporting(
+    table: ByIdentity[tuple[_T, tuple[Problem, ...]]],
+    objects: tuple[object, ...],
+    rest: Hashable,
+    make: Callable[[list[Problem]], _T],
+    problems: list[Problem],
+) -> _T:
+    """``make(problems)`` through ``table``: a hit reports again what the making reported."""
+
+    def made() -> tuple[_T, tuple[Problem, ...]]:
         found: list[Problem] = []
-        return _endpoints(slices, port_name, drain, found), tuple(found)
+        return make(found), tuple(found)
 
-    endpoints, found = memo.endpoints.recall(tuple(slices), (port_name, drain), parsed)
+    result, found = table.recall(objects, rest, made)
     problems.extend(found)
-    return endpoints
+    return result
 
 
 def _slice_port(endpoint_slice: KubeObject, port_name: str) -> int | None:
