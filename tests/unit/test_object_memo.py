@@ -58,7 +58,7 @@ def test_an_object_refused_for_its_name_is_refused_on_every_translation() -> Non
     view = view_of([ingress_class(), bad, good, ingress("ing", rule("a.example.com", path("/")))])
     memo, settings = ObjectMemo(), SettingsMemo()
     for _ in range(3):
-        problems = translate(view, OPTIONS, object_memo=memo, settings_memo=settings).problems
-        assert [p.reason for p in problems if p.source.kind == "Service"]
-        assert translate(view, OPTIONS) == translate(view, OPTIONS, object_memo=memo)
+        memoised = translate(view, OPTIONS, object_memo=memo, settings_memo=settings)
+        assert [p.reason for p in memoised.problems if p.source.kind == "Service"]
+        assert memoised == translate(view, OPTIONS)
         memo.sweep()
