@@ -73,8 +73,21 @@ def canonical_host(value: str | None) -> str | None:
     return name.lower()
 
 
+# A path that is its own canonical form: segments of PATH_SAFE bytes (no
+# '%' to decode), none empty, "." or "..", and perhaps a trailing slash.
+# Most Ingress paths are, and this is one match instead of the walk below
+# (a tenth of a 10k-Ingress first translation).
+_CANONICAL = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9\-._~!$&'()*+,=:@]+)*/?")
+
+
 def canonical_path(value: str | bytes | None) -> str | None:
     """The path a request is routed by, or None (invalid: 400)."""
+    if isinstance(value, str) and value and _CANONICAL.fullmatch(value):
+        return value
+    return _canonical_path(value)
+
+
+def _canonical_path(value: str | bytes | None) -> str | None:
     raw = value.encode("latin-1") if isinstance(value, str) else (value or b"")
     if not raw:
         return "/"

@@ -15,7 +15,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,10 +207,11 @@ def _check_rsa_key(key: rsa.RSAPrivateKey) -> None:
 class CertificateCache:
     """Checked certificates by Secret content, so a Secret is parsed once per version.
 
-    Loading an RSA key runs OpenSSL's key check, ~45 ms for RSA-2048: 1,000
-    TLS Secrets would cost tens of seconds on every full translation. The key
-    is a digest of exactly what :func:`certificate_from_secret` reads (type and
-    both data fields), so a hit returns what a parse would — a refusal
+    A check costs ~1.5 ms of OpenSSL per RSA-2048 key (the signature of
+    :func:`_check_rsa_key`; OpenSSL's own key check, ~45 ms, is skipped): 1,000
+    TLS Secrets would cost more than a second on every full translation. The
+    key is a digest of exactly what :func:`certificate_from_secret` reads (type
+    and both data fields), so a hit returns what a parse would — a refusal
     included — and translate stays a pure function of its input. Owned by the
     reconciler (never module state); :meth:`sweep` after each full translation
     forgets the Secrets no longer served, so memory follows the cluster.
@@ -218,6 +219,8 @@ class CertificateCache:
 
     def __init__(self) -> None:
         self._entries: Swept[bytes, CheckedCertificate | Invalid] = Swept()
+        # Checks started by check_ahead: their keys, and the results to come.
+        self._ahead: tuple[list[bytes], Future[list[CheckedCertificate | Invalid]]] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -243,10 +246,21 @@ class CertificateCache:
             if key is not None and key not in self._entries:
                 new.setdefault(key, secret)
         checked: dict[bytes, CheckedCertificate | Invalid] = {}
-        if len(new) >= PARALLEL_CHECKS:
+        if new and self._ahead is not None:
+            ahead_keys, ahead = self._ahead
+            self._ahead = None
+            # Only what this call asks for is kept (and swept as usual); a
+            # Secret checked ahead but asked for later is checked again then.
+            try:
+                made = dict(zip(ahead_keys, ahead.result(), strict=True))
+            except BrokenExecutor:  # the process died (say, killed): check here
+                made = {}
+            checked = {key: made[key] for key in new if key in made}
+        left = {key: secret for key, secret in new.items() if key not in checked}
+        if len(left) >= PARALLEL_CHECKS:
             workers = min(MAX_CHECK_THREADS, len(os.sched_getaffinity(0)))
             with ThreadPoolExecutor(workers, thread_name_prefix="tls-check") as pool:
-                checked = dict(zip(new, pool.map(_checked, new.values()), strict=True))
+                checked.update(zip(left, pool.map(_checked, left.values()), strict=True))
         results: list[CheckedCertificate | Invalid] = []
         for key, secret in zip(keys, secrets, strict=True):
             if key is None:  # a shape the digest cannot cover: parse, do not remember
@@ -254,6 +268,23 @@ class CertificateCache:
             else:
                 results.append(self._entries.recall(key, _reuse(checked.get(key), secret)))
         return results
+
+    def check_ahead(self, secrets: Sequence[Mapping[str, Any]], pool: Executor) -> None:
+        """Start checking ``secrets`` on ``pool``; the next :meth:`get_all` of a new
+        Secret waits for these checks and uses what it asks for of them.
+
+        For a one-shot run with a core to spare (the offline render): given a
+        process pool, the checks run while the caller translates everything
+        before the certificates, on another core. Threads could not overlap
+        them so: each check needs the GIL between its OpenSSL calls.
+        """
+        new = {
+            key: secret
+            for key, secret in zip(map(_content_key, secrets), secrets, strict=True)
+            if key is not None and key not in self._entries
+        }
+        if new:
+            self._ahead = (list(new), pool.submit(_checked_all, list(new.values())))
 
     def sweep(self) -> None:
         """Forget every entry not read since the last sweep."""
@@ -272,6 +303,10 @@ def _checked(secret: Mapping[str, Any]) -> CheckedCertificate | Invalid:
         return certificate_from_secret(secret)
     except Invalid as error:
         return error
+
+
+def _checked_all(secrets: Sequence[Mapping[str, Any]]) -> list[CheckedCertificate | Invalid]:
+    return [_checked(secret) for secret in secrets]
 
 
 def _content_key(secret: Mapping[str, Any]) -> bytes | None:

@@ -2503,6 +2503,27 @@ def _meta_key(obj: KubeObject) -> tuple[str, str] | None:
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
+def tls_secrets_named(view: ClusterView) -> list[KubeObject]:
+    """The Secrets of ``view`` that some Ingress names in ``spec.tls``, once each.
+
+    What a translation of ``view`` will check as certificates (give or take
+    Ingresses it leaves out), for :meth:`CertificateCache.check_ahead`: a
+    guess read leniently, never a check (translate validates every field).
+    """
+    secrets = _by_name(view.secrets)
+    named: dict[tuple[str, str], KubeObject] = {}
+    for ingress in view.ingresses:
+        namespace = str((ingress.get("metadata") or {}).get("namespace", ""))
+        spec = ingress.get("spec")
+        entries = spec.get("tls") if isinstance(spec, Mapping) else None
+        for entry in entries if isinstance(entries, list) else ():
+            name = entry.get("secretName") if isinstance(entry, Mapping) else None
+            key = (namespace, name if isinstance(name, str) else "")
+            if key in secrets:
+                named.setdefault(key, secrets[key])
+    return list(named.values())
+
+
 def _by_name(objects: Iterable[KubeObject]) -> dict[tuple[str, str], KubeObject]:
     result: dict[tuple[str, str], KubeObject] = {}
     for obj in objects:

@@ -22,6 +22,10 @@ class Invalid(ValueError):
         self.field = field
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[Invalid], tuple[str, str]]:
+        # Pickled as made (a refusal found in a worker process comes back whole).
+        return (type(self), (self.field, self.reason))
+
 
 _DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _DNS_LABEL_RE = re.compile(_DNS_LABEL)

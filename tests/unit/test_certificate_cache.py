@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 import threading
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
 from typing import Any
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from haproxy_ingress import tls
 from haproxy_ingress.cluster import ClusterView
 from haproxy_ingress.model import TranslateOptions
-from haproxy_ingress.translate import translate
+from haproxy_ingress.translate import tls_secrets_named, translate
 from haproxy_ingress.validate import Invalid
 from tests.certs import secret_data
 from tests.kube import endpoint, endpoint_slice, ingress, ingress_class, path, rule, service
@@ -140,3 +143,76 @@ def test_many_new_secrets_are_checked_at_once_with_the_same_answers(
     parsed.clear()
     assert cache.get_all(secrets[:3]) == results[:3]
     assert parsed == []
+
+
+def _answers(results: list[tls.CheckedCertificate | Invalid]) -> list[object]:
+    return [(r.field, r.reason) if isinstance(r, Invalid) else r for r in results]
+
+
+def test_checks_made_ahead_in_another_process_are_the_checks_made_here(
+    parses: list[str],
+) -> None:
+    crt, _ = secret_data("a.example.com")
+    good = [make_secret(f"good{i}", *secret_data(f"h{i}.example.com")) for i in range(3)]
+    bad = make_secret("bad", crt, secret_data("z.example.com")[1])
+    late = make_secret("late", *secret_data("late.example.com"))
+    context = multiprocessing.get_context("fork")
+    cache = tls.CertificateCache()
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        cache.check_ahead([*good, bad], pool)
+        results = cache.get_all([good[1], bad, late, good[0]])
+    # Checked in the worker (whose own copy of `parses` saw them), but `late` here.
+    assert parses == ["late"]
+    expected = [tls.CertificateCache().get_all([s])[0] for s in (good[1], bad, late, good[0])]
+    assert _answers(results) == _answers(expected)
+    # What was asked for is kept as any check; good[2], checked but not asked
+    # for, is not (it would never be swept), and is checked here when asked.
+    assert len(cache) == 4
+    parses.clear()
+    cache.get(good[2])
+    assert parses == ["good2"]
+
+
+def test_checks_lost_with_their_process_are_made_here(parses: list[str]) -> None:
+    secret = make_secret("a", *secret_data("a.example.com"))
+
+    class Broken(Executor):
+        def submit(self, *args: object, **kwargs: object) -> Future[Any]:
+            future: Future[Any] = Future()
+            future.set_exception(BrokenExecutor("the worker was killed"))
+            return future
+
+    cache = tls.CertificateCache()
+    cache.check_ahead([secret], Broken())
+    assert cache.get(secret) == tls.certificate_from_secret(secret)
+    assert parses == ["a", "a"]
+
+
+def test_a_refusal_survives_the_trip_between_processes() -> None:
+    refusal = pickle.loads(pickle.dumps(Invalid("data[tls.key]", "is not a key")))
+    assert (type(refusal), refusal.field, refusal.reason) == (
+        Invalid,
+        "data[tls.key]",
+        "is not a key",
+    )
+    assert str(refusal) == "data[tls.key]: is not a key"
+
+
+def test_the_secrets_named_are_those_of_spec_tls_in_the_ingress_namespace() -> None:
+    data = secret_data("a.example.com")
+    secrets = [
+        make_secret("a-tls", *data),
+        make_secret("b-tls", *data),
+        make_secret("unnamed", *data),
+        {**make_secret("a-tls", *data), "metadata": {"name": "a-tls", "namespace": "other"}},
+    ]
+    web = ingress("web", rule("a.example.com", path("/", "web")))
+    named = [
+        {**web, "spec": {**web["spec"], "tls": [{"secretName": "a-tls"}, {"secretName": "b-tls"}]}},
+        {**web, "spec": {**web["spec"], "tls": [{"secretName": "a-tls"}, {"secretName": "gone"}]}},
+        {**web, "spec": {**web["spec"], "tls": [None, {"secretName": 3}, "x"]}},
+        {**web, "spec": {**web["spec"], "tls": {"secretName": "unnamed"}}},
+        {**web, "spec": None},
+    ]
+    view = ClusterView.from_objects([*secrets, *named], TranslateOptions(), compact=False)[0]
+    assert tls_secrets_named(view) == [secrets[0], secrets[1]]

@@ -7,13 +7,17 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from haproxy_ingress import tls
 from haproxy_ingress.cli import main
 from haproxy_ingress.config import ControllerConfig
 from haproxy_ingress.model import DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS
+from tests.certs import secret_data
+from tests.kube import ingress, ingress_class, path, rule, service, tls_secret
 from tests.unit.test_render_golden import CLUSTERS
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
@@ -212,3 +216,33 @@ def test_render_names_each_ingress_it_leaves_out_and_sums_up(
         "'k8s.io/ingress-nginx'",
         "Ingresses: 1 served, 1 ignored (1 foreign class), 0 rejected",
     ]
+
+
+def test_render_checks_many_certificates_aside_with_the_same_outcome(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # From PARALLEL_CHECKS Secrets on, render checks them in a worker process
+    # while it translates (CertificateCache.check_ahead).
+    count = tls.PARALLEL_CHECKS
+    crt, _ = secret_data("x.example.com")
+    secrets = [tls_secret(f"s{i}", *secret_data(f"h{i}.example.com")) for i in range(count)]
+    secrets.append(tls_secret("broken", crt, secret_data("y.example.com")[1]))
+    objects: list[dict[str, Any]] = [ingress_class(default=True), service("web")]
+    for i, secret in enumerate(secrets):
+        host = f"h{i}.example.com"
+        name = secret["metadata"]["name"]
+        tls_hosts = [{"hosts": [host], "secretName": name}]
+        objects += [secret, ingress(f"ing{i}", rule(host, path("/", "web")), tls=tls_hosts)]
+    source = tmp_path / "cluster.yaml"
+    source.write_text(yaml.safe_dump_all(objects))
+    out = tmp_path / "out"
+    assert main(["render", "-f", str(source), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3  # the Ingress's problem, the Secret's, the sum
+    assert "TLS Secret default/broken data[tls.key] does not match the certificate" in err[0]
+    assert err[1].startswith("Secret default/broken: data[tls.key]: does not match")
+    assert err[2] == f"Ingresses: {count + 1} served, 0 ignored, 0 rejected"
+    for secret in secrets[:count]:
+        pem = (out / "certs" / f"default_{secret['metadata']['name']}.pem").read_text()
+        assert pem == tls.certificate_from_secret(secret).pem
+    assert not (out / "certs" / "default_broken.pem").exists()
