@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from haproxy_ingress import validate
-from haproxy_ingress.haproxy.config import UnsafeValueError, map_file, safe_token
+from haproxy_ingress.haproxy.config import (
+    UnsafeValueError,
+    _Finalize,
+    _Line,
+    environment,
+    map_file,
+    safe_token,
+)
 from haproxy_ingress.settings import parse_configmap, parse_service_ref
 from haproxy_ingress.validate import Invalid
 
@@ -133,6 +140,33 @@ def test_renderer_refuses_unsafe_tokens(value: str) -> None:
         safe_token(value)
     with pytest.raises(UnsafeValueError):
         map_file([(value, "be_x")])
+
+
+@pytest.mark.parametrize(
+    "value", ["a b", "a\nb", "a#b", 'a"b', "a\\b", "a;b", "", "a\x00b", "é", "a{b}"]
+)
+def test_the_template_refuses_unsafe_values_each_time(value: str) -> None:
+    # The finalize remembers what passed; a refusal is never remembered.
+    template = environment().from_string("x {{ value }}")
+    for _ in range(2):
+        with pytest.raises(UnsafeValueError):
+            template.render(value=value)
+    assert template.render(value="be_x") == template.render(value="be_x") == "x be_x"
+
+
+def test_the_finalize_remembers_a_bounded_number_of_short_strings() -> None:
+    finalize = _Finalize()
+    assert finalize(8080) == "8080"
+    assert finalize(_Line("server a 10.0.0.1:80")) == "server a 10.0.0.1:80"
+    long = "a" * (_Finalize.LONGEST + 1)
+    assert finalize(long) == long
+    for index in range(_Finalize.KEEP):
+        assert finalize(f"be_{index}") == f"be_{index}"
+    assert len(finalize._safe) == _Finalize.KEEP  # neither the long one nor the others
+    assert finalize("one_more") == "one_more"
+    assert finalize._safe == {"one_more"}
+    with pytest.raises(UnsafeValueError):
+        finalize("a b")
 
 
 def test_renderer_accepts_what_validators_produce() -> None:

@@ -367,11 +367,13 @@ class _Finalize:
 
     At 10k Ingresses a render finalizes some 250,000 strings, of which about
     10,000 differ (each backend repeats its timeouts and keywords): the ones
-    that passed are remembered, up to ``KEEP`` of them (then forgotten at
-    once), so a repeat costs one set lookup.
+    that passed are remembered, so a repeat costs one set lookup. The
+    environment lives as long as the controller, so at most ``KEEP`` of at
+    most ``LONGEST`` characters are (then all are forgotten at once): ~2 MiB.
     """
 
-    KEEP = 100_000
+    KEEP = 20_000
+    LONGEST = 64
     __slots__ = ("_safe",)
 
     def __init__(self) -> None:
@@ -385,9 +387,10 @@ class _Finalize:
         if value in self._safe:
             return value
         text = safe_token(value)
-        if len(self._safe) >= self.KEEP:
-            self._safe = set()
-        self._safe.add(text)
+        if len(text) <= self.LONGEST:
+            if len(self._safe) >= self.KEEP:
+                self._safe = set()
+            self._safe.add(text)
         return text
 
 
