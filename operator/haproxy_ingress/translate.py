@@ -2508,14 +2508,18 @@ def tls_secrets_named(view: ClusterView) -> list[KubeObject]:
 
     What a translation of ``view`` will check as certificates (give or take
     Ingresses it leaves out), for :meth:`CertificateCache.check_ahead`: a
-    guess read leniently, never a check (translate validates every field).
+    guess read leniently, never a check (translate validates every field,
+    metadata included: this runs before it, so it skips what it cannot read).
     """
-    secrets = _by_name(view.secrets)
+    secrets = {key: s for s in view.secrets if (key := _meta_key(s)) is not None}
     named: dict[tuple[str, str], KubeObject] = {}
     for ingress in view.ingresses:
-        namespace = str((ingress.get("metadata") or {}).get("namespace", ""))
+        ingress_key = _meta_key(ingress)
         spec = ingress.get("spec")
-        entries = spec.get("tls") if isinstance(spec, Mapping) else None
+        if ingress_key is None or not isinstance(spec, Mapping):
+            continue
+        namespace = ingress_key[0]
+        entries = spec.get("tls")
         for entry in entries if isinstance(entries, list) else ():
             name = entry.get("secretName") if isinstance(entry, Mapping) else None
             key = (namespace, name if isinstance(name, str) else "")

@@ -213,6 +213,10 @@ def test_the_secrets_named_are_those_of_spec_tls_in_the_ingress_namespace() -> N
         {**web, "spec": {**web["spec"], "tls": [None, {"secretName": 3}, "x"]}},
         {**web, "spec": {**web["spec"], "tls": {"secretName": "unnamed"}}},
         {**web, "spec": None},
+        # Metadata translate will refuse: skipped here, never a crash.
+        {**web, "metadata": "oops", "spec": {**web["spec"], "tls": [{"secretName": "a-tls"}]}},
     ]
-    view = ClusterView.from_objects([*secrets, *named], TranslateOptions(), compact=False)[0]
+    odd_secret = {**make_secret("c-tls", *data), "metadata": "oops"}
+    objects = [*secrets, odd_secret, *named]
+    view = ClusterView.from_objects(objects, TranslateOptions(), compact=False)[0]
     assert tls_secrets_named(view) == [secrets[0], secrets[1]]

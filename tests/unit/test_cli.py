@@ -246,3 +246,20 @@ def test_render_checks_many_certificates_aside_with_the_same_outcome(
         pem = (out / "certs" / f"default_{secret['metadata']['name']}.pem").read_text()
         assert pem == tls.certificate_from_secret(secret).pem
     assert not (out / "certs" / "default_broken.pem").exists()
+
+
+def test_render_rejects_objects_whose_metadata_is_not_an_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Read before translate checks metadata (the certificates looked for
+    # ahead): such an object is rejected alone, as translate rejects it.
+    bad = {**ingress("bad", rule("a.example.com", path("/", "web"))), "metadata": "oops"}
+    good = ingress("good", rule("b.example.com", path("/", "web")))
+    odd_secret = {**tls_secret("s", *secret_data("a.example.com")), "metadata": "oops"}
+    source = tmp_path / "cluster.yaml"
+    objects = [ingress_class(default=True), service("web"), bad, good, odd_secret]
+    source.write_text(yaml.safe_dump_all(objects))
+    assert main(["render", "-f", str(source), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert sum("metadata: must be an object" in line for line in err) == 2
+    assert err[-1] == "Ingresses: 1 served, 0 ignored, 1 rejected"
